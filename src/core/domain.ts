@@ -1,0 +1,566 @@
+/**
+ * One IOMMU domain's mappings and page tables, and the three unmap behaviours.
+ * Pure and in memory: no I/O. docs/semantics.md says which kernel code each part models.
+ *
+ * Live mappings are kept as runs of equal pages in a B+ tree keyed by IOVA, so map and unmap
+ * cost O(log runs + runs touched), never O(pages).
+ */
+import * as btree from 'sorted-btree';
+import { coalesceRanges, fls, formatSize, hex, type Range } from './address.js';
+import { leafLevelOf, minPageSize, type Profile } from './profile.js';
+import { splitRegion, type PageRun } from './split.js';
+
+// sorted-btree is CommonJS with its class as `exports.default`: Node's ESM loader hands us
+// module.exports as the default import, bundlers (vitest) the class itself. Take either.
+type BTreeCtor = typeof btree.default.default;
+const cjs = (btree as unknown as { default: BTreeCtor | { default: BTreeCtor } }).default;
+const BTree: BTreeCtor = typeof cjs === 'function' ? cjs : cjs.default;
+type BTree<K, V> = InstanceType<typeof btree.default.default<K, V>>;
+
+export type Errno = 'EINVAL' | 'ERANGE' | 'EEXIST' | 'ENOENT' | 'EOVERFLOW';
+
+/** IOMMU_READ / IOMMU_WRITE / ... as in include/linux/iommu.h. */
+export const PROT = { READ: 1, WRITE: 2, CACHE: 4, NOEXEC: 8, MMIO: 16, PRIV: 32 } as const;
+
+/** The map command a page came from: its reference (an event position) and its whole region. */
+export interface MapOrigin {
+  readonly ref: number;
+  readonly iova: bigint;
+  readonly paddr: bigint;
+  readonly size: bigint;
+  readonly prot: number;
+}
+
+/** Live pages: `count` pages of `pageSize` at iova/paddr, leaves at page-table `level`. */
+export interface Run extends PageRun {
+  readonly level: number;
+  /** Table entries one page occupies (16 for a 64K page in a 4K-entry table, else 1). */
+  readonly repeat: number;
+  readonly origin: MapOrigin;
+}
+
+/** A removed or collateral range, with the map command that had created it. */
+export interface OwnedRange extends Range {
+  origin: MapOrigin;
+}
+
+/** What one operation did to the page tables. Arrays are indexed by level (0 = root). */
+export interface HwDelta {
+  entriesWritten: number[];
+  entriesCleared: number[];
+  tablesAllocated: number[];
+  tablesFreed: number[];
+  /** IOVA ranges whose IOTLB entries must be invalidated, coalesced. */
+  invalidations: Range[];
+}
+
+export interface MapCommand {
+  iova: bigint;
+  paddr: bigint;
+  size: bigint;
+  prot?: number;
+  /** The caller's reference for this command (e.g. its event position). */
+  ref: number;
+}
+
+export type MapResult =
+  | { ok: true; runs: Run[]; hw: HwDelta }
+  | { ok: false; errno: Errno; reason: string };
+
+export interface UnmapCommand {
+  iova: bigint;
+  size: bigint;
+}
+
+export interface UnmapResult {
+  ok: boolean;
+  errno?: Errno;
+  reason?: string;
+  requested: Range;
+  /** What iommu_unmap() (or the ioctl) reports: bytes unmapped. */
+  unmappedSize: bigint;
+  /** Pages removed, as runs (with the map command that created them). */
+  removed: Run[];
+  /** Pages written to keep the rest of a split block mapped (split behaviour only). */
+  rewritten: Run[];
+  /** Removed but not requested. */
+  collateral: OwnedRange[];
+  /** Requested but still mapped afterwards. */
+  leftMapped: Range[];
+  hw: HwDelta;
+}
+
+export interface WalkStep {
+  level: number;
+  levelName: string;
+  index: number;
+  kind: 'table' | 'page' | 'invalid';
+  /** For a page: the output address for this IOVA. For a table: nothing (tables are not addressed here). */
+  output?: bigint;
+  /** For a page: its size, and which of its repeated entries this is. */
+  pageSize?: bigint;
+  repeatIndex?: number;
+  repeat?: number;
+  run?: Run;
+}
+
+export interface HwStats {
+  levels: Array<{ name: string; entries: number; tables: number; tableBytes: number }>;
+  runs: number;
+  mappedBytes: bigint;
+  tableMemoryBytes: number;
+}
+
+const cmp = (a: bigint, b: bigint): number => (a < b ? -1 : a > b ? 1 : 0);
+
+export function runEnd(r: PageRun): bigint {
+  return r.iova + r.pageSize * r.count;
+}
+
+function emptyDelta(levels: number): HwDelta {
+  return {
+    entriesWritten: new Array<number>(levels).fill(0),
+    entriesCleared: new Array<number>(levels).fill(0),
+    tablesAllocated: new Array<number>(levels).fill(0),
+    tablesFreed: new Array<number>(levels).fill(0),
+    invalidations: [],
+  };
+}
+
+export class Domain {
+  readonly profile: Profile;
+  private tree: BTree<bigint, Run>;
+  private readonly minPage: bigint;
+  private readonly spaceEnd: bigint;
+  private readonly levelOf = new Map<bigint, { level: number; repeat: number }>();
+  /** log2 of the span one table of level L covers (the entry size of level L-1); index 0 unused. */
+  private readonly spanShift: bigint[];
+  private entries: number[];
+  private tables: number[];
+  private bytes = 0n;
+
+  constructor(profile: Profile) {
+    this.profile = profile;
+    this.tree = new BTree<bigint, Run>(undefined, cmp);
+    this.minPage = minPageSize(profile.pgsizeBitmap);
+    this.spaceEnd = 1n << BigInt(profile.iovaBits);
+    const lv = profile.format.levels;
+    this.spanShift = lv.map((_, i) => (i === 0 ? 64n : BigInt(lv[i - 1]!.shift)));
+    this.entries = new Array<number>(lv.length).fill(0);
+    this.tables = new Array<number>(lv.length).fill(0);
+    this.tables[0] = 1;
+  }
+
+  /** An independent copy (O(1): the tree is copy-on-write; runs are immutable). */
+  clone(): Domain {
+    const d = Object.create(Domain.prototype) as Domain;
+    Object.assign(d, this);
+    d.tree = this.tree.clone();
+    d.entries = [...this.entries];
+    d.tables = [...this.tables];
+    return d;
+  }
+
+  get runCount(): number {
+    return this.tree.size;
+  }
+
+  get mappedBytes(): bigint {
+    return this.bytes;
+  }
+
+  private leaf(pageSize: bigint): { level: number; repeat: number } {
+    let l = this.levelOf.get(pageSize);
+    if (!l) {
+      l = leafLevelOf(this.profile.format, fls(pageSize));
+      this.levelOf.set(pageSize, l);
+    }
+    return l;
+  }
+
+  private makeRun(p: PageRun, origin: MapOrigin): Run {
+    const { level, repeat } = this.leaf(p.pageSize);
+    return { iova: p.iova, paddr: p.paddr, pageSize: p.pageSize, count: p.count, level, repeat, origin };
+  }
+
+  // ---- table accounting: tables of level L exist for each distinct span of 2^spanShift[L]
+  // bytes that holds a leaf at level >= L (docs/semantics.md, "Hardware state").
+
+  private shares(a: Run | undefined, b: Run | undefined, level: number): boolean {
+    if (!a || !b || a.level < level || b.level < level) return false;
+    const sh = this.spanShift[level]!;
+    return (runEnd(a) - 1n) >> sh === b.iova >> sh;
+  }
+
+  /**
+   * Distinct level-`level` table spans used by `items` (sorted, between the neighbours prev and
+   * next), minus those shared along the chain prev, items..., next. The table count of a level
+   * is this sum over the whole tree, so a local change only needs its window.
+   */
+  private chain(prev: Run | undefined, items: readonly Run[], next: Run | undefined, level: number): number {
+    const sh = this.spanShift[level]!;
+    let n = 0;
+    let left = prev;
+    for (const r of items) {
+      if (r.level >= level) n += Number(((runEnd(r) - 1n) >> sh) - (r.iova >> sh) + 1n);
+      if (this.shares(left, r, level)) n--;
+      left = r;
+    }
+    if (this.shares(left, next, level)) n--;
+    return n;
+  }
+
+  /**
+   * Replaces the runs `olds` (adjacent in the tree, sorted) with `news` (sorted, inside the same
+   * window). `kept` pages of the news were live before and are not rewritten in hardware.
+   * Accounts entries, tables (with their descriptors in the parent level) and mapped bytes.
+   */
+  private rewrite(olds: readonly Run[], news: readonly Run[], hw: HwDelta, kept: readonly Run[] = []): void {
+    const o0 = olds[0];
+    const n0 = news[0];
+    const oz = olds[olds.length - 1];
+    const nz = news[news.length - 1];
+    const lo = o0 && n0 ? (o0.iova < n0.iova ? o0.iova : n0.iova) : (o0 ?? n0)?.iova;
+    const hi = oz && nz ? (oz.iova > nz.iova ? oz.iova : nz.iova) : (oz ?? nz)?.iova;
+    if (lo === undefined || hi === undefined) return;
+    // The live neighbours just outside the window (the window holds only `olds` now).
+    const prev = this.tree.nextLowerPair(lo)?.[1];
+    const next = this.tree.nextHigherPair(hi)?.[1];
+    let maxLevel = 0;
+    for (const r of olds) if (r.level > maxLevel) maxLevel = r.level;
+    for (const r of news) if (r.level > maxLevel) maxLevel = r.level;
+    for (let l = 1; l <= maxLevel; l++) {
+      const d = this.chain(prev, news, next, l) - this.chain(prev, olds, next, l);
+      if (d > 0) {
+        hw.tablesAllocated[l]! += d;
+        hw.entriesWritten[l - 1]! += d; // the new table's descriptor in its parent
+      } else if (d < 0) {
+        hw.tablesFreed[l]! -= d;
+        hw.entriesCleared[l - 1]! -= d;
+      }
+      this.tables[l]! += d;
+    }
+    for (const r of olds) {
+      const n = Number(r.count) * r.repeat;
+      this.entries[r.level]! -= n;
+      hw.entriesCleared[r.level]! += n;
+      this.bytes -= r.pageSize * r.count;
+      this.tree.delete(r.iova);
+    }
+    for (const r of news) {
+      const n = Number(r.count) * r.repeat;
+      this.entries[r.level]! += n;
+      hw.entriesWritten[r.level]! += n;
+      this.bytes += r.pageSize * r.count;
+      this.tree.set(r.iova, r);
+    }
+    // Kept pages were counted as cleared and written again: they were never touched.
+    for (const r of kept) {
+      const n = Number(r.count) * r.repeat;
+      hw.entriesCleared[r.level]! -= n;
+      hw.entriesWritten[r.level]! -= n;
+    }
+  }
+
+  private insert(r: Run, hw: HwDelta): void {
+    this.rewrite([], [r], hw);
+  }
+
+  private remove(r: Run, hw: HwDelta): void {
+    this.rewrite([r], [], hw);
+  }
+
+  /** The run holding this IOVA, if it is mapped. */
+  find(iova: bigint): Run | undefined {
+    const p = this.tree.getPairOrNextLower(iova);
+    if (p && runEnd(p[1]) > iova) return p[1];
+    return undefined;
+  }
+
+  /** Live runs that intersect [start, end), in IOVA order. */
+  *runs(start = 0n, end: bigint = 1n << 64n): IterableIterator<Run> {
+    const first = this.find(start);
+    const from = first ? first.iova : start;
+    for (const [k, r] of this.tree.entries(from)) {
+      if (k >= end) break;
+      yield r;
+    }
+  }
+
+  /** Adds runs without any checks or accounting of an operation (to restore a saved state). */
+  load(runs: Iterable<Run>): void {
+    const hw = emptyDelta(this.profile.format.levels.length);
+    for (const r of runs) this.insert(this.makeRun(r, r.origin), hw);
+  }
+
+  private alignReason(what: Record<string, bigint>): string | undefined {
+    for (const [k, v] of Object.entries(what)) {
+      if (v % this.minPage !== 0n) return `${k} ${hex(v)} is not aligned to the smallest page size ${formatSize(this.minPage)}`;
+    }
+    return undefined;
+  }
+
+  /** iommu_map(): split into supported pages; atomic (all or nothing). */
+  map(cmd: MapCommand): MapResult {
+    const { iova, paddr, size } = cmd;
+    const prot = cmd.prot ?? PROT.READ | PROT.WRITE;
+    if (size === 0n) return { ok: false, errno: 'EINVAL', reason: 'size is 0' };
+    const mis = this.alignReason({ iova, paddr, size });
+    if (mis) return { ok: false, errno: 'EINVAL', reason: mis };
+    const end = iova + size;
+    if (end > this.spaceEnd) {
+      return { ok: false, errno: 'ERANGE', reason: `${hex(iova)}+${formatSize(size)} ends beyond the ${this.profile.iovaBits}-bit input address space` };
+    }
+    if (paddr + size > 1n << 64n) return { ok: false, errno: 'ERANGE', reason: 'paddr+size is beyond 2^64' };
+    const hit = this.tree.getPairOrNextLower(end - 1n)?.[1];
+    if (hit && runEnd(hit) > iova) {
+      return {
+        ok: false,
+        errno: 'EEXIST',
+        reason: `${hex(hit.iova)}..${hex(runEnd(hit))} is already mapped (by #${hit.origin.ref})`,
+      };
+    }
+    const origin: MapOrigin = { ref: cmd.ref, iova, paddr, size, prot };
+    const hw = emptyDelta(this.profile.format.levels.length);
+    const runs = splitRegion(iova, paddr, size, this.profile.pgsizeBitmap).map((p) => this.makeRun(p, origin));
+    for (const r of runs) this.insert(r, hw);
+    return { ok: true, runs, hw };
+  }
+
+  /** iommu_unmap() under the profile's behaviour (or another, for what-if questions). */
+  unmap(cmd: UnmapCommand, semantics = this.profile.semantics): UnmapResult {
+    const requested: Range = { start: cmd.iova, end: cmd.iova + cmd.size };
+    const res: UnmapResult = {
+      ok: true,
+      requested,
+      unmappedSize: 0n,
+      removed: [],
+      rewritten: [],
+      collateral: [],
+      leftMapped: [],
+      hw: emptyDelta(this.profile.format.levels.length),
+    };
+    const mis = this.alignReason({ iova: cmd.iova, size: cmd.size });
+    if (mis) return this.reject(res, 'EINVAL', mis);
+    if (semantics === 'strict') this.unmapStrict(cmd, res);
+    else if (semantics === 'split') this.unmapSplit(cmd, res);
+    else this.unmapLegacy(cmd, res);
+    this.finish(res);
+    return res;
+  }
+
+  private reject(res: UnmapResult, errno: Errno, reason: string): UnmapResult {
+    res.ok = false;
+    res.errno = errno;
+    res.reason = reason;
+    res.leftMapped = this.mappedIn(res.requested);
+    return res;
+  }
+
+  private mappedIn(r: Range): Range[] {
+    const out: Range[] = [];
+    for (const run of this.runs(r.start, r.end)) {
+      const s = run.iova > r.start ? run.iova : r.start;
+      const e = runEnd(run) < r.end ? runEnd(run) : r.end;
+      if (s < e) out.push({ start: s, end: e });
+    }
+    return coalesceRanges(out);
+  }
+
+  /** Collateral, left-mapped and invalidation ranges from what was removed. */
+  private finish(res: UnmapResult): void {
+    const { start, end } = res.requested;
+    for (const r of res.removed) {
+      const rs = r.iova;
+      const re = runEnd(r);
+      if (rs < start) res.collateral.push({ start: rs, end: re < start ? re : start, origin: r.origin });
+      if (re > end) res.collateral.push({ start: rs > end ? rs : end, end: re, origin: r.origin });
+    }
+    res.leftMapped = this.mappedIn(res.requested);
+    res.hw.invalidations = coalesceRanges(
+      [...res.hw.invalidations, ...res.removed.map((r) => ({ start: r.iova, end: runEnd(r) }))].sort((a, b) =>
+        cmp(a.start, b.start),
+      ),
+    );
+  }
+
+  /**
+   * Removes pages [j0, j1) of run r. Returns the removed part as a run; the pages before and
+   * after stay as runs of their own.
+   */
+  private cutPages(r: Run, j0: bigint, j1: bigint, hw: HwDelta, added: readonly Run[] = []): Run {
+    const s = r.pageSize;
+    const kept: Run[] = [];
+    if (j0 > 0n) kept.push({ ...r, count: j0 });
+    if (j1 < r.count) kept.push({ ...r, iova: r.iova + j1 * s, paddr: r.paddr + j1 * s, count: r.count - j1 });
+    const news = [...kept, ...added].sort((a, b) => cmp(a.iova, b.iova));
+    this.rewrite([r], news, hw, kept);
+    return { ...r, iova: r.iova + j0 * s, paddr: r.paddr + j0 * s, count: j1 - j0 };
+  }
+
+  /**
+   * The 2011 iommu_unmap() with a driver that removes the whole page at iova: loop while
+   * unmapped < size, iova += removed page size; stop at the first unmapped iova.
+   */
+  private unmapLegacy(cmd: UnmapCommand, res: UnmapResult): void {
+    let cur = cmd.iova;
+    let unmapped = 0n;
+    while (unmapped < cmd.size) {
+      const r = this.find(cur);
+      if (!r) break;
+      const s = r.pageSize;
+      const j = (cur - r.iova) / s;
+      const need = (cmd.size - unmapped + s - 1n) / s;
+      const k = r.count - j < need ? r.count - j : need;
+      res.removed.push(this.cutPages(r, j, j + k, res.hw));
+      unmapped += k * s;
+      cur += k * s;
+    }
+    res.unmappedSize = unmapped;
+  }
+
+  /**
+   * io-pgtable-arm before v6.13 (arm_lpae_split_blk_unmap): remove exactly the request; a
+   * block cut by it is replaced by smaller pages for the part that stays. Stops at a hole.
+   */
+  private unmapSplit(cmd: UnmapCommand, res: UnmapResult): void {
+    const end = cmd.iova + cmd.size;
+    let cur = cmd.iova;
+    while (cur < end) {
+      const r = this.find(cur);
+      if (!r) break;
+      const s = r.pageSize;
+      const re = runEnd(r);
+      const cutEnd = end < re ? end : re;
+      const j0 = (cur - r.iova) / s;
+      const j1 = (cutEnd - r.iova + s - 1n) / s;
+      // Pages [j0, j1) are touched. The requested part goes; the rest of a cut block is mapped
+      // again in the smaller pages map would choose for it (one rewrite, so the hardware delta
+      // shows the block replaced by a table, not a table freed and allocated again).
+      const ts = r.iova + j0 * s;
+      const te = r.iova + j1 * s;
+      const tpa = r.paddr + j0 * s;
+      const rest: Run[] = [];
+      if (ts < cur) for (const p of splitRegion(ts, tpa, cur - ts, this.profile.pgsizeBitmap)) rest.push(this.makeRun(p, r.origin));
+      if (cutEnd < te) {
+        for (const p of splitRegion(cutEnd, tpa + (cutEnd - ts), te - cutEnd, this.profile.pgsizeBitmap)) rest.push(this.makeRun(p, r.origin));
+      }
+      this.cutPages(r, j0, j1, res.hw, rest);
+      res.rewritten.push(...rest);
+      if (rest.length) res.hw.invalidations.push({ start: ts, end: te });
+      for (const p of splitRegion(cur, tpa + (cur - ts), cutEnd - cur, this.profile.pgsizeBitmap)) {
+        res.removed.push(this.makeRun(p, r.origin));
+      }
+      res.unmappedSize += cutEnd - cur;
+      cur = cutEnd;
+    }
+  }
+
+  /**
+   * VFIO type1 v2 (vfio_dma_do_unmap) and iommufd (iopt_unmap_iova_range): whole mappings only.
+   */
+  private unmapStrict(cmd: UnmapCommand, res: UnmapResult): void {
+    const { start, end } = res.requested;
+    const iommufd = this.profile.emptyUnmapErrno === 'ENOENT';
+    if (cmd.size === 0n) {
+      this.reject(res, 'EINVAL', 'size is 0');
+      return;
+    }
+    if (end > 1n << 64n) {
+      this.reject(res, iommufd ? 'EOVERFLOW' : 'EINVAL', 'iova+size wraps past 2^64');
+      return;
+    }
+    const cutMsg = (o: MapOrigin) =>
+      `the range cuts through the mapping ${hex(o.iova)}..${hex(o.iova + o.size)} made by #${o.ref}`;
+    if (!iommufd) {
+      const first = this.find(start);
+      if (first && first.origin.iova !== start) {
+        this.reject(res, 'EINVAL', cutMsg(first.origin));
+        return;
+      }
+      const last = this.find(end - 1n);
+      if (last && last.origin.iova + last.origin.size !== end) {
+        this.reject(res, 'EINVAL', cutMsg(last.origin));
+        return;
+      }
+    }
+    // Whole mappings, in IOVA order. iommufd stops with ENOENT at the first one that sticks out
+    // of the range, keeping those already removed (and reporting them).
+    const victims = [...this.runs(start, end)];
+    for (const r of victims) {
+      const o = r.origin;
+      if (iommufd && (o.iova < start || o.iova + o.size > end)) {
+        res.ok = false;
+        res.errno = 'ENOENT';
+        res.reason = cutMsg(o);
+        break;
+      }
+      this.remove(r, res.hw);
+      res.removed.push(r);
+      res.unmappedSize += r.pageSize * r.count;
+    }
+    if (res.ok && iommufd && res.unmappedSize === 0n) {
+      res.ok = false;
+      res.errno = 'ENOENT';
+      res.reason = 'nothing is mapped in the range';
+    }
+  }
+
+  /** The page-table path the hardware walks for this IOVA. */
+  walk(iova: bigint): WalkStep[] {
+    const levels = this.profile.format.levels;
+    const steps: WalkStep[] = [];
+    const run = this.find(iova);
+    for (let l = 0; l < levels.length; l++) {
+      const lv = levels[l]!;
+      const index = Number((iova >> BigInt(lv.shift)) % BigInt(lv.entries));
+      if (run && run.level === l) {
+        const off = (iova - run.iova) % run.pageSize;
+        const pageStart = iova - off;
+        const pagePa = run.paddr + (pageStart - run.iova);
+        steps.push({
+          level: l,
+          levelName: lv.name,
+          index,
+          kind: 'page',
+          output: pagePa + off,
+          pageSize: run.pageSize,
+          repeat: run.repeat,
+          repeatIndex: Number(off >> BigInt(lv.shift)),
+          run,
+        });
+        return steps;
+      }
+      if (run ? run.level > l : this.hasTable(iova, l + 1)) {
+        steps.push({ level: l, levelName: lv.name, index, kind: 'table' });
+        continue;
+      }
+      steps.push({ level: l, levelName: lv.name, index, kind: 'invalid' });
+      return steps;
+    }
+    return steps;
+  }
+
+  /** Is there a level-`level` table whose span holds this IOVA? */
+  private hasTable(iova: bigint, level: number): boolean {
+    if (level >= this.profile.format.levels.length) return false;
+    const sh = this.spanShift[level]!;
+    const span = iova >> sh;
+    const prev = this.tree.getPairOrNextLower(iova)?.[1];
+    const next = this.tree.nextHigherPair(iova)?.[1];
+    if (prev && prev.level >= level && (runEnd(prev) - 1n) >> sh === span) return true;
+    if (next && next.level >= level && next.iova >> sh === span) return true;
+    return false;
+  }
+
+  stats(): HwStats {
+    const lv = this.profile.format.levels;
+    const levels = lv.map((l, i) => ({ name: l.name, entries: this.entries[i]!, tables: this.tables[i]!, tableBytes: l.tableBytes }));
+    return {
+      levels,
+      runs: this.tree.size,
+      mappedBytes: this.bytes,
+      tableMemoryBytes: levels.reduce((a, l) => a + l.tables * l.tableBytes, 0),
+    };
+  }
+}

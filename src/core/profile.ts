@@ -1,0 +1,388 @@
+/**
+ * Profiles: what an IOMMU domain's hardware and driver look like to the core.
+ * A profile = supported page sizes (the kernel's `pgsize_bitmap`), input address width,
+ * page-table format and the driver's unmap behaviour. See docs/semantics.md and
+ * docs/kernel-facts.md for the kernel code each built-in profile describes.
+ */
+import { z } from 'zod';
+import { AddressError, ffs, fls, formatSize, hex, isPowerOfTwo, parseSize } from './address.js';
+
+/** How the driver answers an unmap (docs/semantics.md). */
+export type Semantics = 'legacy' | 'split' | 'strict';
+export const SEMANTICS: readonly Semantics[] = ['legacy', 'split', 'strict'];
+
+/** One level of a radix page table, from the root down. */
+export interface Level {
+  /** Label for people: the name the driver's documentation uses. */
+  name: string;
+  /** log2 of the bytes one entry of this level maps. */
+  shift: number;
+  /** Entries in one table of this level. */
+  entries: number;
+  /** Bytes of one table of this level (entries × descriptor size). */
+  tableBytes: number;
+}
+
+export interface PageTableFormat {
+  name: string;
+  description: string;
+  levels: Level[];
+}
+
+export interface Profile {
+  name: string;
+  description: string;
+  /** Where in the kernel this profile's facts come from. */
+  kernelRef: string;
+  /** Bit n set = pages of 2^n bytes supported. */
+  pgsizeBitmap: bigint;
+  /** Width of the input (IOVA) address space in bits, 1..64. */
+  iovaBits: number;
+  semantics: Semantics;
+  /**
+   * Under `strict`: the errno of an unmap that removes nothing. VFIO type1 succeeds with 0
+   * bytes; iommufd fails with ENOENT.
+   */
+  emptyUnmapErrno?: 'ENOENT';
+  format: PageTableFormat;
+}
+
+function bitmapOf(shifts: number[]): bigint {
+  return shifts.reduce((acc, s) => acc | (1n << BigInt(s)), 0n);
+}
+
+/** Page sizes of a bitmap, smallest first. */
+export function pageSizes(bitmap: bigint): bigint[] {
+  const out: bigint[] = [];
+  for (let b = 0n; b < 64n; b++) if (bitmap & (1n << b)) out.push(1n << b);
+  return out;
+}
+
+export function minPageSize(bitmap: bigint): bigint {
+  return 1n << BigInt(ffs(bitmap));
+}
+
+/**
+ * A radix format with `granuleShift`-sized leaves and tables of 2^bitsPerLevel entries of
+ * `descBytes`, with as many levels as `iovaBits` needs (the top table holds what is left).
+ */
+function radixLevels(
+  iovaBits: number,
+  granuleShift: number,
+  bitsPerLevel: number,
+  descBytes: number,
+  names: (i: number, n: number) => string,
+): Level[] {
+  const nLevels = Math.max(1, Math.ceil((iovaBits - granuleShift) / bitsPerLevel));
+  const levels: Level[] = [];
+  for (let i = 0; i < nLevels; i++) {
+    const shift = granuleShift + bitsPerLevel * (nLevels - 1 - i);
+    const bits = i === 0 ? iovaBits - shift : bitsPerLevel;
+    const entries = 2 ** bits;
+    levels.push({ name: names(i, nLevels), shift, entries, tableBytes: entries * descBytes });
+  }
+  return levels;
+}
+
+export function lpaeFormat(granuleShift: 12 | 14 | 16, iovaBits: number): PageTableFormat {
+  const g = granuleShift === 12 ? '4k' : granuleShift === 14 ? '16k' : '64k';
+  // ARM numbers levels so that the leaf level is always 3 (io-pgtable-arm.c ARM_LPAE_START_LVL).
+  return {
+    name: `lpae-${g}`,
+    description: `ARM LPAE / VMSAv8-64 ${g.toUpperCase()} granule, ${iovaBits}-bit input, ${granuleShift - 3} bits per level`,
+    levels: radixLevels(iovaBits, granuleShift, granuleShift - 3, 8, (i, n) => `L${4 - n + i}`),
+  };
+}
+
+export function vtdFormat(iovaBits: 48 | 57): PageTableFormat {
+  const names = ['PML5', 'PML4', 'PDPT', 'PD', 'PT'];
+  return {
+    name: `vtd-${iovaBits === 48 ? 4 : 5}level`,
+    description: `Intel VT-d second-stage/first-stage tables, ${iovaBits === 48 ? 4 : 5} levels of 512 entries`,
+    levels: radixLevels(iovaBits, 12, 9, 8, (i, n) => names[names.length - n + i] ?? `L${i}`),
+  };
+}
+
+export function amdV1Format(iovaBits: number): PageTableFormat {
+  return {
+    name: 'amd-v1',
+    description: `AMD IOMMU v1 page table, ${iovaBits}-bit input, levels of 512 entries; sizes between levels are runs of replicated PTEs (next-level 7)`,
+    levels: radixLevels(iovaBits, 12, 9, 8, (i, n) => `L${n - i}`),
+  };
+}
+
+/** ARM short-descriptor (v7s) and OMAP: 4096 × 1M first level, 256 × 4K second level. */
+export function shortDescriptorFormat(name: 'arm-v7s' | 'omap'): PageTableFormat {
+  return {
+    name,
+    description:
+      name === 'omap'
+        ? 'OMAP IOMMU: 4096-entry first level of 1M sections (16M supersections = 16 repeated entries), 256-entry second level of 4K pages (64K large pages = 16 repeated entries)'
+        : 'ARM v7 short descriptor: 4096-entry level 1 of 1M sections (16M supersections = 16 repeated entries), 256-entry level 2 of 4K pages (64K large pages = 16 repeated entries)',
+    levels: [
+      { name: 'L1', shift: 20, entries: 4096, tableBytes: 4096 * 4 },
+      { name: 'L2', shift: 12, entries: 256, tableBytes: 256 * 4 },
+    ],
+  };
+}
+
+/** For custom profiles: 512-entry levels above the smallest page, as deep as the width needs. */
+export function genericFormat(pgsizeBitmap: bigint, iovaBits: number): PageTableFormat {
+  const granuleShift = ffs(pgsizeBitmap);
+  return {
+    name: 'generic',
+    description: `generic radix table: ${formatSize(1n << BigInt(granuleShift))} leaves, 512-entry levels, ${iovaBits}-bit input`,
+    levels: radixLevels(Math.max(iovaBits, granuleShift + 1), granuleShift, 9, 8, (i) => `L${i}`),
+  };
+}
+
+/** The level at which a page of 2^pageShift bytes is a leaf, and how many entries it repeats. */
+export function leafLevelOf(format: PageTableFormat, pageShift: number): { level: number; repeat: number } {
+  for (let i = format.levels.length - 1; i >= 0; i--) {
+    const lv = format.levels[i]!;
+    const upper = format.levels[i - 1];
+    if (pageShift >= lv.shift && (upper === undefined || pageShift < upper.shift)) {
+      return { level: i, repeat: 2 ** (pageShift - lv.shift) };
+    }
+  }
+  throw new RangeError(`page of 2^${pageShift} bytes is smaller than the format's smallest entry`);
+}
+
+function builtin(
+  p: Omit<Profile, 'pgsizeBitmap' | 'format'> & { shifts: number[]; format: PageTableFormat },
+): Profile {
+  const { shifts, ...rest } = p;
+  return { ...rest, pgsizeBitmap: bitmapOf(shifts) };
+}
+
+/** Every power of two from 4K up to 2^63 except 512G (2^39): AMD_IOMMU_PGSIZES. */
+const AMD_V1_SHIFTS = Array.from({ length: 64 - 12 }, (_, i) => 12 + i).filter((s) => s !== 39);
+
+export const BUILTIN_PROFILES: readonly Profile[] = [
+  builtin({
+    name: 'omap',
+    description: 'TI OMAP IOMMU (the 2011 discussion): 4K, 64K, 1M, 16M pages, 32-bit IOVA',
+    kernelRef: 'drivers/iommu/omap-iommu.c omap_iommu_map/omap_iommu_unmap; omap-iopgtable.h OMAP_IOMMU_PGSIZES',
+    shifts: [12, 16, 20, 24],
+    iovaBits: 32,
+    semantics: 'legacy',
+    format: shortDescriptorFormat('omap'),
+  }),
+  builtin({
+    name: 'intel-vtd',
+    description: 'Intel VT-d, 4-level (48-bit) tables: 4K, 2M, 1G pages; unmap removes the whole large page',
+    kernelRef: 'drivers/iommu/intel/iommu.c intel_iommu_unmap ("horrid API" comment), domain_update_iommu_superpage',
+    shifts: [12, 21, 30],
+    iovaBits: 48,
+    semantics: 'legacy',
+    format: vtdFormat(48),
+  }),
+  builtin({
+    name: 'intel-vtd-5level',
+    description: 'Intel VT-d, 5-level (57-bit) tables: 4K, 2M, 1G pages',
+    kernelRef: 'drivers/iommu/intel/iommu.c intel_iommu_unmap; 5-level paging (agaw 57)',
+    shifts: [12, 21, 30],
+    iovaBits: 57,
+    semantics: 'legacy',
+    format: vtdFormat(57),
+  }),
+  builtin({
+    name: 'amd-v1',
+    description: 'AMD IOMMU v1 page table: every power of two from 4K except 512G; unmap removes the whole page',
+    kernelRef: 'drivers/iommu/amd/amd_iommu_types.h AMD_IOMMU_PGSIZES; drivers/iommu/amd/io_pgtable.c iommu_v1_unmap_pages',
+    shifts: AMD_V1_SHIFTS,
+    iovaBits: 64,
+    semantics: 'legacy',
+    format: amdV1Format(64),
+  }),
+  builtin({
+    name: 'arm-lpae-4k',
+    description: 'ARM SMMU, LPAE 4K granule: 4K, 2M, 1G pages, 48-bit IOVA; unmap splits blocks',
+    kernelRef: 'drivers/iommu/io-pgtable-arm.c arm_lpae_restrict_pgsizes, arm_lpae_split_blk_unmap',
+    shifts: [12, 21, 30],
+    iovaBits: 48,
+    semantics: 'split',
+    format: lpaeFormat(12, 48),
+  }),
+  builtin({
+    name: 'arm-lpae-16k',
+    description: 'ARM SMMU, LPAE 16K granule: 16K, 32M pages, 48-bit IOVA; unmap splits blocks',
+    kernelRef: 'drivers/iommu/io-pgtable-arm.c arm_lpae_restrict_pgsizes (SZ_16K | SZ_32M)',
+    shifts: [14, 25],
+    iovaBits: 48,
+    semantics: 'split',
+    format: lpaeFormat(14, 48),
+  }),
+  builtin({
+    name: 'arm-lpae-64k',
+    description: 'ARM SMMU, LPAE 64K granule: 64K, 512M pages, 48-bit IOVA; unmap splits blocks',
+    kernelRef: 'drivers/iommu/io-pgtable-arm.c arm_lpae_restrict_pgsizes (SZ_64K | SZ_512M)',
+    shifts: [16, 29],
+    iovaBits: 48,
+    semantics: 'split',
+    format: lpaeFormat(16, 48),
+  }),
+  builtin({
+    name: 'arm-v7s',
+    description: 'ARM short-descriptor (v7s) tables: 4K, 64K, 1M, 16M pages, 32-bit IOVA; unmap splits blocks',
+    kernelRef: 'drivers/iommu/io-pgtable-arm-v7s.c arm_v7s_alloc_pgtable, arm_v7s_split_blk_unmap',
+    shifts: [12, 16, 20, 24],
+    iovaBits: 32,
+    semantics: 'split',
+    format: shortDescriptorFormat('arm-v7s'),
+  }),
+  builtin({
+    name: 'vfio-type1v2',
+    description: 'VFIO type1 v2 container over 4K|2M|1G hardware: unmaps that cut a mapping are refused (EINVAL)',
+    kernelRef: 'drivers/vfio/vfio_iommu_type1.c vfio_dma_do_unmap (iommu->v2 checks), vfio_dma_do_map (EEXIST)',
+    shifts: [12, 21, 30],
+    iovaBits: 48,
+    semantics: 'strict',
+    format: vtdFormat(48),
+  }),
+  builtin({
+    name: 'iommufd',
+    description: 'iommufd IOAS over 4K|2M|1G hardware: unmaps that cut an area are refused; unmapping nothing is ENOENT',
+    kernelRef: 'drivers/iommu/iommufd/io_pagetable.c iopt_unmap_iova_range, iopt_map_pages',
+    shifts: [12, 21, 30],
+    iovaBits: 48,
+    semantics: 'strict',
+    emptyUnmapErrno: 'ENOENT',
+    format: vtdFormat(48),
+  }),
+];
+
+export function findBuiltinProfile(name: string): Profile | undefined {
+  return BUILTIN_PROFILES.find((p) => p.name === name);
+}
+
+export class ProfileError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ProfileError';
+  }
+}
+
+const sizeValue = z.union([z.string(), z.number(), z.bigint()]);
+
+/** A custom profile as users write it (JSON). */
+export const CustomProfileSpec = z
+  .object({
+    name: z.string().min(1).default('custom'),
+    /** Page sizes as a list (`["4K","2M"]`) ... */
+    pgsizes: z.array(sizeValue).optional(),
+    /** ... or as the kernel's bitmap (`"0x40201000"`). */
+    pgsizeBitmap: sizeValue.optional(),
+    iovaBits: z.number().int().optional(),
+    semantics: z.enum(['legacy', 'split', 'strict']).optional(),
+    /** Base a custom profile on a built-in one (its format, width and semantics). */
+    base: z.string().optional(),
+    emptyUnmapErrno: z.literal('ENOENT').optional(),
+  })
+  .strict();
+export type CustomProfileSpec = z.input<typeof CustomProfileSpec>;
+
+function zodMessage(e: z.ZodError): string {
+  return e.issues.map((i) => `${i.path.length ? i.path.join('.') : 'profile'}: ${i.message}`).join('; ');
+}
+
+/** Builds and validates a profile from a user's description; throws ProfileError saying what is wrong. */
+export function customProfile(input: unknown): Profile {
+  const parsed = CustomProfileSpec.safeParse(input);
+  if (!parsed.success) throw new ProfileError(zodMessage(parsed.error));
+  const spec = parsed.data;
+  let base: Profile | undefined;
+  if (spec.base !== undefined) {
+    base = findBuiltinProfile(spec.base);
+    if (!base) throw new ProfileError(`base: unknown profile ${JSON.stringify(spec.base)} (see 'iommu-ledger profiles')`);
+  }
+  if (spec.pgsizes !== undefined && spec.pgsizeBitmap !== undefined) {
+    throw new ProfileError('give either pgsizes or pgsizeBitmap, not both');
+  }
+  let bitmap: bigint;
+  try {
+    if (spec.pgsizes !== undefined) {
+      bitmap = 0n;
+      spec.pgsizes.forEach((s, i) => {
+        const v = parseSize(s, `pgsizes[${i}]`);
+        if (!isPowerOfTwo(v)) throw new ProfileError(`pgsizes[${i}]: ${hex(v)} is not a power of two`);
+        if (bitmap & v) throw new ProfileError(`pgsizes[${i}]: ${formatSize(v)} is listed twice`);
+        bitmap |= v;
+      });
+    } else if (spec.pgsizeBitmap !== undefined) {
+      bitmap = parseSize(spec.pgsizeBitmap, 'pgsizeBitmap');
+    } else if (base) {
+      bitmap = base.pgsizeBitmap;
+    } else {
+      throw new ProfileError('pgsizes: a custom profile needs its page sizes (pgsizes or pgsizeBitmap)');
+    }
+  } catch (e) {
+    if (e instanceof AddressError) throw new ProfileError(e.message);
+    throw e;
+  }
+  if (bitmap === 0n) throw new ProfileError('pgsizes: the page-size bitmap is empty: at least one page size is needed');
+  const iovaBits = spec.iovaBits ?? base?.iovaBits ?? 48;
+  if (iovaBits < 1 || iovaBits > 64) throw new ProfileError(`iovaBits: ${iovaBits} is outside 1..64 (addresses are 64-bit)`);
+  if (minPageSize(bitmap) >= 1n << BigInt(iovaBits)) {
+    throw new ProfileError(`pgsizes: the smallest page (${formatSize(minPageSize(bitmap))}) does not fit in a ${iovaBits}-bit address space`);
+  }
+  const semantics = spec.semantics ?? base?.semantics ?? 'legacy';
+  let format = base && base.iovaBits === iovaBits ? base.format : genericFormat(bitmap, iovaBits);
+  // The base's format only fits when every page size lands on one of its levels.
+  try {
+    for (const s of pageSizes(bitmap)) leafLevelOf(format, fls(s));
+  } catch {
+    format = genericFormat(bitmap, iovaBits);
+  }
+  const profile: Profile = {
+    name: spec.name,
+    description: `custom: ${pageSizes(bitmap).map(formatSize).join('|')}, ${iovaBits}-bit, ${semantics}`,
+    kernelRef: base ? `based on ${base.name}: ${base.kernelRef}` : 'user-defined',
+    pgsizeBitmap: bitmap,
+    iovaBits,
+    semantics,
+    format,
+  };
+  const errno = spec.emptyUnmapErrno ?? (base?.semantics === semantics ? base?.emptyUnmapErrno : undefined);
+  if (errno) profile.emptyUnmapErrno = errno;
+  return profile;
+}
+
+/** A built-in profile, optionally with another unmap behaviour (for what-if replays). */
+export function resolveProfile(name: string, semantics?: Semantics): Profile {
+  const p = findBuiltinProfile(name);
+  if (!p) {
+    throw new ProfileError(
+      `unknown profile ${JSON.stringify(name)}; built-in profiles: ${BUILTIN_PROFILES.map((b) => b.name).join(', ')}`,
+    );
+  }
+  return semantics && semantics !== p.semantics ? { ...p, semantics } : p;
+}
+
+/** A JSON-safe description of a profile (for storage in events). */
+export interface ProfileDescriptor {
+  name: string;
+  pgsizeBitmap: string;
+  iovaBits: number;
+  semantics: Semantics;
+  base?: string;
+  emptyUnmapErrno?: 'ENOENT';
+}
+
+export function describeProfile(p: Profile): ProfileDescriptor {
+  const d: ProfileDescriptor = { name: p.name, pgsizeBitmap: hex(p.pgsizeBitmap), iovaBits: p.iovaBits, semantics: p.semantics };
+  if (p.emptyUnmapErrno) d.emptyUnmapErrno = p.emptyUnmapErrno;
+  return d;
+}
+
+/** Rebuilds a profile from its descriptor: a built-in one when it matches exactly, else custom. */
+export function profileFromDescriptor(d: ProfileDescriptor): Profile {
+  const b = findBuiltinProfile(d.name);
+  if (b && hex(b.pgsizeBitmap) === d.pgsizeBitmap && b.iovaBits === d.iovaBits) {
+    return b.semantics === d.semantics ? b : { ...b, semantics: d.semantics, emptyUnmapErrno: d.emptyUnmapErrno };
+  }
+  const spec: Record<string, unknown> = { name: d.name, pgsizeBitmap: d.pgsizeBitmap, iovaBits: d.iovaBits, semantics: d.semantics };
+  if (d.base) spec.base = d.base;
+  if (d.emptyUnmapErrno) spec.emptyUnmapErrno = d.emptyUnmapErrno;
+  return customProfile(spec);
+}
