@@ -155,8 +155,8 @@ function builtin(
   return { ...rest, pgsizeBitmap: bitmapOf(shifts) };
 }
 
-/** Every power of two from 4K up to 2^63 except 512G (2^39): AMD_IOMMU_PGSIZES. */
-const AMD_V1_SHIFTS = Array.from({ length: 64 - 12 }, (_, i) => 12 + i).filter((s) => s !== 39);
+/** Every power of two from 4K to 2^51 except 512G (2^39): AMD_IOMMU_PGSIZES = GENMASK_ULL(51, 12) ^ SZ_512G. */
+const AMD_V1_SHIFTS = Array.from({ length: 52 - 12 }, (_, i) => 12 + i).filter((s) => s !== 39);
 
 export const BUILTIN_PROFILES: readonly Profile[] = [
   builtin({
@@ -188,12 +188,12 @@ export const BUILTIN_PROFILES: readonly Profile[] = [
   }),
   builtin({
     name: 'amd-v1',
-    description: 'AMD IOMMU v1 page table: every power of two from 4K except 512G; unmap removes the whole page',
+    description: 'AMD IOMMU v1 page table: every power of two from 4K to 2^51 except 512G, 52-bit IOVA; unmap removes the whole page',
     kernelRef: 'drivers/iommu/amd/amd_iommu_types.h AMD_IOMMU_PGSIZES; drivers/iommu/amd/io_pgtable.c iommu_v1_unmap_pages',
     shifts: AMD_V1_SHIFTS,
-    iovaBits: 64,
+    iovaBits: 52,
     semantics: 'legacy',
-    format: amdV1Format(64),
+    format: amdV1Format(52),
   }),
   builtin({
     name: 'arm-lpae-4k',
