@@ -1,0 +1,103 @@
+/**
+ * Opening a ledger file: SQLite through better-sqlite3, WAL mode, and the schema migrator
+ * (ordered files in migrations/, tracked in PRAGMA user_version).
+ */
+import Database from 'better-sqlite3';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export type DB = Database.Database;
+
+export class LedgerOpenError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'LedgerOpenError';
+  }
+}
+
+function migrationsDir(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 5; i++) {
+    const candidate = join(dir, 'migrations');
+    if (existsSync(join(candidate, '001_init.sql'))) return candidate;
+    dir = dirname(dir);
+  }
+  throw new LedgerOpenError('cannot find the migrations/ folder of iommu-ledger (is the package complete?)');
+}
+
+export interface Migration {
+  version: number;
+  name: string;
+  sql: string;
+}
+
+let cached: Migration[] | undefined;
+
+export function migrations(): Migration[] {
+  if (cached) return cached;
+  const dir = migrationsDir();
+  cached = readdirSync(dir)
+    .filter((f) => /^\d{3}_.+\.sql$/.test(f))
+    .sort()
+    .map((f) => ({ version: Number(f.slice(0, 3)), name: f, sql: readFileSync(join(dir, f), 'utf8') }));
+  cached.forEach((m, i) => {
+    if (m.version !== i + 1) throw new LedgerOpenError(`migrations/${m.name}: expected number ${String(i + 1).padStart(3, '0')}`);
+  });
+  return cached;
+}
+
+export const SCHEMA_VERSION = (): number => migrations().length;
+
+export interface OpenOptions {
+  readonly?: boolean;
+  /** Refuse to create a new file (queries on a missing ledger are a mistake). */
+  mustExist?: boolean;
+  /** synchronous=FULL: each commit survives power loss, not only a crash of the process. */
+  durable?: boolean;
+}
+
+/** Opens (creating and migrating when needed) a ledger file. */
+export function openDatabase(path: string, opts: OpenOptions = {}): DB {
+  if ((opts.mustExist || opts.readonly) && path !== ':memory:' && !existsSync(path)) {
+    throw new LedgerOpenError(`no ledger at ${path} (create one with 'iommu-ledger import' or 'iommu-ledger apply', or pass --db)`);
+  }
+  let db: DB;
+  try {
+    db = new Database(path, { readonly: opts.readonly ?? false, fileMustExist: opts.mustExist ?? false });
+  } catch (e) {
+    throw new LedgerOpenError(`cannot open ${path}: ${(e as Error).message}`);
+  }
+  db.pragma('busy_timeout = 10000');
+  try {
+    if (!opts.readonly) {
+      db.pragma('journal_mode = WAL');
+      db.pragma(`synchronous = ${opts.durable ? 'FULL' : 'NORMAL'}`);
+    }
+    const have = db.pragma('user_version', { simple: true }) as number;
+    const all = migrations();
+    if (have > all.length) {
+      throw new LedgerOpenError(
+        `${path} was written by a newer iommu-ledger (schema ${have}; this version knows up to ${all.length}): upgrade iommu-ledger to open it`,
+      );
+    }
+    if (have === 0 && !opts.readonly) {
+      // A new file, or some other SQLite file: refuse to write into a foreign database.
+      const tables = db.prepare("SELECT count(*) AS n FROM sqlite_master WHERE type = 'table'").get() as { n: number };
+      if (tables.n > 0) throw new LedgerOpenError(`${path} is an SQLite file but not an iommu-ledger ledger`);
+    }
+    if (have < all.length) {
+      if (opts.readonly) throw new LedgerOpenError(`${path} has schema ${have}; open it once read-write to upgrade it to ${all.length}`);
+      for (const m of all.slice(have)) {
+        db.transaction(() => {
+          db.exec(m.sql);
+          db.pragma(`user_version = ${m.version}`);
+        }).immediate();
+      }
+    }
+  } catch (e) {
+    db.close();
+    throw e;
+  }
+  return db;
+}

@@ -1,0 +1,271 @@
+/**
+ * Commands (what users and importers ask for) and events (what the ledger stores), as zod
+ * schemas. Addresses travel as strings ("0x..." hex, decimal or sizes like "2M") and are
+ * bigint inside. Stored event bodies carry addresses as "0x" hex strings.
+ */
+import { z } from 'zod';
+import { AddressError, parseAddress, parseSize } from '../core/address.js';
+import { PROT } from '../core/domain.js';
+import { CustomProfileSpec, type ProfileDescriptor } from '../core/profile.js';
+
+const num = z.union([z.string(), z.number(), z.bigint()]);
+
+function addr(kind: 'address' | 'size') {
+  return num.transform((v, ctx) => {
+    try {
+      return kind === 'size' ? parseSize(v) : parseAddress(v);
+    } catch (e) {
+      ctx.addIssue({ code: 'custom', message: e instanceof AddressError ? e.message : String(e) });
+      return z.NEVER;
+    }
+  });
+}
+const address = addr('address');
+const size = addr('size');
+
+/** "rw", "r", "w", "rwx"... or the kernel's IOMMU_* bit mask as a number. */
+export function parseProt(v: string | number): number {
+  if (typeof v === 'number') {
+    if (!Number.isInteger(v) || v < 0 || v > 0xff) throw new Error(`prot ${v} is not an IOMMU_* bit mask (0..255)`);
+    return v;
+  }
+  let p = 0;
+  for (const ch of v.toLowerCase()) {
+    if (ch === 'r') p |= PROT.READ;
+    else if (ch === 'w') p |= PROT.WRITE;
+    else if (ch === 'c') p |= PROT.CACHE;
+    else if (ch === 'x') continue;
+    else if (ch === 'n') p |= PROT.NOEXEC;
+    else if (ch === 'm') p |= PROT.MMIO;
+    else if (ch === 'p') p |= PROT.PRIV;
+    else if (ch === '-') continue;
+    else throw new Error(`prot ${JSON.stringify(v)}: unknown letter ${JSON.stringify(ch)} (use r, w, c, n, m, p)`);
+  }
+  return p;
+}
+
+export function formatProt(p: number): string {
+  let s = (p & PROT.READ ? 'r' : '-') + (p & PROT.WRITE ? 'w' : '-');
+  if (p & PROT.CACHE) s += 'c';
+  if (p & PROT.NOEXEC) s += 'n';
+  if (p & PROT.MMIO) s += 'm';
+  if (p & PROT.PRIV) s += 'p';
+  return s;
+}
+
+const prot = z.union([z.string(), z.number()]).transform((v, ctx) => {
+  try {
+    return parseProt(v);
+  } catch (e) {
+    ctx.addIssue({ code: 'custom', message: (e as Error).message });
+    return z.NEVER;
+  }
+});
+
+const domainName = z
+  .string()
+  .min(1, 'a domain name is needed')
+  .max(200)
+  .regex(/^[^\s]+$/, 'a domain name has no spaces');
+
+/** Who asked, when and from where: on every command. */
+const provenance = {
+  caller: z.string().max(200).optional(),
+  site: z.string().max(500).optional(),
+  task: z.string().max(200).optional(),
+  pid: z.number().int().nonnegative().optional(),
+  tgid: z.number().int().nonnegative().optional(),
+  cpu: z.number().int().nonnegative().optional(),
+  /** Source timestamp: ISO 8601, or a trace's seconds-since-boot ("511.102331"). */
+  time: z.string().max(64).optional(),
+  /** A deterministic id for idempotency; derived from the source when absent. */
+  id: z.string().max(200).optional(),
+};
+
+export const DomainCommand = z
+  .object({
+    op: z.literal('domain'),
+    domain: domainName,
+    profile: z.string().optional(),
+    ...CustomProfileSpec.omit({ name: true, base: true }).shape,
+    ...provenance,
+  })
+  .strict();
+
+export const MapCommandSchema = z
+  .object({
+    op: z.literal('map'),
+    domain: domainName,
+    iova: address,
+    paddr: address,
+    size,
+    prot: prot.optional(),
+    ...provenance,
+  })
+  .strict();
+
+export const UnmapCommandSchema = z
+  .object({
+    op: z.literal('unmap'),
+    domain: domainName,
+    iova: address,
+    size,
+    /** What a trace saw the kernel return (iommu_unmap's result), when imported. */
+    observedUnmapped: size.optional(),
+    ...provenance,
+  })
+  .strict();
+
+export const FaultCommand = z
+  .object({
+    op: z.literal('fault'),
+    domain: domainName,
+    iova: address,
+    device: z.string().max(200).optional(),
+    driver: z.string().max(200).optional(),
+    flags: z.number().int().nonnegative().optional(),
+    ...provenance,
+  })
+  .strict();
+
+export const DeviceCommand = z
+  .object({
+    op: z.enum(['attach', 'detach']),
+    domain: domainName,
+    device: z.string().min(1).max(200),
+    groupId: z.number().int().optional(),
+    ...provenance,
+  })
+  .strict();
+
+export const DestroyCommand = z.object({ op: z.literal('destroy'), domain: domainName, ...provenance }).strict();
+
+export const Command = z.discriminatedUnion('op', [
+  DomainCommand,
+  MapCommandSchema,
+  UnmapCommandSchema,
+  FaultCommand,
+  DeviceCommand,
+  DestroyCommand,
+]);
+export type Command = z.output<typeof Command>;
+export type CommandInput = z.input<typeof Command>;
+
+export class CommandError extends Error {
+  constructor(
+    message: string,
+    readonly field?: string,
+  ) {
+    super(message);
+    this.name = 'CommandError';
+  }
+}
+
+/** Validates one command; the error names the field and the reason. */
+export function parseCommand(input: unknown): Command {
+  const r = Command.safeParse(input);
+  if (r.success) return r.data;
+  const issue = r.error.issues[0]!;
+  const field = issue.path.join('.');
+  let message = issue.message;
+  if (issue.code === 'invalid_union' && field === 'op') message = 'op must be one of domain, map, unmap, fault, attach, detach, destroy';
+  if (issue.code === 'unrecognized_keys') message = `unknown field(s) ${issue.keys.map((k) => JSON.stringify(k)).join(', ')}`;
+  throw new CommandError(field ? `${field}: ${message}` : message, field || undefined);
+}
+
+// ---- stored events ----
+
+export const EVENT_SCHEMA_VERSION = 1;
+
+export type EventType = 'domain-created' | 'device-attached' | 'device-detached' | 'map' | 'unmap' | 'fault' | 'domain-destroyed';
+
+export interface Who {
+  caller?: string;
+  site?: string;
+  task?: string;
+  pid?: number;
+  tgid?: number;
+  cpu?: number;
+}
+
+export interface Origin {
+  /** The source file (name as given) and its SHA-256, and the line, for imports. */
+  source?: string;
+  digest?: string;
+  line?: number;
+}
+
+/** Bodies as stored (JSON): addresses as "0x" strings. */
+export interface MapBody {
+  iova: string;
+  paddr: string;
+  size: string;
+  prot: number;
+  ok: boolean;
+  errno?: string;
+  reason?: string;
+}
+export interface UnmapBody {
+  iova: string;
+  size: string;
+  ok: boolean;
+  errno?: string;
+  reason?: string;
+  /** What the ledger records as returned: the trace's observation when there is one, else the core's. */
+  unmapped: string;
+  /** The core's prediction, when it differs from the observation. */
+  predicted?: string;
+}
+export interface FaultBody {
+  iova: string;
+  device?: string;
+  driver?: string;
+  flags?: number;
+}
+export interface DeviceBody {
+  device: string;
+  groupId?: number;
+}
+export interface DomainBody {
+  profile: ProfileDescriptor;
+}
+
+export type EventBody = MapBody | UnmapBody | FaultBody | DeviceBody | DomainBody | Record<string, never>;
+
+/** The body of a stored event, with its provenance. */
+export interface StoredEvent {
+  position: number;
+  domain: string;
+  version: number;
+  type: EventType;
+  schemaVersion: number;
+  id: string;
+  recordedAt: string;
+  time?: string;
+  who: Who;
+  from: Origin;
+  body: EventBody;
+}
+
+/**
+ * Upcasters: (type, stored schema version) -> a function to the next version. Reading an event
+ * applies them in turn until EVENT_SCHEMA_VERSION. Version 1 is the first, so none exist yet;
+ * the registry is the place a schema change adds one.
+ */
+export const UPCASTERS = new Map<string, (data: Record<string, unknown>) => Record<string, unknown>>();
+
+export function upcast(type: string, version: number, data: Record<string, unknown>): Record<string, unknown> {
+  let v = version;
+  let d = data;
+  while (v < EVENT_SCHEMA_VERSION) {
+    const f = UPCASTERS.get(`${type}@${v}`);
+    if (!f) throw new Error(`no upcaster for ${type} events of schema version ${v}`);
+    d = f(d);
+    v++;
+  }
+  if (v > EVENT_SCHEMA_VERSION) {
+    throw new Error(`event ${type} has schema version ${v}, newer than this iommu-ledger understands (${EVENT_SCHEMA_VERSION})`);
+  }
+  return d;
+}
+

@@ -1,0 +1,736 @@
+/**
+ * The ledger: validates commands, runs them through the core, appends the events, and updates
+ * every projection in the same transaction (inline). `rebuild()` recomputes the projections
+ * from the events alone, with the very same code.
+ */
+import { createHash } from 'node:crypto';
+import type Database from 'better-sqlite3';
+import { hex, type Range } from '../core/address.js';
+import { Domain, runEnd, type MapOrigin, type Run, type UnmapResult } from '../core/domain.js';
+import { IntervalSet } from '../core/intervals.js';
+import {
+  customProfile,
+  describeProfile,
+  profileFromDescriptor,
+  resolveProfile,
+  type Profile,
+  type ProfileDescriptor,
+} from '../core/profile.js';
+import type { OpenOptions } from '../events/db.js';
+import {
+  parseCommand,
+  type Command,
+  type EventType,
+  type MapBody,
+  type Origin,
+  type UnmapBody,
+  type Who,
+} from '../events/schema.js';
+import { ConcurrencyError, EventStore } from '../events/store.js';
+import { fromDb, lifetimeClass, LIVE_CLASS, toDb } from './codec.js';
+
+export const UNKNOWN_CALLER = '(unknown)';
+const HW_CHECKPOINT_EVERY = 4096;
+
+export interface Input {
+  cmd: Command;
+  /** Where the command came from (file, digest, line), for imports. */
+  from?: Origin;
+}
+
+export type Symmetry = 'exact' | 'spans' | 'cuts' | 'misses';
+
+export interface CollateralFinding {
+  iova: bigint;
+  size: bigint;
+  /** The map event that had created the removed pages, and its caller. */
+  mappedBy: number;
+  mappedByCaller: string;
+  /** Callers whose intent still covered the range when it was removed. */
+  owners: string[];
+}
+
+export interface Outcome {
+  index: number;
+  op: Command['op'];
+  domain: string;
+  position?: number;
+  /** The id was already stored: nothing was appended. */
+  duplicate?: boolean;
+  ok: boolean;
+  errno?: string;
+  reason?: string;
+  unmapped?: bigint;
+  predicted?: bigint;
+  symmetry?: Symmetry;
+  collateral?: CollateralFinding[];
+  leftMapped?: Range[];
+  faultCause?: string;
+}
+
+export interface AppendOptions {
+  /** Optimistic concurrency: the version each named stream must be at before this batch. */
+  expectedVersions?: Record<string, number>;
+}
+
+interface IntentValue {
+  row: number;
+  mapPos: number;
+}
+
+interface OriginInfo {
+  caller: string;
+  site: string;
+}
+
+interface Ctx {
+  id: number;
+  name: string;
+  profile: Profile;
+  version: number;
+  destroyed: boolean;
+  core: Domain;
+  intent: Map<string, IntervalSet<IntentValue>>;
+  /** The runs table row of each live run, and when it became valid. */
+  rowOf: WeakMap<Run, { row: number; from: number }>;
+  info: WeakMap<MapOrigin, OriginInfo>;
+  /** Longest run ever stored (bounds IOVA look-ups in the runs table). */
+  maxSpan: bigint;
+  sinceHw: number;
+  invalidations: number;
+  invalidatedBytes: bigint;
+}
+
+interface SymCount {
+  domain: number;
+  caller: string;
+  site: string;
+  maps: number;
+  unmaps: number;
+  exact: number;
+  spans: number;
+  cuts: number;
+  misses: number;
+  foreign_unmaps: number;
+}
+
+/** Mutable parts of the projection writer, one per append or rebuild. */
+interface Batch {
+  recordedAt: string;
+  touched: Set<Ctx>;
+  sym: Map<string, SymCount>;
+}
+
+export class LedgerError extends Error {
+  constructor(
+    message: string,
+    readonly index?: number,
+  ) {
+    super(message);
+    this.name = 'LedgerError';
+  }
+}
+
+export class Ledger {
+  readonly store: EventStore;
+  readonly db: Database.Database;
+  private ctxs = new Map<string, Ctx>();
+  private readonly s: Record<string, Database.Statement>;
+
+  constructor(path: string, opts: OpenOptions = {}) {
+    this.store = new EventStore(path, opts);
+    this.db = this.store.db;
+    const p = (sql: string) => this.db.prepare(sql);
+    this.s = {
+      insStream: p('INSERT INTO streams (name, version, profile, created_at) VALUES (?, 0, ?, ?)'),
+      setVersion: p('UPDATE streams SET version = ? WHERE id = ?'),
+      setDestroyed: p('UPDATE streams SET destroyed_at = ?, version = ? WHERE id = ?'),
+      stream: p('SELECT * FROM streams WHERE name = ?'),
+      insRun: p(
+        'INSERT INTO runs (domain, iova, iova_end, paddr, page_size, count, level, prot, map_pos, valid_from, valid_to, lifetime_class) VALUES (?,?,?,?,?,?,?,?,?,?,NULL,?)',
+      ),
+      closeRun: p('UPDATE runs SET valid_to = ?, lifetime_class = ? WHERE id = ?'),
+      insIntent: p('INSERT INTO intent (domain, caller, iova, iova_end, valid_from, valid_to) VALUES (?,?,?,?,?,NULL)'),
+      closeIntent: p('UPDATE intent SET valid_to = ? WHERE id = ?'),
+      insFinding: p(
+        'INSERT INTO unmap_findings (position, domain, caller, site, iova, size, unmapped, predicted, collateral_bytes, left_bytes, divergent, detail) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)',
+      ),
+      insFault: p('INSERT INTO faults (position, domain, iova, device, flags, cause, cause_position, detail) VALUES (?,?,?,?,?,?,?,?)'),
+      lastRemoval: p(
+        `SELECT valid_to FROM runs WHERE domain = ? AND iova <= ? AND iova >= ? AND iova_end > ? AND valid_to IS NOT NULL
+          ORDER BY valid_to DESC LIMIT 1`,
+      ),
+      eventData: p('SELECT type, data FROM events WHERE position = ?'),
+      upsertSym: p(
+        `INSERT INTO caller_symmetry (domain, caller, site, maps, unmaps, exact, spans, cuts, misses, foreign_unmaps)
+         VALUES (@domain, @caller, @site, @maps, @unmaps, @exact, @spans, @cuts, @misses, @foreign_unmaps)
+         ON CONFLICT (domain, caller, site) DO UPDATE SET maps = maps + excluded.maps, unmaps = unmaps + excluded.unmaps,
+           exact = exact + excluded.exact, spans = spans + excluded.spans, cuts = cuts + excluded.cuts,
+           misses = misses + excluded.misses, foreign_unmaps = foreign_unmaps + excluded.foreign_unmaps`,
+      ),
+      insHw: p('INSERT OR REPLACE INTO hw_state (domain, position, stats) VALUES (?,?,?)'),
+      checkpoint: p("INSERT INTO checkpoints (projection, position) VALUES ('inline', ?) ON CONFLICT (projection) DO UPDATE SET position = excluded.position"),
+    };
+    this.s.lastRemoval!.safeIntegers(false);
+  }
+
+  close(): void {
+    this.store.close();
+  }
+
+  get lastPosition(): number {
+    return this.store.lastPosition;
+  }
+
+  /** Validates raw commands (e.g. parsed JSON) and appends them as one atomic batch. */
+  appendRaw(raw: unknown[], opts: AppendOptions = {}): Outcome[] {
+    const inputs = raw.map((r, i) => {
+      try {
+        return { cmd: parseCommand(r) };
+      } catch (e) {
+        throw new LedgerError(`command ${i + 1}: ${(e as Error).message}`, i);
+      }
+    });
+    return this.append(inputs, opts);
+  }
+
+  /** Appends a batch atomically: every command is stored (with its outcome) or none is. */
+  append(inputs: Input[], opts: AppendOptions = {}): Outcome[] {
+    const batch: Batch = { recordedAt: new Date().toISOString(), touched: new Set(), sym: new Map() };
+    try {
+      return this.store.write(
+        () => {
+          if (opts.expectedVersions) {
+            for (const [name, expected] of Object.entries(opts.expectedVersions)) {
+              const row = this.s.stream!.get(name) as { version: number } | undefined;
+              const actual = row?.version ?? 0;
+              if (actual !== expected) throw new ConcurrencyError(name, expected, actual);
+            }
+          }
+          const out = inputs.map((inp, i) => this.execute(inp, i, batch));
+          this.finishBatch(batch);
+          return out;
+        },
+        () => this.ctxs.clear(),
+      );
+    } catch (e) {
+      // The transaction rolled back: in-memory state may be ahead of the file. Reload lazily.
+      this.ctxs.clear();
+      throw e;
+    }
+  }
+
+  private finishBatch(batch: Batch): void {
+    for (const ctx of batch.touched) {
+      this.s.setVersion!.run(ctx.version, ctx.id);
+      if (ctx.sinceHw >= HW_CHECKPOINT_EVERY) this.writeHw(ctx, this.store.lastPosition);
+    }
+    for (const c of batch.sym.values()) this.s.upsertSym!.run(c);
+    this.s.checkpoint!.run(this.store.lastPosition);
+  }
+
+  private writeHw(ctx: Ctx, pos: number): void {
+    const st = ctx.core.stats();
+    this.s.insHw!.run(
+      ctx.id,
+      pos,
+      JSON.stringify({
+        levels: st.levels,
+        runs: st.runs,
+        mappedBytes: hex(st.mappedBytes),
+        tableMemoryBytes: st.tableMemoryBytes,
+        invalidations: ctx.invalidations,
+        invalidatedBytes: hex(ctx.invalidatedBytes),
+      }),
+    );
+    ctx.sinceHw = 0;
+  }
+
+  // ---- domain state ----
+
+  private ctx(name: string, index: number): Ctx {
+    let c = this.ctxs.get(name);
+    if (!c) {
+      c = this.loadCtx(name);
+      if (!c) {
+        throw new LedgerError(
+          `command ${index + 1}: domain: no domain ${JSON.stringify(name)} in this ledger (create it first: {"op":"domain","domain":${JSON.stringify(name)},"profile":"intel-vtd"})`,
+          index,
+        );
+      }
+    }
+    if (c.destroyed) throw new LedgerError(`command ${index + 1}: domain: ${JSON.stringify(name)} was destroyed`, index);
+    return c;
+  }
+
+  private newCtx(id: number, name: string, profile: Profile, version: number, destroyed: boolean): Ctx {
+    const c: Ctx = {
+      id,
+      name,
+      profile,
+      version,
+      destroyed,
+      core: new Domain(profile),
+      intent: new Map(),
+      rowOf: new WeakMap(),
+      info: new WeakMap(),
+      maxSpan: 0n,
+      sinceHw: 0,
+      invalidations: 0,
+      invalidatedBytes: 0n,
+    };
+    this.ctxs.set(name, c);
+    return c;
+  }
+
+  /** Rebuilds one domain's live state from the projection tables. */
+  private loadCtx(name: string): Ctx | undefined {
+    const row = this.s.stream!.get(name) as { id: number; version: number; profile: string; destroyed_at: number | null } | undefined;
+    if (!row) return undefined;
+    const profile = profileFromDescriptor(JSON.parse(row.profile) as ProfileDescriptor);
+    const c = this.newCtx(row.id, name, profile, row.version, row.destroyed_at !== null);
+    const runs = this.db
+      .prepare(
+        `SELECT r.id, r.iova, r.paddr, r.page_size, r.count, r.level, r.map_pos, r.valid_from, e.data
+           FROM runs r JOIN events e ON e.position = r.map_pos
+          WHERE r.domain = ? AND r.valid_to IS NULL`,
+      )
+      .safeIntegers(true);
+    const origins = new Map<number, MapOrigin>();
+    const loaded: Run[] = [];
+    for (const r of runs.iterate(row.id) as IterableIterator<Record<string, bigint | string>>) {
+      const mapPos = Number(r.map_pos);
+      let origin = origins.get(mapPos);
+      if (!origin) {
+        const data = JSON.parse(r.data as string) as { body: MapBody; who?: Who };
+        origin = { ref: mapPos, iova: BigInt(data.body.iova), paddr: BigInt(data.body.paddr), size: BigInt(data.body.size), prot: data.body.prot };
+        origins.set(mapPos, origin);
+        c.info.set(origin, { caller: data.who?.caller ?? UNKNOWN_CALLER, site: data.who?.site ?? '' });
+      }
+      const pageSize = fromDb(r.page_size as bigint);
+      const lv = Number(r.level);
+      const run: Run = {
+        iova: fromDb(r.iova as bigint),
+        paddr: fromDb(r.paddr as bigint),
+        pageSize,
+        count: BigInt(r.count as bigint),
+        level: lv,
+        repeat: 2 ** (Number(BigInt(pageSize.toString(2).length - 1)) - profile.format.levels[lv]!.shift),
+        origin,
+      };
+      c.rowOf.set(run, { row: Number(r.id), from: Number(r.valid_from) });
+      loaded.push(run);
+    }
+    c.core.load(loaded);
+    const span = this.db.prepare('SELECT max(iova_end - iova) AS s FROM runs WHERE domain = ?').safeIntegers(true).get(row.id) as { s: bigint | null };
+    c.maxSpan = span.s ?? 0n;
+    const intents = this.db
+      .prepare('SELECT id, caller, iova, iova_end, valid_from FROM intent WHERE domain = ? AND valid_to IS NULL')
+      .safeIntegers(true);
+    for (const r of intents.iterate(row.id) as IterableIterator<Record<string, bigint | string>>) {
+      this.intentOf(c, r.caller as string).load({
+        start: fromDb(r.iova as bigint),
+        end: fromDb(r.iova_end as bigint),
+        value: { row: Number(r.id), mapPos: Number(r.valid_from) },
+      });
+    }
+    return c;
+  }
+
+  private intentOf(c: Ctx, caller: string): IntervalSet<IntentValue> {
+    let s = c.intent.get(caller);
+    if (!s) {
+      s = new IntervalSet<IntentValue>();
+      c.intent.set(caller, s);
+    }
+    return s;
+  }
+
+  // ---- one command ----
+
+  private eventId(inp: Input, stream: string, version: number, cmdJson: () => string): string {
+    if (inp.cmd.id) return inp.cmd.id;
+    const f = inp.from;
+    if (f?.digest && f.line !== undefined) return `${f.digest.slice(0, 24)}:${f.line}`;
+    return createHash('sha256').update(`${stream}\n${version}\n${cmdJson()}`).digest('hex').slice(0, 32);
+  }
+
+  private execute(inp: Input, index: number, batch: Batch): Outcome {
+    const cmd = inp.cmd;
+    const pos = this.store.lastPosition + 1;
+    const who: Who = {};
+    if (cmd.caller !== undefined) who.caller = cmd.caller;
+    if (cmd.site !== undefined) who.site = cmd.site;
+    if (cmd.task !== undefined) who.task = cmd.task;
+    if (cmd.pid !== undefined) who.pid = cmd.pid;
+    if (cmd.tgid !== undefined) who.tgid = cmd.tgid;
+    if (cmd.cpu !== undefined) who.cpu = cmd.cpu;
+    const out: Outcome = { index, op: cmd.op, domain: cmd.domain, ok: true };
+
+    if (cmd.op === 'domain') {
+      const existing = this.ctxs.get(cmd.domain) ?? this.loadCtx(cmd.domain);
+      const id = this.eventId(inp, cmd.domain, 0, () => jsonOf(cmd));
+      if (this.store.positionOf(id) !== undefined) return { ...out, duplicate: true };
+      if (existing) throw new LedgerError(`command ${index + 1}: domain: ${JSON.stringify(cmd.domain)} already exists in this ledger`, index);
+      const profile = profileOf(cmd, index);
+      const desc = describeProfile(profile);
+      const info = this.s.insStream!.run(cmd.domain, JSON.stringify(desc), pos);
+      const ctx = this.newCtx(Number(info.lastInsertRowid), cmd.domain, profile, 0, false);
+      this.appendEvent(ctx, 'domain-created', id, cmd.time, { profile: desc }, who, inp.from, batch);
+      return { ...out, position: pos };
+    }
+
+    const ctx = this.ctx(cmd.domain, index);
+    const id = this.eventId(inp, cmd.domain, ctx.version, () => jsonOf(cmd));
+    if (this.store.positionOf(id) !== undefined) return { ...out, duplicate: true };
+    const caller = cmd.caller ?? UNKNOWN_CALLER;
+    const site = cmd.site ?? '';
+    out.position = pos;
+
+    switch (cmd.op) {
+      case 'map': {
+        const prot = cmd.prot ?? 3;
+        const r = ctx.core.map({ iova: cmd.iova, paddr: cmd.paddr, size: cmd.size, prot, ref: pos });
+        const body: MapBody = { iova: hex(cmd.iova), paddr: hex(cmd.paddr), size: hex(cmd.size), prot, ok: r.ok };
+        if (!r.ok) {
+          body.errno = r.errno;
+          body.reason = r.reason;
+          out.ok = false;
+          out.errno = r.errno;
+          out.reason = r.reason;
+        }
+        this.appendEvent(ctx, 'map', id, cmd.time, body, who, inp.from, batch);
+        if (r.ok) {
+          const origin = r.runs[0]!.origin;
+          ctx.info.set(origin, { caller, site });
+          this.writeRuns(ctx, pos, { before: [], after: r.changes.after });
+          const added = this.intentOf(ctx, caller).add(cmd.iova, cmd.iova + cmd.size, { row: 0, mapPos: pos });
+          for (const iv of added) {
+            const info = this.s.insIntent!.run(ctx.id, caller, toDb(iv.start), toDb(iv.end), pos);
+            (iv.value as IntentValue).row = Number(info.lastInsertRowid);
+          }
+        }
+        this.sym(batch, ctx, caller, site).maps++;
+        return out;
+      }
+      case 'unmap': {
+        const start = cmd.iova;
+        const end = cmd.iova + cmd.size;
+        const { symmetry, foreign } = this.classify(ctx, start, end, caller);
+        const r = ctx.core.unmap({ iova: cmd.iova, size: cmd.size });
+        const observed = cmd.observedUnmapped;
+        const recorded = observed ?? r.unmappedSize;
+        const body: UnmapBody = { iova: hex(cmd.iova), size: hex(cmd.size), ok: r.ok, unmapped: hex(recorded) };
+        if (!r.ok) {
+          body.errno = r.errno;
+          body.reason = r.reason;
+        }
+        if (observed !== undefined && observed !== r.unmappedSize) body.predicted = hex(r.unmappedSize);
+        this.appendEvent(ctx, 'unmap', id, cmd.time, body, who, inp.from, batch);
+        Object.assign(out, { ok: r.ok, errno: r.errno, reason: r.reason, unmapped: recorded, predicted: r.unmappedSize, symmetry });
+        this.projectUnmap(ctx, pos, caller, site, cmd.iova, cmd.size, r, recorded, out);
+        const sc = this.sym(batch, ctx, caller, site);
+        sc.unmaps++;
+        sc[symmetry]++;
+        if (foreign) sc.foreign_unmaps++;
+        return out;
+      }
+      case 'fault': {
+        this.appendEvent(
+          ctx,
+          'fault',
+          id,
+          cmd.time,
+          dropUndefined({ iova: hex(cmd.iova), device: cmd.device, driver: cmd.driver, flags: cmd.flags }),
+          who,
+          inp.from,
+          batch,
+        );
+        out.faultCause = this.projectFault(ctx, pos, cmd.iova, cmd.device, cmd.flags);
+        return out;
+      }
+      case 'attach':
+      case 'detach': {
+        const type: EventType = cmd.op === 'attach' ? 'device-attached' : 'device-detached';
+        this.appendEvent(ctx, type, id, cmd.time, dropUndefined({ device: cmd.device, groupId: cmd.groupId }), who, inp.from, batch);
+        return out;
+      }
+      case 'destroy': {
+        this.appendEvent(ctx, 'domain-destroyed', id, cmd.time, {}, who, inp.from, batch);
+        const live = [...ctx.core.runs()];
+        this.writeRuns(ctx, pos, { before: live, after: [] });
+        for (const set of ctx.intent.values()) for (const iv of set) this.s.closeIntent!.run(pos, iv.value.row);
+        ctx.destroyed = true;
+        this.s.setDestroyed!.run(pos, ctx.version, ctx.id);
+        return out;
+      }
+    }
+  }
+
+  private appendEvent(ctx: Ctx, type: EventType, id: string, time: string | undefined, body: object, who: Who, from: Origin | undefined, batch: Batch): void {
+    ctx.version++;
+    const data: Record<string, unknown> = { body };
+    if (Object.keys(who).length) data.who = who;
+    if (from) data.from = from;
+    this.store.append({ stream: ctx.name, version: ctx.version, type, id, recordedAt: batch.recordedAt, time: time ?? null, data: JSON.stringify(data) }, ctx.id);
+    batch.touched.add(ctx);
+    ctx.sinceHw++;
+  }
+
+  private sym(batch: Batch, ctx: Ctx, caller: string, site: string): SymCount {
+    const key = `${ctx.id}\0${caller}\0${site}`;
+    let c = batch.sym.get(key);
+    if (!c) {
+      c = { domain: ctx.id, caller, site, maps: 0, unmaps: 0, exact: 0, spans: 0, cuts: 0, misses: 0, foreign_unmaps: 0 };
+      batch.sym.set(key, c);
+    }
+    return c;
+  }
+
+  /** How an unmap relates to the map regions alive when it is issued. */
+  private classify(ctx: Ctx, start: bigint, end: bigint, caller: string): { symmetry: Symmetry; foreign: boolean } {
+    const seen = new Set<MapOrigin>();
+    let cuts = false;
+    let foreign = false;
+    for (const r of ctx.core.runs(start, end)) {
+      const o = r.origin;
+      if (seen.has(o)) continue;
+      seen.add(o);
+      if (o.iova < start || o.iova + o.size > end) cuts = true;
+      if ((ctx.info.get(o)?.caller ?? UNKNOWN_CALLER) !== caller) foreign = true;
+    }
+    if (seen.size === 0) return { symmetry: 'misses', foreign };
+    if (cuts) return { symmetry: 'cuts', foreign };
+    const only = seen.size === 1 ? [...seen][0]! : undefined;
+    return { symmetry: only && only.iova === start && only.iova + only.size === end ? 'exact' : 'spans', foreign };
+  }
+
+  private writeRuns(ctx: Ctx, pos: number, changes: { before: Run[]; after: Run[] }): void {
+    for (const r of changes.before) {
+      const at = ctx.rowOf.get(r);
+      if (at === undefined) throw new Error(`internal: run at ${hex(r.iova)} has no row`);
+      this.s.closeRun!.run(pos, lifetimeClass(at.from, pos), at.row);
+    }
+    for (const r of changes.after) {
+      const info = this.s.insRun!.run(
+        ctx.id,
+        toDb(r.iova),
+        toDb(runEnd(r)),
+        toDb(r.paddr),
+        toDb(r.pageSize),
+        r.count,
+        r.level,
+        r.origin.prot,
+        r.origin.ref,
+        pos,
+        LIVE_CLASS,
+      );
+      ctx.rowOf.set(r, { row: Number(info.lastInsertRowid), from: pos });
+      const span = runEnd(r) - r.iova;
+      if (span > ctx.maxSpan) ctx.maxSpan = span;
+    }
+  }
+
+  private projectUnmap(ctx: Ctx, pos: number, caller: string, site: string, iova: bigint, size: bigint, r: UnmapResult, recorded: bigint, out: Outcome): void {
+    this.writeRuns(ctx, pos, r.changes);
+    if (r.hw.invalidations.length) {
+      ctx.invalidations += r.hw.invalidations.length;
+      for (const inv of r.hw.invalidations) ctx.invalidatedBytes += inv.end - inv.start;
+    }
+    // The caller no longer intends what it asked to unmap (when the unmap was carried out).
+    if (r.ok || r.unmappedSize > 0n) {
+      const set = ctx.intent.get(caller);
+      if (set) {
+        const { removed, kept } = set.subtract(iova, iova + size);
+        for (const iv of removed) this.s.closeIntent!.run(pos, iv.value.row);
+        for (const iv of kept) {
+          const info = this.s.insIntent!.run(ctx.id, caller, toDb(iv.start), toDb(iv.end), pos);
+          (iv.value as IntentValue).row = Number(info.lastInsertRowid);
+        }
+      }
+    }
+    const collateral: CollateralFinding[] = r.collateral.map((c) => {
+      const owners: string[] = [];
+      for (const [who, set] of ctx.intent) if (set.overlapping(c.start, c.end).length) owners.push(who);
+      return {
+        iova: c.start,
+        size: c.end - c.start,
+        mappedBy: c.origin.ref,
+        mappedByCaller: ctx.info.get(c.origin)?.caller ?? UNKNOWN_CALLER,
+        owners,
+      };
+    });
+    const divergent = recorded !== r.unmappedSize;
+    out.collateral = collateral;
+    out.leftMapped = r.leftMapped;
+    if (!collateral.length && !r.leftMapped.length && !divergent) return;
+    const cb = collateral.reduce((a, c) => a + c.size, 0n);
+    const lb = r.leftMapped.reduce((a, l) => a + (l.end - l.start), 0n);
+    this.s.insFinding!.run(
+      pos,
+      ctx.id,
+      caller,
+      site,
+      toDb(iova),
+      toDb(size),
+      toDb(recorded),
+      toDb(r.unmappedSize),
+      toDb(cb),
+      toDb(lb),
+      divergent ? 1 : 0,
+      JSON.stringify({
+        ok: r.ok,
+        errno: r.errno,
+        collateral: collateral.map((c) => ({ iova: hex(c.iova), size: hex(c.size), mappedBy: c.mappedBy, mappedByCaller: c.mappedByCaller, owner: c.owners })),
+        leftMapped: r.leftMapped.map((l) => ({ iova: hex(l.start), size: hex(l.end - l.start) })),
+      }),
+    );
+  }
+
+  /** Why an IO page fault happened: what last removed the page at iova, if anything. */
+  private projectFault(ctx: Ctx, pos: number, iova: bigint, device: string | undefined, flags: number | undefined): string {
+    let cause: string;
+    let causePos: number | null = null;
+    let detail: Record<string, unknown> = {};
+    const live = ctx.core.find(iova);
+    if (live) {
+      cause = 'mapped';
+      detail = { mappedBy: live.origin.ref, note: 'the page is mapped: a permission or a device-side fault' };
+    } else {
+      const lowest = iova >= ctx.maxSpan ? iova - ctx.maxSpan : 0n;
+      const row = this.s.lastRemoval!.get(ctx.id, toDb(iova), toDb(lowest), toDb(iova)) as { valid_to: number } | undefined;
+      if (!row) {
+        cause = 'never-mapped';
+      } else {
+        causePos = row.valid_to;
+        const ev = this.s.eventData!.get(causePos) as { type: string; data: string };
+        const data = JSON.parse(ev.data) as { body: UnmapBody; who?: Who };
+        if (ev.type === 'unmap') {
+          const s = BigInt(data.body.iova);
+          const e = s + BigInt(data.body.size);
+          cause = iova >= s && iova < e ? 'use-after-unmap' : 'use-after-collateral-unmap';
+          detail = { unmap: { iova: data.body.iova, size: data.body.size }, caller: data.who?.caller ?? UNKNOWN_CALLER };
+        } else {
+          cause = ev.type === 'domain-destroyed' ? 'use-after-destroy' : 'use-after-unmap';
+        }
+      }
+    }
+    this.s.insFault!.run(pos, ctx.id, toDb(iova), device ?? null, flags ?? null, cause, causePos, JSON.stringify(detail));
+    return cause;
+  }
+
+  // ---- rebuild ----
+
+  /**
+   * Drops every projection and recomputes it from the events alone (streaming). Returns how
+   * many stored outcomes the core now computes differently (0 unless the semantics changed).
+   */
+  rebuild(onProgress?: (done: number, total: number) => void): { events: number; mismatches: number } {
+    const total = this.store.lastPosition;
+    let mismatches = 0;
+    let n = 0;
+    this.db.transaction(() => {
+      for (const t of ['runs', 'hw_state', 'intent', 'unmap_findings', 'faults', 'caller_symmetry', 'checkpoints']) this.db.exec(`DELETE FROM ${t}`);
+      this.ctxs.clear();
+      const streams = new Map<string, { id: number; profile: Profile }>();
+      for (const s of this.store.streams()) streams.set(s.name, { id: s.id, profile: profileFromDescriptor(JSON.parse(s.profile) as ProfileDescriptor) });
+      const batch: Batch = { recordedAt: '', touched: new Set(), sym: new Map() };
+      for (const ev of this.store.read()) {
+        const data = JSON.parse(ev.data) as { body: Record<string, unknown>; who?: Who; from?: Origin };
+        const who = data.who ?? {};
+        const caller = who.caller ?? UNKNOWN_CALLER;
+        const site = who.site ?? '';
+        const pos = ev.position;
+        let ctx = this.ctxs.get(ev.stream);
+        if (ev.type === 'domain-created') {
+          const s = streams.get(ev.stream)!;
+          ctx = this.newCtx(s.id, ev.stream, s.profile, 0, false);
+        }
+        if (!ctx) throw new Error(`event ${pos}: stream ${ev.stream} has no domain-created event before it`);
+        ctx.version = ev.version;
+        ctx.sinceHw++;
+        batch.touched.add(ctx);
+        const b = data.body;
+        if (ev.type === 'map') {
+          const body = b as unknown as MapBody;
+          const r = ctx.core.map({ iova: BigInt(body.iova), paddr: BigInt(body.paddr), size: BigInt(body.size), prot: body.prot, ref: pos });
+          if (r.ok !== body.ok) mismatches++;
+          if (r.ok) {
+            ctx.info.set(r.runs[0]!.origin, { caller, site });
+            this.writeRuns(ctx, pos, { before: [], after: r.changes.after });
+            const start = BigInt(body.iova);
+            for (const iv of this.intentOf(ctx, caller).add(start, start + BigInt(body.size), { row: 0, mapPos: pos })) {
+              const info = this.s.insIntent!.run(ctx.id, caller, toDb(iv.start), toDb(iv.end), pos);
+              (iv.value as IntentValue).row = Number(info.lastInsertRowid);
+            }
+          }
+          this.sym(batch, ctx, caller, site).maps++;
+        } else if (ev.type === 'unmap') {
+          const body = b as unknown as UnmapBody;
+          const iova = BigInt(body.iova);
+          const size = BigInt(body.size);
+          const { symmetry, foreign } = this.classify(ctx, iova, iova + size, caller);
+          const r = ctx.core.unmap({ iova, size });
+          const predicted = body.predicted !== undefined ? BigInt(body.predicted) : BigInt(body.unmapped);
+          if (r.ok !== body.ok || r.unmappedSize !== predicted) mismatches++;
+          const out: Outcome = { index: 0, op: 'unmap', domain: ev.stream, ok: r.ok };
+          this.projectUnmap(ctx, pos, caller, site, iova, size, r, BigInt(body.unmapped), out);
+          const sc = this.sym(batch, ctx, caller, site);
+          sc.unmaps++;
+          sc[symmetry]++;
+          if (foreign) sc.foreign_unmaps++;
+        } else if (ev.type === 'fault') {
+          const body = b as { iova: string; device?: string; flags?: number };
+          this.projectFault(ctx, pos, BigInt(body.iova), body.device, body.flags);
+        } else if (ev.type === 'domain-destroyed') {
+          this.writeRuns(ctx, pos, { before: [...ctx.core.runs()], after: [] });
+          for (const set of ctx.intent.values()) for (const iv of set) this.s.closeIntent!.run(pos, iv.value.row);
+          ctx.destroyed = true;
+        }
+        if (ctx.sinceHw >= HW_CHECKPOINT_EVERY) this.writeHw(ctx, pos);
+        n++;
+        if (onProgress && n % 65536 === 0) onProgress(n, total);
+      }
+      for (const c of batch.sym.values()) this.s.upsertSym!.run(c);
+      this.s.checkpoint!.run(total);
+    }).immediate();
+    this.ctxs.clear();
+    return { events: n, mismatches };
+  }
+
+  /** Names of the domains, in creation order. */
+  domains(): Array<{ name: string; profile: ProfileDescriptor; version: number; destroyed: boolean }> {
+    return this.store.streams().map((s) => ({
+      name: s.name,
+      profile: JSON.parse(s.profile) as ProfileDescriptor,
+      version: s.version,
+      destroyed: s.destroyed_at !== null,
+    }));
+  }
+}
+
+function profileOf(cmd: Extract<Command, { op: 'domain' }>, index: number): Profile {
+  try {
+    const custom = cmd.pgsizes !== undefined || cmd.pgsizeBitmap !== undefined || cmd.iovaBits !== undefined || cmd.emptyUnmapErrno !== undefined;
+    if (cmd.profile && !custom) return resolveProfile(cmd.profile, cmd.semantics);
+    if (!cmd.profile && !custom) {
+      throw new Error('profile: give a built-in profile ("profile":"intel-vtd"; see \'iommu-ledger profiles\') or page sizes ("pgsizes":["4K","2M"])');
+    }
+    const spec: Record<string, unknown> = { name: cmd.profile ? `${cmd.profile}+custom` : `custom:${cmd.domain}` };
+    if (cmd.profile) spec.base = cmd.profile;
+    for (const k of ['pgsizes', 'pgsizeBitmap', 'iovaBits', 'semantics', 'emptyUnmapErrno'] as const) if (cmd[k] !== undefined) spec[k] = cmd[k];
+    return customProfile(spec);
+  } catch (e) {
+    throw new LedgerError(`command ${index + 1}: ${(e as Error).message}`, index);
+  }
+}
+
+function dropUndefined<T extends Record<string, unknown>>(o: T): T {
+  for (const k of Object.keys(o)) if (o[k] === undefined) delete o[k];
+  return o;
+}
+
+function jsonOf(cmd: Command): string {
+  return JSON.stringify(cmd, (_k, v: unknown) => (typeof v === 'bigint' ? hex(v) : v));
+}
+
