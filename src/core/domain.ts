@@ -63,8 +63,17 @@ export interface MapCommand {
   ref: number;
 }
 
+/**
+ * The runs an operation took out of the tree and put in (for projections that store runs):
+ * every run object in `before` is gone, every one in `after` is live.
+ */
+export interface RunChanges {
+  before: Run[];
+  after: Run[];
+}
+
 export type MapResult =
-  | { ok: true; runs: Run[]; hw: HwDelta }
+  | { ok: true; runs: Run[]; hw: HwDelta; changes: RunChanges }
   | { ok: false; errno: Errno; reason: string };
 
 export interface UnmapCommand {
@@ -88,6 +97,7 @@ export interface UnmapResult {
   /** Requested but still mapped afterwards. */
   leftMapped: Range[];
   hw: HwDelta;
+  changes: RunChanges;
 }
 
 export interface WalkStep {
@@ -137,6 +147,7 @@ export class Domain {
   private readonly spanShift: bigint[];
   private entries: number[];
   private tables: number[];
+  private log: RunChanges = { before: [], after: [] };
   private bytes = 0n;
 
   constructor(profile: Profile) {
@@ -240,6 +251,8 @@ export class Domain {
       }
       this.tables[l]! += d;
     }
+    this.log.before.push(...olds);
+    this.log.after.push(...news);
     for (const r of olds) {
       const n = Number(r.count) * r.repeat;
       this.entries[r.level]! -= n;
@@ -287,10 +300,24 @@ export class Domain {
     }
   }
 
-  /** Adds runs without any checks or accounting of an operation (to restore a saved state). */
+  /**
+   * Restores saved runs (in any order) without the checks of map: the objects are kept as given,
+   * so a caller can keep its own references to them. Level and repeat are recomputed.
+   */
   load(runs: Iterable<Run>): void {
     const hw = emptyDelta(this.profile.format.levels.length);
-    for (const r of runs) this.insert(this.makeRun(r, r.origin), hw);
+    for (const r of runs) {
+      const { level, repeat } = this.leaf(r.pageSize);
+      if (r.level !== level || r.repeat !== repeat) throw new RangeError(`run at ${hex(r.iova)}: level ${r.level} does not match the format`);
+      this.insert(r, hw);
+    }
+    this.takeLog();
+  }
+
+  private takeLog(): RunChanges {
+    const l = this.log;
+    this.log = { before: [], after: [] };
+    return l;
   }
 
   private alignReason(what: Record<string, bigint>): string | undefined {
@@ -323,8 +350,9 @@ export class Domain {
     const origin: MapOrigin = { ref: cmd.ref, iova, paddr, size, prot };
     const hw = emptyDelta(this.profile.format.levels.length);
     const runs = splitRegion(iova, paddr, size, this.profile.pgsizeBitmap).map((p) => this.makeRun(p, origin));
+    this.takeLog();
     for (const r of runs) this.insert(r, hw);
-    return { ok: true, runs, hw };
+    return { ok: true, runs, hw, changes: this.takeLog() };
   }
 
   /** iommu_unmap() under the profile's behaviour (or another, for what-if questions). */
@@ -339,13 +367,16 @@ export class Domain {
       collateral: [],
       leftMapped: [],
       hw: emptyDelta(this.profile.format.levels.length),
+      changes: { before: [], after: [] },
     };
+    this.takeLog();
     const mis = this.alignReason({ iova: cmd.iova, size: cmd.size });
     if (mis) return this.reject(res, 'EINVAL', mis);
     if (semantics === 'strict') this.unmapStrict(cmd, res);
     else if (semantics === 'split') this.unmapSplit(cmd, res);
     else this.unmapLegacy(cmd, res);
     this.finish(res);
+    res.changes = this.takeLog();
     return res;
   }
 
