@@ -143,9 +143,9 @@ export class Ledger {
     const p = (sql: string) => this.db.prepare(sql);
     this.s = {
       insStream: p('INSERT INTO streams (name, version, profile, created_at) VALUES (?, 0, ?, ?)'),
-      setVersion: p('UPDATE streams SET version = ? WHERE id = ?'),
+      setVersion: p('UPDATE streams SET version = ?, max_span = ? WHERE id = ?'),
       setDestroyed: p('UPDATE streams SET destroyed_at = ?, version = ? WHERE id = ?'),
-      stream: p('SELECT * FROM streams WHERE name = ?'),
+      stream: p('SELECT id, version, profile, destroyed_at, max_span FROM streams WHERE name = ?').safeIntegers(true),
       insRun: p(
         'INSERT INTO runs (domain, iova, iova_end, paddr, page_size, count, level, prot, map_pos, valid_from, valid_to, lifetime_class) VALUES (?,?,?,?,?,?,?,?,?,?,NULL,?)',
       ),
@@ -196,18 +196,27 @@ export class Ledger {
 
   /** Appends a batch atomically: every command is stored (with its outcome) or none is. */
   append(inputs: Input[], opts: AppendOptions = {}): Outcome[] {
+    return this.session((add) => inputs.map((inp) => add(inp)), opts);
+  }
+
+  /**
+   * One write transaction for a stream of commands (imports): `fn` adds commands one at a time;
+   * if it throws, nothing of the session is stored.
+   */
+  session<T>(fn: (add: (inp: Input) => Outcome) => T, opts: AppendOptions = {}): T {
     const batch: Batch = { recordedAt: new Date().toISOString(), touched: new Set(), sym: new Map() };
+    let index = 0;
     try {
       return this.store.write(
         () => {
           if (opts.expectedVersions) {
             for (const [name, expected] of Object.entries(opts.expectedVersions)) {
-              const row = this.s.stream!.get(name) as { version: number } | undefined;
-              const actual = row?.version ?? 0;
+              const row = this.s.stream!.get(name) as { version: bigint } | undefined;
+              const actual = Number(row?.version ?? 0n);
               if (actual !== expected) throw new ConcurrencyError(name, expected, actual);
             }
           }
-          const out = inputs.map((inp, i) => this.execute(inp, i, batch));
+          const out = fn((inp) => this.execute(inp, index++, batch));
           this.finishBatch(batch);
           return out;
         },
@@ -220,9 +229,28 @@ export class Ledger {
     }
   }
 
+  /** session() for producers that await between commands (streaming a file). */
+  async sessionAsync<T>(fn: (add: (inp: Input) => Outcome) => Promise<T>): Promise<T> {
+    const batch: Batch = { recordedAt: new Date().toISOString(), touched: new Set(), sym: new Map() };
+    let index = 0;
+    try {
+      return await this.store.writeAsync(
+        async () => {
+          const out = await fn((inp) => this.execute(inp, index++, batch));
+          this.finishBatch(batch);
+          return out;
+        },
+        () => this.ctxs.clear(),
+      );
+    } catch (e) {
+      this.ctxs.clear();
+      throw e;
+    }
+  }
+
   private finishBatch(batch: Batch): void {
     for (const ctx of batch.touched) {
-      this.s.setVersion!.run(ctx.version, ctx.id);
+      this.s.setVersion!.run(ctx.version, toDb(ctx.maxSpan), ctx.id);
       if (ctx.sinceHw >= HW_CHECKPOINT_EVERY) this.writeHw(ctx, this.store.lastPosition);
     }
     for (const c of batch.sym.values()) this.s.upsertSym!.run(c);
@@ -285,8 +313,9 @@ export class Ledger {
 
   /** Rebuilds one domain's live state from the projection tables. */
   private loadCtx(name: string): Ctx | undefined {
-    const row = this.s.stream!.get(name) as { id: number; version: number; profile: string; destroyed_at: number | null } | undefined;
-    if (!row) return undefined;
+    const raw = this.s.stream!.get(name) as { id: bigint; version: bigint; profile: string; destroyed_at: bigint | null; max_span: bigint } | undefined;
+    if (!raw) return undefined;
+    const row = { id: Number(raw.id), version: Number(raw.version), profile: raw.profile, destroyed_at: raw.destroyed_at, max_span: raw.max_span };
     const profile = profileFromDescriptor(JSON.parse(row.profile) as ProfileDescriptor);
     const c = this.newCtx(row.id, name, profile, row.version, row.destroyed_at !== null);
     const runs = this.db
@@ -322,8 +351,7 @@ export class Ledger {
       loaded.push(run);
     }
     c.core.load(loaded);
-    const span = this.db.prepare('SELECT max(iova_end - iova) AS s FROM runs WHERE domain = ?').safeIntegers(true).get(row.id) as { s: bigint | null };
-    c.maxSpan = span.s ?? 0n;
+    c.maxSpan = fromDb(row.max_span);
     const intents = this.db
       .prepare('SELECT id, caller, iova, iova_end, valid_from FROM intent WHERE domain = ? AND valid_to IS NULL')
       .safeIntegers(true);
@@ -692,10 +720,20 @@ export class Ledger {
         if (onProgress && n % 65536 === 0) onProgress(n, total);
       }
       for (const c of batch.sym.values()) this.s.upsertSym!.run(c);
+      for (const c of this.ctxs.values()) this.s.setVersion!.run(c.version, toDb(c.maxSpan), c.id);
       this.s.checkpoint!.run(total);
     }).immediate();
     this.ctxs.clear();
     return { events: n, mismatches };
+  }
+
+  /**
+   * The live core state of a domain (for importers that must see what is mapped to decide where
+   * a record belongs). Read it only; it changes as commands are appended.
+   */
+  peek(name: string): Domain | undefined {
+    const c = this.ctxs.get(name) ?? this.loadCtx(name);
+    return c && !c.destroyed ? c.core : undefined;
   }
 
   /** Names of the domains, in creation order. */

@@ -1,0 +1,550 @@
+/**
+ * `iommu-ledger import FILE|-`: kernel output into the ledger, streaming with constant memory.
+ *
+ * Tracepoints carry no domain, so records are separated into inferred address spaces: an unmap
+ * goes to the space whose live mapping it matches, a map that collides with every space's live
+ * mappings opens a new one. Records of one timestamp printed in an order that contradicts cause
+ * and effect (an unmap before the map it undoes) are put back in order. See docs/import.md.
+ */
+import { createHash } from 'node:crypto';
+import { createReadStream, statSync } from 'node:fs';
+import { resolve as resolvePath, basename } from 'node:path';
+import { StringDecoder } from 'node:string_decoder';
+import { formatSize, hex } from '../core/address.js';
+import type { Domain } from '../core/domain.js';
+import { resolveProfile, type Semantics } from '../core/profile.js';
+import { splitRegion } from '../core/split.js';
+import type { Command } from '../events/schema.js';
+import { parseTraceLine, type TraceRecord } from '../import/parse.js';
+import type { Ledger, Outcome } from '../projections/ledger.js';
+import { digestOf, InputError, materialize, recordSource } from './apply.js';
+import type { Tick } from './progress.js';
+
+export interface ImportOptions {
+  profile?: string;
+  semantics?: Semantics;
+  domain?: string;
+  domainBy?: 'infer' | 'dev';
+  strict?: boolean;
+  follow?: boolean;
+  caller?: string;
+  onProgress?: Tick;
+}
+
+export interface ImportSummary {
+  source: string;
+  lines: number;
+  records: number;
+  stored: number;
+  duplicates: number;
+  skipped: number;
+  malformed: number;
+  malformedExamples: string[];
+  profile: string;
+  profileWhy: string;
+  spaces: string[];
+  reordered: number;
+  neverSeenMapped: number;
+  divergences: number;
+  overUnmaps: number;
+  splitMismatches: number;
+  splitExamples: string[];
+  report: string[];
+}
+
+/** Lines of a file with their numbers and end offsets, streaming; `unterminated` marks a final line without a newline. */
+async function* readLines(path: string, start = 0, startLine = 0): AsyncGenerator<{ no: number; text: string; unterminated: boolean; end: number }> {
+  const dec = new StringDecoder('utf8');
+  let carry = '';
+  let no = startLine;
+  let offset = start;
+  for await (const chunk of createReadStream(path, { start }) as AsyncIterable<Buffer>) {
+    const text = carry + dec.write(chunk);
+    let from = 0;
+    for (;;) {
+      const nl = text.indexOf('\n', from);
+      if (nl < 0) break;
+      no++;
+      const line = text.slice(from, nl);
+      offset += Buffer.byteLength(line, 'utf8') + 1;
+      yield { no, text: line, unterminated: false, end: offset };
+      from = nl + 1;
+      // A pathological line without newlines is cut by the parser's length limit anyway.
+    }
+    carry = text.slice(from);
+    if (carry.length > 1 << 20) {
+      // A megabyte without a newline: report it as one line and move on (constant memory).
+      no++;
+      offset += Buffer.byteLength(carry, 'utf8');
+      yield { no, text: carry, unterminated: false, end: offset };
+      carry = '';
+    }
+  }
+  carry += dec.end();
+  if (carry.length) {
+    no++;
+    yield { no, text: carry, unterminated: true, end: offset + Buffer.byteLength(carry, 'utf8') };
+  }
+}
+
+/** Guesses the hardware from the start of a trace: driver names, address widths, page sizes. */
+export function inferProfile(sample: TraceRecord[]): { name: string; why: string } {
+  const drivers = new Set(sample.filter((r) => r.driver).map((r) => r.driver!.toLowerCase()));
+  const has = (re: RegExp) => [...drivers].some((d) => re.test(d));
+  if (has(/omap/)) return { name: 'omap', why: 'fault records name the omap-iommu driver' };
+  if (has(/dmar|intel/)) return { name: 'intel-vtd', why: 'fault records name the Intel DMAR driver' };
+  if (has(/amd/)) return { name: 'amd-v1', why: 'fault records name the AMD-Vi driver' };
+  if (has(/smmu|arm/)) return { name: 'arm-lpae-4k', why: 'fault records name an ARM SMMU driver' };
+  const addrs = sample.filter((r) => r.iova !== undefined);
+  const wide = addrs.some((r) => r.iova! + (r.size ?? 0n) > 1n << 32n);
+  const overUnmap = sample.some((r) => r.event === 'unmap' && r.unmappedSize !== undefined && r.size !== undefined && r.unmappedSize > r.size);
+  const devs = sample.map((r) => r.device ?? r.dev ?? '').join(' ');
+  if (!wide && /\b[0-9a-f]{8}\.(?:isp|mmu|dsp|iva)/i.test(devs)) {
+    return { name: 'omap', why: 'platform devices with 32-bit IOVAs (OMAP-style names)' };
+  }
+  if (overUnmap) {
+    return { name: 'intel-vtd', why: 'the trace shows unmaps that removed whole large pages (unmapped_size > size), as x86 drivers do; pass --profile to choose another' };
+  }
+  return { name: 'intel-vtd', why: 'no driver named in the trace; the most common x86 IOMMU is assumed (pass --profile to choose)' };
+}
+
+interface Space {
+  name: string;
+  devices: Set<string>;
+}
+
+/** Separates records into address spaces and turns them into commands. */
+class Router {
+  spaces: Space[] = [];
+  private byDevice = new Map<string, Space>();
+  private pendingDevices: Array<{ device: string; rec: TraceRecord; line: number }> = [];
+  neverSeen = 0;
+
+  constructor(
+    private readonly ledger: Ledger,
+    private readonly opts: ImportOptions,
+    private readonly profileName: string,
+    private readonly semantics: Semantics | undefined,
+    private readonly emit: (cmd: Command, line: number) => void,
+    private readonly sourceKey: string,
+  ) {}
+
+  private core(s: Space): Domain | undefined {
+    return this.ledger.peek(s.name);
+  }
+
+  private open(name: string, line: number): Space {
+    const existing = this.spaces.find((s) => s.name === name);
+    if (existing) return existing;
+    const s: Space = { name, devices: new Set() };
+    this.spaces.push(s);
+    if (!this.ledger.peek(name)) {
+      const cmd = { op: 'domain', domain: name, profile: this.profileName, id: `${this.sourceKey}:domain:${name}` } as Command;
+      if (this.semantics) (cmd as { semantics?: Semantics }).semantics = this.semantics;
+      this.emit(cmd, line);
+    }
+    // Devices attached before this space existed belong to the first space opened after them.
+    for (const p of this.pendingDevices.splice(0)) this.attach(s, p.device, p.rec, p.line);
+    return s;
+  }
+
+  private attach(s: Space, device: string, rec: TraceRecord, line: number): void {
+    s.devices.add(device);
+    this.byDevice.set(device, s);
+    this.emit(this.base('attach', s, rec, { device, ...(rec.groupId !== undefined ? { groupId: rec.groupId } : {}) }), line);
+  }
+
+  private base(op: string, s: Space, rec: TraceRecord, extra: Record<string, unknown>): Command {
+    const c: Record<string, unknown> = { op, domain: s.name, ...extra };
+    const caller = this.opts.caller ?? rec.task ?? rec.prefix;
+    if (caller !== undefined) c.caller = caller;
+    if (rec.task !== undefined) c.task = rec.task;
+    if (rec.pid !== undefined) c.pid = rec.pid;
+    if (rec.tgid !== undefined) c.tgid = rec.tgid;
+    if (rec.cpu !== undefined) c.cpu = rec.cpu;
+    if (rec.timestamp !== undefined) c.time = rec.timestamp;
+    return c as unknown as Command;
+  }
+
+  private fixed(): Space | undefined {
+    if (this.opts.domain !== undefined) return this.open(this.opts.domain, 0);
+    return undefined;
+  }
+
+  private first(line: number): Space {
+    return this.spaces[0] ?? this.open(this.nextName(), line);
+  }
+
+  private nextName(): string {
+    return `as${this.spaces.length + 1}`;
+  }
+
+  /** The space for a map: by dev=, else the first whose live mappings it does not collide with. */
+  private spaceForMap(rec: TraceRecord, line: number): Space {
+    const f = this.fixed();
+    if (f) return f;
+    if (this.opts.domainBy === 'dev' && rec.dev) return this.open(rec.dev, line);
+    const start = rec.iova!;
+    const end = start + rec.size!;
+    for (const s of this.spaces) {
+      const core = this.core(s);
+      if (!core) continue;
+      let hit = false;
+      for (const _ of core.runs(start, end)) {
+        hit = true;
+        break;
+      }
+      if (!hit) return s;
+    }
+    return this.open(this.nextName(), line);
+  }
+
+  /** The space for an unmap: the one whose live mapping it matches best. */
+  spaceForUnmap(rec: TraceRecord, line: number, count = true): Space | undefined {
+    const f = this.fixed();
+    if (f) return f;
+    if (this.opts.domainBy === 'dev' && rec.dev) return this.open(rec.dev, line);
+    const start = rec.iova!;
+    const end = start + (rec.size ?? 0n);
+    let overlap: Space | undefined;
+    for (const s of this.spaces) {
+      const core = this.core(s);
+      if (!core) continue;
+      for (const r of core.runs(start, end > start ? end : start + 1n)) {
+        if (r.origin.iova === start && r.origin.size === rec.size) return s;
+        overlap ??= s;
+        break;
+      }
+    }
+    if (overlap || !count) return overlap;
+    this.neverSeen++;
+    return undefined;
+  }
+
+  /** Would this unmap find nothing mapped anywhere right now? */
+  hitsNothing(rec: TraceRecord): boolean {
+    return this.opts.domain === undefined && this.spaceForUnmap(rec, 0, false) === undefined;
+  }
+
+  route(rec: TraceRecord, line: number): void {
+    switch (rec.event) {
+      case 'map':
+      case 'debug_map': {
+        const s = this.spaceForMap(rec, line);
+        this.emit(this.base('map', s, rec, { iova: rec.iova, paddr: rec.paddr, size: rec.size }), line);
+        return;
+      }
+      case 'unmap':
+      case 'debug_unmap': {
+        const s = this.spaceForUnmap(rec, line) ?? this.first(line);
+        const extra: Record<string, unknown> = { iova: rec.iova, size: rec.size };
+        if (rec.unmappedSize !== undefined) extra.observedUnmapped = rec.unmappedSize;
+        this.emit(this.base('unmap', s, rec, extra), line);
+        return;
+      }
+      case 'io_page_fault': {
+        let s = (rec.device && this.byDevice.get(rec.device)) || undefined;
+        if (!s && this.opts.domain === undefined) {
+          for (const sp of this.spaces) if (this.core(sp)?.find(rec.iova!)) s ??= sp;
+        }
+        s ??= this.fixed() ?? this.first(line);
+        const extra: Record<string, unknown> = { iova: rec.iova };
+        if (rec.device) extra.device = rec.device;
+        if (rec.driver) extra.driver = rec.driver;
+        if (rec.faultFlags !== undefined) extra.flags = rec.faultFlags;
+        this.emit(this.base('fault', s, rec, extra), line);
+        return;
+      }
+      case 'attach':
+      case 'add_to_group': {
+        const dev = rec.device!;
+        if (this.byDevice.has(dev)) return;
+        const f = this.fixed();
+        if (f) this.attach(f, dev, rec, line);
+        else this.pendingDevices.push({ device: dev, rec, line });
+        return;
+      }
+      case 'detach':
+      case 'remove_from_group': {
+        const s = this.byDevice.get(rec.device!);
+        if (!s) return;
+        this.byDevice.delete(rec.device!);
+        this.emit(this.base('detach', s, rec, { device: rec.device }), line);
+        return;
+      }
+      default:
+        return;
+    }
+  }
+}
+
+/**
+ * Holds the records of one timestamp and releases them in an order consistent with cause and
+ * effect: an unmap that would hit nothing is moved after a map of the same timestamp that
+ * creates what it unmaps.
+ */
+class TieBuffer {
+  private group: Array<{ rec: TraceRecord; line: number }> = [];
+  private ts: string | undefined;
+  reordered = 0;
+
+  constructor(
+    private readonly router: Router,
+    private readonly release: (rec: TraceRecord, line: number) => void,
+  ) {}
+
+  push(rec: TraceRecord, line: number): void {
+    if (rec.timestamp === undefined || rec.timestamp !== this.ts) this.flush();
+    this.ts = rec.timestamp;
+    this.group.push({ rec, line });
+    if (rec.timestamp === undefined) this.flush();
+  }
+
+  flush(): void {
+    const g = this.group;
+    this.group = [];
+    for (let i = 0; i < g.length; i++) {
+      const cur = g[i]!;
+      if ((cur.rec.event === 'unmap' || cur.rec.event === 'debug_unmap') && this.router.hitsNothing(cur.rec)) {
+        const s = cur.rec.iova!;
+        const e = s + (cur.rec.size ?? 1n);
+        const j = g.findIndex((x, k) => k > i && (x.rec.event === 'map' || x.rec.event === 'debug_map') && x.rec.iova! < e && x.rec.iova! + x.rec.size! > s);
+        if (j > i) {
+          const [m] = g.splice(j, 1);
+          g.splice(i, 0, m!);
+          this.reordered++;
+        }
+      }
+      const r = g[i]!;
+      this.release(r.rec, r.line);
+    }
+  }
+}
+
+const SAMPLE_BYTES = 2 << 20;
+
+export async function importFile(ledger: Ledger, file: string, opts: ImportOptions): Promise<ImportSummary> {
+  const src = await materialize(file);
+  try {
+    if (opts.profile) resolveProfile(opts.profile); // unknown names fail before anything is read
+    let size = 0;
+    try {
+      size = statSync(src.path).size;
+    } catch (e) {
+      throw new InputError(`cannot read ${src.name}: ${(e as Error).message}`);
+    }
+    // Identity of the source: its digest (so importing it again stores nothing new); a followed,
+    // growing file is identified by its path and first bytes instead.
+    let digest: string;
+    if (opts.follow) {
+      const head = await new Promise<Buffer>((res, rej) => {
+        const bufs: Buffer[] = [];
+        createReadStream(src.path, { start: 0, end: 4095 })
+          .on('data', (c) => bufs.push(c as Buffer))
+          .on('end', () => res(Buffer.concat(bufs)))
+          .on('error', rej);
+      });
+      digest = createHash('sha256').update(resolvePath(src.path)).update(head).digest('hex');
+    } else {
+      digest = await digestOf(src.path);
+    }
+    const sourceKey = digest.slice(0, 24);
+    // The profile: as given, or inferred from the first records.
+    let profileName = opts.profile;
+    let profileWhy = 'given with --profile';
+    if (!profileName) {
+      const sample: TraceRecord[] = [];
+      for await (const l of readLines(src.path)) {
+        const p = parseTraceLine(l.text);
+        if (p.kind === 'record') sample.push(p.record);
+        if (l.end > SAMPLE_BYTES || sample.length > 20000) break;
+      }
+      const g = inferProfile(sample);
+      profileName = g.name;
+      profileWhy = `inferred: ${g.why}`;
+    }
+    const s: ImportSummary = {
+      source: src.name,
+      lines: 0,
+      records: 0,
+      stored: 0,
+      duplicates: 0,
+      skipped: 0,
+      malformed: 0,
+      malformedExamples: [],
+      profile: profileName,
+      profileWhy,
+      spaces: [],
+      reordered: 0,
+      neverSeenMapped: 0,
+      divergences: 0,
+      overUnmaps: 0,
+      splitMismatches: 0,
+      splitExamples: [],
+      report: [],
+    };
+    const name = file === '-' ? '<stdin>' : basename(file);
+    const bitmap = resolveProfile(profileName).pgsizeBitmap;
+    let offset = 0;
+    let lineNo = 0;
+    const runChunk = async (): Promise<void> => {
+      await ledger.sessionAsync(async (add) => {
+        const outs: Outcome[] = [];
+        const emit = (cmd: Command, line: number) => {
+          const o = add({ cmd, from: { source: name, digest, line } });
+          outs.push(o);
+          if (o.duplicate) s.duplicates++;
+          else {
+            s.stored++;
+            if (o.op === 'unmap' && o.unmapped !== undefined && o.predicted !== undefined && o.unmapped !== o.predicted) s.divergences++;
+            if (o.collateral?.length) s.overUnmaps++;
+          }
+        };
+        const router = new Router(ledger, opts, profileName!, opts.semantics, emit, sourceKey);
+        // iommu.c debug lines: `unmapped:` lines after an `unmap this:` add up to what the unmap
+        // returned; `mapping:` lines after a `map:` show the kernel's split.
+        let pendingUnmap: { rec: TraceRecord; line: number; got: bigint } | undefined;
+        let pendingMap: { rec: TraceRecord; line: number; chunks: Array<{ iova: bigint; pgsize: bigint; count: bigint }> } | undefined;
+        let lastDebug: { event: string; iova: bigint; size: bigint; line: number } | undefined;
+        const ties = new TieBuffer(router, (rec, line) => router.route(rec, line));
+        const flushDebug = () => {
+          if (pendingUnmap) {
+            const r = { ...pendingUnmap.rec, unmappedSize: pendingUnmap.got };
+            ties.push(r, pendingUnmap.line);
+            pendingUnmap = undefined;
+          }
+          if (pendingMap) {
+            const m = pendingMap;
+            pendingMap = undefined;
+            if (m.chunks.length) {
+              const ours = splitRegion(m.rec.iova!, m.rec.paddr!, m.rec.size!, bitmap);
+              const theirs = coalesce(m.chunks);
+              const same = ours.length === theirs.length && ours.every((o, i) => o.iova === theirs[i]!.iova && o.pageSize === theirs[i]!.pgsize && o.count === theirs[i]!.count);
+              if (!same) {
+                s.splitMismatches++;
+                if (s.splitExamples.length < 3) {
+                  s.splitExamples.push(
+                    `${name}:${m.line}: map ${hex(m.rec.iova!)}+${formatSize(m.rec.size!)}: kernel ${theirs.map((c) => `${c.count}x${formatSize(c.pgsize)}`).join(' ')}, ${profileName} ${ours.map((c) => `${c.count}x${formatSize(c.pageSize)}`).join(' ')}`,
+                  );
+                }
+              }
+            }
+            ties.push(m.rec, m.line);
+          }
+        };
+        for await (const l of readLines(src.path, offset, lineNo)) {
+          s.lines = l.no;
+          lineNo = l.no;
+          offset = l.end;
+          if (l.unterminated && opts.follow) {
+            // A line still being written: read it again next time.
+            s.lines = l.no - 1;
+            lineNo = l.no - 1;
+            offset = l.end - Buffer.byteLength(l.text, 'utf8');
+            break;
+          }
+          const p = parseTraceLine(l.text, { unterminated: l.unterminated });
+          if (p.kind === 'skip') {
+            s.skipped++;
+            continue;
+          }
+          if (p.kind === 'error') {
+            const msg = `${src.name}:${l.no}: ${p.reason}: ${JSON.stringify(l.text.length > 160 ? `${l.text.slice(0, 160)}...` : l.text)}`;
+            if (opts.strict) throw new InputError(`${msg} (--strict: nothing of this import was stored)`);
+            s.malformed++;
+            if (s.malformedExamples.length < 5) s.malformedExamples.push(msg);
+            continue;
+          }
+          s.records++;
+          const rec = p.record;
+          if (rec.event === 'debug_unmapped') {
+            if (pendingUnmap) pendingUnmap.got += rec.unmappedSize ?? 0n;
+            continue;
+          }
+          if (rec.event === 'debug_mapping') {
+            if (pendingMap) pendingMap.chunks.push({ iova: rec.iova!, pgsize: rec.pgsize!, count: rec.count ?? 1n });
+            continue;
+          }
+          flushDebug();
+          // A tracepoint printed with tp_printk next to the debug line of the same call: one call.
+          if ((rec.event === 'map' || rec.event === 'unmap') && lastDebug && lastDebug.event === rec.event && lastDebug.iova === rec.iova && lastDebug.size === rec.size && l.no - lastDebug.line < 16) {
+            lastDebug = undefined;
+            continue;
+          }
+          if (rec.event === 'debug_unmap') {
+            pendingUnmap = { rec, line: l.no, got: 0n };
+            lastDebug = { event: 'unmap', iova: rec.iova!, size: rec.size!, line: l.no };
+            continue;
+          }
+          if (rec.event === 'debug_map') {
+            pendingMap = { rec, line: l.no, chunks: [] };
+            lastDebug = { event: 'map', iova: rec.iova!, size: rec.size!, line: l.no };
+            continue;
+          }
+          ties.push(rec, l.no);
+          if (opts.onProgress && l.no % 4096 === 0) opts.onProgress(l.end, Math.max(size, l.end));
+        }
+        flushDebug();
+        ties.flush();
+        s.reordered += ties.reordered;
+        s.neverSeenMapped += router.neverSeen;
+        for (const sp of router.spaces) if (!s.spaces.includes(sp.name)) s.spaces.push(sp.name);
+        recordSource(ledger, digest, name, lineNo, outs);
+      });
+    };
+    await runChunk();
+    if (opts.follow) {
+      process.stderr.write(`following ${src.name} (Ctrl-C to stop)\n`);
+      let stop = false;
+      process.once('SIGINT', () => {
+        stop = true;
+      });
+      while (!stop) {
+        await new Promise((r) => setTimeout(r, 500));
+        let now = 0;
+        try {
+          now = statSync(src.path).size;
+        } catch {
+          break;
+        }
+        if (now > offset) await runChunk();
+      }
+    }
+    s.report = report(s, ledger);
+    return s;
+  } finally {
+    src.cleanup();
+  }
+}
+
+function coalesce(chunks: Array<{ iova: bigint; pgsize: bigint; count: bigint }>): Array<{ iova: bigint; pgsize: bigint; count: bigint }> {
+  const out: Array<{ iova: bigint; pgsize: bigint; count: bigint }> = [];
+  for (const c of chunks) {
+    const last = out[out.length - 1];
+    if (last && last.pgsize === c.pgsize && last.iova + last.pgsize * last.count === c.iova) last.count += c.count;
+    else out.push({ ...c });
+  }
+  return out;
+}
+
+function report(s: ImportSummary, ledger: Ledger): string[] {
+  const lines = [
+    `${s.source}: ${s.lines} lines, ${s.records} IOMMU records, ${s.stored} events stored${s.duplicates ? `, ${s.duplicates} already in the ledger (nothing new stored for them)` : ''}; ${s.skipped} other lines skipped`,
+    `profile: ${s.profile} (${s.profileWhy})`,
+    `address spaces: ${s.spaces.length} (${s.spaces.join(', ') || 'none'})${s.spaces.length > 1 ? ' inferred: the same IOVAs were live in several domains at once' : ''}`,
+  ];
+  if (s.malformed) {
+    lines.push(`malformed lines skipped: ${s.malformed} (use --strict to fail instead)`);
+    for (const m of s.malformedExamples) lines.push(`  ${m}`);
+  }
+  if (s.reordered) lines.push(`reordered: ${s.reordered} record(s) with equal timestamps put back in cause-and-effect order (an unmap printed before the map it undoes)`);
+  if (s.neverSeenMapped) lines.push(`starts mid-stream: ${s.neverSeenMapped} unmap(s) of ranges never seen mapped (mapped before the trace began); their divergences are expected`);
+  if (s.divergences) lines.push(`divergences: ${s.divergences} unmap(s) where the trace's unmapped_size differs from ${s.profile}'s prediction — see 'iommu-ledger audit divergences'`);
+  if (s.splitMismatches) {
+    lines.push(`page split: ${s.splitMismatches} map(s) where the kernel's 'mapping:' lines differ from ${s.profile}'s split (a sign of another page-size bitmap):`);
+    for (const e of s.splitExamples) lines.push(`  ${e}`);
+  }
+  lines.push(`over-unmaps: ${s.overUnmaps} — see 'iommu-ledger audit over-unmaps'. Ledger: ${ledger.store.path}`);
+  return lines;
+}
+

@@ -1,0 +1,717 @@
+/**
+ * Parses one line of Linux kernel IOMMU output into a record. Pure and stateless: no I/O, no
+ * state kept between lines, so a caller can stream a file of any size through it line by line.
+ *
+ * Accepted inputs (formats in docs/kernel-facts.md section 4):
+ *
+ * - ftrace text (`/sys/kernel/tracing/trace`, `trace_pipe`):
+ *   `TASK-PID [(TGID)] [CPU] [FLAGS] TIMESTAMP: EVENT: BODY`, FLAGS 4, 5 or 7 characters or absent.
+ * - `trace-cmd report`: the same without flags, with padding after `EVENT:`.
+ * - the kernel log (dmesg, syslog, journalctl): tracepoint bodies printed with `tp_printk`
+ *   (`map: IOMMU: ...`) and the `pr_debug` lines of drivers/iommu/iommu.c
+ *   (`map:`, `mapping:`, `unmap this:`, `unmapped:`), every kernel era.
+ *
+ * Event bodies, every kernel version:
+ *   map            `IOMMU: [dev=NAME ]iova=0x%016llx[ - 0x%016llx] paddr=0x%016llx size=%zu`
+ *   unmap          `IOMMU: [dev=NAME ]iova=0x%016llx[ - 0x%016llx] size=%zu unmapped_size=%zu`
+ *   io_page_fault  `IOMMU:%s %s iova=0x%016llx flags=0x%04x` (driver, device)
+ *   attach_device_to_domain, detach_device_from_domain  `IOMMU: device=%s`
+ *   add_device_to_group, remove_device_from_group       `IOMMU: groupID=%d device=%s`
+ *
+ * Cost: every layer is one anchored regular expression without nested quantifiers, or a
+ * hand-written scan, so the work is linear in the line length; lines over MAX_LINE_LENGTH
+ * are refused before any of it.
+ */
+import { AddressError, hex64, parseAddress, U64_MAX } from '../core/address.js';
+
+/** Longer lines are refused with an error, unparsed (a kernel trace line is < 1 KiB). */
+export const MAX_LINE_LENGTH = 64 * 1024;
+
+export type TraceEventKind =
+  | 'map'
+  | 'unmap'
+  | 'io_page_fault'
+  | 'attach'
+  | 'detach'
+  | 'add_to_group'
+  | 'remove_from_group'
+  /** iommu.c `map: iova .. pa .. size ..`, once per iommu_map() call. */
+  | 'debug_map'
+  /** iommu.c `mapping: iova .. pa .. pgsize ..[ count N]`, once per page-size chunk. */
+  | 'debug_mapping'
+  /** iommu.c `unmap this: iova .. size ..`, once per iommu_unmap() call. */
+  | 'debug_unmap'
+  /** iommu.c `unmapped: iova .. size ..`, once per driver call, with the bytes it removed. */
+  | 'debug_unmapped';
+
+/**
+ * Where the line came from: `ftrace` (tracefs text), `trace-cmd` (`trace-cmd report`, told
+ * apart by the padding after `EVENT:`), `dmesg` (iommu.c pr_debug lines), `dmesg-tp`
+ * (tracepoints printed to the kernel log with `tp_printk`).
+ */
+export type TraceSource = 'ftrace' | 'trace-cmd' | 'dmesg' | 'dmesg-tp';
+
+export interface TraceRecord {
+  event: TraceEventKind;
+  source: TraceSource;
+  /** ftrace task name (comm), as printed: may hold spaces, dashes, slashes and colons. */
+  task?: string;
+  /** ftrace PID column; for dmesg, the `[T123]` caller id when printk shows it. */
+  pid?: number;
+  /** ftrace `(TGID)` column (record-tgid option); absent when not shown or `(-------)`. */
+  tgid?: number;
+  /** ftrace `[CPU]` column; for dmesg, the `[C3]` caller id when printk shows it. */
+  cpu?: number;
+  /** ftrace irq/preempt flags column, exactly as printed (`d.h.`, `.....`, `....1..`). */
+  flags?: string;
+  /** The timestamp text exactly as printed (`511.102331`, or a syslog/journal date). */
+  timestamp?: string;
+  /** `timestamp` in nanoseconds, when it is `SECONDS.FRACTION` (not a raw counter or a date). */
+  timestampNs?: bigint;
+  /** map, unmap, io_page_fault and the debug lines: the first IOVA. */
+  iova?: bigint;
+  /** Range form (v5.17+) of map/unmap: the printed exclusive end, iova + size (mod 2^64). */
+  iovaEnd?: bigint;
+  /** map, debug_map, debug_mapping: the physical address. */
+  paddr?: bigint;
+  /** map, unmap (the requested size), debug_map, debug_unmap. */
+  size?: bigint;
+  /** unmap `unmapped_size=`; debug_unmapped `size` (the bytes one driver call removed). */
+  unmappedSize?: bigint;
+  /** debug_mapping: the page size of the chunk. */
+  pgsize?: bigint;
+  /** debug_mapping (v5.15+): the number of pages of `pgsize` in the chunk. */
+  count?: bigint;
+  /** Vendor kernels' `dev=NAME ` in map and unmap bodies. */
+  dev?: string;
+  /** io_page_fault: the driver name (`IOMMU:DRIVER`). */
+  driver?: string;
+  /** io_page_fault, attach, detach, add_to_group, remove_from_group: the device name. */
+  device?: string;
+  /** io_page_fault `flags=0x%04x` (IOMMU_FAULT_READ 0, IOMMU_FAULT_WRITE 1). */
+  faultFlags?: number;
+  /** add_to_group, remove_from_group: `groupID=`. */
+  groupId?: number;
+  /** debug lines: the log prefix before the message (`iommu`, a device, a dyndbg prefix). */
+  prefix?: string;
+}
+
+export type SkipReason = 'blank' | 'header' | 'other-event' | 'other-text';
+
+export type ParsedLine =
+  /** Not an IOMMU record; `event` names the ftrace event of an `other-event` line. */
+  | { kind: 'skip'; why: SkipReason; event?: string }
+  /** Looked like an IOMMU record (or a trace line) but could not be read; `reason` says why. */
+  | { kind: 'error'; reason: string }
+  | { kind: 'record'; record: TraceRecord };
+
+export interface ParseLineOptions {
+  /**
+   * The line was the last of the input and no newline followed it. Kernel output always ends
+   * its lines, so such a record may have been cut anywhere (even inside its last number, which
+   * still reads as a valid, smaller number): it is returned as an error instead.
+   */
+  unterminated?: boolean;
+}
+
+/** A parse failure; thrown inside this module only (a plain object: no stack to capture). */
+class LineError {
+  constructor(readonly reason: string) {}
+}
+
+function fail(reason: string): never {
+  throw new LineError(reason);
+}
+
+/** Text of a value for an error reason, cut so that garbage cannot make reasons huge. */
+function show(text: string): string {
+  return text.length > 48 ? `${text.slice(0, 48)}...` : text;
+}
+
+const SKIP_BLANK: ParsedLine = Object.freeze({ kind: 'skip', why: 'blank' });
+const SKIP_HEADER: ParsedLine = Object.freeze({ kind: 'skip', why: 'header' });
+const SKIP_TEXT: ParsedLine = Object.freeze({ kind: 'skip', why: 'other-text' });
+
+/** ftrace event name -> record kind. A Map, so that names like `constructor` are not found. */
+const FTRACE_EVENTS: ReadonlyMap<string, TraceEventKind> = new Map<string, TraceEventKind>([
+  ['map', 'map'],
+  ['unmap', 'unmap'],
+  ['io_page_fault', 'io_page_fault'],
+  ['attach_device_to_domain', 'attach'],
+  ['detach_device_from_domain', 'detach'],
+  ['add_device_to_group', 'add_to_group'],
+  ['remove_device_from_group', 'remove_from_group'],
+]);
+
+// C0 controls except TAB, and DEL: never in kernel text output (dmesg escapes them as \x..).
+// eslint-disable-next-line no-control-regex
+const CONTROL_RE = /[\x00-\x08\x0a-\x1f\x7f]/;
+/** trace-cmd report preamble and per-CPU notes. */
+const TRACE_CMD_HEADER_RE = /^(?:cpus=\d+|version = \d+|CPU \d+ is empty|CPU\d+ data recorded at offset=.*)$/;
+
+/**
+ * ftrace/trace-cmd record head: `TASK-PID [(TGID)] [CPU] `. The task is the shortest text
+ * followed by `-PID`, spaces, an optional `(TGID)` and `[CPU]`, so a task may hold dashes,
+ * spaces, slashes and colons and the PID is the number after the last dash before the columns.
+ */
+const FTRACE_HEAD_RE = /^ *(\S.*?)-(\d+) +(?:\( *(\d+|-+)\) +)?\[(\d+)\] /;
+const TIMESTAMP_RE = /^\d+(?:\.\d+)?$/;
+
+/** Kernel-log prefixes, in the order they can appear. */
+const LEVEL_RE = /^<\d{1,3}>/;
+/** dmesg -x: `kern  :debug : `. */
+const DECODE_RE = /^[a-z]+ *:[a-z]+ *: /;
+/** syslog / journalctl (short, short-iso, short-precise): `DATE HOST kernel: `. */
+const SYSLOG_RE =
+  /^([A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d(?:\.\d+)?|\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:[.,]\d+)?(?:Z|[+-]\d\d(?::?\d\d)?)?) (?:\S+ )?kernel: /;
+/** printk time: `[  612.004411] `, also dmesg -d `[  612.004411 <    0.000002>] `. */
+const STAMP_RE = /^\[ *(\d+\.\d+)(?: <[ \d.]*>)?\] ?/;
+/** dmesg -T: `[Mon Nov 23 10:00:00 2026] `. */
+const CTIME_RE = /^\[([A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d \d{4})\] ?/;
+/** journalctl -o short-monotonic after the stamp: `HOST kernel: `. */
+const KERNEL_TAG_RE = /^(?:\S+ )?kernel: /;
+/** CONFIG_PRINTK_CALLER: `[ T1234] ` (task) or `[    C3] ` (CPU). */
+const CALLER_RE = /^\[ *([TC])(\d+)\] ?/;
+/** tp_printk output: `EVENT: IOMMU:...`. */
+const TP_RE =
+  /^(map|unmap|io_page_fault|attach_device_to_domain|detach_device_from_domain|add_device_to_group|remove_device_from_group): +(IOMMU:.*)$/;
+
+const HEX_RE = /^0[xX][0-9a-fA-F]+$/;
+const BARE_HEX_RE = /^[0-9a-fA-F]+$/;
+const DEC_RE = /^[0-9]+$/;
+
+/**
+ * Parses one line. Never throws: anything it cannot read comes back as `{ kind: 'error' }`
+ * with a reason naming the field, and text that is not IOMMU output as `{ kind: 'skip' }`.
+ * A trailing `\n`, `\r\n` or `\r` is ignored.
+ */
+export function parseTraceLine(line: string, options?: ParseLineOptions): ParsedLine {
+  try {
+    const result = parseLine(line);
+    if (options?.unterminated && result.kind === 'record') {
+      return {
+        kind: 'error',
+        reason: `${result.record.event}: the input ends without a newline after this line, so it may be cut (line ends with ${JSON.stringify(show(line.slice(-24)))})`,
+      };
+    }
+    return result;
+  } catch (e) {
+    if (e instanceof LineError) return { kind: 'error', reason: e.reason };
+    // Not expected; kept so that one bad line can never stop an import.
+    return { kind: 'error', reason: `internal parser error: ${e instanceof Error ? e.message : String(e)}` };
+  }
+}
+
+/** One result per line of a whole text, numbered from 1; the last line without `\n` is unterminated. */
+export function* parseTraceText(text: string): Generator<{ lineNo: number; result: ParsedLine }> {
+  let start = 0;
+  let lineNo = 0;
+  while (start < text.length) {
+    const nl = text.indexOf('\n', start);
+    lineNo++;
+    if (nl < 0) {
+      yield { lineNo, result: parseTraceLine(text.slice(start), { unterminated: true }) };
+      return;
+    }
+    yield { lineNo, result: parseTraceLine(text.slice(start, nl)) };
+    start = nl + 1;
+  }
+}
+
+function parseLine(raw: string): ParsedLine {
+  if (raw.length > MAX_LINE_LENGTH + 2) {
+    return { kind: 'error', reason: `line is ${raw.length} characters long (limit ${MAX_LINE_LENGTH}); not parsed` };
+  }
+  let line = raw;
+  if (line.endsWith('\n')) line = line.slice(0, -1);
+  if (line.endsWith('\r')) line = line.slice(0, -1);
+  if (line.length > MAX_LINE_LENGTH) {
+    return { kind: 'error', reason: `line is ${line.length} characters long (limit ${MAX_LINE_LENGTH}); not parsed` };
+  }
+  const ctl = CONTROL_RE.exec(line);
+  if (ctl) {
+    const code = line.charCodeAt(ctl.index).toString(16).padStart(2, '0');
+    return { kind: 'error', reason: `binary data: control character 0x${code} at column ${ctl.index + 1}` };
+  }
+  const first = firstNonSpace(line);
+  if (first < 0) return SKIP_BLANK;
+  if (line.charCodeAt(first) === 0x23 /* # */) return SKIP_HEADER;
+  if (TRACE_CMD_HEADER_RE.test(line)) return SKIP_HEADER;
+
+  const head = FTRACE_HEAD_RE.exec(line);
+  if (head) return parseFtrace(line, head);
+  return parseKernelLog(line.trimEnd());
+}
+
+function firstNonSpace(s: string): number {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c !== 0x20 && c !== 0x09) return i;
+  }
+  return -1;
+}
+
+function smallInt(text: string, what: string, max: number): number {
+  if (text.length > 10 || Number(text) > max) fail(`${what} ${show(text)} is out of range (max ${max})`);
+  return Number(text);
+}
+
+function nanoseconds(ts: string): bigint | undefined {
+  const dot = ts.indexOf('.');
+  // Without a fraction it is a raw counter (trace_clock counter, x86-tsc), not seconds.
+  if (dot < 0) return undefined;
+  const frac = ts.slice(dot + 1);
+  return BigInt(ts.slice(0, dot)) * 1_000_000_000n + BigInt(frac.length >= 9 ? frac.slice(0, 9) : frac.padEnd(9, '0'));
+}
+
+// ---------------------------------------------------------------------------------------------
+// ftrace and trace-cmd
+
+function parseFtrace(line: string, head: RegExpExecArray): ParsedLine {
+  const task = head[1] ?? '';
+  const pid = smallInt(head[2] ?? '', 'ftrace: pid', 0x7fffffff);
+  const tgidText = head[3];
+  const tgid = tgidText === undefined || tgidText.charCodeAt(0) === 0x2d /* - */ ? undefined : smallInt(tgidText, 'ftrace: tgid', 0x7fffffff);
+  const cpu = smallInt(head[4] ?? '', 'ftrace: cpu', 0xffffff);
+
+  // After `[CPU] `: [FLAGS] TIMESTAMP: EVENT: BODY
+  let p = head[0].length;
+  p = skipSpaces(line, p);
+  let tok = tokenAt(line, p);
+  if (tok === '') fail(`ftrace: line ends after the CPU column [${head[4]}] (truncated?)`);
+  let flags: string | undefined;
+  if (!(tok.endsWith(':') && TIMESTAMP_RE.test(tok.slice(0, -1)))) {
+    if (TIMESTAMP_RE.test(tok) && p + tok.length === line.length) fail(`ftrace: line ends inside the timestamp ${tok} (truncated?)`);
+    if (tok.length !== 4 && tok.length !== 5 && tok.length !== 7) {
+      fail(`ftrace: flags column ${JSON.stringify(show(tok))} has ${tok.length} characters (expected 4, 5 or 7, or none)`);
+    }
+    flags = tok;
+    p = skipSpaces(line, p + tok.length);
+    tok = tokenAt(line, p);
+    if (tok === '') fail(`ftrace: line ends after the flags column ${flags} (truncated?)`);
+    if (!(tok.endsWith(':') && TIMESTAMP_RE.test(tok.slice(0, -1)))) {
+      if (TIMESTAMP_RE.test(tok) && p + tok.length === line.length) fail(`ftrace: line ends inside the timestamp ${tok} (truncated?)`);
+      fail(`ftrace: expected "SECONDS.FRACTION:" after the flags column, found ${JSON.stringify(show(tok))}`);
+    }
+  }
+  const timestamp = tok.slice(0, -1);
+  p = skipSpaces(line, p + tok.length);
+
+  // EVENT:
+  const evTok = tokenAt(line, p);
+  if (evTok === '') fail(`ftrace: line ends after the timestamp ${timestamp}: (truncated?)`);
+  if (!evTok.endsWith(':')) {
+    // Function tracer lines (`func <-parent`) and other text without an event name.
+    if (p + evTok.length === line.length && FTRACE_EVENTS.has(evTok)) fail(`${evTok}: line ends after the event name (truncated?)`);
+    return { kind: 'skip', why: 'other-event', event: show(evTok) };
+  }
+  // `iommu:map:` when a tool prints the event system too.
+  const name = evTok.startsWith('iommu:') ? evTok.slice(6, -1) : evTok.slice(0, -1);
+  const kind = FTRACE_EVENTS.get(name);
+  if (kind === undefined) return { kind: 'skip', why: 'other-event', event: show(name) };
+  const afterName = p + evTok.length;
+  const bodyStart = skipSpaces(line, afterName);
+  const source: TraceSource = bodyStart - afterName >= 2 ? 'trace-cmd' : 'ftrace';
+  const body = line.slice(bodyStart).trimEnd();
+
+  const record: TraceRecord = { event: kind, source, task, pid };
+  if (tgid !== undefined) record.tgid = tgid;
+  record.cpu = cpu;
+  if (flags !== undefined) record.flags = flags;
+  record.timestamp = timestamp;
+  const ns = nanoseconds(timestamp);
+  if (ns !== undefined) record.timestampNs = ns;
+  parseBody(kind, name, body, record);
+  return { kind: 'record', record };
+}
+
+function skipSpaces(s: string, p: number): number {
+  while (p < s.length && s.charCodeAt(p) === 0x20) p++;
+  return p;
+}
+
+/** The text from p to the next space or the end. */
+function tokenAt(s: string, p: number): string {
+  const sp = s.indexOf(' ', p);
+  return sp < 0 ? s.slice(p) : s.slice(p, sp);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Kernel log
+
+function parseKernelLog(line: string): ParsedLine {
+  let s = line.slice(firstNonSpace(line));
+  let timestamp: string | undefined;
+  let timestampNs: bigint | undefined;
+  let pid: number | undefined;
+  let cpu: number | undefined;
+
+  let m = LEVEL_RE.exec(s);
+  if (m) s = s.slice(m[0].length);
+  m = DECODE_RE.exec(s);
+  if (m) s = s.slice(m[0].length);
+  const syslog = SYSLOG_RE.exec(s);
+  if (syslog) {
+    s = s.slice(syslog[0].length);
+    timestamp = syslog[1];
+  }
+  m = STAMP_RE.exec(s);
+  if (m) {
+    s = s.slice(m[0].length);
+    timestamp = m[1] ?? '';
+    timestampNs = nanoseconds(timestamp);
+  } else {
+    m = CTIME_RE.exec(s);
+    if (m) {
+      s = s.slice(m[0].length);
+      timestamp = m[1];
+    }
+  }
+  if (!syslog) {
+    m = KERNEL_TAG_RE.exec(s);
+    if (m) s = s.slice(m[0].length);
+  }
+  m = CALLER_RE.exec(s);
+  if (m) {
+    s = s.slice(m[0].length);
+    if (m[1] === 'T') pid = smallInt(m[2] ?? '', 'dmesg: caller task id', 0x7fffffff);
+    else cpu = smallInt(m[2] ?? '', 'dmesg: caller cpu', 0xffffff);
+  }
+  if (s === '') return SKIP_TEXT;
+
+  let record: TraceRecord;
+  const tp = TP_RE.exec(s);
+  if (tp) {
+    const name = tp[1] ?? '';
+    const kind = FTRACE_EVENTS.get(name) ?? fail(`internal: unknown event ${name}`);
+    record = { event: kind, source: 'dmesg-tp' };
+    parseBody(kind, name, tp[2] ?? '', record);
+  } else {
+    const dbg = parseDebugLine(s);
+    if (dbg === undefined) return SKIP_TEXT;
+    record = dbg;
+  }
+  if (pid !== undefined) record.pid = pid;
+  if (cpu !== undefined) record.cpu = cpu;
+  if (timestamp !== undefined) record.timestamp = timestamp;
+  if (timestampNs !== undefined) record.timestampNs = timestampNs;
+  return { kind: 'record', record };
+}
+
+/** The iommu.c pr_debug messages, longest keyword first (`map` is a suffix of none of the others). */
+const DEBUG_KEYWORDS: ReadonlyArray<readonly [string, TraceEventKind]> = [
+  ['unmap this', 'debug_unmap'],
+  ['unmapped', 'debug_unmapped'],
+  ['mapping', 'debug_mapping'],
+  ['map', 'debug_map'],
+];
+
+/**
+ * `[PREFIX: ]KEYWORD: iova 0x.. ...`. PREFIX is `iommu` (pr_fmt), nothing (v3.2), a device or
+ * a dynamic-debug `module:function:line:` prefix. Returns undefined for other messages.
+ */
+function parseDebugLine(msg: string): TraceRecord | undefined {
+  const k = msg.indexOf(': iova');
+  if (k < 0) return undefined;
+  const after = msg.charCodeAt(k + 6);
+  if (!(Number.isNaN(after) || after === 0x20)) return undefined;
+  const headText = msg.slice(0, k);
+  let event: TraceEventKind | undefined;
+  let keyword = '';
+  let prefix = '';
+  for (const [kw, ev] of DEBUG_KEYWORDS) {
+    if (headText === kw || (headText.endsWith(kw) && headText.charCodeAt(headText.length - kw.length - 1) === 0x20)) {
+      event = ev;
+      keyword = kw;
+      prefix = headText.slice(0, headText.length - kw.length).trimEnd();
+      break;
+    }
+  }
+  if (event === undefined) return undefined;
+  if (prefix.endsWith(':')) prefix = prefix.slice(0, -1);
+  const ctx = `debug ${keyword}:`;
+
+  // key value pairs: `iova 0x.. pa 0x.. size 0x..`
+  const toks = msg
+    .slice(k + 2)
+    .split(' ')
+    .filter((t) => t !== '');
+  const values = new Map<string, string>();
+  for (let i = 0; i < toks.length; i += 2) {
+    const key = toks[i] ?? '';
+    const val = toks[i + 1];
+    if (val === undefined) fail(`${ctx} ${show(key)} has no value (truncated line?)`);
+    if (!DEBUG_FIELDS[event].includes(key)) fail(`${ctx} unexpected field ${JSON.stringify(show(key))}`);
+    if (values.has(key)) fail(`${ctx} ${key} appears twice`);
+    values.set(key, val);
+  }
+  const need = (key: string): string => values.get(key) ?? fail(`${ctx} missing ${key}`);
+  const record: TraceRecord = { event, source: 'dmesg' };
+  if (prefix !== '') record.prefix = prefix;
+  record.iova = hexValue(ctx, 'iova', need('iova'), ' ');
+  switch (event) {
+    case 'debug_map':
+      record.paddr = hexValue(ctx, 'pa', need('pa'), ' ');
+      record.size = hexValue(ctx, 'size', need('size'), ' ');
+      break;
+    case 'debug_mapping': {
+      record.paddr = hexValue(ctx, 'pa', need('pa'), ' ');
+      const pg = need('pgsize');
+      // v3.2 printed pgsize in decimal (%lu), later kernels 0x%zx.
+      record.pgsize = pg.startsWith('0x') || pg.startsWith('0X') ? hexValue(ctx, 'pgsize', pg, ' ') : decValue(ctx, 'pgsize', pg, ' ');
+      const count = values.get('count');
+      if (count !== undefined) record.count = decValue(ctx, 'count', count, ' ');
+      break;
+    }
+    case 'debug_unmap':
+      record.size = hexValue(ctx, 'size', need('size'), ' ');
+      break;
+    case 'debug_unmapped': {
+      // v3.2 printed `size %lx` (hex without 0x), later kernels 0x%zx.
+      const sz = need('size');
+      record.unmappedSize = sz.startsWith('0x') || sz.startsWith('0X') ? hexValue(ctx, 'size', sz, ' ') : bareHexValue(ctx, 'size', sz, ' ');
+      break;
+    }
+    default:
+      break;
+  }
+  return record;
+}
+
+const DEBUG_FIELDS: Record<TraceEventKind, readonly string[]> = {
+  debug_map: ['iova', 'pa', 'size'],
+  debug_mapping: ['iova', 'pa', 'pgsize', 'count'],
+  debug_unmap: ['iova', 'size'],
+  debug_unmapped: ['iova', 'size'],
+  map: [],
+  unmap: [],
+  io_page_fault: [],
+  attach: [],
+  detach: [],
+  add_to_group: [],
+  remove_from_group: [],
+};
+
+// ---------------------------------------------------------------------------------------------
+// Values. The text's shape is checked here; the conversion and the 64-bit range check are
+// core/address.ts's parseAddress.
+
+function toU64(ctx: string, field: string, text: string, sep: string, canonical: string): bigint {
+  try {
+    return parseAddress(canonical, field);
+  } catch (e) {
+    // The shape was checked before, so the only AddressError left is "over 64 bits".
+    if (e instanceof AddressError) fail(`${ctx} ${field}${sep}${show(text)} does not fit in 64 bits`);
+    throw e;
+  }
+}
+
+function tooLong(ctx: string, field: string, text: string, sep: string): never {
+  fail(`${ctx} ${field}${sep}${show(text)} does not fit in 64 bits`);
+}
+
+function noValue(ctx: string, field: string, sep: string): never {
+  fail(`${ctx} ${field}${sep.trim()} has no value (truncated line?)`);
+}
+
+function hexValue(ctx: string, field: string, text: string, sep: string): bigint {
+  if (text === '') noValue(ctx, field, sep);
+  if (!HEX_RE.test(text)) fail(`${ctx} ${field}${sep}${show(text)} is not a hex number (expected 0x...)`);
+  if (significantDigits(text, 2) > 16) tooLong(ctx, field, text, sep);
+  return toU64(ctx, field, text, sep, text);
+}
+
+function bareHexValue(ctx: string, field: string, text: string, sep: string): bigint {
+  if (!BARE_HEX_RE.test(text)) fail(`${ctx} ${field}${sep}${show(text)} is not a hex number`);
+  if (significantDigits(text, 0) > 16) tooLong(ctx, field, text, sep);
+  return toU64(ctx, field, text, sep, `0x${text}`);
+}
+
+function decValue(ctx: string, field: string, text: string, sep: string): bigint {
+  if (text === '') noValue(ctx, field, sep);
+  if (!DEC_RE.test(text)) fail(`${ctx} ${field}${sep}${show(text)} is not a decimal number`);
+  if (significantDigits(text, 0) > 20) tooLong(ctx, field, text, sep);
+  return toU64(ctx, field, text, sep, text);
+}
+
+/** Digits after `from`, not counting leading zeros. */
+function significantDigits(text: string, from: number): number {
+  let i = from;
+  while (i < text.length - 1 && text.charCodeAt(i) === 0x30) i++;
+  return text.length - i;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Event bodies (ftrace, trace-cmd and tp_printk share them)
+
+function parseBody(kind: TraceEventKind, name: string, body: string, record: TraceRecord): void {
+  if (body === '') fail(`${name}: empty body (truncated line?)`);
+  switch (kind) {
+    case 'map':
+    case 'unmap':
+      parseMapUnmap(kind, body, record);
+      return;
+    case 'io_page_fault':
+      parseFault(body, record);
+      return;
+    case 'attach':
+    case 'detach':
+      parseDeviceEvent(name, body, record);
+      return;
+    case 'add_to_group':
+    case 'remove_from_group':
+      parseGroupEvent(name, body, record);
+      return;
+    default:
+      fail(`internal: ${name} has no body parser`);
+  }
+}
+
+function afterIommuTag(name: string, body: string, space: boolean): string {
+  const tag = space ? 'IOMMU: ' : 'IOMMU:';
+  if (!body.startsWith(tag)) {
+    if (tag.startsWith(body)) fail(`${name}: body ends after ${JSON.stringify(body)} (truncated line?)`);
+    fail(`${name}: body does not start with ${JSON.stringify(tag)}: ${JSON.stringify(show(body))}`);
+  }
+  return body.slice(tag.length);
+}
+
+function parseMapUnmap(ev: 'map' | 'unmap', body: string, record: TraceRecord): void {
+  const toks = afterIommuTag(ev, body, true).split(' ');
+  let iova: string | undefined;
+  let end: string | undefined;
+  let paddr: string | undefined;
+  let size: string | undefined;
+  let unmapped: string | undefined;
+  let dev: string | undefined;
+  let fields = 0;
+  for (let i = 0; i < toks.length; i++) {
+    const t = toks[i] ?? '';
+    if (t === '') continue;
+    if (t === '-') {
+      if (iova === undefined || end !== undefined || fields !== 1) fail(`${ev}: unexpected "-" (the range form is "iova=0x... - 0x...")`);
+      do i++;
+      while (i < toks.length && toks[i] === '');
+      end = toks[i];
+      if (end === undefined) fail(`${ev}: missing end address after "iova=${show(iova)} -" (truncated line?)`);
+      continue;
+    }
+    const eq = t.indexOf('=');
+    if (eq <= 0) fail(`${ev}: unexpected text ${JSON.stringify(show(t))}`);
+    const key = t.slice(0, eq);
+    const val = t.slice(eq + 1);
+    const dup = (): never => fail(`${ev}: ${key}= appears twice`);
+    switch (key) {
+      case 'dev':
+        if (fields !== 0 || dev !== undefined) fail(`${ev}: dev= must come first, right after "IOMMU: "`);
+        dev = val;
+        continue;
+      case 'iova':
+        if (iova !== undefined) dup();
+        iova = val;
+        break;
+      case 'paddr':
+        if (ev !== 'map') fail(`${ev}: unexpected field paddr= (only map has it)`);
+        if (paddr !== undefined) dup();
+        paddr = val;
+        break;
+      case 'size':
+        if (size !== undefined) dup();
+        size = val;
+        break;
+      case 'unmapped_size':
+        if (ev !== 'unmap') fail(`${ev}: unexpected field unmapped_size= (only unmap has it)`);
+        if (unmapped !== undefined) dup();
+        unmapped = val;
+        break;
+      default:
+        fail(`${ev}: unknown field ${JSON.stringify(show(key))}=`);
+    }
+    fields++;
+  }
+  if (dev !== undefined) record.dev = dev;
+  if (iova === undefined) fail(`${ev}: missing iova=`);
+  const iovaV = hexValue(ev + ':', 'iova', iova, '=');
+  record.iova = iovaV;
+  let endV: bigint | undefined;
+  if (end !== undefined) {
+    if (!HEX_RE.test(end)) fail(`${ev}: range end ${show(end)} is not a hex number (expected 0x...)`);
+    if (significantDigits(end, 2) > 16) fail(`${ev}: range end ${show(end)} does not fit in 64 bits`);
+    endV = toU64(ev + ':', 'range end', end, ' ', end);
+    record.iovaEnd = endV;
+  }
+  if (ev === 'map') {
+    if (paddr === undefined) fail(`map: missing paddr=`);
+    record.paddr = hexValue('map:', 'paddr', paddr, '=');
+  }
+  if (size === undefined) fail(`${ev}: missing size=`);
+  const sizeV = decValue(ev + ':', 'size', size, '=');
+  record.size = sizeV;
+  if (ev === 'unmap') {
+    if (unmapped === undefined) fail(`unmap: missing unmapped_size=`);
+    record.unmappedSize = decValue('unmap:', 'unmapped_size', unmapped, '=');
+  }
+  if (endV !== undefined) {
+    // The kernel prints iova + size computed in u64, so it wraps at 2^64.
+    const expected = (iovaV + sizeV) & U64_MAX;
+    if (endV !== expected) {
+      fail(`${ev}: range end ${show(end ?? '')} is not iova + size (${hex64(iovaV)} + ${sizeV} = ${hex64(expected)})`);
+    }
+  }
+}
+
+function parseFault(body: string, record: TraceRecord): void {
+  const rest = afterIommuTag('io_page_fault', body, false);
+  const at = rest.lastIndexOf(' iova=');
+  if (at < 0) fail(`io_page_fault: missing iova=`);
+  const who = rest.slice(0, at);
+  const sp = who.indexOf(' ');
+  if (sp < 0) fail(`io_page_fault: expected "IOMMU:DRIVER DEVICE iova=...", found no device name`);
+  record.driver = who.slice(0, sp);
+  record.device = who.slice(sp + 1);
+  if (record.device === '') fail(`io_page_fault: empty device name`);
+  const kv = rest.slice(at + 1).split(' ');
+  const iovaTok = kv[0] ?? '';
+  record.iova = hexValue('io_page_fault:', 'iova', iovaTok.slice(5), '=');
+  const flagsTok = kv[1];
+  if (flagsTok === undefined) fail(`io_page_fault: missing flags=`);
+  if (!flagsTok.startsWith('flags=')) fail(`io_page_fault: expected flags= after iova, found ${JSON.stringify(show(flagsTok))}`);
+  if (kv.length > 2) fail(`io_page_fault: unexpected text after flags=: ${JSON.stringify(show(kv.slice(2).join(' ')))}`);
+  const flags = hexValue('io_page_fault:', 'flags', flagsTok.slice(6), '=');
+  if (flags > 0xffffffffn) fail(`io_page_fault: flags=${show(flagsTok.slice(6))} does not fit in 32 bits`);
+  record.faultFlags = Number(flags);
+}
+
+function parseDeviceEvent(name: string, body: string, record: TraceRecord): void {
+  const rest = afterIommuTag(name, body, true);
+  if (!rest.startsWith('device=')) {
+    if ('device='.startsWith(rest)) fail(`${name}: missing device= (truncated line?)`);
+    fail(`${name}: expected "device=NAME", found ${JSON.stringify(show(rest))}`);
+  }
+  const device = rest.slice(7);
+  if (device === '') fail(`${name}: device= has no value (truncated line?)`);
+  record.device = device;
+}
+
+function parseGroupEvent(name: string, body: string, record: TraceRecord): void {
+  const rest = afterIommuTag(name, body, true);
+  if (!rest.startsWith('groupID=')) {
+    if ('groupID='.startsWith(rest)) fail(`${name}: missing groupID= (truncated line?)`);
+    fail(`${name}: expected "groupID=N device=NAME", found ${JSON.stringify(show(rest))}`);
+  }
+  const sp = rest.indexOf(' ');
+  const idText = sp < 0 ? rest.slice(8) : rest.slice(8, sp);
+  if (idText === '') fail(`${name}: groupID= has no value (truncated line?)`);
+  if (!DEC_RE.test(idText)) fail(`${name}: groupID=${show(idText)} is not a decimal number`);
+  if (idText.length > 10 || Number(idText) > 0x7fffffff) fail(`${name}: groupID=${show(idText)} does not fit in 31 bits`);
+  record.groupId = Number(idText);
+  if (sp < 0) fail(`${name}: missing device= (truncated line?)`);
+  const rest2 = rest.slice(sp + 1);
+  if (!rest2.startsWith('device=')) {
+    if ('device='.startsWith(rest2)) fail(`${name}: missing device= (truncated line?)`);
+    fail(`${name}: expected device= after groupID=, found ${JSON.stringify(show(rest2))}`);
+  }
+  const device = rest2.slice(7);
+  if (device === '') fail(`${name}: device= has no value (truncated line?)`);
+  record.device = device;
+}

@@ -1,0 +1,602 @@
+/**
+ * Questions to a ledger: state as of any event, diffs, history, blame, explain, audits.
+ * Read-only; answers come from the projection tables (no replay), except walk and hardware
+ * statistics, which load the state at that point into the core.
+ */
+import type Database from 'better-sqlite3';
+import { Kysely, SqliteDialect } from 'kysely';
+import { formatSize, hex } from '../core/address.js';
+import { Domain, type Run, type WalkStep, type HwStats } from '../core/domain.js';
+import { profileFromDescriptor, type Profile, type ProfileDescriptor } from '../core/profile.js';
+import { openDatabase } from '../events/db.js';
+import { formatProt } from '../events/schema.js';
+import { fromDb, LIVE_CLASS, toDb } from './codec.js';
+
+/** Kysely's view of the tables the queries read (integers arrive as bigint). */
+interface Tables {
+  streams: { id: bigint; name: string; version: bigint; profile: string; created_at: bigint; destroyed_at: bigint | null; max_span: bigint };
+  events: { position: bigint; stream: bigint; version: bigint; type: string; event_id: string; recorded_at: string; time: string | null; data: string };
+  unmap_findings: {
+    position: bigint;
+    domain: bigint;
+    caller: string | null;
+    site: string | null;
+    iova: bigint;
+    size: bigint;
+    unmapped: bigint;
+    predicted: bigint;
+    collateral_bytes: bigint;
+    left_bytes: bigint;
+    divergent: bigint;
+    detail: string;
+  };
+  faults: { position: bigint; domain: bigint; iova: bigint; device: string | null; flags: bigint | null; cause: string; cause_position: bigint | null; detail: string };
+  caller_symmetry: {
+    domain: bigint;
+    caller: string;
+    site: string;
+    maps: bigint;
+    unmaps: bigint;
+    exact: bigint;
+    spans: bigint;
+    cuts: bigint;
+    misses: bigint;
+    foreign_unmaps: bigint;
+  };
+}
+
+export class QueryError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'QueryError';
+  }
+}
+
+export interface DomainInfo {
+  id: number;
+  name: string;
+  profile: Profile;
+  version: number;
+  destroyed: boolean;
+  maxSpan: bigint;
+}
+
+export interface Who {
+  caller?: string;
+  site?: string;
+  task?: string;
+  pid?: number;
+  cpu?: number;
+}
+
+export interface EventSummary {
+  position: number;
+  domain: string;
+  type: string;
+  time?: string;
+  recordedAt: string;
+  who: Who;
+  from?: { source?: string; line?: number };
+  body: Record<string, unknown>;
+}
+
+export interface PageView {
+  iova: bigint;
+  paddr: bigint;
+  pageSize: bigint;
+  count: bigint;
+  prot: number;
+  level: number;
+  mappedBy: number;
+  validFrom: number;
+  validTo?: number;
+  row: number;
+}
+
+export interface CollateralView {
+  iova: bigint;
+  size: bigint;
+  mappedBy: number;
+  mappedByCaller: string;
+  owner: string[];
+}
+
+export interface FindingView {
+  position: number;
+  domain: string;
+  caller: string;
+  site: string;
+  requested: { iova: bigint; size: bigint };
+  unmappedSize: bigint;
+  predicted: bigint;
+  divergent: boolean;
+  ok: boolean;
+  errno?: string;
+  collateral: CollateralView[];
+  leftMapped: Array<{ iova: bigint; size: bigint }>;
+  time?: string;
+}
+
+export interface FaultView {
+  position: number;
+  domain: string;
+  iova: bigint;
+  device?: string;
+  flags?: number;
+  cause: string;
+  causePosition?: number;
+  detail: Record<string, unknown>;
+  time?: string;
+}
+
+export interface CallerView {
+  domain: string;
+  caller: string;
+  site: string;
+  maps: number;
+  unmaps: number;
+  exact: number;
+  spans: number;
+  cuts: number;
+  misses: number;
+  foreign: number;
+  /** Share of unmaps that mirror whole maps (exact or spanning whole maps). */
+  readiness: number;
+}
+
+export interface BlameView {
+  domain: string;
+  iova: bigint;
+  at: number;
+  /** The page covering iova at `at`, if mapped. */
+  page?: PageView;
+  /** Every lifetime of a page at this iova up to `at`, newest first, with the events that began and ended it. */
+  chain: Array<{ page: PageView; began: EventSummary; ended?: EventSummary }>;
+  /** The event that made the iova what it is at `at` (the map, or the unmap that removed it). */
+  cause?: EventSummary;
+}
+
+const I64 = (v: bigint | number | null | undefined): number | undefined => (v === null || v === undefined ? undefined : Number(v));
+
+export class Queries {
+  readonly db: Database.Database;
+  readonly k: Kysely<Tables>;
+  private domainCache = new Map<string, DomainInfo>();
+  private stateStmts = new Map<string, Database.Statement>();
+
+  constructor(path: string) {
+    this.db = openDatabase(path, { mustExist: true });
+    this.db.defaultSafeIntegers(true);
+    this.k = new Kysely<Tables>({ dialect: new SqliteDialect({ database: this.db }) });
+  }
+
+  close(): void {
+    this.db.close();
+  }
+
+  get lastPosition(): number {
+    const r = this.db.prepare('SELECT max(position) AS p FROM events').get() as { p: bigint | null };
+    return Number(r.p ?? 0n);
+  }
+
+  domains(): DomainInfo[] {
+    const rows = this.db.prepare('SELECT * FROM streams ORDER BY id').all() as Array<Tables['streams']>;
+    return rows.map((r) => this.info(r));
+  }
+
+  private info(r: Tables['streams']): DomainInfo {
+    return {
+      id: Number(r.id),
+      name: r.name,
+      profile: profileFromDescriptor(JSON.parse(r.profile) as ProfileDescriptor),
+      version: Number(r.version),
+      destroyed: r.destroyed_at !== null,
+      maxSpan: fromDb(r.max_span),
+    };
+  }
+
+  /** A domain by name; with no name, the only one (an error says which exist when there are several). */
+  domain(name?: string): DomainInfo {
+    const key = name ?? '';
+    const hit = this.domainCache.get(key);
+    if (hit) return hit;
+    const all = this.domains();
+    let d: DomainInfo | undefined;
+    if (name === undefined) {
+      if (all.length === 0) throw new QueryError('the ledger holds no domain yet');
+      if (all.length > 1) throw new QueryError(`the ledger holds ${all.length} domains (${all.map((x) => x.name).join(', ')}): choose one with --domain NAME`);
+      d = all[0];
+    } else {
+      d = all.find((x) => x.name === name);
+      if (!d) throw new QueryError(`no domain ${JSON.stringify(name)}; the ledger holds: ${all.map((x) => x.name).join(', ') || 'none'}`);
+    }
+    this.domainCache.set(key, d!);
+    return d!;
+  }
+
+  /**
+   * A point in time: a position ("1234", "#1234"), a trace timestamp in seconds ("511.102331"), an
+   * ISO date-time (compared with source times, else recording times), or nothing for "now".
+   */
+  resolveAt(at?: string | number): number {
+    const last = this.lastPosition;
+    if (at === undefined || at === 'now' || at === 'latest') return last;
+    if (typeof at === 'number') return Math.min(at, last);
+    const t = at.trim();
+    if (/^#?\d+$/.test(t)) {
+      const p = Number(t.replace('#', ''));
+      if (p > last) throw new QueryError(`--at ${t}: the ledger ends at position ${last}`);
+      return p;
+    }
+    if (/^\d+\.\d+$/.test(t)) {
+      const r = this.db
+        .prepare("SELECT max(position) AS p FROM events WHERE time GLOB '[0-9]*.[0-9]*' AND CAST(time AS REAL) <= CAST(? AS REAL)")
+        .get(t) as { p: bigint | null };
+      if (r.p === null) throw new QueryError(`--at ${t}: no event has a trace timestamp at or before ${t} s`);
+      return Number(r.p);
+    }
+    const ms = Date.parse(t);
+    if (Number.isNaN(ms)) throw new QueryError(`--at ${JSON.stringify(at)}: give a position (1234), trace seconds (511.10) or an ISO time (2026-11-23T10:00:00Z)`);
+    const iso = new Date(ms).toISOString();
+    const bySource = this.db.prepare("SELECT max(position) AS p FROM events WHERE time LIKE '____-__-__T%' AND time <= ?").get(iso) as { p: bigint | null };
+    if (bySource.p !== null) return Number(bySource.p);
+    const byRecord = this.db.prepare('SELECT max(position) AS p FROM events WHERE recorded_at <= ?').get(iso) as { p: bigint | null };
+    if (byRecord.p === null) throw new QueryError(`--at ${t}: no event at or before that time`);
+    return Number(byRecord.p);
+  }
+
+  private pageOf(r: Record<string, bigint>): PageView {
+    const v: PageView = {
+      iova: fromDb(r.iova!),
+      paddr: fromDb(r.paddr!),
+      pageSize: fromDb(r.page_size!),
+      count: r.count!,
+      prot: Number(r.prot),
+      level: Number(r.level),
+      mappedBy: Number(r.map_pos),
+      validFrom: Number(r.valid_from),
+      row: Number(r.id),
+    };
+    if (r.valid_to !== null && r.valid_to !== undefined) v.validTo = Number(r.valid_to);
+    return v;
+  }
+
+  /** The pages mapped in a domain just after event `at` (a query over the temporal runs table). */
+  stateAt(domainName?: string, at?: string | number): { domain: DomainInfo; at: number; pages: PageView[] } {
+    const d = this.domain(domainName);
+    const p = this.resolveAt(at);
+    const classes = Math.max(1, Math.ceil(Math.log2(Math.max(2, this.lastPosition))) + 1);
+    const key = `state:${classes}`;
+    let stmt = this.stateStmts.get(key);
+    if (!stmt) {
+      // One index range per lifetime class: rows of class c that are alive at p were born
+      // within the 2^c events before it. Live rows (class 63) were born at or before p.
+      const parts = [`SELECT * FROM runs WHERE domain = @d AND lifetime_class = ${LIVE_CLASS} AND valid_from <= @p`];
+      for (let c = 1; c <= classes; c++) {
+        parts.push(`SELECT * FROM runs WHERE domain = @d AND lifetime_class = ${c} AND valid_from > @p - ${2 ** c} AND valid_from <= @p AND valid_to > @p`);
+      }
+      stmt = this.db.prepare(`${parts.join(' UNION ALL ')} ORDER BY iova`);
+      this.stateStmts.set(key, stmt);
+    }
+    const rows = stmt.all({ d: d.id, p }) as Array<Record<string, bigint>>;
+    return { domain: d, at: p, pages: rows.map((r) => this.pageOf(r)) };
+  }
+
+  /** The core's domain as it was after event `at` (for walks and hardware statistics). */
+  coreAt(domainName?: string, at?: string | number): { domain: DomainInfo; at: number; core: Domain } {
+    const s = this.stateAt(domainName, at);
+    const core = new Domain(s.domain.profile);
+    const origins = new Map<number, { ref: number; iova: bigint; paddr: bigint; size: bigint; prot: number }>();
+    const runs: Run[] = s.pages.map((pg) => {
+      let origin = origins.get(pg.mappedBy);
+      if (!origin) {
+        const ev = this.event(pg.mappedBy);
+        const b = ev.body as { iova: string; paddr: string; size: string; prot: number };
+        origin = { ref: pg.mappedBy, iova: BigInt(b.iova), paddr: BigInt(b.paddr), size: BigInt(b.size), prot: b.prot };
+        origins.set(pg.mappedBy, origin);
+      }
+      const shift = pg.pageSize.toString(2).length - 1;
+      const lv = s.domain.profile.format.levels[pg.level]!;
+      return { iova: pg.iova, paddr: pg.paddr, pageSize: pg.pageSize, count: pg.count, level: pg.level, repeat: 2 ** (shift - lv.shift), origin };
+    });
+    core.load(runs);
+    return { domain: s.domain, at: s.at, core };
+  }
+
+  walk(domainName: string | undefined, iova: bigint, at?: string | number): { domain: DomainInfo; at: number; steps: WalkStep[] } {
+    const c = this.coreAt(domainName, at);
+    return { domain: c.domain, at: c.at, steps: c.core.walk(iova) };
+  }
+
+  hardware(domainName?: string, at?: string | number): { domain: DomainInfo; at: number; stats: HwStats; invalidations?: { count: number; bytes: bigint; asOf: number } } {
+    const c = this.coreAt(domainName, at);
+    const cp = this.db
+      .prepare('SELECT position, stats FROM hw_state WHERE domain = ? AND position <= ? ORDER BY position DESC LIMIT 1')
+      .get(c.domain.id, c.at) as { position: bigint; stats: string } | undefined;
+    const out: { domain: DomainInfo; at: number; stats: HwStats; invalidations?: { count: number; bytes: bigint; asOf: number } } = {
+      domain: c.domain,
+      at: c.at,
+      stats: c.core.stats(),
+    };
+    if (cp) {
+      const st = JSON.parse(cp.stats) as { invalidations: number; invalidatedBytes: string };
+      out.invalidations = { count: st.invalidations, bytes: BigInt(st.invalidatedBytes), asOf: Number(cp.position) };
+    }
+    return out;
+  }
+
+  /** Pages added and removed between two points. */
+  diff(domainName: string | undefined, from: string | number, to?: string | number): { domain: DomainInfo; from: number; to: number; added: PageView[]; removed: PageView[] } {
+    const a = this.stateAt(domainName, from);
+    const b = this.stateAt(domainName, to);
+    const ra = new Set(a.pages.map((p) => p.row));
+    const rb = new Set(b.pages.map((p) => p.row));
+    return {
+      domain: a.domain,
+      from: a.at,
+      to: b.at,
+      added: b.pages.filter((p) => !ra.has(p.row)),
+      removed: a.pages.filter((p) => !rb.has(p.row)),
+    };
+  }
+
+  event(position: number): EventSummary {
+    const r = this.db
+      .prepare('SELECT e.position, s.name, e.type, e.time, e.recorded_at, e.data FROM events e JOIN streams s ON s.id = e.stream WHERE e.position = ?')
+      .get(position) as { position: bigint; name: string; type: string; time: string | null; recorded_at: string; data: string } | undefined;
+    if (!r) throw new QueryError(`no event at position ${position}`);
+    const data = JSON.parse(r.data) as { body: Record<string, unknown>; who?: Who; from?: { source?: string; line?: number } };
+    const e: EventSummary = { position: Number(r.position), domain: r.name, type: r.type, recordedAt: r.recorded_at, who: data.who ?? {}, body: data.body };
+    if (r.time) e.time = r.time;
+    if (data.from) e.from = data.from;
+    return e;
+  }
+
+  /** Every lifetime of a page overlapping [start, end) up to `at`, oldest first. */
+  private lifetimes(d: DomainInfo, start: bigint, end: bigint, at: number): PageView[] {
+    const lowest = start >= d.maxSpan ? start - d.maxSpan : 0n;
+    const rows = this.db
+      .prepare('SELECT * FROM runs WHERE domain = ? AND iova >= ? AND iova < ? AND iova_end > ? AND valid_from <= ? ORDER BY valid_from, iova')
+      .all(d.id, toDb(lowest), toDb(end), toDb(start), at) as Array<Record<string, bigint>>;
+    return rows.map((r) => this.pageOf(r));
+  }
+
+  /** Every event that touched [start, end), in order: maps, unmaps that removed or rewrote pages there, faults. */
+  history(domainName: string | undefined, start: bigint, end: bigint, at?: string | number): { domain: DomainInfo; at: number; events: EventSummary[] } {
+    const d = this.domain(domainName);
+    const p = this.resolveAt(at);
+    const positions = new Set<number>();
+    for (const pg of this.lifetimes(d, start, end, p)) {
+      positions.add(pg.mappedBy);
+      positions.add(pg.validFrom);
+      if (pg.validTo !== undefined && pg.validTo <= p) positions.add(pg.validTo);
+    }
+    const more = this.db
+      .prepare(
+        `SELECT position FROM faults WHERE domain = @d AND iova >= @s AND iova < @e AND position <= @p
+         UNION SELECT position FROM unmap_findings WHERE domain = @d AND iova < @e AND position <= @p
+           AND iova >= @lo`,
+      )
+      .all({ d: d.id, s: toDb(start), e: toDb(end), p, lo: toDb(start >= d.maxSpan ? start - d.maxSpan : 0n) }) as Array<{ position: bigint }>;
+    for (const m of more) positions.add(Number(m.position));
+    const events = [...positions].sort((a, b) => a - b).map((x) => this.event(x));
+    return {
+      domain: d,
+      at: p,
+      events: events.filter((e) => {
+        if (e.type !== 'unmap') return true;
+        const s = BigInt(e.body.iova as string);
+        const z = BigInt(e.body.size as string);
+        // unmaps from findings: only those whose request or effect reaches the range
+        return s < end && s + z > start ? true : positions.has(e.position);
+      }),
+    };
+  }
+
+  /** Which event made the page at iova what it is at `at`, and the chain of lifetimes before it. */
+  blame(domainName: string | undefined, iova: bigint, at?: string | number): BlameView {
+    const d = this.domain(domainName);
+    const p = this.resolveAt(at);
+    const lives = this.lifetimes(d, iova, iova + 1n, p).reverse();
+    const view: BlameView = { domain: d.name, iova, at: p, chain: [] };
+    for (const pg of lives) {
+      const link: { page: PageView; began: EventSummary; ended?: EventSummary } = { page: pg, began: this.event(pg.validFrom) };
+      if (pg.validTo !== undefined && pg.validTo <= p) link.ended = this.event(pg.validTo);
+      view.chain.push(link);
+    }
+    const top = view.chain[0];
+    if (top && !top.ended) {
+      view.page = top.page;
+      view.cause = top.page.mappedBy === top.page.validFrom ? top.began : this.event(top.page.mappedBy);
+    } else if (top?.ended) {
+      view.cause = top.ended;
+    }
+    return view;
+  }
+
+  /** A sentence: when, by whom and why this iova is mapped or not at `at`. */
+  explain(domainName: string | undefined, iova: bigint, at?: string | number): { text: string; blame: BlameView; findings: FindingView[]; faults: FaultView[] } {
+    const b = this.blame(domainName, iova, at);
+    const d = this.domain(domainName);
+    const findings = this.findings({ domain: d.name, upTo: b.at }).filter((f) => {
+      const inReq = iova >= f.requested.iova && iova < f.requested.iova + f.requested.size;
+      return inReq || f.collateral.some((c) => iova >= c.iova && iova < c.iova + c.size);
+    });
+    const faults = this.faults({ domain: d.name, upTo: b.at }).filter((f) => f.iova === iova || inLastPage(f.iova, b));
+    const lines: string[] = [];
+    const where = `${hex(iova)} in domain ${d.name}`;
+    const asOf = `as of event #${b.at}`;
+    if (b.page && b.cause) {
+      const m = b.cause;
+      lines.push(
+        `${where} is mapped ${asOf}: ${describePage(b.page)}, mapped ${when(m)}by ${whoText(m.who)} (event #${m.position}, map of ${fmtRange(m.body.iova as string, m.body.size as string)}).`,
+      );
+      const left = findings.filter((f) => f.leftMapped.some((l) => iova >= l.iova && iova < l.iova + l.size));
+      for (const f of left.slice(-3)) {
+        lines.push(
+          `It was left mapped: ${f.caller} asked to unmap ${fmtRange(hex(f.requested.iova), hex(f.requested.size))} at event #${f.position}, but the unmap ${f.ok ? `returned ${formatSize(f.unmappedSize)} and stopped before it` : `was refused (${f.errno})`}.`,
+        );
+      }
+    } else if (b.cause) {
+      const u = b.cause;
+      const last = b.chain[0]!;
+      const req = u.type === 'unmap' ? { iova: BigInt(u.body.iova as string), size: BigInt(u.body.size as string) } : undefined;
+      const inside = req ? iova >= req.iova && iova < req.iova + req.size : false;
+      const mapEv = this.event(last.page.mappedBy);
+      if (u.type === 'domain-destroyed') {
+        lines.push(`${where} is not mapped ${asOf}: the domain was destroyed ${when(u)}(event #${u.position}).`);
+      } else if (inside) {
+        lines.push(
+          `${where} is not mapped ${asOf}: ${whoText(u.who)} unmapped it ${when(u)}(event #${u.position}, unmap of ${fmtRange(u.body.iova as string, u.body.size as string)}); it had been mapped by ${whoText(mapEv.who)} at event #${mapEv.position}.`,
+        );
+      } else {
+        const f = findings.find((x) => x.position === u.position);
+        const owners = f?.collateral.find((c) => iova >= c.iova && iova < c.iova + c.size)?.owner ?? [];
+        lines.push(
+          `${where} is not mapped ${asOf} because of an over-unmap: ${whoText(u.who)} asked to unmap only ${fmtRange(u.body.iova as string, u.body.size as string)} ${when(u)}(event #${u.position}), ` +
+            `but the ${d.profile.semantics === 'legacy' ? 'driver removed the whole page' : 'unmap removed more'} — ${describePage(last.page)} — which ${whoText(mapEv.who)} had mapped at event #${mapEv.position}` +
+            (owners.length ? `; ${owners.join(', ')} still meant it to be mapped.` : '.'),
+        );
+      }
+    } else {
+      lines.push(`${where} was never mapped up to event #${b.at}.`);
+    }
+    for (const f of faults.slice(-3)) {
+      lines.push(`A fault at ${hex(f.iova)} ${f.device ? `from ${f.device} ` : ''}at event #${f.position} followed (${f.cause.replace(/-/g, ' ')}).`);
+    }
+    return { text: lines.join(' '), blame: b, findings, faults };
+  }
+
+  findings(filter: { domain?: string; caller?: string; upTo?: number; kind?: 'over-unmap' | 'left-mapped' | 'divergence' } = {}): FindingView[] {
+    let q = this.k
+      .selectFrom('unmap_findings as f')
+      .innerJoin('streams as s', 's.id', 'f.domain')
+      .innerJoin('events as e', 'e.position', 'f.position')
+      .select(['f.position', 's.name', 'f.caller', 'f.site', 'f.iova', 'f.size', 'f.unmapped', 'f.predicted', 'f.divergent', 'f.detail', 'e.time', 'f.collateral_bytes', 'f.left_bytes'])
+      .orderBy('f.position');
+    if (filter.domain !== undefined) q = q.where('s.id', '=', BigInt(this.domain(filter.domain).id));
+    if (filter.caller !== undefined) q = q.where('f.caller', '=', filter.caller);
+    if (filter.upTo !== undefined) q = q.where('f.position', '<=', BigInt(filter.upTo));
+    if (filter.kind === 'over-unmap') q = q.where('f.collateral_bytes', '>', toDb(0n));
+    if (filter.kind === 'left-mapped') q = q.where('f.left_bytes', '>', toDb(0n));
+    if (filter.kind === 'divergence') q = q.where('f.divergent', '=', 1n);
+    const compiled = q.compile();
+    const rows = this.db.prepare(compiled.sql).all(...(compiled.parameters as unknown[])) as Array<Record<string, bigint | string | null>>;
+    return rows.map((r) => {
+      const detail = JSON.parse(r.detail as string) as {
+        ok: boolean;
+        errno?: string;
+        collateral: Array<{ iova: string; size: string; mappedBy: number; mappedByCaller: string; owner: string[] }>;
+        leftMapped: Array<{ iova: string; size: string }>;
+      };
+      const f: FindingView = {
+        position: Number(r.position),
+        domain: r.name as string,
+        caller: (r.caller as string | null) ?? '(unknown)',
+        site: (r.site as string | null) ?? '',
+        requested: { iova: fromDb(r.iova as bigint), size: fromDb(r.size as bigint) },
+        unmappedSize: fromDb(r.unmapped as bigint),
+        predicted: fromDb(r.predicted as bigint),
+        divergent: r.divergent === 1n,
+        ok: detail.ok,
+        collateral: detail.collateral.map((c) => ({ iova: BigInt(c.iova), size: BigInt(c.size), mappedBy: c.mappedBy, mappedByCaller: c.mappedByCaller, owner: c.owner })),
+        leftMapped: detail.leftMapped.map((l) => ({ iova: BigInt(l.iova), size: BigInt(l.size) })),
+      };
+      if (detail.errno) f.errno = detail.errno;
+      if (r.time) f.time = r.time as string;
+      return f;
+    });
+  }
+
+  faults(filter: { domain?: string; upTo?: number; cause?: string } = {}): FaultView[] {
+    let q = this.k
+      .selectFrom('faults as f')
+      .innerJoin('streams as s', 's.id', 'f.domain')
+      .innerJoin('events as e', 'e.position', 'f.position')
+      .select(['f.position', 's.name', 'f.iova', 'f.device', 'f.flags', 'f.cause', 'f.cause_position', 'f.detail', 'e.time'])
+      .orderBy('f.position');
+    if (filter.domain !== undefined) q = q.where('s.id', '=', BigInt(this.domain(filter.domain).id));
+    if (filter.upTo !== undefined) q = q.where('f.position', '<=', BigInt(filter.upTo));
+    if (filter.cause !== undefined) q = q.where('f.cause', '=', filter.cause);
+    const c = q.compile();
+    const rows = this.db.prepare(c.sql).all(...(c.parameters as unknown[])) as Array<Record<string, bigint | string | null>>;
+    return rows.map((r) => {
+      const f: FaultView = {
+        position: Number(r.position),
+        domain: r.name as string,
+        iova: fromDb(r.iova as bigint),
+        cause: r.cause as string,
+        detail: JSON.parse(r.detail as string) as Record<string, unknown>,
+      };
+      if (r.device !== null) f.device = r.device as string;
+      if (r.flags !== null) f.flags = Number(r.flags);
+      if (r.cause_position !== null) f.causePosition = Number(r.cause_position);
+      if (r.time) f.time = r.time as string;
+      return f;
+    });
+  }
+
+  callers(filter: { domain?: string } = {}): CallerView[] {
+    let q = this.k.selectFrom('caller_symmetry as c').innerJoin('streams as s', 's.id', 'c.domain').selectAll('c').select('s.name').orderBy('s.id').orderBy('c.caller').orderBy('c.site');
+    if (filter.domain !== undefined) q = q.where('s.id', '=', BigInt(this.domain(filter.domain).id));
+    const c = q.compile();
+    const rows = this.db.prepare(c.sql).all(...(c.parameters as unknown[])) as Array<Tables['caller_symmetry'] & { name: string }>;
+    return rows.map((r) => {
+      const unmaps = Number(r.unmaps);
+      const symmetric = Number(r.exact) + Number(r.spans);
+      return {
+        domain: r.name,
+        caller: r.caller,
+        site: r.site,
+        maps: Number(r.maps),
+        unmaps,
+        exact: Number(r.exact),
+        spans: Number(r.spans),
+        cuts: Number(r.cuts),
+        misses: Number(r.misses),
+        foreign: Number(r.foreign_unmaps),
+        readiness: unmaps ? symmetric / unmaps : 1,
+      };
+    });
+  }
+
+  /** Counts of events by type (for summaries). */
+  counts(): Record<string, number> {
+    const rows = this.db.prepare('SELECT type, count(*) AS n FROM events GROUP BY type').all() as Array<{ type: string; n: bigint }>;
+    return Object.fromEntries(rows.map((r) => [r.type, Number(r.n)]));
+  }
+}
+
+/** Is the iova inside the most recent page lifetime of a blame (the page a fault would have hit)? */
+function inLastPage(iova: bigint, b: BlameView): boolean {
+  const pg = b.chain[0]?.page;
+  if (!pg) return false;
+  return iova >= pg.iova && iova < pg.iova + pg.pageSize * pg.count;
+}
+
+export function describePage(p: PageView): string {
+  const bytes = p.pageSize * p.count;
+  const pages = p.count === 1n ? `a ${formatSize(p.pageSize)} page` : `${p.count} ${formatSize(p.pageSize)} pages`;
+  return `${pages} at ${hex(p.iova)}..${hex(p.iova + bytes)} -> ${hex(p.paddr)} (${formatProt(p.prot)})`;
+}
+
+function fmtRange(iova: string, size: string): string {
+  const s = BigInt(iova);
+  const z = BigInt(size);
+  return `${hex(s)}+${formatSize(z)}`;
+}
+
+function when(e: EventSummary): string {
+  if (!e.time) return '';
+  return /^\d+\.\d+$/.test(e.time) ? `at ${e.time} s ` : `at ${e.time} `;
+}
+
+export function whoText(w: Who): string {
+  const parts: string[] = [w.caller ?? (w.task ? `${w.task}` : 'an unknown caller')];
+  if (w.site) parts.push(`at ${w.site}`);
+  if (w.task && w.caller && w.task !== w.caller) parts.push(`(task ${w.task}${w.pid !== undefined ? `, pid ${w.pid}` : ''})`);
+  else if (w.task && w.caller && w.pid !== undefined) parts.push(`(pid ${w.pid})`);
+  else if (w.pid !== undefined) parts.push(`(pid ${w.pid})`);
+  return parts.join(' ');
+}
+
