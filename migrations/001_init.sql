@@ -14,7 +14,8 @@ CREATE TABLE streams (
   version   INTEGER NOT NULL,          -- per-stream version of its last event
   profile   TEXT NOT NULL,             -- JSON profile descriptor
   created_at INTEGER NOT NULL,         -- position of the DomainCreated event
-  destroyed_at INTEGER                 -- position of DomainDestroyed, if any
+  destroyed_at INTEGER,                -- position of DomainDestroyed, if any
+  max_span   INTEGER NOT NULL DEFAULT -9223372036854775808 -- longest run ever mapped, biased like addresses
 ) STRICT;
 
 -- The append-only log. `position` is the global order; (stream, version) the per-stream one.

@@ -75,7 +75,8 @@ export function parseAddress(input: string | number | bigint, field?: string): b
 export function parseSize(input: string | number | bigint, field?: string): bigint {
   if (typeof input !== 'string') return parseAddress(input, field);
   const text = input.trim();
-  const m = /^(0[xX][0-9a-fA-F_]+|[0-9_]+)\s*([kKmMgGtTpPeE](?:[iI]?[bB])?|[bB])?$/.exec(text);
+  // Any letters after the number are a suffix, so that a wrong one is reported as such.
+  const m = /^(0[xX][0-9a-fA-F_]+|[0-9_]+)\s*([a-zA-Z]+)?$/.exec(text);
   if (!m || m[2] === undefined) return parseAddress(input, field);
   const unit = m[2].toUpperCase();
   const base = parseAddress(m[1] ?? '', field);

@@ -45,6 +45,8 @@ export interface Profile {
    */
   emptyUnmapErrno?: 'ENOENT';
   format: PageTableFormat;
+  /** For a custom profile: the built-in profile it is based on (kept so its descriptor rebuilds the same format). */
+  base?: string;
 }
 
 function bitmapOf(shifts: number[]): bigint {
@@ -345,6 +347,7 @@ export function customProfile(input: unknown): Profile {
   };
   const errno = spec.emptyUnmapErrno ?? (base?.semantics === semantics ? base?.emptyUnmapErrno : undefined);
   if (errno) profile.emptyUnmapErrno = errno;
+  if (base) profile.base = base.name;
   return profile;
 }
 
@@ -371,6 +374,7 @@ export interface ProfileDescriptor {
 
 export function describeProfile(p: Profile): ProfileDescriptor {
   const d: ProfileDescriptor = { name: p.name, pgsizeBitmap: hex(p.pgsizeBitmap), iovaBits: p.iovaBits, semantics: p.semantics };
+  if (p.base) d.base = p.base;
   if (p.emptyUnmapErrno) d.emptyUnmapErrno = p.emptyUnmapErrno;
   return d;
 }

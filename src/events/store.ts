@@ -133,6 +133,27 @@ export class EventStore {
     }
   }
 
+  /**
+   * write() for a producer that awaits between events (reading a file): an explicit
+   * BEGIN IMMEDIATE ... COMMIT around fn; any error rolls everything back.
+   */
+  async writeAsync<T>(fn: () => Promise<T>, onMoved?: () => void): Promise<T> {
+    const before = { pos: this.headPos, hash: this.headHash };
+    this.db.exec('BEGIN IMMEDIATE');
+    try {
+      if (this.refreshHead()) onMoved?.();
+      const out = await fn();
+      this.db.exec('COMMIT');
+      return out;
+    } catch (e) {
+      if (this.db.inTransaction) this.db.exec('ROLLBACK');
+      this.headPos = before.pos;
+      this.headHash = before.hash;
+      this.refreshHead();
+      throw e;
+    }
+  }
+
   /** Appends one event at the next position (inside write()). */
   append(e: Omit<RawEvent, 'position' | 'schemaVersion'> & { schemaVersion?: number }, streamId: number): number {
     const position = this.headPos + 1;
