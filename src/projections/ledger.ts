@@ -96,7 +96,6 @@ interface Ctx {
   info: WeakMap<MapOrigin, OriginInfo>;
   /** Longest run ever stored (bounds IOVA look-ups in the runs table). */
   maxSpan: bigint;
-  sinceHw: number;
   invalidations: number;
   invalidatedBytes: bigint;
 }
@@ -251,7 +250,6 @@ export class Ledger {
   private finishBatch(batch: Batch): void {
     for (const ctx of batch.touched) {
       this.s.setVersion!.run(ctx.version, toDb(ctx.maxSpan), ctx.id);
-      if (ctx.sinceHw >= HW_CHECKPOINT_EVERY) this.writeHw(ctx, this.store.lastPosition);
     }
     for (const c of batch.sym.values()) this.s.upsertSym!.run(c);
     this.s.checkpoint!.run(this.store.lastPosition);
@@ -271,7 +269,6 @@ export class Ledger {
         invalidatedBytes: hex(ctx.invalidatedBytes),
       }),
     );
-    ctx.sinceHw = 0;
   }
 
   // ---- domain state ----
@@ -303,7 +300,6 @@ export class Ledger {
       rowOf: new WeakMap(),
       info: new WeakMap(),
       maxSpan: 0n,
-      sinceHw: 0,
       invalidations: 0,
       invalidatedBytes: 0n,
     };
@@ -384,6 +380,17 @@ export class Ledger {
   }
 
   private execute(inp: Input, index: number, batch: Batch): Outcome {
+    const out = this.executeOne(inp, index, batch);
+    if (out.position !== undefined) this.maybeCheckpoint(this.ctxs.get(out.domain), out.position);
+    return out;
+  }
+
+  /** Hardware snapshots at every HW_CHECKPOINT_EVERY-th event of a domain (the same in rebuild). */
+  private maybeCheckpoint(ctx: Ctx | undefined, pos: number): void {
+    if (ctx && ctx.version % HW_CHECKPOINT_EVERY === 0) this.writeHw(ctx, pos);
+  }
+
+  private executeOne(inp: Input, index: number, batch: Batch): Outcome {
     const cmd = inp.cmd;
     const pos = this.store.lastPosition + 1;
     const who: Who = {};
@@ -502,7 +509,6 @@ export class Ledger {
     if (from) data.from = from;
     this.store.append({ stream: ctx.name, version: ctx.version, type, id, recordedAt: batch.recordedAt, time: time ?? null, data: JSON.stringify(data) }, ctx.id);
     batch.touched.add(ctx);
-    ctx.sinceHw++;
   }
 
   private sym(batch: Batch, ctx: Ctx, caller: string, site: string): SymCount {
@@ -676,8 +682,7 @@ export class Ledger {
         }
         if (!ctx) throw new Error(`event ${pos}: stream ${ev.stream} has no domain-created event before it`);
         ctx.version = ev.version;
-        ctx.sinceHw++;
-        batch.touched.add(ctx);
+            batch.touched.add(ctx);
         const b = data.body;
         if (ev.type === 'map') {
           const body = b as unknown as MapBody;
@@ -715,7 +720,7 @@ export class Ledger {
           for (const set of ctx.intent.values()) for (const iv of set) this.s.closeIntent!.run(pos, iv.value.row);
           ctx.destroyed = true;
         }
-        if (ctx.sinceHw >= HW_CHECKPOINT_EVERY) this.writeHw(ctx, pos);
+        this.maybeCheckpoint(ctx, pos);
         n++;
         if (onProgress && n % 65536 === 0) onProgress(n, total);
       }
