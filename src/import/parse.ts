@@ -196,8 +196,8 @@ export function parseTraceLine(line: string, options?: ParseLineOptions): Parsed
     }
     return result;
   } catch (e) {
-    if (e instanceof LineError) return { kind: 'error', reason: e.reason };
-    // Not expected; kept so that one bad line can never stop an import.
+    // Not expected (parse failures are LineErrors, caught below); kept so that one bad line
+    // can never stop an import.
     return { kind: 'error', reason: `internal parser error: ${e instanceof Error ? e.message : String(e)}` };
   }
 }
@@ -219,28 +219,75 @@ export function* parseTraceText(text: string): Generator<{ lineNo: number; resul
 }
 
 function parseLine(raw: string): ParsedLine {
-  if (raw.length > MAX_LINE_LENGTH + 2) {
-    return { kind: 'error', reason: `line is ${raw.length} characters long (limit ${MAX_LINE_LENGTH}); not parsed` };
-  }
+  if (raw.length > MAX_LINE_LENGTH + 2) return tooLongLine(raw.length);
   let line = raw;
   if (line.endsWith('\n')) line = line.slice(0, -1);
   if (line.endsWith('\r')) line = line.slice(0, -1);
-  if (line.length > MAX_LINE_LENGTH) {
-    return { kind: 'error', reason: `line is ${line.length} characters long (limit ${MAX_LINE_LENGTH}); not parsed` };
+  if (line.length > MAX_LINE_LENGTH) return tooLongLine(line.length);
+
+  let result: ParsedLine;
+  try {
+    result = parseText(line);
+  } catch (e) {
+    if (!(e instanceof LineError)) throw e;
+    result = { kind: 'error', reason: e.reason };
   }
-  const ctl = CONTROL_RE.exec(line);
-  if (ctl) {
-    const code = line.charCodeAt(ctl.index).toString(16).padStart(2, '0');
-    return { kind: 'error', reason: `binary data: control character 0x${code} at column ${ctl.index + 1}` };
+  // Control characters (binary data): a record can only carry them in its free-text fields
+  // (numbers are validated digit by digit), so only those are scanned; any other result scans
+  // the whole line, and binary data is the reason given first.
+  if (result.kind === 'record') {
+    const r = result.record;
+    if (
+      hasControl(r.task) ||
+      hasControl(r.flags) ||
+      hasControl(r.device) ||
+      hasControl(r.driver) ||
+      hasControl(r.dev) ||
+      hasControl(r.prefix)
+    ) {
+      return binaryData(line);
+    }
+    return result;
   }
+  return CONTROL_RE.test(line) ? binaryData(line) : result;
+}
+
+function tooLongLine(length: number): ParsedLine {
+  return { kind: 'error', reason: `line is ${length} characters long (limit ${MAX_LINE_LENGTH}); not parsed` };
+}
+
+function hasControl(s: string | undefined): boolean {
+  return s !== undefined && CONTROL_RE.test(s);
+}
+
+function binaryData(line: string): ParsedLine {
+  const at = line.search(CONTROL_RE);
+  const code = line.charCodeAt(at).toString(16).padStart(2, '0');
+  return { kind: 'error', reason: `binary data: control character 0x${code} at column ${at + 1}` };
+}
+
+function parseText(line: string): ParsedLine {
   const first = firstNonSpace(line);
   if (first < 0) return SKIP_BLANK;
   if (line.charCodeAt(first) === 0x23 /* # */) return SKIP_HEADER;
   if (TRACE_CMD_HEADER_RE.test(line)) return SKIP_HEADER;
 
-  const head = FTRACE_HEAD_RE.exec(line);
+  // A printk time stamp first means the kernel log, whatever follows it.
+  const stamped = line.charCodeAt(first) === 0x5b /* [ */ && STAMP_RE.test(line.slice(first));
+  const head = stamped ? null : FTRACE_HEAD_RE.exec(line);
   if (head) return parseFtrace(line, head);
-  return parseKernelLog(line.trimEnd());
+  return parseKernelLog(trimSpaces(line));
+}
+
+/** Drops trailing spaces and tabs (only those: other white space is data, or binary). */
+function trimSpaces(s: string): string {
+  let end = s.length;
+  while (end > 0) {
+    const c = s.charCodeAt(end - 1);
+    if (c !== 0x20 && c !== 0x09) break;
+    end--;
+  }
+  return end === s.length ? s : s.slice(0, end);
 }
 
 function firstNonSpace(s: string): number {
@@ -260,8 +307,14 @@ function nanoseconds(ts: string): bigint | undefined {
   const dot = ts.indexOf('.');
   // Without a fraction it is a raw counter (trace_clock counter, x86-tsc), not seconds.
   if (dot < 0) return undefined;
+  const fracLen = ts.length - dot - 1;
+  if (dot <= 7 && fracLen <= 9) {
+    // Exact in doubles: seconds < 9e6 times 1e9 stays below 2^53.
+    const sec = Number(ts.slice(0, dot));
+    if (sec < 9_000_000) return BigInt(sec * 1e9 + Number(ts.slice(dot + 1)) * 10 ** (9 - fracLen));
+  }
   const frac = ts.slice(dot + 1);
-  return BigInt(ts.slice(0, dot)) * 1_000_000_000n + BigInt(frac.length >= 9 ? frac.slice(0, 9) : frac.padEnd(9, '0'));
+  return BigInt(ts.slice(0, dot) + (fracLen >= 9 ? frac.slice(0, 9) : frac.padEnd(9, '0')));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -312,7 +365,7 @@ function parseFtrace(line: string, head: RegExpExecArray): ParsedLine {
   const afterName = p + evTok.length;
   const bodyStart = skipSpaces(line, afterName);
   const source: TraceSource = bodyStart - afterName >= 2 ? 'trace-cmd' : 'ftrace';
-  const body = line.slice(bodyStart).trimEnd();
+  const body = trimSpaces(line.slice(bodyStart));
 
   const record: TraceRecord = { event: kind, source, task, pid };
   if (tgid !== undefined) record.tgid = tgid;
@@ -431,72 +484,77 @@ function parseDebugLine(msg: string): TraceRecord | undefined {
   if (prefix.endsWith(':')) prefix = prefix.slice(0, -1);
   const ctx = `debug ${keyword}:`;
 
-  // key value pairs: `iova 0x.. pa 0x.. size 0x..`
-  const toks = msg
-    .slice(k + 2)
-    .split(' ')
-    .filter((t) => t !== '');
-  const values = new Map<string, string>();
-  for (let i = 0; i < toks.length; i += 2) {
-    const key = toks[i] ?? '';
-    const val = toks[i + 1];
-    if (val === undefined) fail(`${ctx} ${show(key)} has no value (truncated line?)`);
-    if (!DEBUG_FIELDS[event].includes(key)) fail(`${ctx} unexpected field ${JSON.stringify(show(key))}`);
-    if (values.has(key)) fail(`${ctx} ${key} appears twice`);
-    values.set(key, val);
+  // key value pairs: `iova 0x.. pa 0x.. size 0x..[ count N]`
+  let iova: string | undefined;
+  let pa: string | undefined;
+  let size: string | undefined;
+  let pgsize: string | undefined;
+  let count: string | undefined;
+  const n = msg.length;
+  let p = k + 2;
+  for (;;) {
+    p = skipSpaces(msg, p);
+    if (p >= n) break;
+    let q = msg.indexOf(' ', p);
+    if (q < 0) q = n;
+    const key = msg.slice(p, q);
+    p = skipSpaces(msg, q);
+    if (p >= n) fail(`${ctx} ${show(key)} has no value (truncated line?)`);
+    q = msg.indexOf(' ', p);
+    if (q < 0) q = n;
+    const val = msg.slice(p, q);
+    p = q;
+    if (key === 'iova' && iova === undefined) iova = val;
+    else if (key === 'pa' && pa === undefined && (event === 'debug_map' || event === 'debug_mapping')) pa = val;
+    else if (key === 'size' && size === undefined && event !== 'debug_mapping') size = val;
+    else if (key === 'pgsize' && pgsize === undefined && event === 'debug_mapping') pgsize = val;
+    else if (key === 'count' && count === undefined && event === 'debug_mapping') count = val;
+    else if (key === 'iova' || key === 'pa' || key === 'size' || key === 'pgsize' || key === 'count') {
+      fail((key === 'iova' ? iova : key === 'pa' ? pa : key === 'size' ? size : key === 'pgsize' ? pgsize : count) !== undefined
+        ? `${ctx} ${key} appears twice`
+        : `${ctx} unexpected field ${JSON.stringify(key)}`);
+    } else fail(`${ctx} unexpected field ${JSON.stringify(show(key))}`);
   }
-  const need = (key: string): string => values.get(key) ?? fail(`${ctx} missing ${key}`);
   const record: TraceRecord = { event, source: 'dmesg' };
   if (prefix !== '') record.prefix = prefix;
-  record.iova = hexValue(ctx, 'iova', need('iova'), ' ');
+  record.iova = hexValue(ctx, 'iova', iova ?? fail(`${ctx} missing iova`), ' ');
   switch (event) {
     case 'debug_map':
-      record.paddr = hexValue(ctx, 'pa', need('pa'), ' ');
-      record.size = hexValue(ctx, 'size', need('size'), ' ');
+      record.paddr = hexValue(ctx, 'pa', pa ?? fail(`${ctx} missing pa`), ' ');
+      record.size = hexValue(ctx, 'size', size ?? fail(`${ctx} missing size`), ' ');
       break;
     case 'debug_mapping': {
-      record.paddr = hexValue(ctx, 'pa', need('pa'), ' ');
-      const pg = need('pgsize');
+      record.paddr = hexValue(ctx, 'pa', pa ?? fail(`${ctx} missing pa`), ' ');
+      const pg = pgsize ?? fail(`${ctx} missing pgsize`);
       // v3.2 printed pgsize in decimal (%lu), later kernels 0x%zx.
-      record.pgsize = pg.startsWith('0x') || pg.startsWith('0X') ? hexValue(ctx, 'pgsize', pg, ' ') : decValue(ctx, 'pgsize', pg, ' ');
-      const count = values.get('count');
+      record.pgsize = isHexPrefixed(pg) ? hexValue(ctx, 'pgsize', pg, ' ') : decValue(ctx, 'pgsize', pg, ' ');
       if (count !== undefined) record.count = decValue(ctx, 'count', count, ' ');
       break;
     }
     case 'debug_unmap':
-      record.size = hexValue(ctx, 'size', need('size'), ' ');
+      record.size = hexValue(ctx, 'size', size ?? fail(`${ctx} missing size`), ' ');
       break;
-    case 'debug_unmapped': {
-      // v3.2 printed `size %lx` (hex without 0x), later kernels 0x%zx.
-      const sz = need('size');
-      record.unmappedSize = sz.startsWith('0x') || sz.startsWith('0X') ? hexValue(ctx, 'size', sz, ' ') : bareHexValue(ctx, 'size', sz, ' ');
+    default: {
+      // debug_unmapped. v3.2 printed `size %lx` (hex without 0x), later kernels 0x%zx.
+      const sz = size ?? fail(`${ctx} missing size`);
+      record.unmappedSize = isHexPrefixed(sz) ? hexValue(ctx, 'size', sz, ' ') : bareHexValue(ctx, 'size', sz, ' ');
       break;
     }
-    default:
-      break;
   }
   return record;
 }
 
-const DEBUG_FIELDS: Record<TraceEventKind, readonly string[]> = {
-  debug_map: ['iova', 'pa', 'size'],
-  debug_mapping: ['iova', 'pa', 'pgsize', 'count'],
-  debug_unmap: ['iova', 'size'],
-  debug_unmapped: ['iova', 'size'],
-  map: [],
-  unmap: [],
-  io_page_fault: [],
-  attach: [],
-  detach: [],
-  add_to_group: [],
-  remove_from_group: [],
-};
+function isHexPrefixed(s: string): boolean {
+  return s.length >= 2 && s.charCodeAt(0) === 0x30 && (s.charCodeAt(1) | 0x20) === 0x78;
+}
 
 // ---------------------------------------------------------------------------------------------
-// Values. The text's shape is checked here; the conversion and the 64-bit range check are
-// core/address.ts's parseAddress.
+// Values. The text's shape is checked here. A value whose digit count proves it below 2^64
+// (at most 16 significant hex digits, at most 19 decimal digits) is converted directly, as this
+// runs several times per line; any longer one goes to core/address.ts parseAddress, which owns
+// the 64-bit range check (its AddressError becomes "does not fit in 64 bits").
 
-function toU64(ctx: string, field: string, text: string, sep: string, canonical: string): bigint {
+function viaParseAddress(ctx: string, field: string, text: string, sep: string, canonical: string): bigint {
   try {
     return parseAddress(canonical, field);
   } catch (e) {
@@ -506,10 +564,6 @@ function toU64(ctx: string, field: string, text: string, sep: string, canonical:
   }
 }
 
-function tooLong(ctx: string, field: string, text: string, sep: string): never {
-  fail(`${ctx} ${field}${sep}${show(text)} does not fit in 64 bits`);
-}
-
 function noValue(ctx: string, field: string, sep: string): never {
   fail(`${ctx} ${field}${sep.trim()} has no value (truncated line?)`);
 }
@@ -517,21 +571,23 @@ function noValue(ctx: string, field: string, sep: string): never {
 function hexValue(ctx: string, field: string, text: string, sep: string): bigint {
   if (text === '') noValue(ctx, field, sep);
   if (!HEX_RE.test(text)) fail(`${ctx} ${field}${sep}${show(text)} is not a hex number (expected 0x...)`);
-  if (significantDigits(text, 2) > 16) tooLong(ctx, field, text, sep);
-  return toU64(ctx, field, text, sep, text);
+  if (significantDigits(text, 2) <= 16) return BigInt(text);
+  return viaParseAddress(ctx, field, text, sep, text);
 }
 
 function bareHexValue(ctx: string, field: string, text: string, sep: string): bigint {
   if (!BARE_HEX_RE.test(text)) fail(`${ctx} ${field}${sep}${show(text)} is not a hex number`);
-  if (significantDigits(text, 0) > 16) tooLong(ctx, field, text, sep);
-  return toU64(ctx, field, text, sep, `0x${text}`);
+  if (significantDigits(text, 0) <= 16) return BigInt(`0x${text}`);
+  return viaParseAddress(ctx, field, text, sep, `0x${text}`);
 }
 
 function decValue(ctx: string, field: string, text: string, sep: string): bigint {
   if (text === '') noValue(ctx, field, sep);
   if (!DEC_RE.test(text)) fail(`${ctx} ${field}${sep}${show(text)} is not a decimal number`);
-  if (significantDigits(text, 0) > 20) tooLong(ctx, field, text, sep);
-  return toU64(ctx, field, text, sep, text);
+  // Up to 15 digits the value is below 2^53, exact as a Number, and that conversion is cheap.
+  if (text.length <= 15) return BigInt(Number(text));
+  if (significantDigits(text, 0) <= 19) return BigInt(text);
+  return viaParseAddress(ctx, field, text, sep, text);
 }
 
 /** Digits after `from`, not counting leading zeros. */
@@ -577,7 +633,7 @@ function afterIommuTag(name: string, body: string, space: boolean): string {
 }
 
 function parseMapUnmap(ev: 'map' | 'unmap', body: string, record: TraceRecord): void {
-  const toks = afterIommuTag(ev, body, true).split(' ');
+  const text = afterIommuTag(ev, body, true);
   let iova: string | undefined;
   let end: string | undefined;
   let paddr: string | undefined;
@@ -585,48 +641,56 @@ function parseMapUnmap(ev: 'map' | 'unmap', body: string, record: TraceRecord): 
   let unmapped: string | undefined;
   let dev: string | undefined;
   let fields = 0;
-  for (let i = 0; i < toks.length; i++) {
-    const t = toks[i] ?? '';
-    if (t === '') continue;
-    if (t === '-') {
+  const n = text.length;
+  let p = 0;
+  for (;;) {
+    p = skipSpaces(text, p);
+    if (p >= n) break;
+    let q = text.indexOf(' ', p);
+    if (q < 0) q = n;
+    if (q === p + 1 && text.charCodeAt(p) === 0x2d /* - */) {
       if (iova === undefined || end !== undefined || fields !== 1) fail(`${ev}: unexpected "-" (the range form is "iova=0x... - 0x...")`);
-      do i++;
-      while (i < toks.length && toks[i] === '');
-      end = toks[i];
-      if (end === undefined) fail(`${ev}: missing end address after "iova=${show(iova)} -" (truncated line?)`);
+      p = skipSpaces(text, q);
+      if (p >= n) fail(`${ev}: missing end address after "iova=${show(iova)} -" (truncated line?)`);
+      q = text.indexOf(' ', p);
+      if (q < 0) q = n;
+      end = text.slice(p, q);
+      p = q;
       continue;
     }
-    const eq = t.indexOf('=');
-    if (eq <= 0) fail(`${ev}: unexpected text ${JSON.stringify(show(t))}`);
-    const key = t.slice(0, eq);
-    const val = t.slice(eq + 1);
-    const dup = (): never => fail(`${ev}: ${key}= appears twice`);
+    const eq = text.indexOf('=', p);
+    if (eq <= p || eq >= q) fail(`${ev}: unexpected text ${JSON.stringify(show(text.slice(p, q)))}`);
+    const key = text.slice(p, eq);
+    const val = text.slice(eq + 1, q);
+    p = q;
+    let dup = false;
     switch (key) {
       case 'dev':
         if (fields !== 0 || dev !== undefined) fail(`${ev}: dev= must come first, right after "IOMMU: "`);
         dev = val;
         continue;
       case 'iova':
-        if (iova !== undefined) dup();
+        dup = iova !== undefined;
         iova = val;
         break;
       case 'paddr':
         if (ev !== 'map') fail(`${ev}: unexpected field paddr= (only map has it)`);
-        if (paddr !== undefined) dup();
+        dup = paddr !== undefined;
         paddr = val;
         break;
       case 'size':
-        if (size !== undefined) dup();
+        dup = size !== undefined;
         size = val;
         break;
       case 'unmapped_size':
         if (ev !== 'unmap') fail(`${ev}: unexpected field unmapped_size= (only unmap has it)`);
-        if (unmapped !== undefined) dup();
+        dup = unmapped !== undefined;
         unmapped = val;
         break;
       default:
         fail(`${ev}: unknown field ${JSON.stringify(show(key))}=`);
     }
+    if (dup) fail(`${ev}: ${key}= appears twice`);
     fields++;
   }
   if (dev !== undefined) record.dev = dev;
@@ -636,8 +700,7 @@ function parseMapUnmap(ev: 'map' | 'unmap', body: string, record: TraceRecord): 
   let endV: bigint | undefined;
   if (end !== undefined) {
     if (!HEX_RE.test(end)) fail(`${ev}: range end ${show(end)} is not a hex number (expected 0x...)`);
-    if (significantDigits(end, 2) > 16) fail(`${ev}: range end ${show(end)} does not fit in 64 bits`);
-    endV = toU64(ev + ':', 'range end', end, ' ', end);
+    endV = significantDigits(end, 2) <= 16 ? BigInt(end) : viaParseAddress(`${ev}:`, 'range end', end, ' ', end);
     record.iovaEnd = endV;
   }
   if (ev === 'map') {
