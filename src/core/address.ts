@@ -44,6 +44,9 @@ function checkRange(v: bigint, text: string, field?: string): bigint {
   return v;
 }
 
+const FAST_HEX = /^0[xX][0-9a-fA-F]{1,16}$/;
+const FAST_DEC = /^[0-9]{1,19}$/;
+
 /**
  * Parses an address: `0x` hex, `0b` binary, `0o` octal or decimal, as a string, a bigint or a
  * safe integer number. Underscores between digits are allowed (`0xffff_0000`).
@@ -59,6 +62,8 @@ export function parseAddress(input: string | number | bigint, field?: string): b
     }
     return checkRange(BigInt(input), String(input), field);
   }
+  // Fast paths: plain hex of at most 16 digits, or decimal of at most 19 digits, always fit.
+  if (FAST_HEX.test(input) || FAST_DEC.test(input)) return BigInt(input);
   const text = input.trim();
   if (text === '') throw new AddressError('empty value', field);
   if (text.startsWith('-')) throw new AddressError(`${JSON.stringify(input)} is negative; addresses and sizes are unsigned`, field);
@@ -73,7 +78,7 @@ export function parseAddress(input: string | number | bigint, field?: string): b
  * (sizes of pages and mappings are binary in every IOMMU).
  */
 export function parseSize(input: string | number | bigint, field?: string): bigint {
-  if (typeof input !== 'string') return parseAddress(input, field);
+  if (typeof input !== 'string' || FAST_HEX.test(input) || FAST_DEC.test(input)) return parseAddress(input, field);
   const text = input.trim();
   // Any letters after the number are a suffix, so that a wrong one is reported as such.
   const m = /^(0[xX][0-9a-fA-F_]+|[0-9_]+)\s*([a-zA-Z]+)?$/.exec(text);

@@ -321,6 +321,9 @@ export class Domain {
   }
 
   private alignReason(what: Record<string, bigint>): string | undefined {
+    let all = 0n;
+    for (const k in what) all |= what[k]!;
+    if ((all & (this.minPage - 1n)) === 0n) return undefined;
     for (const [k, v] of Object.entries(what)) {
       if (v % this.minPage !== 0n) return `${k} ${hex(v)} is not aligned to the smallest page size ${formatSize(this.minPage)}`;
     }

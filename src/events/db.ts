@@ -69,6 +69,8 @@ export function openDatabase(path: string, opts: OpenOptions = {}): DB {
     throw new LedgerOpenError(`cannot open ${path}: ${(e as Error).message}`);
   }
   db.pragma('busy_timeout = 10000');
+  db.pragma('cache_size = -65536'); // 64 MiB: the indexes of a million-event ledger stay in memory
+  db.pragma('temp_store = MEMORY');
   try {
     if (!opts.readonly) {
       db.pragma('journal_mode = WAL');

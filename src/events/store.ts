@@ -3,12 +3,15 @@
  * idempotent ids, and streaming reads. It knows nothing of IOMMUs; the ledger (projections
  * layer) decides what to append.
  */
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import type Database from 'better-sqlite3';
 import { openDatabase, type DB, type OpenOptions } from './db.js';
 import { upcast, type EventType } from './schema.js';
 
-/** Canonical bytes of an event: what the hash covers. */
+/**
+ * Canonical bytes of an event: what the hash covers. Each field is length-prefixed
+ * (`LEN:TEXT`), so no field's content can be mistaken for another's.
+ */
 export function envelope(e: {
   position: number;
   stream: string;
@@ -20,13 +23,18 @@ export function envelope(e: {
   time: string | null;
   data: string;
 }): string {
-  return JSON.stringify([e.position, e.stream, e.version, e.type, e.schemaVersion, e.id, e.recordedAt, e.time, e.data]);
+  let out = '';
+  for (const f of [String(e.position), e.stream, String(e.version), e.type, String(e.schemaVersion), e.id, e.recordedAt, e.time ?? '\u0000', e.data]) {
+    out += `${f.length}:${f}`;
+  }
+  return out;
 }
 
 export const GENESIS: Buffer = Buffer.alloc(32);
 
+/** SHA-256(previous hash || canonical envelope), one-shot (much cheaper than a Hash object per event). */
 export function chainHash(prev: Buffer, env: string): Buffer {
-  return createHash('sha256').update(prev).update(env).digest();
+  return hash('sha256', Buffer.concat([prev, Buffer.from(env, 'utf8')]), 'buffer') as unknown as Buffer;
 }
 
 export class ConcurrencyError extends Error {

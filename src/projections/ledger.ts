@@ -3,7 +3,6 @@
  * every projection in the same transaction (inline). `rebuild()` recomputes the projections
  * from the events alone, with the very same code.
  */
-import { createHash } from 'node:crypto';
 import type Database from 'better-sqlite3';
 import { hex, type Range } from '../core/address.js';
 import { Domain, runEnd, type MapOrigin, type Run, type UnmapResult } from '../core/domain.js';
@@ -372,11 +371,19 @@ export class Ledger {
 
   // ---- one command ----
 
-  private eventId(inp: Input, stream: string, version: number, cmdJson: () => string): string {
-    if (inp.cmd.id) return inp.cmd.id;
+  /**
+   * The event's id: the caller's, else its source's (file digest and line), else its place in
+   * its stream (`domain@version`), which no other event can have (`derived`: no look-up needed).
+   */
+  private eventId(inp: Input, stream: string, version: number): { id: string; derived: boolean } {
+    if (inp.cmd.id) return { id: inp.cmd.id, derived: false };
     const f = inp.from;
-    if (f?.digest && f.line !== undefined) return `${f.digest.slice(0, 24)}:${f.line}`;
-    return createHash('sha256').update(`${stream}\n${version}\n${cmdJson()}`).digest('hex').slice(0, 32);
+    if (f?.digest && f.line !== undefined) return { id: `${f.digest.slice(0, 24)}:${f.line}`, derived: false };
+    return { id: `${stream}@${version + 1}`, derived: true };
+  }
+
+  private isDuplicate(e: { id: string; derived: boolean }): boolean {
+    return !e.derived && this.store.positionOf(e.id) !== undefined;
   }
 
   private execute(inp: Input, index: number, batch: Batch): Outcome {
@@ -404,8 +411,9 @@ export class Ledger {
 
     if (cmd.op === 'domain') {
       const existing = this.ctxs.get(cmd.domain) ?? this.loadCtx(cmd.domain);
-      const id = this.eventId(inp, cmd.domain, 0, () => jsonOf(cmd));
-      if (this.store.positionOf(id) !== undefined) return { ...out, duplicate: true };
+      const eid = this.eventId(inp, cmd.domain, 0);
+      if (this.isDuplicate(eid)) return { ...out, duplicate: true };
+      const id = eid.id;
       if (existing) throw new LedgerError(`command ${index + 1}: domain: ${JSON.stringify(cmd.domain)} already exists in this ledger`, index);
       const profile = profileOf(cmd, index);
       const desc = describeProfile(profile);
@@ -416,8 +424,9 @@ export class Ledger {
     }
 
     const ctx = this.ctx(cmd.domain, index);
-    const id = this.eventId(inp, cmd.domain, ctx.version, () => jsonOf(cmd));
-    if (this.store.positionOf(id) !== undefined) return { ...out, duplicate: true };
+    const eid = this.eventId(inp, cmd.domain, ctx.version);
+    if (this.isDuplicate(eid)) return { ...out, duplicate: true };
+    const id = eid.id;
     const caller = cmd.caller ?? UNKNOWN_CALLER;
     const site = cmd.site ?? '';
     out.position = pos;
@@ -773,7 +782,4 @@ function dropUndefined<T extends Record<string, unknown>>(o: T): T {
   return o;
 }
 
-function jsonOf(cmd: Command): string {
-  return JSON.stringify(cmd, (_k, v: unknown) => (typeof v === 'bigint' ? hex(v) : v));
-}
 

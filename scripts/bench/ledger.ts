@@ -1,0 +1,150 @@
+/**
+ * Ledger benchmarks (issue 4). Every figure is printed with its ratio to a raw better-sqlite3
+ * baseline measured in the same run, because this machine's speed drifts by +-30%.
+ *
+ *   npm run bench:ledger -- [events=1000000] [single=5000]
+ */
+import Database from 'better-sqlite3';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Ledger } from '../../src/projections/ledger.js';
+import { Queries } from '../../src/projections/queries.js';
+import { workload } from './workload.js';
+
+const N = Number(process.argv[2] ?? 1_000_000);
+const SINGLE = Number(process.argv[3] ?? 5000);
+const BATCH = 10_000;
+const dir = mkdtempSync(join(tmpdir(), 'iommu-ledger-bench-'));
+let peakRss = 0;
+const sample = () => {
+  peakRss = Math.max(peakRss, process.memoryUsage().rss);
+};
+const timer = setInterval(sample, 50);
+
+function time<T>(fn: () => T): [T, number] {
+  const t = process.hrtime.bigint();
+  const r = fn();
+  return [r, Number(process.hrtime.bigint() - t) / 1e6];
+}
+
+function rawDb(path: string): Database.Database {
+  const db = new Database(path);
+  db.pragma('journal_mode = WAL');
+  db.pragma('synchronous = FULL');
+  db.exec('CREATE TABLE events (position INTEGER PRIMARY KEY, stream INTEGER NOT NULL, type TEXT NOT NULL, data TEXT NOT NULL)');
+  return db;
+}
+
+const rate = (n: number, ms: number) => (n / ms) * 1000;
+const fmt = (v: number) => Math.round(v).toLocaleString('en-US');
+const rows: Array<[string, string, string, string]> = [];
+const report = (what: string, value: string, baseline: string, ratio: string) => {
+  rows.push([what, value, baseline, ratio]);
+  console.log(`${what.padEnd(44)} ${value.padStart(16)} ${baseline.padStart(18)} ${ratio.padStart(8)}`);
+};
+
+console.log(`iommu-ledger bench: ${fmt(N)} generated commands, batches of ${fmt(BATCH)}, synchronous=FULL, WAL (node ${process.version})`);
+console.log(`${'measure'.padEnd(44)} ${'iommu-ledger'.padStart(16)} ${'raw SQLite'.padStart(18)} ${'ratio'.padStart(8)}`);
+
+// ---- raw baselines: build, stringify and insert 10,000 rows per transaction; iterate and parse
+const rawPath = join(dir, 'raw.db');
+const raw = rawDb(rawPath);
+const ins = raw.prepare('INSERT INTO events (position, stream, type, data) VALUES (?, 1, ?, ?)');
+const gen0 = workload();
+const [, rawInsMs] = time(() => {
+  let pos = 1;
+  for (let b = 0; b < N; b += BATCH) {
+    raw.transaction(() => {
+      for (let i = b; i < Math.min(N, b + BATCH); i++) {
+        const c = gen0.next();
+        ins.run(pos++, c.op as string, JSON.stringify(c));
+      }
+    })();
+    sample();
+  }
+});
+const [, rawIterMs] = time(() => {
+  let n = 0;
+  for (const r of raw.prepare('SELECT data FROM events ORDER BY position').iterate() as IterableIterator<{ data: string }>) {
+    if ((JSON.parse(r.data) as { op: string }).op) n++;
+  }
+  return n;
+});
+const rawSinglePath = join(dir, 'raw-single.db');
+const rawSingle = rawDb(rawSinglePath);
+const ins1 = rawSingle.prepare('INSERT INTO events (position, stream, type, data) VALUES (?, 1, ?, ?)');
+const gen1 = workload(7);
+const [, rawSingleMs] = time(() => {
+  for (let i = 1; i <= SINGLE; i++) {
+    const c = gen1.next();
+    rawSingle.transaction(() => ins1.run(i, c.op as string, JSON.stringify(c)))();
+  }
+});
+raw.close();
+rawSingle.close();
+
+// ---- the ledger
+const path = join(dir, 'ledger.db');
+const ledger = new Ledger(path, { durable: true });
+const gen = workload();
+const [, appendMs] = time(() => {
+  for (let b = 0; b < N; b += BATCH) {
+    const cmds: unknown[] = [];
+    for (let i = b; i < Math.min(N, b + BATCH); i++) cmds.push(gen.next());
+    ledger.appendRaw(cmds);
+    sample();
+  }
+});
+report('append, batches of 10,000 (events/s)', fmt(rate(N, appendMs)), fmt(rate(N, rawInsMs)), (rawInsMs / appendMs).toFixed(2));
+
+const singlePath = join(dir, 'single.db');
+const single = new Ledger(singlePath, { durable: true });
+const gen2 = workload(7);
+const [, singleMs] = time(() => {
+  for (let i = 0; i < SINGLE; i++) single.appendRaw([gen2.next()]);
+});
+single.close();
+report(`append, 1 per durable transaction (${fmt(SINGLE)})`, fmt(rate(SINGLE, singleMs)), fmt(rate(SINGLE, rawSingleMs)), (rawSingleMs / singleMs).toFixed(2));
+
+const [rb, rebuildMs] = time(() => ledger.rebuild(() => sample()));
+report('rebuild all projections (events/s)', fmt(rate(rb.events, rebuildMs)), fmt(rate(N, rawIterMs)), (rawIterMs / rebuildMs).toFixed(2));
+const [v, verifyMs] = time(() => ledger.store.verify(() => sample()));
+report('verify the hash chain (events/s)', fmt(rate(v.events, verifyMs)), fmt(rate(N, rawIterMs)), (rawIterMs / verifyMs).toFixed(2));
+ledger.close();
+
+// ---- queries (library calls, warm)
+const q = new Queries(path);
+const last = q.lastPosition;
+let s = 12345;
+const pick = () => {
+  s = (s * 1103515245 + 12345) % 2 ** 31;
+  return 1 + (s % last);
+};
+q.stateAt('bench', pick());
+const stateTimes: number[] = [];
+let pages = 0;
+for (let i = 0; i < 30; i++) {
+  const [st, ms] = time(() => q.stateAt('bench', pick()));
+  pages += st.pages.length;
+  stateTimes.push(ms);
+}
+const blameTimes: number[] = [];
+for (let i = 0; i < 200; i++) {
+  const st = q.stateAt('bench', last);
+  const pg = st.pages[i % Math.max(1, st.pages.length)];
+  const iova = pg ? pg.iova : 0x1_0000_0000n;
+  const [, ms] = time(() => q.blame('bench', iova));
+  blameTimes.push(ms);
+}
+q.close();
+const median = (a: number[]) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)]!;
+const p95 = (a: number[]) => [...a].sort((x, y) => x - y)[Math.floor(a.length * 0.95)]!;
+report('stateAt, random position (ms, median/p95)', `${median(stateTimes).toFixed(1)}/${p95(stateTimes).toFixed(1)}`, `${fmt(pages / 30)} runs avg`, '');
+report('blame, warm (ms, median/p95)', `${median(blameTimes).toFixed(2)}/${p95(blameTimes).toFixed(2)}`, '', '');
+const sizeOf = (p: string) => ['', '-wal'].reduce((a, x) => a + (() => { try { return statSync(p + x).size; } catch { return 0; } })(), 0);
+report('file size per million events (MB)', ((sizeOf(path) / N) * 1e6 / 2 ** 20).toFixed(0), ((sizeOf(rawPath) / N) * 1e6 / 2 ** 20).toFixed(0), (sizeOf(path) / sizeOf(rawPath)).toFixed(2));
+clearInterval(timer);
+sample();
+report('peak RSS (MB)', (peakRss / 2 ** 20).toFixed(0), '', '');
+rmSync(dir, { recursive: true, force: true });
