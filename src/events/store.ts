@@ -23,18 +23,22 @@ export function envelope(e: {
   time: string | null;
   data: string;
 }): string {
-  let out = '';
-  for (const f of [String(e.position), e.stream, String(e.version), e.type, String(e.schemaVersion), e.id, e.recordedAt, e.time ?? '\u0000', e.data]) {
-    out += `${f.length}:${f}`;
-  }
-  return out;
+  const p = String(e.position);
+  const v = String(e.version);
+  const sv = String(e.schemaVersion);
+  const t = e.time ?? '\u0000';
+  return `${p.length}:${p}${e.stream.length}:${e.stream}${v.length}:${v}${e.type.length}:${e.type}${sv.length}:${sv}${e.id.length}:${e.id}${e.recordedAt.length}:${e.recordedAt}${t.length}:${t}${e.data.length}:${e.data}`;
 }
 
-export const GENESIS: Buffer = Buffer.alloc(32);
+/** The hash before the first event: 64 zeros. */
+export const GENESIS = '0'.repeat(64);
 
-/** SHA-256(previous hash || canonical envelope), one-shot (much cheaper than a Hash object per event). */
-export function chainHash(prev: Buffer, env: string): Buffer {
-  return hash('sha256', Buffer.concat([prev, Buffer.from(env, 'utf8')]), 'buffer') as unknown as Buffer;
+/**
+ * SHA-256 over the previous hash (64 lower-case hex digits) followed by the canonical envelope,
+ * as lower-case hex. One-shot over one string: the cheapest form Node offers.
+ */
+export function chainHash(prevHex: string, env: string): string {
+  return hash('sha256', prevHex + env, 'hex');
 }
 
 export class ConcurrencyError extends Error {
@@ -82,7 +86,7 @@ export class EventStore {
   readonly db: DB;
   readonly path: string;
   private headPos = 0;
-  private headHash: Buffer = GENESIS;
+  private headHash: string = GENESIS;
   private readonly insEvent: Database.Statement;
   private readonly hasId: Database.Statement;
   private readonly headStmt: Database.Statement;
@@ -108,7 +112,7 @@ export class EventStore {
     const pos = row?.position ?? 0;
     const moved = pos !== this.headPos;
     this.headPos = pos;
-    this.headHash = row?.hash ?? GENESIS;
+    this.headHash = row ? row.hash.toString('hex') : GENESIS;
     return moved;
   }
 
@@ -165,11 +169,14 @@ export class EventStore {
   /** Appends one event at the next position (inside write()). */
   append(e: Omit<RawEvent, 'position' | 'schemaVersion'> & { schemaVersion?: number }, streamId: number): number {
     const position = this.headPos + 1;
-    const raw: RawEvent = { ...e, position, schemaVersion: e.schemaVersion ?? 1 };
-    const hash = chainHash(this.headHash, envelope(raw));
-    this.insEvent.run(position, streamId, e.version, e.type, raw.schemaVersion, e.id, e.recordedAt, e.time, e.data, hash);
+    const schemaVersion = e.schemaVersion ?? 1;
+    const h = chainHash(
+      this.headHash,
+      envelope({ position, stream: e.stream, version: e.version, type: e.type, schemaVersion, id: e.id, recordedAt: e.recordedAt, time: e.time, data: e.data }),
+    );
+    this.insEvent.run(position, streamId, e.version, e.type, schemaVersion, e.id, e.recordedAt, e.time, e.data, Buffer.from(h, 'hex'));
     this.headPos = position;
-    this.headHash = hash;
+    this.headHash = h;
     return position;
   }
 
@@ -205,7 +212,7 @@ export class EventStore {
               e.recorded_at AS recordedAt, e.time, e.data, e.hash
          FROM events e LEFT JOIN streams s ON s.id = e.stream ORDER BY e.position`,
     );
-    let prev: Buffer = GENESIS;
+    let prev = GENESIS;
     const versions = new Map<string, number>();
     let expected = 1;
     let n = 0;
@@ -221,8 +228,9 @@ export class EventStore {
         };
       }
       const h = chainHash(prev, envelope(row));
+      const stored = row.hash.toString('hex');
       const lastVersion = versions.get(row.stream) ?? 0;
-      if (!h.equals(row.hash)) {
+      if (h !== stored) {
         // Per-stream versions rise by one with position: a jump means events were moved.
         const problem = row.version !== lastVersion + 1 ? 'reordered' : 'changed';
         return {
@@ -234,7 +242,7 @@ export class EventStore {
         };
       }
       versions.set(row.stream, row.version);
-      prev = row.hash;
+      prev = stored;
       expected++;
       n++;
       if (onProgress && n % 65536 === 0) onProgress(n);

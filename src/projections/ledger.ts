@@ -73,8 +73,16 @@ export interface AppendOptions {
 }
 
 interface IntentValue {
+  /** The intent table row, once written (0 while pending in the current batch). */
   row: number;
   mapPos: number;
+}
+
+/** A projection row created in the current batch: written at the batch's end, once, with its end if it has one. */
+interface PendingRow {
+  domain: number;
+  from: number;
+  to?: number;
 }
 
 interface OriginInfo {
@@ -133,6 +141,12 @@ export class Ledger {
   readonly store: EventStore;
   readonly db: Database.Database;
   private ctxs = new Map<string, Ctx>();
+  /**
+   * Rows born in the current batch, in creation order. Most mappings live briefly, so a row
+   * that is born and closed within one batch is written once instead of inserted and updated.
+   */
+  private pendingRuns = new Map<Run, PendingRow & { ctx: Ctx }>();
+  private pendingIntent = new Map<{ start: bigint; end: bigint; value: IntentValue }, PendingRow & { caller: string }>();
   private readonly s: Record<string, Database.Statement>;
 
   constructor(path: string, opts: OpenOptions = {}) {
@@ -144,11 +158,11 @@ export class Ledger {
       setVersion: p('UPDATE streams SET version = ?, max_span = ? WHERE id = ?'),
       setDestroyed: p('UPDATE streams SET destroyed_at = ?, version = ? WHERE id = ?'),
       stream: p('SELECT id, version, profile, destroyed_at, max_span FROM streams WHERE name = ?').safeIntegers(true),
-      insRun: p(
-        'INSERT INTO runs (domain, iova, iova_end, paddr, page_size, count, level, prot, map_pos, valid_from, valid_to, lifetime_class) VALUES (?,?,?,?,?,?,?,?,?,?,NULL,?)',
+      insRunFull: p(
+        'INSERT INTO runs (domain, iova, iova_end, paddr, page_size, count, level, prot, map_pos, valid_from, valid_to, lifetime_class) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)',
       ),
       closeRun: p('UPDATE runs SET valid_to = ?, lifetime_class = ? WHERE id = ?'),
-      insIntent: p('INSERT INTO intent (domain, caller, iova, iova_end, valid_from, valid_to) VALUES (?,?,?,?,?,NULL)'),
+      insIntentFull: p('INSERT INTO intent (domain, caller, iova, iova_end, valid_from, valid_to) VALUES (?,?,?,?,?,?)'),
       closeIntent: p('UPDATE intent SET valid_to = ? WHERE id = ?'),
       insFinding: p(
         'INSERT INTO unmap_findings (position, domain, caller, site, iova, size, unmapped, predicted, collateral_bytes, left_bytes, divergent, detail) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)',
@@ -223,6 +237,8 @@ export class Ledger {
     } catch (e) {
       // The transaction rolled back: in-memory state may be ahead of the file. Reload lazily.
       this.ctxs.clear();
+      this.pendingRuns.clear();
+      this.pendingIntent.clear();
       throw e;
     }
   }
@@ -242,11 +258,14 @@ export class Ledger {
       );
     } catch (e) {
       this.ctxs.clear();
+      this.pendingRuns.clear();
+      this.pendingIntent.clear();
       throw e;
     }
   }
 
   private finishBatch(batch: Batch): void {
+    this.flushRows();
     for (const ctx of batch.touched) {
       this.s.setVersion!.run(ctx.version, toDb(ctx.maxSpan), ctx.id);
     }
@@ -448,11 +467,7 @@ export class Ledger {
           const origin = r.runs[0]!.origin;
           ctx.info.set(origin, { caller, site });
           this.writeRuns(ctx, pos, { before: [], after: r.changes.after });
-          const added = this.intentOf(ctx, caller).add(cmd.iova, cmd.iova + cmd.size, { row: 0, mapPos: pos });
-          for (const iv of added) {
-            const info = this.s.insIntent!.run(ctx.id, caller, toDb(iv.start), toDb(iv.end), pos);
-            (iv.value as IntentValue).row = Number(info.lastInsertRowid);
-          }
+          this.addIntent(ctx, caller, cmd.iova, cmd.iova + cmd.size, pos);
         }
         this.sym(batch, ctx, caller, site).maps++;
         return out;
@@ -501,10 +516,7 @@ export class Ledger {
       }
       case 'destroy': {
         this.appendEvent(ctx, 'domain-destroyed', id, cmd.time, {}, who, inp.from, batch);
-        const live = [...ctx.core.runs()];
-        this.writeRuns(ctx, pos, { before: live, after: [] });
-        for (const set of ctx.intent.values()) for (const iv of set) this.s.closeIntent!.run(pos, iv.value.row);
-        ctx.destroyed = true;
+        this.destroyState(ctx, pos);
         this.s.setDestroyed!.run(pos, ctx.version, ctx.id);
         return out;
       }
@@ -550,13 +562,45 @@ export class Ledger {
 
   private writeRuns(ctx: Ctx, pos: number, changes: { before: Run[]; after: Run[] }): void {
     for (const r of changes.before) {
+      const pending = this.pendingRuns.get(r);
+      if (pending) {
+        pending.to = pos;
+        continue;
+      }
       const at = ctx.rowOf.get(r);
       if (at === undefined) throw new Error(`internal: run at ${hex(r.iova)} has no row`);
       this.s.closeRun!.run(pos, lifetimeClass(at.from, pos), at.row);
     }
     for (const r of changes.after) {
-      const info = this.s.insRun!.run(
-        ctx.id,
+      this.pendingRuns.set(r, { ctx, domain: ctx.id, from: pos });
+      const span = runEnd(r) - r.iova;
+      if (span > ctx.maxSpan) ctx.maxSpan = span;
+    }
+  }
+
+  private addIntent(ctx: Ctx, caller: string, start: bigint, end: bigint, pos: number): void {
+    for (const iv of this.intentOf(ctx, caller).add(start, end, { row: 0, mapPos: pos })) {
+      this.pendingIntent.set(iv, { domain: ctx.id, caller, from: pos });
+    }
+  }
+
+  private closeIntent(iv: { start: bigint; end: bigint; value: IntentValue }, pos: number): void {
+    const pending = this.pendingIntent.get(iv);
+    if (pending) pending.to = pos;
+    else this.s.closeIntent!.run(pos, iv.value.row);
+  }
+
+  private destroyState(ctx: Ctx, pos: number): void {
+    this.writeRuns(ctx, pos, { before: [...ctx.core.runs()], after: [] });
+    for (const set of ctx.intent.values()) for (const iv of set) this.closeIntent(iv, pos);
+    ctx.destroyed = true;
+  }
+
+  /** Writes the rows born since the last flush, in creation order (so ids do not depend on batching). */
+  private flushRows(): void {
+    for (const [r, p] of this.pendingRuns) {
+      const info = this.s.insRunFull!.run(
+        p.domain,
         toDb(r.iova),
         toDb(runEnd(r)),
         toDb(r.paddr),
@@ -565,13 +609,18 @@ export class Ledger {
         r.level,
         r.origin.prot,
         r.origin.ref,
-        pos,
-        LIVE_CLASS,
+        p.from,
+        p.to ?? null,
+        p.to === undefined ? LIVE_CLASS : lifetimeClass(p.from, p.to),
       );
-      ctx.rowOf.set(r, { row: Number(info.lastInsertRowid), from: pos });
-      const span = runEnd(r) - r.iova;
-      if (span > ctx.maxSpan) ctx.maxSpan = span;
+      if (p.to === undefined) p.ctx.rowOf.set(r, { row: Number(info.lastInsertRowid), from: p.from });
     }
+    this.pendingRuns.clear();
+    for (const [iv, p] of this.pendingIntent) {
+      const info = this.s.insIntentFull!.run(p.domain, p.caller, toDb(iv.start), toDb(iv.end), p.from, p.to ?? null);
+      iv.value.row = Number(info.lastInsertRowid);
+    }
+    this.pendingIntent.clear();
   }
 
   private projectUnmap(ctx: Ctx, pos: number, caller: string, site: string, iova: bigint, size: bigint, r: UnmapResult, recorded: bigint, out: Outcome): void {
@@ -585,11 +634,8 @@ export class Ledger {
       const set = ctx.intent.get(caller);
       if (set) {
         const { removed, kept } = set.subtract(iova, iova + size);
-        for (const iv of removed) this.s.closeIntent!.run(pos, iv.value.row);
-        for (const iv of kept) {
-          const info = this.s.insIntent!.run(ctx.id, caller, toDb(iv.start), toDb(iv.end), pos);
-          (iv.value as IntentValue).row = Number(info.lastInsertRowid);
-        }
+        for (const iv of removed) this.closeIntent(iv, pos);
+        for (const iv of kept) this.pendingIntent.set(iv, { domain: ctx.id, caller, from: pos });
       }
     }
     const collateral: CollateralFinding[] = r.collateral.map((c) => {
@@ -641,7 +687,11 @@ export class Ledger {
       detail = { mappedBy: live.origin.ref, note: 'the page is mapped: a permission or a device-side fault' };
     } else {
       const lowest = iova >= ctx.maxSpan ? iova - ctx.maxSpan : 0n;
-      const row = this.s.lastRemoval!.get(ctx.id, toDb(iova), toDb(lowest), toDb(iova)) as { valid_to: number } | undefined;
+      let row = this.s.lastRemoval!.get(ctx.id, toDb(iova), toDb(lowest), toDb(iova)) as { valid_to: number } | undefined;
+      // Pages removed in this batch are not written yet.
+      for (const [r, p] of this.pendingRuns) {
+        if (p.ctx === ctx && p.to !== undefined && r.iova <= iova && runEnd(r) > iova && (!row || p.to > row.valid_to)) row = { valid_to: p.to };
+      }
       if (!row) {
         cause = 'never-mapped';
       } else {
@@ -701,10 +751,7 @@ export class Ledger {
             ctx.info.set(r.runs[0]!.origin, { caller, site });
             this.writeRuns(ctx, pos, { before: [], after: r.changes.after });
             const start = BigInt(body.iova);
-            for (const iv of this.intentOf(ctx, caller).add(start, start + BigInt(body.size), { row: 0, mapPos: pos })) {
-              const info = this.s.insIntent!.run(ctx.id, caller, toDb(iv.start), toDb(iv.end), pos);
-              (iv.value as IntentValue).row = Number(info.lastInsertRowid);
-            }
+            this.addIntent(ctx, caller, start, start + BigInt(body.size), pos);
           }
           this.sym(batch, ctx, caller, site).maps++;
         } else if (ev.type === 'unmap') {
@@ -725,14 +772,14 @@ export class Ledger {
           const body = b as { iova: string; device?: string; flags?: number };
           this.projectFault(ctx, pos, BigInt(body.iova), body.device, body.flags);
         } else if (ev.type === 'domain-destroyed') {
-          this.writeRuns(ctx, pos, { before: [...ctx.core.runs()], after: [] });
-          for (const set of ctx.intent.values()) for (const iv of set) this.s.closeIntent!.run(pos, iv.value.row);
-          ctx.destroyed = true;
+          this.destroyState(ctx, pos);
         }
         this.maybeCheckpoint(ctx, pos);
         n++;
+        if (n % 8192 === 0) this.flushRows();
         if (onProgress && n % 65536 === 0) onProgress(n, total);
       }
+      this.flushRows();
       for (const c of batch.sym.values()) this.s.upsertSym!.run(c);
       for (const c of this.ctxs.values()) this.s.setVersion!.run(c.version, toDb(c.maxSpan), c.id);
       this.s.checkpoint!.run(total);
