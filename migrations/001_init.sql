@@ -15,7 +15,9 @@ CREATE TABLE streams (
   profile   TEXT NOT NULL,             -- JSON profile descriptor
   created_at INTEGER NOT NULL,         -- position of the DomainCreated event
   destroyed_at INTEGER,                -- position of DomainDestroyed, if any
-  max_span   INTEGER NOT NULL DEFAULT -9223372036854775808 -- longest run ever mapped, biased like addresses
+  max_span   INTEGER NOT NULL DEFAULT -9223372036854775808, -- longest run ever mapped, biased like addresses
+  invalidations INTEGER NOT NULL DEFAULT 0,   -- IOTLB invalidation ranges so far (hardware projection)
+  invalidated_bytes INTEGER NOT NULL DEFAULT -9223372036854775808 -- their bytes, biased
 ) STRICT;
 
 -- The append-only log. `position` is the global order; (stream, version) the per-stream one.
@@ -63,7 +65,7 @@ CREATE TABLE runs (
   id          INTEGER PRIMARY KEY,
   domain      INTEGER NOT NULL,
   iova        INTEGER NOT NULL,
-  iova_end    INTEGER NOT NULL,
+  iova_last   INTEGER NOT NULL,        -- last byte (iova + bytes - 1): an end of 2^64 would not fit
   paddr       INTEGER NOT NULL,
   page_size   INTEGER NOT NULL,
   count       INTEGER NOT NULL,
@@ -91,7 +93,7 @@ CREATE TABLE intent (
   domain     INTEGER NOT NULL,
   caller     TEXT NOT NULL,
   iova       INTEGER NOT NULL,
-  iova_end   INTEGER NOT NULL,
+  iova_last  INTEGER NOT NULL,
   valid_from INTEGER NOT NULL,
   valid_to   INTEGER
 ) STRICT;

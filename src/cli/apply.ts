@@ -11,12 +11,9 @@ import { createInterface } from 'node:readline';
 import { parseCommand, type Command } from '../events/schema.js';
 import { Ledger, type Outcome } from '../projections/ledger.js';
 
-export class InputError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'InputError';
-  }
-}
+import { InputError } from './errors.js';
+
+export { InputError };
 
 /** A readable file path for FILE or '-' (stdin is spooled to a temporary file: constant memory). */
 export async function materialize(file: string): Promise<{ path: string; name: string; cleanup: () => void }> {

@@ -221,9 +221,17 @@ class Router {
     return undefined;
   }
 
-  /** Would this unmap find nothing mapped anywhere right now? */
+  /** Would this unmap find nothing mapped (in its fixed domain, or in any space) right now? */
   hitsNothing(rec: TraceRecord): boolean {
-    return this.opts.domain === undefined && this.spaceForUnmap(rec, 0, false) === undefined;
+    if (this.opts.domain !== undefined) {
+      const core = this.ledger.peek(this.opts.domain);
+      if (!core) return true;
+      const start = rec.iova!;
+      const end = start + (rec.size ?? 0n);
+      for (const _ of core.runs(start, end > start ? end : start + 1n)) return false;
+      return true;
+    }
+    return this.spaceForUnmap(rec, 0, false) === undefined;
   }
 
   route(rec: TraceRecord, line: number): void {
@@ -231,6 +239,8 @@ class Router {
       case 'map':
       case 'debug_map': {
         const s = this.spaceForMap(rec, line);
+        // Devices attached since the last map belong to the space this map lands in.
+        for (const p of this.pendingDevices.splice(0)) this.attach(s, p.device, p.rec, p.line);
         this.emit(this.base('map', s, rec, { iova: rec.iova, paddr: rec.paddr, size: rec.size }), line);
         return;
       }
@@ -349,6 +359,16 @@ export async function importFile(ledger: Ledger, file: string, opts: ImportOptio
       digest = await digestOf(src.path);
     }
     const sourceKey = digest.slice(0, 24);
+    const seen = ledger.db.prepare('SELECT name, imported_at FROM sources WHERE digest = ?').get(digest) as { name: string; imported_at: string } | undefined;
+    if (seen && !opts.follow) {
+      // Every event of it is stored already (ids are digest:line): say so rather than route it again.
+      const s0 = emptySummary(src.name, opts.profile ?? '(as before)', 'unchanged');
+      s0.report = [
+        `${src.name}: already imported into ${ledger.store.path} (as ${seen.name}, ${seen.imported_at}); nothing new stored.`,
+        'To see it under another profile, use replay: iommu-ledger replay --profile NAME --out other.db',
+      ];
+      return s0;
+    }
     // The profile: as given, or inferred from the first records.
     let profileName = opts.profile;
     let profileWhy = 'given with --profile';
@@ -363,26 +383,7 @@ export async function importFile(ledger: Ledger, file: string, opts: ImportOptio
       profileName = g.name;
       profileWhy = `inferred: ${g.why}`;
     }
-    const s: ImportSummary = {
-      source: src.name,
-      lines: 0,
-      records: 0,
-      stored: 0,
-      duplicates: 0,
-      skipped: 0,
-      malformed: 0,
-      malformedExamples: [],
-      profile: profileName,
-      profileWhy,
-      spaces: [],
-      reordered: 0,
-      neverSeenMapped: 0,
-      divergences: 0,
-      overUnmaps: 0,
-      splitMismatches: 0,
-      splitExamples: [],
-      report: [],
-    };
+    const s = emptySummary(src.name, profileName, profileWhy);
     const name = file === '-' ? '<stdin>' : basename(file);
     const bitmap = resolveProfile(profileName).pgsizeBitmap;
     let offset = 0;
@@ -515,6 +516,29 @@ export async function importFile(ledger: Ledger, file: string, opts: ImportOptio
   } finally {
     src.cleanup();
   }
+}
+
+function emptySummary(source: string, profile: string, profileWhy: string): ImportSummary {
+  return {
+    source,
+    lines: 0,
+    records: 0,
+    stored: 0,
+    duplicates: 0,
+    skipped: 0,
+    malformed: 0,
+    malformedExamples: [],
+    profile,
+    profileWhy,
+    spaces: [],
+    reordered: 0,
+    neverSeenMapped: 0,
+    divergences: 0,
+    overUnmaps: 0,
+    splitMismatches: 0,
+    splitExamples: [],
+    report: [],
+  };
 }
 
 function coalesce(chunks: Array<{ iova: bigint; pgsize: bigint; count: bigint }>): Array<{ iova: bigint; pgsize: bigint; count: bigint }> {

@@ -4,19 +4,18 @@
  * failed verify/check), 2 usage or input errors (the message says what to do).
  */
 import { Command, CommanderError, Option } from 'commander';
-import { AddressError, formatSize, hex, parseAddress, parseSize } from '../core/address.js';
-import { BUILTIN_PROFILES, pageSizes, ProfileError, SEMANTICS, type Semantics } from '../core/profile.js';
-import { LedgerOpenError } from '../events/db.js';
-import { CommandError, formatProt } from '../events/schema.js';
-import { ConcurrencyError } from '../events/store.js';
-import { Ledger, LedgerError } from '../projections/ledger.js';
-import { describePage, Queries, QueryError, whoText, type FindingView } from '../projections/queries.js';
-import { applyFile, InputError } from './apply.js';
+import { formatSize, hex, parseAddress, parseSize } from '../core/address.js';
+import { BUILTIN_PROFILES, pageSizes, SEMANTICS, type Semantics } from '../core/profile.js';
+import { formatProt } from '../events/prot.js';
+import type { FindingView, Queries } from '../projections/queries.js';
+import { InputError, USER_ERRORS } from './errors.js';
 import { json, table } from './format.js';
-import { runDemo } from './demo.js';
-import { importFile, type ImportOptions } from './import.js';
-import { replayLedger } from './replay.js';
+import type { ImportOptions } from './import.js';
 import { withProgress } from './progress.js';
+
+// Heavier layers load on demand: a query should not pay for zod, an import not for the queries.
+const ledgerLib = () => import('../projections/ledger.js');
+const queriesLib = () => import('../projections/queries.js');
 
 /** Exit with code 1 (findings) without treating it as an error. */
 class Findings extends Error {}
@@ -30,7 +29,7 @@ const program = new Command();
 program
   .name('iommu-ledger')
   .description('An auditable, event-sourced ledger of IOMMU map/unmap commands: import kernel traces, ask when, by whom and why a region was over-unmapped or left mapped.')
-  .option('--db <path>', 'ledger file (default: $IOMMU_LEDGER_DB or ./iommu-ledger.db)', process.env.IOMMU_LEDGER_DB ?? './iommu-ledger.db')
+  .option('--db <path>', 'ledger file (default: $IOMMU_LEDGER_DB or ./iommu-ledger.db)', process.env.IOMMU_LEDGER_DB || './iommu-ledger.db')
   .option('--json', 'machine-readable output (addresses as "0x" strings)')
   .showHelpAfterError('(add --help for usage)')
   .exitOverride()
@@ -69,8 +68,9 @@ function size(v: string): bigint {
   }
 }
 
-function queries(): Queries {
-  return new Queries(g().db);
+async function queries(): Promise<Queries> {
+  const { Queries: Q } = await queriesLib();
+  return new Q(g().db);
 }
 
 const atOption = () => new Option('--at <point>', 'as of: an event position (1234), trace seconds (511.10) or an ISO time');
@@ -83,7 +83,9 @@ program
   .description('store hand-written commands (JSON Lines, one command a line; see docs/commands.md)')
   .argument('<file>', 'a .jsonl file, or - for standard input')
   .action(async (file: string) => {
-    const ledger = new Ledger(g().db);
+    const { Ledger } = await ledgerLib();
+    const { applyFile } = await import('./apply.js');
+    const ledger = new Ledger(g().db, { durable: true });
     try {
       const s = await applyFile(ledger, file);
       if (g().json) return out(json({ ...s, outcomes: undefined }));
@@ -109,7 +111,9 @@ program
   .option('--follow', 'keep reading a growing file (Ctrl-C to stop)')
   .option('--caller <name>', 'caller name for records (default: the task name)')
   .action(async (file: string, o: ImportOptions) => {
-    const ledger = new Ledger(g().db);
+    const { Ledger } = await ledgerLib();
+    const { importFile } = await import('./import.js');
+    const ledger = new Ledger(g().db, { durable: true });
     try {
       const s = await withProgress('import', (tick) => importFile(ledger, file, { ...o, onProgress: tick }));
       if (g().json) return out(json(s));
@@ -127,8 +131,8 @@ program
   .addOption(domainOption())
   .addOption(atOption())
   .option('--hw', 'also show the page-table structure (entries and tables per level)')
-  .action((o: { domain?: string; at?: string; hw?: boolean }) => {
-    const q = queries();
+  .action(async (o: { domain?: string; at?: string; hw?: boolean }) => {
+    const q = await queries();
     const s = q.stateAt(o.domain, o.at);
     const callers = new Map<number, string>();
     const callerOf = (p: number) => {
@@ -190,9 +194,9 @@ program
   .argument('<iova>')
   .addOption(domainOption())
   .addOption(atOption())
-  .action((iovaText: string, o: { domain?: string; at?: string }) => {
+  .action(async (iovaText: string, o: { domain?: string; at?: string }) => {
     const iova = addr(iovaText);
-    const w = queries().walk(o.domain, iova, o.at);
+    const w = (await queries()).walk(o.domain, iova, o.at);
     if (g().json) return out(json({ domain: w.domain.name, at: w.at, iova, steps: w.steps.map((s) => ({ ...s, run: undefined, mappedBy: s.run?.origin.ref })) }));
     out(`walk of ${hex(iova)} in ${w.domain.name} (${w.domain.profile.format.name}) as of event #${w.at}:`);
     out(
@@ -217,10 +221,11 @@ program
   .argument('[size]', 'range size (default: one byte)', '1')
   .addOption(domainOption())
   .addOption(atOption())
-  .action((iovaText: string, sizeText: string, o: { domain?: string; at?: string }) => {
+  .action(async (iovaText: string, sizeText: string, o: { domain?: string; at?: string }) => {
     const start = addr(iovaText);
     const end = start + size(sizeText);
-    const h = queries().history(o.domain, start, end, o.at);
+    const { whoText } = await queriesLib();
+    const h = (await queries()).history(o.domain, start, end, o.at);
     if (g().json) return out(json(h.events.map((e) => ({ ...e }))));
     out(`history of ${hex(start)}..${hex(end)} in ${h.domain.name} up to event #${h.at}: ${h.events.length} event(s)`);
     out(table(['#', 'TIME', 'EVENT', 'WHAT', 'WHO'], h.events.map((e) => [String(e.position), e.time ?? '', e.type, eventWhat(e.body), whoText(e.who)]), { right: [0] }));
@@ -244,8 +249,9 @@ program
   .argument('<iova>')
   .addOption(domainOption())
   .addOption(atOption())
-  .action((iovaText: string, o: { domain?: string; at?: string }) => {
-    const b = queries().blame(o.domain, addr(iovaText), o.at);
+  .action(async (iovaText: string, o: { domain?: string; at?: string }) => {
+    const { describePage, whoText } = await queriesLib();
+    const b = (await queries()).blame(o.domain, addr(iovaText), o.at);
     if (g().json) return out(json(b));
     out(
       b.page
@@ -270,8 +276,8 @@ program
   .argument('<iova>')
   .addOption(domainOption())
   .addOption(atOption())
-  .action((iovaText: string, o: { domain?: string; at?: string }) => {
-    const e = queries().explain(o.domain, addr(iovaText), o.at);
+  .action(async (iovaText: string, o: { domain?: string; at?: string }) => {
+    const e = (await queries()).explain(o.domain, addr(iovaText), o.at);
     if (g().json) return out(json({ text: e.text, blame: e.blame, findings: e.findings.map(findingJson), faults: e.faults }));
     out(e.text);
   });
@@ -282,8 +288,9 @@ program
   .argument('<from>', 'position or time')
   .argument('[to]', 'position or time (default: now)')
   .addOption(domainOption())
-  .action((from: string, to: string | undefined, o: { domain?: string }) => {
-    const d = queries().diff(o.domain, from, to);
+  .action(async (from: string, to: string | undefined, o: { domain?: string }) => {
+    const { describePage } = await queriesLib();
+    const d = (await queries()).diff(o.domain, from, to);
     if (g().json) return out(json(d));
     out(`${d.domain.name}: from #${d.from} to #${d.to}: ${d.added.length} run(s) added, ${d.removed.length} removed`);
     for (const p of d.removed) out(`- ${describePage(p)}  (mapped by #${p.mappedBy}, removed at #${p.validTo})`);
@@ -315,8 +322,8 @@ program
   .addOption(domainOption())
   .option('--caller <name>', 'only this caller')
   .addOption(new Option('--fail-on <kinds...>', 'exit 1 when any such finding exists (for CI gates)').choices(['over-unmap', 'left-mapped', 'divergence']))
-  .action((what: string, o: { domain?: string; caller?: string; failOn?: FailOn[] }) => {
-    const q = queries();
+  .action(async (what: string, o: { domain?: string; caller?: string; failOn?: FailOn[] }) => {
+    const q = await queries();
     if (what === 'faults') {
       const f = q.faults(o.domain !== undefined ? { domain: o.domain } : {});
       if (g().json) out(json(f));
@@ -387,8 +394,8 @@ program
   .command('callers')
   .description('per caller and call site: how its unmaps relate to its maps, and how ready it is for symmetric unmap')
   .addOption(domainOption())
-  .action((o: { domain?: string }) => {
-    const c = queries().callers(o.domain !== undefined ? { domain: o.domain } : {});
+  .action(async (o: { domain?: string }) => {
+    const c = (await queries()).callers(o.domain !== undefined ? { domain: o.domain } : {});
     if (g().json) return out(json(c));
     out(
       table(
@@ -403,6 +410,7 @@ program
   .command('verify')
   .description('walk the hash chain: report the first event that was changed, removed or reordered')
   .action(async () => {
+    const { Ledger } = await ledgerLib();
     const ledger = new Ledger(g().db, { mustExist: true });
     try {
       const r = await withProgress('verify', async (tick) => ledger.store.verify((n) => tick(n, ledger.lastPosition)));
@@ -418,6 +426,7 @@ program
   .command('rebuild')
   .description('recompute every projection from the events alone')
   .action(async () => {
+    const { Ledger } = await ledgerLib();
     const ledger = new Ledger(g().db, { mustExist: true });
     try {
       const r = await withProgress('rebuild', async (tick) => ledger.rebuild(tick));
@@ -437,6 +446,7 @@ program
   .addOption(domainOption())
   .action(async (o: { semantics?: Semantics; profile?: string; out: string; domain?: string }) => {
     if (!o.semantics && !o.profile) throw new InputError('replay: give --semantics and/or --profile');
+    const { replayLedger } = await import('./replay.js');
     const r = await replayLedger(g().db, o.out, o);
     if (g().json) return out(json(r));
     out(r.report.join('\n'));
@@ -463,8 +473,15 @@ program
   .description('build a ledger from the bundled examples and show what it finds (the first thing to run)')
   .option('--out <path>', 'where to write the demo ledger', './iommu-ledger-demo.db')
   .action(async (o: { out: string }) => {
+    const { runDemo } = await import('./demo.js');
     await runDemo(o.out, out, g().json ?? false);
   });
+
+// A reader that goes away early (`| head`) is not an error.
+process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+  if (e.code === 'EPIPE') process.exit(0);
+  throw e;
+});
 
 async function main(): Promise<number> {
   try {
@@ -476,8 +493,7 @@ async function main(): Promise<number> {
       process.stderr.write(`iommu-ledger: ${e.message}\n`);
       return 1;
     }
-    const known = [InputError, LedgerError, QueryError, CommandError, AddressError, ProfileError, LedgerOpenError, ConcurrencyError];
-    if (known.some((k) => e instanceof k)) {
+    if (e instanceof Error && USER_ERRORS.has(e.name)) {
       process.stderr.write(`iommu-ledger: ${(e as Error).message}\n`);
       return 2;
     }

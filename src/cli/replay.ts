@@ -2,11 +2,11 @@
  * What-if replay: the same commands under another profile or unmap behaviour, into a new
  * ledger file (the original is opened read-only), then a comparison of the two.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import { formatSize } from '../core/address.js';
 import { profileFromDescriptor, resolveProfile, type ProfileDescriptor, type Semantics } from '../core/profile.js';
 import { EventStore } from '../events/store.js';
-import type { Command } from '../events/schema.js';
+import { parseCommand } from '../events/schema.js';
 import { Ledger } from '../projections/ledger.js';
 import { Queries } from '../projections/queries.js';
 import { InputError } from './apply.js';
@@ -24,6 +24,7 @@ interface Summary {
   overUnmaps: number;
   collateralBytes: bigint;
   leftMapped: number;
+  divergences: number;
   rejected: number;
   faults: Record<string, number>;
 }
@@ -39,6 +40,7 @@ function summarize(path: string): Summary {
       overUnmaps: over.length,
       collateralBytes: over.reduce((a, f) => a + f.collateral.reduce((b, c) => b + c.size, 0n), 0n),
       leftMapped: q.findings({ kind: 'left-mapped' }).length,
+      divergences: q.findings({ kind: 'divergence' }).length,
       rejected: Number(rejected.n),
       faults,
     };
@@ -75,7 +77,8 @@ export async function replayLedger(source: string, outPath: string, o: { semanti
             cmd = { op: 'map', ...base, iova: b.iova, paddr: b.paddr, size: b.size, prot: b.prot };
             break;
           case 'unmap':
-            cmd = { op: 'unmap', ...base, iova: b.iova, size: b.size };
+            // What the trace saw stays what it saw: only the prediction changes.
+            cmd = { op: 'unmap', ...base, iova: b.iova, size: b.size, observedUnmapped: b.observed === true ? b.unmapped : undefined };
             break;
           case 'fault':
             cmd = { op: 'fault', ...base, iova: b.iova, device: b.device, driver: b.driver, flags: b.flags };
@@ -88,14 +91,18 @@ export async function replayLedger(source: string, outPath: string, o: { semanti
             cmd = { op: 'destroy', ...base };
         }
         for (const k of Object.keys(cmd)) if (cmd[k] === undefined) delete cmd[k];
-        add({ cmd: cmd as unknown as Command });
+        add({ cmd: parseCommand(cmd) });
         events++;
       }
     });
+  } catch (e) {
+    dst.close();
+    for (const suffix of ['', '-wal', '-shm']) rmSync(outPath + suffix, { force: true });
+    throw e;
   } finally {
     src.close();
-    dst.close();
   }
+  dst.close();
   const before = summarize(source);
   const after = summarize(outPath);
   const what = [o.profile ? `profile ${o.profile}` : '', o.semantics ? `${o.semantics} unmap` : ''].filter(Boolean).join(', ');
@@ -106,6 +113,7 @@ export async function replayLedger(source: string, outPath: string, o: { semanti
     line('collateral bytes', formatSize(before.collateralBytes), formatSize(after.collateralBytes)),
     line('unmaps left mapped', before.leftMapped, after.leftMapped),
     line('refused commands', before.rejected, after.rejected),
+    line('divergences from trace', before.divergences, after.divergences),
     ...[...new Set([...Object.keys(before.faults), ...Object.keys(after.faults)])].map((k) => line(`faults: ${k}`, before.faults[k] ?? 0, after.faults[k] ?? 0)),
   ];
   return { source, out: outPath, events, before, after, report };

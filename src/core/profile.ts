@@ -4,7 +4,6 @@
  * page-table format and the driver's unmap behaviour. See docs/semantics.md and
  * docs/kernel-facts.md for the kernel code each built-in profile describes.
  */
-import { z } from 'zod';
 import { AddressError, ffs, fls, formatSize, hex, isPowerOfTwo, parseSize } from './address.js';
 
 /** How the driver answers an unmap (docs/semantics.md). */
@@ -265,34 +264,25 @@ export class ProfileError extends Error {
   }
 }
 
-const sizeValue = z.union([z.string(), z.number(), z.bigint()]);
-
-/** A custom profile as users write it (JSON). */
-export const CustomProfileSpec = z
-  .object({
-    name: z.string().min(1).default('custom'),
-    /** Page sizes as a list (`["4K","2M"]`) ... */
-    pgsizes: z.array(sizeValue).optional(),
-    /** ... or as the kernel's bitmap (`"0x40201000"`). */
-    pgsizeBitmap: sizeValue.optional(),
-    iovaBits: z.number().int().optional(),
-    semantics: z.enum(['legacy', 'split', 'strict']).optional(),
-    /** Base a custom profile on a built-in one (its format, width and semantics). */
-    base: z.string().optional(),
-    emptyUnmapErrno: z.literal('ENOENT').optional(),
-  })
-  .strict();
-export type CustomProfileSpec = z.input<typeof CustomProfileSpec>;
-
-function zodMessage(e: z.ZodError): string {
-  return e.issues.map((i) => `${i.path.length ? i.path.join('.') : 'profile'}: ${i.message}`).join('; ');
+/** A custom profile as users write it (validated with zod in profile-spec.ts). */
+export interface CustomProfileInput {
+  name?: string;
+  /** Page sizes as a list (`["4K","2M"]`) ... */
+  pgsizes?: Array<string | number | bigint>;
+  /** ... or as the kernel's bitmap (`"0x40201000"`). */
+  pgsizeBitmap?: string | number | bigint;
+  iovaBits?: number;
+  semantics?: Semantics;
+  /** Base a custom profile on a built-in one (its format, width and semantics). */
+  base?: string;
+  emptyUnmapErrno?: 'ENOENT';
 }
 
-/** Builds and validates a profile from a user's description; throws ProfileError saying what is wrong. */
-export function customProfile(input: unknown): Profile {
-  const parsed = CustomProfileSpec.safeParse(input);
-  if (!parsed.success) throw new ProfileError(zodMessage(parsed.error));
-  const spec = parsed.data;
+/**
+ * Builds a profile from a description whose shape is already checked, and checks what a shape
+ * cannot: page sizes, widths, the base. Throws ProfileError naming the field.
+ */
+export function buildProfile(spec: CustomProfileInput): Profile {
   let base: Profile | undefined;
   if (spec.base !== undefined) {
     base = findBuiltinProfile(spec.base);
@@ -337,7 +327,7 @@ export function customProfile(input: unknown): Profile {
     format = genericFormat(bitmap, iovaBits);
   }
   const profile: Profile = {
-    name: spec.name,
+    name: spec.name ?? 'custom',
     description: `custom: ${pageSizes(bitmap).map(formatSize).join('|')}, ${iovaBits}-bit, ${semantics}`,
     kernelRef: base ? `based on ${base.name}: ${base.kernelRef}` : 'user-defined',
     pgsizeBitmap: bitmap,
@@ -385,8 +375,8 @@ export function profileFromDescriptor(d: ProfileDescriptor): Profile {
   if (b && hex(b.pgsizeBitmap) === d.pgsizeBitmap && b.iovaBits === d.iovaBits) {
     return b.semantics === d.semantics ? b : { ...b, semantics: d.semantics, emptyUnmapErrno: d.emptyUnmapErrno };
   }
-  const spec: Record<string, unknown> = { name: d.name, pgsizeBitmap: d.pgsizeBitmap, iovaBits: d.iovaBits, semantics: d.semantics };
+  const spec: CustomProfileInput = { name: d.name, pgsizeBitmap: d.pgsizeBitmap, iovaBits: d.iovaBits, semantics: d.semantics };
   if (d.base) spec.base = d.base;
   if (d.emptyUnmapErrno) spec.emptyUnmapErrno = d.emptyUnmapErrno;
-  return customProfile(spec);
+  return buildProfile(spec);
 }

@@ -5,8 +5,9 @@
  */
 import { z } from 'zod';
 import { AddressError, parseAddress, parseSize } from '../core/address.js';
-import { PROT } from '../core/domain.js';
-import { CustomProfileSpec, type ProfileDescriptor } from '../core/profile.js';
+import { formatProt, parseProt } from './prot.js';
+import type { ProfileDescriptor } from '../core/profile.js';
+import { CustomProfileSpec } from '../core/profile-spec.js';
 
 const num = z.union([z.string(), z.number(), z.bigint()]);
 
@@ -23,35 +24,7 @@ function addr(kind: 'address' | 'size') {
 const address = addr('address');
 const size = addr('size');
 
-/** "rw", "r", "w", "rwx"... or the kernel's IOMMU_* bit mask as a number. */
-export function parseProt(v: string | number): number {
-  if (typeof v === 'number') {
-    if (!Number.isInteger(v) || v < 0 || v > 0xff) throw new Error(`prot ${v} is not an IOMMU_* bit mask (0..255)`);
-    return v;
-  }
-  let p = 0;
-  for (const ch of v.toLowerCase()) {
-    if (ch === 'r') p |= PROT.READ;
-    else if (ch === 'w') p |= PROT.WRITE;
-    else if (ch === 'c') p |= PROT.CACHE;
-    else if (ch === 'x') continue;
-    else if (ch === 'n') p |= PROT.NOEXEC;
-    else if (ch === 'm') p |= PROT.MMIO;
-    else if (ch === 'p') p |= PROT.PRIV;
-    else if (ch === '-') continue;
-    else throw new Error(`prot ${JSON.stringify(v)}: unknown letter ${JSON.stringify(ch)} (use r, w, c, n, m, p)`);
-  }
-  return p;
-}
-
-export function formatProt(p: number): string {
-  let s = (p & PROT.READ ? 'r' : '-') + (p & PROT.WRITE ? 'w' : '-');
-  if (p & PROT.CACHE) s += 'c';
-  if (p & PROT.NOEXEC) s += 'n';
-  if (p & PROT.MMIO) s += 'm';
-  if (p & PROT.PRIV) s += 'p';
-  return s;
-}
+export { formatProt, parseProt };
 
 const prot = z.union([z.string(), z.number()]).transform((v, ctx) => {
   try {
@@ -78,8 +51,8 @@ const provenance = {
   cpu: z.number().int().nonnegative().optional(),
   /** Source timestamp: ISO 8601, or a trace's seconds-since-boot ("511.102331"). */
   time: z.string().max(64).optional(),
-  /** A deterministic id for idempotency; derived from the source when absent. */
-  id: z.string().max(200).optional(),
+  /** A deterministic id for idempotency; derived from the source when absent. ('@' starts derived ids.) */
+  id: z.string().min(1).max(200).regex(/^[^@]/, "an id cannot start with '@' (kept for ids the ledger derives)").optional(),
 };
 
 export const DomainCommand = z
@@ -215,6 +188,8 @@ export interface UnmapBody {
   unmapped: string;
   /** The core's prediction, when it differs from the observation. */
   predicted?: string;
+  /** True when `unmapped` is what a trace observed (imports), not the core's prediction. */
+  observed?: boolean;
 }
 export interface FaultBody {
   iova: string;

@@ -7,8 +7,8 @@ import type Database from 'better-sqlite3';
 import { hex, type Range } from '../core/address.js';
 import { Domain, runEnd, type MapOrigin, type Run, type UnmapResult } from '../core/domain.js';
 import { IntervalSet } from '../core/intervals.js';
+import { customProfile } from '../core/profile-spec.js';
 import {
-  customProfile,
   describeProfile,
   profileFromDescriptor,
   resolveProfile,
@@ -19,6 +19,7 @@ import type { OpenOptions } from '../events/db.js';
 import {
   parseCommand,
   type Command,
+  type DomainBody,
   type EventType,
   type MapBody,
   type Origin,
@@ -155,21 +156,21 @@ export class Ledger {
     const p = (sql: string) => this.db.prepare(sql);
     this.s = {
       insStream: p('INSERT INTO streams (name, version, profile, created_at) VALUES (?, 0, ?, ?)'),
-      setVersion: p('UPDATE streams SET version = ?, max_span = ? WHERE id = ?'),
+      setVersion: p('UPDATE streams SET version = ?, max_span = ?, invalidations = ?, invalidated_bytes = ? WHERE id = ?'),
       setDestroyed: p('UPDATE streams SET destroyed_at = ?, version = ? WHERE id = ?'),
-      stream: p('SELECT id, version, profile, destroyed_at, max_span FROM streams WHERE name = ?').safeIntegers(true),
+      stream: p('SELECT id, version, profile, destroyed_at, max_span, invalidations, invalidated_bytes FROM streams WHERE name = ?').safeIntegers(true),
       insRunFull: p(
-        'INSERT INTO runs (domain, iova, iova_end, paddr, page_size, count, level, prot, map_pos, valid_from, valid_to, lifetime_class) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)',
+        'INSERT INTO runs (domain, iova, iova_last, paddr, page_size, count, level, prot, map_pos, valid_from, valid_to, lifetime_class) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)',
       ),
       closeRun: p('UPDATE runs SET valid_to = ?, lifetime_class = ? WHERE id = ?'),
-      insIntentFull: p('INSERT INTO intent (domain, caller, iova, iova_end, valid_from, valid_to) VALUES (?,?,?,?,?,?)'),
+      insIntentFull: p('INSERT INTO intent (domain, caller, iova, iova_last, valid_from, valid_to) VALUES (?,?,?,?,?,?)'),
       closeIntent: p('UPDATE intent SET valid_to = ? WHERE id = ?'),
       insFinding: p(
         'INSERT INTO unmap_findings (position, domain, caller, site, iova, size, unmapped, predicted, collateral_bytes, left_bytes, divergent, detail) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)',
       ),
       insFault: p('INSERT INTO faults (position, domain, iova, device, flags, cause, cause_position, detail) VALUES (?,?,?,?,?,?,?,?)'),
       lastRemoval: p(
-        `SELECT valid_to FROM runs WHERE domain = ? AND iova <= ? AND iova >= ? AND iova_end > ? AND valid_to IS NOT NULL
+        `SELECT valid_to FROM runs WHERE domain = ? AND iova <= ? AND iova >= ? AND iova_last >= ? AND valid_to IS NOT NULL
           ORDER BY valid_to DESC LIMIT 1`,
       ),
       eventData: p('SELECT type, data FROM events WHERE position = ?'),
@@ -267,10 +268,14 @@ export class Ledger {
   private finishBatch(batch: Batch): void {
     this.flushRows();
     for (const ctx of batch.touched) {
-      this.s.setVersion!.run(ctx.version, toDb(ctx.maxSpan), ctx.id);
+      this.saveStream(ctx);
     }
     for (const c of batch.sym.values()) this.s.upsertSym!.run(c);
     this.s.checkpoint!.run(this.store.lastPosition);
+  }
+
+  private saveStream(ctx: Ctx): void {
+    this.s.setVersion!.run(ctx.version, toDb(ctx.maxSpan), ctx.invalidations, toDb(ctx.invalidatedBytes), ctx.id);
   }
 
   private writeHw(ctx: Ctx, pos: number): void {
@@ -327,7 +332,9 @@ export class Ledger {
 
   /** Rebuilds one domain's live state from the projection tables. */
   private loadCtx(name: string): Ctx | undefined {
-    const raw = this.s.stream!.get(name) as { id: bigint; version: bigint; profile: string; destroyed_at: bigint | null; max_span: bigint } | undefined;
+    const raw = this.s.stream!.get(name) as
+      | { id: bigint; version: bigint; profile: string; destroyed_at: bigint | null; max_span: bigint; invalidations: bigint; invalidated_bytes: bigint }
+      | undefined;
     if (!raw) return undefined;
     const row = { id: Number(raw.id), version: Number(raw.version), profile: raw.profile, destroyed_at: raw.destroyed_at, max_span: raw.max_span };
     const profile = profileFromDescriptor(JSON.parse(row.profile) as ProfileDescriptor);
@@ -366,13 +373,15 @@ export class Ledger {
     }
     c.core.load(loaded);
     c.maxSpan = fromDb(row.max_span);
+    c.invalidations = Number(raw.invalidations);
+    c.invalidatedBytes = fromDb(raw.invalidated_bytes);
     const intents = this.db
-      .prepare('SELECT id, caller, iova, iova_end, valid_from FROM intent WHERE domain = ? AND valid_to IS NULL')
+      .prepare('SELECT id, caller, iova, iova_last, valid_from FROM intent WHERE domain = ? AND valid_to IS NULL')
       .safeIntegers(true);
     for (const r of intents.iterate(row.id) as IterableIterator<Record<string, bigint | string>>) {
       this.intentOf(c, r.caller as string).load({
         start: fromDb(r.iova as bigint),
-        end: fromDb(r.iova_end as bigint),
+        end: fromDb(r.iova_last as bigint) + 1n,
         value: { row: Number(r.id), mapPos: Number(r.valid_from) },
       });
     }
@@ -390,19 +399,12 @@ export class Ledger {
 
   // ---- one command ----
 
-  /**
-   * The event's id: the caller's, else its source's (file digest and line), else its place in
-   * its stream (`domain@version`), which no other event can have (`derived`: no look-up needed).
-   */
-  private eventId(inp: Input, stream: string, version: number): { id: string; derived: boolean } {
-    if (inp.cmd.id) return { id: inp.cmd.id, derived: false };
+  /** The id a command brings: the caller's, else its source's (file digest and line). */
+  private sourceId(inp: Input): string | undefined {
+    if (inp.cmd.id) return inp.cmd.id;
     const f = inp.from;
-    if (f?.digest && f.line !== undefined) return { id: `${f.digest.slice(0, 24)}:${f.line}`, derived: false };
-    return { id: `${stream}@${version + 1}`, derived: true };
-  }
-
-  private isDuplicate(e: { id: string; derived: boolean }): boolean {
-    return !e.derived && this.store.positionOf(e.id) !== undefined;
+    if (f?.digest && f.line !== undefined) return `${f.digest.slice(0, 24)}:${f.line}`;
+    return undefined;
   }
 
   private execute(inp: Input, index: number, batch: Batch): Outcome {
@@ -427,12 +429,13 @@ export class Ledger {
     if (cmd.tgid !== undefined) who.tgid = cmd.tgid;
     if (cmd.cpu !== undefined) who.cpu = cmd.cpu;
     const out: Outcome = { index, op: cmd.op, domain: cmd.domain, ok: true };
+    // A command stored before (same id) is a no-op, whatever its domain has become since.
+    const given = this.sourceId(inp);
+    if (given !== undefined && this.store.positionOf(given) !== undefined) return { ...out, duplicate: true };
 
     if (cmd.op === 'domain') {
       const existing = this.ctxs.get(cmd.domain) ?? this.loadCtx(cmd.domain);
-      const eid = this.eventId(inp, cmd.domain, 0);
-      if (this.isDuplicate(eid)) return { ...out, duplicate: true };
-      const id = eid.id;
+      const id = given ?? derivedId(cmd.domain, 1);
       if (existing) throw new LedgerError(`command ${index + 1}: domain: ${JSON.stringify(cmd.domain)} already exists in this ledger`, index);
       const profile = profileOf(cmd, index);
       const desc = describeProfile(profile);
@@ -443,9 +446,7 @@ export class Ledger {
     }
 
     const ctx = this.ctx(cmd.domain, index);
-    const eid = this.eventId(inp, cmd.domain, ctx.version);
-    if (this.isDuplicate(eid)) return { ...out, duplicate: true };
-    const id = eid.id;
+    const id = given ?? derivedId(cmd.domain, ctx.version + 1);
     const caller = cmd.caller ?? UNKNOWN_CALLER;
     const site = cmd.site ?? '';
     out.position = pos;
@@ -484,7 +485,10 @@ export class Ledger {
           body.errno = r.errno;
           body.reason = r.reason;
         }
-        if (observed !== undefined && observed !== r.unmappedSize) body.predicted = hex(r.unmappedSize);
+        if (observed !== undefined) {
+          body.observed = true;
+          if (observed !== r.unmappedSize) body.predicted = hex(r.unmappedSize);
+        }
         this.appendEvent(ctx, 'unmap', id, cmd.time, body, who, inp.from, batch);
         Object.assign(out, { ok: r.ok, errno: r.errno, reason: r.reason, unmapped: recorded, predicted: r.unmappedSize, symmetry });
         this.projectUnmap(ctx, pos, caller, site, cmd.iova, cmd.size, r, recorded, out);
@@ -602,7 +606,7 @@ export class Ledger {
       const info = this.s.insRunFull!.run(
         p.domain,
         toDb(r.iova),
-        toDb(runEnd(r)),
+        toDb(runEnd(r) - 1n),
         toDb(r.paddr),
         toDb(r.pageSize),
         r.count,
@@ -617,7 +621,7 @@ export class Ledger {
     }
     this.pendingRuns.clear();
     for (const [iv, p] of this.pendingIntent) {
-      const info = this.s.insIntentFull!.run(p.domain, p.caller, toDb(iv.start), toDb(iv.end), p.from, p.to ?? null);
+      const info = this.s.insIntentFull!.run(p.domain, p.caller, toDb(iv.start), toDb(iv.end - 1n), p.from, p.to ?? null);
       iv.value.row = Number(info.lastInsertRowid);
     }
     this.pendingIntent.clear();
@@ -725,8 +729,8 @@ export class Ledger {
     this.db.transaction(() => {
       for (const t of ['runs', 'hw_state', 'intent', 'unmap_findings', 'faults', 'caller_symmetry', 'checkpoints']) this.db.exec(`DELETE FROM ${t}`);
       this.ctxs.clear();
-      const streams = new Map<string, { id: number; profile: Profile }>();
-      for (const s of this.store.streams()) streams.set(s.name, { id: s.id, profile: profileFromDescriptor(JSON.parse(s.profile) as ProfileDescriptor) });
+      const streams = new Map<string, { id: number }>();
+      for (const s of this.store.streams()) streams.set(s.name, { id: s.id });
       const batch: Batch = { recordedAt: '', touched: new Set(), sym: new Map() };
       for (const ev of this.store.read()) {
         const data = JSON.parse(ev.data) as { body: Record<string, unknown>; who?: Who; from?: Origin };
@@ -736,8 +740,9 @@ export class Ledger {
         const pos = ev.position;
         let ctx = this.ctxs.get(ev.stream);
         if (ev.type === 'domain-created') {
+          // The profile from the event itself (covered by the hash chain), not the streams table.
           const s = streams.get(ev.stream)!;
-          ctx = this.newCtx(s.id, ev.stream, s.profile, 0, false);
+          ctx = this.newCtx(s.id, ev.stream, profileFromDescriptor((data.body as unknown as DomainBody).profile), 0, false);
         }
         if (!ctx) throw new Error(`event ${pos}: stream ${ev.stream} has no domain-created event before it`);
         ctx.version = ev.version;
@@ -781,7 +786,7 @@ export class Ledger {
       }
       this.flushRows();
       for (const c of batch.sym.values()) this.s.upsertSym!.run(c);
-      for (const c of this.ctxs.values()) this.s.setVersion!.run(c.version, toDb(c.maxSpan), c.id);
+      for (const c of this.ctxs.values()) this.saveStream(c);
       this.s.checkpoint!.run(total);
     }).immediate();
     this.ctxs.clear();
@@ -822,6 +827,14 @@ function profileOf(cmd: Extract<Command, { op: 'domain' }>, index: number): Prof
   } catch (e) {
     throw new LedgerError(`command ${index + 1}: ${(e as Error).message}`, index);
   }
+}
+
+/**
+ * The id of an event with no id of its own: its place in its stream. Ids given by callers
+ * cannot start with '@' (schema.ts), so the two never collide; no look-up is needed.
+ */
+function derivedId(stream: string, version: number): string {
+  return `@${stream}:${version}`;
 }
 
 function dropUndefined<T extends Record<string, unknown>>(o: T): T {

@@ -4,12 +4,13 @@
  * statistics, which load the state at that point into the core.
  */
 import type Database from 'better-sqlite3';
-import { Kysely, SqliteDialect } from 'kysely';
+import { createRequire } from 'node:module';
+import type { Kysely } from 'kysely';
 import { formatSize, hex } from '../core/address.js';
 import { Domain, type Run, type WalkStep, type HwStats } from '../core/domain.js';
 import { profileFromDescriptor, type Profile, type ProfileDescriptor } from '../core/profile.js';
 import { openDatabase } from '../events/db.js';
-import { formatProt } from '../events/schema.js';
+import { formatProt } from '../events/prot.js';
 import { fromDb, LIVE_CLASS, toDb } from './codec.js';
 
 /** Kysely's view of the tables the queries read (integers arrive as bigint). */
@@ -160,14 +161,25 @@ const I64 = (v: bigint | number | null | undefined): number | undefined => (v ==
 
 export class Queries {
   readonly db: Database.Database;
-  readonly k: Kysely<Tables>;
+  private kysely?: Kysely<Tables>;
   private domainCache = new Map<string, DomainInfo>();
   private stateStmts = new Map<string, Database.Statement>();
 
   constructor(path: string) {
     this.db = openDatabase(path, { mustExist: true });
     this.db.defaultSafeIntegers(true);
-    this.k = new Kysely<Tables>({ dialect: new SqliteDialect({ database: this.db }) });
+  }
+
+  /**
+   * The typed query builder for the audit listings, loaded on first use: Kysely takes longer to
+   * load than most queries take to run, and most commands never need it.
+   */
+  get k(): Kysely<Tables> {
+    if (!this.kysely) {
+      const { Kysely: K, SqliteDialect } = createRequire(import.meta.url)('kysely') as typeof import('kysely');
+      this.kysely = new K<Tables>({ dialect: new SqliteDialect({ database: this.db }) });
+    }
+    return this.kysely;
   }
 
   close(): void {
@@ -217,8 +229,9 @@ export class Queries {
   /**
    * A point in time: a position ("1234", "#1234"), a trace timestamp in seconds ("511.102331"), an
    * ISO date-time (compared with source times, else recording times), or nothing for "now".
+   * Timestamps are looked up among the events of `domain` when one is given.
    */
-  resolveAt(at?: string | number): number {
+  resolveAt(at?: string | number, domain?: DomainInfo): number {
     const last = this.lastPosition;
     if (at === undefined || at === 'now' || at === 'latest') return last;
     if (typeof at === 'number') return Math.min(at, last);
@@ -228,19 +241,25 @@ export class Queries {
       if (p > last) throw new QueryError(`--at ${t}: the ledger ends at position ${last}`);
       return p;
     }
+    const scope = domain ? ' AND stream = @d' : '';
+    const params: Record<string, unknown> = domain ? { d: domain.id } : {};
     if (/^\d+\.\d+$/.test(t)) {
+      // Trace seconds since boot: only times that are plain numbers take part.
       const r = this.db
-        .prepare("SELECT max(position) AS p FROM events WHERE time GLOB '[0-9]*.[0-9]*' AND CAST(time AS REAL) <= CAST(? AS REAL)")
-        .get(t) as { p: bigint | null };
-      if (r.p === null) throw new QueryError(`--at ${t}: no event has a trace timestamp at or before ${t} s`);
+        .prepare(`SELECT max(position) AS p FROM events WHERE time NOT GLOB '*[^0-9.]*' AND time GLOB '*.*' AND CAST(time AS REAL) <= CAST(@t AS REAL)${scope}`)
+        .get({ ...params, t }) as { p: bigint | null };
+      if (r.p === null) throw new QueryError(`--at ${t}: no event${domain ? ` of ${domain.name}` : ''} has a trace timestamp at or before ${t} s`);
       return Number(r.p);
     }
     const ms = Date.parse(t);
     if (Number.isNaN(ms)) throw new QueryError(`--at ${JSON.stringify(at)}: give a position (1234), trace seconds (511.10) or an ISO time (2026-11-23T10:00:00Z)`);
     const iso = new Date(ms).toISOString();
-    const bySource = this.db.prepare("SELECT max(position) AS p FROM events WHERE time LIKE '____-__-__T%' AND time <= ?").get(iso) as { p: bigint | null };
+    // Compared as instants (julianday), not as text: "10:00:05Z" and "10:00:05.000+00:00" are equal.
+    const bySource = this.db
+      .prepare(`SELECT max(position) AS p FROM events WHERE time LIKE '____-__-__T%' AND julianday(time) <= julianday(@iso)${scope}`)
+      .get({ ...params, iso }) as { p: bigint | null };
     if (bySource.p !== null) return Number(bySource.p);
-    const byRecord = this.db.prepare('SELECT max(position) AS p FROM events WHERE recorded_at <= ?').get(iso) as { p: bigint | null };
+    const byRecord = this.db.prepare(`SELECT max(position) AS p FROM events WHERE julianday(recorded_at) <= julianday(@iso)${scope}`).get({ ...params, iso }) as { p: bigint | null };
     if (byRecord.p === null) throw new QueryError(`--at ${t}: no event at or before that time`);
     return Number(byRecord.p);
   }
@@ -264,7 +283,7 @@ export class Queries {
   /** The pages mapped in a domain just after event `at` (a query over the temporal runs table). */
   stateAt(domainName?: string, at?: string | number): { domain: DomainInfo; at: number; pages: PageView[] } {
     const d = this.domain(domainName);
-    const p = this.resolveAt(at);
+    const p = this.resolveAt(at, d);
     const classes = Math.max(1, Math.ceil(Math.log2(Math.max(2, this.lastPosition))) + 1);
     const key = `state:${classes}`;
     let stmt = this.stateStmts.get(key);
@@ -356,47 +375,35 @@ export class Queries {
   private lifetimes(d: DomainInfo, start: bigint, end: bigint, at: number): PageView[] {
     const lowest = start >= d.maxSpan ? start - d.maxSpan : 0n;
     const rows = this.db
-      .prepare('SELECT * FROM runs WHERE domain = ? AND iova >= ? AND iova < ? AND iova_end > ? AND valid_from <= ? ORDER BY valid_from, iova')
-      .all(d.id, toDb(lowest), toDb(end), toDb(start), at) as Array<Record<string, bigint>>;
+      .prepare('SELECT * FROM runs WHERE domain = ? AND iova >= ? AND iova <= ? AND iova_last >= ? AND valid_from <= ? ORDER BY valid_from, iova')
+      .all(d.id, toDb(lowest), toDb(end - 1n), toDb(start), at) as Array<Record<string, bigint>>;
     return rows.map((r) => this.pageOf(r));
   }
 
   /** Every event that touched [start, end), in order: maps, unmaps that removed or rewrote pages there, faults. */
   history(domainName: string | undefined, start: bigint, end: bigint, at?: string | number): { domain: DomainInfo; at: number; events: EventSummary[] } {
     const d = this.domain(domainName);
-    const p = this.resolveAt(at);
+    const p = this.resolveAt(at, d);
     const positions = new Set<number>();
     for (const pg of this.lifetimes(d, start, end, p)) {
       positions.add(pg.mappedBy);
       positions.add(pg.validFrom);
       if (pg.validTo !== undefined && pg.validTo <= p) positions.add(pg.validTo);
     }
-    const more = this.db
-      .prepare(
-        `SELECT position FROM faults WHERE domain = @d AND iova >= @s AND iova < @e AND position <= @p
-         UNION SELECT position FROM unmap_findings WHERE domain = @d AND iova < @e AND position <= @p
-           AND iova >= @lo`,
-      )
-      .all({ d: d.id, s: toDb(start), e: toDb(end), p, lo: toDb(start >= d.maxSpan ? start - d.maxSpan : 0n) }) as Array<{ position: bigint }>;
-    for (const m of more) positions.add(Number(m.position));
-    const events = [...positions].sort((a, b) => a - b).map((x) => this.event(x));
-    return {
-      domain: d,
-      at: p,
-      events: events.filter((e) => {
-        if (e.type !== 'unmap') return true;
-        const s = BigInt(e.body.iova as string);
-        const z = BigInt(e.body.size as string);
-        // unmaps from findings: only those whose request or effect reaches the range
-        return s < end && s + z > start ? true : positions.has(e.position);
-      }),
-    };
+    for (const f of this.faultsIn(d, start, end, p)) positions.add(f.position);
+    // Unmaps whose request reaches the range, even where nothing was mapped (they left it as it was).
+    for (const f of this.findingsNear(d, end - 1n, p)) {
+      const reqEnd = f.requested.iova + f.requested.size;
+      if (f.requested.iova < end && reqEnd > start) positions.add(f.position);
+      else if (f.collateral.some((c) => c.iova < end && c.iova + c.size > start)) positions.add(f.position);
+    }
+    return { domain: d, at: p, events: [...positions].sort((a, b) => a - b).map((x) => this.event(x)) };
   }
 
   /** Which event made the page at iova what it is at `at`, and the chain of lifetimes before it. */
   blame(domainName: string | undefined, iova: bigint, at?: string | number): BlameView {
     const d = this.domain(domainName);
-    const p = this.resolveAt(at);
+    const p = this.resolveAt(at, d);
     const lives = this.lifetimes(d, iova, iova + 1n, p).reverse();
     const view: BlameView = { domain: d.name, iova, at: p, chain: [] };
     for (const pg of lives) {
@@ -418,11 +425,12 @@ export class Queries {
   explain(domainName: string | undefined, iova: bigint, at?: string | number): { text: string; blame: BlameView; findings: FindingView[]; faults: FaultView[] } {
     const b = this.blame(domainName, iova, at);
     const d = this.domain(domainName);
-    const findings = this.findings({ domain: d.name, upTo: b.at }).filter((f) => {
+    const findings = this.findingsNear(d, iova, b.at).filter((f) => {
       const inReq = iova >= f.requested.iova && iova < f.requested.iova + f.requested.size;
       return inReq || f.collateral.some((c) => iova >= c.iova && iova < c.iova + c.size);
     });
-    const faults = this.faults({ domain: d.name, upTo: b.at }).filter((f) => f.iova === iova || inLastPage(f.iova, b));
+    const pg = b.chain[0]?.page;
+    const faults = this.faultsIn(d, pg ? pg.iova : iova, pg ? pg.iova + pg.pageSize * pg.count : iova + 1n, b.at).filter((f) => f.iova === iova || inLastPage(f.iova, b));
     const lines: string[] = [];
     const where = `${hex(iova)} in domain ${d.name}`;
     const asOf = `as of event #${b.at}`;
@@ -467,6 +475,47 @@ export class Queries {
     return { text: lines.join(' '), blame: b, findings, faults };
   }
 
+  /**
+   * Findings that may concern iova: a request can be any size, but removed pages reach at most
+   * one page (no more than the longest run) before the requested start.
+   */
+  private findingsNear(d: DomainInfo, iova: bigint, upTo: number): FindingView[] {
+    const hi = iova + d.maxSpan < 1n << 64n ? iova + d.maxSpan : (1n << 64n) - 1n;
+    const rows = this.db
+      .prepare(
+        `SELECT f.position, s.name, f.caller, f.site, f.iova, f.size, f.unmapped, f.predicted, f.divergent, f.detail, e.time
+           FROM unmap_findings f JOIN streams s ON s.id = f.domain JOIN events e ON e.position = f.position
+          WHERE f.domain = ? AND f.position <= ? AND f.iova <= ? ORDER BY f.position`,
+      )
+      .all(d.id, upTo, toDb(hi)) as Array<Record<string, bigint | string | null>>;
+    return rows.map((r) => this.findingOf(r));
+  }
+
+  private findingOf(r: Record<string, bigint | string | null>): FindingView {
+    const detail = JSON.parse(r.detail as string) as {
+      ok: boolean;
+      errno?: string;
+      collateral: Array<{ iova: string; size: string; mappedBy: number; mappedByCaller: string; owner: string[] }>;
+      leftMapped: Array<{ iova: string; size: string }>;
+    };
+    const f: FindingView = {
+      position: Number(r.position),
+      domain: r.name as string,
+      caller: (r.caller as string | null) ?? '(unknown)',
+      site: (r.site as string | null) ?? '',
+      requested: { iova: fromDb(r.iova as bigint), size: fromDb(r.size as bigint) },
+      unmappedSize: fromDb(r.unmapped as bigint),
+      predicted: fromDb(r.predicted as bigint),
+      divergent: r.divergent === 1n,
+      ok: detail.ok,
+      collateral: detail.collateral.map((c) => ({ iova: BigInt(c.iova), size: BigInt(c.size), mappedBy: c.mappedBy, mappedByCaller: c.mappedByCaller, owner: c.owner })),
+      leftMapped: detail.leftMapped.map((l) => ({ iova: BigInt(l.iova), size: BigInt(l.size) })),
+    };
+    if (detail.errno) f.errno = detail.errno;
+    if (r.time) f.time = r.time as string;
+    return f;
+  }
+
   findings(filter: { domain?: string; caller?: string; upTo?: number; kind?: 'over-unmap' | 'left-mapped' | 'divergence' } = {}): FindingView[] {
     let q = this.k
       .selectFrom('unmap_findings as f')
@@ -482,30 +531,34 @@ export class Queries {
     if (filter.kind === 'divergence') q = q.where('f.divergent', '=', 1n);
     const compiled = q.compile();
     const rows = this.db.prepare(compiled.sql).all(...(compiled.parameters as unknown[])) as Array<Record<string, bigint | string | null>>;
-    return rows.map((r) => {
-      const detail = JSON.parse(r.detail as string) as {
-        ok: boolean;
-        errno?: string;
-        collateral: Array<{ iova: string; size: string; mappedBy: number; mappedByCaller: string; owner: string[] }>;
-        leftMapped: Array<{ iova: string; size: string }>;
-      };
-      const f: FindingView = {
-        position: Number(r.position),
-        domain: r.name as string,
-        caller: (r.caller as string | null) ?? '(unknown)',
-        site: (r.site as string | null) ?? '',
-        requested: { iova: fromDb(r.iova as bigint), size: fromDb(r.size as bigint) },
-        unmappedSize: fromDb(r.unmapped as bigint),
-        predicted: fromDb(r.predicted as bigint),
-        divergent: r.divergent === 1n,
-        ok: detail.ok,
-        collateral: detail.collateral.map((c) => ({ iova: BigInt(c.iova), size: BigInt(c.size), mappedBy: c.mappedBy, mappedByCaller: c.mappedByCaller, owner: c.owner })),
-        leftMapped: detail.leftMapped.map((l) => ({ iova: BigInt(l.iova), size: BigInt(l.size) })),
-      };
-      if (detail.errno) f.errno = detail.errno;
-      if (r.time) f.time = r.time as string;
-      return f;
-    });
+    return rows.map((r) => this.findingOf(r));
+  }
+
+  /** Faults at IOVAs in [start, end) up to a position (a direct query: no query builder to load). */
+  private faultsIn(d: DomainInfo, start: bigint, end: bigint, upTo: number): FaultView[] {
+    const rows = this.db
+      .prepare(
+        `SELECT f.position, s.name, f.iova, f.device, f.flags, f.cause, f.cause_position, f.detail, e.time
+           FROM faults f JOIN streams s ON s.id = f.domain JOIN events e ON e.position = f.position
+          WHERE f.domain = ? AND f.position <= ? AND f.iova >= ? AND f.iova <= ? ORDER BY f.position`,
+      )
+      .all(d.id, upTo, toDb(start), toDb(end - 1n)) as Array<Record<string, bigint | string | null>>;
+    return rows.map((r) => this.faultOf(r));
+  }
+
+  private faultOf(r: Record<string, bigint | string | null>): FaultView {
+    const f: FaultView = {
+      position: Number(r.position),
+      domain: r.name as string,
+      iova: fromDb(r.iova as bigint),
+      cause: r.cause as string,
+      detail: JSON.parse(r.detail as string) as Record<string, unknown>,
+    };
+    if (r.device !== null) f.device = r.device as string;
+    if (r.flags !== null) f.flags = Number(r.flags);
+    if (r.cause_position !== null) f.causePosition = Number(r.cause_position);
+    if (r.time) f.time = r.time as string;
+    return f;
   }
 
   faults(filter: { domain?: string; upTo?: number; cause?: string } = {}): FaultView[] {
@@ -520,20 +573,7 @@ export class Queries {
     if (filter.cause !== undefined) q = q.where('f.cause', '=', filter.cause);
     const c = q.compile();
     const rows = this.db.prepare(c.sql).all(...(c.parameters as unknown[])) as Array<Record<string, bigint | string | null>>;
-    return rows.map((r) => {
-      const f: FaultView = {
-        position: Number(r.position),
-        domain: r.name as string,
-        iova: fromDb(r.iova as bigint),
-        cause: r.cause as string,
-        detail: JSON.parse(r.detail as string) as Record<string, unknown>,
-      };
-      if (r.device !== null) f.device = r.device as string;
-      if (r.flags !== null) f.flags = Number(r.flags);
-      if (r.cause_position !== null) f.causePosition = Number(r.cause_position);
-      if (r.time) f.time = r.time as string;
-      return f;
-    });
+    return rows.map((r) => this.faultOf(r));
   }
 
   callers(filter: { domain?: string } = {}): CallerView[] {
