@@ -4,7 +4,7 @@
  * an explanation: the first thing a newcomer sees.
  */
 import { existsSync, rmSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { formatSize, hex } from '../core/address.js';
 import Database from 'better-sqlite3';
@@ -15,10 +15,15 @@ import { applyFile } from './apply.js';
 import { table } from './format.js';
 import { importFile } from './import.js';
 
+/** The examples folder, as a path relative to where the user stands when that is shorter. */
 function examplesDir(): string {
   let dir = dirname(fileURLToPath(import.meta.url));
   for (let i = 0; i < 5; i++) {
-    if (existsSync(join(dir, 'examples', 'omap-2011.trace'))) return join(dir, 'examples');
+    if (existsSync(join(dir, 'examples', 'omap-2011.trace'))) {
+      const abs = join(dir, 'examples');
+      const rel = relative(process.cwd(), abs);
+      return rel.length < abs.length ? rel : abs;
+    }
     dir = dirname(dir);
   }
   throw new Error('cannot find the examples/ folder of iommu-ledger');
