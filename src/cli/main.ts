@@ -1,8 +1,9 @@
-#!/usr/bin/env node
 /**
  * iommu-ledger on the command line. Exit codes: 0 fine, 1 findings under --fail-on (or a
  * failed verify/check), 2 usage or input errors (the message says what to do).
  */
+import { realpathSync } from 'node:fs';
+import { pathToFileURL } from 'node:url';
 import { Command, CommanderError, Option } from 'commander';
 import { formatSize, hex, parseAddress, parseSize } from '../core/address.js';
 import { BUILTIN_PROFILES, pageSizes, SEMANTICS, type Semantics } from '../core/profile.js';
@@ -25,483 +26,494 @@ interface Globals {
   json?: boolean;
 }
 
-const program = new Command();
-program
-  .name('iommu-ledger')
-  .description('An auditable, event-sourced ledger of IOMMU map/unmap commands: import kernel traces, ask when, by whom and why a region was over-unmapped or left mapped.')
-  .option('--db <path>', 'ledger file (default: $IOMMU_LEDGER_DB or ./iommu-ledger.db)', process.env.IOMMU_LEDGER_DB || './iommu-ledger.db')
-  .option('--json', 'machine-readable output (addresses as "0x" strings)')
-  .showHelpAfterError('(add --help for usage)')
-  .exitOverride()
-  .configureOutput({ writeErr: (s) => process.stderr.write(s) })
-  .addHelpText(
-    'after',
-    `
-Examples:
-  iommu-ledger demo                                  build a ledger from examples/ and audit it
-  iommu-ledger import /sys/kernel/tracing/trace --profile intel-vtd
-  iommu-ledger apply examples/scenario.jsonl
-  iommu-ledger audit over-unmaps --fail-on over-unmap
-  iommu-ledger explain 0x202010 --domain gpu0
-  iommu-ledger state --domain gpu0 --at 5 --json
-  iommu-ledger replay --semantics strict --out strict.db`,
-  );
-
-const g = (): Globals => program.opts<Globals>();
-const out = (s: string): void => {
-  process.stdout.write(s.endsWith('\n') ? s : `${s}\n`);
-};
-
-function addr(v: string, what = 'IOVA'): bigint {
-  try {
-    return parseAddress(v);
-  } catch (e) {
-    throw new InputError(`${what} ${JSON.stringify(v)}: ${(e as Error).message}`);
-  }
-}
-
-function size(v: string): bigint {
-  try {
-    return parseSize(v);
-  } catch (e) {
-    throw new InputError(`size ${JSON.stringify(v)}: ${(e as Error).message}`);
-  }
-}
-
-async function queries(): Promise<Queries> {
-  const { Queries: Q } = await queriesLib();
-  return new Q(g().db);
-}
-
-const atOption = () => new Option('--at <point>', 'as of: an event position (1234), trace seconds (511.10) or an ISO time');
-const domainOption = () => new Option('--domain <name>', 'the domain (optional when the ledger holds one)');
-
-// ---- writing ----
-
-program
-  .command('apply')
-  .description('store hand-written commands (JSON Lines, one command a line; see docs/commands.md)')
-  .argument('<file>', 'a .jsonl file, or - for standard input')
-  .action(async (file: string) => {
-    const { Ledger } = await ledgerLib();
-    const { applyFile } = await import('./apply.js');
-    const ledger = new Ledger(g().db, { durable: true });
-    try {
-      const s = await applyFile(ledger, file);
-      if (g().json) return out(json({ ...s, outcomes: undefined }));
-      out(
-        `${s.source}: ${s.commands} commands, ${s.stored} stored, ${s.duplicates} already in the ledger` +
-          (s.rejected ? `, ${s.rejected} refused by the domain (stored with their errno)` : '') +
-          `; ${s.overUnmaps} over-unmap(s), ${s.leftMapped} unmap(s) left pages mapped. Ledger: ${g().db}`,
-      );
-    } finally {
-      ledger.close();
-    }
-  });
-
-program
-  .command('import')
-  .description('import kernel output: ftrace text, trace-cmd report, or dmesg (tp_printk and iommu.c debug lines)')
-  .argument('<file>', 'a trace file, or - for standard input')
-  .option('--profile <name>', 'the hardware (see `profiles`); by default inferred from the trace and said')
-  .addOption(new Option('--semantics <s>', 'override the profile\'s unmap behaviour').choices([...SEMANTICS]))
-  .option('--domain <name>', 'put every record in this one domain')
-  .addOption(new Option('--domain-by <how>', 'how to split records into domains').choices(['infer', 'dev']).default('infer'))
-  .option('--strict', 'fail on the first malformed line and store nothing')
-  .option('--follow', 'keep reading a growing file (Ctrl-C to stop)')
-  .option('--caller <name>', 'caller name for records (default: the task name)')
-  .action(async (file: string, o: ImportOptions) => {
-    const { Ledger } = await ledgerLib();
-    const { importFile } = await import('./import.js');
-    const ledger = new Ledger(g().db, { durable: true });
-    try {
-      const s = await withProgress('import', (tick) => importFile(ledger, file, { ...o, onProgress: tick }));
-      if (g().json) return out(json(s));
-      out(s.report.join('\n'));
-    } finally {
-      ledger.close();
-    }
-  });
-
-// ---- questions ----
-
-program
-  .command('state')
-  .description('the pages mapped in a domain (now, or --at a past event)')
-  .addOption(domainOption())
-  .addOption(atOption())
-  .option('--hw', 'also show the page-table structure (entries and tables per level)')
-  .action(async (o: { domain?: string; at?: string; hw?: boolean }) => {
-    const q = await queries();
-    const s = q.stateAt(o.domain, o.at);
-    const callers = new Map<number, string>();
-    const callerOf = (p: number) => {
-      let c = callers.get(p);
-      if (c === undefined) {
-        c = q.event(p).who.caller ?? '(unknown)';
-        callers.set(p, c);
-      }
-      return c;
-    };
-    if (g().json) {
-      const payload: Record<string, unknown> = {
-        domain: s.domain.name,
-        profile: s.domain.profile.name,
-        at: s.at,
-        pages: s.pages.map((p) => ({ iova: p.iova, paddr: p.paddr, pageSize: p.pageSize, count: Number(p.count), prot: formatProt(p.prot), mappedBy: p.mappedBy, caller: callerOf(p.mappedBy) })),
-      };
-      if (o.hw) payload.hardware = hwJson(q, o.domain, o.at);
-      return out(json(payload));
-    }
-    const bytes = s.pages.reduce((a, p) => a + p.pageSize * p.count, 0n);
-    out(`domain ${s.domain.name} (${s.domain.profile.name}, ${s.domain.profile.semantics} unmap) as of event #${s.at}: ${s.pages.length} run(s), ${formatSize(bytes)} mapped`);
-    if (s.pages.length) {
-      out(
-        table(
-          ['IOVA', 'END', 'PADDR', 'PAGE', 'COUNT', 'PROT', 'MAPPED BY'],
-          s.pages.map((p) => [hex(p.iova), hex(p.iova + p.pageSize * p.count), hex(p.paddr), formatSize(p.pageSize), String(p.count), formatProt(p.prot), `#${p.mappedBy} ${callerOf(p.mappedBy)}`]),
-          { right: [4] },
-        ),
-      );
-    }
-    if (o.hw) out(`\n${hwText(q, o.domain, o.at)}`);
-  });
-
-function hwJson(q: Queries, domain?: string, at?: string): unknown {
-  const h = q.hardware(domain, at);
-  return { format: h.domain.profile.format.name, ...h.stats, invalidations: h.invalidations };
-}
-
-function hwText(q: Queries, domain?: string, at?: string): string {
-  const h = q.hardware(domain, at);
-  const f = h.domain.profile.format;
-  const lines = [
-    `page tables (${f.description}):`,
-    table(
-      ['LEVEL', 'ENTRY MAPS', 'LEAF ENTRIES', 'TABLES', 'TABLE BYTES'],
-      h.stats.levels.map((l, i) => [l.name, formatSize(1n << BigInt(f.levels[i]!.shift)), String(l.entries), String(l.tables), String(l.tables * l.tableBytes)]),
-      { right: [2, 3, 4] },
-    ),
-    `table memory: ${h.stats.tableMemoryBytes} bytes; ${h.stats.runs} run(s), ${formatSize(h.stats.mappedBytes)} mapped`,
-  ];
-  if (h.invalidations) lines.push(`IOTLB invalidations up to event #${h.invalidations.asOf}: ${h.invalidations.count} range(s), ${formatSize(h.invalidations.bytes)}`);
-  return lines.join('\n');
-}
-
-program
-  .command('walk')
-  .description('the page-table walk the hardware does for an IOVA')
-  .argument('<iova>')
-  .addOption(domainOption())
-  .addOption(atOption())
-  .action(async (iovaText: string, o: { domain?: string; at?: string }) => {
-    const iova = addr(iovaText);
-    const w = (await queries()).walk(o.domain, iova, o.at);
-    if (g().json) return out(json({ domain: w.domain.name, at: w.at, iova, steps: w.steps.map((s) => ({ ...s, run: undefined, mappedBy: s.run?.origin.ref })) }));
-    out(`walk of ${hex(iova)} in ${w.domain.name} (${w.domain.profile.format.name}) as of event #${w.at}:`);
-    out(
-      table(
-        ['LEVEL', 'INDEX', 'ENTRY', 'OUTPUT'],
-        w.steps.map((s) => [
-          s.levelName,
-          String(s.index),
-          s.kind === 'page' ? `page ${formatSize(s.pageSize!)}${s.repeat! > 1 ? ` (entry ${s.repeatIndex! + 1} of ${s.repeat} repeated)` : ''}` : s.kind,
-          s.output !== undefined ? `${hex(s.output)} (mapped by #${s.run!.origin.ref})` : '',
-        ]),
-      ),
+function buildProgram(io: IO): Command {
+  const program = new Command();
+  program
+    .name('iommu-ledger')
+    .description('An auditable, event-sourced ledger of IOMMU map/unmap commands: import kernel traces, ask when, by whom and why a region was over-unmapped or left mapped.')
+    .option('--db <path>', 'ledger file (default: $IOMMU_LEDGER_DB or ./iommu-ledger.db)', process.env.IOMMU_LEDGER_DB || './iommu-ledger.db')
+    .option('--json', 'machine-readable output (addresses as "0x" strings)')
+    .showHelpAfterError('(add --help for usage)')
+    .exitOverride()
+    .configureOutput({ writeErr: (s) => io.err(s), writeOut: (s) => io.out(s) })
+    .addHelpText(
+      'after',
+      `
+  Examples:
+    iommu-ledger demo                                  build a ledger from examples/ and audit it
+    iommu-ledger import /sys/kernel/tracing/trace --profile intel-vtd
+    iommu-ledger apply examples/scenario.jsonl
+    iommu-ledger audit over-unmaps --fail-on over-unmap
+    iommu-ledger explain 0x202010 --domain gpu0
+    iommu-ledger state --domain gpu0 --at 5 --json
+    iommu-ledger replay --semantics strict --out strict.db`,
     );
-    const last = w.steps[w.steps.length - 1];
-    if (last?.kind === 'invalid') out(`${hex(iova)} is not mapped: the walk ends at an invalid ${last.levelName} entry (an access here is an IO page fault).`);
-  });
 
-program
-  .command('history')
-  .description('every event that touched an IOVA range, in order')
-  .argument('<iova>')
-  .argument('[size]', 'range size (default: one byte)', '1')
-  .addOption(domainOption())
-  .addOption(atOption())
-  .action(async (iovaText: string, sizeText: string, o: { domain?: string; at?: string }) => {
-    const start = addr(iovaText);
-    const end = start + size(sizeText);
-    const { whoText } = await queriesLib();
-    const h = (await queries()).history(o.domain, start, end, o.at);
-    if (g().json) return out(json(h.events.map((e) => ({ ...e }))));
-    out(`history of ${hex(start)}..${hex(end)} in ${h.domain.name} up to event #${h.at}: ${h.events.length} event(s)`);
-    out(table(['#', 'TIME', 'EVENT', 'WHAT', 'WHO'], h.events.map((e) => [String(e.position), e.time ?? '', e.type, eventWhat(e.body), whoText(e.who)]), { right: [0] }));
-  });
-
-function eventWhat(b: Record<string, unknown>): string {
-  if (typeof b.paddr === 'string') return `${b.iova}+${formatSize(BigInt(b.size as string))} -> ${b.paddr}${b.ok ? '' : ` ${b.errno}`}`;
-  if (typeof b.unmapped === 'string') {
-    const req = BigInt(b.size as string);
-    const got = BigInt(b.unmapped);
-    return `${b.iova}+${formatSize(req)} unmapped ${formatSize(got)}${got > req ? ' (OVER-UNMAP)' : ''}${b.ok ? '' : ` ${b.errno}`}`;
-  }
-  if (typeof b.iova === 'string') return `${b.iova}${b.device ? ` ${b.device}` : ''}`;
-  if (typeof b.device === 'string') return b.device;
-  return '';
-}
-
-program
-  .command('blame')
-  .description('which event made the page at an IOVA what it is, and the chain before it')
-  .argument('<iova>')
-  .addOption(domainOption())
-  .addOption(atOption())
-  .action(async (iovaText: string, o: { domain?: string; at?: string }) => {
-    const { describePage, whoText } = await queriesLib();
-    const b = (await queries()).blame(o.domain, addr(iovaText), o.at);
-    if (g().json) return out(json(b));
-    out(
-      b.page
-        ? `${hex(b.iova)} is mapped as of #${b.at}: ${describePage(b.page)}, by event #${b.cause!.position} (${whoText(b.cause!.who)})`
-        : b.cause
-          ? `${hex(b.iova)} is not mapped as of #${b.at}: removed by event #${b.cause.position} (${b.cause.type}, ${whoText(b.cause.who)})`
-          : `${hex(b.iova)} was never mapped up to #${b.at}`,
-    );
-    if (b.chain.length) {
-      out(
-        table(
-          ['FROM', 'TO', 'PAGES', 'MAPPED BY', 'ENDED BY'],
-          b.chain.map((c) => [`#${c.page.validFrom}`, c.ended ? `#${c.ended.position}` : 'live', describePage(c.page), `#${c.page.mappedBy}`, c.ended ? `${c.ended.type} by ${whoText(c.ended.who)}` : '']),
-        ),
-      );
-    }
-  });
-
-program
-  .command('explain')
-  .description('a plain answer: when, by whom and why this IOVA is mapped or not')
-  .argument('<iova>')
-  .addOption(domainOption())
-  .addOption(atOption())
-  .action(async (iovaText: string, o: { domain?: string; at?: string }) => {
-    const e = (await queries()).explain(o.domain, addr(iovaText), o.at);
-    if (g().json) return out(json({ text: e.text, blame: e.blame, findings: e.findings.map(findingJson), faults: e.faults }));
-    out(e.text);
-  });
-
-program
-  .command('diff')
-  .description('pages added and removed between two points')
-  .argument('<from>', 'position or time')
-  .argument('[to]', 'position or time (default: now)')
-  .addOption(domainOption())
-  .action(async (from: string, to: string | undefined, o: { domain?: string }) => {
-    const { describePage } = await queriesLib();
-    const d = (await queries()).diff(o.domain, from, to);
-    if (g().json) return out(json(d));
-    out(`${d.domain.name}: from #${d.from} to #${d.to}: ${d.added.length} run(s) added, ${d.removed.length} removed`);
-    for (const p of d.removed) out(`- ${describePage(p)}  (mapped by #${p.mappedBy}, removed at #${p.validTo})`);
-    for (const p of d.added) out(`+ ${describePage(p)}  (mapped by #${p.mappedBy}, since #${p.validFrom})`);
-  });
-
-function findingJson(f: FindingView) {
-  return {
-    position: f.position,
-    domain: f.domain,
-    caller: f.caller,
-    site: f.site || undefined,
-    requested: { iova: f.requested.iova, size: f.requested.size },
-    unmappedSize: f.unmappedSize,
-    predictedSize: f.predicted,
-    ok: f.ok,
-    errno: f.errno,
-    collateral: f.collateral.map((c) => ({ iova: c.iova, size: c.size, mappedBy: c.mappedBy, mappedByCaller: c.mappedByCaller, owner: c.owner })),
-    leftMapped: f.leftMapped,
+  const g = (): Globals => program.opts<Globals>();
+  const out = (s: string): void => {
+    io.out(s.endsWith('\n') ? s : `${s}\n`);
   };
-}
 
-type FailOn = 'over-unmap' | 'left-mapped' | 'divergence';
-
-program
-  .command('audit')
-  .description('findings: over-unmaps, left-mapped ranges, faults, divergences between the trace and the profile')
-  .addArgument(new Command().createArgument('<what>', 'what to list').choices(['over-unmaps', 'left-mapped', 'faults', 'divergences']))
-  .addOption(domainOption())
-  .option('--caller <name>', 'only this caller')
-  .addOption(new Option('--fail-on <kinds...>', 'exit 1 when any such finding exists (for CI gates)').choices(['over-unmap', 'left-mapped', 'divergence']))
-  .action(async (what: string, o: { domain?: string; caller?: string; failOn?: FailOn[] }) => {
-    const q = await queries();
-    if (what === 'faults') {
-      const f = q.faults(o.domain !== undefined ? { domain: o.domain } : {});
-      if (g().json) out(json(f));
-      else {
-        out(`${f.length} IO page fault(s)`);
-        if (f.length) out(table(['#', 'DOMAIN', 'IOVA', 'DEVICE', 'CAUSE', 'BY EVENT'], f.map((x) => [String(x.position), x.domain, hex(x.iova), x.device ?? '', x.cause, x.causePosition ? `#${x.causePosition}` : ''])));
-      }
-    } else {
-      const kind = what === 'over-unmaps' ? 'over-unmap' : what === 'left-mapped' ? 'left-mapped' : 'divergence';
-      const filter: Parameters<Queries['findings']>[0] = { kind };
-      if (o.domain !== undefined) filter.domain = o.domain;
-      if (o.caller !== undefined) filter.caller = o.caller;
-      const f = q.findings(filter);
-      if (g().json) out(json(f.map(findingJson)));
-      else printFindings(what, f);
+  function addr(v: string, what = 'IOVA'): bigint {
+    try {
+      return parseAddress(v);
+    } catch (e) {
+      throw new InputError(`${what} ${JSON.stringify(v)}: ${(e as Error).message}`);
     }
-    for (const k of o.failOn ?? []) {
-      const filter: Parameters<Queries['findings']>[0] = { kind: k };
-      if (o.domain !== undefined) filter.domain = o.domain;
-      if (o.caller !== undefined) filter.caller = o.caller;
-      const n = q.findings(filter).length;
-      if (n) throw new Findings(`--fail-on ${k}: ${n} finding(s)`);
-    }
-  });
-
-function printFindings(what: string, f: FindingView[]): void {
-  if (what === 'over-unmaps') {
-    out(`${f.length} over-unmap(s): unmaps that removed more than was asked`);
-    if (!f.length) return;
-    out(
-      table(
-        ['#', 'DOMAIN', 'CALLER', 'REQUESTED', 'UNMAPPED', 'COLLATERAL', 'MAPPED BY', 'STILL WANTED BY'],
-        f.map((x) => [
-          String(x.position),
-          x.domain,
-          x.caller + (x.site ? ` (${x.site})` : ''),
-          `${hex(x.requested.iova)}+${formatSize(x.requested.size)}`,
-          formatSize(x.unmappedSize),
-          x.collateral.map((c) => `${hex(c.iova)}+${formatSize(c.size)}`).join(', '),
-          [...new Set(x.collateral.map((c) => `#${c.mappedBy} ${c.mappedByCaller}`))].join(', '),
-          [...new Set(x.collateral.flatMap((c) => c.owner))].join(', ') || '-',
-        ]),
-      ),
-    );
-  } else if (what === 'left-mapped') {
-    out(`${f.length} unmap(s) left part of the requested range mapped`);
-    if (!f.length) return;
-    out(
-      table(
-        ['#', 'DOMAIN', 'CALLER', 'REQUESTED', 'UNMAPPED', 'STILL MAPPED', 'RESULT'],
-        f.map((x) => [String(x.position), x.domain, x.caller, `${hex(x.requested.iova)}+${formatSize(x.requested.size)}`, formatSize(x.unmappedSize), x.leftMapped.map((l) => `${hex(l.iova)}+${formatSize(l.size)}`).join(', '), x.ok ? 'ok' : (x.errno ?? 'error')]),
-      ),
-    );
-  } else {
-    out(`${f.length} divergence(s): the trace's unmapped_size differs from the profile's prediction`);
-    if (!f.length) return;
-    out(
-      table(
-        ['#', 'DOMAIN', 'CALLER', 'REQUESTED', 'OBSERVED', 'PREDICTED'],
-        f.map((x) => [String(x.position), x.domain, x.caller, `${hex(x.requested.iova)}+${formatSize(x.requested.size)}`, formatSize(x.unmappedSize), formatSize(x.predicted)]),
-      ),
-    );
-    out('Many divergences usually mean a wrong --profile: try `iommu-ledger replay --profile NAME --out other.db` and compare.');
   }
+
+  function size(v: string): bigint {
+    try {
+      return parseSize(v);
+    } catch (e) {
+      throw new InputError(`size ${JSON.stringify(v)}: ${(e as Error).message}`);
+    }
+  }
+
+  async function queries(): Promise<Queries> {
+    const { Queries: Q } = await queriesLib();
+    return new Q(g().db);
+  }
+
+  const atOption = () => new Option('--at <point>', 'as of: an event position (1234), trace seconds (511.10) or an ISO time');
+  const domainOption = () => new Option('--domain <name>', 'the domain (optional when the ledger holds one)');
+
+  // ---- writing ----
+
+  program
+    .command('apply')
+    .description('store hand-written commands (JSON Lines, one command a line; see docs/commands.md)')
+    .argument('<file>', 'a .jsonl file, or - for standard input')
+    .action(async (file: string) => {
+      const { Ledger } = await ledgerLib();
+      const { applyFile } = await import('./apply.js');
+      const ledger = new Ledger(g().db, { durable: true });
+      try {
+        const s = await applyFile(ledger, file);
+        if (g().json) return out(json({ ...s, outcomes: undefined }));
+        out(
+          `${s.source}: ${s.commands} commands, ${s.stored} stored, ${s.duplicates} already in the ledger` +
+            (s.rejected ? `, ${s.rejected} refused by the domain (stored with their errno)` : '') +
+            `; ${s.overUnmaps} over-unmap(s), ${s.leftMapped} unmap(s) left pages mapped. Ledger: ${g().db}`,
+        );
+      } finally {
+        ledger.close();
+      }
+    });
+
+  program
+    .command('import')
+    .description('import kernel output: ftrace text, trace-cmd report, or dmesg (tp_printk and iommu.c debug lines)')
+    .argument('<file>', 'a trace file, or - for standard input')
+    .option('--profile <name>', 'the hardware (see `profiles`); by default inferred from the trace and said')
+    .addOption(new Option('--semantics <s>', 'override the profile\'s unmap behaviour').choices([...SEMANTICS]))
+    .option('--domain <name>', 'put every record in this one domain')
+    .addOption(new Option('--domain-by <how>', 'how to split records into domains').choices(['infer', 'dev']).default('infer'))
+    .option('--strict', 'fail on the first malformed line and store nothing')
+    .option('--follow', 'keep reading a growing file (Ctrl-C to stop)')
+    .option('--caller <name>', 'caller name for records (default: the task name)')
+    .action(async (file: string, o: ImportOptions) => {
+      const { Ledger } = await ledgerLib();
+      const { importFile } = await import('./import.js');
+      const ledger = new Ledger(g().db, { durable: true });
+      try {
+        const s = await withProgress('import', (tick) => importFile(ledger, file, { ...o, onProgress: tick }));
+        if (g().json) return out(json(s));
+        out(s.report.join('\n'));
+      } finally {
+        ledger.close();
+      }
+    });
+
+  // ---- questions ----
+
+  program
+    .command('state')
+    .description('the pages mapped in a domain (now, or --at a past event)')
+    .addOption(domainOption())
+    .addOption(atOption())
+    .option('--hw', 'also show the page-table structure (entries and tables per level)')
+    .action(async (o: { domain?: string; at?: string; hw?: boolean }) => {
+      const q = await queries();
+      const s = q.stateAt(o.domain, o.at);
+      const callers = new Map<number, string>();
+      const callerOf = (p: number) => {
+        let c = callers.get(p);
+        if (c === undefined) {
+          c = q.event(p).who.caller ?? '(unknown)';
+          callers.set(p, c);
+        }
+        return c;
+      };
+      if (g().json) {
+        const payload: Record<string, unknown> = {
+          domain: s.domain.name,
+          profile: s.domain.profile.name,
+          at: s.at,
+          pages: s.pages.map((p) => ({ iova: p.iova, paddr: p.paddr, pageSize: p.pageSize, count: Number(p.count), prot: formatProt(p.prot), mappedBy: p.mappedBy, caller: callerOf(p.mappedBy) })),
+        };
+        if (o.hw) payload.hardware = hwJson(q, o.domain, o.at);
+        return out(json(payload));
+      }
+      const bytes = s.pages.reduce((a, p) => a + p.pageSize * p.count, 0n);
+      out(`domain ${s.domain.name} (${s.domain.profile.name}, ${s.domain.profile.semantics} unmap) as of event #${s.at}: ${s.pages.length} run(s), ${formatSize(bytes)} mapped`);
+      if (s.pages.length) {
+        out(
+          table(
+            ['IOVA', 'END', 'PADDR', 'PAGE', 'COUNT', 'PROT', 'MAPPED BY'],
+            s.pages.map((p) => [hex(p.iova), hex(p.iova + p.pageSize * p.count), hex(p.paddr), formatSize(p.pageSize), String(p.count), formatProt(p.prot), `#${p.mappedBy} ${callerOf(p.mappedBy)}`]),
+            { right: [4] },
+          ),
+        );
+      }
+      if (o.hw) out(`\n${hwText(q, o.domain, o.at)}`);
+    });
+
+  function hwJson(q: Queries, domain?: string, at?: string): unknown {
+    const h = q.hardware(domain, at);
+    return { format: h.domain.profile.format.name, ...h.stats, invalidations: h.invalidations };
+  }
+
+  function hwText(q: Queries, domain?: string, at?: string): string {
+    const h = q.hardware(domain, at);
+    const f = h.domain.profile.format;
+    const lines = [
+      `page tables (${f.description}):`,
+      table(
+        ['LEVEL', 'ENTRY MAPS', 'LEAF ENTRIES', 'TABLES', 'TABLE BYTES'],
+        h.stats.levels.map((l, i) => [l.name, formatSize(1n << BigInt(f.levels[i]!.shift)), String(l.entries), String(l.tables), String(l.tables * l.tableBytes)]),
+        { right: [2, 3, 4] },
+      ),
+      `table memory: ${h.stats.tableMemoryBytes} bytes; ${h.stats.runs} run(s), ${formatSize(h.stats.mappedBytes)} mapped`,
+    ];
+    if (h.invalidations) lines.push(`IOTLB invalidations up to event #${h.invalidations.asOf}: ${h.invalidations.count} range(s), ${formatSize(h.invalidations.bytes)}`);
+    return lines.join('\n');
+  }
+
+  program
+    .command('walk')
+    .description('the page-table walk the hardware does for an IOVA')
+    .argument('<iova>')
+    .addOption(domainOption())
+    .addOption(atOption())
+    .action(async (iovaText: string, o: { domain?: string; at?: string }) => {
+      const iova = addr(iovaText);
+      const w = (await queries()).walk(o.domain, iova, o.at);
+      if (g().json) return out(json({ domain: w.domain.name, at: w.at, iova, steps: w.steps.map((s) => ({ ...s, run: undefined, mappedBy: s.run?.origin.ref })) }));
+      out(`walk of ${hex(iova)} in ${w.domain.name} (${w.domain.profile.format.name}) as of event #${w.at}:`);
+      out(
+        table(
+          ['LEVEL', 'INDEX', 'ENTRY', 'OUTPUT'],
+          w.steps.map((s) => [
+            s.levelName,
+            String(s.index),
+            s.kind === 'page' ? `page ${formatSize(s.pageSize!)}${s.repeat! > 1 ? ` (entry ${s.repeatIndex! + 1} of ${s.repeat} repeated)` : ''}` : s.kind,
+            s.output !== undefined ? `${hex(s.output)} (mapped by #${s.run!.origin.ref})` : '',
+          ]),
+        ),
+      );
+      const last = w.steps[w.steps.length - 1];
+      if (last?.kind === 'invalid') out(`${hex(iova)} is not mapped: the walk ends at an invalid ${last.levelName} entry (an access here is an IO page fault).`);
+    });
+
+  program
+    .command('history')
+    .description('every event that touched an IOVA range, in order')
+    .argument('<iova>')
+    .argument('[size]', 'range size (default: one byte)', '1')
+    .addOption(domainOption())
+    .addOption(atOption())
+    .action(async (iovaText: string, sizeText: string, o: { domain?: string; at?: string }) => {
+      const start = addr(iovaText);
+      const end = start + size(sizeText);
+      const { whoText } = await queriesLib();
+      const h = (await queries()).history(o.domain, start, end, o.at);
+      if (g().json) return out(json(h.events.map((e) => ({ ...e }))));
+      out(`history of ${hex(start)}..${hex(end)} in ${h.domain.name} up to event #${h.at}: ${h.events.length} event(s)`);
+      out(table(['#', 'TIME', 'EVENT', 'WHAT', 'WHO'], h.events.map((e) => [String(e.position), e.time ?? '', e.type, eventWhat(e.body), whoText(e.who)]), { right: [0] }));
+    });
+
+  function eventWhat(b: Record<string, unknown>): string {
+    if (typeof b.paddr === 'string') return `${b.iova}+${formatSize(BigInt(b.size as string))} -> ${b.paddr}${b.ok ? '' : ` ${b.errno}`}`;
+    if (typeof b.unmapped === 'string') {
+      const req = BigInt(b.size as string);
+      const got = BigInt(b.unmapped);
+      return `${b.iova}+${formatSize(req)} unmapped ${formatSize(got)}${got > req ? ' (OVER-UNMAP)' : ''}${b.ok ? '' : ` ${b.errno}`}`;
+    }
+    if (typeof b.iova === 'string') return `${b.iova}${b.device ? ` ${b.device}` : ''}`;
+    if (typeof b.device === 'string') return b.device;
+    return '';
+  }
+
+  program
+    .command('blame')
+    .description('which event made the page at an IOVA what it is, and the chain before it')
+    .argument('<iova>')
+    .addOption(domainOption())
+    .addOption(atOption())
+    .action(async (iovaText: string, o: { domain?: string; at?: string }) => {
+      const { describePage, whoText } = await queriesLib();
+      const b = (await queries()).blame(o.domain, addr(iovaText), o.at);
+      if (g().json) return out(json(b));
+      out(
+        b.page
+          ? `${hex(b.iova)} is mapped as of #${b.at}: ${describePage(b.page)}, by event #${b.cause!.position} (${whoText(b.cause!.who)})`
+          : b.cause
+            ? `${hex(b.iova)} is not mapped as of #${b.at}: removed by event #${b.cause.position} (${b.cause.type}, ${whoText(b.cause.who)})`
+            : `${hex(b.iova)} was never mapped up to #${b.at}`,
+      );
+      if (b.chain.length) {
+        out(
+          table(
+            ['FROM', 'TO', 'PAGES', 'MAPPED BY', 'ENDED BY'],
+            b.chain.map((c) => [`#${c.page.validFrom}`, c.ended ? `#${c.ended.position}` : 'live', describePage(c.page), `#${c.page.mappedBy}`, c.ended ? `${c.ended.type} by ${whoText(c.ended.who)}` : '']),
+          ),
+        );
+      }
+    });
+
+  program
+    .command('explain')
+    .description('a plain answer: when, by whom and why this IOVA is mapped or not')
+    .argument('<iova>')
+    .addOption(domainOption())
+    .addOption(atOption())
+    .action(async (iovaText: string, o: { domain?: string; at?: string }) => {
+      const e = (await queries()).explain(o.domain, addr(iovaText), o.at);
+      if (g().json) return out(json({ text: e.text, blame: e.blame, findings: e.findings.map(findingJson), faults: e.faults }));
+      out(e.text);
+    });
+
+  program
+    .command('diff')
+    .description('pages added and removed between two points')
+    .argument('<from>', 'position or time')
+    .argument('[to]', 'position or time (default: now)')
+    .addOption(domainOption())
+    .action(async (from: string, to: string | undefined, o: { domain?: string }) => {
+      const { describePage } = await queriesLib();
+      const d = (await queries()).diff(o.domain, from, to);
+      if (g().json) return out(json(d));
+      out(`${d.domain.name}: from #${d.from} to #${d.to}: ${d.added.length} run(s) added, ${d.removed.length} removed`);
+      for (const p of d.removed) out(`- ${describePage(p)}  (mapped by #${p.mappedBy}, removed at #${p.validTo})`);
+      for (const p of d.added) out(`+ ${describePage(p)}  (mapped by #${p.mappedBy}, since #${p.validFrom})`);
+    });
+
+  function findingJson(f: FindingView) {
+    return {
+      position: f.position,
+      domain: f.domain,
+      caller: f.caller,
+      site: f.site || undefined,
+      requested: { iova: f.requested.iova, size: f.requested.size },
+      unmappedSize: f.unmappedSize,
+      predictedSize: f.predicted,
+      ok: f.ok,
+      errno: f.errno,
+      collateral: f.collateral.map((c) => ({ iova: c.iova, size: c.size, mappedBy: c.mappedBy, mappedByCaller: c.mappedByCaller, owner: c.owner })),
+      leftMapped: f.leftMapped,
+    };
+  }
+
+  type FailOn = 'over-unmap' | 'left-mapped' | 'divergence';
+
+  program
+    .command('audit')
+    .description('findings: over-unmaps, left-mapped ranges, faults, divergences between the trace and the profile')
+    .addArgument(new Command().createArgument('<what>', 'what to list').choices(['over-unmaps', 'left-mapped', 'faults', 'divergences']))
+    .addOption(domainOption())
+    .option('--caller <name>', 'only this caller')
+    .addOption(new Option('--fail-on <kinds...>', 'exit 1 when any such finding exists (for CI gates)').choices(['over-unmap', 'left-mapped', 'divergence']))
+    .action(async (what: string, o: { domain?: string; caller?: string; failOn?: FailOn[] }) => {
+      const q = await queries();
+      if (what === 'faults') {
+        const f = q.faults(o.domain !== undefined ? { domain: o.domain } : {});
+        if (g().json) out(json(f));
+        else {
+          out(`${f.length} IO page fault(s)`);
+          if (f.length) out(table(['#', 'DOMAIN', 'IOVA', 'DEVICE', 'CAUSE', 'BY EVENT'], f.map((x) => [String(x.position), x.domain, hex(x.iova), x.device ?? '', x.cause, x.causePosition ? `#${x.causePosition}` : ''])));
+        }
+      } else {
+        const kind = what === 'over-unmaps' ? 'over-unmap' : what === 'left-mapped' ? 'left-mapped' : 'divergence';
+        const filter: Parameters<Queries['findings']>[0] = { kind };
+        if (o.domain !== undefined) filter.domain = o.domain;
+        if (o.caller !== undefined) filter.caller = o.caller;
+        const f = q.findings(filter);
+        if (g().json) out(json(f.map(findingJson)));
+        else printFindings(what, f);
+      }
+      for (const k of o.failOn ?? []) {
+        const filter: Parameters<Queries['findings']>[0] = { kind: k };
+        if (o.domain !== undefined) filter.domain = o.domain;
+        if (o.caller !== undefined) filter.caller = o.caller;
+        const n = q.findings(filter).length;
+        if (n) throw new Findings(`--fail-on ${k}: ${n} finding(s)`);
+      }
+    });
+
+  function printFindings(what: string, f: FindingView[]): void {
+    if (what === 'over-unmaps') {
+      out(`${f.length} over-unmap(s): unmaps that removed more than was asked`);
+      if (!f.length) return;
+      out(
+        table(
+          ['#', 'DOMAIN', 'CALLER', 'REQUESTED', 'UNMAPPED', 'COLLATERAL', 'MAPPED BY', 'STILL WANTED BY'],
+          f.map((x) => [
+            String(x.position),
+            x.domain,
+            x.caller + (x.site ? ` (${x.site})` : ''),
+            `${hex(x.requested.iova)}+${formatSize(x.requested.size)}`,
+            formatSize(x.unmappedSize),
+            x.collateral.map((c) => `${hex(c.iova)}+${formatSize(c.size)}`).join(', '),
+            [...new Set(x.collateral.map((c) => `#${c.mappedBy} ${c.mappedByCaller}`))].join(', '),
+            [...new Set(x.collateral.flatMap((c) => c.owner))].join(', ') || '-',
+          ]),
+        ),
+      );
+    } else if (what === 'left-mapped') {
+      out(`${f.length} unmap(s) left part of the requested range mapped`);
+      if (!f.length) return;
+      out(
+        table(
+          ['#', 'DOMAIN', 'CALLER', 'REQUESTED', 'UNMAPPED', 'STILL MAPPED', 'RESULT'],
+          f.map((x) => [String(x.position), x.domain, x.caller, `${hex(x.requested.iova)}+${formatSize(x.requested.size)}`, formatSize(x.unmappedSize), x.leftMapped.map((l) => `${hex(l.iova)}+${formatSize(l.size)}`).join(', '), x.ok ? 'ok' : (x.errno ?? 'error')]),
+        ),
+      );
+    } else {
+      out(`${f.length} divergence(s): the trace's unmapped_size differs from the profile's prediction`);
+      if (!f.length) return;
+      out(
+        table(
+          ['#', 'DOMAIN', 'CALLER', 'REQUESTED', 'OBSERVED', 'PREDICTED'],
+          f.map((x) => [String(x.position), x.domain, x.caller, `${hex(x.requested.iova)}+${formatSize(x.requested.size)}`, formatSize(x.unmappedSize), formatSize(x.predicted)]),
+        ),
+      );
+      out('Many divergences usually mean a wrong --profile: try `iommu-ledger replay --profile NAME --out other.db` and compare.');
+    }
+  }
+
+  program
+    .command('callers')
+    .description('per caller and call site: how its unmaps relate to its maps, and how ready it is for symmetric unmap')
+    .addOption(domainOption())
+    .action(async (o: { domain?: string }) => {
+      const c = (await queries()).callers(o.domain !== undefined ? { domain: o.domain } : {});
+      if (g().json) return out(json(c));
+      out(
+        table(
+          ['DOMAIN', 'CALLER', 'SITE', 'MAPS', 'UNMAPS', 'EXACT', 'WHOLE MAPS', 'CUTS', 'MISSES', 'OTHERS\'', 'READY'],
+          c.map((x) => [x.domain, x.caller, x.site, x.maps, x.unmaps, x.exact, x.spans, x.cuts, x.misses, x.foreign, `${Math.round(x.readiness * 100)}%`]),
+          { right: [3, 4, 5, 6, 7, 8, 9, 10] },
+        ),
+      );
+    });
+
+  program
+    .command('verify')
+    .description('walk the hash chain: report the first event that was changed, removed or reordered')
+    .action(async () => {
+      const { Ledger } = await ledgerLib();
+      const ledger = new Ledger(g().db, { mustExist: true });
+      try {
+        const r = await withProgress('verify', async (tick) => ledger.store.verify((n) => tick(n, ledger.lastPosition)));
+        if (g().json) out(json(r));
+        else out(r.message);
+        if (!r.ok) throw new Findings('the hash chain is broken');
+      } finally {
+        ledger.close();
+      }
+    });
+
+  program
+    .command('rebuild')
+    .description('recompute every projection from the events alone')
+    .action(async () => {
+      const { Ledger } = await ledgerLib();
+      const ledger = new Ledger(g().db, { mustExist: true });
+      try {
+        const r = await withProgress('rebuild', async (tick) => ledger.rebuild(tick));
+        if (g().json) return out(json(r));
+        out(`rebuilt the projections from ${r.events} events` + (r.mismatches ? `; ${r.mismatches} stored outcome(s) differ from what the core computes now` : '; every stored outcome matches the core'));
+      } finally {
+        ledger.close();
+      }
+    });
+
+  program
+    .command('replay')
+    .description('what if: re-run the ledger\'s commands under another profile or unmap behaviour into a new ledger, and compare')
+    .addOption(new Option('--semantics <s>', 'unmap behaviour to use').choices([...SEMANTICS]))
+    .option('--profile <name>', 'hardware profile to use')
+    .requiredOption('--out <path>', 'the new ledger file (the original is never changed)')
+    .addOption(domainOption())
+    .action(async (o: { semantics?: Semantics; profile?: string; out: string; domain?: string }) => {
+      if (!o.semantics && !o.profile) throw new InputError('replay: give --semantics and/or --profile');
+      const { replayLedger } = await import('./replay.js');
+      const r = await replayLedger(g().db, o.out, o);
+      if (g().json) return out(json(r));
+      out(r.report.join('\n'));
+    });
+
+  program
+    .command('profiles')
+    .description('the built-in hardware profiles')
+    .action(() => {
+      if (g().json) return out(json(BUILTIN_PROFILES.map((p) => ({ ...p, pageSizes: pageSizes(p.pgsizeBitmap).map(formatSize) }))));
+      out(
+        table(
+          ['PROFILE', 'PAGE SIZES', 'IOVA BITS', 'UNMAP', 'FORMAT', 'KERNEL'],
+          BUILTIN_PROFILES.map((p) => {
+            const sizes = pageSizes(p.pgsizeBitmap).map(formatSize);
+            return [p.name, sizes.length > 6 ? `${sizes[0]}..${sizes[sizes.length - 1]} (${sizes.length} sizes)` : sizes.join('|'), String(p.iovaBits), p.semantics, p.format.name, p.kernelRef];
+          }),
+        ),
+      );
+    });
+
+  program
+    .command('demo')
+    .description('build a ledger from the bundled examples and show what it finds (the first thing to run)')
+    .option('--out <path>', 'where to write the demo ledger', './iommu-ledger-demo.db')
+    .action(async (o: { out: string }) => {
+      const { runDemo } = await import('./demo.js');
+      await runDemo(o.out, out, g().json ?? false);
+    });
+  return program;
 }
 
-program
-  .command('callers')
-  .description('per caller and call site: how its unmaps relate to its maps, and how ready it is for symmetric unmap')
-  .addOption(domainOption())
-  .action(async (o: { domain?: string }) => {
-    const c = (await queries()).callers(o.domain !== undefined ? { domain: o.domain } : {});
-    if (g().json) return out(json(c));
-    out(
-      table(
-        ['DOMAIN', 'CALLER', 'SITE', 'MAPS', 'UNMAPS', 'EXACT', 'WHOLE MAPS', 'CUTS', 'MISSES', 'OTHERS\'', 'READY'],
-        c.map((x) => [x.domain, x.caller, x.site, x.maps, x.unmaps, x.exact, x.spans, x.cuts, x.misses, x.foreign, `${Math.round(x.readiness * 100)}%`]),
-        { right: [3, 4, 5, 6, 7, 8, 9, 10] },
-      ),
-    );
-  });
+/** Where a run writes: the process's streams, or a test's buffers. */
+export interface IO {
+  out: (s: string) => void;
+  err: (s: string) => void;
+}
 
-program
-  .command('verify')
-  .description('walk the hash chain: report the first event that was changed, removed or reordered')
-  .action(async () => {
-    const { Ledger } = await ledgerLib();
-    const ledger = new Ledger(g().db, { mustExist: true });
-    try {
-      const r = await withProgress('verify', async (tick) => ledger.store.verify((n) => tick(n, ledger.lastPosition)));
-      if (g().json) out(json(r));
-      else out(r.message);
-      if (!r.ok) throw new Findings('the hash chain is broken');
-    } finally {
-      ledger.close();
-    }
-  });
+const processIO: IO = { out: (s) => process.stdout.write(s), err: (s) => process.stderr.write(s) };
 
-program
-  .command('rebuild')
-  .description('recompute every projection from the events alone')
-  .action(async () => {
-    const { Ledger } = await ledgerLib();
-    const ledger = new Ledger(g().db, { mustExist: true });
-    try {
-      const r = await withProgress('rebuild', async (tick) => ledger.rebuild(tick));
-      if (g().json) return out(json(r));
-      out(`rebuilt the projections from ${r.events} events` + (r.mismatches ? `; ${r.mismatches} stored outcome(s) differ from what the core computes now` : '; every stored outcome matches the core'));
-    } finally {
-      ledger.close();
-    }
-  });
-
-program
-  .command('replay')
-  .description('what if: re-run the ledger\'s commands under another profile or unmap behaviour into a new ledger, and compare')
-  .addOption(new Option('--semantics <s>', 'unmap behaviour to use').choices([...SEMANTICS]))
-  .option('--profile <name>', 'hardware profile to use')
-  .requiredOption('--out <path>', 'the new ledger file (the original is never changed)')
-  .addOption(domainOption())
-  .action(async (o: { semantics?: Semantics; profile?: string; out: string; domain?: string }) => {
-    if (!o.semantics && !o.profile) throw new InputError('replay: give --semantics and/or --profile');
-    const { replayLedger } = await import('./replay.js');
-    const r = await replayLedger(g().db, o.out, o);
-    if (g().json) return out(json(r));
-    out(r.report.join('\n'));
-  });
-
-program
-  .command('profiles')
-  .description('the built-in hardware profiles')
-  .action(() => {
-    if (g().json) return out(json(BUILTIN_PROFILES.map((p) => ({ ...p, pageSizes: pageSizes(p.pgsizeBitmap).map(formatSize) }))));
-    out(
-      table(
-        ['PROFILE', 'PAGE SIZES', 'IOVA BITS', 'UNMAP', 'FORMAT', 'KERNEL'],
-        BUILTIN_PROFILES.map((p) => {
-          const sizes = pageSizes(p.pgsizeBitmap).map(formatSize);
-          return [p.name, sizes.length > 6 ? `${sizes[0]}..${sizes[sizes.length - 1]} (${sizes.length} sizes)` : sizes.join('|'), String(p.iovaBits), p.semantics, p.format.name, p.kernelRef];
-        }),
-      ),
-    );
-  });
-
-program
-  .command('demo')
-  .description('build a ledger from the bundled examples and show what it finds (the first thing to run)')
-  .option('--out <path>', 'where to write the demo ledger', './iommu-ledger-demo.db')
-  .action(async (o: { out: string }) => {
-    const { runDemo } = await import('./demo.js');
-    await runDemo(o.out, out, g().json ?? false);
-  });
-
-// A reader that goes away early (`| head`) is not an error.
-process.stdout.on('error', (e: NodeJS.ErrnoException) => {
-  if (e.code === 'EPIPE') process.exit(0);
-  throw e;
-});
-
-async function main(): Promise<number> {
+/** Runs one command line (arguments after the program name); resolves to the exit code. */
+export async function run(argv: string[], io: IO = processIO): Promise<number> {
+  const program = buildProgram(io);
   try {
-    await program.parseAsync(process.argv);
+    await program.parseAsync(argv, { from: 'user' });
     return 0;
   } catch (e) {
     if (e instanceof CommanderError) return e.exitCode === 0 ? 0 : 2;
     if (e instanceof Findings) {
-      process.stderr.write(`iommu-ledger: ${e.message}\n`);
+      io.err(`iommu-ledger: ${e.message}\n`);
       return 1;
     }
     if (e instanceof Error && USER_ERRORS.has(e.name)) {
-      process.stderr.write(`iommu-ledger: ${(e as Error).message}\n`);
+      io.err(`iommu-ledger: ${(e as Error).message}\n`);
       return 2;
     }
-    process.stderr.write(`iommu-ledger: internal error: ${(e as Error).stack ?? String(e)}\n`);
+    io.err(`iommu-ledger: internal error: ${(e as Error).stack ?? String(e)}\n`);
     return 70;
   }
 }
 
-main().then((code) => {
-  process.exitCode = code;
-});
+
+// Also runnable as a script (`node dist/src/cli/main.js ...`), like bin.js.
+if (process.argv[1] && import.meta.url === pathToFileURL(realpathSync(process.argv[1])).href) {
+  run(process.argv.slice(2)).then((code) => {
+    process.exitCode = code;
+  });
+}
