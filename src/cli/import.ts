@@ -11,8 +11,8 @@ import { createReadStream, statSync } from 'node:fs';
 import { resolve as resolvePath, basename } from 'node:path';
 import { StringDecoder } from 'node:string_decoder';
 import { formatSize, hex } from '../core/address.js';
-import type { Domain } from '../core/domain.js';
-import { resolveProfile, type Semantics } from '../core/profile.js';
+import { Domain } from '../core/domain.js';
+import { BUILTIN_PROFILES, resolveProfile, type Semantics } from '../core/profile.js';
 import { splitRegion } from '../core/split.js';
 import type { Command } from '../events/schema.js';
 import { parseTraceLine, type TraceRecord } from '../import/parse.js';
@@ -49,7 +49,41 @@ export interface ImportSummary {
   overUnmaps: number;
   splitMismatches: number;
   splitExamples: string[];
+  /** When the trace disagrees with the profile: how many unmaps each built-in profile would get wrong. */
+  profileFit?: Array<{ profile: string; divergences: number }>;
   report: string[];
+}
+
+/** Above this many events, the profile check is skipped (it replays every profile in memory). */
+const FIT_LIMIT = 200_000;
+
+/**
+ * Replays the imported domains' maps and unmaps under every built-in profile, in memory, and
+ * counts the unmaps whose observed unmapped_size each would predict wrongly: the best fit is
+ * usually the real hardware.
+ */
+export function profileFit(ledger: Ledger, spaces: string[]): Array<{ profile: string; divergences: number }> | undefined {
+  if (ledger.lastPosition > FIT_LIMIT) return undefined;
+  const wanted = new Set(spaces);
+  const fits = BUILTIN_PROFILES.map((p) => ({ profile: p, domains: new Map<string, Domain>(), divergences: 0 }));
+  for (const ev of ledger.store.read()) {
+    if (!wanted.has(ev.stream) || (ev.type !== 'map' && ev.type !== 'unmap')) continue;
+    const b = (JSON.parse(ev.data) as { body: Record<string, unknown> }).body;
+    for (const f of fits) {
+      let d = f.domains.get(ev.stream);
+      if (!d) {
+        d = new Domain(f.profile);
+        f.domains.set(ev.stream, d);
+      }
+      if (ev.type === 'map') {
+        d.map({ iova: BigInt(b.iova as string), paddr: BigInt(b.paddr as string), size: BigInt(b.size as string), ref: ev.position });
+      } else {
+        const r = d.unmap({ iova: BigInt(b.iova as string), size: BigInt(b.size as string) });
+        if (b.observed === true && BigInt(b.unmapped as string) !== r.unmappedSize) f.divergences++;
+      }
+    }
+  }
+  return fits.map((f) => ({ profile: f.profile.name, divergences: f.divergences })).sort((a, b) => a.divergences - b.divergences);
 }
 
 /** Lines of a file with their numbers and end offsets, streaming; `unterminated` marks a final line without a newline. */
@@ -511,6 +545,10 @@ export async function importFile(ledger: Ledger, file: string, opts: ImportOptio
         if (now > offset) await runChunk();
       }
     }
+    if (s.divergences > 0) {
+      const fit = profileFit(ledger, s.spaces);
+      if (fit) s.profileFit = fit;
+    }
     s.report = report(s, ledger);
     return s;
   } finally {
@@ -563,7 +601,17 @@ function report(s: ImportSummary, ledger: Ledger): string[] {
   }
   if (s.reordered) lines.push(`reordered: ${s.reordered} record(s) with equal timestamps put back in cause-and-effect order (an unmap printed before the map it undoes)`);
   if (s.neverSeenMapped) lines.push(`starts mid-stream: ${s.neverSeenMapped} unmap(s) of ranges never seen mapped (mapped before the trace began); their divergences are expected`);
-  if (s.divergences) lines.push(`divergences: ${s.divergences} unmap(s) where the trace's unmapped_size differs from ${s.profile}'s prediction — see 'iommu-ledger audit divergences'`);
+  if (s.divergences) {
+    lines.push(`divergences: ${s.divergences} unmap(s) where the trace's unmapped_size differs from ${s.profile}'s prediction — see 'iommu-ledger audit divergences'`);
+    if (s.profileFit?.length) {
+      const best = s.profileFit[0]!;
+      const mine = s.profileFit.find((f) => f.profile === s.profile);
+      lines.push(
+        `profile check: replaying these domains under each built-in profile, ${s.profileFit.slice(0, 4).map((f) => `${f.profile} ${f.divergences}`).join(', ')} divergence(s)` +
+          (best.profile !== s.profile && mine && best.divergences < mine.divergences ? ` — ${best.profile} fits the trace better: try --profile ${best.profile} (or 'iommu-ledger replay --profile ${best.profile} --out other.db')` : ''),
+      );
+    }
+  }
   if (s.splitMismatches) {
     lines.push(`page split: ${s.splitMismatches} map(s) where the kernel's 'mapping:' lines differ from ${s.profile}'s split (a sign of another page-size bitmap):`);
     for (const e of s.splitExamples) lines.push(`  ${e}`);

@@ -123,6 +123,15 @@ describe('iommu-ledger command line', () => {
     expect(strict.err).toMatch(/two\.trace:9: .*--strict: nothing of this import was stored/);
   });
 
+  it('with the wrong profile, lists the divergences and names the profile that fits the trace', async () => {
+    const db = tempDb();
+    const r = await cli('--db', db, 'import', join(EX, 'omap-2011.trace'), '--profile', 'arm-v7s');
+    expect(r.out).toMatch(/divergences: 2 unmap/);
+    expect(r.out).toMatch(/omap fits the trace better: try --profile omap/);
+    const d = JSON.parse((await cli('--db', db, '--json', 'audit', 'divergences')).out) as Array<{ unmappedSize: string; predictedSize: string }>;
+    expect(d[0]).toMatchObject({ unmappedSize: '0x100000', predictedSize: '0x1000' });
+  });
+
   it('verify exits 1 and names the position when an event was changed', async () => {
     const db = tempDb();
     await cli('--db', db, 'apply', join(EX, 'scenario.jsonl'));
