@@ -56,7 +56,10 @@ export function recordSource(ledger: Ledger, digest: string, name: string, lineC
   const stored = out.filter((o) => !o.duplicate && o.position !== undefined);
   if (!stored.length) return;
   ledger.db
-    .prepare('INSERT OR IGNORE INTO sources (digest, name, lines, first_position, last_position, imported_at) VALUES (?,?,?,?,?,?)')
+    .prepare(
+      `INSERT INTO sources (digest, name, lines, first_position, last_position, imported_at) VALUES (?,?,?,?,?,?)
+       ON CONFLICT (digest) DO UPDATE SET lines = excluded.lines, last_position = excluded.last_position`,
+    )
     .run(digest, name, lineCount, stored[0]!.position!, stored[stored.length - 1]!.position!, new Date().toISOString());
 }
 

@@ -422,20 +422,25 @@ export async function importFile(ledger: Ledger, file: string, opts: ImportOptio
     const bitmap = resolveProfile(profileName).pgsizeBitmap;
     let offset = 0;
     let lineNo = 0;
+    // One router for the whole import (its spaces and pending attaches carry over between the
+    // chunks of a followed file); it emits into the session of the current chunk.
+    let add: ((inp: { cmd: Command; from: { source: string; digest: string; line: number } }) => Outcome) | undefined;
+    let outs: Outcome[] = [];
+    const emit = (cmd: Command, line: number) => {
+      const o = add!({ cmd, from: { source: name, digest, line } });
+      outs.push(o);
+      if (o.duplicate) s.duplicates++;
+      else {
+        s.stored++;
+        if (o.op === 'unmap' && o.unmapped !== undefined && o.predicted !== undefined && o.unmapped !== o.predicted) s.divergences++;
+        if (o.collateral?.length) s.overUnmaps++;
+      }
+    };
+    const router = new Router(ledger, opts, profileName, opts.semantics, emit, sourceKey);
     const runChunk = async (): Promise<void> => {
-      await ledger.sessionAsync(async (add) => {
-        const outs: Outcome[] = [];
-        const emit = (cmd: Command, line: number) => {
-          const o = add({ cmd, from: { source: name, digest, line } });
-          outs.push(o);
-          if (o.duplicate) s.duplicates++;
-          else {
-            s.stored++;
-            if (o.op === 'unmap' && o.unmapped !== undefined && o.predicted !== undefined && o.unmapped !== o.predicted) s.divergences++;
-            if (o.collateral?.length) s.overUnmaps++;
-          }
-        };
-        const router = new Router(ledger, opts, profileName!, opts.semantics, emit, sourceKey);
+      await ledger.sessionAsync(async (sessionAdd) => {
+        add = sessionAdd;
+        outs = [];
         // iommu.c debug lines: `unmapped:` lines after an `unmap this:` add up to what the unmap
         // returned; `mapping:` lines after a `map:` show the kernel's split.
         let pendingUnmap: { rec: TraceRecord; line: number; got: bigint } | undefined;
@@ -522,7 +527,7 @@ export async function importFile(ledger: Ledger, file: string, opts: ImportOptio
         flushDebug();
         ties.flush();
         s.reordered += ties.reordered;
-        s.neverSeenMapped += router.neverSeen;
+        s.neverSeenMapped = router.neverSeen;
         for (const sp of router.spaces) if (!s.spaces.includes(sp.name)) s.spaces.push(sp.name);
         recordSource(ledger, digest, name, lineNo, outs);
       });
