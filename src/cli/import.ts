@@ -8,7 +8,7 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream, statSync } from 'node:fs';
-import { resolve as resolvePath, basename } from 'node:path';
+import { basename } from 'node:path';
 import { StringDecoder } from 'node:string_decoder';
 import { formatSize, hex } from '../core/address.js';
 import { Domain } from '../core/domain.js';
@@ -310,6 +310,11 @@ class Router {
       }
       case 'detach':
       case 'remove_from_group': {
+        const waiting = this.pendingDevices.findIndex((p) => p.device === rec.device);
+        if (waiting >= 0) {
+          this.pendingDevices.splice(waiting, 1);
+          return;
+        }
         const s = this.byDevice.get(rec.device!);
         if (!s) return;
         this.byDevice.delete(rec.device!);
@@ -379,21 +384,31 @@ export async function importFile(ledger: Ledger, file: string, opts: ImportOptio
     }
     // Identity of the source: its digest (so importing it again stores nothing new); a followed,
     // growing file is identified by its path and first bytes instead.
+    // A followed (growing) file has no final digest: it is known by its first 4 KiB ("head key"),
+    // and a later plain import of the same file continues under that key, so its lines are
+    // recognised instead of stored twice.
+    const head = await new Promise<Buffer>((res, rej) => {
+      const bufs: Buffer[] = [];
+      createReadStream(src.path, { start: 0, end: 4095 })
+        .on('data', (c) => bufs.push(c as Buffer))
+        .on('end', () => res(Buffer.concat(bufs)))
+        .on('error', rej);
+    });
+    const headKey = `head-${createHash('sha256').update(head).digest('hex')}`;
+    const known = (key: string) => ledger.db.prepare('SELECT name, imported_at FROM sources WHERE digest = ?').get(key) as { name: string; imported_at: string } | undefined;
     let digest: string;
+    let continues = false;
     if (opts.follow) {
-      const head = await new Promise<Buffer>((res, rej) => {
-        const bufs: Buffer[] = [];
-        createReadStream(src.path, { start: 0, end: 4095 })
-          .on('data', (c) => bufs.push(c as Buffer))
-          .on('end', () => res(Buffer.concat(bufs)))
-          .on('error', rej);
-      });
-      digest = createHash('sha256').update(resolvePath(src.path)).update(head).digest('hex');
+      digest = headKey;
     } else {
       digest = await digestOf(src.path);
+      if (!known(digest) && known(headKey)) {
+        digest = headKey;
+        continues = true;
+      }
     }
     const sourceKey = digest.slice(0, 24);
-    const seen = ledger.db.prepare('SELECT name, imported_at FROM sources WHERE digest = ?').get(digest) as { name: string; imported_at: string } | undefined;
+    const seen = continues ? undefined : known(digest);
     if (seen && !opts.follow) {
       // Every event of it is stored already (ids are digest:line): say so rather than route it again.
       const s0 = emptySummary(src.name, opts.profile ?? '(as before)', 'unchanged');
@@ -418,6 +433,7 @@ export async function importFile(ledger: Ledger, file: string, opts: ImportOptio
       profileWhy = `inferred: ${g.why}`;
     }
     const s = emptySummary(src.name, profileName, profileWhy);
+    if (continues) s.report.push('continues an earlier --follow import of this file: lines already stored are recognised');
     const name = file === '-' ? '<stdin>' : basename(file);
     const bitmap = resolveProfile(profileName).pgsizeBitmap;
     let offset = 0;
@@ -554,7 +570,7 @@ export async function importFile(ledger: Ledger, file: string, opts: ImportOptio
       const fit = profileFit(ledger, s.spaces);
       if (fit) s.profileFit = fit;
     }
-    s.report = report(s, ledger);
+    s.report = [...s.report, ...report(s, ledger)];
     return s;
   } finally {
     src.cleanup();

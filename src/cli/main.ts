@@ -2,7 +2,7 @@
  * iommu-ledger on the command line. Exit codes: 0 fine, 1 findings under --fail-on (or a
  * failed verify/check), 2 usage or input errors (the message says what to do).
  */
-import { realpathSync } from 'node:fs';
+import { existsSync, realpathSync, rmSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { Command, CommanderError, Option } from 'commander';
 import { formatSize, hex, parseAddress, parseSize } from '../core/address.js';
@@ -70,6 +70,24 @@ function buildProgram(io: IO): Command {
     }
   }
 
+  /**
+   * Opens a ledger for writing; if this run created the file and nothing got stored (the input
+   * failed), the empty file is removed again when it is closed, so a typo leaves no ledger behind.
+   */
+  function newLedgerGuard<L extends { close(): void; lastPosition: number }>(path: string, open: () => L): L {
+    const existed = existsSync(path);
+    const ledger = open();
+    if (!existed) {
+      const close = ledger.close.bind(ledger);
+      ledger.close = () => {
+        const empty = ledger.lastPosition === 0;
+        close();
+        if (empty) for (const suffix of ['', '-wal', '-shm']) rmSync(path + suffix, { force: true });
+      };
+    }
+    return ledger;
+  }
+
   async function queries(): Promise<Queries> {
     const { Queries: Q } = await queriesLib();
     return new Q(g().db);
@@ -87,7 +105,7 @@ function buildProgram(io: IO): Command {
     .action(async (file: string) => {
       const { Ledger } = await ledgerLib();
       const { applyFile } = await import('./apply.js');
-      const ledger = new Ledger(g().db, { durable: true });
+      const ledger = newLedgerGuard(g().db, () => new Ledger(g().db, { durable: true }));
       try {
         const s = await applyFile(ledger, file);
         if (g().json) return out(json({ ...s, outcomes: undefined }));
@@ -115,7 +133,7 @@ function buildProgram(io: IO): Command {
     .action(async (file: string, o: ImportOptions) => {
       const { Ledger } = await ledgerLib();
       const { importFile } = await import('./import.js');
-      const ledger = new Ledger(g().db, { durable: true });
+      const ledger = newLedgerGuard(g().db, () => new Ledger(g().db, { durable: true }));
       try {
         const s = await withProgress('import', (tick) => importFile(ledger, file, { ...o, onProgress: tick }));
         if (g().json) return out(json(s));
@@ -512,7 +530,16 @@ export async function run(argv: string[], io: IO = processIO): Promise<number> {
 
 
 // Also runnable as a script (`node dist/src/cli/main.js ...`), like bin.js.
+/** A reader that goes away early (`| head`) is not an error. */
+export function quietOnClosedPipe(): void {
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE') process.exit(0);
+    throw e;
+  });
+}
+
 if (process.argv[1] && import.meta.url === pathToFileURL(realpathSync(process.argv[1])).href) {
+  quietOnClosedPipe();
   run(process.argv.slice(2)).then((code) => {
     process.exitCode = code;
   });

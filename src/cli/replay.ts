@@ -54,6 +54,11 @@ export async function replayLedger(source: string, outPath: string, o: { semanti
   if (existsSync(outPath)) throw new InputError(`${outPath} exists: replay writes a new ledger; choose another --out or remove it`);
   if (o.profile) resolveProfile(o.profile); // a clear error for an unknown name, before anything is written
   const src = new EventStore(source, { readonly: true });
+  const names = src.streams().map((s) => s.name);
+  if (o.domain !== undefined && !names.includes(o.domain)) {
+    src.close();
+    throw new InputError(`--domain ${JSON.stringify(o.domain)}: no such domain in ${source} (it holds ${names.join(', ') || 'none'})`);
+  }
   const dst = new Ledger(outPath);
   let events = 0;
   try {
@@ -61,7 +66,8 @@ export async function replayLedger(source: string, outPath: string, o: { semanti
       for (const ev of src.read()) {
         const data = JSON.parse(ev.data) as { body: Record<string, unknown>; who?: Record<string, unknown>; from?: Record<string, unknown> };
         const b = data.body;
-        const base = { domain: ev.stream, ...(data.who ?? {}), ...(ev.time ? { time: ev.time } : {}), id: ev.id } as Record<string, unknown>;
+        // Given and source ids carry over (so a replay can be re-run idempotently); derived ones ('@') are re-derived.
+        const base = { domain: ev.stream, ...(data.who ?? {}), ...(ev.time ? { time: ev.time } : {}), ...(ev.id.startsWith('@') ? {} : { id: ev.id }) } as Record<string, unknown>;
         const touched = o.domain === undefined || o.domain === ev.stream;
         let cmd: Record<string, unknown>;
         switch (ev.type) {
@@ -70,7 +76,7 @@ export async function replayLedger(source: string, outPath: string, o: { semanti
             const semantics = (touched ? o.semantics : undefined) ?? (touched && o.profile ? undefined : d.semantics);
             if (touched && o.profile) cmd = { op: 'domain', ...base, profile: o.profile, semantics };
             else if (isBuiltin(d)) cmd = { op: 'domain', ...base, profile: d.name, semantics };
-            else cmd = { op: 'domain', ...base, pgsizeBitmap: d.pgsizeBitmap, iovaBits: d.iovaBits, semantics, emptyUnmapErrno: d.emptyUnmapErrno };
+            else cmd = { op: 'domain', ...base, profile: d.base, pgsizeBitmap: d.pgsizeBitmap, iovaBits: d.iovaBits, semantics, emptyUnmapErrno: d.emptyUnmapErrno };
             break;
           }
           case 'map':

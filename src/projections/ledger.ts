@@ -174,6 +174,7 @@ export class Ledger {
           ORDER BY valid_to DESC LIMIT 1`,
       ),
       eventData: p('SELECT type, data FROM events WHERE position = ?'),
+      createdEvent: p('SELECT data FROM events WHERE stream = ? AND version = 1'),
       upsertSym: p(
         `INSERT INTO caller_symmetry (domain, caller, site, maps, unmaps, exact, spans, cuts, misses, foreign_unmaps)
          VALUES (@domain, @caller, @site, @maps, @unmaps, @exact, @spans, @cuts, @misses, @foreign_unmaps)
@@ -336,8 +337,11 @@ export class Ledger {
       | { id: bigint; version: bigint; profile: string; destroyed_at: bigint | null; max_span: bigint; invalidations: bigint; invalidated_bytes: bigint }
       | undefined;
     if (!raw) return undefined;
-    const row = { id: Number(raw.id), version: Number(raw.version), profile: raw.profile, destroyed_at: raw.destroyed_at, max_span: raw.max_span };
-    const profile = profileFromDescriptor(JSON.parse(row.profile) as ProfileDescriptor);
+    const row = { id: Number(raw.id), version: Number(raw.version), destroyed_at: raw.destroyed_at, max_span: raw.max_span };
+    // The profile as the hashed domain-created event says (streams.profile is only a copy).
+    const created = this.s.createdEvent!.get(row.id) as { data: string } | undefined;
+    const desc = created ? (JSON.parse(created.data) as { body: DomainBody }).body.profile : (JSON.parse(raw.profile) as ProfileDescriptor);
+    const profile = profileFromDescriptor(desc);
     const c = this.newCtx(row.id, name, profile, row.version, row.destroyed_at !== null);
     const runs = this.db
       .prepare(

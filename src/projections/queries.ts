@@ -192,7 +192,13 @@ export class Queries {
   }
 
   domains(): DomainInfo[] {
-    const rows = this.db.prepare('SELECT * FROM streams ORDER BY id').all() as Array<Tables['streams']>;
+    // Each domain's profile as its hashed domain-created event says (streams.profile is a copy).
+    const rows = this.db
+      .prepare(
+        `SELECT s.id, s.name, s.version, coalesce(json_extract(e.data, '$.body.profile'), s.profile) AS profile, s.created_at, s.destroyed_at, s.max_span
+           FROM streams s LEFT JOIN events e ON e.stream = s.id AND e.version = 1 ORDER BY s.id`,
+      )
+      .all() as Array<Tables['streams']>;
     return rows.map((r) => this.info(r));
   }
 
@@ -251,7 +257,8 @@ export class Queries {
       if (r.p === null) throw new QueryError(`--at ${t}: no event${domain ? ` of ${domain.name}` : ''} has a trace timestamp at or before ${t} s`);
       return Number(r.p);
     }
-    const ms = Date.parse(t);
+    // A time without a zone is UTC, as stored times are read.
+    const ms = Date.parse(/T\d\d:\d\d(:\d\d(\.\d+)?)?$/.test(t) ? `${t}Z` : t);
     if (Number.isNaN(ms)) throw new QueryError(`--at ${JSON.stringify(at)}: give a position (1234), trace seconds (511.10) or an ISO time (2026-11-23T10:00:00Z)`);
     const iso = new Date(ms).toISOString();
     // Compared as instants (julianday), not as text: "10:00:05Z" and "10:00:05.000+00:00" are equal.

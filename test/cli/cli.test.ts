@@ -3,7 +3,7 @@
  * ledgers, the exit codes and messages a user sees.
  */
 import { describe, expect, it } from 'vitest';
-import { writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { run } from '../../src/cli/main.js';
@@ -74,8 +74,13 @@ describe('iommu-ledger command line', () => {
     const r = await cli('--db', db, 'apply', file);
     expect(r.code).toBe(2);
     expect(r.err).toMatch(/bad\.jsonl:3: paddr: "nope" is not a number/);
+    // the run created the ledger and stored nothing: no empty ledger is left behind
+    expect(existsSync(db)).toBe(false);
+    // into an existing ledger, nothing of the file is stored and what was there stays
+    await cli('--db', db, 'apply', join(EX, 'scenario.jsonl'));
+    expect((await cli('--db', db, 'apply', file)).code).toBe(2);
     const n = new Database(db).prepare('SELECT count(*) FROM events').pluck().get();
-    expect(n).toBe(0);
+    expect(n).toBe(17);
   });
 
   it('imports the 2011 OMAP trace, explains the fault, and stores nothing the second time', async () => {
