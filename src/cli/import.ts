@@ -190,9 +190,10 @@ class Router {
 
   private base(op: string, s: Space, rec: TraceRecord, extra: Record<string, unknown>): Command {
     const c: Record<string, unknown> = { op, domain: s.name, ...extra };
+    // Names from a trace are clipped to what the command schema takes (a kernel comm has 15).
     const caller = this.opts.caller ?? rec.task ?? rec.prefix;
-    if (caller !== undefined) c.caller = caller;
-    if (rec.task !== undefined) c.task = rec.task;
+    if (caller !== undefined) c.caller = caller.slice(0, 200);
+    if (rec.task !== undefined) c.task = rec.task.slice(0, 200);
     if (rec.pid !== undefined) c.pid = rec.pid;
     if (rec.tgid !== undefined) c.tgid = rec.tgid;
     if (rec.cpu !== undefined) c.cpu = rec.cpu;
@@ -217,7 +218,7 @@ class Router {
   private spaceForMap(rec: TraceRecord, line: number): Space {
     const f = this.fixed();
     if (f) return f;
-    if (this.opts.domainBy === 'dev' && rec.dev) return this.open(rec.dev, line);
+    if (this.opts.domainBy === 'dev' && rec.dev) return this.open(devDomain(rec.dev), line);
     const start = rec.iova!;
     const end = start + rec.size!;
     for (const s of this.spaces) {
@@ -237,7 +238,7 @@ class Router {
   spaceForUnmap(rec: TraceRecord, line: number, count = true): Space | undefined {
     const f = this.fixed();
     if (f) return f;
-    if (this.opts.domainBy === 'dev' && rec.dev) return this.open(rec.dev, line);
+    if (this.opts.domainBy === 'dev' && rec.dev) return this.open(devDomain(rec.dev), line);
     const start = rec.iova!;
     const end = start + (rec.size ?? 0n);
     let overlap: Space | undefined;
@@ -376,6 +377,9 @@ export async function importFile(ledger: Ledger, file: string, opts: ImportOptio
   const src = await materialize(file);
   try {
     if (opts.profile) resolveProfile(opts.profile); // unknown names fail before anything is read
+    // The names an import gives must pass the command schema too (replay re-validates them).
+    if (opts.domain !== undefined && !/^[^\s]{1,200}$/.test(opts.domain)) throw new InputError(`--domain ${JSON.stringify(opts.domain)}: a domain name has 1 to 200 characters and no spaces`);
+    if (opts.caller !== undefined && (opts.caller.length === 0 || opts.caller.length > 200)) throw new InputError('--caller: a caller name has 1 to 200 characters');
     let size = 0;
     try {
       size = statSync(src.path).size;
@@ -575,6 +579,11 @@ export async function importFile(ledger: Ledger, file: string, opts: ImportOptio
   } finally {
     src.cleanup();
   }
+}
+
+/** A `dev=` name as a domain name (no spaces, at most 200 characters). */
+function devDomain(dev: string): string {
+  return dev.replace(/\s+/g, '_').slice(0, 200) || 'dev';
 }
 
 function emptySummary(source: string, profile: string, profileWhy: string): ImportSummary {

@@ -69,6 +69,8 @@ export interface VerifyResult {
   events: number;
   /** The first position where the chain breaks, and how. */
   firstBad?: number;
+  /** The last event's hash (when intact). */
+  head?: string;
   problem?: 'changed' | 'removed' | 'reordered' | 'inserted';
   message: string;
 }
@@ -247,7 +249,12 @@ export class EventStore {
       n++;
       if (onProgress && n % 65536 === 0) onProgress(n);
     }
-    return { ok: true, events: n, message: `intact: ${n} events, hash chain verified from the first to position ${n}` };
+    return {
+      ok: true,
+      events: n,
+      head: prev,
+      message: `intact: ${n} events, hash chain verified from the first to position ${n}; head hash ${prev} (keep it elsewhere to detect a cut-off tail)`,
+    };
   }
 
   streams(): StreamRow[] {

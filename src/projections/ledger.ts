@@ -218,52 +218,62 @@ export class Ledger {
    * if it throws, nothing of the session is stored.
    */
   session<T>(fn: (add: (inp: Input) => Outcome) => T, opts: AppendOptions = {}): T {
-    const batch: Batch = { recordedAt: new Date().toISOString(), touched: new Set(), sym: new Map() };
-    let index = 0;
+    const { batch, add } = this.begin();
     try {
       return this.store.write(
         () => {
-          if (opts.expectedVersions) {
-            for (const [name, expected] of Object.entries(opts.expectedVersions)) {
-              const row = this.s.stream!.get(name) as { version: bigint } | undefined;
-              const actual = Number(row?.version ?? 0n);
-              if (actual !== expected) throw new ConcurrencyError(name, expected, actual);
-            }
-          }
-          const out = fn((inp) => this.execute(inp, index++, batch));
+          this.checkExpected(opts);
+          const out = fn(add);
           this.finishBatch(batch);
           return out;
         },
         () => this.ctxs.clear(),
       );
     } catch (e) {
-      // The transaction rolled back: in-memory state may be ahead of the file. Reload lazily.
-      this.ctxs.clear();
-      this.pendingRuns.clear();
-      this.pendingIntent.clear();
+      this.abandon();
       throw e;
     }
   }
 
   /** session() for producers that await between commands (streaming a file). */
-  async sessionAsync<T>(fn: (add: (inp: Input) => Outcome) => Promise<T>): Promise<T> {
-    const batch: Batch = { recordedAt: new Date().toISOString(), touched: new Set(), sym: new Map() };
-    let index = 0;
+  async sessionAsync<T>(fn: (add: (inp: Input) => Outcome) => Promise<T>, opts: AppendOptions = {}): Promise<T> {
+    const { batch, add } = this.begin();
     try {
       return await this.store.writeAsync(
         async () => {
-          const out = await fn((inp) => this.execute(inp, index++, batch));
+          this.checkExpected(opts);
+          const out = await fn(add);
           this.finishBatch(batch);
           return out;
         },
         () => this.ctxs.clear(),
       );
     } catch (e) {
-      this.ctxs.clear();
-      this.pendingRuns.clear();
-      this.pendingIntent.clear();
+      this.abandon();
       throw e;
     }
+  }
+
+  private begin(): { batch: Batch; add: (inp: Input) => Outcome } {
+    const batch: Batch = { recordedAt: new Date().toISOString(), touched: new Set(), sym: new Map() };
+    let index = 0;
+    return { batch, add: (inp) => this.execute(inp, index++, batch) };
+  }
+
+  /** Optimistic concurrency: every named stream must still be at the version the caller saw. */
+  private checkExpected(opts: AppendOptions): void {
+    for (const [name, expected] of Object.entries(opts.expectedVersions ?? {})) {
+      const row = this.s.stream!.get(name) as { version: bigint } | undefined;
+      const actual = Number(row?.version ?? 0n);
+      if (actual !== expected) throw new ConcurrencyError(name, expected, actual);
+    }
+  }
+
+  /** The transaction rolled back: in-memory state may be ahead of the file. Reload it lazily. */
+  private abandon(): void {
+    this.ctxs.clear();
+    this.pendingRuns.clear();
+    this.pendingIntent.clear();
   }
 
   private finishBatch(batch: Batch): void {
