@@ -51,16 +51,46 @@ export async function* lines(path: string): AsyncGenerator<{ no: number; text: s
   }
 }
 
+/**
+ * Counts what a stream of outcomes stored (constant memory: no outcome is kept), and the first
+ * and last positions, for the `sources` row.
+ */
+export class Tally {
+  stored = 0;
+  duplicates = 0;
+  rejected = 0;
+  overUnmaps = 0;
+  leftMapped = 0;
+  divergences = 0;
+  first?: number;
+  last?: number;
+
+  add(o: Outcome): void {
+    if (o.duplicate) {
+      this.duplicates++;
+      return;
+    }
+    this.stored++;
+    if (o.position !== undefined) {
+      this.first ??= o.position;
+      this.last = o.position;
+    }
+    if (!o.ok) this.rejected++;
+    if (o.collateral?.length) this.overUnmaps++;
+    if (o.leftMapped?.length) this.leftMapped++;
+    if (o.op === 'unmap' && o.unmapped !== undefined && o.predicted !== undefined && o.unmapped !== o.predicted) this.divergences++;
+  }
+}
+
 /** Notes an input file in `sources` (inside the import's transaction). */
-export function recordSource(ledger: Ledger, digest: string, name: string, lineCount: number, out: Outcome[]): void {
-  const stored = out.filter((o) => !o.duplicate && o.position !== undefined);
-  if (!stored.length) return;
+export function recordSource(ledger: Ledger, digest: string, name: string, lineCount: number, t: Tally): void {
+  if (t.first === undefined || t.last === undefined) return;
   ledger.db
     .prepare(
       `INSERT INTO sources (digest, name, lines, first_position, last_position, imported_at) VALUES (?,?,?,?,?,?)
        ON CONFLICT (digest) DO UPDATE SET lines = excluded.lines, last_position = excluded.last_position`,
     )
-    .run(digest, name, lineCount, stored[0]!.position!, stored[stored.length - 1]!.position!, new Date().toISOString());
+    .run(digest, name, lineCount, t.first, t.last, new Date().toISOString());
 }
 
 export interface ApplySummary {
@@ -73,12 +103,11 @@ export interface ApplySummary {
   rejected: number;
   overUnmaps: number;
   leftMapped: number;
-  outcomes: Outcome[];
 }
 
 /**
- * Validates every line first (a bad line names FILE:LINE, the field and the reason, and nothing
- * is stored), then stores all commands in one transaction.
+ * Reads the file once, validating and storing each line in one transaction: a bad line (named
+ * FILE:LINE, with the field and the reason) rolls back everything before it.
  */
 export async function applyFile(ledger: Ledger, file: string): Promise<ApplySummary> {
   const src = await materialize(file);
@@ -87,18 +116,17 @@ export async function applyFile(ledger: Ledger, file: string): Promise<ApplySumm
     const name = file === '-' ? '<stdin>' : basename(file);
     let n = 0;
     let commands = 0;
-    // One pass, one transaction: a bad line rolls back everything before it.
-    const outcomes = await ledger.sessionAsync(async (add) => {
-      const out: Outcome[] = [];
+    const t = new Tally();
+    await ledger.sessionAsync(async (add) => {
       for await (const { no, text } of lines(src.path)) {
         n = no;
-        const t = text.trim();
-        if (t === '' || t.startsWith('#') || t.startsWith('//')) continue;
+        const line = text.trim();
+        if (line === '' || line.startsWith('#') || line.startsWith('//')) continue;
         let raw: unknown;
         try {
-          raw = JSON.parse(t);
+          raw = JSON.parse(line);
         } catch (e) {
-          throw new InputError(`${src.name}:${no}: not valid JSON (${(e as Error).message}): ${t.slice(0, 120)}`);
+          throw new InputError(`${src.name}:${no}: not valid JSON (${(e as Error).message}): ${line.slice(0, 120)}`);
         }
         let cmd: Command;
         try {
@@ -108,26 +136,23 @@ export async function applyFile(ledger: Ledger, file: string): Promise<ApplySumm
         }
         commands++;
         try {
-          out.push(add({ cmd, from: { source: name, digest, line: no } }));
+          t.add(add({ cmd, from: { source: name, digest, line: no } }));
         } catch (e) {
           throw new InputError(`${src.name}:${no}: ${(e as Error).message.replace(/^command \d+: /, '')}`);
         }
       }
-      recordSource(ledger, digest, name, n, out);
-      return out;
+      recordSource(ledger, digest, name, n, t);
     });
-    const stored = outcomes.filter((o) => !o.duplicate);
     return {
       source: src.name,
       digest,
       lines: n,
       commands,
-      stored: stored.length,
-      duplicates: outcomes.length - stored.length,
-      rejected: stored.filter((o) => !o.ok).length,
-      overUnmaps: stored.filter((o) => (o.collateral?.length ?? 0) > 0).length,
-      leftMapped: stored.filter((o) => (o.leftMapped?.length ?? 0) > 0).length,
-      outcomes,
+      stored: t.stored,
+      duplicates: t.duplicates,
+      rejected: t.rejected,
+      overUnmaps: t.overUnmaps,
+      leftMapped: t.leftMapped,
     };
   } finally {
     src.cleanup();

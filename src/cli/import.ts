@@ -17,7 +17,7 @@ import { splitRegion } from '../core/split.js';
 import type { Command } from '../events/schema.js';
 import { parseTraceLine, type TraceRecord } from '../import/parse.js';
 import type { Ledger, Outcome } from '../projections/ledger.js';
-import { digestOf, InputError, materialize, recordSource } from './apply.js';
+import { digestOf, InputError, materialize, recordSource, Tally } from './apply.js';
 import type { Tick } from './progress.js';
 
 export interface ImportOptions {
@@ -445,22 +445,16 @@ export async function importFile(ledger: Ledger, file: string, opts: ImportOptio
     // One router for the whole import (its spaces and pending attaches carry over between the
     // chunks of a followed file); it emits into the session of the current chunk.
     let add: ((inp: { cmd: Command; from: { source: string; digest: string; line: number } }) => Outcome) | undefined;
-    let outs: Outcome[] = [];
+    let tally = new Tally();
     const emit = (cmd: Command, line: number) => {
       const o = add!({ cmd, from: { source: name, digest, line } });
-      outs.push(o);
-      if (o.duplicate) s.duplicates++;
-      else {
-        s.stored++;
-        if (o.op === 'unmap' && o.unmapped !== undefined && o.predicted !== undefined && o.unmapped !== o.predicted) s.divergences++;
-        if (o.collateral?.length) s.overUnmaps++;
-      }
+      tally.add(o);
     };
     const router = new Router(ledger, opts, profileName, opts.semantics, emit, sourceKey);
     const runChunk = async (): Promise<void> => {
       await ledger.sessionAsync(async (sessionAdd) => {
         add = sessionAdd;
-        outs = [];
+        tally = new Tally();
         // iommu.c debug lines: `unmapped:` lines after an `unmap this:` add up to what the unmap
         // returned; `mapping:` lines after a `map:` show the kernel's split.
         let pendingUnmap: { rec: TraceRecord; line: number; got: bigint } | undefined;
@@ -549,7 +543,11 @@ export async function importFile(ledger: Ledger, file: string, opts: ImportOptio
         s.reordered += ties.reordered;
         s.neverSeenMapped = router.neverSeen;
         for (const sp of router.spaces) if (!s.spaces.includes(sp.name)) s.spaces.push(sp.name);
-        recordSource(ledger, digest, name, lineNo, outs);
+        recordSource(ledger, digest, name, lineNo, tally);
+        s.stored += tally.stored;
+        s.duplicates += tally.duplicates;
+        s.divergences += tally.divergences;
+        s.overUnmaps += tally.overUnmaps;
       });
     };
     await runChunk();

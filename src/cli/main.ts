@@ -108,7 +108,7 @@ function buildProgram(io: IO): Command {
       const ledger = newLedgerGuard(g().db, () => new Ledger(g().db, { durable: true }));
       try {
         const s = await applyFile(ledger, file);
-        if (g().json) return out(json({ ...s, outcomes: undefined }));
+        if (g().json) return out(json(s));
         out(
           `${s.source}: ${s.commands} commands, ${s.stored} stored, ${s.duplicates} already in the ledger` +
             (s.rejected ? `, ${s.rejected} refused by the domain (stored with their errno)` : '') +

@@ -31,6 +31,8 @@ import { fromDb, lifetimeClass, LIVE_CLASS, toDb } from './codec.js';
 
 export const UNKNOWN_CALLER = '(unknown)';
 const HW_CHECKPOINT_EVERY = 4096;
+/** Pending projection rows are written once this many have gathered. */
+const FLUSH_EVERY = 16384;
 
 export interface Input {
   cmd: Command;
@@ -424,6 +426,8 @@ export class Ledger {
   private execute(inp: Input, index: number, batch: Batch): Outcome {
     const out = this.executeOne(inp, index, batch);
     if (out.position !== undefined) this.maybeCheckpoint(this.ctxs.get(out.domain), out.position);
+    // A long session (a big import) writes its pending rows as it goes: memory stays flat.
+    if (this.pendingRuns.size + this.pendingIntent.size > FLUSH_EVERY) this.flushRows();
     return out;
   }
 
