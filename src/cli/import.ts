@@ -18,6 +18,7 @@ import type { Command } from '../events/schema.js';
 import { parseTraceLine, type TraceRecord } from '../import/parse.js';
 import type { Ledger, Outcome } from '../projections/ledger.js';
 import { digestOf, InputError, materialize, recordSource, Tally } from './apply.js';
+import { collectGarbage } from './gc.js';
 import type { Tick } from './progress.js';
 
 export interface ImportOptions {
@@ -372,6 +373,8 @@ class TieBuffer {
 }
 
 const SAMPLE_BYTES = 2 << 20;
+/** A full collection this often keeps a big import's memory flat (see gc.ts). */
+const GC_EVERY_LINES = 131072;
 
 export async function importFile(ledger: Ledger, file: string, opts: ImportOptions): Promise<ImportSummary> {
   const src = await materialize(file);
@@ -536,7 +539,10 @@ export async function importFile(ledger: Ledger, file: string, opts: ImportOptio
             continue;
           }
           ties.push(rec, l.no);
-          if (opts.onProgress && l.no % 4096 === 0) opts.onProgress(l.end, Math.max(size, l.end));
+          if (l.no % 4096 === 0) {
+            opts.onProgress?.(l.end, Math.max(size, l.end));
+            if (l.no % GC_EVERY_LINES === 0) collectGarbage();
+          }
         }
         flushDebug();
         ties.flush();

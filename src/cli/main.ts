@@ -11,6 +11,7 @@ import { formatProt } from '../events/prot.js';
 import type { FindingView, Queries } from '../projections/queries.js';
 import { InputError, USER_ERRORS } from './errors.js';
 import { json, table } from './format.js';
+import { collectGarbage } from './gc.js';
 import type { ImportOptions } from './import.js';
 import { withProgress } from './progress.js';
 
@@ -433,7 +434,10 @@ function buildProgram(io: IO): Command {
       const { Ledger } = await ledgerLib();
       const ledger = new Ledger(g().db, { mustExist: true });
       try {
-        const r = await withProgress('verify', async (tick) => ledger.store.verify((n) => tick(n, ledger.lastPosition)));
+        const r = await withProgress('verify', async (tick) => ledger.store.verify((n) => {
+            tick(n, ledger.lastPosition);
+            collectGarbage();
+          }));
         if (g().json) out(json(r));
         else out(r.message);
         if (!r.ok) throw new Findings('the hash chain is broken');
@@ -449,7 +453,10 @@ function buildProgram(io: IO): Command {
       const { Ledger } = await ledgerLib();
       const ledger = new Ledger(g().db, { mustExist: true });
       try {
-        const r = await withProgress('rebuild', async (tick) => ledger.rebuild(tick));
+        const r = await withProgress('rebuild', async (tick) => ledger.rebuild((n, total) => {
+            tick(n, total);
+            collectGarbage();
+          }));
         if (g().json) return out(json(r));
         out(`rebuilt the projections from ${r.events} events` + (r.mismatches ? `; ${r.mismatches} stored outcome(s) differ from what the core computes now` : '; every stored outcome matches the core'));
       } finally {
