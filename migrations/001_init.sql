@@ -112,6 +112,8 @@ CREATE TABLE unmap_findings (
   collateral_bytes INTEGER NOT NULL,
   left_bytes    INTEGER NOT NULL,
   divergent     INTEGER NOT NULL,      -- 1 when observed != predicted
+  reach_first   INTEGER NOT NULL,      -- first byte the request or its collateral covers (biased)
+  reach_last    INTEGER NOT NULL,      -- last such byte (biased): findings about an IOVA need no JSON
   detail        TEXT NOT NULL          -- JSON: collateral [{iova,size,mappedBy,owner}], leftMapped [{iova,size}]
 ) STRICT;
 CREATE INDEX unmap_findings_domain ON unmap_findings(domain, position);

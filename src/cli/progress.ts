@@ -2,7 +2,7 @@
  * A progress bar on stderr for long jobs: only on a terminal, and only once the job has taken
  * more than a second (short jobs print nothing extra).
  */
-import cliProgress from 'cli-progress';
+import type cliProgress from 'cli-progress';
 
 export type Tick = (done: number, total?: number) => void;
 
@@ -10,18 +10,20 @@ export async function withProgress<T>(label: string, job: (tick: Tick) => Promis
   const started = Date.now();
   let bar: cliProgress.SingleBar | undefined;
   const tty = process.stderr.isTTY === true;
+  // cli-progress is loaded only on a terminal, where a bar may be drawn.
+  const lib = tty ? (await import('cli-progress')).default : undefined;
   const tick: Tick = (done, total) => {
     if (!tty) return;
     if (!bar) {
-      if (Date.now() - started < 1000) return;
-      bar = new cliProgress.SingleBar(
+      if (Date.now() - started < 1000 || !lib) return;
+      bar = new lib.SingleBar(
         {
           stream: process.stderr,
           format: total ? `${label} [{bar}] {percentage}% {value}/{total}` : `${label} {value} done`,
           hideCursor: true,
           clearOnComplete: true,
         },
-        cliProgress.Presets.shades_classic,
+        lib.Presets.shades_classic,
       );
       bar.start(total ?? 0, done);
     }

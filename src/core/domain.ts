@@ -8,6 +8,7 @@
 import * as btree from 'sorted-btree';
 import { coalesceRanges, fls, formatSize, hex, type Range } from './address.js';
 import { leafLevelOf, minPageSize, type Profile } from './profile.js';
+import { PROT } from './prot.js';
 import { splitRegion, type PageRun } from './split.js';
 
 // sorted-btree is CommonJS with its class as `exports.default`: Node's ESM loader hands us
@@ -19,8 +20,8 @@ type BTree<K, V> = InstanceType<typeof btree.default.default<K, V>>;
 
 export type Errno = 'EINVAL' | 'ERANGE' | 'EEXIST' | 'ENOENT' | 'EOVERFLOW';
 
-/** IOMMU_READ / IOMMU_WRITE / ... as in include/linux/iommu.h. */
-export const PROT = { READ: 1, WRITE: 2, CACHE: 4, NOEXEC: 8, MMIO: 16, PRIV: 32 } as const;
+/** IOMMU_READ / IOMMU_WRITE / ... (include/linux/iommu.h): see prot.ts. */
+export { PROT };
 
 /** The map command a page came from: its reference (an event position) and its whole region. */
 export interface MapOrigin {

@@ -1,5 +1,5 @@
 /** IOMMU protection flags (include/linux/iommu.h IOMMU_READ, IOMMU_WRITE, ...) as letters. */
-import { PROT } from '../core/domain.js';
+import { PROT } from '../core/prot.js';
 
 /** "rw", "r", "w", "rwx"... or the kernel's IOMMU_* bit mask as a number. */
 export function parseProt(v: string | number): number {

@@ -168,7 +168,7 @@ export class Ledger {
       insIntentFull: p('INSERT INTO intent (domain, caller, iova, iova_last, valid_from, valid_to) VALUES (?,?,?,?,?,?)'),
       closeIntent: p('UPDATE intent SET valid_to = ? WHERE id = ?'),
       insFinding: p(
-        'INSERT INTO unmap_findings (position, domain, caller, site, iova, size, unmapped, predicted, collateral_bytes, left_bytes, divergent, detail) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)',
+        'INSERT INTO unmap_findings (position, domain, caller, site, iova, size, unmapped, predicted, collateral_bytes, left_bytes, divergent, reach_first, reach_last, detail) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)',
       ),
       insFault: p('INSERT INTO faults (position, domain, iova, device, flags, cause, cause_position, detail) VALUES (?,?,?,?,?,?,?,?)'),
       lastRemoval: p(
@@ -677,6 +677,13 @@ export class Ledger {
     if (!collateral.length && !r.leftMapped.length && !divergent) return;
     const cb = collateral.reduce((a, c) => a + c.size, 0n);
     const lb = r.leftMapped.reduce((a, l) => a + (l.end - l.start), 0n);
+    let first = iova;
+    let last = size > 0n ? iova + size - 1n : iova;
+    for (const c of collateral) {
+      if (c.iova < first) first = c.iova;
+      if (c.iova + c.size - 1n > last) last = c.iova + c.size - 1n;
+    }
+    if (last >= 1n << 64n) last = (1n << 64n) - 1n;
     this.s.insFinding!.run(
       pos,
       ctx.id,
@@ -689,6 +696,8 @@ export class Ledger {
       toDb(cb),
       toDb(lb),
       divergent ? 1 : 0,
+      toDb(first),
+      toDb(last),
       JSON.stringify({
         ok: r.ok,
         errno: r.errno,

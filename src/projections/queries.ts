@@ -399,7 +399,7 @@ export class Queries {
     }
     for (const f of this.faultsIn(d, start, end, p)) positions.add(f.position);
     // Unmaps whose request reaches the range, even where nothing was mapped (they left it as it was).
-    for (const f of this.findingsNear(d, end - 1n, p)) {
+    for (const f of this.findingsTouching(d, start, end, p)) {
       const reqEnd = f.requested.iova + f.requested.size;
       if (f.requested.iova < end && reqEnd > start) positions.add(f.position);
       else if (f.collateral.some((c) => c.iova < end && c.iova + c.size > start)) positions.add(f.position);
@@ -432,7 +432,7 @@ export class Queries {
   explain(domainName: string | undefined, iova: bigint, at?: string | number): { text: string; blame: BlameView; findings: FindingView[]; faults: FaultView[] } {
     const b = this.blame(domainName, iova, at);
     const d = this.domain(domainName);
-    const findings = this.findingsNear(d, iova, b.at).filter((f) => {
+    const findings = this.findingsTouching(d, iova, iova + 1n, b.at).filter((f) => {
       const inReq = iova >= f.requested.iova && iova < f.requested.iova + f.requested.size;
       return inReq || f.collateral.some((c) => iova >= c.iova && iova < c.iova + c.size);
     });
@@ -482,19 +482,15 @@ export class Queries {
     return { text: lines.join(' '), blame: b, findings, faults };
   }
 
-  /**
-   * Findings that may concern iova: a request can be any size, but removed pages reach at most
-   * one page (no more than the longest run) before the requested start.
-   */
-  private findingsNear(d: DomainInfo, iova: bigint, upTo: number): FindingView[] {
-    const hi = iova + d.maxSpan < 1n << 64n ? iova + d.maxSpan : (1n << 64n) - 1n;
+  /** Findings whose request or collateral touches [start, end) (bounds kept in columns: no JSON scan). */
+  private findingsTouching(d: DomainInfo, start: bigint, end: bigint, upTo: number): FindingView[] {
     const rows = this.db
       .prepare(
         `SELECT f.position, s.name, f.caller, f.site, f.iova, f.size, f.unmapped, f.predicted, f.divergent, f.detail, e.time
            FROM unmap_findings f JOIN streams s ON s.id = f.domain JOIN events e ON e.position = f.position
-          WHERE f.domain = ? AND f.position <= ? AND f.iova <= ? ORDER BY f.position`,
+          WHERE f.domain = ? AND f.position <= ? AND f.reach_first <= ? AND f.reach_last >= ? ORDER BY f.position`,
       )
-      .all(d.id, upTo, toDb(hi)) as Array<Record<string, bigint | string | null>>;
+      .all(d.id, upTo, toDb(end - 1n), toDb(start)) as Array<Record<string, bigint | string | null>>;
     return rows.map((r) => this.findingOf(r));
   }
 
