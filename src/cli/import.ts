@@ -634,7 +634,11 @@ function report(s: ImportSummary, ledger: Ledger): string[] {
     for (const m of s.malformedExamples) lines.push(`  ${m}`);
   }
   if (s.reordered) lines.push(`reordered: ${s.reordered} record(s) with equal timestamps put back in cause-and-effect order (an unmap printed before the map it undoes)`);
-  if (s.neverSeenMapped) lines.push(`starts mid-stream: ${s.neverSeenMapped} unmap(s) of ranges never seen mapped (mapped before the trace began); their divergences are expected`);
+  if (s.neverSeenMapped) {
+    lines.push(
+      `nothing mapped: ${s.neverSeenMapped} unmap(s) found nothing mapped in any address space — mapped before the trace began (a trace that starts mid-stream), or already removed (by an over-unmap, say); their divergences are expected`,
+    );
+  }
   if (s.divergences) {
     lines.push(`divergences: ${s.divergences} unmap(s) where the trace's unmapped_size differs from ${s.profile}'s prediction — see 'iommu-ledger audit divergences'`);
     if (s.profileFit?.length) {

@@ -309,6 +309,11 @@ export class Queries {
   }
 
   /** The core's domain as it was after event `at` (for walks and hardware statistics). */
+  /**
+   * The core's domain as it was after event `at`, for walks and hardware statistics. Its runs'
+   * origins carry the map event's position only (region bounds are not needed for either, and
+   * reading every map event would cost a query per live mapping).
+   */
   coreAt(domainName?: string, at?: string | number): { domain: DomainInfo; at: number; core: Domain } {
     const s = this.stateAt(domainName, at);
     const core = new Domain(s.domain.profile);
@@ -316,9 +321,7 @@ export class Queries {
     const runs: Run[] = s.pages.map((pg) => {
       let origin = origins.get(pg.mappedBy);
       if (!origin) {
-        const ev = this.event(pg.mappedBy);
-        const b = ev.body as { iova: string; paddr: string; size: string; prot: number };
-        origin = { ref: pg.mappedBy, iova: BigInt(b.iova), paddr: BigInt(b.paddr), size: BigInt(b.size), prot: b.prot };
+        origin = { ref: pg.mappedBy, iova: pg.iova, paddr: pg.paddr, size: pg.pageSize * pg.count, prot: pg.prot };
         origins.set(pg.mappedBy, origin);
       }
       const shift = pg.pageSize.toString(2).length - 1;
@@ -328,6 +331,7 @@ export class Queries {
     core.load(runs);
     return { domain: s.domain, at: s.at, core };
   }
+
 
   walk(domainName: string | undefined, iova: bigint, at?: string | number): { domain: DomainInfo; at: number; steps: WalkStep[] } {
     const c = this.coreAt(domainName, at);
