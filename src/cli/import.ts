@@ -374,7 +374,7 @@ class TieBuffer {
 
 const SAMPLE_BYTES = 2 << 20;
 /** A full collection this often keeps a big import's memory flat (see gc.ts). */
-const GC_EVERY_LINES = 131072;
+const GC_EVERY_LINES = 32768;
 
 export async function importFile(ledger: Ledger, file: string, opts: ImportOptions): Promise<ImportSummary> {
   const src = await materialize(file);
