@@ -56,7 +56,7 @@ export interface ImportSummary {
 }
 
 /** Above this many events, the profile check is skipped (it replays every profile in memory). */
-const FIT_LIMIT = 200_000;
+const FIT_LIMIT = 50_000;
 
 /**
  * Replays the imported domains' maps and unmaps under every built-in profile, in memory, and
