@@ -1,11 +1,12 @@
 -- iommu-ledger schema, version 1.
+-- Small keyed tables are WITHOUT ROWID: one B-tree each, so a commit dirties fewer pages.
 -- Addresses and sizes are 64-bit unsigned; SQLite integers are signed, so they are stored
 -- shifted by -2^63 (order-preserving): stored = value - 9223372036854775808.
 
 CREATE TABLE meta (
   key   TEXT PRIMARY KEY,
   value TEXT NOT NULL
-) STRICT;
+) STRICT, WITHOUT ROWID;
 
 -- One stream per IOMMU domain.
 CREATE TABLE streams (
@@ -49,14 +50,14 @@ CREATE TABLE sources (
   first_position INTEGER,
   last_position  INTEGER,
   imported_at TEXT NOT NULL
-) STRICT;
+) STRICT, WITHOUT ROWID;
 
 -- ---- projections (rebuildable from events) ----
 
 CREATE TABLE checkpoints (
   projection TEXT PRIMARY KEY,
   position   INTEGER NOT NULL
-) STRICT;
+) STRICT, WITHOUT ROWID;
 
 -- Page tables, temporally: each row is a run of equal pages valid in [valid_from, valid_to).
 -- lifetime_class = bit length of (valid_to - valid_from), 63 while still live: stateAt(p) looks in
@@ -85,7 +86,7 @@ CREATE TABLE hw_state (
   position  INTEGER NOT NULL,
   stats     TEXT NOT NULL,             -- JSON: entries/tables per level, runs, bytes, invalidations so far
   PRIMARY KEY (domain, position)
-) STRICT;
+) STRICT, WITHOUT ROWID;
 
 -- Mapping intent: per caller, what it believes mapped (its maps minus its own unmaps), temporally.
 CREATE TABLE intent (
@@ -142,4 +143,4 @@ CREATE TABLE caller_symmetry (
   misses   INTEGER NOT NULL,           -- hits nothing mapped
   foreign_unmaps INTEGER NOT NULL,     -- removes another caller's mapping
   PRIMARY KEY (domain, caller, site)
-) STRICT;
+) STRICT, WITHOUT ROWID;
