@@ -375,6 +375,8 @@ class TieBuffer {
 const SAMPLE_BYTES = 2 << 20;
 /** A full collection this often keeps a big import's memory flat (see gc.ts). */
 const GC_EVERY_LINES = 32768;
+/** Lines per transaction of a non-strict import. */
+const CHUNK_LINES = 200_000;
 
 export async function importFile(ledger: Ledger, file: string, opts: ImportOptions): Promise<ImportSummary> {
   const src = await materialize(file);
@@ -448,16 +450,25 @@ export async function importFile(ledger: Ledger, file: string, opts: ImportOptio
     // One router for the whole import (its spaces and pending attaches carry over between the
     // chunks of a followed file); it emits into the session of the current chunk.
     let add: ((inp: { cmd: Command; from: { source: string; digest: string; line: number } }) => Outcome) | undefined;
-    let tally = new Tally();
+    const tally = new Tally();
     const emit = (cmd: Command, line: number) => {
       const o = add!({ cmd, from: { source: name, digest, line } });
       tally.add(o);
     };
+    // Without --strict (and without --follow), a big file is stored in transactions of
+    // CHUNK_LINES lines: memory stays bounded, and an interrupted import resumes when run again
+    // (ids are digest:line; the source is recorded as imported only after its last line).
+    const chunked = !opts.strict && !opts.follow;
+    let eof = false;
+    // Lines of this source stored before (an interrupted import, or a followed file) are skipped
+    // before routing, so routing them again cannot open spurious address spaces.
+    const resuming = ledger.db.prepare('SELECT 1 FROM events WHERE event_id >= ? AND event_id < ? LIMIT 1').get(`${sourceKey}:`, `${sourceKey};`) !== undefined;
     const router = new Router(ledger, opts, profileName, opts.semantics, emit, sourceKey);
     const runChunk = async (): Promise<void> => {
       await ledger.sessionAsync(async (sessionAdd) => {
         add = sessionAdd;
-        tally = new Tally();
+        const chunkStart = lineNo;
+        eof = true;
         // iommu.c debug lines: `unmapped:` lines after an `unmap this:` add up to what the unmap
         // returned; `mapping:` lines after a `map:` show the kernel's split.
         let pendingUnmap: { rec: TraceRecord; line: number; got: bigint } | undefined;
@@ -513,6 +524,10 @@ export async function importFile(ledger: Ledger, file: string, opts: ImportOptio
             continue;
           }
           s.records++;
+          if (resuming && ledger.store.positionOf(`${sourceKey}:${l.no}`) !== undefined) {
+            tally.duplicates++;
+            continue;
+          }
           const rec = p.record;
           if (rec.event === 'debug_unmapped') {
             if (pendingUnmap) pendingUnmap.got += rec.unmappedSize ?? 0n;
@@ -543,20 +558,25 @@ export async function importFile(ledger: Ledger, file: string, opts: ImportOptio
             opts.onProgress?.(l.end, Math.max(size, l.end));
             if (l.no % GC_EVERY_LINES === 0) collectGarbage();
           }
+          if (chunked && l.no - chunkStart >= CHUNK_LINES) {
+            eof = false;
+            break;
+          }
         }
         flushDebug();
         ties.flush();
         s.reordered += ties.reordered;
         s.neverSeenMapped = router.neverSeen;
         for (const sp of router.spaces) if (!s.spaces.includes(sp.name)) s.spaces.push(sp.name);
-        recordSource(ledger, digest, name, lineNo, tally);
-        s.stored += tally.stored;
-        s.duplicates += tally.duplicates;
-        s.divergences += tally.divergences;
-        s.overUnmaps += tally.overUnmaps;
+        if (eof || opts.follow) recordSource(ledger, digest, name, lineNo, tally);
+        s.stored = tally.stored;
+        s.duplicates = tally.duplicates;
+        s.divergences = tally.divergences;
+        s.overUnmaps = tally.overUnmaps;
       });
     };
-    await runChunk();
+    do await runChunk();
+    while (chunked && !eof);
     if (opts.follow) {
       process.stderr.write(`following ${src.name} (Ctrl-C to stop)\n`);
       let stop = false;
