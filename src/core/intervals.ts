@@ -74,11 +74,6 @@ export class IntervalSet<V> {
     return { removed, kept };
   }
 
-  /** Removes exactly this interval object, if it is still in the set. */
-  delete(iv: Interval<V>): void {
-    if (this.tree.get(iv.start) === iv) this.tree.delete(iv.start);
-  }
-
   /** Inserts an interval as it is (restoring saved state); it must not overlap. */
   load(iv: Interval<V>): void {
     this.tree.set(iv.start, iv);

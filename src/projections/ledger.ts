@@ -108,16 +108,7 @@ interface Ctx {
   maxSpan: bigint;
   invalidations: number;
   invalidatedBytes: bigint;
-  /**
-   * The last position at which pages were taken out at each IOVA, for the most recent removals
-   * (a fault's cause without a spatial scan of the runs table); older ones are looked up there.
-   */
-  removals: IntervalSet<number>;
-  removalOrder: Array<{ start: bigint; end: bigint; value: number }>;
 }
-
-/** Removals remembered per domain for fault causes (older ones come from the runs table). */
-const REMOVALS_KEPT = 65536;
 
 interface SymCount {
   domain: number;
@@ -347,8 +338,6 @@ export class Ledger {
       maxSpan: 0n,
       invalidations: 0,
       invalidatedBytes: 0n,
-      removals: new IntervalSet<number>(),
-      removalOrder: [],
     };
     this.ctxs.set(name, c);
     return c;
@@ -595,12 +584,6 @@ export class Ledger {
 
   private writeRuns(ctx: Ctx, pos: number, changes: { before: Run[]; after: Run[] }): void {
     for (const r of changes.before) {
-      const end = runEnd(r);
-      ctx.removals.subtract(r.iova, end);
-      for (const iv of ctx.removals.add(r.iova, end, pos)) ctx.removalOrder.push(iv);
-      if (ctx.removalOrder.length > REMOVALS_KEPT * 2) {
-        for (const old of ctx.removalOrder.splice(0, ctx.removalOrder.length - REMOVALS_KEPT)) ctx.removals.delete(old);
-      }
       const pending = this.pendingRuns.get(r);
       if (pending) {
         pending.to = pos;
@@ -734,13 +717,11 @@ export class Ledger {
       cause = 'mapped';
       detail = { mappedBy: live.origin.ref, note: 'the page is mapped: a permission or a device-side fault' };
     } else {
-      // The latest removal at iova: remembered when it happened in this process, else from the
-      // runs table (the row covering iova that closed last).
-      const known = ctx.removals.overlapping(iova, iova + 1n)[0];
-      let row: { valid_to: number } | undefined = known ? { valid_to: known.value } : undefined;
-      if (!row) {
-        const lowest = iova >= ctx.maxSpan ? iova - ctx.maxSpan : 0n;
-        row = this.s.lastRemoval!.get(ctx.id, toDb(iova), toDb(lowest), toDb(iova)) as { valid_to: number } | undefined;
+      const lowest = iova >= ctx.maxSpan ? iova - ctx.maxSpan : 0n;
+      let row = this.s.lastRemoval!.get(ctx.id, toDb(iova), toDb(lowest), toDb(iova)) as { valid_to: number } | undefined;
+      // Pages removed in this batch are not written yet.
+      for (const [r, p] of this.pendingRuns) {
+        if (p.ctx === ctx && p.to !== undefined && r.iova <= iova && runEnd(r) > iova && (!row || p.to > row.valid_to)) row = { valid_to: p.to };
       }
       if (!row) {
         cause = 'never-mapped';
