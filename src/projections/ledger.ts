@@ -5,7 +5,7 @@
  */
 import type Database from 'better-sqlite3';
 import { hex, type Range } from '../core/address.js';
-import { Domain, runEnd, type MapOrigin, type Run, type UnmapResult } from '../core/domain.js';
+import { Domain, runEnd, type MapOrigin, type MapResult, type Run, type UnmapResult } from '../core/domain.js';
 import { IntervalSet } from '../core/intervals.js';
 import { customProfile } from '../core/profile-spec.js';
 import {
@@ -482,13 +482,7 @@ export class Ledger {
           out.reason = r.reason;
         }
         this.appendEvent(ctx, 'map', id, cmd.time, body, who, inp.from, batch);
-        if (r.ok) {
-          const origin = r.runs[0]!.origin;
-          ctx.info.set(origin, { caller, site });
-          this.writeRuns(ctx, pos, { before: [], after: r.changes.after });
-          this.addIntent(ctx, caller, cmd.iova, cmd.iova + cmd.size, pos);
-        }
-        this.sym(batch, ctx, caller, site).maps++;
+        this.projectMap(ctx, pos, caller, site, r, cmd.iova, cmd.size, batch);
         return out;
       }
       case 'unmap': {
@@ -510,10 +504,7 @@ export class Ledger {
         this.appendEvent(ctx, 'unmap', id, cmd.time, body, who, inp.from, batch);
         Object.assign(out, { ok: r.ok, errno: r.errno, reason: r.reason, unmapped: recorded, predicted: r.unmappedSize, symmetry });
         this.projectUnmap(ctx, pos, caller, site, cmd.iova, cmd.size, r, recorded, out);
-        const sc = this.sym(batch, ctx, caller, site);
-        sc.unmaps++;
-        sc[symmetry]++;
-        if (foreign) sc.foreign_unmaps++;
+        this.countUnmap(batch, ctx, caller, site, symmetry, foreign);
         return out;
       }
       case 'fault': {
@@ -562,6 +553,23 @@ export class Ledger {
       batch.sym.set(key, c);
     }
     return c;
+  }
+
+  /** A map's projections (runs, intent, symmetry counts), the same when appending and rebuilding. */
+  private projectMap(ctx: Ctx, pos: number, caller: string, site: string, r: MapResult, iova: bigint, size: bigint, batch: Batch): void {
+    if (r.ok) {
+      ctx.info.set(r.runs[0]!.origin, { caller, site });
+      this.writeRuns(ctx, pos, { before: [], after: r.changes.after });
+      this.addIntent(ctx, caller, iova, iova + size, pos);
+    }
+    this.sym(batch, ctx, caller, site).maps++;
+  }
+
+  private countUnmap(batch: Batch, ctx: Ctx, caller: string, site: string, symmetry: Symmetry, foreign: boolean): void {
+    const sc = this.sym(batch, ctx, caller, site);
+    sc.unmaps++;
+    sc[symmetry]++;
+    if (foreign) sc.foreign_unmaps++;
   }
 
   /** How an unmap relates to the map regions alive when it is issued. */
@@ -779,13 +787,7 @@ export class Ledger {
           const body = b as unknown as MapBody;
           const r = ctx.core.map({ iova: BigInt(body.iova), paddr: BigInt(body.paddr), size: BigInt(body.size), prot: body.prot, ref: pos });
           if (r.ok !== body.ok) mismatches++;
-          if (r.ok) {
-            ctx.info.set(r.runs[0]!.origin, { caller, site });
-            this.writeRuns(ctx, pos, { before: [], after: r.changes.after });
-            const start = BigInt(body.iova);
-            this.addIntent(ctx, caller, start, start + BigInt(body.size), pos);
-          }
-          this.sym(batch, ctx, caller, site).maps++;
+          this.projectMap(ctx, pos, caller, site, r, BigInt(body.iova), BigInt(body.size), batch);
         } else if (ev.type === 'unmap') {
           const body = b as unknown as UnmapBody;
           const iova = BigInt(body.iova);
@@ -796,10 +798,7 @@ export class Ledger {
           if (r.ok !== body.ok || r.unmappedSize !== predicted) mismatches++;
           const out: Outcome = { index: 0, op: 'unmap', domain: ev.stream, ok: r.ok };
           this.projectUnmap(ctx, pos, caller, site, iova, size, r, BigInt(body.unmapped), out);
-          const sc = this.sym(batch, ctx, caller, site);
-          sc.unmaps++;
-          sc[symmetry]++;
-          if (foreign) sc.foreign_unmaps++;
+          this.countUnmap(batch, ctx, caller, site, symmetry, foreign);
         } else if (ev.type === 'fault') {
           const body = b as { iova: string; device?: string; flags?: number };
           this.projectFault(ctx, pos, BigInt(body.iova), body.device, body.flags);
