@@ -1,0 +1,33 @@
+-- iommu-ledger schema, version 2: the caller analysis behind `callers` and `migrate`.
+-- A ledger of version 1 upgrades in place; its new columns and table stay empty until
+-- `iommu-ledger rebuild` (the meta key 'rebuild-needed' says so, and `callers` warns).
+
+-- 'cuts' now counts only unmaps inside one map; unmaps that cross a map's edge are 'straddles'.
+ALTER TABLE caller_symmetry ADD COLUMN straddles INTEGER NOT NULL DEFAULT 0;
+-- Bytes asked to unmap, and bytes of the maps a partial unmap cut through (kept by the caller).
+ALTER TABLE caller_symmetry ADD COLUMN unmap_bytes INTEGER NOT NULL DEFAULT -9223372036854775808;
+ALTER TABLE caller_symmetry ADD COLUMN cut_bytes INTEGER NOT NULL DEFAULT -9223372036854775808;
+
+-- Every unmap that is not symmetric (cuts, straddles, misses, or removes another caller's map),
+-- with what it would do under each unmap behaviour, evaluated on the pages live at that moment.
+CREATE TABLE asymmetric_unmaps (
+  position   INTEGER PRIMARY KEY,
+  domain     INTEGER NOT NULL,
+  caller     TEXT NOT NULL,
+  site       TEXT NOT NULL,
+  class      TEXT NOT NULL,            -- cuts | straddles | misses | spans | exact (with foreign = 1)
+  foreign_map INTEGER NOT NULL,        -- 1 when it reaches a map made by another caller
+  iova       INTEGER NOT NULL,         -- biased
+  size       INTEGER NOT NULL,         -- biased
+  maps       TEXT NOT NULL,            -- JSON [{position, iova, size, caller}] of the maps it touches
+  kept_bytes INTEGER NOT NULL,         -- bytes of those maps outside the request (biased)
+  largest_page INTEGER NOT NULL,       -- largest page backing the touched maps (biased)
+  safe_page  INTEGER NOT NULL,         -- largest page size at which the cut edges stay harmless (biased; 0 = none)
+  legacy     TEXT NOT NULL,            -- JSON {over, left, errno?}: bytes over-unmapped / left mapped
+  split      TEXT NOT NULL,
+  strict     TEXT NOT NULL
+) STRICT;
+CREATE INDEX asymmetric_unmaps_caller ON asymmetric_unmaps(domain, caller, site, position);
+
+INSERT INTO meta (key, value) SELECT 'rebuild-needed', 'schema 2: caller analysis'
+  WHERE EXISTS (SELECT 1 FROM events);
