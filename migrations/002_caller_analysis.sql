@@ -23,9 +23,13 @@ CREATE TABLE asymmetric_unmaps (
   kept_bytes INTEGER NOT NULL,         -- bytes of those maps outside the request (biased)
   largest_page INTEGER NOT NULL,       -- largest page backing the touched maps (biased)
   safe_page  INTEGER NOT NULL,         -- largest page size at which the cut edges stay harmless (biased; 0 = none)
-  legacy     TEXT NOT NULL,            -- JSON {over, left, errno?}: bytes over-unmapped / left mapped
-  split      TEXT NOT NULL,
-  strict     TEXT NOT NULL
+  -- what it does under each behaviour, on the pages live at that moment (bytes, biased):
+  legacy_over INTEGER NOT NULL,        -- removed outside the request (the 2011 loop removes whole pages)
+  legacy_left INTEGER NOT NULL,        -- left mapped inside the request (the loop stops at a hole)
+  split_over  INTEGER NOT NULL,        -- io-pgtable-arm before v6.13: blocks split, never over
+  split_left  INTEGER NOT NULL,
+  strict_left INTEGER NOT NULL,        -- VFIO type1 v2 / iommufd: refused when it cuts a mapping
+  strict_errno TEXT                    -- EINVAL / ENOENT when refused
 ) STRICT;
 CREATE INDEX asymmetric_unmaps_caller ON asymmetric_unmaps(domain, caller, site, position);
 

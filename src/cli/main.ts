@@ -413,18 +413,51 @@ function buildProgram(io: IO): Command {
 
   program
     .command('callers')
-    .description('per caller and call site: how its unmaps relate to its maps, and how ready it is for symmetric unmap')
+    .description('per caller and call site: how its unmaps relate to its maps, what they do under each unmap behaviour, and what to change')
     .addOption(domainOption())
-    .action(async (o: { domain?: string }) => {
-      const c = (await queries()).callers(o.domain !== undefined ? { domain: o.domain } : {});
+    .option('--caller <name>', 'only this caller')
+    .option('--examples <n>', 'worst examples per site', '3')
+    .addHelpText(
+      'after',
+      `
+Classes: exact (one whole map), spans (several whole maps), cuts (inside one map),
+straddles (across a map's edge), misses (nothing mapped); OTHERS' = reached another caller's map.
+Each partial unmap is tried under legacy, split and strict unmap on the pages live at that moment.
+
+Examples:
+  iommu-ledger callers
+  iommu-ledger callers --caller vfio --examples 10
+  iommu-ledger callers --json | jq '.[] | {caller, site, readiness, advice}'`,
+    )
+    .action(async (o: { domain?: string; caller?: string; examples: string }) => {
+      const examples = Number(o.examples);
+      if (!Number.isInteger(examples) || examples < 0) throw new InputError(`--examples ${JSON.stringify(o.examples)}: give a whole number`);
+      const q = await queries();
+      const stale = q.staleProjections();
+      if (stale) io.err(`warning: this ledger was upgraded (${stale}); run 'iommu-ledger rebuild' to fill in the caller analysis\n`);
+      const c = q.callers({ ...(o.domain !== undefined ? { domain: o.domain } : {}), ...(o.caller !== undefined ? { caller: o.caller } : {}), examples });
       if (g().json) return out(json(c));
+      if (!c.length) return out(o.caller !== undefined ? `no commands by caller ${JSON.stringify(o.caller)}` : 'no map or unmap commands yet');
       out(
         table(
-          ['DOMAIN', 'CALLER', 'SITE', 'MAPS', 'UNMAPS', 'EXACT', 'WHOLE MAPS', 'CUTS', 'MISSES', 'OTHERS\'', 'READY'],
-          c.map((x) => [x.domain, x.caller, x.site, x.maps, x.unmaps, x.exact, x.spans, x.cuts, x.misses, x.foreign, `${Math.round(x.readiness * 100)}%`]),
-          { right: [3, 4, 5, 6, 7, 8, 9, 10] },
+          ['DOMAIN', 'CALLER', 'SITE', 'MAPS', 'UNMAPS', 'EXACT', 'WHOLE MAPS', 'CUTS', 'STRADDLES', 'MISSES', "OTHERS'", 'READY'],
+          c.map((x) => [x.domain, x.caller, x.site, x.maps, x.unmaps, x.exact, x.spans, x.cuts, x.straddles, x.misses, x.foreign, `${Math.round(x.readiness * 100)}%`]),
+          { right: [3, 4, 5, 6, 7, 8, 9, 10, 11] },
         ),
       );
+      const { exampleText } = await import('../projections/callers.js');
+      for (const x of c) {
+        if (x.exact + x.spans === x.unmaps && !x.foreign && !x.behaviours.legacy.leftMapped) continue;
+        out('');
+        out(`${x.caller}${x.site ? ` at ${x.site}` : ''} (domain ${x.domain}): ${x.verdict.join('; ')}.`);
+        const b = x.behaviours;
+        out(
+          `  under legacy: ${b.legacy.overUnmaps} over-unmap (${formatSize(b.legacy.overBytes)}), ${b.legacy.leftMapped} leave mapped (${formatSize(b.legacy.leftBytes)});` +
+            ` split: ${b.split.overUnmaps} over, ${b.split.leftMapped} leave mapped; strict: ${b.strict.refused} refused`,
+        );
+        for (const e of x.examples) out(`  ${exampleText(e)}`);
+        if (x.advice) out(`  change: ${x.advice}`);
+      }
     });
 
   program

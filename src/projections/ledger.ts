@@ -7,6 +7,7 @@ import type Database from 'better-sqlite3';
 import { hex, type Range } from '../core/address.js';
 import { Domain, runEnd, type MapOrigin, type MapResult, type Run, type UnmapResult } from '../core/domain.js';
 import { IntervalSet } from '../core/intervals.js';
+import { classifyUnmap, tryUnmap, type SymmetryClass, type UnmapAnalysis } from '../core/symmetry.js';
 import { customProfile } from '../core/profile-spec.js';
 import {
   describeProfile,
@@ -40,7 +41,7 @@ export interface Input {
   from?: Origin;
 }
 
-export type Symmetry = 'exact' | 'spans' | 'cuts' | 'misses';
+export type Symmetry = SymmetryClass;
 
 export interface CollateralFinding {
   iova: bigint;
@@ -120,7 +121,10 @@ interface SymCount {
   spans: number;
   cuts: number;
   misses: number;
+  straddles: number;
   foreign_unmaps: number;
+  unmap_bytes: bigint;
+  cut_bytes: bigint;
 }
 
 /** Mutable parts of the projection writer, one per append or rebuild. */
@@ -178,11 +182,17 @@ export class Ledger {
       eventData: p('SELECT type, data FROM events WHERE position = ?'),
       createdEvent: p('SELECT data FROM events WHERE stream = ? AND version = 1'),
       upsertSym: p(
-        `INSERT INTO caller_symmetry (domain, caller, site, maps, unmaps, exact, spans, cuts, misses, foreign_unmaps)
-         VALUES (@domain, @caller, @site, @maps, @unmaps, @exact, @spans, @cuts, @misses, @foreign_unmaps)
+        `INSERT INTO caller_symmetry (domain, caller, site, maps, unmaps, exact, spans, cuts, misses, straddles, foreign_unmaps, unmap_bytes, cut_bytes)
+         VALUES (@domain, @caller, @site, @maps, @unmaps, @exact, @spans, @cuts, @misses, @straddles, @foreign_unmaps, @unmap_bytes, @cut_bytes)
          ON CONFLICT (domain, caller, site) DO UPDATE SET maps = maps + excluded.maps, unmaps = unmaps + excluded.unmaps,
            exact = exact + excluded.exact, spans = spans + excluded.spans, cuts = cuts + excluded.cuts,
-           misses = misses + excluded.misses, foreign_unmaps = foreign_unmaps + excluded.foreign_unmaps`,
+           misses = misses + excluded.misses, straddles = straddles + excluded.straddles, foreign_unmaps = foreign_unmaps + excluded.foreign_unmaps,
+           unmap_bytes = unmap_bytes + 9223372036854775807 + 1 + excluded.unmap_bytes, cut_bytes = cut_bytes + 9223372036854775807 + 1 + excluded.cut_bytes`,
+      ),
+      insAsym: p(
+        `INSERT INTO asymmetric_unmaps (position, domain, caller, site, class, foreign_map, iova, size, maps, kept_bytes, largest_page, safe_page,
+           legacy_over, legacy_left, split_over, split_left, strict_left, strict_errno)
+         VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
       ),
       insHw: p('INSERT OR REPLACE INTO hw_state (domain, position, stats) VALUES (?,?,?)'),
       checkpoint: p("INSERT INTO checkpoints (projection, position) VALUES ('inline', ?) ON CONFLICT (projection) DO UPDATE SET position = excluded.position"),
@@ -283,7 +293,7 @@ export class Ledger {
     for (const ctx of batch.touched) {
       this.saveStream(ctx);
     }
-    for (const c of batch.sym.values()) this.s.upsertSym!.run(c);
+    for (const c of batch.sym.values()) this.s.upsertSym!.run(symRow(c));
     this.s.checkpoint!.run(this.store.lastPosition);
   }
 
@@ -488,7 +498,7 @@ export class Ledger {
       case 'unmap': {
         const start = cmd.iova;
         const end = cmd.iova + cmd.size;
-        const { symmetry, foreign } = this.classify(ctx, start, end, caller);
+        const { a, foreign } = this.classify(ctx, pos, start, cmd.size, caller, site);
         const r = ctx.core.unmap({ iova: cmd.iova, size: cmd.size });
         const observed = cmd.observedUnmapped;
         const recorded = observed ?? r.unmappedSize;
@@ -502,9 +512,9 @@ export class Ledger {
           if (observed !== r.unmappedSize) body.predicted = hex(r.unmappedSize);
         }
         this.appendEvent(ctx, 'unmap', id, cmd.time, body, who, inp.from, batch);
-        Object.assign(out, { ok: r.ok, errno: r.errno, reason: r.reason, unmapped: recorded, predicted: r.unmappedSize, symmetry });
+        Object.assign(out, { ok: r.ok, errno: r.errno, reason: r.reason, unmapped: recorded, predicted: r.unmappedSize, symmetry: a.class });
         this.projectUnmap(ctx, pos, caller, site, cmd.iova, cmd.size, r, recorded, out);
-        this.countUnmap(batch, ctx, caller, site, symmetry, foreign);
+        this.countUnmap(batch, ctx, caller, site, a, foreign, cmd.size);
         return out;
       }
       case 'fault': {
@@ -549,7 +559,7 @@ export class Ledger {
     const key = `${ctx.id}\0${caller}\0${site}`;
     let c = batch.sym.get(key);
     if (!c) {
-      c = { domain: ctx.id, caller, site, maps: 0, unmaps: 0, exact: 0, spans: 0, cuts: 0, misses: 0, foreign_unmaps: 0 };
+      c = { domain: ctx.id, caller, site, maps: 0, unmaps: 0, exact: 0, spans: 0, cuts: 0, misses: 0, straddles: 0, foreign_unmaps: 0, unmap_bytes: 0n, cut_bytes: 0n };
       batch.sym.set(key, c);
     }
     return c;
@@ -565,29 +575,50 @@ export class Ledger {
     this.sym(batch, ctx, caller, site).maps++;
   }
 
-  private countUnmap(batch: Batch, ctx: Ctx, caller: string, site: string, symmetry: Symmetry, foreign: boolean): void {
+  private countUnmap(batch: Batch, ctx: Ctx, caller: string, site: string, a: UnmapAnalysis, foreign: boolean, size: bigint): void {
     const sc = this.sym(batch, ctx, caller, site);
     sc.unmaps++;
-    sc[symmetry]++;
+    sc[a.class]++;
     if (foreign) sc.foreign_unmaps++;
+    sc.unmap_bytes += size;
+    sc.cut_bytes += a.keptBytes;
   }
 
-  /** How an unmap relates to the map regions alive when it is issued. */
-  private classify(ctx: Ctx, start: bigint, end: bigint, caller: string): { symmetry: Symmetry; foreign: boolean } {
-    const seen = new Set<MapOrigin>();
-    let cuts = false;
+  /**
+   * How an unmap relates to the maps alive when it is issued (core/symmetry.ts). One that is not
+   * symmetric, or reaches another caller's map, gets a row with what it would do under each
+   * unmap behaviour — tried on copies of the domain before the unmap is carried out.
+   */
+  private classify(ctx: Ctx, pos: number, start: bigint, size: bigint, caller: string, site: string): { a: UnmapAnalysis; foreign: boolean } {
+    const a = classifyUnmap(ctx.core, start, size);
     let foreign = false;
-    for (const r of ctx.core.runs(start, end)) {
-      const o = r.origin;
-      if (seen.has(o)) continue;
-      seen.add(o);
-      if (o.iova < start || o.iova + o.size > end) cuts = true;
-      if ((ctx.info.get(o)?.caller ?? UNKNOWN_CALLER) !== caller) foreign = true;
+    for (const o of a.maps) if ((ctx.info.get(o)?.caller ?? UNKNOWN_CALLER) !== caller) foreign = true;
+    if (a.class !== 'exact' || foreign) {
+      const legacy = tryUnmap(ctx.core, start, size, 'legacy');
+      const split = tryUnmap(ctx.core, start, size, 'split');
+      const strict = tryUnmap(ctx.core, start, size, 'strict');
+      this.s.insAsym!.run(
+        pos,
+        ctx.id,
+        caller,
+        site,
+        a.class,
+        foreign ? 1 : 0,
+        toDb(start),
+        toDb(size),
+        JSON.stringify(a.maps.map((o) => ({ position: o.ref, iova: hex(o.iova), size: hex(o.size), caller: ctx.info.get(o)?.caller ?? UNKNOWN_CALLER }))),
+        toDb(a.keptBytes),
+        toDb(a.largestPage),
+        toDb(a.safePage),
+        toDb(legacy.over),
+        toDb(legacy.left),
+        toDb(split.over),
+        toDb(split.left),
+        toDb(strict.left),
+        strict.errno ?? null,
+      );
     }
-    if (seen.size === 0) return { symmetry: 'misses', foreign };
-    if (cuts) return { symmetry: 'cuts', foreign };
-    const only = seen.size === 1 ? [...seen][0]! : undefined;
-    return { symmetry: only && only.iova === start && only.iova + only.size === end ? 'exact' : 'spans', foreign };
+    return { a, foreign };
   }
 
   private writeRuns(ctx: Ctx, pos: number, changes: { before: Run[]; after: Run[] }): void {
@@ -762,7 +793,8 @@ export class Ledger {
     let mismatches = 0;
     let n = 0;
     this.db.transaction(() => {
-      for (const t of ['runs', 'hw_state', 'intent', 'unmap_findings', 'faults', 'caller_symmetry', 'checkpoints']) this.db.exec(`DELETE FROM ${t}`);
+      for (const t of ['runs', 'hw_state', 'intent', 'unmap_findings', 'faults', 'caller_symmetry', 'asymmetric_unmaps', 'checkpoints']) this.db.exec(`DELETE FROM ${t}`);
+      this.db.exec("DELETE FROM meta WHERE key = 'rebuild-needed'");
       this.ctxs.clear();
       const streams = new Map<string, { id: number }>();
       for (const s of this.store.streams()) streams.set(s.name, { id: s.id });
@@ -792,13 +824,13 @@ export class Ledger {
           const body = b as unknown as UnmapBody;
           const iova = BigInt(body.iova);
           const size = BigInt(body.size);
-          const { symmetry, foreign } = this.classify(ctx, iova, iova + size, caller);
+          const { a, foreign } = this.classify(ctx, pos, iova, size, caller, site);
           const r = ctx.core.unmap({ iova, size });
           const predicted = body.predicted !== undefined ? BigInt(body.predicted) : BigInt(body.unmapped);
           if (r.ok !== body.ok || r.unmappedSize !== predicted) mismatches++;
           const out: Outcome = { index: 0, op: 'unmap', domain: ev.stream, ok: r.ok };
           this.projectUnmap(ctx, pos, caller, site, iova, size, r, BigInt(body.unmapped), out);
-          this.countUnmap(batch, ctx, caller, site, symmetry, foreign);
+          this.countUnmap(batch, ctx, caller, site, a, foreign, size);
         } else if (ev.type === 'fault') {
           const body = b as { iova: string; device?: string; flags?: number };
           this.projectFault(ctx, pos, BigInt(body.iova), body.device, body.flags);
@@ -811,7 +843,7 @@ export class Ledger {
         if (onProgress && n % 65536 === 0) onProgress(n, total);
       }
       this.flushRows();
-      for (const c of batch.sym.values()) this.s.upsertSym!.run(c);
+      for (const c of batch.sym.values()) this.s.upsertSym!.run(symRow(c));
       for (const c of this.ctxs.values()) this.saveStream(c);
       this.s.checkpoint!.run(total);
     }).immediate();
@@ -868,4 +900,7 @@ function dropUndefined<T extends Record<string, unknown>>(o: T): T {
   return o;
 }
 
-
+/** A caller_symmetry row as bound parameters (byte counts biased like addresses). */
+function symRow(c: SymCount): Record<string, unknown> {
+  return { ...c, unmap_bytes: toDb(c.unmap_bytes), cut_bytes: toDb(c.cut_bytes) };
+}

@@ -11,6 +11,7 @@ import { Domain, type Run, type WalkStep, type HwStats } from '../core/domain.js
 import { profileFromDescriptor, type Profile, type ProfileDescriptor } from '../core/profile.js';
 import { openDatabase } from '../events/db.js';
 import { formatProt } from '../events/prot.js';
+import { callerAnalysis, type CallerView } from './callers.js';
 import { fromDb, LIVE_CLASS, toDb } from './codec.js';
 
 /** Kysely's view of the tables the queries read (integers arrive as bigint). */
@@ -130,20 +131,7 @@ export interface FaultView {
   time?: string;
 }
 
-export interface CallerView {
-  domain: string;
-  caller: string;
-  site: string;
-  maps: number;
-  unmaps: number;
-  exact: number;
-  spans: number;
-  cuts: number;
-  misses: number;
-  foreign: number;
-  /** Share of unmaps that mirror whole maps (exact or spanning whole maps). */
-  readiness: number;
-}
+export type { CallerView } from './callers.js';
 
 export interface BlameView {
   domain: string;
@@ -601,28 +589,19 @@ export class Queries {
     return rows.map((r) => this.faultOf(r));
   }
 
-  callers(filter: { domain?: string } = {}): CallerView[] {
-    let q = this.k.selectFrom('caller_symmetry as c').innerJoin('streams as s', 's.id', 'c.domain').selectAll('c').select('s.name').orderBy('s.id').orderBy('c.caller').orderBy('c.site');
-    if (filter.domain !== undefined) q = q.where('s.id', '=', BigInt(this.domain(filter.domain).id));
-    const c = q.compile();
-    const rows = this.db.prepare(c.sql).all(...(c.parameters as unknown[])) as Array<Tables['caller_symmetry'] & { name: string }>;
-    return rows.map((r) => {
-      const unmaps = Number(r.unmaps);
-      const symmetric = Number(r.exact) + Number(r.spans);
-      return {
-        domain: r.name,
-        caller: r.caller,
-        site: r.site,
-        maps: Number(r.maps),
-        unmaps,
-        exact: Number(r.exact),
-        spans: Number(r.spans),
-        cuts: Number(r.cuts),
-        misses: Number(r.misses),
-        foreign: Number(r.foreign_unmaps),
-        readiness: unmaps ? symmetric / unmaps : 1,
-      };
+  /** Per caller and site: how its unmaps relate to its maps (projections/callers.ts). */
+  callers(filter: { domain?: string; caller?: string; examples?: number } = {}): CallerView[] {
+    return callerAnalysis(this.db, {
+      ...(filter.domain !== undefined ? { domain: this.domain(filter.domain).id } : {}),
+      ...(filter.caller !== undefined ? { caller: filter.caller } : {}),
+      ...(filter.examples !== undefined ? { examples: filter.examples } : {}),
     });
+  }
+
+  /** Why the projections are incomplete (a ledger upgraded from an older schema), if they are. */
+  staleProjections(): string | undefined {
+    const r = this.db.prepare("SELECT value FROM meta WHERE key = 'rebuild-needed'").get() as { value: string } | undefined;
+    return r?.value;
   }
 
   /** Counts of events by type (for summaries). */

@@ -17,6 +17,7 @@ export function projectionSnapshot(db: Database.Database): Record<string, unknow
     unmap_findings: 'position',
     faults: 'position',
     caller_symmetry: 'domain, caller, site',
+    asymmetric_unmaps: 'position',
     hw_state: 'domain, position',
     checkpoints: 'projection',
   };
