@@ -4,7 +4,8 @@
  */
 import { existsSync, rmSync } from 'node:fs';
 import { formatSize } from '../core/address.js';
-import { profileFromDescriptor, resolveProfile, type ProfileDescriptor, type Semantics } from '../core/profile.js';
+import { resolveProfile, type Semantics } from '../core/profile.js';
+import { commandFromEvent, type StoredData } from '../events/recommand.js';
 import { EventStore } from '../events/store.js';
 import { parseCommand } from '../events/schema.js';
 import { Ledger } from '../projections/ledger.js';
@@ -64,39 +65,9 @@ export async function replayLedger(source: string, outPath: string, o: { semanti
   try {
     dst.session((add) => {
       for (const ev of src.read()) {
-        const data = JSON.parse(ev.data) as { body: Record<string, unknown>; who?: Record<string, unknown>; from?: Record<string, unknown> };
-        const b = data.body;
-        // Given and source ids carry over (so a replay can be re-run idempotently); derived ones ('@') are re-derived.
-        const base = { domain: ev.stream, ...(data.who ?? {}), ...(ev.time ? { time: ev.time } : {}), ...(ev.id.startsWith('@') ? {} : { id: ev.id }) } as Record<string, unknown>;
+        const data = JSON.parse(ev.data) as StoredData;
         const touched = o.domain === undefined || o.domain === ev.stream;
-        let cmd: Record<string, unknown>;
-        switch (ev.type) {
-          case 'domain-created': {
-            const d = b.profile as ProfileDescriptor;
-            const semantics = (touched ? o.semantics : undefined) ?? (touched && o.profile ? undefined : d.semantics);
-            if (touched && o.profile) cmd = { op: 'domain', ...base, profile: o.profile, semantics };
-            else if (isBuiltin(d)) cmd = { op: 'domain', ...base, profile: d.name, semantics };
-            else cmd = { op: 'domain', ...base, profile: d.base, pgsizeBitmap: d.pgsizeBitmap, iovaBits: d.iovaBits, semantics, emptyUnmapErrno: d.emptyUnmapErrno };
-            break;
-          }
-          case 'map':
-            cmd = { op: 'map', ...base, iova: b.iova, paddr: b.paddr, size: b.size, prot: b.prot };
-            break;
-          case 'unmap':
-            // What the trace saw stays what it saw: only the prediction changes.
-            cmd = { op: 'unmap', ...base, iova: b.iova, size: b.size, observedUnmapped: b.observed === true ? b.unmapped : undefined };
-            break;
-          case 'fault':
-            cmd = { op: 'fault', ...base, iova: b.iova, device: b.device, driver: b.driver, flags: b.flags };
-            break;
-          case 'device-attached':
-          case 'device-detached':
-            cmd = { op: ev.type === 'device-attached' ? 'attach' : 'detach', ...base, device: b.device, groupId: b.groupId };
-            break;
-          default:
-            cmd = { op: 'destroy', ...base };
-        }
-        for (const k of Object.keys(cmd)) if (cmd[k] === undefined) delete cmd[k];
+        const cmd = commandFromEvent(ev, data, touched ? { ...(o.semantics ? { semantics: o.semantics } : {}), ...(o.profile ? { profile: o.profile } : {}) } : {});
         add({ cmd: parseCommand(cmd) });
         events++;
       }
@@ -123,14 +94,4 @@ export async function replayLedger(source: string, outPath: string, o: { semanti
     ...[...new Set([...Object.keys(before.faults), ...Object.keys(after.faults)])].map((k) => line(`faults: ${k}`, before.faults[k] ?? 0, after.faults[k] ?? 0)),
   ];
   return { source, out: outPath, events, before, after, report };
-}
-
-/** Is this descriptor exactly a built-in profile (by name, page sizes and width)? */
-function isBuiltin(d: ProfileDescriptor): boolean {
-  try {
-    const p = resolveProfile(d.name);
-    return profileFromDescriptor(d).format === p.format;
-  } catch {
-    return false;
-  }
 }

@@ -1,0 +1,67 @@
+/**
+ * A stored event turned back into the command that produced it (for replay and migrate, which
+ * re-run a ledger's commands into a new ledger).
+ */
+import { profileFromDescriptor, resolveProfile, type ProfileDescriptor, type Semantics } from '../core/profile.js';
+import type { RawEvent } from './store.js';
+
+export interface StoredData {
+  body: Record<string, unknown>;
+  who?: Record<string, unknown>;
+  from?: Record<string, unknown>;
+}
+
+export interface DomainOverride {
+  semantics?: Semantics;
+  /** A built-in profile name to use instead of the stored one. */
+  profile?: string;
+}
+
+/**
+ * The command (raw, for parseCommand) that re-creates an event. Given and source ids carry over
+ * (so a replay can be re-run idempotently); derived ones ('@') are re-derived by the new ledger.
+ */
+export function commandFromEvent(ev: RawEvent, data: StoredData, o: DomainOverride = {}, keepId = true): Record<string, unknown> {
+  const b = data.body;
+  const base: Record<string, unknown> = { domain: ev.stream, ...(data.who ?? {}), ...(ev.time ? { time: ev.time } : {}) };
+  if (keepId && !ev.id.startsWith('@')) base.id = ev.id;
+  let cmd: Record<string, unknown>;
+  switch (ev.type) {
+    case 'domain-created': {
+      const d = b.profile as ProfileDescriptor;
+      const semantics = o.semantics ?? (o.profile ? undefined : d.semantics);
+      if (o.profile) cmd = { op: 'domain', ...base, profile: o.profile, semantics };
+      else if (isBuiltin(d)) cmd = { op: 'domain', ...base, profile: d.name, semantics };
+      else cmd = { op: 'domain', ...base, profile: d.base, pgsizeBitmap: d.pgsizeBitmap, iovaBits: d.iovaBits, semantics, emptyUnmapErrno: d.emptyUnmapErrno };
+      break;
+    }
+    case 'map':
+      cmd = { op: 'map', ...base, iova: b.iova, paddr: b.paddr, size: b.size, prot: b.prot };
+      break;
+    case 'unmap':
+      // What the trace saw stays what it saw: only the prediction changes.
+      cmd = { op: 'unmap', ...base, iova: b.iova, size: b.size, observedUnmapped: b.observed === true ? b.unmapped : undefined };
+      break;
+    case 'fault':
+      cmd = { op: 'fault', ...base, iova: b.iova, device: b.device, driver: b.driver, flags: b.flags };
+      break;
+    case 'device-attached':
+    case 'device-detached':
+      cmd = { op: ev.type === 'device-attached' ? 'attach' : 'detach', ...base, device: b.device, groupId: b.groupId };
+      break;
+    default:
+      cmd = { op: 'destroy', ...base };
+  }
+  for (const k of Object.keys(cmd)) if (cmd[k] === undefined) delete cmd[k];
+  return cmd;
+}
+
+/** Is this descriptor exactly a built-in profile (by name, page sizes and width)? */
+function isBuiltin(d: ProfileDescriptor): boolean {
+  try {
+    const p = resolveProfile(d.name);
+    return profileFromDescriptor(d).format === p.format;
+  } catch {
+    return false;
+  }
+}
