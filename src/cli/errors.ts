@@ -16,4 +16,5 @@ export const USER_ERRORS = new Set([
   'ProfileError',
   'LedgerOpenError',
   'ConcurrencyError',
+  'MigrationError',
 ]);

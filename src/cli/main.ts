@@ -513,6 +513,35 @@ Examples:
     });
 
   program
+    .command('migrate')
+    .description('make callers symmetric (unmap exactly what was mapped) by a script or a built-in strategy, into a new ledger, verified by replay under strict unmap')
+    .option('--script <file>', 'a migration module (TypeScript or JavaScript) whose default export is defineMigration({...})')
+    .option('--strategy <name>', `a built-in strategy for every command: ${['split-maps', 'widen-unmaps', 'flag'].join(', ')}`)
+    .option('--caller <name>', "only this caller's commands are migrated; the others are kept as they are")
+    .requiredOption('--out <path>', 'the migrated ledger (a new file; the source is never changed)')
+    .option('--report <stem>', 'write the report to STEM.md and STEM.json (default: next to --out)')
+    .option('--fail-on-regression', 'exit 1 if a check fails (for CI)')
+    .addHelpText(
+      'after',
+      `
+Checks (printed, and in the report): 1. under strict unmap no command is refused and no unmap
+over-unmaps or leaves pages mapped; 2. every caller's intent equals the source's at every position
+and stays mapped, except where the source over-unmapped (listed as bugs fixed); 3. the cost.
+
+Examples:
+  iommu-ledger migrate --strategy split-maps --out migrated.db
+  iommu-ledger migrate --strategy widen-unmaps --caller kvm --out migrated.db --fail-on-regression
+  iommu-ledger migrate --script scripts/migrations/symmetric-vfio.ts --out migrated.db`,
+    )
+    .action(async (o: { script?: string; strategy?: string; caller?: string; out: string; report?: string; failOnRegression?: boolean }) => {
+      const { runMigrate } = await import('./migrate.js');
+      const r = await runMigrate(g().db, o);
+      if (g().json) out(json(r.report));
+      else out(r.summary.join('\n'));
+      if (o.failOnRegression && !r.result.passed) throw new Findings('--fail-on-regression: the migrated history does not verify (see the report)');
+    });
+
+  program
     .command('profiles')
     .description('the built-in hardware profiles')
     .action(() => {

@@ -166,6 +166,8 @@ export interface Origin {
   source?: string;
   digest?: string;
   line?: number;
+  /** For a migrated ledger: the source event this one was derived from, and the strategy. */
+  derivedFrom?: { position: number; id: string; strategy: string };
 }
 
 /** Bodies as stored (JSON): addresses as "0x" strings. */

@@ -1,0 +1,75 @@
+/**
+ * `iommu-ledger migrate`: loads a migration (a script, or a built-in strategy), runs it into a
+ * new ledger, and writes the report next to it (Markdown and JSON).
+ */
+import { existsSync, writeFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { builtinMigration, checkMigration, STRATEGIES, type Migration, type StrategyName } from '../migrate/define.js';
+import { migrate, type MigrationResult } from '../migrate/engine.js';
+import { buildReport, checkLines, markdown, reportJson, type Report } from '../migrate/report.js';
+import { Queries } from '../projections/queries.js';
+import { InputError } from './errors.js';
+
+export interface MigrateCliOptions {
+  script?: string;
+  strategy?: string;
+  caller?: string;
+  out: string;
+  report?: string;
+}
+
+/** Loads a migration script (.ts through tsx, or .js/.mjs); its default export is the migration. */
+export async function loadMigration(file: string): Promise<Migration> {
+  const path = resolve(file);
+  if (!existsSync(path)) throw new InputError(`--script ${file}: no such file`);
+  let mod: Record<string, unknown>;
+  try {
+    if (/\.[mc]?ts$/.test(path)) {
+      const { tsImport } = await import('tsx/esm/api');
+      mod = (await tsImport(pathToFileURL(path).href, import.meta.url)) as Record<string, unknown>;
+    } else {
+      mod = (await import(pathToFileURL(path).href)) as Record<string, unknown>;
+    }
+  } catch (e) {
+    throw new InputError(`--script ${file}: cannot load it: ${(e as Error).message.split('\n')[0]}`);
+  }
+  let m = mod.default ?? mod.migration;
+  // tsx may wrap a CommonJS-style default export once more.
+  if (m && typeof m === 'object' && 'default' in m && !('rules' in m)) m = (m as { default: unknown }).default;
+  if (m === undefined) throw new InputError(`--script ${file}: export the migration as the default export (export default defineMigration({...}))`);
+  return checkMigration(m, file);
+}
+
+export async function runMigrate(db: string, o: MigrateCliOptions): Promise<{ result: MigrationResult; report: Report; files: string[]; summary: string[] }> {
+  if (!o.script === !o.strategy) throw new InputError('migrate: give --script FILE or --strategy NAME (one of them)');
+  let m: Migration;
+  if (o.strategy) {
+    if (!STRATEGIES.includes(o.strategy as StrategyName)) throw new InputError(`--strategy ${JSON.stringify(o.strategy)}: one of ${STRATEGIES.join(', ')}`);
+    m = builtinMigration(o.strategy as StrategyName);
+  } else m = await loadMigration(o.script!);
+  const result = await migrate(db, o.out, m, o.caller !== undefined ? { caller: o.caller } : {});
+  const qs = new Queries(db);
+  const qo = new Queries(o.out);
+  let report: Report;
+  try {
+    report = buildReport(result, qs.callers(), qo.callers());
+  } finally {
+    qs.close();
+    qo.close();
+  }
+  const stem = o.report ?? o.out.replace(/\.db$/, '') + '.report';
+  const files = [`${stem}.md`, `${stem}.json`];
+  writeFileSync(files[0]!, markdown(report));
+  writeFileSync(files[1]!, reportJson(report));
+  const summary = [
+    `migrated ${result.sourceEvents} events of ${db} by '${result.migration}'${result.scope !== undefined ? ` (caller ${result.scope} only)` : ''} into ${o.out}: ${result.migratedEvents} events (the source is unchanged)`,
+    `strategies: ${Object.entries(result.strategies).map(([k, v]) => `${k} ${v}`).join(', ') || 'none'}`,
+    ...checkLines(result),
+    ...report.sites
+      .filter((s) => s.before && (s.before.readiness < 1 || s.before.foreign))
+      .map((s) => `  ${s.caller}${s.site ? ` at ${s.site}` : ''}: readiness ${Math.round(s.before!.readiness * 100)}% -> ${s.after ? `${Math.round(s.after.readiness * 100)}%` : '-'}; change: ${s.change}`),
+    `${result.passed ? 'PASSED' : 'FAILED'}: report in ${files.join(' and ')}`,
+  ];
+  return { result, report, files, summary };
+}
