@@ -71,6 +71,41 @@ describe('event store', () => {
     }
   });
 
+  it('verify reads in pages: a change past the first page, an event stored before position 1, non-ASCII text, several domains', () => {
+    const cmds: unknown[] = [
+      { op: 'domain', domain: 'dsp', profile: 'omap' },
+      { op: 'domain', domain: 'gpü😀', profile: 'intel-vtd' },
+    ];
+    for (let i = 0; i < 1200; i++) {
+      const domain = i % 3 ? 'dsp' : 'gpü😀';
+      const iova = `0x${(0x100000 + i * 0x1000).toString(16)}`;
+      cmds.push({ op: 'map', domain, iova, paddr: '0x80000000', size: '4K', caller: i % 2 ? 'cämera😀' : 'isp' });
+    }
+    for (const tamper of ['none', 'change', 'before-first'] as const) {
+      const path = tempDb();
+      const l = new Ledger(path);
+      l.appendRaw(cmds.slice(0, 700));
+      l.appendRaw(cmds.slice(700));
+      l.close();
+      const db = new Database(path);
+      db.exec('DROP TRIGGER events_no_update; DROP TRIGGER events_no_delete;');
+      if (tamper === 'change') db.prepare("UPDATE events SET data = replace(data, 'isp', 'isq') WHERE position = 1101").run();
+      if (tamper === 'before-first') db.prepare('INSERT INTO events SELECT 0, stream, version + 10000, type, schema_version, event_id || \'x\', recorded_at, time, data, hash FROM events WHERE position = 1').run();
+      db.close();
+      const l2 = new Ledger(path);
+      const v = l2.store.verify();
+      if (tamper === 'none') {
+        expect(v).toMatchObject({ ok: true, events: 1202 });
+      } else {
+        expect(v.ok).toBe(false);
+        expect(v.firstBad).toBe(tamper === 'change' ? 1101 : 1);
+        expect(v.events).toBe(tamper === 'change' ? 1100 : 0);
+        expect(v.problem).toBe(tamper === 'change' ? 'changed' : 'inserted');
+      }
+      l2.close();
+    }
+  });
+
   it('is idempotent: the same ids store nothing new', () => {
     const path = tempDb();
     const l = new Ledger(path);
