@@ -8,8 +8,9 @@ ALTER TABLE caller_symmetry ADD COLUMN straddles INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE caller_symmetry ADD COLUMN unmap_bytes INTEGER NOT NULL DEFAULT -9223372036854775808;
 ALTER TABLE caller_symmetry ADD COLUMN cut_bytes INTEGER NOT NULL DEFAULT -9223372036854775808;
 
--- Every unmap that is not symmetric (cuts, straddles, misses, or removes another caller's map),
--- with what it would do under each unmap behaviour, evaluated on the pages live at that moment.
+-- Every unmap that is not an exact mirror of one map (spans, cuts, straddles, misses), and exact
+-- ones that remove another caller's map, with what each would do under each unmap behaviour,
+-- evaluated on the pages live at that moment.
 CREATE TABLE asymmetric_unmaps (
   position   INTEGER PRIMARY KEY,
   domain     INTEGER NOT NULL,
@@ -19,7 +20,8 @@ CREATE TABLE asymmetric_unmaps (
   foreign_map INTEGER NOT NULL,        -- 1 when it reaches a map made by another caller
   iova       INTEGER NOT NULL,         -- biased
   size       INTEGER NOT NULL,         -- biased
-  maps       TEXT NOT NULL,            -- JSON [{position, iova, size, caller}] of the maps it touches
+  maps       TEXT NOT NULL,            -- JSON [{position, iova, size, caller, site}] of the maps it touches
+  missed_after INTEGER,                -- for a miss: the over-unmap that had removed the range, if one did
   kept_bytes INTEGER NOT NULL,         -- bytes of those maps outside the request (biased)
   largest_page INTEGER NOT NULL,       -- largest page backing the touched maps (biased)
   safe_page  INTEGER NOT NULL,         -- largest page size at which the cut edges stay harmless (biased; 0 = none)

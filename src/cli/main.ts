@@ -516,7 +516,7 @@ Examples:
     .command('migrate')
     .description('make callers symmetric (unmap exactly what was mapped) by a script or a built-in strategy, into a new ledger, verified by replay under strict unmap')
     .option('--script <file>', 'a migration module (TypeScript or JavaScript) whose default export is defineMigration({...})')
-    .option('--strategy <name>', `a built-in strategy for every command: ${['split-maps', 'widen-unmaps', 'flag'].join(', ')}`)
+    .option('--strategy <name>', 'a built-in strategy for every command: split-maps, widen-unmaps, flag (or keep: copy as is)')
     .option('--caller <name>', "only this caller's commands are migrated; the others are kept as they are")
     .requiredOption('--out <path>', 'the migrated ledger (a new file; the source is never changed)')
     .option('--report <stem>', 'write the report to STEM.md and STEM.json (default: next to --out)')
@@ -531,7 +531,7 @@ and stays mapped, except where the source over-unmapped (listed as bugs fixed); 
 Examples:
   iommu-ledger migrate --strategy split-maps --out migrated.db
   iommu-ledger migrate --strategy widen-unmaps --caller kvm --out migrated.db --fail-on-regression
-  iommu-ledger migrate --script scripts/migrations/symmetric-vfio.ts --out migrated.db`,
+  iommu-ledger --db iommu-ledger-demo.db migrate --script scripts/migrations/demo-symmetric.ts --out migrated.db`,
     )
     .action(async (o: { script?: string; strategy?: string; caller?: string; out: string; report?: string; failOnRegression?: boolean }) => {
       const { runMigrate } = await import('./migrate.js');

@@ -3,7 +3,7 @@
  * new ledger, and writes the report next to it (Markdown and JSON).
  */
 import { existsSync, writeFileSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { builtinMigration, checkMigration, STRATEGIES, type Migration, type StrategyName } from '../migrate/define.js';
 import { migrate, type MigrationResult } from '../migrate/engine.js';
@@ -34,9 +34,11 @@ export async function loadMigration(file: string): Promise<Migration> {
   } catch (e) {
     throw new InputError(`--script ${file}: cannot load it: ${(e as Error).message.split('\n')[0]}`);
   }
-  let m = mod.default ?? mod.migration;
-  // tsx may wrap a CommonJS-style default export once more.
-  if (m && typeof m === 'object' && 'default' in m && !('rules' in m)) m = (m as { default: unknown }).default;
+  // The default export, or one named `migration`; tsx may wrap a module once more in `default`.
+  const isMigration = (x: unknown): x is object => !!x && typeof x === 'object' && 'rules' in x;
+  const seen: unknown[] = [mod.default, mod.migration];
+  for (const x of [mod.default, mod.migration]) if (x && typeof x === 'object') seen.push((x as Record<string, unknown>).default, (x as Record<string, unknown>).migration);
+  const m = seen.find(isMigration) ?? seen.find((x) => x !== undefined && !(x && typeof x === 'object' && ('default' in x || 'migration' in x)));
   if (m === undefined) throw new InputError(`--script ${file}: export the migration as the default export (export default defineMigration({...}))`);
   return checkMigration(m, file);
 }
@@ -48,21 +50,26 @@ export async function runMigrate(db: string, o: MigrateCliOptions): Promise<{ re
     if (!STRATEGIES.includes(o.strategy as StrategyName)) throw new InputError(`--strategy ${JSON.stringify(o.strategy)}: one of ${STRATEGIES.join(', ')}`);
     m = builtinMigration(o.strategy as StrategyName);
   } else m = await loadMigration(o.script!);
+  const stem = o.report ?? o.out.replace(/\.db$/, '') + '.report';
+  if (!existsSync(dirname(resolve(stem)))) throw new InputError(`--report ${stem}: the folder ${dirname(resolve(stem))} does not exist`);
+  const qs0 = new Queries(db);
+  const stale = qs0.staleProjections();
+  qs0.close();
   const result = await migrate(db, o.out, m, o.caller !== undefined ? { caller: o.caller } : {});
   const qs = new Queries(db);
   const qo = new Queries(o.out);
   let report: Report;
   try {
-    report = buildReport(result, qs.callers(), qo.callers());
+    report = buildReport(result, qs.callers(), qo.callers(), stale);
   } finally {
     qs.close();
     qo.close();
   }
-  const stem = o.report ?? o.out.replace(/\.db$/, '') + '.report';
   const files = [`${stem}.md`, `${stem}.json`];
   writeFileSync(files[0]!, markdown(report));
   writeFileSync(files[1]!, reportJson(report));
   const summary = [
+    ...(stale ? [`warning: ${db} was upgraded (${stale}) and not rebuilt: the 'before' caller analysis is incomplete; run 'iommu-ledger rebuild' first`] : []),
     `migrated ${result.sourceEvents} events of ${db} by '${result.migration}'${result.scope !== undefined ? ` (caller ${result.scope} only)` : ''} into ${o.out}: ${result.migratedEvents} events (the source is unchanged)`,
     `strategies: ${Object.entries(result.strategies).map(([k, v]) => `${k} ${v}`).join(', ') || 'none'}`,
     ...checkLines(result),

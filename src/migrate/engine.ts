@@ -153,12 +153,16 @@ interface DState {
   chk: Domain;
   srcIntent: Map<string, IntervalSet<number>>;
   migIntent: Map<string, IntervalSet<number>>;
-  /** Ranges the source over-unmapped and nobody has mapped since (value: that unmap's position). */
+  /**
+   * Ranges where the source differs from a symmetric history because of its own unmaps: what it
+   * over-unmapped (until something is mapped there again), left mapped or refused to unmap
+   * (value: that unmap).
+   */
   zone: IntervalSet<number>;
   /** Differences already reported, per kind and caller (only new ones are listed). */
   known: Map<string, IntervalSet<number>>;
   /** Caller and site of each map alive in the migrated ledger, by its position there. */
-  migInfo: Map<number, { caller: string; site: string }>;
+  migInfo: Map<number, { caller: string; site: string; source: number }>;
   before: CostMeter;
   after: CostMeter;
   onSource: { overUnmaps: number; overBytes: bigint; leftMapped: number; leftBytes: bigint };
@@ -254,6 +258,7 @@ function run(src: EventStore, dst: Ledger, cuts: Map<number, bigint[]>, m: Migra
   const strategies: Record<string, number> = {};
   const siteStrategies = new Map<string, { domain: string; caller: string; site: string; strategies: Record<string, number> }>();
   const costs: Record<string, { before: Cost; after: Cost }> = {};
+  const onSourceBehaviour: MigrationResult['onSourceBehaviour'] = {};
   let sourceEvents = 0;
 
   const flagged = new Set<number>();
@@ -301,6 +306,7 @@ function run(src: EventStore, dst: Ledger, cuts: Map<number, bigint[]>, m: Migra
         } else if (ev.type === 'domain-destroyed') {
           const s = states.get(ev.stream)!;
           costs[s.name] = { before: s.before.finish(s.src), after: s.after.finish(s.chk) };
+          onSourceBehaviour[s.name] = { semantics: s.profile.semantics, ...s.onSource };
           states.delete(ev.stream);
         }
         continue;
@@ -382,11 +388,12 @@ function run(src: EventStore, dst: Ledger, cuts: Map<number, bigint[]>, m: Migra
       });
 
       compareIntent(st, dst, norm(touched), base, report);
+      // A map that succeeded in both histories over a range where they differed ends that difference.
+      for (const z of srcOk.clearZone ?? []) st.zone.subtract(z.start, z.end);
     }
   });
 
   for (const s of states.values()) costs[s.name] = { before: s.before.finish(s.src), after: s.after.finish(s.chk) };
-  const onSourceBehaviour: MigrationResult['onSourceBehaviour'] = {};
   for (const s of states.values()) onSourceBehaviour[s.name] = { semantics: s.profile.semantics, ...s.onSource };
   const passed = [...FAILING].every((k) => !counts[k]);
   return {
@@ -417,20 +424,20 @@ function intentOf(m: Map<string, IntervalSet<number>>, caller: string): Interval
 }
 
 /** Applies a source command to the source model. */
-function applySource(st: DState, cmd: SourceCommand, caller: string): { ok: boolean; collateral: Range[] } {
+function applySource(st: DState, cmd: SourceCommand, caller: string): { ok: boolean; collateral: Range[]; clearZone?: Range[] } {
   if (cmd.op === 'map') {
     const r = st.src.map({ iova: cmd.iova, paddr: cmd.paddr!, size: cmd.size, prot: cmd.prot ?? 3, ref: cmd.position });
     st.before.map(r, st.src);
-    if (r.ok) {
-      intentOf(st.srcIntent, caller).add(cmd.iova, cmd.iova + cmd.size, cmd.position);
-      st.zone.subtract(cmd.iova, cmd.iova + cmd.size);
-    }
+    if (r.ok) intentOf(st.srcIntent, caller).add(cmd.iova, cmd.iova + cmd.size, cmd.position);
     return { ok: r.ok, collateral: [] };
   }
   const r = st.src.unmap({ iova: cmd.iova, size: cmd.size });
   st.before.unmap(r, st.src);
   if (r.ok || r.unmappedSize > 0n) st.srcIntent.get(caller)?.subtract(cmd.iova, cmd.iova + cmd.size);
+  // Where the source's state now differs from a symmetric history: over-unmapped, or left mapped.
   for (const c of r.collateral) st.zone.add(c.start, c.end, cmd.position);
+  // (A refused unmap — strict, cutting a mapping — leaves its whole request mapped.)
+  for (const l of r.leftMapped) st.zone.add(l.start, l.end, cmd.position);
   return { ok: r.ok, collateral: r.collateral.map((c) => ({ start: c.start, end: c.end })) };
 }
 
@@ -448,7 +455,7 @@ function applyMigrated(
   caller: string,
   site: string,
   r: Outcome,
-  srcRes: { ok: boolean },
+  srcRes: { ok: boolean; clearZone?: Range[] },
   base: Base,
   report: Report,
   touched: Range[],
@@ -459,15 +466,22 @@ function applyMigrated(
   if (oc.op === 'map') {
     const c = st.chk.map({ iova: oc.iova, paddr: oc.paddr!, size: oc.size, prot: oc.prot ?? 3, ref: r.position! });
     st.after.map(c, st.chk);
+    const req = [{ start, end }];
+    const z = st.zone.overlapping(start, end)[0];
     if (r.ok) {
-      st.migInfo.set(r.position!, { caller, site });
+      st.migInfo.set(r.position!, { caller, site, source: base.position });
       intentOf(st.migIntent, caller).add(start, end, r.position!);
+      if (srcRes.ok) (srcRes.clearZone ??= []).push({ start, end });
+      else if (z) {
+        // The source's map collided with pages one of its unmaps left mapped: the whole map differs.
+        st.zone.add(start, end, z.value);
+        report({ ...at, kind: 'bug-fixed', ...rangesOf(req), detail: `map ${hex(start)}+${formatSize(oc.size)} succeeds; in the source it collided with pages that unmap #${z.value} left mapped` });
+      }
       return;
     }
-    const req = [{ start, end }];
     if (!srcRes.ok) report({ ...at, kind: 'rejected-in-source', ...rangesOf(req), detail: `map ${hex(start)}+${formatSize(oc.size)} is refused in both histories (${r.errno}: ${r.reason})` });
-    else if (within(st.zone, req).length) {
-      const z = st.zone.overlapping(start, end)[0]!;
+    else if (z) {
+      st.zone.add(start, end, z.value);
       report({ ...at, kind: 'bug-fixed', ...rangesOf(req), detail: `map ${hex(start)}+${formatSize(oc.size)} only succeeded in the source because unmap #${z.value} had over-unmapped that range; symmetric, it collides (${r.errno}: ${r.reason})` });
     } else report({ ...at, kind: 'rejected', ...rangesOf(req), detail: `map ${hex(start)}+${formatSize(oc.size)} is refused: ${r.errno}: ${r.reason}` });
     return;
@@ -527,11 +541,14 @@ function compareIntent(st: DState, dst: Ledger, R: Ranges, base: Base, report: R
     const Im = within(st.migIntent.get(c), R);
     const diff = union(subtract(Io, Im), subtract(Im, Io));
     const both = intersect(Io, Im);
+    const restored = intersect(subtract(both, Mo), Mm);
+    const lost = intersect(subtract(both, Mm), Mo);
     const found: Array<[ProblemKind, Ranges, string]> = [
       ['intent-changed', subtract(diff, zone), `${c} believes a different range mapped than in the source`],
-      ['bug-fixed', intersect(union(diff, intersect(subtract(both, Mo), Mm)), zone), `${c} still meant it mapped; the source had over-unmapped it, the migrated history keeps it`],
-      ['kept', subtract(intersect(subtract(both, Mo), Mm), zone), `${c} means it mapped; the source had unmapped it at another caller's request, the migrated history keeps it (that unmap is refused or changed here)`],
-      ['lost', intersect(subtract(both, Mm), Mo), `${c} still means it mapped and the source kept it, but the migrated history does not`],
+      // Where the source's own unmaps made it differ from a symmetric history, any difference is theirs.
+      ['bug-fixed', intersect(union(union(diff, restored), lost), zone), `${c}: the source over-unmapped, left mapped or refused an unmap here; the migrated history does what was asked`],
+      ['kept', subtract(restored, zone), `${c} means it mapped; the source had unmapped it at another caller's request, the migrated history keeps it (that unmap is refused or changed here)`],
+      ['lost', subtract(lost, zone), `${c} still means it mapped and the source kept it, but the migrated history does not`],
       ['unfixed', subtract(subtract(both, Mo), Mm), `${c} still means it mapped, but neither history has it (another caller unmapped it)`],
     ];
     for (const [kind, rs, detail] of found) {
@@ -548,7 +565,7 @@ function compareIntent(st: DState, dst: Ledger, R: Ranges, base: Base, report: R
       let why = detail;
       if (kind === 'bug-fixed') {
         const z = st.zone.overlapping(fresh[0]!.start, fresh[0]!.end)[0];
-        if (z) why += ` (over-unmapped by #${z.value})`;
+        if (z) why += ` (unmap #${z.value} in the source)`;
       }
       report({ ...base, caller: c, site: c === base.caller ? base.site : '', kind, ...rangesOf(fresh), detail: why });
     }
@@ -575,7 +592,7 @@ function contextFor(st: DState, dst: Ledger, cuts: Map<number, bigint[]>, report
     mapsIn,
     cutsOf: (cmd) => (cmd.op === 'map' ? (cuts.get(cmd.position) ?? []) : []),
     splitMaps(cmd) {
-      if (cmd.op !== 'map') return [asOut(cmd)];
+      if (cmd.op !== 'map') return alongMaps(cmd.iova, cmd.iova + cmd.size, mapsIn(cmd.iova, cmd.size)) ?? [asOut(cmd)];
       const points = [cmd.iova, ...ctx.cutsOf(cmd), cmd.iova + cmd.size];
       const out: OutCommand[] = [];
       for (let i = 0; i + 1 < points.length; i++) {
@@ -589,14 +606,14 @@ function contextFor(st: DState, dst: Ledger, cuts: Map<number, bigint[]>, report
       const s = cmd.iova;
       const e = cmd.iova + cmd.size;
       const maps = mapsIn(s, cmd.size);
-      if (maps.every((mm) => mm.iova >= s && mm.iova + mm.size <= e)) return [asOut(cmd)];
+      if (maps.every((mm) => mm.iova >= s && mm.iova + mm.size <= e)) return alongMaps(s, e, maps) ?? [asOut(cmd)];
       let ws = s;
       let we = e;
       for (const mm of maps) {
         if (mm.iova < ws) ws = mm.iova;
         if (mm.iova + mm.size > we) we = mm.iova + mm.size;
       }
-      const out: OutCommand[] = [{ op: 'unmap', iova: ws, size: we - ws }];
+      const out: OutCommand[] = alongMaps(ws, we, maps) ?? [{ op: 'unmap', iova: ws, size: we - ws }];
       for (const mm of maps) {
         const me = mm.iova + mm.size;
         const who = { ...(mm.caller !== undefined ? { caller: mm.caller } : {}), ...(mm.site !== undefined ? { site: mm.site } : {}) };
@@ -615,7 +632,11 @@ function contextFor(st: DState, dst: Ledger, cuts: Map<number, bigint[]>, report
         const caller = cmd.caller ?? UNKNOWN_CALLER;
         const foreign = a ? a.maps.some((o) => (st.migInfo.get(o.ref)?.caller ?? UNKNOWN_CALLER) !== caller) : false;
         if (a && (!SYMMETRIC.has(a.class) || foreign)) {
-          const what = foreign && SYMMETRIC.has(a.class) ? "removes another caller's mapping" : `${a.class} ${a.maps.map((o) => `#${o.ref} ${hex(o.iova)}+${formatSize(o.size)}`).join(', ')}`;
+          const mapText = (o: { ref: number; iova: bigint; size: bigint }) => {
+            const info = st.migInfo.get(o.ref);
+            return `the map ${hex(o.iova)}+${formatSize(o.size)}${info ? ` (source #${info.source}, by ${info.caller})` : ''}`;
+          };
+          const what = foreign && SYMMETRIC.has(a.class) ? "removes another caller's mapping" : `${a.class} ${a.maps.map(mapText).join(', ')}`;
           const strict = tryUnmap(d!, cmd.iova, cmd.size, 'strict');
           const then = strict.errno ? `strict unmap refuses it (${strict.errno})` : strict.over ? `strict unmap removes ${formatSize(strict.over)} more` : 'strict unmap carries it out';
           report({ kind: 'flagged', ranges: [{ iova: cmd.iova, size: cmd.size }], bytes: cmd.size, detail: `${reason ?? `unmap ${hex(cmd.iova)}+${formatSize(cmd.size)} ${what}: kept as it is`}; ${then}` });
@@ -627,3 +648,29 @@ function contextFor(st: DState, dst: Ledger, cuts: Map<number, bigint[]>, report
   return ctx;
 }
 
+/**
+ * An unmap of [s, e) as one unmap per stretch of back-to-back maps inside it: the legacy loop
+ * (__iommu_unmap) and io-pgtable-arm stop at the first hole, so an unmap across a gap would leave
+ * the maps after the gap mapped on such hardware. Undefined when nothing is mapped there.
+ */
+function alongMaps(s: bigint, e: bigint, maps: LiveMap[]): OutCommand[] | undefined {
+  if (!maps.length) return undefined;
+  const out: OutCommand[] = [];
+  let cs = maps[0]!.iova;
+  let ce = maps[0]!.iova + maps[0]!.size;
+  const flush = () => {
+    const a = cs > s ? cs : s;
+    const b = ce < e ? ce : e;
+    if (a < b) out.push({ op: 'unmap', iova: a, size: b - a });
+  };
+  for (const m of maps.slice(1)) {
+    if (m.iova === ce) ce = m.iova + m.size;
+    else {
+      flush();
+      cs = m.iova;
+      ce = m.iova + m.size;
+    }
+  }
+  flush();
+  return out;
+}

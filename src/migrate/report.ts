@@ -21,6 +21,8 @@ export interface SiteReport {
 export interface Report {
   result: MigrationResult;
   sites: SiteReport[];
+  /** Set when the source was upgraded from an older schema and not rebuilt. */
+  staleSource?: string;
 }
 
 const KIND_TEXT: Record<ProblemKind, string> = {
@@ -37,7 +39,7 @@ const KIND_TEXT: Record<ProblemKind, string> = {
   'rejected-in-source': 'refused in the source too',
 };
 
-export function buildReport(result: MigrationResult, before: CallerView[], after: CallerView[]): Report {
+export function buildReport(result: MigrationResult, before: CallerView[], after: CallerView[], staleSource?: string): Report {
   const key = (d: string, c: string, s: string) => `${d}\0${c}\0${s}`;
   const b = new Map(before.map((v) => [key(v.domain, v.caller, v.site), v]));
   const a = new Map(after.map((v) => [key(v.domain, v.caller, v.site), v]));
@@ -48,7 +50,7 @@ export function buildReport(result: MigrationResult, before: CallerView[], after
     const problems = result.problems.filter((p) => p.domain === s.domain && p.caller === s.caller && p.site === s.site);
     return { ...s, ...(bv ? { before: bv } : {}), ...(av ? { after: av } : {}), change: changeFor(s.strategies, bv), problems };
   });
-  return { result, sites };
+  return { result, sites, ...(staleSource ? { staleSource } : {}) };
 }
 
 function main(strategies: Record<string, number>): string {
@@ -93,7 +95,7 @@ export function checkLines(r: MigrationResult): string[] {
     `     3. cost: ${Object.entries(r.cost)
       .map(([d, c]) => `${d}: ${c.before.maps}+${c.before.unmaps} -> ${c.after.maps}+${c.after.unmaps} map+unmap calls, peak tables ${formatSize(BigInt(c.before.peakTableBytes))} -> ${formatSize(BigInt(c.after.peakTableBytes))}, ${c.before.invalidations} -> ${c.after.invalidations} invalidations`)
       .join('; ')}`,
-    ...(n('not-migrated') ? [`     not migrated (out of scope): ${n('not-migrated')} asymmetric commands kept as they are`] : []),
+    ...(n('not-migrated') ? [`     not migrated (kept as they are, out of scope): ${n('not-migrated')} findings that do not fail the check`] : []),
     ...(n('rejected-in-source') ? [`     refused in the source too: ${n('rejected-in-source')}`] : []),
   ];
 }
@@ -102,6 +104,7 @@ export function markdown(rep: Report): string {
   const r = rep.result;
   const L: string[] = [];
   L.push(`# Migration report: ${r.migration}`, '');
+  if (rep.staleSource) L.push(`> The source was upgraded (${rep.staleSource}) and not rebuilt: its caller analysis ("before") is incomplete. Run \`iommu-ledger rebuild\` on it first.`, '');
   L.push(`- source: \`${r.source}\` (${r.sourceEvents} events, unchanged)`);
   L.push(`- migrated ledger: \`${r.out}\` (${r.migratedEvents} events; each linked to its source event by \`from.derivedFrom\`)`);
   if (r.scope !== undefined) L.push(`- scope: caller \`${r.scope}\` only; other callers' commands are kept as they are`);
@@ -132,7 +135,7 @@ export function markdown(rep: Report): string {
     L.push(`- **change in the source:** ${s.change}`);
     const fails = s.problems.filter((p) => FAILING.has(p.kind));
     for (const p of fails.slice(0, 5)) L.push(`- ${KIND_TEXT[p.kind]} at #${p.position}: ${p.detail} [${fmtRanges(p)}]`);
-    if (fails.length > 5) L.push(`- … ${fails.length - 5} more (see the JSON report)`);
+    if (fails.length > 5) L.push(`- … ${fails.length - 5} more listed in the JSON report`);
     L.push('');
   }
   const listed = r.problems.filter((p) => p.kind !== 'rejected-in-source');
@@ -141,7 +144,7 @@ export function markdown(rep: Report): string {
     for (const p of listed.slice(0, 200)) {
       L.push(`| ${p.position} | ${p.migratedPosition ?? ''} | ${KIND_TEXT[p.kind]} | ${p.caller} | ${fmtRanges(p)} | ${p.detail.replace(/\|/g, '\\|')} |`);
     }
-    if (listed.length > 200) L.push('', `… ${listed.length - 200} more in the JSON report.`);
+    if (listed.length > 200) L.push('', `… ${listed.length - 200} more in the JSON report (which keeps the first 1000 of each kind; the counts above are complete).`);
     L.push('');
   }
   L.push(`Follow any position with \`iommu-ledger --db ${r.source} explain IOVA --at POSITION\`.`, '');

@@ -26,7 +26,9 @@ export interface UnmapExample {
   foreign: boolean;
   iova: bigint;
   size: bigint;
-  maps: Array<{ position: number; iova: bigint; size: bigint; caller: string }>;
+  maps: Array<{ position: number; iova: bigint; size: bigint; caller: string; site?: string }>;
+  /** For a miss: the earlier over-unmap that had removed the range. */
+  missedAfter?: number;
   keptBytes: bigint;
   largestPage: bigint;
   legacy: { over: bigint; left: bigint };
@@ -60,6 +62,10 @@ export interface CallerView {
   /** The most common sizes among its partial unmaps and the maps they cut (for advice). */
   typicalUnmap?: bigint;
   typicalMap?: bigint;
+  /** Who made the maps its partial unmaps cut ("caller" or "caller at site"), most cut first. */
+  cutMapsBy: string[];
+  /** Misses that came right after another unmap over-unmapped the range (not double unmaps). */
+  missesAfterOverUnmap: number;
   /** The worst unmaps (most over-unmapped, then most kept bytes), with positions for `explain`. */
   examples: UnmapExample[];
   /** Plain sentences: what its unmaps do, and what to change in the source. */
@@ -124,6 +130,13 @@ export function callerAnalysis(db: Database.Database, filter: { domain?: number;
        GROUP BY 1 ORDER BY count(*) DESC LIMIT 1`,
     )
     .safeIntegers(true);
+  const cutOwners = db.prepare(
+    `SELECT json_extract(m.value, '$.caller') AS caller, json_extract(m.value, '$.site') AS site, count(*) AS n
+     FROM asymmetric_unmaps a, json_each(a.maps) m
+     WHERE a.domain = ? AND a.caller = ? AND a.site = ? AND a.class IN ('cuts','straddles')
+     GROUP BY 1, 2 ORDER BY n DESC`,
+  );
+  const missesAfter = db.prepare(`SELECT count(*) AS n FROM asymmetric_unmaps WHERE domain = ? AND caller = ? AND site = ? AND class = 'misses' AND missed_after IS NOT NULL`);
   const n = (v: unknown) => Number(v ?? 0);
   const big = (v: unknown) => (v === null || v === undefined ? 0n : BigInt(v as bigint));
   return rows.map((r) => {
@@ -155,6 +168,8 @@ export function callerAnalysis(db: Database.Database, filter: { domain?: number;
       safePage: a.safe === null || a.safe === undefined ? 0n : fromDb(a.safe),
       largestPage: a.largest === null || a.largest === undefined ? 0n : fromDb(a.largest),
       examples: (examples.all(...key, filter.examples ?? 3) as Array<Record<string, bigint | string | null>>).map(exampleOf),
+      cutMapsBy: (cutOwners.all(...key) as Array<{ caller: string; site: string | null }>).map((o) => (o.site ? `${o.caller} at ${o.site}` : o.caller)),
+      missesAfterOverUnmap: n((missesAfter.get(...key) as { n: number }).n),
       verdict: [],
     };
     const tu = typicalUnmap.get(...key) as { size: bigint } | undefined;
@@ -167,14 +182,14 @@ export function callerAnalysis(db: Database.Database, filter: { domain?: number;
 }
 
 function exampleOf(r: Record<string, bigint | string | null>): UnmapExample {
-  const maps = JSON.parse(r.maps as string) as Array<{ position: number; iova: string; size: string; caller: string }>;
+  const maps = JSON.parse(r.maps as string) as Array<{ position: number; iova: string; size: string; caller: string; site?: string }>;
   const e: UnmapExample = {
     position: Number(r.position),
     class: r.class as SymmetryClass,
     foreign: Number(r.foreign_map) === 1,
     iova: fromDb(r.iova as bigint),
     size: fromDb(r.size as bigint),
-    maps: maps.map((m) => ({ position: m.position, iova: BigInt(m.iova), size: BigInt(m.size), caller: m.caller })),
+    maps: maps.map((m) => ({ position: m.position, iova: BigInt(m.iova), size: BigInt(m.size), caller: m.caller, ...(m.site ? { site: m.site } : {}) })),
     keptBytes: fromDb(r.kept_bytes as bigint),
     largestPage: fromDb(r.largest_page as bigint),
     legacy: { over: fromDb(r.legacy_over as bigint), left: fromDb(r.legacy_left as bigint) },
@@ -182,6 +197,7 @@ function exampleOf(r: Record<string, bigint | string | null>): UnmapExample {
     strict: { left: fromDb(r.strict_left as bigint) },
   };
   if (r.strict_errno) e.strict.errno = r.strict_errno as string;
+  if (r.missed_after !== null && r.missed_after !== undefined) e.missedAfter = Number(r.missed_after);
   return e;
 }
 
@@ -216,34 +232,47 @@ function describe(v: CallerView): void {
   if (v.behaviours.legacy.leftMapped) {
     out.push(`leaves pages mapped ${times(v.behaviours.legacy.leftMapped)} under the legacy loop (${formatSize(v.behaviours.legacy.leftBytes)}: it stops at a hole)`);
   }
-  if (v.misses) out.push(`unmaps nothing ${times(v.misses)} (a double unmap, or a trace that starts mid-stream)`);
+  if (v.misses) {
+    const after = v.missesAfterOverUnmap;
+    const why =
+      after === v.misses
+        ? "each right after another unmap had over-unmapped the range: not this caller's bug"
+        : after
+          ? `${after} of them right after another unmap had over-unmapped the range; the others: a double unmap, or a trace that starts mid-stream`
+          : 'a double unmap, or a trace that starts mid-stream';
+    out.push(`unmaps nothing ${times(v.misses)} (${why})`);
+  }
   if (v.foreign) out.push(`removes another caller's mapping ${times(v.foreign)}`);
   if (partial && v.typicalMap !== undefined && v.typicalUnmap !== undefined) {
     const m = formatSize(v.typicalMap);
     const u = formatSize(v.typicalUnmap);
-    const others = [...new Set(v.examples.flatMap((e) => (e.class === 'cuts' || e.class === 'straddles' ? e.maps.map((x) => x.caller) : [])))].filter((c) => c !== v.caller);
+    const owners = [...new Set(v.cutMapsBy.map((o) => o.split(' at ')[0]!))];
+    const others = owners.filter((c) => c !== v.caller);
+    const mapper = v.cutMapsBy.join(', ');
     if (others.length) {
-      v.advice = `${where} unmaps ${u} pieces of ${m} maps made by ${others.join(', ')}: ${others.join(', ')} should map in ${u} pieces, or ${v.caller} unmap the whole ${m} (and only its own maps)`;
+      v.advice = `${where} unmaps ${u} pieces of ${m} maps made by ${mapper}: ${others.join(', ')} should map in ${u} pieces, or ${v.caller} unmap the whole ${m} (and only its own maps)`;
+    } else if (v.typicalUnmap >= v.typicalMap) {
+      v.advice = `${where} unmaps ${u} across maps of ${m}: unmap each map as it was mapped`;
+    } else if (v.maps > 0 && v.cutMapsBy.every((o) => o === where || o === v.caller)) {
+      v.advice = `${where} maps ${m} and unmaps ${u} pieces: map in ${u} pieces or unmap the whole ${m}`;
     } else {
-      v.advice =
-        v.typicalUnmap < v.typicalMap
-          ? `${where} maps ${m} and unmaps ${u} pieces: map in ${u} pieces or unmap the whole ${m}`
-          : `${where} unmaps ${u} across maps of ${m}: unmap each map as it was mapped`;
+      v.advice = `${where} unmaps ${u} pieces of ${m} maps made by ${mapper}: map in ${u} pieces there, or unmap the whole ${m} here`;
     }
   } else if (v.foreign) {
     v.advice = `${where} unmaps ranges another caller mapped: unmap only what it mapped itself`;
-  } else if (v.misses && v.exact + v.spans + v.misses === v.unmaps) {
+  } else if (v.misses > v.missesAfterOverUnmap && v.exact + v.spans + v.misses === v.unmaps) {
     v.advice = `${where}: check for double unmaps (or import the trace from its start)`;
   }
 }
 
 /** One line per example, for the human output (positions let `explain` follow). */
 export function exampleText(e: UnmapExample): string {
-  const maps = e.maps.map((m) => `#${m.position} ${hex(m.iova)}+${formatSize(m.size)}${m.caller ? ` by ${m.caller}` : ''}`).join(', ');
+  const maps = e.maps.map((m) => `#${m.position} ${hex(m.iova)}+${formatSize(m.size)}${m.caller ? ` by ${m.caller}${m.site ? ` at ${m.site}` : ''}` : ''}`).join(', ');
   const what = `#${e.position} unmap ${hex(e.iova)}+${formatSize(e.size)} ${e.class}${e.foreign ? ' (another caller\'s map)' : ''}${maps ? ` [${maps}]` : ''}`;
-  if (e.class === 'misses') return `${what}: nothing was mapped there`;
+  if (e.class === 'misses') return `${what}: nothing was mapped there${e.missedAfter !== undefined ? ` (unmap #${e.missedAfter} had over-unmapped it)` : ''}`;
+  const legacy = [e.legacy.over ? `over ${formatSize(e.legacy.over)}` : '', e.legacy.left ? `left ${formatSize(e.legacy.left)}` : ''].filter(Boolean).join(' and ');
   const eff = [
-    `legacy ${e.legacy.over ? `over ${formatSize(e.legacy.over)}` : e.legacy.left ? `left ${formatSize(e.legacy.left)}` : 'exact'}`,
+    `legacy ${legacy || 'exact'}`,
     `split ${e.split.left ? `left ${formatSize(e.split.left)}` : 'exact'}`,
     `strict ${e.strict.errno ? `refused (${e.strict.errno})` : e.strict.left ? `left ${formatSize(e.strict.left)}` : 'exact'}`,
   ];

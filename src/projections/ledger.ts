@@ -190,9 +190,13 @@ export class Ledger {
            unmap_bytes = unmap_bytes + 9223372036854775807 + 1 + excluded.unmap_bytes, cut_bytes = cut_bytes + 9223372036854775807 + 1 + excluded.cut_bytes`,
       ),
       insAsym: p(
-        `INSERT INTO asymmetric_unmaps (position, domain, caller, site, class, foreign_map, iova, size, maps, kept_bytes, largest_page, safe_page,
+        `INSERT INTO asymmetric_unmaps (position, domain, caller, site, class, foreign_map, iova, size, maps, missed_after, kept_bytes, largest_page, safe_page,
            legacy_over, legacy_left, split_over, split_left, strict_left, strict_errno)
-         VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+         VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+      ),
+      overUnmapAt: p(
+        `SELECT position FROM unmap_findings WHERE domain = ? AND collateral_bytes > -9223372036854775808 AND reach_first <= ? AND reach_last >= ?
+         ORDER BY position DESC LIMIT 1`,
       ),
       insHw: p('INSERT OR REPLACE INTO hw_state (domain, position, stats) VALUES (?,?,?)'),
       checkpoint: p("INSERT INTO checkpoints (projection, position) VALUES ('inline', ?) ON CONFLICT (projection) DO UPDATE SET position = excluded.position"),
@@ -606,7 +610,13 @@ export class Ledger {
         foreign ? 1 : 0,
         toDb(start),
         toDb(size),
-        JSON.stringify(a.maps.map((o) => ({ position: o.ref, iova: hex(o.iova), size: hex(o.size), caller: ctx.info.get(o)?.caller ?? UNKNOWN_CALLER }))),
+        JSON.stringify(
+          a.maps.map((o) => {
+            const info = ctx.info.get(o);
+            return { position: o.ref, iova: hex(o.iova), size: hex(o.size), caller: info?.caller ?? UNKNOWN_CALLER, ...(info?.site ? { site: info.site } : {}) };
+          }),
+        ),
+        a.class === 'misses' && size > 0n ? this.overUnmapOf(ctx, start, start + size - 1n) : null,
         toDb(a.keptBytes),
         toDb(a.largestPage),
         toDb(a.safePage),
@@ -619,6 +629,12 @@ export class Ledger {
       );
     }
     return { a, foreign };
+  }
+
+  /** The latest over-unmap whose collateral reached [first, last], if any (why an unmap missed). */
+  private overUnmapOf(ctx: Ctx, first: bigint, last: bigint): number | null {
+    const r = this.s.overUnmapAt!.get(ctx.id, toDb(last), toDb(first)) as { position: number } | undefined;
+    return r?.position ?? null;
   }
 
   private writeRuns(ctx: Ctx, pos: number, changes: { before: Run[]; after: Run[] }): void {
