@@ -41,6 +41,11 @@ export interface UnmapAnalysis {
    * this size and over-unmap under `legacy` with any larger page; 0 when nothing is cut.
    */
   safePage: bigint;
+  /**
+   * Bytes of the request still mapped after the first hole from its start: the legacy loop and
+   * io-pgtable-arm's split both stop at a hole and leave them mapped.
+   */
+  afterHole: bigint;
 }
 
 export const BEHAVIOURS: readonly Semantics[] = ['legacy', 'split', 'strict'];
@@ -52,8 +57,15 @@ export function classifyUnmap(d: Domain, iova: bigint, size: bigint): UnmapAnaly
   const maps: MapOrigin[] = [];
   const seen = new Set<MapOrigin>();
   let largestPage = 0n;
+  let cursor = start;
+  let afterHole = 0n;
   for (const r of d.runs(start, end)) {
     if (r.pageSize > largestPage) largestPage = r.pageSize;
+    const re = r.iova + r.pageSize * r.count;
+    if (cursor < 0n || r.iova > cursor) {
+      cursor = -1n; // past a hole: what follows stays mapped
+      afterHole += (re < end ? re : end) - (r.iova > start ? r.iova : start);
+    } else if (re > cursor) cursor = re;
     if (seen.has(r.origin)) continue;
     seen.add(r.origin);
     maps.push(r.origin);
@@ -84,7 +96,7 @@ export function classifyUnmap(d: Domain, iova: bigint, size: bigint): UnmapAnaly
     else if (cut) cls = 'cuts';
     else cls = maps.length === 1 && maps[0]!.iova === start && maps[0]!.iova + maps[0]!.size === end ? 'exact' : 'spans';
   }
-  return { class: cls, maps, keptBytes, largestPage, safePage };
+  return { class: cls, maps, keptBytes, largestPage, safePage, afterHole };
 }
 
 /** The unmap tried under one behaviour on a copy of `d` (which is left as it was). */

@@ -194,10 +194,6 @@ export class Ledger {
            legacy_over, legacy_left, split_over, split_left, strict_left, strict_errno)
          VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
       ),
-      overUnmapAt: p(
-        `SELECT position FROM unmap_findings WHERE domain = ? AND collateral_bytes > -9223372036854775808 AND reach_first <= ? AND reach_last >= ?
-         ORDER BY position DESC LIMIT 1`,
-      ),
       insHw: p('INSERT OR REPLACE INTO hw_state (domain, position, stats) VALUES (?,?,?)'),
       checkpoint: p("INSERT INTO checkpoints (projection, position) VALUES ('inline', ?) ON CONFLICT (projection) DO UPDATE SET position = excluded.position"),
     };
@@ -597,10 +593,18 @@ export class Ledger {
     const a = classifyUnmap(ctx.core, start, size);
     let foreign = false;
     for (const o of a.maps) if ((ctx.info.get(o)?.caller ?? UNKNOWN_CALLER) !== caller) foreign = true;
-    if (a.class !== 'exact' || foreign) {
-      const legacy = tryUnmap(ctx.core, start, size, 'legacy');
-      const split = tryUnmap(ctx.core, start, size, 'split');
-      const strict = tryUnmap(ctx.core, start, size, 'strict');
+    // Rows for the unmaps an audit of callers needs: partial ones (tried under each behaviour on
+    // O(1) clones), misses, and whole-map unmaps across a hole (which the loops stop at).
+    // Exact mirrors and hole-free spans do the same under every behaviour: counted only.
+    const partial = a.class === 'cuts' || a.class === 'straddles';
+    if (partial || a.class === 'misses' || a.afterHole > 0n) {
+      const legacy = partial ? tryUnmap(ctx.core, start, size, 'legacy') : { over: 0n, left: a.afterHole };
+      const split = { over: 0n, left: a.afterHole }; // io-pgtable-arm's split removes exactly the request, up to a hole
+      const strict = partial
+        ? tryUnmap(ctx.core, start, size, 'strict')
+        : a.class === 'misses' && ctx.profile.emptyUnmapErrno
+          ? { over: 0n, left: 0n, errno: ctx.profile.emptyUnmapErrno }
+          : { over: 0n, left: 0n };
       this.s.insAsym!.run(
         pos,
         ctx.id,
@@ -616,7 +620,7 @@ export class Ledger {
             return { position: o.ref, iova: hex(o.iova), size: hex(o.size), caller: info?.caller ?? UNKNOWN_CALLER, ...(info?.site ? { site: info.site } : {}) };
           }),
         ),
-        a.class === 'misses' && size > 0n ? this.overUnmapOf(ctx, start, start + size - 1n) : null,
+        a.class === 'misses' && size > 0n ? this.overUnmapOf(ctx, start) : null,
         toDb(a.keptBytes),
         toDb(a.largestPage),
         toDb(a.safePage),
@@ -631,10 +635,27 @@ export class Ledger {
     return { a, foreign };
   }
 
-  /** The latest over-unmap whose collateral reached [first, last], if any (why an unmap missed). */
-  private overUnmapOf(ctx: Ctx, first: bigint, last: bigint): number | null {
-    const r = this.s.overUnmapAt!.get(ctx.id, toDb(last), toDb(first)) as { position: number } | undefined;
-    return r?.position ?? null;
+  /** The unmap that removed the page at iova as collateral (outside its request), if one did: why an unmap missed. */
+  private overUnmapOf(ctx: Ctx, iova: bigint): number | null {
+    const at = this.lastRemovalOf(ctx, iova);
+    if (at === undefined) return null;
+    const ev = this.s.eventData!.get(at) as { type: string; data: string };
+    if (ev.type !== 'unmap') return null;
+    const b = (JSON.parse(ev.data) as { body: UnmapBody }).body;
+    const s = BigInt(b.iova);
+    return iova >= s && iova < s + BigInt(b.size) ? null : at;
+  }
+
+  /** The position of the event that last removed the page at iova (stored rows and this batch's). */
+  private lastRemovalOf(ctx: Ctx, iova: bigint): number | undefined {
+    const lowest = iova >= ctx.maxSpan ? iova - ctx.maxSpan : 0n;
+    const row = this.s.lastRemoval!.get(ctx.id, toDb(iova), toDb(lowest), toDb(iova)) as { valid_to: number } | undefined;
+    let at = row?.valid_to;
+    // Pages removed in this batch are not written yet.
+    for (const [r, p] of this.pendingRuns) {
+      if (p.ctx === ctx && p.to !== undefined && r.iova <= iova && runEnd(r) > iova && (at === undefined || p.to > at)) at = p.to;
+    }
+    return at;
   }
 
   private writeRuns(ctx: Ctx, pos: number, changes: { before: Run[]; after: Run[] }): void {
@@ -772,16 +793,11 @@ export class Ledger {
       cause = 'mapped';
       detail = { mappedBy: live.origin.ref, note: 'the page is mapped: a permission or a device-side fault' };
     } else {
-      const lowest = iova >= ctx.maxSpan ? iova - ctx.maxSpan : 0n;
-      let row = this.s.lastRemoval!.get(ctx.id, toDb(iova), toDb(lowest), toDb(iova)) as { valid_to: number } | undefined;
-      // Pages removed in this batch are not written yet.
-      for (const [r, p] of this.pendingRuns) {
-        if (p.ctx === ctx && p.to !== undefined && r.iova <= iova && runEnd(r) > iova && (!row || p.to > row.valid_to)) row = { valid_to: p.to };
-      }
-      if (!row) {
+      const removedAt = this.lastRemovalOf(ctx, iova);
+      if (removedAt === undefined) {
         cause = 'never-mapped';
       } else {
-        causePos = row.valid_to;
+        causePos = removedAt;
         const ev = this.s.eventData!.get(causePos) as { type: string; data: string };
         const data = JSON.parse(ev.data) as { body: UnmapBody; who?: Who };
         if (ev.type === 'unmap') {
