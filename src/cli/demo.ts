@@ -90,6 +90,7 @@ export async function runDemo(dbPath: string, out: (s: string) => void, asJson: 
       out(explanation.text);
     }
     out(`\nNext: iommu-ledger --db ${dbPath} callers | state --domain gpu0 | history 0x200000 2M --domain gpu0 | audit faults`);
+    out(`Make the callers symmetric, verified by replay: iommu-ledger --db ${dbPath} migrate --strategy split-maps --out migrated.db`);
   } finally {
     q.close();
   }
