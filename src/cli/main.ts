@@ -2,8 +2,7 @@
  * iommu-ledger on the command line. Exit codes: 0 fine, 1 findings under --fail-on (or a
  * failed verify/check), 2 usage or input errors (the message says what to do).
  */
-import { existsSync, realpathSync, rmSync } from 'node:fs';
-import { pathToFileURL } from 'node:url';
+import { existsSync, rmSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { formatSize, hex, parseAddress, parseSize } from '../core/address.js';
 import { BUILTIN_PROFILES, pageSizes, SEMANTICS, type Semantics } from '../core/profile.js';
@@ -526,7 +525,8 @@ Examples:
       `
 Checks (printed, and in the report): 1. under strict unmap no command is refused and no unmap
 over-unmaps or leaves pages mapped; 2. every caller's intent equals the source's at every position
-and stays mapped, except where the source over-unmapped (listed as bugs fixed); 3. the cost.
+and stays mapped, except where the source over-unmapped, left mapped or refused an unmap (listed
+as bugs fixed); 3. the cost.
 
 Examples:
   iommu-ledger migrate --strategy split-maps --out migrated.db
@@ -598,18 +598,10 @@ export async function run(argv: string[], io: IO = processIO): Promise<number> {
 }
 
 
-// Also runnable as a script (`node dist/src/cli/main.js ...`), like bin.js.
 /** A reader that goes away early (`| head`) is not an error. */
 export function quietOnClosedPipe(): void {
   process.stdout.on('error', (e: NodeJS.ErrnoException) => {
     if (e.code === 'EPIPE') process.exit(0);
     throw e;
-  });
-}
-
-if (process.argv[1] && import.meta.url === pathToFileURL(realpathSync(process.argv[1])).href) {
-  quietOnClosedPipe();
-  run(process.argv.slice(2)).then((code) => {
-    process.exitCode = code;
   });
 }

@@ -4,6 +4,7 @@
  */
 import Database from 'better-sqlite3';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -14,6 +15,24 @@ export class LedgerOpenError extends Error {
     super(message);
     this.name = 'LedgerOpenError';
   }
+}
+
+let binding: string | null | undefined;
+/**
+ * The path of better-sqlite3's compiled addon, given to it directly: its own look-up (the
+ * `bindings` package) walks a stack trace and several folders, a tenth of a query command's
+ * start-up. Undefined (its own look-up) when the file is not where a normal build puts it.
+ */
+function nativeBinding(): string | undefined {
+  if (binding === undefined) {
+    try {
+      const p = createRequire(import.meta.url).resolve('better-sqlite3/build/Release/better_sqlite3.node');
+      binding = existsSync(p) ? p : null;
+    } catch {
+      binding = null;
+    }
+  }
+  return binding ?? undefined;
 }
 
 function migrationsDir(): string {
@@ -64,7 +83,8 @@ export function openDatabase(path: string, opts: OpenOptions = {}): DB {
   }
   let db: DB;
   try {
-    db = new Database(path, { readonly: opts.readonly ?? false, fileMustExist: opts.mustExist ?? false });
+    const native = nativeBinding();
+    db = new Database(path, { readonly: opts.readonly ?? false, fileMustExist: opts.mustExist ?? false, ...(native ? { nativeBinding: native } : {}) });
   } catch (e) {
     throw new LedgerOpenError(`cannot open ${path}: ${(e as Error).message}`);
   }
