@@ -153,8 +153,8 @@ export class Queries {
   private domainCache = new Map<string, DomainInfo>();
   private stateStmts = new Map<string, Database.Statement>();
 
-  constructor(path: string) {
-    this.db = openDatabase(path, { mustExist: true });
+  constructor(path: string, opts: { readonly?: boolean } = {}) {
+    this.db = openDatabase(path, { mustExist: true, ...(opts.readonly ? { readonly: true } : {}) });
     this.db.defaultSafeIntegers(true);
   }
 
@@ -322,26 +322,33 @@ export class Queries {
    */
   coreAt(domainName?: string, at?: string | number): { domain: DomainInfo; at: number; core: Domain } {
     const s = this.stateAt(domainName, at);
-    const core = new Domain(s.domain.profile);
-    const origins = new Map<number, { ref: number; iova: bigint; paddr: bigint; size: bigint; prot: number }>();
-    const runs: Run[] = s.pages.map((pg) => {
-      let origin = origins.get(pg.mappedBy);
-      if (!origin) {
-        origin = { ref: pg.mappedBy, iova: pg.iova, paddr: pg.paddr, size: pg.pageSize * pg.count, prot: pg.prot };
-        origins.set(pg.mappedBy, origin);
-      }
-      const shift = pg.pageSize.toString(2).length - 1;
-      const lv = s.domain.profile.format.levels[pg.level]!;
-      return { iova: pg.iova, paddr: pg.paddr, pageSize: pg.pageSize, count: pg.count, level: pg.level, repeat: 2 ** (shift - lv.shift), origin };
-    });
-    core.load(runs);
-    return { domain: s.domain, at: s.at, core };
+    return { domain: s.domain, at: s.at, core: coreOf(s.domain, s.pages) };
   }
 
-
   walk(domainName: string | undefined, iova: bigint, at?: string | number): { domain: DomainInfo; at: number; steps: WalkStep[] } {
-    const c = this.coreAt(domainName, at);
-    return { domain: c.domain, at: c.at, steps: c.core.walk(iova) };
+    const d = this.domain(domainName);
+    const p = this.resolveAt(at, d);
+    // The walk's entries below the root depend only on what is mapped in the span of its
+    // level-1 entry; the root entry is valid if anything is mapped in its own span (one witness
+    // run is enough). So only those runs are loaded, not the whole state.
+    const lv = d.profile.format.levels;
+    const span = (i: number): [bigint, bigint] => {
+      const sh = BigInt(lv[i]!.shift);
+      const s = (iova >> sh) << sh;
+      return [s, s + (1n << sh)];
+    };
+    const [s1, e1] = span(Math.min(1, lv.length - 1));
+    const live = (pg: PageView) => pg.validTo === undefined || pg.validTo > p;
+    const pages = this.lifetimes(d, s1, e1, p).filter(live);
+    if (!pages.length && lv.length > 1) {
+      const [s0, e0] = span(0);
+      const lowest = s0 >= d.maxSpan ? s0 - d.maxSpan : 0n;
+      const w = this.db
+        .prepare('SELECT * FROM runs WHERE domain = ? AND iova >= ? AND iova <= ? AND iova_last >= ? AND valid_from <= ? AND (valid_to IS NULL OR valid_to > ?) LIMIT 1')
+        .get(d.id, toDb(lowest), toDb(e0 - 1n), toDb(s0), p, p) as Record<string, bigint> | undefined;
+      if (w) pages.push(this.pageOf(w));
+    }
+    return { domain: d, at: p, steps: coreOf(d, pages).walk(iova) };
   }
 
   hardware(domainName?: string, at?: string | number): { domain: DomainInfo; at: number; stats: HwStats; invalidations?: { count: number; bytes: bigint; asOf: number } } {
@@ -497,7 +504,7 @@ export class Queries {
     const rows = this.db
       .prepare(
         `SELECT f.position, s.name, f.caller, f.site, f.iova, f.size, f.unmapped, f.predicted, f.divergent, f.detail, e.time
-           FROM unmap_findings f JOIN streams s ON s.id = f.domain JOIN events e ON e.position = f.position
+           FROM unmap_findings f INDEXED BY unmap_findings_reach JOIN streams s ON s.id = f.domain JOIN events e ON e.position = f.position
           WHERE f.domain = ? AND f.position <= ? AND f.reach_first <= ? AND f.reach_last >= ? ORDER BY f.position`,
       )
       .all(d.id, upTo, toDb(end - 1n), toDb(start)) as Array<Record<string, bigint | string | null>>;
@@ -644,3 +651,20 @@ export function whoText(w: Who): string {
   return parts.join(' ');
 }
 
+/** A core domain holding the given live pages (for walks and hardware statistics). */
+function coreOf(d: DomainInfo, pages: PageView[]): Domain {
+  const core = new Domain(d.profile);
+  const origins = new Map<number, { ref: number; iova: bigint; paddr: bigint; size: bigint; prot: number }>();
+  const runs: Run[] = pages.map((pg) => {
+    let origin = origins.get(pg.mappedBy);
+    if (!origin) {
+      origin = { ref: pg.mappedBy, iova: pg.iova, paddr: pg.paddr, size: pg.pageSize * pg.count, prot: pg.prot };
+      origins.set(pg.mappedBy, origin);
+    }
+    const shift = pg.pageSize.toString(2).length - 1;
+    const lv = d.profile.format.levels[pg.level]!;
+    return { iova: pg.iova, paddr: pg.paddr, pageSize: pg.pageSize, count: pg.count, level: pg.level, repeat: 2 ** (shift - lv.shift), origin };
+  });
+  core.load(runs);
+  return core;
+}
