@@ -8,9 +8,10 @@ ALTER TABLE caller_symmetry ADD COLUMN straddles INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE caller_symmetry ADD COLUMN unmap_bytes INTEGER NOT NULL DEFAULT -9223372036854775808;
 ALTER TABLE caller_symmetry ADD COLUMN cut_bytes INTEGER NOT NULL DEFAULT -9223372036854775808;
 
--- Every unmap that is not an exact mirror of one map (spans, cuts, straddles, misses), and exact
--- ones that remove another caller's map, with what each would do under each unmap behaviour,
--- evaluated on the pages live at that moment.
+-- The unmaps a caller audit needs to see one by one: partial ones (cuts, straddles), misses, and
+-- whole-map unmaps across a hole (the legacy and split loops stop at one), with what each does
+-- under each unmap behaviour on the pages live at that moment. Exact mirrors and hole-free spans
+-- behave the same everywhere: caller_symmetry counts them.
 CREATE TABLE asymmetric_unmaps (
   position   INTEGER PRIMARY KEY,
   domain     INTEGER NOT NULL,
@@ -21,7 +22,6 @@ CREATE TABLE asymmetric_unmaps (
   iova       INTEGER NOT NULL,         -- biased
   size       INTEGER NOT NULL,         -- biased
   maps       TEXT NOT NULL,            -- JSON [{position, iova, size, caller, site}] of the maps it touches
-  missed_after INTEGER,                -- for a miss: the over-unmap that had removed the range, if one did
   kept_bytes INTEGER NOT NULL,         -- bytes of those maps outside the request (biased)
   largest_page INTEGER NOT NULL,       -- largest page backing the touched maps (biased)
   safe_page  INTEGER NOT NULL,         -- largest page size at which the cut edges stay harmless (biased; 0 = none)

@@ -38,7 +38,7 @@ export async function loadMigration(file: string): Promise<Migration> {
   const isMigration = (x: unknown): x is object => !!x && typeof x === 'object' && 'rules' in x;
   const seen: unknown[] = [mod.default, mod.migration];
   for (const x of [mod.default, mod.migration]) if (x && typeof x === 'object') seen.push((x as Record<string, unknown>).default, (x as Record<string, unknown>).migration);
-  const m = seen.find(isMigration) ?? seen.find((x) => x !== undefined && !(x && typeof x === 'object' && ('default' in x || 'migration' in x)));
+  const m = seen.find(isMigration) ?? seen.find((x) => !!x && typeof x === 'object' && 'name' in x);
   if (m === undefined) throw new InputError(`--script ${file}: export the migration as the default export (export default defineMigration({...}))`);
   return checkMigration(m, file);
 }
@@ -52,11 +52,20 @@ export async function runMigrate(db: string, o: MigrateCliOptions): Promise<{ re
   } else m = await loadMigration(o.script!);
   const stem = o.report ?? o.out.replace(/\.db$/, '') + '.report';
   if (!existsSync(dirname(resolve(stem)))) throw new InputError(`--report ${stem}: the folder ${dirname(resolve(stem))} does not exist`);
-  const qs0 = new Queries(db);
+  // The source is never changed, not even upgraded: it is opened read-only throughout.
+  let qs0: Queries;
+  try {
+    qs0 = new Queries(db, { readonly: true });
+  } catch (e) {
+    if ((e as Error).name === 'LedgerOpenError' && /has schema/.test((e as Error).message)) {
+      throw new InputError(`${(e as Error).message.split(';')[0]}: migrate never changes its source; upgrade it first with 'iommu-ledger --db ${db} rebuild' (or migrate a copy)`);
+    }
+    throw e;
+  }
   const stale = qs0.staleProjections();
   qs0.close();
   const result = await migrate(db, o.out, m, o.caller !== undefined ? { caller: o.caller } : {});
-  const qs = new Queries(db);
+  const qs = new Queries(db, { readonly: true });
   const qo = new Queries(o.out);
   let report: Report;
   try {

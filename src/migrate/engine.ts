@@ -444,6 +444,14 @@ function applySource(st: DState, cmd: SourceCommand, caller: string): { ok: bool
 type Report = (p: Problem) => void;
 type Base = { position: number; domain: string; caller: string; site: string; strategy: string };
 
+/** A core reason names maps by their migrated position ('#35'); say the source's too. */
+function sourceRefs(st: DState, reason: string | undefined): string {
+  return (reason ?? '').replace(/#(\d+)/g, (m, n: string) => {
+    const info = st.migInfo.get(Number(n));
+    return info ? `source #${info.source} (migrated #${n})` : m;
+  });
+}
+
 function rangesOf(rs: readonly Range[]): { ranges: Problem['ranges']; bytes: bigint } {
   return { ranges: rs.map((r) => ({ iova: r.start, size: r.end - r.start })), bytes: rs.reduce((a, r) => a + (r.end - r.start), 0n) };
 }
@@ -479,11 +487,11 @@ function applyMigrated(
       }
       return;
     }
-    if (!srcRes.ok) report({ ...at, kind: 'rejected-in-source', ...rangesOf(req), detail: `map ${hex(start)}+${formatSize(oc.size)} is refused in both histories (${r.errno}: ${r.reason})` });
+    if (!srcRes.ok) report({ ...at, kind: 'rejected-in-source', ...rangesOf(req), detail: `map ${hex(start)}+${formatSize(oc.size)} is refused in both histories (${r.errno}: ${sourceRefs(st, r.reason)})` });
     else if (z) {
       st.zone.add(start, end, z.value);
-      report({ ...at, kind: 'bug-fixed', ...rangesOf(req), detail: `map ${hex(start)}+${formatSize(oc.size)} only succeeded in the source because unmap #${z.value} had over-unmapped that range; symmetric, it collides (${r.errno}: ${r.reason})` });
-    } else report({ ...at, kind: 'rejected', ...rangesOf(req), detail: `map ${hex(start)}+${formatSize(oc.size)} is refused: ${r.errno}: ${r.reason}` });
+      report({ ...at, kind: 'bug-fixed', ...rangesOf(req), detail: `map ${hex(start)}+${formatSize(oc.size)} only succeeded in the source because unmap #${z.value} had over-unmapped that range; symmetric, it collides (${r.errno}: ${sourceRefs(st, r.reason)})` });
+    } else report({ ...at, kind: 'rejected', ...rangesOf(req), detail: `map ${hex(start)}+${formatSize(oc.size)} is refused: ${r.errno}: ${sourceRefs(st, r.reason)}` });
     return;
   }
   const c = st.chk.unmap({ iova: oc.iova, size: oc.size });
@@ -502,8 +510,8 @@ function applyMigrated(
   }
   const req = [{ start, end }];
   if (!r.ok) {
-    if (!srcRes.ok) report({ ...at, kind: 'rejected-in-source', ...rangesOf(req), detail: `unmap ${hex(start)}+${formatSize(oc.size)} is refused in both histories (${r.errno}: ${r.reason})` });
-    else report({ ...at, kind: 'rejected', ...rangesOf(req), detail: `unmap ${hex(start)}+${formatSize(oc.size)} is refused under strict unmap: ${r.errno}: ${r.reason}` });
+    if (!srcRes.ok) report({ ...at, kind: 'rejected-in-source', ...rangesOf(req), detail: `unmap ${hex(start)}+${formatSize(oc.size)} is refused in both histories (${r.errno}: ${sourceRefs(st, r.reason)})` });
+    else report({ ...at, kind: 'rejected', ...rangesOf(req), detail: `unmap ${hex(start)}+${formatSize(oc.size)} is refused under strict unmap: ${r.errno}: ${sourceRefs(st, r.reason)}` });
     return;
   }
   if (r.collateral?.length) {
@@ -588,11 +596,16 @@ function contextFor(st: DState, dst: Ledger, cuts: Map<number, bigint[]>, report
     }
     return out;
   };
+  // Only the legacy and split loops stop at a hole; strict unmap (VFIO v2, iommufd) takes a range
+  // with holes as it is (and iommufd refuses an unmap of nothing, so holes must not be cut off).
+  const stopsAtHoles = st.profile.semantics !== 'strict';
+  const along = (s: bigint, e: bigint, maps: LiveMap[], caller: string | undefined) =>
+    stopsAtHoles ? alongMaps(s, e, maps, st.migIntent.get(caller ?? UNKNOWN_CALLER)) : undefined;
   const ctx: MigrationContext = {
     mapsIn,
     cutsOf: (cmd) => (cmd.op === 'map' ? (cuts.get(cmd.position) ?? []) : []),
     splitMaps(cmd) {
-      if (cmd.op !== 'map') return alongMaps(cmd.iova, cmd.iova + cmd.size, mapsIn(cmd.iova, cmd.size)) ?? [asOut(cmd)];
+      if (cmd.op !== 'map') return along(cmd.iova, cmd.iova + cmd.size, mapsIn(cmd.iova, cmd.size), cmd.caller) ?? [asOut(cmd)];
       const points = [cmd.iova, ...ctx.cutsOf(cmd), cmd.iova + cmd.size];
       const out: OutCommand[] = [];
       for (let i = 0; i + 1 < points.length; i++) {
@@ -606,14 +619,14 @@ function contextFor(st: DState, dst: Ledger, cuts: Map<number, bigint[]>, report
       const s = cmd.iova;
       const e = cmd.iova + cmd.size;
       const maps = mapsIn(s, cmd.size);
-      if (maps.every((mm) => mm.iova >= s && mm.iova + mm.size <= e)) return alongMaps(s, e, maps) ?? [asOut(cmd)];
+      if (maps.every((mm) => mm.iova >= s && mm.iova + mm.size <= e)) return along(s, e, maps, cmd.caller) ?? [asOut(cmd)];
       let ws = s;
       let we = e;
       for (const mm of maps) {
         if (mm.iova < ws) ws = mm.iova;
         if (mm.iova + mm.size > we) we = mm.iova + mm.size;
       }
-      const out: OutCommand[] = alongMaps(ws, we, maps) ?? [{ op: 'unmap', iova: ws, size: we - ws }];
+      const out: OutCommand[] = along(ws, we, maps, cmd.caller) ?? [{ op: 'unmap', iova: ws, size: we - ws }];
       for (const mm of maps) {
         const me = mm.iova + mm.size;
         const who = { ...(mm.caller !== undefined ? { caller: mm.caller } : {}), ...(mm.site !== undefined ? { site: mm.site } : {}) };
@@ -649,28 +662,35 @@ function contextFor(st: DState, dst: Ledger, cuts: Map<number, bigint[]>, report
 }
 
 /**
- * An unmap of [s, e) as one unmap per stretch of back-to-back maps inside it: the legacy loop
- * (__iommu_unmap) and io-pgtable-arm stop at the first hole, so an unmap across a gap would leave
- * the maps after the gap mapped on such hardware. Undefined when nothing is mapped there.
+ * An unmap of [s, e) cut at the edges of its holes: one unmap per stretch of back-to-back maps,
+ * and one for each part of a hole the caller still believes mapped. The legacy loop
+ * (__iommu_unmap) and io-pgtable-arm stop at the first hole, so a single unmap across a gap would
+ * leave the maps after it mapped on such hardware. Undefined when there is no hole (or nothing
+ * mapped): the request can stay as it is.
  */
-function alongMaps(s: bigint, e: bigint, maps: LiveMap[]): OutCommand[] | undefined {
+function alongMaps(s: bigint, e: bigint, maps: LiveMap[], intent: IntervalSet<number> | undefined): OutCommand[] | undefined {
   if (!maps.length) return undefined;
-  const out: OutCommand[] = [];
-  let cs = maps[0]!.iova;
-  let ce = maps[0]!.iova + maps[0]!.size;
-  const flush = () => {
-    const a = cs > s ? cs : s;
-    const b = ce < e ? ce : e;
-    if (a < b) out.push({ op: 'unmap', iova: a, size: b - a });
-  };
-  for (const m of maps.slice(1)) {
-    if (m.iova === ce) ce = m.iova + m.size;
-    else {
-      flush();
-      cs = m.iova;
-      ce = m.iova + m.size;
-    }
+  const stretches: Array<[bigint, bigint]> = [];
+  for (const m of maps) {
+    const a = m.iova > s ? m.iova : s;
+    const b = m.iova + m.size < e ? m.iova + m.size : e;
+    const last = stretches[stretches.length - 1];
+    if (last && last[1] === a) last[1] = b;
+    else stretches.push([a, b]);
   }
-  flush();
+  if (stretches.length === 1 && stretches[0]![0] === s && stretches[0]![1] === e) return undefined;
+  const out: OutCommand[] = [];
+  // A hole is unmapped only where the caller still believes something is mapped (another caller
+  // removed it): what it asked for stays asked, and nothing else is issued for nothing.
+  const hole = (a: bigint, b: bigint) => {
+    for (const r of within(intent, [{ start: a, end: b }])) out.push({ op: 'unmap', iova: r.start, size: r.end - r.start });
+  };
+  let cur = s;
+  for (const [a, b] of stretches) {
+    if (a > cur) hole(cur, a);
+    out.push({ op: 'unmap', iova: a, size: b - a });
+    cur = b;
+  }
+  if (cur < e) hole(cur, e);
   return out;
 }

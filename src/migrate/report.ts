@@ -32,7 +32,7 @@ const KIND_TEXT: Record<ProblemKind, string> = {
   flagged: 'flagged (kept as is, not symmetric)',
   'intent-changed': 'intent differs from the source',
   lost: 'loses a page its caller relies on',
-  'bug-fixed': 'bugs fixed (the source over-unmapped)',
+  'bug-fixed': 'bugs fixed (the source over-unmapped, left mapped or refused)',
   unfixed: 'lost in both histories',
   kept: "kept mapped where the source removed it at another caller's request",
   'not-migrated': 'not migrated (out of scope, not symmetric)',
@@ -60,6 +60,9 @@ function main(strategies: Record<string, number>): string {
 /** The sentence a developer acts on: what this site must do differently. */
 function changeFor(strategies: Record<string, number>, v: CallerView | undefined): string {
   if (!v || v.unmaps === 0) return 'nothing: it only maps (its maps are split or kept as the unmapping sites need)';
+  if (!v.advice && !v.foreign && v.cuts + v.straddles === 0 && v.misses === v.missesAfterOverUnmap && !v.behaviours.legacy.leftMapped) {
+    return "nothing: its unmaps that hit nothing follow another unmap's over-unmap (change that site)";
+  }
   if (v.readiness === 1 && !v.foreign) return 'nothing: every unmap already removes whole maps';
   const s = main(strategies);
   const advice = v.advice ?? v.verdict.join('; ');
@@ -91,7 +94,7 @@ export function checkLines(r: MigrationResult): string[] {
   const c2 = n('intent-changed') + n('lost');
   return [
     `${mark(c1 === 0)} 1. strict replay: ${n('rejected')} refused, ${n('over-unmap')} over-unmap, ${n('left-mapped')} leave pages mapped, ${n('flagged')} flagged`,
-    `${mark(c2 === 0)} 2. intent: ${n('intent-changed')} differences, ${n('lost')} pages lost; ${n('bug-fixed')} bugs fixed where the source over-unmapped${n('unfixed') ? `, ${n('unfixed')} lost in both` : ''}`,
+    `${mark(c2 === 0)} 2. intent: ${n('intent-changed')} differences, ${n('lost')} pages lost; ${n('bug-fixed')} bugs fixed where the source over-unmapped, left mapped or refused${n('unfixed') ? `, ${n('unfixed')} lost in both` : ''}`,
     `     3. cost: ${Object.entries(r.cost)
       .map(([d, c]) => `${d}: ${c.before.maps}+${c.before.unmaps} -> ${c.after.maps}+${c.after.unmaps} map+unmap calls, peak tables ${formatSize(BigInt(c.before.peakTableBytes))} -> ${formatSize(BigInt(c.after.peakTableBytes))}, ${c.before.invalidations} -> ${c.after.invalidations} invalidations`)
       .join('; ')}`,

@@ -113,7 +113,7 @@ export function callerAnalysis(db: Database.Database, filter: { domain?: number;
     .safeIntegers(true);
   const examples = db
     .prepare(
-      `SELECT * FROM asymmetric_unmaps WHERE domain = ? AND caller = ? AND site = ? AND (class <> 'spans' OR foreign_map = 1 OR legacy_left > ${zero})
+      `SELECT * FROM asymmetric_unmaps WHERE domain = ? AND caller = ? AND site = ?
        ORDER BY legacy_over DESC, kept_bytes DESC, position LIMIT ?`,
     )
     .safeIntegers(true);
@@ -168,7 +168,7 @@ export function callerAnalysis(db: Database.Database, filter: { domain?: number;
       safePage: a.safe === null || a.safe === undefined ? 0n : fromDb(a.safe),
       largestPage: a.largest === null || a.largest === undefined ? 0n : fromDb(a.largest),
       examples: (examples.all(...key, filter.examples ?? 3) as Array<Record<string, bigint | string | null>>).map(exampleOf),
-      cutMapsBy: (cutOwners.all(...key) as Array<{ caller: string; site: string | null }>).map((o) => (o.site ? `${o.caller} at ${o.site}` : o.caller)),
+      cutMapsBy: [],
       missesAfterOverUnmap: n((missesAfter.get(...key) as { n: number }).n),
       verdict: [],
     };
@@ -176,7 +176,9 @@ export function callerAnalysis(db: Database.Database, filter: { domain?: number;
     const tm = typicalMap.get(...key) as { size: string } | undefined;
     if (tu) v.typicalUnmap = fromDb(tu.size);
     if (tm) v.typicalMap = BigInt(tm.size);
-    describe(v);
+    const owners = cutOwners.all(...key) as Array<{ caller: string; site: string | null }>;
+    v.cutMapsBy = owners.map((o) => (o.site ? `${o.caller} at ${o.site}` : o.caller));
+    describe(v, owners.map((o) => o.caller));
     return v;
   });
 }
@@ -204,7 +206,7 @@ function exampleOf(r: Record<string, bigint | string | null>): UnmapExample {
 const times = (k: number) => (k === 1 ? 'once' : `${k} times`);
 
 /** Sentences for a caller: what its unmaps do, under which behaviour they go wrong, what to change. */
-function describe(v: CallerView): void {
+function describe(v: CallerView, ownerCallers: string[]): void {
   const out = v.verdict;
   const where = v.site ? `${v.caller} at ${v.site}` : v.caller;
   if (v.unmaps === 0) {
@@ -246,14 +248,14 @@ function describe(v: CallerView): void {
   if (partial && v.typicalMap !== undefined && v.typicalUnmap !== undefined) {
     const m = formatSize(v.typicalMap);
     const u = formatSize(v.typicalUnmap);
-    const owners = [...new Set(v.cutMapsBy.map((o) => o.split(' at ')[0]!))];
-    const others = owners.filter((c) => c !== v.caller);
+    const others = [...new Set(ownerCallers)].filter((c) => c !== v.caller);
     const mapper = v.cutMapsBy.join(', ');
     if (others.length) {
       v.advice = `${where} unmaps ${u} pieces of ${m} maps made by ${mapper}: ${others.join(', ')} should map in ${u} pieces, or ${v.caller} unmap the whole ${m} (and only its own maps)`;
     } else if (v.typicalUnmap >= v.typicalMap) {
       v.advice = `${where} unmaps ${u} across maps of ${m}: unmap each map as it was mapped`;
     } else if (v.maps > 0 && v.cutMapsBy.every((o) => o === where || o === v.caller)) {
+      // (every cut map was made here: the same caller, and the same site or none)
       v.advice = `${where} maps ${m} and unmaps ${u} pieces: map in ${u} pieces or unmap the whole ${m}`;
     } else {
       v.advice = `${where} unmaps ${u} pieces of ${m} maps made by ${mapper}: map in ${u} pieces there, or unmap the whole ${m} here`;

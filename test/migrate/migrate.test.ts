@@ -147,7 +147,7 @@ describe('migrate: worked scenarios', () => {
     // The final 1M unmap now spans a hole (the 4K piece is gone): it is issued as one unmap per
     // stretch of maps, so the legacy loop of the OMAP hardware, which stops at a hole, removes it all.
     expect(r.onSourceBehaviour.isp).toMatchObject({ overUnmaps: 0, leftMapped: 0 });
-    expect(r.cost.isp!.after.unmaps).toBe(3);
+    expect(r.cost.isp!.after.unmaps).toBe(3); // 4K, then 264K and 756K around the 4K hole
     // The migrated map is three pieces; the 4K unmap now removes exactly its piece.
     const maps = withQueries(out, (q) => q.db.prepare("SELECT data FROM events WHERE type = 'map'").all() as Array<{ data: string }>).map(
       (e) => JSON.parse(e.data).body as { iova: string; size: string },
@@ -164,6 +164,28 @@ describe('migrate: worked scenarios', () => {
       expect(q.callers().every((c) => c.readiness === 1)).toBe(true);
     });
     withQueries(src, (q) => expect(q.faults()[0]!.cause).toBe('use-after-collateral-unmap'));
+  });
+
+  it('a hole another caller made is still unmapped by the caller that believes it mapped (OMAP, two threads)', async () => {
+    const src = ledgerOf([
+      { op: 'domain', domain: 'isp', profile: 'omap' },
+      { op: 'map', domain: 'isp', iova: '0x60000000', paddr: '0x90000000', size: '1M', caller: 'gst' },
+      { op: 'unmap', domain: 'isp', iova: '0x60042000', size: '4K', caller: 'queue0' },
+      { op: 'unmap', domain: 'isp', iova: '0x60000000', size: '1M', caller: 'gst' },
+    ]);
+    const { r, out } = await migrated(src, strategy('split-maps'));
+    expect(r.problems.filter((p) => p.kind === 'intent-changed' || p.kind === 'lost')).toEqual([]);
+    expect(r.passed).toBe(true);
+    const unmaps = withQueries(out, (q) => q.db.prepare("SELECT data FROM events WHERE type = 'unmap' ORDER BY position").all() as Array<{ data: string }>).map((e) => {
+      const d = JSON.parse(e.data) as { body: { iova: string; size: string }; who: { caller: string } };
+      return [d.who.caller, d.body.iova, d.body.size];
+    });
+    expect(unmaps).toEqual([
+      ['queue0', '0x60042000', '0x1000'],
+      ['gst', '0x60000000', '0x42000'],
+      ['gst', '0x60042000', '0x1000'], // nothing is mapped there, but gst still meant it
+      ['gst', '0x60043000', '0xbd000'],
+    ]);
   });
 
   it('Intel 2M page, widen-unmaps: unmaps the whole 2M and maps back what vfio still needs, and shows the cost', async () => {
