@@ -8,12 +8,9 @@
 export type StrategyName = 'split-maps' | 'widen-unmaps' | 'flag' | 'keep';
 export const STRATEGIES: readonly StrategyName[] = ['split-maps', 'widen-unmaps', 'flag', 'keep'];
 
-/** A map or unmap command of the source ledger, as a transform sees it. */
-export interface SourceCommand {
+/** A command a transform emits (who/when default to the source command's). */
+export interface OutCommand {
   op: 'map' | 'unmap';
-  /** Its position in the source ledger. */
-  position: number;
-  domain: string;
   iova: bigint;
   size: bigint;
   /** Maps only. */
@@ -21,20 +18,16 @@ export interface SourceCommand {
   prot?: number;
   caller?: string;
   site?: string;
+}
+
+/** A map or unmap command of the source ledger, as a transform sees it. */
+export interface SourceCommand extends OutCommand {
+  /** Its position in the source ledger. */
+  position: number;
+  domain: string;
   task?: string;
   pid?: number;
   time?: string;
-}
-
-/** A command a transform emits (who/when default to the source command's). */
-export interface OutCommand {
-  op: 'map' | 'unmap';
-  iova: bigint;
-  size: bigint;
-  paddr?: bigint;
-  prot?: number;
-  caller?: string;
-  site?: string;
 }
 
 /** A map alive in the migrated history. */
