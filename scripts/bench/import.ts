@@ -18,7 +18,8 @@ import { workload } from './workload.js';
 const N = Number(process.argv[2] ?? 1_000_000);
 const dir = mkdtempSync(join(tmpdir(), 'iommu-ledger-import-bench-'));
 const trace = join(dir, 'trace.txt');
-const cli = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'src', 'cli', 'bin.js');
+// The command as installed (package.json bin): the bundle.
+const cli = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'cli', 'iommu-ledger.js');
 const hex16 = (v: bigint) => `0x${v.toString(16).padStart(16, '0')}`;
 
 async function writeTrace(): Promise<void> {

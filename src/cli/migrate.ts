@@ -10,6 +10,8 @@ import { migrate, type MigrationResult } from '../migrate/engine.js';
 import { buildReport, checkLines, markdown, reportJson, type Report } from '../migrate/report.js';
 import { Queries } from '../projections/queries.js';
 import { InputError } from './errors.js';
+import { collectGarbage } from './gc.js';
+import { withProgress } from './progress.js';
 
 export interface MigrateCliOptions {
   script?: string;
@@ -58,13 +60,23 @@ export async function runMigrate(db: string, o: MigrateCliOptions): Promise<{ re
     qs0 = new Queries(db, { readonly: true });
   } catch (e) {
     if ((e as Error).name === 'LedgerOpenError' && /has schema/.test((e as Error).message)) {
-      throw new InputError(`${(e as Error).message.split(';')[0]}: migrate never changes its source; upgrade it first with 'iommu-ledger --db ${db} rebuild' (or migrate a copy)`);
+      throw new InputError(`${(e as Error).message.split(';')[0]}: migrate never changes its source; upgrade it first with 'iommu-ledger --db ${db} rebuild' (on a copy, if this file must stay as it is)`);
     }
     throw e;
   }
   const stale = qs0.staleProjections();
   qs0.close();
-  const result = await migrate(db, o.out, m, o.caller !== undefined ? { caller: o.caller } : {});
+  // Progress on a terminal, and a full collection now and then: the migration streams, but V8
+  // lets garbage pile up for hundreds of megabytes before it collects on its own.
+  const result = await withProgress('migrate', (tick) =>
+    migrate(db, o.out, m, {
+      ...(o.caller !== undefined ? { caller: o.caller } : {}),
+      onProgress: (done, total) => {
+        tick(done, total);
+        collectGarbage();
+      },
+    }),
+  );
   const qs = new Queries(db, { readonly: true });
   const qo = new Queries(o.out);
   let report: Report;

@@ -232,7 +232,7 @@ export async function migrate(source: string, outPath: string, m: Migration, o: 
     if (o.caller !== undefined && !callerExists(src, o.caller)) throw new MigrationError(`--caller ${JSON.stringify(o.caller)}: no command in ${source} has that caller`);
     const cuts = collectCuts(src);
     dst = new Ledger(outPath);
-    const result = run(src, dst, cuts, m, o, source, outPath);
+    const result = await run(src, dst, cuts, m, o, source, outPath);
     dst.db.prepare("INSERT OR REPLACE INTO meta (key, value) VALUES ('made-by', 'migrate'), ('migrated-from', ?), ('migration', ?)").run(source, m.name);
     dst.close();
     return result;
@@ -250,7 +250,7 @@ function callerExists(src: EventStore, caller: string): boolean {
   return r !== undefined;
 }
 
-function run(src: EventStore, dst: Ledger, cuts: Map<number, bigint[]>, m: Migration, o: MigrateOptions, source: string, out: string): MigrationResult {
+async function run(src: EventStore, dst: Ledger, cuts: Map<number, bigint[]>, m: Migration, o: MigrateOptions, source: string, out: string): Promise<MigrationResult> {
   const total = src.lastPosition;
   const states = new Map<string, DState>();
   const problems: Problem[] = [];
@@ -271,10 +271,13 @@ function run(src: EventStore, dst: Ledger, cuts: Map<number, bigint[]>, m: Migra
     if ((counts[kind] ?? 0) <= MAX_LISTED) problems.push({ ...p, kind, detail: kind !== p.kind ? `${p.kind}: ${p.detail}` : p.detail });
   };
 
-  dst.session((add) => {
+  await dst.sessionAsync(async (add) => {
     for (const ev of src.read()) {
       sourceEvents++;
-      if (o.onProgress && sourceEvents % 65536 === 0) o.onProgress(sourceEvents, total);
+      if (o.onProgress && sourceEvents % 32768 === 0) {
+        o.onProgress(sourceEvents, total);
+        await new Promise((r) => setImmediate(r)); // let a progress bar draw
+      }
       const d = data(ev);
       // Where the source event came from (file and line), without the file digest: the ledger
       // derives ids from digest+line, and one source line may become several migrated commands.
@@ -477,7 +480,7 @@ function applyMigrated(
     const req = [{ start, end }];
     const z = st.zone.overlapping(start, end)[0];
     if (r.ok) {
-      st.migInfo.set(r.position!, { caller, site, source: base.position });
+      st.migInfo.set(r.position!, { caller, site, source: mappedBackFrom.get(oc) ?? base.position });
       intentOf(st.migIntent, caller).add(start, end, r.position!);
       if (srcRes.ok) (srcRes.clearZone ??= []).push({ start, end });
       else if (z) {
@@ -580,6 +583,9 @@ function compareIntent(st: DState, dst: Ledger, R: Ranges, base: Base, report: R
   }
 }
 
+/** A map that widen-unmaps issues to map back part of a map: the source position of that map. */
+const mappedBackFrom = new WeakMap<OutCommand, number>();
+
 /** What a transform may ask about the migrated history, and the built-in strategies. */
 function contextFor(st: DState, dst: Ledger, cuts: Map<number, bigint[]>, report: (p: Omit<Problem, keyof Base>) => void): MigrationContext {
   const mapsIn = (iova: bigint, size: bigint): LiveMap[] => {
@@ -599,8 +605,9 @@ function contextFor(st: DState, dst: Ledger, cuts: Map<number, bigint[]>, report
   // Only the legacy and split loops stop at a hole; strict unmap (VFIO v2, iommufd) takes a range
   // with holes as it is (and iommufd refuses an unmap of nothing, so holes must not be cut off).
   const stopsAtHoles = st.profile.semantics !== 'strict';
+  // A hole is unmapped on its own only where an unmap of nothing is not an error (no ENOENT).
   const along = (s: bigint, e: bigint, maps: LiveMap[], caller: string | undefined) =>
-    stopsAtHoles ? alongMaps(s, e, maps, st.migIntent.get(caller ?? UNKNOWN_CALLER)) : undefined;
+    stopsAtHoles ? alongMaps(s, e, maps, st.profile.emptyUnmapErrno ? undefined : st.migIntent.get(caller ?? UNKNOWN_CALLER)) : undefined;
   const ctx: MigrationContext = {
     mapsIn,
     cutsOf: (cmd) => (cmd.op === 'map' ? (cuts.get(cmd.position) ?? []) : []),
@@ -630,10 +637,15 @@ function contextFor(st: DState, dst: Ledger, cuts: Map<number, bigint[]>, report
       for (const mm of maps) {
         const me = mm.iova + mm.size;
         const who = { ...(mm.caller !== undefined ? { caller: mm.caller } : {}), ...(mm.site !== undefined ? { site: mm.site } : {}) };
-        if (mm.iova < s) out.push({ op: 'map', iova: mm.iova, size: (me < s ? me : s) - mm.iova, paddr: mm.paddr, prot: mm.prot, ...who });
+        const source = st.migInfo.get(mm.position)?.source;
+        const back = (c: OutCommand) => {
+          if (source !== undefined) mappedBackFrom.set(c, source);
+          out.push(c);
+        };
+        if (mm.iova < s) back({ op: 'map', iova: mm.iova, size: (me < s ? me : s) - mm.iova, paddr: mm.paddr, prot: mm.prot, ...who });
         if (me > e) {
           const from = mm.iova > e ? mm.iova : e;
-          out.push({ op: 'map', iova: from, size: me - from, paddr: mm.paddr + (from - mm.iova), prot: mm.prot, ...who });
+          back({ op: 'map', iova: from, size: me - from, paddr: mm.paddr + (from - mm.iova), prot: mm.prot, ...who });
         }
       }
       return out;

@@ -338,8 +338,12 @@ export class Queries {
       return [s, s + (1n << sh)];
     };
     const [s1, e1] = span(Math.min(1, lv.length - 1));
-    const live = (pg: PageView) => pg.validTo === undefined || pg.validTo > p;
-    const pages = this.lifetimes(d, s1, e1, p).filter(live);
+    const lowest1 = s1 >= d.maxSpan ? s1 - d.maxSpan : 0n;
+    const pages = (
+      this.db
+        .prepare('SELECT * FROM runs WHERE domain = ? AND iova >= ? AND iova <= ? AND iova_last >= ? AND valid_from <= ? AND (valid_to IS NULL OR valid_to > ?)')
+        .all(d.id, toDb(lowest1), toDb(e1 - 1n), toDb(s1), p, p) as Array<Record<string, bigint>>
+    ).map((r) => this.pageOf(r));
     if (!pages.length && lv.length > 1) {
       const [s0, e0] = span(0);
       const lowest = s0 >= d.maxSpan ? s0 - d.maxSpan : 0n;
