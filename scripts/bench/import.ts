@@ -4,7 +4,7 @@
  * of the same number of rows (10,000 per transaction) measured in the same run; peak RSS of the
  * import; and the end-to-end start-up of query commands on the resulting ledger.
  *
- *   npm run bench:import -- [lines=1000000]
+ *   npm run bench:import -- [lines=1000000]      (BENCH_KEEP=1 keeps the trace and the ledger)
  */
 import Database from 'better-sqlite3';
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -101,4 +101,5 @@ for (const args of [['audit', 'over-unmaps', '--json'], ['explain', '0x100000010
   times.sort((a, b) => a - b);
   console.log(`${`start-up: ${args.slice(0, 2).join(' ')} (ms, median of 5)`.padEnd(44)} ${times[2]!.toFixed(0).padStart(12)}`);
 }
-rmSync(dir, { recursive: true, force: true });
+if (process.env.BENCH_KEEP) console.log(`kept ${dir} (trace.txt, ledger.db)`);
+else rmSync(dir, { recursive: true, force: true });

@@ -374,7 +374,7 @@ class TieBuffer {
 
 const SAMPLE_BYTES = 2 << 20;
 /** A full collection this often keeps a big import's memory flat (see gc.ts). */
-const GC_EVERY_LINES = 32768;
+const GC_EVERY_LINES = Number(process.env.IOMMU_LEDGER_GC_LINES ?? 32768);
 /** Lines per transaction of a non-strict import. */
 const CHUNK_LINES = 200_000;
 

@@ -475,8 +475,10 @@ export class Ledger {
 
     const ctx = this.ctx(cmd.domain, index);
     const id = given ?? derivedId(cmd.domain, ctx.version + 1);
-    const caller = cmd.caller ?? UNKNOWN_CALLER;
-    const site = cmd.site ?? '';
+    // Kept for as long as the caller's maps live: interned, so a name sliced out of a big input
+    // chunk (a trace line) does not keep that whole chunk in memory.
+    const caller = intern(cmd.caller ?? UNKNOWN_CALLER);
+    const site = intern(cmd.site ?? '');
     out.position = pos;
 
     switch (cmd.op) {
@@ -935,4 +937,20 @@ function dropUndefined<T extends Record<string, unknown>>(o: T): T {
 /** A caller_symmetry row as bound parameters (byte counts biased like addresses). */
 function symRow(c: SymCount): Record<string, unknown> {
   return { ...c, unmap_bytes: toDb(c.unmap_bytes), cut_bytes: toDb(c.cut_bytes) };
+}
+
+const interned = new Map<string, string>();
+/**
+ * One flat copy of each caller or site name. V8 makes a substring of 13 or more characters a
+ * slice that keeps its parent string alive; a name parsed out of a 64 KiB read chunk and held by
+ * a long-lived map would pin the chunk (an import kept ~50 MB of old chunks this way).
+ */
+function intern(s: string): string {
+  let v = interned.get(s);
+  if (v === undefined) {
+    if (interned.size > 100_000) interned.clear(); // names are few; this only bounds a pathological input
+    v = (JSON.parse(JSON.stringify(s)) as string);
+    interned.set(v, v);
+  }
+  return v;
 }
