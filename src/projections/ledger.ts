@@ -587,9 +587,9 @@ export class Ledger {
   }
 
   /**
-   * How an unmap relates to the maps alive when it is issued (core/symmetry.ts). One that is not
-   * symmetric, or reaches another caller's map, gets a row with what it would do under each
-   * unmap behaviour — tried on copies of the domain before the unmap is carried out.
+   * How an unmap relates to the maps alive when it is issued (core/symmetry.ts), and whether it
+   * reaches another caller's map. Partial unmaps, misses and unmaps across a hole also get an
+   * asymmetric_unmaps row with what they would do under each unmap behaviour.
    */
   private classify(ctx: Ctx, pos: number, start: bigint, size: bigint, caller: string, site: string): { a: UnmapAnalysis; foreign: boolean } {
     const a = classifyUnmap(ctx.core, start, size);
