@@ -109,6 +109,8 @@ interface Ctx {
   maxSpan: bigint;
   invalidations: number;
   invalidatedBytes: bigint;
+  /** Runs born and already ended in the current batch (rows not written yet), in order of their end. */
+  endedPending: Array<{ start: bigint; end: bigint; to: number }>;
 }
 
 interface SymCount {
@@ -175,9 +177,13 @@ export class Ledger {
         'INSERT INTO unmap_findings (position, domain, caller, site, iova, size, unmapped, predicted, collateral_bytes, left_bytes, divergent, reach_first, reach_last, detail) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)',
       ),
       insFault: p('INSERT INTO faults (position, domain, iova, device, flags, cause, cause_position, detail) VALUES (?,?,?,?,?,?,?,?)'),
+      // Runs of up to 2 MiB start at most 2 MiB below the IOVA; longer ones come from their own index (schema 4).
       lastRemoval: p(
-        `SELECT valid_to FROM runs WHERE domain = ? AND iova <= ? AND iova >= ? AND iova_last >= ? AND valid_to IS NOT NULL
-          ORDER BY valid_to DESC LIMIT 1`,
+        `SELECT max(valid_to) FROM runs WHERE domain = @d AND iova <= @x AND iova >= @near AND iova_last >= @x AND valid_to IS NOT NULL`,
+      ),
+      lastRemovalLong: p(
+        `SELECT max(valid_to) FROM runs INDEXED BY runs_long
+          WHERE domain = @d AND iova <= @x AND iova >= @far AND iova_last >= @x AND iova_last - iova >= 2097152 AND valid_to IS NOT NULL`,
       ),
       eventData: p('SELECT type, data FROM events WHERE position = ?'),
       createdEvent: p('SELECT data FROM events WHERE stream = ? AND version = 1'),
@@ -197,7 +203,8 @@ export class Ledger {
       insHw: p('INSERT OR REPLACE INTO hw_state (domain, position, stats) VALUES (?,?,?)'),
       checkpoint: p("INSERT INTO checkpoints (projection, position) VALUES ('inline', ?) ON CONFLICT (projection) DO UPDATE SET position = excluded.position"),
     };
-    this.s.lastRemoval!.safeIntegers(false);
+    this.s.lastRemoval!.safeIntegers(false).pluck();
+    this.s.lastRemovalLong!.safeIntegers(false).pluck();
   }
 
   close(): void {
@@ -348,6 +355,7 @@ export class Ledger {
       maxSpan: 0n,
       invalidations: 0,
       invalidatedBytes: 0n,
+      endedPending: [],
     };
     this.ctxs.set(name, c);
     return c;
@@ -650,12 +658,22 @@ export class Ledger {
 
   /** The position of the event that last removed the page at iova (stored rows and this batch's). */
   private lastRemovalOf(ctx: Ctx, iova: bigint): number | undefined {
-    const lowest = iova >= ctx.maxSpan ? iova - ctx.maxSpan : 0n;
-    const row = this.s.lastRemoval!.get(ctx.id, toDb(iova), toDb(lowest), toDb(iova)) as { valid_to: number } | undefined;
-    let at = row?.valid_to;
-    // Pages removed in this batch are not written yet.
-    for (const [r, p] of this.pendingRuns) {
-      if (p.ctx === ctx && p.to !== undefined && r.iova <= iova && runEnd(r) > iova && (at === undefined || p.to > at)) at = p.to;
+    const x = toDb(iova);
+    const near = toDb(iova >= LONG_RUN ? iova - LONG_RUN : 0n);
+    let at = (this.s.lastRemoval!.get({ d: ctx.id, x, near }) as number | null) ?? undefined;
+    if (ctx.maxSpan > LONG_RUN) {
+      const far = toDb(iova >= ctx.maxSpan ? iova - ctx.maxSpan : 0n);
+      const long = this.s.lastRemovalLong!.get({ d: ctx.id, x, far }) as number | null;
+      if (long !== null && (at === undefined || long > at)) at = long;
+    }
+    // Pages removed in this batch are not written yet: the latest such end is the last match.
+    const ended = ctx.endedPending;
+    for (let i = ended.length - 1; i >= 0; i--) {
+      const e = ended[i]!;
+      if (e.start <= iova && e.end > iova) {
+        if (at === undefined || e.to > at) at = e.to;
+        break;
+      }
     }
     return at;
   }
@@ -665,6 +683,7 @@ export class Ledger {
       const pending = this.pendingRuns.get(r);
       if (pending) {
         pending.to = pos;
+        ctx.endedPending.push({ start: r.iova, end: runEnd(r), to: pos });
         continue;
       }
       const at = ctx.rowOf.get(r);
@@ -716,6 +735,7 @@ export class Ledger {
       if (p.to === undefined) p.ctx.rowOf.set(r, { row: Number(info.lastInsertRowid), from: p.from });
     }
     this.pendingRuns.clear();
+    for (const c of this.ctxs.values()) c.endedPending.length = 0;
     for (const [iv, p] of this.pendingIntent) {
       const info = this.s.insIntentFull!.run(p.domain, p.caller, toDb(iv.start), toDb(iv.end - 1n), p.from, p.to ?? null);
       iv.value.row = Number(info.lastInsertRowid);
@@ -938,6 +958,9 @@ function dropUndefined<T extends Record<string, unknown>>(o: T): T {
 function symRow(c: SymCount): Record<string, unknown> {
   return { ...c, unmap_bytes: toDb(c.unmap_bytes), cut_bytes: toDb(c.cut_bytes) };
 }
+
+/** Runs longer than this are found through the runs_long index (schema 4). */
+const LONG_RUN = 2n * 1024n * 1024n;
 
 const interned = new Map<string, string>();
 /**

@@ -5,6 +5,7 @@ import { resolveProfile } from '../../src/core/profile.js';
 import { parseCommand } from '../../src/events/schema.js';
 import { Ledger } from '../../src/projections/ledger.js';
 import { Queries } from '../../src/projections/queries.js';
+import { fromDb } from '../../src/projections/codec.js';
 import { historyArb, projectionSnapshot, tempDb } from './helpers.js';
 
 describe('projections', () => {
@@ -69,6 +70,31 @@ describe('projections', () => {
     );
   });
 
+  it("a fault's cause is the last event that removed its page, found the way a full scan would", () => {
+    fc.assert(
+      fc.property(fc.constantFrom('intel-vtd', 'omap', 'arm-lpae-4k').chain((p) => faultyHistoryArb(p)), fc.integer({ min: 1, max: 9 }), (cmds, batch) => {
+        const path = tempDb();
+        const l = new Ledger(path);
+        for (let i = 0; i < cmds.length; i += batch) l.appendRaw(cmds.slice(i, i + batch));
+        const runs = l.db.prepare('SELECT iova, iova_last, valid_from, valid_to FROM runs').safeIntegers(true).all() as Array<Record<string, bigint | null>>;
+        const faults = l.db.prepare('SELECT position, iova, cause, cause_position FROM faults').safeIntegers(true).all() as Array<Record<string, bigint | string | null>>;
+        for (const f of faults) {
+          const pos = f.position as bigint;
+          const at = fromDb(f.iova as bigint);
+          const holding = runs.filter((r) => fromDb(r.iova!) <= at && fromDb(r.iova_last!) >= at);
+          const live = holding.some((r) => r.valid_from! <= pos && (r.valid_to === null || r.valid_to! > pos));
+          const ends = holding.filter((r) => r.valid_to !== null && r.valid_to! < pos).map((r) => r.valid_to!);
+          const last = ends.length ? ends.reduce((a, b) => (a > b ? a : b)) : null;
+          if (live) expect(f.cause).toBe('mapped');
+          else if (last === null) expect([f.cause, f.cause_position]).toEqual(['never-mapped', null]);
+          else expect(f.cause_position).toBe(last);
+        }
+        l.close();
+      }),
+      { numRuns: 60 },
+    );
+  });
+
   it('answers blame, explain and history for the 2011 OMAP over-unmap', () => {
     const path = tempDb();
     const l = new Ledger(path);
@@ -105,3 +131,26 @@ describe('projections', () => {
     q.close();
   });
 });
+
+/**
+ * Histories whose faults land where maps were (or are): maps of 4K..4M in a few 8 MiB slots,
+ * unmaps inside them (over-unmaps on large pages), and faults at pages of those slots.
+ */
+function faultyHistoryArb(profile: string) {
+  const slot = fc.integer({ min: 0, max: 1 });
+  const op = fc.oneof(
+    fc.record({ k: fc.constant('map' as const), slot, pages: fc.constantFrom(1, 16, 512, 1024), at: fc.constantFrom(0, 512) }),
+    fc.record({ k: fc.constant('unmap' as const), slot, pages: fc.constantFrom(1, 512, 1024), at: fc.integer({ min: 0, max: 1100 }) }),
+    fc.record({ k: fc.constant('fault' as const), slot, pages: fc.constant(1), at: fc.integer({ min: 0, max: 1100 }) }),
+  );
+  const hx = (n: number) => `0x${n.toString(16)}`;
+  return fc.array(op, { minLength: 20, maxLength: 60 }).map((ops) => [
+    { op: 'domain', domain: 'd0', profile },
+    ...ops.map((o) => {
+      const iova = 0x4000_0000 + o.slot * 0x80_0000 + o.at * 0x1000;
+      if (o.k === 'map') return { op: 'map', domain: 'd0', iova: hx(iova), paddr: hx(0x8_0000_0000 + iova), size: hx(o.pages * 0x1000) };
+      if (o.k === 'unmap') return { op: 'unmap', domain: 'd0', iova: hx(iova), size: hx(o.pages * 0x1000) };
+      return { op: 'fault', domain: 'd0', iova: hx(iova + 0x10), device: '0000:00:02.0' };
+    }),
+  ]);
+}
