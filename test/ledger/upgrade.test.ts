@@ -1,0 +1,67 @@
+import { describe, expect, it } from 'vitest';
+import Database from 'better-sqlite3';
+import { SCHEMA_VERSION } from '../../src/events/db.js';
+import { Ledger } from '../../src/projections/ledger.js';
+import { Queries } from '../../src/projections/queries.js';
+import { tempDb } from './helpers.js';
+
+/** The 2011 OMAP case, and a miss that follows its over-unmap. */
+const history = [
+  { op: 'domain', domain: 'isp', profile: 'omap' },
+  { op: 'map', domain: 'isp', iova: '0x60000000', paddr: '0x90000000', size: '1M', caller: 'gst' },
+  { op: 'unmap', domain: 'isp', iova: '0x60042000', size: '4K', caller: 'queue0' },
+  { op: 'unmap', domain: 'isp', iova: '0x60080000', size: '4K', caller: 'gst' },
+];
+
+/** Takes a current ledger back to what schema 1 had (what version 0.1.0 of the first session wrote). */
+function toSchema1(path: string): void {
+  const db = new Database(path);
+  db.exec(`
+    DROP TABLE asymmetric_unmaps;
+    DROP INDEX unmap_findings_reach;
+    DROP INDEX runs_long;
+    ALTER TABLE caller_symmetry DROP COLUMN straddles;
+    ALTER TABLE caller_symmetry DROP COLUMN unmap_bytes;
+    ALTER TABLE caller_symmetry DROP COLUMN cut_bytes;
+    DELETE FROM meta WHERE key = 'rebuild-needed';
+  `);
+  db.pragma('user_version = 1');
+  db.close();
+}
+
+describe('a ledger written by an older version', () => {
+  it('opens read-write, upgrades to the current schema, says a rebuild is needed, and rebuild makes it whole', () => {
+    const path = tempDb();
+    const l = new Ledger(path);
+    l.appendRaw(history);
+    l.close();
+    const want = (() => {
+      const q = new Queries(path);
+      const c = q.callers();
+      q.close();
+      return c;
+    })();
+    toSchema1(path);
+
+    // A read-only open refuses to upgrade (it would change the file).
+    expect(() => new Queries(path, { readonly: true })).toThrow(/has schema 1; open it once read-write to upgrade it to/);
+
+    const q = new Queries(path);
+    expect(Number(q.db.pragma('user_version', { simple: true }))).toBe(SCHEMA_VERSION());
+    expect(q.staleProjections()).toBe('schema 2: caller analysis');
+    // The events and the schema-1 projections are intact; the new analysis is empty until rebuild.
+    expect(q.findings({ kind: 'over-unmap' })).toHaveLength(1);
+    expect(q.callers().find((c) => c.caller === 'queue0')!.examples).toEqual([]);
+    q.close();
+
+    const r = new Ledger(path);
+    expect(r.store.verify().ok).toBe(true);
+    r.rebuild();
+    r.close();
+    const after = new Queries(path);
+    expect(after.staleProjections()).toBeUndefined();
+    expect(after.callers()).toEqual(want);
+    expect(after.callers().find((c) => c.caller === 'gst')!.missesAfterOverUnmap).toBe(1);
+    after.close();
+  });
+});
