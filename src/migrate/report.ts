@@ -82,7 +82,7 @@ function costRows(name: string, c: { before: Cost; after: Cost }): string[] {
     row('entries written per level', lv(c.before.entriesWritten, c.before.levels), lv(c.after.entriesWritten, c.after.levels)),
     row('entries at the end per level', lv(c.before.finalEntries, c.before.levels), lv(c.after.finalEntries, c.after.levels)),
     row('page tables allocated', c.before.tablesAllocated, c.after.tablesAllocated),
-    row('peak page-table memory', formatSize(BigInt(c.before.peakTableBytes)), formatSize(BigInt(c.after.peakTableBytes))),
+    row('peak page-table memory', memText(c.before.peakTableBytes), memText(c.after.peakTableBytes)),
     row('IOTLB invalidations', `${c.before.invalidations} (${formatSize(c.before.invalidatedBytes)})`, `${c.after.invalidations} (${formatSize(c.after.invalidatedBytes)})`),
   ];
 }
@@ -96,7 +96,7 @@ export function checkLines(r: MigrationResult): string[] {
     `${mark(c1 === 0)} 1. strict replay: ${n('rejected')} refused, ${n('over-unmap')} over-unmap, ${n('left-mapped')} leave pages mapped, ${n('flagged')} flagged`,
     `${mark(c2 === 0)} 2. intent: ${n('intent-changed')} differences, ${n('lost')} pages lost; ${n('bug-fixed')} bugs fixed where the source over-unmapped, left mapped or refused${n('unfixed') ? `, ${n('unfixed')} lost in both` : ''}`,
     `     3. cost: ${Object.entries(r.cost)
-      .map(([d, c]) => `${d}: ${c.before.maps}+${c.before.unmaps} -> ${c.after.maps}+${c.after.unmaps} map+unmap calls, peak tables ${formatSize(BigInt(c.before.peakTableBytes))} -> ${formatSize(BigInt(c.after.peakTableBytes))}, ${c.before.invalidations} -> ${c.after.invalidations} invalidations`)
+      .map(([d, c]) => `${d}: ${c.before.maps}+${c.before.unmaps} -> ${c.after.maps}+${c.after.unmaps} map+unmap calls, peak tables ${memText(c.before.peakTableBytes)} -> ${memText(c.after.peakTableBytes)}, ${c.before.invalidations} -> ${c.after.invalidations} invalidations`)
       .join('; ')}`,
     ...(n('not-migrated') ? [`     not migrated (kept as they are, out of scope): ${n('not-migrated')} findings that do not fail the check`] : []),
     ...(n('rejected-in-source') ? [`     refused in the source too: ${n('rejected-in-source')}`] : []),
@@ -155,6 +155,11 @@ export function markdown(rep: Report): string {
 }
 
 const pct = (x: number) => `${Math.round(x * 100)}%`;
+
+/** Page-table memory: a size like 16K when it is whole KiB, else bytes (formatSize would print hex). */
+function memText(n: number): string {
+  return n % 1024 === 0 ? formatSize(BigInt(n)) : `${n} bytes`;
+}
 
 /** JSON with bigints as "0x" strings. */
 export function reportJson(rep: Report): string {
