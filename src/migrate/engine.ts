@@ -426,13 +426,23 @@ function intentOf(m: Map<string, IntervalSet<number>>, caller: string): Interval
   return s;
 }
 
+/** What the source command did in the source model. */
+interface SourceResult {
+  ok: boolean;
+  collateral: Range[];
+  /** For a map: its whole range (the migration may issue it in pieces). */
+  map?: Range;
+  /** Ranges where both histories' maps succeeded, so they no longer differ (applied after the checks). */
+  clearZone?: Range[];
+}
+
 /** Applies a source command to the source model. */
-function applySource(st: DState, cmd: SourceCommand, caller: string): { ok: boolean; collateral: Range[]; clearZone?: Range[] } {
+function applySource(st: DState, cmd: SourceCommand, caller: string): SourceResult {
   if (cmd.op === 'map') {
     const r = st.src.map({ iova: cmd.iova, paddr: cmd.paddr!, size: cmd.size, prot: cmd.prot ?? 3, ref: cmd.position });
     st.before.map(r, st.src);
     if (r.ok) intentOf(st.srcIntent, caller).add(cmd.iova, cmd.iova + cmd.size, cmd.position);
-    return { ok: r.ok, collateral: [] };
+    return { ok: r.ok, collateral: [], map: { start: cmd.iova, end: cmd.iova + cmd.size } };
   }
   const r = st.src.unmap({ iova: cmd.iova, size: cmd.size });
   st.before.unmap(r, st.src);
@@ -466,7 +476,7 @@ function applyMigrated(
   caller: string,
   site: string,
   r: Outcome,
-  srcRes: { ok: boolean; clearZone?: Range[] },
+  srcRes: SourceResult,
   base: Base,
   report: Report,
   touched: Range[],
@@ -478,21 +488,24 @@ function applyMigrated(
     const c = st.chk.map({ iova: oc.iova, paddr: oc.paddr!, size: oc.size, prot: oc.prot ?? 3, ref: r.position! });
     st.after.map(c, st.chk);
     const req = [{ start, end }];
-    const z = st.zone.overlapping(start, end)[0];
+    // A map issued in pieces differs from the source as a whole when the source's map collided:
+    // the zone test and its extension take the source map's whole range.
+    const whole = srcRes.map ?? { start, end };
+    const z = st.zone.overlapping(whole.start, whole.end)[0];
     if (r.ok) {
       st.migInfo.set(r.position!, { caller, site, source: mappedBackFrom.get(oc) ?? base.position });
       intentOf(st.migIntent, caller).add(start, end, r.position!);
       if (srcRes.ok) (srcRes.clearZone ??= []).push({ start, end });
       else if (z) {
         // The source's map collided with pages one of its unmaps left mapped: the whole map differs.
-        st.zone.add(start, end, z.value);
+        st.zone.add(whole.start, whole.end, z.value);
         report({ ...at, kind: 'bug-fixed', ...rangesOf(req), detail: `map ${hex(start)}+${formatSize(oc.size)} succeeds; in the source it collided with pages that unmap #${z.value} left mapped` });
       }
       return;
     }
     if (!srcRes.ok) report({ ...at, kind: 'rejected-in-source', ...rangesOf(req), detail: `map ${hex(start)}+${formatSize(oc.size)} is refused in both histories (${r.errno}: ${sourceRefs(st, r.reason)})` });
     else if (z) {
-      st.zone.add(start, end, z.value);
+      st.zone.add(whole.start, whole.end, z.value);
       report({ ...at, kind: 'bug-fixed', ...rangesOf(req), detail: `map ${hex(start)}+${formatSize(oc.size)} only succeeded in the source because unmap #${z.value} had over-unmapped that range; symmetric, it collides (${r.errno}: ${sourceRefs(st, r.reason)})` });
     } else report({ ...at, kind: 'rejected', ...rangesOf(req), detail: `map ${hex(start)}+${formatSize(oc.size)} is refused: ${r.errno}: ${sourceRefs(st, r.reason)}` });
     return;

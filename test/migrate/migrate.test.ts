@@ -394,6 +394,28 @@ function minus(a: Array<[bigint, bigint]>, cut: Array<[bigint, bigint]>): string
   return [...pages].sort();
 }
 
+/**
+ * Counterexamples fast-check found (split unmap stops at a hole, so the source leaves a map mapped
+ * and a later map collides with it; the migration issues that map in pieces): kept as examples.
+ */
+const found: unknown[][] = [
+  [
+    { op: 'domain', domain: 'd0', profile: 'arm-lpae-4k' },
+    { op: 'map', domain: 'd0', iova: '0x409e2000', paddr: '0x8009e2000', size: '0x10000', caller: 'vfio' },
+    { op: 'unmap', domain: 'd0', iova: '0x40600000', size: '0x400000', caller: 'vfio' },
+    { op: 'map', domain: 'd0', iova: '0x409f1000', paddr: '0x8009f1000', size: '0x10000', caller: 'vfio' },
+    { op: 'unmap', domain: 'd0', iova: '0x40800000', size: '0x200000', caller: 'vfio' },
+  ],
+  [
+    { op: 'domain', domain: 'd0', profile: 'arm-lpae-4k' },
+    { op: 'map', domain: 'd0', iova: '0x40001000', paddr: '0x800001000', size: '0x1000', caller: 'vfio' },
+    { op: 'unmap', domain: 'd0', iova: '0x40000000', size: '0x200000', caller: 'vfio' },
+    { op: 'map', domain: 'd0', iova: '0x40000000', paddr: '0x800000000', size: '0x10000', caller: 'vfio' },
+    { op: 'unmap', domain: 'd0', iova: '0x40000000', size: '0x1000', caller: 'vfio' },
+    { op: 'fault', domain: 'd0', iova: '0x40000010', device: '0000:00:02.0' },
+  ],
+];
+
 describe('migrate: properties', () => {
   for (const profile of ['intel-vtd', 'omap', 'arm-lpae-4k', 'iommufd']) {
     it(`split-maps always verifies, and the final intent equals the source's outside what the source damaged (${profile})`, async () => {
@@ -416,7 +438,7 @@ describe('migrate: properties', () => {
             expect(q.findings({ kind: 'left-mapped' })).toEqual([]);
           });
         }),
-        { numRuns: Number(process.env.MIGRATE_RUNS ?? 40) },
+        { numRuns: Number(process.env.MIGRATE_RUNS ?? 40), examples: profile === 'arm-lpae-4k' ? found.map((cmds) => [cmds] as [unknown[]]) : [] },
       );
     }, 120_000);
   }
