@@ -392,7 +392,8 @@ export class Domain {
     return res;
   }
 
-  private mappedIn(r: Range): Range[] {
+  /** The parts of a range that are mapped, merged, in IOVA order. */
+  mappedIn(r: Range): Range[] {
     const out: Range[] = [];
     for (const run of this.runs(r.start, r.end)) {
       const s = run.iova > r.start ? run.iova : r.start;

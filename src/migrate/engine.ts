@@ -539,14 +539,7 @@ function applyMigrated(
 }
 
 function mappedIn(d: Domain, rs: Ranges): Ranges {
-  const out: Range[] = [];
-  for (const r of rs) {
-    for (const run of d.runs(r.start, r.end)) {
-      const e = run.iova + run.pageSize * run.count;
-      out.push({ start: run.iova > r.start ? run.iova : r.start, end: e < r.end ? e : r.end });
-    }
-  }
-  return norm(out);
+  return norm(rs.flatMap((r) => d.mappedIn(r)));
 }
 
 /** Check 2 on the ranges a source command (and what it became) touched; only new differences are reported. */
