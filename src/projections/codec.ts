@@ -11,12 +11,3 @@ export function toDb(v: bigint): bigint {
 export function fromDb(v: bigint | number): bigint {
   return BigInt(v) + BIAS;
 }
-
-/** Bit length of a lifetime in events: the class a closed temporal row is filed under. */
-export function lifetimeClass(from: number, to: number): number {
-  const d = to - from;
-  return d <= 0 ? 0 : Math.floor(Math.log2(d)) + 1;
-}
-
-/** The class of rows that are still live. */
-export const LIVE_CLASS = 63;

@@ -28,12 +28,24 @@ import {
   type Who,
 } from '../events/schema.js';
 import { ConcurrencyError, EventStore } from '../events/store.js';
-import { fromDb, lifetimeClass, LIVE_CLASS, toDb } from './codec.js';
+import { fromDb, toDb } from './codec.js';
+import { decodeEnds, decodeRuns, emptyRuns, encodeEnds, encodeRuns, mergePieces, RunWriter, shiftOf, type LogPiece } from './runlog.js';
 
 export const UNKNOWN_CALLER = '(unknown)';
 const HW_CHECKPOINT_EVERY = 4096;
 /** Pending projection rows are written once this many have gathered. */
 const FLUSH_EVERY = 16384;
+/** A snapshot of a domain's live runs every this many of its events (run_snapshots, schema 5). */
+export const SNAPSHOT_EVERY = 65536;
+/** Small run-log pieces (one per small flush, e.g. one per durable single-command append) are merged this many at a time. */
+const MERGE_SMALL = 32;
+/** A piece with fewer entries than this counts as small. */
+const SMALL_PIECE = 256;
+
+export interface LedgerOptions extends OpenOptions {
+  /** Snapshot cadence of the run log (tests use small values; the default suits real ledgers). */
+  snapshotEvery?: number;
+}
 
 export interface Input {
   cmd: Command;
@@ -111,6 +123,12 @@ interface Ctx {
   invalidatedBytes: bigint;
   /** Runs born and already ended in the current batch (rows not written yet), in order of their end. */
   endedPending: Array<{ start: bigint; end: bigint; to: number }>;
+  /** Run-log entries since the last flush: runs born (written at the flush) and rows ended. */
+  logBirths: RunWriter | undefined;
+  logEndIds: number[];
+  logEndTos: number[];
+  /** Small run-log pieces not merged yet (read from the file when first needed). */
+  smallPieces: number | undefined;
 }
 
 interface SymCount {
@@ -158,8 +176,13 @@ export class Ledger {
   private pendingIntent = new Map<{ start: bigint; end: bigint; value: IntentValue }, PendingRow & { caller: string }>();
   private readonly s: Record<string, Database.Statement>;
 
-  constructor(path: string, opts: OpenOptions = {}) {
-    this.store = new EventStore(path, opts);
+  private readonly snapshotEvery: number;
+
+  constructor(path: string, opts: LedgerOptions = {}) {
+    const { snapshotEvery, ...open } = opts;
+    this.snapshotEvery = snapshotEvery ?? SNAPSHOT_EVERY;
+    if (!Number.isInteger(this.snapshotEvery) || this.snapshotEvery < 1) throw new RangeError(`snapshotEvery: ${snapshotEvery} is not a positive integer`);
+    this.store = new EventStore(path, open);
     this.db = this.store.db;
     const p = (sql: string) => this.db.prepare(sql);
     this.s = {
@@ -168,9 +191,15 @@ export class Ledger {
       setDestroyed: p('UPDATE streams SET destroyed_at = ?, version = ? WHERE id = ?'),
       stream: p('SELECT id, version, profile, destroyed_at, max_span, invalidations, invalidated_bytes FROM streams WHERE name = ?').safeIntegers(true),
       insRunFull: p(
-        'INSERT INTO runs (domain, iova, iova_last, paddr, page_size, count, level, prot, map_pos, valid_from, valid_to, lifetime_class) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)',
+        'INSERT INTO runs (domain, iova, iova_last, paddr, page_size, count, level, prot, map_pos, valid_from, valid_to) VALUES (?,?,?,?,?,?,?,?,?,?,?)',
       ),
-      closeRun: p('UPDATE runs SET valid_to = ?, lifetime_class = ? WHERE id = ?'),
+      closeRun: p('UPDATE runs SET valid_to = ? WHERE id = ?'),
+      insLog: p('INSERT INTO run_log (domain, first_pos, last_pos, small, births, ends) VALUES (?,?,?,?,?,?)'),
+      smallCount: p('SELECT count(*) FROM run_log INDEXED BY run_log_small WHERE domain = ? AND small = 1'),
+      smallPieces: p('SELECT id, births, ends FROM run_log INDEXED BY run_log_small WHERE domain = ? AND small = 1 ORDER BY id'),
+      delLog: p('DELETE FROM run_log WHERE id = ?'),
+      unsmall: p('UPDATE run_log SET small = 0 WHERE domain = ? AND small = 1'),
+      insSnap: p('INSERT OR REPLACE INTO run_snapshots (domain, position, runs, data) VALUES (?,?,?,?)'),
       insIntentFull: p('INSERT INTO intent (domain, caller, iova, iova_last, valid_from, valid_to) VALUES (?,?,?,?,?,?)'),
       closeIntent: p('UPDATE intent SET valid_to = ? WHERE id = ?'),
       insFinding: p(
@@ -205,6 +234,8 @@ export class Ledger {
     };
     this.s.lastRemoval!.safeIntegers(false).pluck();
     this.s.lastRemovalLong!.safeIntegers(false).pluck();
+    this.s.smallCount!.safeIntegers(false).pluck();
+    this.s.smallPieces!.safeIntegers(false);
   }
 
   close(): void {
@@ -356,6 +387,10 @@ export class Ledger {
       invalidations: 0,
       invalidatedBytes: 0n,
       endedPending: [],
+      logBirths: undefined,
+      logEndIds: [],
+      logEndTos: [],
+      smallPieces: undefined,
     };
     this.ctxs.set(name, c);
     return c;
@@ -451,7 +486,28 @@ export class Ledger {
 
   /** Hardware snapshots at every HW_CHECKPOINT_EVERY-th event of a domain (the same in rebuild). */
   private maybeCheckpoint(ctx: Ctx | undefined, pos: number): void {
-    if (ctx && ctx.version % HW_CHECKPOINT_EVERY === 0) this.writeHw(ctx, pos);
+    if (!ctx) return;
+    if (ctx.version % HW_CHECKPOINT_EVERY === 0) this.writeHw(ctx, pos);
+    if (ctx.version % this.snapshotEvery === 0) this.writeSnapshot(ctx, pos);
+  }
+
+  /**
+   * Every live run of a domain just after event pos, sorted by IOVA (run_snapshots). The rows
+   * born so far are flushed first, so every live run has its row id.
+   */
+  private writeSnapshot(ctx: Ctx, pos: number): void {
+    this.flushRows();
+    const w = new RunWriter();
+    // A destroyed domain's core keeps its last runs (they are ended in the runs table): none are live.
+    if (!ctx.destroyed) for (const r of ctx.core.runs()) {
+      const at = ctx.rowOf.get(r);
+      if (at === undefined) throw new Error(`internal: run at ${hex(r.iova)} has no row`);
+      w.push(at.row, r.iova, r.paddr, shiftOf(r.pageSize), Number(r.count), r.level, r.origin.prot, r.origin.ref, at.from, NaN);
+    }
+    this.s.insSnap!.run(ctx.id, pos, w.n, w.encode());
+    // Pieces before a snapshot are never read with pieces after it: stop merging them.
+    this.s.unsmall!.run(ctx.id);
+    ctx.smallPieces = 0;
   }
 
   private executeOne(inp: Input, index: number, batch: Batch): Outcome {
@@ -688,7 +744,9 @@ export class Ledger {
       }
       const at = ctx.rowOf.get(r);
       if (at === undefined) throw new Error(`internal: run at ${hex(r.iova)} has no row`);
-      this.s.closeRun!.run(pos, lifetimeClass(at.from, pos), at.row);
+      this.s.closeRun!.run(pos, at.row);
+      ctx.logEndIds.push(at.row);
+      ctx.logEndTos.push(pos);
     }
     for (const r of changes.after) {
       this.pendingRuns.set(r, { ctx, domain: ctx.id, from: pos });
@@ -730,17 +788,53 @@ export class Ledger {
         r.origin.ref,
         p.from,
         p.to ?? null,
-        p.to === undefined ? LIVE_CLASS : lifetimeClass(p.from, p.to),
       );
-      if (p.to === undefined) p.ctx.rowOf.set(r, { row: Number(info.lastInsertRowid), from: p.from });
+      const row = Number(info.lastInsertRowid);
+      if (p.to === undefined) p.ctx.rowOf.set(r, { row, from: p.from });
+      (p.ctx.logBirths ??= new RunWriter()).push(row, r.iova, r.paddr, shiftOf(r.pageSize), Number(r.count), r.level, r.origin.prot, r.origin.ref, p.from, p.to ?? NaN);
     }
     this.pendingRuns.clear();
+    for (const c of this.ctxs.values()) this.writeLogPiece(c);
     for (const c of this.ctxs.values()) c.endedPending.length = 0;
     for (const [iv, p] of this.pendingIntent) {
       const info = this.s.insIntentFull!.run(p.domain, p.caller, toDb(iv.start), toDb(iv.end - 1n), p.from, p.to ?? null);
       iv.value.row = Number(info.lastInsertRowid);
     }
     this.pendingIntent.clear();
+  }
+
+  /** The run-log piece of one domain's changes since the last flush (nothing when there are none). */
+  private writeLogPiece(c: Ctx): void {
+    const births = c.logBirths;
+    const nEnds = c.logEndIds.length;
+    if (!births && !nEnds) return;
+    let first = Infinity;
+    let last = -Infinity;
+    if (births) ({ first, last } = births.span());
+    for (const t of c.logEndTos) {
+      if (t < first) first = t;
+      if (t > last) last = t;
+    }
+    const n = (births?.n ?? 0) + nEnds;
+    const small = n < SMALL_PIECE ? 1 : 0;
+    this.s.insLog!.run(c.id, first, last, small, births ? births.encode() : encodeRuns(emptyRuns(0)), encodeEnds(c.logEndIds, c.logEndTos));
+    c.logBirths = undefined;
+    c.logEndIds = [];
+    c.logEndTos = [];
+    if (small) {
+      c.smallPieces ??= this.s.smallCount!.get(c.id) as number;
+      if (++c.smallPieces >= MERGE_SMALL) this.mergeSmallPieces(c);
+    }
+  }
+
+  /** Many small pieces make stateAt read many rows: merge them into one. */
+  private mergeSmallPieces(c: Ctx): void {
+    const rows = this.s.smallPieces!.all(c.id) as Array<{ id: number; births: Buffer; ends: Buffer }>;
+    const pieces: LogPiece[] = rows.map((r) => ({ births: decodeRuns(r.births), ends: decodeEnds(r.ends) }));
+    const m = mergePieces(pieces);
+    for (const r of rows) this.s.delLog!.run(r.id);
+    this.s.insLog!.run(c.id, m.first, m.last, 0, m.births, m.ends);
+    c.smallPieces = 0;
   }
 
   private projectUnmap(ctx: Ctx, pos: number, caller: string, site: string, iova: bigint, size: bigint, r: UnmapResult, recorded: bigint, out: Outcome): void {
@@ -847,7 +941,7 @@ export class Ledger {
     let mismatches = 0;
     let n = 0;
     this.db.transaction(() => {
-      for (const t of ['runs', 'hw_state', 'intent', 'unmap_findings', 'faults', 'caller_symmetry', 'asymmetric_unmaps', 'checkpoints']) this.db.exec(`DELETE FROM ${t}`);
+      for (const t of ['runs', 'run_log', 'run_snapshots', 'hw_state', 'intent', 'unmap_findings', 'faults', 'caller_symmetry', 'asymmetric_unmaps', 'checkpoints']) this.db.exec(`DELETE FROM ${t}`);
       this.db.exec("DELETE FROM meta WHERE key = 'rebuild-needed'");
       this.ctxs.clear();
       const streams = new Map<string, { id: number }>();

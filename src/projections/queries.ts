@@ -12,7 +12,8 @@ import { profileFromDescriptor, type Profile, type ProfileDescriptor } from '../
 import { openDatabase } from '../events/db.js';
 import { formatProt } from '../events/prot.js';
 import { callerAnalysis, type CallerView } from './callers.js';
-import { fromDb, LIVE_CLASS, toDb } from './codec.js';
+import { fromDb, toDb } from './codec.js';
+import { decodeEnds, decodeRuns, emptyRuns, pageSizeOf, shiftOf, stateFrom, type LogPiece, type RunColumns } from './runlog.js';
 
 /** Kysely's view of the tables the queries read (integers arrive as bigint). */
 interface Tables {
@@ -93,6 +94,16 @@ export interface PageView {
   validFrom: number;
   validTo?: number;
   row: number;
+}
+
+/** A domain's state just after an event. */
+export interface StateView {
+  domain: DomainInfo;
+  at: number;
+  /** The live runs as columns, sorted by IOVA. */
+  runs: RunColumns;
+  /** The same runs as objects (made on first use). */
+  readonly pages: PageView[];
 }
 
 export interface CollateralView {
@@ -275,46 +286,80 @@ export class Queries {
     return v;
   }
 
-  /** The pages mapped in a domain just after event `at` (a query over the temporal runs table). */
-  stateAt(domainName?: string, at?: string | number): { domain: DomainInfo; at: number; pages: PageView[] } {
+  /**
+   * The pages mapped in a domain just after event `at`. `runs` holds them as columns sorted by
+   * IOVA (decoded from the run log, schema 5); `pages` makes one object per run on first use,
+   * which costs more than the look-up itself on a state of tens of thousands of runs.
+   * Their `validTo` is not set: a state knows its pages' past, not their future (`blame` does).
+   */
+  stateAt(domainName?: string, at?: string | number): StateView {
     const d = this.domain(domainName);
     const p = this.resolveAt(at, d);
-    const classes = Math.max(1, Math.ceil(Math.log2(Math.max(2, this.lastPosition))) + 1);
-    const key = `state:${classes}`;
-    let stmt = this.stateStmts.get(key);
-    if (!stmt) {
-      // One index range per lifetime class: rows of class c that are alive at p were born
-      // within the 2^c events before it. Live rows (class 63) were born at or before p.
-      const cols = 'iova, paddr, page_size, count, prot, level, map_pos, valid_from, valid_to, id';
-      const parts = [`SELECT ${cols} FROM runs WHERE domain = @d AND lifetime_class = ${LIVE_CLASS} AND valid_from <= @p`];
-      for (let c = 1; c <= classes; c++) {
-        parts.push(`SELECT ${cols} FROM runs WHERE domain = @d AND lifetime_class = ${c} AND valid_from > @p - ${2 ** c} AND valid_from <= @p AND valid_to > @p`);
-      }
-      // Rows as arrays (cheaper than objects for tens of thousands of rows), sorted here.
-      stmt = this.db.prepare(parts.join(' UNION ALL ')).raw(true);
-      this.stateStmts.set(key, stmt);
-    }
-    const rows = stmt.all({ d: d.id, p }) as Array<Array<bigint | null>>;
-    const pages = rows.map((r): PageView => {
-      const v: PageView = {
-        iova: fromDb(r[0]!),
-        paddr: fromDb(r[1]!),
-        pageSize: fromDb(r[2]!),
-        count: r[3]!,
-        prot: Number(r[4]),
-        level: Number(r[5]),
-        mappedBy: Number(r[6]),
-        validFrom: Number(r[7]),
-        row: Number(r[9]),
-      };
-      if (r[8] !== null) v.validTo = Number(r[8]);
-      return v;
-    });
-    pages.sort((a, b) => (a.iova < b.iova ? -1 : a.iova > b.iova ? 1 : 0));
-    return { domain: d, at: p, pages };
+    const runs = this.runsAt(d, p);
+    let pages: PageView[] | undefined;
+    return {
+      domain: d,
+      at: p,
+      runs,
+      get pages() {
+        return (pages ??= pagesOf(runs));
+      },
+    };
   }
 
-  /** The core's domain as it was after event `at` (for walks and hardware statistics). */
+  /**
+   * The live runs just after event p: the latest snapshot at or before p, and the log pieces
+   * written after it up to p (a piece never holds entries on both sides of a snapshot: the rows are
+   * flushed before each snapshot, and small pieces are merged only between snapshots). On a ledger
+   * whose run log is not filled in yet (upgraded, not rebuilt), the runs table is scanned instead.
+   */
+  private runsAt(d: DomainInfo, p: number): RunColumns {
+    if (this.staleProjections() !== undefined) return this.runsAtByRows(d, p);
+    const snap = this.stmt('snap', 'SELECT position, data FROM run_snapshots WHERE domain = ? AND position <= ? ORDER BY position DESC LIMIT 1').get(d.id, p) as
+      | { position: bigint; data: Buffer }
+      | undefined;
+    const s = snap ? Number(snap.position) : 0;
+    const rows = this.stmt('pieces', 'SELECT births, ends FROM run_log INDEXED BY run_log_domain WHERE domain = ? AND first_pos > ? AND first_pos <= ?')
+      .raw(true)
+      .all(d.id, s, p) as Array<[Buffer, Buffer]>;
+    const pieces: LogPiece[] = rows.map((r) => ({ births: decodeRuns(r[0]), ends: decodeEnds(r[1]) }));
+    return stateFrom(snap ? decodeRuns(snap.data) : undefined, s, pieces, p);
+  }
+
+  /** runsAt from the runs table alone (exact, and slow on a long history). */
+  private runsAtByRows(d: DomainInfo, p: number): RunColumns {
+    const rows = this.stmt(
+      'byRows',
+      `SELECT id, iova, paddr, page_size, count, level, prot, map_pos, valid_from FROM runs
+        WHERE domain = ? AND valid_from <= ? AND (valid_to IS NULL OR valid_to > ?) ORDER BY iova`,
+    )
+      .raw(true)
+      .all(d.id, p, p) as bigint[][];
+    const c = emptyRuns(rows.length);
+    rows.forEach((r, i) => {
+      c.id[i] = Number(r[0]);
+      c.iova[i] = fromDb(r[1]!);
+      c.paddr[i] = fromDb(r[2]!);
+      c.shift[i] = shiftOf(fromDb(r[3]!));
+      c.count[i] = Number(r[4]);
+      c.level[i] = Number(r[5]);
+      c.prot[i] = Number(r[6]);
+      c.mapPos[i] = Number(r[7]);
+      c.from[i] = Number(r[8]);
+      c.to[i] = NaN;
+    });
+    return c;
+  }
+
+  private stmt(key: string, sql: string): Database.Statement {
+    let st = this.stateStmts.get(key);
+    if (!st) {
+      st = this.db.prepare(sql);
+      this.stateStmts.set(key, st);
+    }
+    return st;
+  }
+
   /**
    * The core's domain as it was after event `at`, for walks and hardware statistics. Its runs'
    * origins carry the map event's position only (region bounds are not needed for either, and
@@ -322,7 +367,7 @@ export class Queries {
    */
   coreAt(domainName?: string, at?: string | number): { domain: DomainInfo; at: number; core: Domain } {
     const s = this.stateAt(domainName, at);
-    return { domain: s.domain, at: s.at, core: coreOf(s.domain, s.pages) };
+    return { domain: s.domain, at: s.at, core: coreOfRuns(s.domain, s.runs) };
   }
 
   walk(domainName: string | undefined, iova: bigint, at?: string | number): { domain: DomainInfo; at: number; steps: WalkStep[] } {
@@ -376,14 +421,21 @@ export class Queries {
   diff(domainName: string | undefined, from: string | number, to?: string | number): { domain: DomainInfo; from: number; to: number; added: PageView[]; removed: PageView[] } {
     const a = this.stateAt(domainName, from);
     const b = this.stateAt(domainName, to);
-    const ra = new Set(a.pages.map((p) => p.row));
-    const rb = new Set(b.pages.map((p) => p.row));
+    const ra = new Set(a.runs.id);
+    const rb = new Set(b.runs.id);
+    const removed = a.pages.filter((p) => !rb.has(p.row));
+    // When each removed page ended (in (from, to] when from < to), from its row.
+    const end = this.db.prepare('SELECT valid_to FROM runs WHERE id = ?').pluck();
+    for (const pg of removed) {
+      const t = end.get(pg.row) as bigint | null | undefined;
+      if (t !== null && t !== undefined) pg.validTo = Number(t);
+    }
     return {
       domain: a.domain,
       from: a.at,
       to: b.at,
       added: b.pages.filter((p) => !ra.has(p.row)),
-      removed: a.pages.filter((p) => !rb.has(p.row)),
+      removed,
     };
   }
 
@@ -655,7 +707,48 @@ export function whoText(w: Who): string {
   return parts.join(' ');
 }
 
-/** A core domain holding the given live pages (for walks and hardware statistics). */
+/** A core domain holding the given live runs (for hardware statistics). */
+function coreOfRuns(d: DomainInfo, c: RunColumns): Domain {
+  const core = new Domain(d.profile);
+  const origins = new Map<number, { ref: number; iova: bigint; paddr: bigint; size: bigint; prot: number }>();
+  const runs: Run[] = [];
+  for (let i = 0; i < c.n; i++) {
+    const ref = c.mapPos[i]!;
+    const pageSize = pageSizeOf(c.shift[i]!);
+    const count = BigInt(c.count[i]!);
+    let origin = origins.get(ref);
+    if (!origin) {
+      origin = { ref, iova: c.iova[i]!, paddr: c.paddr[i]!, size: pageSize * count, prot: c.prot[i]! };
+      origins.set(ref, origin);
+    }
+    const level = c.level[i]!;
+    const repeat = 2 ** (c.shift[i]! - d.profile.format.levels[level]!.shift);
+    runs.push({ iova: c.iova[i]!, paddr: c.paddr[i]!, pageSize, count, level, repeat, origin });
+  }
+  core.load(runs);
+  return core;
+}
+
+/** One PageView per run. */
+function pagesOf(c: RunColumns): PageView[] {
+  const out = new Array<PageView>(c.n);
+  for (let i = 0; i < c.n; i++) {
+    out[i] = {
+      iova: c.iova[i]!,
+      paddr: c.paddr[i]!,
+      pageSize: pageSizeOf(c.shift[i]!),
+      count: BigInt(c.count[i]!),
+      prot: c.prot[i]!,
+      level: c.level[i]!,
+      mappedBy: c.mapPos[i]!,
+      validFrom: c.from[i]!,
+      row: c.id[i]!,
+    };
+  }
+  return out;
+}
+
+/** A core domain holding the given live pages (for walks). */
 function coreOf(d: DomainInfo, pages: PageView[]): Domain {
   const core = new Domain(d.profile);
   const origins = new Map<number, { ref: number; iova: bigint; paddr: bigint; size: bigint; prot: number }>();
@@ -665,9 +758,8 @@ function coreOf(d: DomainInfo, pages: PageView[]): Domain {
       origin = { ref: pg.mappedBy, iova: pg.iova, paddr: pg.paddr, size: pg.pageSize * pg.count, prot: pg.prot };
       origins.set(pg.mappedBy, origin);
     }
-    const shift = pg.pageSize.toString(2).length - 1;
     const lv = d.profile.format.levels[pg.level]!;
-    return { iova: pg.iova, paddr: pg.paddr, pageSize: pg.pageSize, count: pg.count, level: pg.level, repeat: 2 ** (shift - lv.shift), origin };
+    return { iova: pg.iova, paddr: pg.paddr, pageSize: pg.pageSize, count: pg.count, level: pg.level, repeat: 2 ** (shiftOf(pg.pageSize) - lv.shift), origin };
   });
   core.load(runs);
   return core;

@@ -17,6 +17,10 @@ const history = [
 function toSchema1(path: string): void {
   const db = new Database(path);
   db.exec(`
+    DROP TABLE run_log;
+    DROP TABLE run_snapshots;
+    ALTER TABLE runs ADD COLUMN lifetime_class INTEGER NOT NULL DEFAULT 63;
+    CREATE INDEX runs_time ON runs(domain, lifetime_class, valid_from);
     DROP TABLE asymmetric_unmaps;
     DROP INDEX unmap_findings_reach;
     DROP INDEX runs_long;
@@ -35,12 +39,15 @@ describe('a ledger written by an older version', () => {
     const l = new Ledger(path);
     l.appendRaw(history);
     l.close();
-    const want = (() => {
+    const statesOf = (q: Queries) => Array.from({ length: q.lastPosition }, (_, i) => q.stateAt('isp', i + 1).pages);
+    const [want, wantStates] = (() => {
       const q = new Queries(path);
       const c = q.callers();
+      const st = statesOf(q);
       q.close();
-      return c;
+      return [c, st] as const;
     })();
+    expect(wantStates[1]!.length).toBeGreaterThan(0);
     toSchema1(path);
 
     // A read-only open refuses to upgrade (it would change the file).
@@ -52,6 +59,8 @@ describe('a ledger written by an older version', () => {
     // The events and the schema-1 projections are intact; the new analysis is empty until rebuild.
     expect(q.findings({ kind: 'over-unmap' })).toHaveLength(1);
     expect(q.callers().find((c) => c.caller === 'queue0')!.examples).toEqual([]);
+    // Until the rebuild fills the run log in, states come from the runs table: the same.
+    expect(statesOf(q)).toEqual(wantStates);
     q.close();
 
     const r = new Ledger(path);
@@ -61,6 +70,7 @@ describe('a ledger written by an older version', () => {
     const after = new Queries(path);
     expect(after.staleProjections()).toBeUndefined();
     expect(after.callers()).toEqual(want);
+    expect(statesOf(after)).toEqual(wantStates);
     expect(after.callers().find((c) => c.caller === 'gst')!.missesAfterOverUnmap).toBe(1);
     after.close();
   });

@@ -1,0 +1,311 @@
+/**
+ * The run log: the page-table projection's changes as compact columnar blobs, so that the state of
+ * a domain as of any event is decoded from a few blobs instead of fetched row by row (schema 5,
+ * docs/architecture.md#stateat).
+ *
+ * - `run_log` rows hold what one flush of projection rows did to one domain: the runs born (every
+ *   field, and the event that ended them when that is known at the flush) and the runs ended that
+ *   were born in an earlier flush (row id and end).
+ * - `run_snapshots` rows hold every live run of a domain just after an event, every
+ *   `snapshotEvery`-th event of the domain.
+ *
+ * The state just after event p is then: the latest snapshot at or before p, minus the runs ended in
+ * (snapshot, p], plus the runs born in (snapshot, p] that are still alive at p.
+ *
+ * Encoding (little-endian, the byte order of every platform Node runs on here): a header of two
+ * u32 (format tag, entry count), then one column after the other: the 8-byte columns first (so
+ * each stays 8-byte aligned), then the 1-byte ones. Integers that may exceed 2^32 but stay below
+ * 2^53 (row ids, positions, page counts) are float64; addresses are uint64.
+ */
+import { endianness } from 'node:os';
+
+/** Format tags: a blob that does not start with its tag is refused. */
+const RUNS_TAG = 0x52554e31; // "RUN1"
+const ENDS_TAG = 0x454e4431; // "END1"
+
+if (endianness() !== 'LE') throw new Error('iommu-ledger: the run log is encoded little-endian; this platform is big-endian');
+
+/** Runs as columns. `to` is NaN while a run is live (or its end is not known to this blob). */
+export interface RunColumns {
+  n: number;
+  id: Float64Array;
+  iova: BigUint64Array;
+  paddr: BigUint64Array;
+  count: Float64Array;
+  mapPos: Float64Array;
+  from: Float64Array;
+  to: Float64Array;
+  /** log2 of the page size. */
+  shift: Uint8Array;
+  level: Uint8Array;
+  prot: Uint8Array;
+}
+
+/** Ended runs: row id and the event that ended each. */
+export interface EndColumns {
+  n: number;
+  id: Float64Array;
+  to: Float64Array;
+}
+
+const RUN_BYTES = 7 * 8 + 3;
+
+export function emptyRuns(n = 0): RunColumns {
+  return {
+    n,
+    id: new Float64Array(n),
+    iova: new BigUint64Array(n),
+    paddr: new BigUint64Array(n),
+    count: new Float64Array(n),
+    mapPos: new Float64Array(n),
+    from: new Float64Array(n),
+    to: new Float64Array(n),
+    shift: new Uint8Array(n),
+    level: new Uint8Array(n),
+    prot: new Uint8Array(n),
+  };
+}
+
+/** Collects runs one at a time (growing columns), then encodes them. */
+export class RunWriter {
+  private c: RunColumns = emptyRuns(64);
+  n = 0;
+
+  push(id: number, iova: bigint, paddr: bigint, shift: number, count: number, level: number, prot: number, mapPos: number, from: number, to: number): void {
+    if (this.n === this.c.n) this.grow();
+    const c = this.c;
+    const i = this.n++;
+    c.id[i] = id;
+    c.iova[i] = iova;
+    c.paddr[i] = paddr;
+    c.shift[i] = shift;
+    c.count[i] = count;
+    c.level[i] = level;
+    c.prot[i] = prot;
+    c.mapPos[i] = mapPos;
+    c.from[i] = from;
+    c.to[i] = to;
+  }
+
+  private grow(): void {
+    const old = this.c;
+    const c = emptyRuns(old.n * 2);
+    c.id.set(old.id);
+    c.iova.set(old.iova);
+    c.paddr.set(old.paddr);
+    c.count.set(old.count);
+    c.mapPos.set(old.mapPos);
+    c.from.set(old.from);
+    c.to.set(old.to);
+    c.shift.set(old.shift);
+    c.level.set(old.level);
+    c.prot.set(old.prot);
+    this.c = c;
+  }
+
+  /** The smallest and largest event position among the runs' births and known ends. */
+  span(): { first: number; last: number } {
+    let first = Infinity;
+    let last = -Infinity;
+    const c = this.c;
+    for (let i = 0; i < this.n; i++) {
+      if (c.from[i]! < first) first = c.from[i]!;
+      if (c.from[i]! > last) last = c.from[i]!;
+      if (c.to[i]! > last) last = c.to[i]!;
+    }
+    return { first, last };
+  }
+
+  encode(): Buffer {
+    return encodeRuns(this.c, this.n);
+  }
+}
+
+export function encodeRuns(c: RunColumns, n = c.n): Buffer {
+  const buf = Buffer.alloc(8 + n * RUN_BYTES);
+  buf.writeUInt32LE(RUNS_TAG, 0);
+  buf.writeUInt32LE(n, 4);
+  let o = 8;
+  const put = (a: Float64Array | BigUint64Array | Uint8Array, width: number) => {
+    const bytes = new Uint8Array(a.buffer, a.byteOffset, n * width);
+    buf.set(bytes, o);
+    o += n * width;
+  };
+  put(c.id, 8);
+  put(c.iova, 8);
+  put(c.paddr, 8);
+  put(c.count, 8);
+  put(c.mapPos, 8);
+  put(c.from, 8);
+  put(c.to, 8);
+  put(c.shift, 1);
+  put(c.level, 1);
+  put(c.prot, 1);
+  return buf;
+}
+
+/** A blob's bytes in an ArrayBuffer at an 8-byte-aligned offset (copied only when they are not). */
+function aligned(buf: Uint8Array): { ab: ArrayBufferLike; at: number } {
+  if (buf.byteOffset % 8 === 0) return { ab: buf.buffer, at: buf.byteOffset };
+  const copy = new Uint8Array(buf.byteLength);
+  copy.set(buf);
+  return { ab: copy.buffer, at: 0 };
+}
+
+function header(buf: Uint8Array, tag: number, width: number, what: string): number {
+  if (buf.byteLength < 8) throw new Error(`${what}: blob of ${buf.byteLength} bytes is too short`);
+  const dv = new DataView(buf.buffer, buf.byteOffset, 8);
+  if (dv.getUint32(0, true) !== tag) throw new Error(`${what}: not a blob of this format (tag 0x${dv.getUint32(0, true).toString(16)})`);
+  const n = dv.getUint32(4, true);
+  if (buf.byteLength !== 8 + n * width) throw new Error(`${what}: ${buf.byteLength} bytes for ${n} entries`);
+  return n;
+}
+
+/** Columns over the blob's own bytes (no copy when aligned). */
+export function decodeRuns(buf: Uint8Array): RunColumns {
+  const n = header(buf, RUNS_TAG, RUN_BYTES, 'run log');
+  const { ab, at } = aligned(buf);
+  let o = at + 8;
+  const f64 = () => {
+    const a = new Float64Array(ab, o, n);
+    o += n * 8;
+    return a;
+  };
+  const u64 = () => {
+    const a = new BigUint64Array(ab, o, n);
+    o += n * 8;
+    return a;
+  };
+  const u8 = () => {
+    const a = new Uint8Array(ab, o, n);
+    o += n;
+    return a;
+  };
+  const id = f64();
+  const iova = u64();
+  const paddr = u64();
+  const count = f64();
+  const mapPos = f64();
+  const from = f64();
+  const to = f64();
+  return { n, id, iova, paddr, count, mapPos, from, to, shift: u8(), level: u8(), prot: u8() };
+}
+
+export function encodeEnds(ids: readonly number[], tos: readonly number[]): Buffer {
+  const n = ids.length;
+  const buf = Buffer.alloc(8 + n * 16);
+  buf.writeUInt32LE(ENDS_TAG, 0);
+  buf.writeUInt32LE(n, 4);
+  const { ab, at } = aligned(buf);
+  new Float64Array(ab, at + 8, n).set(ids);
+  new Float64Array(ab, at + 8 + n * 8, n).set(tos);
+  return buf;
+}
+
+export function decodeEnds(buf: Uint8Array): EndColumns {
+  const n = header(buf, ENDS_TAG, 16, 'run ends');
+  const { ab, at } = aligned(buf);
+  return { n, id: new Float64Array(ab, at + 8, n), to: new Float64Array(ab, at + 8 + n * 8, n) };
+}
+
+/** One run_log row, decoded. */
+export interface LogPiece {
+  births: RunColumns;
+  ends: EndColumns;
+}
+
+/**
+ * The runs alive just after event p, sorted by IOVA: the snapshot taken at `snapAt` (<= p; none
+ * means the empty state before the domain's first event) updated by the log pieces that follow it.
+ * Pieces may hold entries outside (snapAt, p]; those are skipped.
+ */
+export function stateFrom(snapshot: RunColumns | undefined, snapAt: number, pieces: readonly LogPiece[], p: number): RunColumns {
+  const ended = new Set<number>();
+  for (const { ends } of pieces) {
+    for (let i = 0; i < ends.n; i++) {
+      const t = ends.to[i]!;
+      if (t > snapAt && t <= p) ended.add(ends.id[i]!);
+    }
+  }
+  // Survivors of the snapshot, in its (IOVA) order.
+  const keep: number[] = [];
+  if (snapshot) {
+    for (let i = 0; i < snapshot.n; i++) if (!ended.has(snapshot.id[i]!)) keep.push(i);
+  }
+  // Births in (snapAt, p] still alive at p.
+  const born: Array<{ piece: RunColumns; i: number; key: bigint }> = [];
+  for (const { births } of pieces) {
+    for (let i = 0; i < births.n; i++) {
+      const f = births.from[i]!;
+      if (f <= snapAt || f > p) continue;
+      const t = births.to[i]!;
+      if (t <= p || ended.has(births.id[i]!)) continue;
+      born.push({ piece: births, i, key: births.iova[i]! });
+    }
+  }
+  born.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  // Merge the two sorted lists (live runs never overlap, so IOVA order is total).
+  const out = emptyRuns(keep.length + born.length);
+  let a = 0;
+  let b = 0;
+  for (let k = 0; k < out.n; k++) {
+    const fromSnap = b >= born.length || (a < keep.length && snapshot!.iova[keep[a]!]! < born[b]!.key);
+    if (fromSnap) copyRun(snapshot!, keep[a++]!, out, k);
+    else {
+      const x = born[b++]!;
+      copyRun(x.piece, x.i, out, k);
+    }
+  }
+  return out;
+}
+
+function copyRun(src: RunColumns, i: number, dst: RunColumns, k: number): void {
+  dst.id[k] = src.id[i]!;
+  dst.iova[k] = src.iova[i]!;
+  dst.paddr[k] = src.paddr[i]!;
+  dst.count[k] = src.count[i]!;
+  dst.mapPos[k] = src.mapPos[i]!;
+  dst.from[k] = src.from[i]!;
+  dst.to[k] = NaN;
+  dst.shift[k] = src.shift[i]!;
+  dst.level[k] = src.level[i]!;
+  dst.prot[k] = src.prot[i]!;
+}
+
+/** Merges log pieces into one (for compaction): entries are kept as they are. */
+export function mergePieces(pieces: readonly LogPiece[]): { births: Buffer; ends: Buffer; first: number; last: number } {
+  const w = new RunWriter();
+  const ids: number[] = [];
+  const tos: number[] = [];
+  for (const { births: b, ends: e } of pieces) {
+    for (let i = 0; i < b.n; i++) w.push(b.id[i]!, b.iova[i]!, b.paddr[i]!, b.shift[i]!, b.count[i]!, b.level[i]!, b.prot[i]!, b.mapPos[i]!, b.from[i]!, b.to[i]!);
+    for (let i = 0; i < e.n; i++) {
+      ids.push(e.id[i]!);
+      tos.push(e.to[i]!);
+    }
+  }
+  let { first, last } = w.span();
+  for (const t of tos) {
+    if (t < first) first = t;
+    if (t > last) last = t;
+  }
+  return { births: w.encode(), ends: encodeEnds(ids, tos), first, last };
+}
+
+const SHIFT_OF = new Map<bigint, number>();
+/** log2 of a power-of-two page size. */
+export function shiftOf(pageSize: bigint): number {
+  let s = SHIFT_OF.get(pageSize);
+  if (s === undefined) {
+    s = pageSize.toString(2).length - 1;
+    if (1n << BigInt(s) !== pageSize) throw new RangeError(`page size ${pageSize} is not a power of two`);
+    SHIFT_OF.set(pageSize, s);
+  }
+  return s;
+}
+
+const PAGE_SIZES = Array.from({ length: 64 }, (_, s) => 1n << BigInt(s));
+/** The page size of a shift (one shared bigint per size). */
+export function pageSizeOf(shift: number): bigint {
+  return PAGE_SIZES[shift]!;
+}
