@@ -220,49 +220,134 @@ export interface LogPiece {
  * Pieces may hold entries outside (snapAt, p]; those are skipped.
  */
 export function stateFrom(snapshot: RunColumns | undefined, snapAt: number, pieces: readonly LogPiece[], p: number): RunColumns {
-  const ended = new Set<number>();
+  const ended = endedSet(snapshot, pieces, snapAt, p);
+  // Survivors of the snapshot, in its (IOVA) order.
+  const keep = new Int32Array(snapshot?.n ?? 0);
+  let nKeep = 0;
+  if (snapshot) {
+    for (let i = 0; i < snapshot.n; i++) if (!ended.has(snapshot.id[i]!)) keep[nKeep++] = i;
+  }
+  // Births in (snapAt, p] still alive at p, as (piece, index) pairs.
+  let nBorn = 0;
+  for (const { births } of pieces) nBorn += births.n;
+  const bornPiece = new Int32Array(nBorn);
+  const bornIdx = new Int32Array(nBorn);
+  nBorn = 0;
+  pieces.forEach(({ births }, k) => {
+    const from = births.from;
+    const to = births.to;
+    const id = births.id;
+    for (let i = 0; i < births.n; i++) {
+      const f = from[i]!;
+      if (f <= snapAt || f > p || to[i]! <= p || ended.has(id[i]!)) continue;
+      bornPiece[nBorn] = k;
+      bornIdx[nBorn++] = i;
+    }
+  });
+  // Sorted by IOVA: by its value as a double first, then exactly where doubles tie (above 2^53).
+  const srcs = pieces.map(({ births }) => source(births));
+  const key = new Float64Array(nBorn);
+  for (let j = 0; j < nBorn; j++) key[j] = approx(srcs[bornPiece[j]!]!.iova, bornIdx[j]!);
+  const snap = source(snapshot ?? emptyRuns(0));
+  const order = new Int32Array(nBorn);
+  for (let j = 0; j < nBorn; j++) order[j] = j;
+  const iovaOf = (j: number) => pieces[bornPiece[j]!]!.births.iova[bornIdx[j]!]!;
+  order.sort((x, y) => {
+    const d = key[x]! - key[y]!;
+    if (d !== 0) return d;
+    const a = iovaOf(x);
+    const b = iovaOf(y);
+    return a < b ? -1 : a > b ? 1 : 0;
+  });
+  // Merge the two sorted lists (live runs never overlap, so IOVA order is total).
+  const out = source(emptyRuns(nKeep + nBorn));
+  let a = 0;
+  let b = 0;
+  for (let k = 0; k < out.c.n; k++) {
+    let fromSnap = b >= nBorn;
+    if (!fromSnap && a < nKeep) {
+      const sk = approx(snap.iova, keep[a]!);
+      const bk = key[order[b]!]!;
+      fromSnap = sk < bk || (sk === bk && snapshot!.iova[keep[a]!]! < iovaOf(order[b]!));
+    }
+    if (fromSnap) copyRun(snap, keep[a++]!, out, k);
+    else {
+      const j = order[b++]!;
+      copyRun(srcs[bornPiece[j]!]!, bornIdx[j]!, out, k);
+    }
+  }
+  return out.c;
+}
+
+/**
+ * The row ids ended in (snapAt, p]. Ids that matter are those of the snapshot and of the pieces'
+ * births, a range that is dense in practice (row ids follow birth order): a bitmap over it, or a
+ * Set when the range is too wide for one.
+ */
+function endedSet(snapshot: RunColumns | undefined, pieces: readonly LogPiece[], snapAt: number, p: number): { has(id: number): boolean } {
+  let lo = Infinity;
+  let hi = -Infinity;
+  const span = (ids: Float64Array, n: number) => {
+    for (let i = 0; i < n; i++) {
+      const v = ids[i]!;
+      if (v < lo) lo = v;
+      if (v > hi) hi = v;
+    }
+  };
+  if (snapshot) span(snapshot.id, snapshot.n);
+  for (const { births } of pieces) span(births.id, births.n);
+  const width = hi - lo + 1;
+  if (!(width > 0) || width > 1 << 28) {
+    const set = new Set<number>();
+    for (const { ends } of pieces) for (let i = 0; i < ends.n; i++) if (ends.to[i]! > snapAt && ends.to[i]! <= p) set.add(ends.id[i]!);
+    return set;
+  }
+  const bits = new Uint32Array(Math.ceil(width / 32));
   for (const { ends } of pieces) {
     for (let i = 0; i < ends.n; i++) {
       const t = ends.to[i]!;
-      if (t > snapAt && t <= p) ended.add(ends.id[i]!);
+      if (t <= snapAt || t > p) continue;
+      const o = ends.id[i]! - lo;
+      if (o >= 0 && o < width) bits[o >>> 5]! |= 1 << (o & 31);
     }
   }
-  // Survivors of the snapshot, in its (IOVA) order.
-  const keep: number[] = [];
-  if (snapshot) {
-    for (let i = 0; i < snapshot.n; i++) if (!ended.has(snapshot.id[i]!)) keep.push(i);
-  }
-  // Births in (snapAt, p] still alive at p.
-  const born: Array<{ piece: RunColumns; i: number; key: bigint }> = [];
-  for (const { births } of pieces) {
-    for (let i = 0; i < births.n; i++) {
-      const f = births.from[i]!;
-      if (f <= snapAt || f > p) continue;
-      const t = births.to[i]!;
-      if (t <= p || ended.has(births.id[i]!)) continue;
-      born.push({ piece: births, i, key: births.iova[i]! });
-    }
-  }
-  born.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
-  // Merge the two sorted lists (live runs never overlap, so IOVA order is total).
-  const out = emptyRuns(keep.length + born.length);
-  let a = 0;
-  let b = 0;
-  for (let k = 0; k < out.n; k++) {
-    const fromSnap = b >= born.length || (a < keep.length && snapshot!.iova[keep[a]!]! < born[b]!.key);
-    if (fromSnap) copyRun(snapshot!, keep[a++]!, out, k);
-    else {
-      const x = born[b++]!;
-      copyRun(x.piece, x.i, out, k);
-    }
-  }
-  return out;
+  return {
+    has(id: number): boolean {
+      const o = id - lo;
+      return o >= 0 && o < width && (bits[o >>> 5]! & (1 << (o & 31))) !== 0;
+    },
+  };
 }
 
-function copyRun(src: RunColumns, i: number, dst: RunColumns, k: number): void {
+/** The 32-bit halves of 64-bit columns (little-endian: low half first); copies without a bigint. */
+function u32(a: BigUint64Array): Uint32Array {
+  return new Uint32Array(a.buffer, a.byteOffset, a.length * 2);
+}
+
+/** A 64-bit value of the column as the nearest double (exact below 2^53; order-preserving, not strictly). */
+function approx(h: Uint32Array, i: number): number {
+  return h[2 * i + 1]! * 4294967296 + h[2 * i]!;
+}
+
+/** Columns with 32-bit views of their 64-bit address columns, for copying without bigints. */
+interface Source {
+  c: RunColumns;
+  iova: Uint32Array;
+  paddr: Uint32Array;
+}
+
+function source(c: RunColumns): Source {
+  return { c, iova: u32(c.iova), paddr: u32(c.paddr) };
+}
+
+function copyRun(s: Source, i: number, d: Source, k: number): void {
+  const src = s.c;
+  const dst = d.c;
   dst.id[k] = src.id[i]!;
-  dst.iova[k] = src.iova[i]!;
-  dst.paddr[k] = src.paddr[i]!;
+  d.iova[2 * k] = s.iova[2 * i]!;
+  d.iova[2 * k + 1] = s.iova[2 * i + 1]!;
+  d.paddr[2 * k] = s.paddr[2 * i]!;
+  d.paddr[2 * k + 1] = s.paddr[2 * i + 1]!;
   dst.count[k] = src.count[i]!;
   dst.mapPos[k] = src.mapPos[i]!;
   dst.from[k] = src.from[i]!;
