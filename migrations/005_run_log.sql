@@ -7,12 +7,11 @@ CREATE TABLE run_log (
   domain     INTEGER NOT NULL,
   first_pos  INTEGER NOT NULL,         -- smallest event position among its entries
   last_pos   INTEGER NOT NULL,         -- largest
-  small      INTEGER NOT NULL,         -- 1 for a piece written by one small flush (merged in groups later)
+  small      INTEGER NOT NULL,         -- 1 for a piece of few entries (merged in groups while no snapshot follows it)
   births     BLOB NOT NULL,            -- runs born: every field, and their end when known at the flush
   ends       BLOB NOT NULL             -- runs born in an earlier piece that ended: row id and end
 ) STRICT;
 CREATE INDEX run_log_domain ON run_log(domain, first_pos);
-CREATE INDEX run_log_small ON run_log(domain) WHERE small = 1;
 
 CREATE TABLE run_snapshots (
   domain    INTEGER NOT NULL,

@@ -195,10 +195,10 @@ export class Ledger {
       ),
       closeRun: p('UPDATE runs SET valid_to = ? WHERE id = ?'),
       insLog: p('INSERT INTO run_log (domain, first_pos, last_pos, small, births, ends) VALUES (?,?,?,?,?,?)'),
-      smallCount: p('SELECT count(*) FROM run_log INDEXED BY run_log_small WHERE domain = ? AND small = 1'),
-      smallPieces: p('SELECT id, births, ends FROM run_log INDEXED BY run_log_small WHERE domain = ? AND small = 1 ORDER BY id'),
+      // Small pieces are merged only among those after the domain's latest snapshot.
+      smallCount: p(`SELECT count(*) FROM run_log WHERE domain = @d AND first_pos > (${LATEST_SNAPSHOT}) AND small = 1`),
+      smallPieces: p(`SELECT id, births, ends FROM run_log WHERE domain = @d AND first_pos > (${LATEST_SNAPSHOT}) AND small = 1 ORDER BY id`),
       delLog: p('DELETE FROM run_log WHERE id = ?'),
-      unsmall: p('UPDATE run_log SET small = 0 WHERE domain = ? AND small = 1'),
       insSnap: p('INSERT OR REPLACE INTO run_snapshots (domain, position, runs, data) VALUES (?,?,?,?)'),
       insIntentFull: p('INSERT INTO intent (domain, caller, iova, iova_last, valid_from, valid_to) VALUES (?,?,?,?,?,?)'),
       closeIntent: p('UPDATE intent SET valid_to = ? WHERE id = ?'),
@@ -505,8 +505,7 @@ export class Ledger {
       w.push(at.row, r.iova, r.paddr, shiftOf(r.pageSize), Number(r.count), r.level, r.origin.prot, r.origin.ref, at.from, NaN);
     }
     this.s.insSnap!.run(ctx.id, pos, w.n, w.encode());
-    // Pieces before a snapshot are never read with pieces after it: stop merging them.
-    this.s.unsmall!.run(ctx.id);
+    // Pieces before a snapshot are never read with pieces after it: they are not merged any more.
     ctx.smallPieces = 0;
   }
 
@@ -822,14 +821,14 @@ export class Ledger {
     c.logEndIds = [];
     c.logEndTos = [];
     if (small) {
-      c.smallPieces ??= this.s.smallCount!.get(c.id) as number;
+      c.smallPieces ??= this.s.smallCount!.get({ d: c.id }) as number;
       if (++c.smallPieces >= MERGE_SMALL) this.mergeSmallPieces(c);
     }
   }
 
   /** Many small pieces make stateAt read many rows: merge them into one. */
   private mergeSmallPieces(c: Ctx): void {
-    const rows = this.s.smallPieces!.all(c.id) as Array<{ id: number; births: Buffer; ends: Buffer }>;
+    const rows = this.s.smallPieces!.all({ d: c.id }) as Array<{ id: number; births: Buffer; ends: Buffer }>;
     const pieces: LogPiece[] = rows.map((r) => ({ births: decodeRuns(r.births), ends: decodeEnds(r.ends) }));
     const m = mergePieces(pieces);
     for (const r of rows) this.s.delLog!.run(r.id);
@@ -1052,6 +1051,8 @@ function dropUndefined<T extends Record<string, unknown>>(o: T): T {
 function symRow(c: SymCount): Record<string, unknown> {
   return { ...c, unmap_bytes: toDb(c.unmap_bytes), cut_bytes: toDb(c.cut_bytes) };
 }
+
+const LATEST_SNAPSHOT = 'SELECT coalesce(max(position), 0) FROM run_snapshots WHERE domain = @d';
 
 /** Runs longer than this are found through the runs_long index (schema 4). */
 const LONG_RUN = 2n * 1024n * 1024n;
