@@ -29,7 +29,20 @@ import {
 } from '../events/schema.js';
 import { ConcurrencyError, EventStore } from '../events/store.js';
 import { fromDb, toDb } from './codec.js';
-import { decodeEnds, decodeRuns, emptyRuns, encodeEnds, encodeRuns, mergePieces, RunWriter, shiftOf, type LogPiece } from './runlog.js';
+import {
+  decodeEnds,
+  decodeRuns,
+  emptyRuns,
+  encodeEnds,
+  encodeRuns,
+  mergePieces,
+  pageSizeOf,
+  runsByRows,
+  runsFromLog,
+  RunWriter,
+  shiftOf,
+  type LogPiece,
+} from './runlog.js';
 
 export const UNKNOWN_CALLER = '(unknown)';
 const HW_CHECKPOINT_EVERY = 4096;
@@ -408,36 +421,35 @@ export class Ledger {
     const desc = created ? (JSON.parse(created.data) as { body: DomainBody }).body.profile : (JSON.parse(raw.profile) as ProfileDescriptor);
     const profile = profileFromDescriptor(desc);
     const c = this.newCtx(row.id, name, profile, row.version, row.destroyed_at !== null);
-    const runs = this.db
-      .prepare(
-        `SELECT r.id, r.iova, r.paddr, r.page_size, r.count, r.level, r.map_pos, r.valid_from, e.data
-           FROM runs r JOIN events e ON e.position = r.map_pos
-          WHERE r.domain = ? AND r.valid_to IS NULL`,
-      )
-      .safeIntegers(true);
+    // The live runs from the run log (the runs table while the log is not filled in), and each
+    // one's map event for its region and caller.
+    const stale = this.db.prepare("SELECT 1 FROM meta WHERE key = 'rebuild-needed'").get() !== undefined;
+    const cols = (stale ? runsByRows : runsFromLog)(this.db, row.id, this.store.lastPosition);
     const origins = new Map<number, MapOrigin>();
     const loaded: Run[] = [];
-    for (const r of runs.iterate(row.id) as IterableIterator<Record<string, bigint | string>>) {
-      const mapPos = Number(r.map_pos);
+    for (let i = 0; i < cols.n; i++) {
+      const mapPos = cols.mapPos[i]!;
       let origin = origins.get(mapPos);
       if (!origin) {
-        const data = JSON.parse(r.data as string) as { body: MapBody; who?: Who };
+        const ev = this.s.eventData!.get(mapPos) as { data: string } | undefined;
+        if (!ev) throw new Error(`internal: run ${cols.id[i]} names map event ${mapPos}, which is not stored`);
+        const data = JSON.parse(ev.data) as { body: MapBody; who?: Who };
         origin = { ref: mapPos, iova: BigInt(data.body.iova), paddr: BigInt(data.body.paddr), size: BigInt(data.body.size), prot: data.body.prot };
         origins.set(mapPos, origin);
         c.info.set(origin, { caller: data.who?.caller ?? UNKNOWN_CALLER, site: data.who?.site ?? '' });
       }
-      const pageSize = fromDb(r.page_size as bigint);
-      const lv = Number(r.level);
+      const shift = cols.shift[i]!;
+      const lv = cols.level[i]!;
       const run: Run = {
-        iova: fromDb(r.iova as bigint),
-        paddr: fromDb(r.paddr as bigint),
-        pageSize,
-        count: BigInt(r.count as bigint),
+        iova: cols.iova[i]!,
+        paddr: cols.paddr[i]!,
+        pageSize: pageSizeOf(shift),
+        count: BigInt(cols.count[i]!),
         level: lv,
-        repeat: 2 ** (Number(BigInt(pageSize.toString(2).length - 1)) - profile.format.levels[lv]!.shift),
+        repeat: 2 ** (shift - profile.format.levels[lv]!.shift),
         origin,
       };
-      c.rowOf.set(run, { row: Number(r.id), from: Number(r.valid_from) });
+      c.rowOf.set(run, { row: cols.id[i]!, from: cols.from[i]! });
       loaded.push(run);
     }
     c.core.load(loaded);

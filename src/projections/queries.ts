@@ -13,7 +13,7 @@ import { openDatabase } from '../events/db.js';
 import { formatProt } from '../events/prot.js';
 import { callerAnalysis, type CallerView } from './callers.js';
 import { fromDb, toDb } from './codec.js';
-import { decodeEnds, decodeRuns, emptyRuns, pageSizeOf, shiftOf, stateFrom, type LogPiece, type RunColumns } from './runlog.js';
+import { pageSizeOf, runsByRows, runsFromLog, shiftOf, type RunColumns } from './runlog.js';
 
 /** Kysely's view of the tables the queries read (integers arrive as bigint). */
 interface Tables {
@@ -162,7 +162,6 @@ export class Queries {
   readonly db: Database.Database;
   private kysely?: Kysely<Tables>;
   private domainCache = new Map<string, DomainInfo>();
-  private stateStmts = new Map<string, Database.Statement>();
 
   constructor(path: string, opts: { readonly?: boolean } = {}) {
     this.db = openDatabase(path, { mustExist: true, ...(opts.readonly ? { readonly: true } : {}) });
@@ -307,57 +306,9 @@ export class Queries {
     };
   }
 
-  /**
-   * The live runs just after event p: the latest snapshot at or before p, and the log pieces
-   * written after it up to p (a piece never holds entries on both sides of a snapshot: the rows are
-   * flushed before each snapshot, and small pieces are merged only between snapshots). On a ledger
-   * whose run log is not filled in yet (upgraded, not rebuilt), the runs table is scanned instead.
-   */
+  /** The live runs just after event p (the run log; the runs table while the log is not filled in). */
   private runsAt(d: DomainInfo, p: number): RunColumns {
-    if (this.staleProjections() !== undefined) return this.runsAtByRows(d, p);
-    const snap = this.stmt('snap', 'SELECT position, data FROM run_snapshots WHERE domain = ? AND position <= ? ORDER BY position DESC LIMIT 1').get(d.id, p) as
-      | { position: bigint; data: Buffer }
-      | undefined;
-    const s = snap ? Number(snap.position) : 0;
-    const rows = this.stmt('pieces', 'SELECT births, ends FROM run_log INDEXED BY run_log_domain WHERE domain = ? AND first_pos > ? AND first_pos <= ?')
-      .raw(true)
-      .all(d.id, s, p) as Array<[Buffer, Buffer]>;
-    const pieces: LogPiece[] = rows.map((r) => ({ births: decodeRuns(r[0]), ends: decodeEnds(r[1]) }));
-    return stateFrom(snap ? decodeRuns(snap.data) : undefined, s, pieces, p);
-  }
-
-  /** runsAt from the runs table alone (exact, and slow on a long history). */
-  private runsAtByRows(d: DomainInfo, p: number): RunColumns {
-    const rows = this.stmt(
-      'byRows',
-      `SELECT id, iova, paddr, page_size, count, level, prot, map_pos, valid_from FROM runs
-        WHERE domain = ? AND valid_from <= ? AND (valid_to IS NULL OR valid_to > ?) ORDER BY iova`,
-    )
-      .raw(true)
-      .all(d.id, p, p) as bigint[][];
-    const c = emptyRuns(rows.length);
-    rows.forEach((r, i) => {
-      c.id[i] = Number(r[0]);
-      c.iova[i] = fromDb(r[1]!);
-      c.paddr[i] = fromDb(r[2]!);
-      c.shift[i] = shiftOf(fromDb(r[3]!));
-      c.count[i] = Number(r[4]);
-      c.level[i] = Number(r[5]);
-      c.prot[i] = Number(r[6]);
-      c.mapPos[i] = Number(r[7]);
-      c.from[i] = Number(r[8]);
-      c.to[i] = NaN;
-    });
-    return c;
-  }
-
-  private stmt(key: string, sql: string): Database.Statement {
-    let st = this.stateStmts.get(key);
-    if (!st) {
-      st = this.db.prepare(sql);
-      this.stateStmts.set(key, st);
-    }
-    return st;
+    return this.staleProjections() !== undefined ? runsByRows(this.db, d.id, p) : runsFromLog(this.db, d.id, p);
   }
 
   /**

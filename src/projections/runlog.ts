@@ -18,6 +18,8 @@
  * 2^53 (row ids, positions, page counts) are float64; addresses are uint64.
  */
 import { endianness } from 'node:os';
+import type Database from 'better-sqlite3';
+import { fromDb } from './codec.js';
 
 /** Format tags: a blob that does not start with its tag is refused. */
 const RUNS_TAG = 0x52554e31; // "RUN1"
@@ -393,4 +395,56 @@ const PAGE_SIZES = Array.from({ length: 64 }, (_, s) => 1n << BigInt(s));
 /** The page size of a shift (one shared bigint per size). */
 export function pageSizeOf(shift: number): bigint {
   return PAGE_SIZES[shift]!;
+}
+
+const statements = new WeakMap<Database.Database, Map<string, Database.Statement>>();
+function stmt(db: Database.Database, sql: string): Database.Statement {
+  let m = statements.get(db);
+  if (!m) statements.set(db, (m = new Map()));
+  let st = m.get(sql);
+  if (!st) m.set(sql, (st = db.prepare(sql).raw(true).safeIntegers(false)));
+  return st;
+}
+
+/**
+ * The live runs of a domain just after event p, from the run log: the latest snapshot at or before
+ * p and the pieces written after it up to p. A piece never holds entries on both sides of a
+ * snapshot (the rows are flushed just before each snapshot, and small pieces are merged only after
+ * the latest one), so the first_pos range selects exactly the pieces needed.
+ */
+export function runsFromLog(db: Database.Database, domain: number, p: number): RunColumns {
+  const snap = stmt(db, 'SELECT position, data FROM run_snapshots WHERE domain = ? AND position <= ? ORDER BY position DESC LIMIT 1').get(domain, p) as
+    | [number, Buffer]
+    | undefined;
+  const s = snap ? snap[0] : 0;
+  const rows = stmt(db, 'SELECT births, ends FROM run_log INDEXED BY run_log_domain WHERE domain = ? AND first_pos > ? AND first_pos <= ?').all(domain, s, p) as Array<
+    [Buffer, Buffer]
+  >;
+  const pieces: LogPiece[] = rows.map((r) => ({ births: decodeRuns(r[0]), ends: decodeEnds(r[1]) }));
+  return stateFrom(snap ? decodeRuns(snap[1]) : undefined, s, pieces, p);
+}
+
+/** The same from the runs table alone: exact, and slow on a long history (a ledger whose log is not filled in yet). */
+export function runsByRows(db: Database.Database, domain: number, p: number): RunColumns {
+  const rows = stmt(
+    db,
+    `SELECT id, iova, paddr, page_size, count, level, prot, map_pos, valid_from FROM runs
+      WHERE domain = ? AND valid_from <= ? AND (valid_to IS NULL OR valid_to > ?) ORDER BY iova`,
+  )
+    .safeIntegers(true)
+    .all(domain, p, p) as bigint[][];
+  const c = emptyRuns(rows.length);
+  rows.forEach((r, i) => {
+    c.id[i] = Number(r[0]);
+    c.iova[i] = fromDb(r[1]!);
+    c.paddr[i] = fromDb(r[2]!);
+    c.shift[i] = shiftOf(fromDb(r[3]!));
+    c.count[i] = Number(r[4]);
+    c.level[i] = Number(r[5]);
+    c.prot[i] = Number(r[6]);
+    c.mapPos[i] = Number(r[7]);
+    c.from[i] = Number(r[8]);
+    c.to[i] = NaN;
+  });
+  return c;
 }
