@@ -184,15 +184,29 @@ export class Queries {
     this.db.close();
   }
 
+  private readonly prepared = new Map<string, Database.Statement>();
+  /**
+   * A prepared statement, kept per SQL text: preparing costs more than running a point query,
+   * and some commands ask one per row they print (`state` names the caller of each map event).
+   */
+  private prep(sql: string): Database.Statement {
+    let st = this.prepared.get(sql);
+    if (!st) {
+      if (this.prepared.size > 200) this.prepared.clear();
+      st = this.db.prepare(sql);
+      this.prepared.set(sql, st);
+    }
+    return st;
+  }
+
   get lastPosition(): number {
-    const r = this.db.prepare('SELECT max(position) AS p FROM events').get() as { p: bigint | null };
+    const r = this.prep('SELECT max(position) AS p FROM events').get() as { p: bigint | null };
     return Number(r.p ?? 0n);
   }
 
   domains(): DomainInfo[] {
     // Each domain's profile as its hashed domain-created event says (streams.profile is a copy).
-    const rows = this.db
-      .prepare(
+    const rows = this.prep(
         `SELECT s.id, s.name, s.version, coalesce(json_extract(e.data, '$.body.profile'), s.profile) AS profile, s.created_at, s.destroyed_at, s.max_span
            FROM streams s LEFT JOIN events e ON e.stream = s.id AND e.version = 1 ORDER BY s.id`,
       )
@@ -249,8 +263,7 @@ export class Queries {
     const params: Record<string, unknown> = domain ? { d: domain.id } : {};
     if (/^\d+\.\d+$/.test(t)) {
       // Trace seconds since boot: only times that are plain numbers take part.
-      const r = this.db
-        .prepare(`SELECT max(position) AS p FROM events WHERE time NOT GLOB '*[^0-9.]*' AND time GLOB '*.*' AND CAST(time AS REAL) <= CAST(@t AS REAL)${scope}`)
+      const r = this.prep(`SELECT max(position) AS p FROM events WHERE time NOT GLOB '*[^0-9.]*' AND time GLOB '*.*' AND CAST(time AS REAL) <= CAST(@t AS REAL)${scope}`)
         .get({ ...params, t }) as { p: bigint | null };
       if (r.p === null) throw new QueryError(`--at ${t}: no event${domain ? ` of ${domain.name}` : ''} has a trace timestamp at or before ${t} s`);
       return Number(r.p);
@@ -260,11 +273,10 @@ export class Queries {
     if (Number.isNaN(ms)) throw new QueryError(`--at ${JSON.stringify(at)}: give a position (1234), trace seconds (511.10) or an ISO time (2026-11-23T10:00:00Z)`);
     const iso = new Date(ms).toISOString();
     // Compared as instants (julianday), not as text: "10:00:05Z" and "10:00:05.000+00:00" are equal.
-    const bySource = this.db
-      .prepare(`SELECT max(position) AS p FROM events WHERE time LIKE '____-__-__T%' AND julianday(time) <= julianday(@iso)${scope}`)
+    const bySource = this.prep(`SELECT max(position) AS p FROM events WHERE time LIKE '____-__-__T%' AND julianday(time) <= julianday(@iso)${scope}`)
       .get({ ...params, iso }) as { p: bigint | null };
     if (bySource.p !== null) return Number(bySource.p);
-    const byRecord = this.db.prepare(`SELECT max(position) AS p FROM events WHERE julianday(recorded_at) <= julianday(@iso)${scope}`).get({ ...params, iso }) as { p: bigint | null };
+    const byRecord = this.prep(`SELECT max(position) AS p FROM events WHERE julianday(recorded_at) <= julianday(@iso)${scope}`).get({ ...params, iso }) as { p: bigint | null };
     if (byRecord.p === null) throw new QueryError(`--at ${t}: no event at or before that time`);
     return Number(byRecord.p);
   }
@@ -336,15 +348,13 @@ export class Queries {
     const [s1, e1] = span(Math.min(1, lv.length - 1));
     const lowest1 = s1 >= d.maxSpan ? s1 - d.maxSpan : 0n;
     const pages = (
-      this.db
-        .prepare('SELECT * FROM runs WHERE domain = ? AND iova >= ? AND iova <= ? AND iova_last >= ? AND valid_from <= ? AND (valid_to IS NULL OR valid_to > ?)')
+      this.prep('SELECT * FROM runs WHERE domain = ? AND iova >= ? AND iova <= ? AND iova_last >= ? AND valid_from <= ? AND (valid_to IS NULL OR valid_to > ?)')
         .all(d.id, toDb(lowest1), toDb(e1 - 1n), toDb(s1), p, p) as Array<Record<string, bigint>>
     ).map((r) => this.pageOf(r));
     if (!pages.length && lv.length > 1) {
       const [s0, e0] = span(0);
       const lowest = s0 >= d.maxSpan ? s0 - d.maxSpan : 0n;
-      const w = this.db
-        .prepare('SELECT * FROM runs WHERE domain = ? AND iova >= ? AND iova <= ? AND iova_last >= ? AND valid_from <= ? AND (valid_to IS NULL OR valid_to > ?) LIMIT 1')
+      const w = this.prep('SELECT * FROM runs WHERE domain = ? AND iova >= ? AND iova <= ? AND iova_last >= ? AND valid_from <= ? AND (valid_to IS NULL OR valid_to > ?) LIMIT 1')
         .get(d.id, toDb(lowest), toDb(e0 - 1n), toDb(s0), p, p) as Record<string, bigint> | undefined;
       if (w) pages.push(this.pageOf(w));
     }
@@ -353,8 +363,7 @@ export class Queries {
 
   hardware(domainName?: string, at?: string | number): { domain: DomainInfo; at: number; stats: HwStats; invalidations?: { count: number; bytes: bigint; asOf: number } } {
     const c = this.coreAt(domainName, at);
-    const cp = this.db
-      .prepare('SELECT position, stats FROM hw_state WHERE domain = ? AND position <= ? ORDER BY position DESC LIMIT 1')
+    const cp = this.prep('SELECT position, stats FROM hw_state WHERE domain = ? AND position <= ? ORDER BY position DESC LIMIT 1')
       .get(c.domain.id, c.at) as { position: bigint; stats: string } | undefined;
     const out: { domain: DomainInfo; at: number; stats: HwStats; invalidations?: { count: number; bytes: bigint; asOf: number } } = {
       domain: c.domain,
@@ -376,7 +385,7 @@ export class Queries {
     const rb = new Set(b.runs.id);
     const removed = a.pages.filter((p) => !rb.has(p.row));
     // When each removed page ended (in (from, to] when from < to), from its row.
-    const end = this.db.prepare('SELECT valid_to FROM runs WHERE id = ?').pluck();
+    const end = this.prep('SELECT valid_to FROM runs WHERE id = ?').pluck();
     for (const pg of removed) {
       const t = end.get(pg.row) as bigint | null | undefined;
       if (t !== null && t !== undefined) pg.validTo = Number(t);
@@ -391,8 +400,7 @@ export class Queries {
   }
 
   event(position: number): EventSummary {
-    const r = this.db
-      .prepare('SELECT e.position, s.name, e.type, e.time, e.recorded_at, e.data FROM events e JOIN streams s ON s.id = e.stream WHERE e.position = ?')
+    const r = this.prep('SELECT e.position, s.name, e.type, e.time, e.recorded_at, e.data FROM events e JOIN streams s ON s.id = e.stream WHERE e.position = ?')
       .get(position) as { position: bigint; name: string; type: string; time: string | null; recorded_at: string; data: string } | undefined;
     if (!r) throw new QueryError(`no event at position ${position}`);
     const data = JSON.parse(r.data) as { body: Record<string, unknown>; who?: Who; from?: { source?: string; line?: number } };
@@ -405,8 +413,7 @@ export class Queries {
   /** Every lifetime of a page overlapping [start, end) up to `at`, oldest first. */
   private lifetimes(d: DomainInfo, start: bigint, end: bigint, at: number): PageView[] {
     const lowest = start >= d.maxSpan ? start - d.maxSpan : 0n;
-    const rows = this.db
-      .prepare('SELECT * FROM runs WHERE domain = ? AND iova >= ? AND iova <= ? AND iova_last >= ? AND valid_from <= ? ORDER BY valid_from, iova')
+    const rows = this.prep('SELECT * FROM runs WHERE domain = ? AND iova >= ? AND iova <= ? AND iova_last >= ? AND valid_from <= ? ORDER BY valid_from, iova')
       .all(d.id, toDb(lowest), toDb(end - 1n), toDb(start), at) as Array<Record<string, bigint>>;
     return rows.map((r) => this.pageOf(r));
   }
@@ -508,8 +515,7 @@ export class Queries {
 
   /** Findings whose request or collateral touches [start, end) (bounds kept in columns: no JSON scan). */
   private findingsTouching(d: DomainInfo, start: bigint, end: bigint, upTo: number): FindingView[] {
-    const rows = this.db
-      .prepare(
+    const rows = this.prep(
         `SELECT f.position, s.name, f.caller, f.site, f.iova, f.size, f.unmapped, f.predicted, f.divergent, f.detail, e.time
            FROM unmap_findings f INDEXED BY unmap_findings_reach JOIN streams s ON s.id = f.domain JOIN events e ON e.position = f.position
           WHERE f.domain = ? AND f.position <= ? AND f.reach_first <= ? AND f.reach_last >= ? ORDER BY f.position`,
@@ -557,14 +563,13 @@ export class Queries {
     if (filter.kind === 'left-mapped') q = q.where('f.left_bytes', '>', toDb(0n));
     if (filter.kind === 'divergence') q = q.where('f.divergent', '=', 1n);
     const compiled = q.compile();
-    const rows = this.db.prepare(compiled.sql).all(...(compiled.parameters as unknown[])) as Array<Record<string, bigint | string | null>>;
+    const rows = this.prep(compiled.sql).all(...(compiled.parameters as unknown[])) as Array<Record<string, bigint | string | null>>;
     return rows.map((r) => this.findingOf(r));
   }
 
   /** Faults at IOVAs in [start, end) up to a position (a direct query: no query builder to load). */
   private faultsIn(d: DomainInfo, start: bigint, end: bigint, upTo: number): FaultView[] {
-    const rows = this.db
-      .prepare(
+    const rows = this.prep(
         `SELECT f.position, s.name, f.iova, f.device, f.flags, f.cause, f.cause_position, f.detail, e.time
            FROM faults f JOIN streams s ON s.id = f.domain JOIN events e ON e.position = f.position
           WHERE f.domain = ? AND f.position <= ? AND f.iova >= ? AND f.iova <= ? ORDER BY f.position`,
@@ -599,7 +604,7 @@ export class Queries {
     if (filter.upTo !== undefined) q = q.where('f.position', '<=', BigInt(filter.upTo));
     if (filter.cause !== undefined) q = q.where('f.cause', '=', filter.cause);
     const c = q.compile();
-    const rows = this.db.prepare(c.sql).all(...(c.parameters as unknown[])) as Array<Record<string, bigint | string | null>>;
+    const rows = this.prep(c.sql).all(...(c.parameters as unknown[])) as Array<Record<string, bigint | string | null>>;
     return rows.map((r) => this.faultOf(r));
   }
 
@@ -614,13 +619,13 @@ export class Queries {
 
   /** Why the projections are incomplete (a ledger upgraded from an older schema), if they are. */
   staleProjections(): string | undefined {
-    const r = this.db.prepare("SELECT value FROM meta WHERE key = 'rebuild-needed'").get() as { value: string } | undefined;
+    const r = this.prep("SELECT value FROM meta WHERE key = 'rebuild-needed'").get() as { value: string } | undefined;
     return r?.value;
   }
 
   /** Counts of events by type (for summaries). */
   counts(): Record<string, number> {
-    const rows = this.db.prepare('SELECT type, count(*) AS n FROM events GROUP BY type').all() as Array<{ type: string; n: bigint }>;
+    const rows = this.prep('SELECT type, count(*) AS n FROM events GROUP BY type').all() as Array<{ type: string; n: bigint }>;
     return Object.fromEntries(rows.map((r) => [r.type, Number(r.n)]));
   }
 }
