@@ -3,15 +3,14 @@
 -- docs/architecture.md#stateat) instead of one SQL row per live run: a log of each flush's run
 -- births and ends, and a snapshot of the live runs every so many events of the domain.
 CREATE TABLE run_log (
-  id         INTEGER PRIMARY KEY,
   domain     INTEGER NOT NULL,
-  first_pos  INTEGER NOT NULL,         -- smallest event position among its entries
+  first_pos  INTEGER NOT NULL,         -- smallest event position among its entries (rises with each row of a domain)
   last_pos   INTEGER NOT NULL,         -- largest
   small      INTEGER NOT NULL,         -- 1 for a piece of few entries (merged in groups while no snapshot follows it)
   births     BLOB NOT NULL,            -- runs born: every field, and their end when known at the flush
-  ends       BLOB NOT NULL             -- runs born in an earlier piece that ended: row id and end
-) STRICT;
-CREATE INDEX run_log_domain ON run_log(domain, first_pos);
+  ends       BLOB NOT NULL,            -- runs born in an earlier piece that ended: row id and end
+  PRIMARY KEY (domain, first_pos)
+) STRICT, WITHOUT ROWID;
 
 CREATE TABLE run_snapshots (
   domain    INTEGER NOT NULL,

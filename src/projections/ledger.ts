@@ -210,8 +210,8 @@ export class Ledger {
       insLog: p('INSERT INTO run_log (domain, first_pos, last_pos, small, births, ends) VALUES (?,?,?,?,?,?)'),
       // Small pieces are merged only among those after the domain's latest snapshot.
       smallCount: p(`SELECT count(*) FROM run_log WHERE domain = @d AND first_pos > (${LATEST_SNAPSHOT}) AND small = 1`),
-      smallPieces: p(`SELECT id, births, ends FROM run_log WHERE domain = @d AND first_pos > (${LATEST_SNAPSHOT}) AND small = 1 ORDER BY id`),
-      delLog: p('DELETE FROM run_log WHERE id = ?'),
+      smallPieces: p(`SELECT first_pos, births, ends FROM run_log WHERE domain = @d AND first_pos > (${LATEST_SNAPSHOT}) AND small = 1 ORDER BY first_pos`),
+      delLog: p('DELETE FROM run_log WHERE domain = ? AND first_pos = ?'),
       insSnap: p('INSERT OR REPLACE INTO run_snapshots (domain, position, runs, data) VALUES (?,?,?,?)'),
       insIntentFull: p('INSERT INTO intent (domain, caller, iova, iova_last, valid_from, valid_to) VALUES (?,?,?,?,?,?)'),
       closeIntent: p('UPDATE intent SET valid_to = ? WHERE id = ?'),
@@ -840,10 +840,10 @@ export class Ledger {
 
   /** Many small pieces make stateAt read many rows: merge them into one. */
   private mergeSmallPieces(c: Ctx): void {
-    const rows = this.s.smallPieces!.all({ d: c.id }) as Array<{ id: number; births: Buffer; ends: Buffer }>;
+    const rows = this.s.smallPieces!.all({ d: c.id }) as Array<{ first_pos: number; births: Buffer; ends: Buffer }>;
     const pieces: LogPiece[] = rows.map((r) => ({ births: decodeRuns(r.births), ends: decodeEnds(r.ends) }));
     const m = mergePieces(pieces);
-    for (const r of rows) this.s.delLog!.run(r.id);
+    for (const r of rows) this.s.delLog!.run(c.id, r.first_pos);
     this.s.insLog!.run(c.id, m.first, m.last, 0, m.births, m.ends);
     c.smallPieces = 0;
   }

@@ -417,7 +417,7 @@ export function runsFromLog(db: Database.Database, domain: number, p: number): R
     | [number, Buffer]
     | undefined;
   const s = snap ? snap[0] : 0;
-  const rows = stmt(db, 'SELECT births, ends FROM run_log INDEXED BY run_log_domain WHERE domain = ? AND first_pos > ? AND first_pos <= ?').all(domain, s, p) as Array<
+  const rows = stmt(db, 'SELECT births, ends FROM run_log WHERE domain = ? AND first_pos > ? AND first_pos <= ?').all(domain, s, p) as Array<
     [Buffer, Buffer]
   >;
   const pieces: LogPiece[] = rows.map((r) => ({ births: decodeRuns(r[0]), ends: decodeEnds(r[1]) }));
