@@ -70,7 +70,8 @@ export function emptyRuns(n = 0): RunColumns {
 
 /** Collects runs one at a time (growing columns), then encodes them. */
 export class RunWriter {
-  private c: RunColumns = emptyRuns(64);
+  // Small at first: a durable single append writes a piece of one or two runs.
+  private c: RunColumns = emptyRuns(4);
   n = 0;
 
   push(id: number, iova: bigint, paddr: bigint, shift: number, count: number, level: number, prot: number, mapPos: number, from: number, to: number): void {
