@@ -48,6 +48,28 @@ const FAST_HEX = /^0[xX][0-9a-fA-F]{1,16}$/;
 const FAST_DEC = /^[0-9]{1,19}$/;
 
 /**
+ * `0x` and 1 to 13 hex digits (what FAST_HEX matches, short enough to be exact as a number:
+ * below 2^52), read without a regex; undefined for anything else.
+ */
+function shortHex(s: string): bigint | undefined {
+  const n = s.length;
+  if (n < 3 || n > 15 || s.charCodeAt(0) !== 48) return undefined;
+  const x = s.charCodeAt(1);
+  if (x !== 120 && x !== 88) return undefined;
+  let v = 0;
+  for (let i = 2; i < n; i++) {
+    const c = s.charCodeAt(i);
+    let d: number;
+    if (c >= 48 && c <= 57) d = c - 48;
+    else if (c >= 97 && c <= 102) d = c - 87;
+    else if (c >= 65 && c <= 70) d = c - 55;
+    else return undefined;
+    v = v * 16 + d;
+  }
+  return BigInt(v);
+}
+
+/**
  * Parses an address: `0x` hex, `0b` binary, `0o` octal or decimal, as a string, a bigint or a
  * safe integer number. Underscores between digits are allowed (`0xffff_0000`).
  */
@@ -63,6 +85,8 @@ export function parseAddress(input: string | number | bigint, field?: string): b
     return checkRange(BigInt(input), String(input), field);
   }
   // Fast paths: plain hex of at most 16 digits, or decimal of at most 19 digits, always fit.
+  const short = shortHex(input);
+  if (short !== undefined) return short;
   if (FAST_HEX.test(input) || FAST_DEC.test(input)) return BigInt(input);
   const text = input.trim();
   if (text === '') throw new AddressError('empty value', field);
@@ -78,7 +102,10 @@ export function parseAddress(input: string | number | bigint, field?: string): b
  * (sizes of pages and mappings are binary in every IOMMU).
  */
 export function parseSize(input: string | number | bigint, field?: string): bigint {
-  if (typeof input !== 'string' || FAST_HEX.test(input) || FAST_DEC.test(input)) return parseAddress(input, field);
+  if (typeof input !== 'string') return parseAddress(input, field);
+  const short = shortHex(input);
+  if (short !== undefined) return short;
+  if (FAST_HEX.test(input) || FAST_DEC.test(input)) return parseAddress(input, field);
   const text = input.trim();
   // Any letters after the number are a suffix, so that a wrong one is reported as such.
   const m = /^(0[xX][0-9a-fA-F_]+|[0-9_]+)\s*([a-zA-Z]+)?$/.exec(text);

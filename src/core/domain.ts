@@ -10,6 +10,7 @@ import { coalesceRanges, fls, formatSize, hex, type Range } from './address.js';
 import { leafLevelOf, minPageSize, type Profile } from './profile.js';
 import { PROT } from './prot.js';
 import { splitRegion, type PageRun } from './split.js';
+import { cmpKey, keyOf, type TreeKey } from './treekey.js';
 
 // sorted-btree is CommonJS with its class as `exports.default`: Node's ESM loader hands us
 // module.exports as the default import, bundlers (vitest) the class itself. Take either.
@@ -128,24 +129,86 @@ export function runEnd(r: PageRun): bigint {
   return r.iova + r.pageSize * r.count;
 }
 
+/** Do the runs leave no gap in [start, end)? */
+function coveredBy(runs: readonly Run[], start: bigint, end: bigint): boolean {
+  let cursor = start;
+  for (let i = 0; i < runs.length && cursor < end; i++) {
+    const r = runs[i]!;
+    if (r.iova > cursor) return false;
+    const e = runEnd(r);
+    if (e > cursor) cursor = e;
+  }
+  return cursor >= end;
+}
+
+/** Does one of the (few) runs start at iova? */
+function hasKey(runs: readonly Run[], iova: bigint): boolean {
+  if (runs.length > 8) return false; // then the caller deletes and sets again: the same tree
+  for (let i = 0; i < runs.length; i++) if (runs[i]!.iova === iova) return true;
+  return false;
+}
+
 function emptyDelta(levels: number): HwDelta {
+  const zeros: number[] = [];
+  for (let i = 0; i < levels; i++) zeros.push(0);
   return {
-    entriesWritten: new Array<number>(levels).fill(0),
-    entriesCleared: new Array<number>(levels).fill(0),
-    tablesAllocated: new Array<number>(levels).fill(0),
-    tablesFreed: new Array<number>(levels).fill(0),
+    entriesWritten: zeros,
+    entriesCleared: zeros.slice(),
+    tablesAllocated: zeros.slice(),
+    tablesFreed: zeros.slice(),
     invalidations: [],
   };
 }
 
+const TWO_64 = 1n << 64n;
+/** 2^53: integers below it are exact as numbers (the table accounting's fast path). */
+const EXACT = 9007199254740992;
+/**
+ * For a number computed from bigints by Number() and + or * (each step rounds monotonically):
+ * inside (-2^53, 2^53) the inputs and the result were exact.
+ */
+const exactInt = (x: number): boolean => x < EXACT && x > -EXACT;
+const NO_RUNS: readonly Run[] = [];
+/** Reused for the tree's pair lookups (each result is read at once, never kept). */
+const PAIR: [TreeKey, Run] = [0, undefined as unknown as Run];
+/** Scratch of one rewrite's accounting: the first and last byte of each run, as numbers. */
+let firstByte = new Float64Array(16);
+let lastByte = new Float64Array(16);
+
+/**
+ * Merged IOVA ranges of runs sorted by IOVA (what coalesceRanges gives for them), or undefined
+ * when they are not sorted.
+ */
+function runRanges(runs: readonly Run[]): Range[] | undefined {
+  const out: Range[] = [];
+  let last: Range | undefined;
+  for (let i = 0; i < runs.length; i++) {
+    const r = runs[i]!;
+    const s = r.iova;
+    if (last !== undefined && s < runs[i - 1]!.iova) return undefined;
+    const e = runEnd(r);
+    if (last !== undefined && s <= last.end) {
+      if (e > last.end) last.end = e;
+    } else {
+      last = { start: s, end: e };
+      out.push(last);
+    }
+  }
+  return out;
+}
+
 export class Domain {
   readonly profile: Profile;
-  private tree: BTree<bigint, Run>;
+  private tree: BTree<TreeKey, Run>;
   private readonly minPage: bigint;
   private readonly spaceEnd: bigint;
   private readonly levelOf = new Map<bigint, { level: number; repeat: number }>();
   /** log2 of the span one table of level L covers (the entry size of level L-1); index 0 unused. */
   private readonly spanShift: bigint[];
+  /** 2^spanShift as numbers (exact: powers of two). */
+  private readonly spanBytes: number[];
+  /** minPage - 1. */
+  private readonly alignMask: bigint;
   private entries: number[];
   private tables: number[];
   private log: RunChanges = { before: [], after: [] };
@@ -153,11 +216,13 @@ export class Domain {
 
   constructor(profile: Profile) {
     this.profile = profile;
-    this.tree = new BTree<bigint, Run>(undefined, cmp);
+    this.tree = new BTree<TreeKey, Run>(undefined, cmpKey);
     this.minPage = minPageSize(profile.pgsizeBitmap);
     this.spaceEnd = 1n << BigInt(profile.iovaBits);
     const lv = profile.format.levels;
     this.spanShift = lv.map((_, i) => (i === 0 ? 64n : BigInt(lv[i - 1]!.shift)));
+    this.spanBytes = this.spanShift.map((sh) => 2 ** Number(sh));
+    this.alignMask = this.minPage - 1n;
     this.entries = new Array<number>(lv.length).fill(0);
     this.tables = new Array<number>(lv.length).fill(0);
     this.tables[0] = 1;
@@ -227,7 +292,13 @@ export class Domain {
    * window). `kept` pages of the news were live before and are not rewritten in hardware.
    * Accounts entries, tables (with their descriptors in the parent level) and mapped bytes.
    */
-  private rewrite(olds: readonly Run[], news: readonly Run[], hw: HwDelta, kept: readonly Run[] = []): void {
+  private rewrite(
+    olds: readonly Run[],
+    news: readonly Run[],
+    hw: HwDelta,
+    kept: readonly Run[] = NO_RUNS,
+    prevHint: Run | undefined | null = null,
+  ): void {
     const o0 = olds[0];
     const n0 = news[0];
     const oz = olds[olds.length - 1];
@@ -235,38 +306,31 @@ export class Domain {
     const lo = o0 && n0 ? (o0.iova < n0.iova ? o0.iova : n0.iova) : (o0 ?? n0)?.iova;
     const hi = oz && nz ? (oz.iova > nz.iova ? oz.iova : nz.iova) : (oz ?? nz)?.iova;
     if (lo === undefined || hi === undefined) return;
-    // The live neighbours just outside the window (the window holds only `olds` now).
-    const prev = this.tree.nextLowerPair(lo)?.[1];
-    const next = this.tree.nextHigherPair(hi)?.[1];
+    // The live neighbours just outside the window (the window holds only `olds` now). A caller
+    // that has just looked the left one up passes it (null: not known).
+    const prev = prevHint !== null ? prevHint : this.tree.nextLowerPair(keyOf(lo), PAIR)?.[1];
+    const next = this.tree.nextHigherPair(keyOf(hi), PAIR)?.[1];
     let maxLevel = 0;
     for (const r of olds) if (r.level > maxLevel) maxLevel = r.level;
     for (const r of news) if (r.level > maxLevel) maxLevel = r.level;
-    for (let l = 1; l <= maxLevel; l++) {
-      const d = this.chain(prev, news, next, l) - this.chain(prev, olds, next, l);
-      if (d > 0) {
-        hw.tablesAllocated[l]! += d;
-        hw.entriesWritten[l - 1]! += d; // the new table's descriptor in its parent
-      } else if (d < 0) {
-        hw.tablesFreed[l]! -= d;
-        hw.entriesCleared[l - 1]! -= d;
-      }
-      this.tables[l]! += d;
-    }
-    this.log.before.push(...olds);
-    this.log.after.push(...news);
+    if (maxLevel > 0) this.accountTables(prev, olds, news, next, maxLevel, hw);
+    const log = this.log;
+    for (let i = 0; i < olds.length; i++) log.before.push(olds[i]!);
+    for (let i = 0; i < news.length; i++) log.after.push(news[i]!);
     for (const r of olds) {
       const n = Number(r.count) * r.repeat;
       this.entries[r.level]! -= n;
       hw.entriesCleared[r.level]! += n;
       this.bytes -= r.pageSize * r.count;
-      this.tree.delete(r.iova);
+      // A key that a new run takes again is overwritten by set below (the same tree after).
+      if (!hasKey(news, r.iova)) this.tree.delete(keyOf(r.iova));
     }
     for (const r of news) {
       const n = Number(r.count) * r.repeat;
       this.entries[r.level]! += n;
       hw.entriesWritten[r.level]! += n;
       this.bytes += r.pageSize * r.count;
-      this.tree.set(r.iova, r);
+      this.tree.set(keyOf(r.iova), r);
     }
     // Kept pages were counted as cleared and written again: they were never touched.
     for (const r of kept) {
@@ -276,27 +340,130 @@ export class Domain {
     }
   }
 
-  private insert(r: Run, hw: HwDelta): void {
-    this.rewrite([], [r], hw);
+  /** Tables (and their descriptors) gained or lost at each level when `olds` become `news`. */
+  private accountTables(prev: Run | undefined, olds: readonly Run[], news: readonly Run[], next: Run | undefined, maxLevel: number, hw: HwDelta): void {
+    // Fast path: every address involved is below 2^53, so the spans are computed on numbers
+    // (exactly: divisions by powers of two, floors of exact integers). Else bigints (chain).
+    const no = olds.length;
+    const n = no + news.length;
+    if (firstByte.length < n) {
+      firstByte = new Float64Array(2 * n);
+      lastByte = new Float64Array(2 * n);
+    }
+    const S = firstByte;
+    const E = lastByte;
+    let exact = true;
+    for (let i = 0; i < n; i++) {
+      const r = i < no ? olds[i]! : news[i - no]!;
+      const s = Number(r.iova);
+      const bytes = Number(r.pageSize) * Number(r.count);
+      const end = s + bytes;
+      if (!(exactInt(s) && exactInt(bytes) && exactInt(end))) {
+        exact = false;
+        break;
+      }
+      S[i] = s;
+      E[i] = end - 1;
+    }
+    let prevLast = 0;
+    let nextFirst = 0;
+    if (exact && prev) {
+      const s = Number(prev.iova);
+      const bytes = Number(prev.pageSize) * Number(prev.count);
+      const end = s + bytes;
+      if (exactInt(s) && exactInt(bytes) && exactInt(end)) prevLast = end - 1;
+      else exact = false;
+    }
+    if (exact && next) {
+      nextFirst = Number(next.iova);
+      if (!exactInt(nextFirst)) exact = false;
+    }
+    for (let l = 1; l <= maxLevel; l++) {
+      const d = exact
+        ? this.chainNum(prev, prevLast, news, no, next, nextFirst, l) - this.chainNum(prev, prevLast, olds, 0, next, nextFirst, l)
+        : this.chain(prev, news, next, l) - this.chain(prev, olds, next, l);
+      if (d > 0) {
+        hw.tablesAllocated[l]! += d;
+        hw.entriesWritten[l - 1]! += d; // the new table's descriptor in its parent
+      } else if (d < 0) {
+        hw.tablesFreed[l]! -= d;
+        hw.entriesCleared[l - 1]! -= d;
+      }
+      this.tables[l]! += d;
+    }
+  }
+
+  /** chain() on numbers: the runs' first and last bytes are in the scratch arrays from `off`. */
+  private chainNum(prev: Run | undefined, prevLast: number, items: readonly Run[], off: number, next: Run | undefined, nextFirst: number, level: number): number {
+    const P = this.spanBytes[level]!;
+    const S = firstByte;
+    const E = lastByte;
+    let n = 0;
+    let left = prev !== undefined && prev.level >= level;
+    let leftLast = prevLast;
+    for (let i = 0; i < items.length; i++) {
+      if (items[i]!.level >= level) {
+        const first = Math.floor(S[off + i]! / P);
+        const last = E[off + i]!;
+        n += Math.floor(last / P) - first + 1;
+        if (left && Math.floor(leftLast / P) === first) n--;
+        left = true;
+        leftLast = last;
+      } else {
+        left = false;
+      }
+    }
+    if (left && next !== undefined && next.level >= level && Math.floor(leftLast / P) === Math.floor(nextFirst / P)) n--;
+    return n;
+  }
+
+  private insert(r: Run, hw: HwDelta, prevHint: Run | undefined | null = null): void {
+    this.rewrite(NO_RUNS, [r], hw, NO_RUNS, prevHint);
   }
 
   private remove(r: Run, hw: HwDelta): void {
-    this.rewrite([r], [], hw);
+    this.rewrite([r], NO_RUNS, hw);
   }
 
   /** The run holding this IOVA, if it is mapped. */
   find(iova: bigint): Run | undefined {
-    const p = this.tree.getPairOrNextLower(iova);
-    if (p && runEnd(p[1]) > iova) return p[1];
+    const r = this.tree.getPairOrNextLower(keyOf(iova), PAIR)?.[1];
+    if (r && runEnd(r) > iova) return r;
     return undefined;
+  }
+
+  /** Calls fn for each live run that intersects [start, end), in IOVA order (what runs() yields). */
+  private eachRun(start: bigint, end: bigint, fn: (r: Run) => void): void {
+    // The last run before end: when it starts at or before start, it is the only one that can
+    // intersect (runs do not overlap), so one lookup answers.
+    const last = this.tree.getPairOrNextLower(keyOf(end - 1n), PAIR)?.[1];
+    if (last === undefined) return;
+    if (last.iova <= start) {
+      if (last.iova === start || runEnd(last) > start) fn(last);
+      return;
+    }
+    const first = this.find(start);
+    const from = first ? first.iova : start;
+    this.tree.forRange(keyOf(from), keyOf(end), false, (_k: TreeKey, r: Run) => {
+      fn(r);
+    });
+  }
+
+  /** Live runs that intersect [start, end), in IOVA order: runs() as an array. */
+  runsIn(start: bigint, end: bigint): Run[] {
+    const out: Run[] = [];
+    this.eachRun(start, end, (r) => {
+      out.push(r);
+    });
+    return out;
   }
 
   /** Live runs that intersect [start, end), in IOVA order. */
   *runs(start = 0n, end: bigint = 1n << 64n): IterableIterator<Run> {
     const first = this.find(start);
     const from = first ? first.iova : start;
-    for (const [k, r] of this.tree.entries(from)) {
-      if (k >= end) break;
+    for (const [, r] of this.tree.entries(keyOf(from))) {
+      if (r.iova >= end) break;
       yield r;
     }
   }
@@ -321,6 +488,11 @@ export class Domain {
     return l;
   }
 
+  /** Forgets what an operation that did not finish (it threw) left in the log. */
+  private clearLog(): void {
+    if (this.log.before.length !== 0 || this.log.after.length !== 0) this.log = { before: [], after: [] };
+  }
+
   private alignReason(what: Record<string, bigint>): string | undefined {
     let all = 0n;
     for (const k in what) all |= what[k]!;
@@ -336,14 +508,16 @@ export class Domain {
     const { iova, paddr, size } = cmd;
     const prot = cmd.prot ?? PROT.READ | PROT.WRITE;
     if (size === 0n) return { ok: false, errno: 'EINVAL', reason: 'size is 0' };
-    const mis = this.alignReason({ iova, paddr, size });
-    if (mis) return { ok: false, errno: 'EINVAL', reason: mis };
+    if (((iova | paddr | size) & this.alignMask) !== 0n) {
+      const mis = this.alignReason({ iova, paddr, size });
+      if (mis) return { ok: false, errno: 'EINVAL', reason: mis };
+    }
     const end = iova + size;
     if (end > this.spaceEnd) {
       return { ok: false, errno: 'ERANGE', reason: `${hex(iova)}+${formatSize(size)} ends beyond the ${this.profile.iovaBits}-bit input address space` };
     }
-    if (paddr + size > 1n << 64n) return { ok: false, errno: 'ERANGE', reason: 'paddr+size is beyond 2^64' };
-    const hit = this.tree.getPairOrNextLower(end - 1n)?.[1];
+    if (paddr + size > TWO_64) return { ok: false, errno: 'ERANGE', reason: 'paddr+size is beyond 2^64' };
+    const hit = this.tree.getPairOrNextLower(keyOf(end - 1n), PAIR)?.[1];
     if (hit && runEnd(hit) > iova) {
       return {
         ok: false,
@@ -354,8 +528,14 @@ export class Domain {
     const origin: MapOrigin = { ref: cmd.ref, iova, paddr, size, prot };
     const hw = emptyDelta(this.profile.format.levels.length);
     const runs = splitRegion(iova, paddr, size, this.profile.pgsizeBitmap).map((p) => this.makeRun(p, origin));
-    this.takeLog();
-    for (const r of runs) this.insert(r, hw);
+    this.clearLog();
+    // Nothing is mapped in [iova, end): the run left of each new one is `hit` (the last run
+    // before iova, unless a degenerate empty run sits at iova), then the new run before it.
+    let prev: Run | undefined | null = hit === undefined || hit.iova < iova ? hit : null;
+    for (const r of runs) {
+      this.insert(r, hw, prev);
+      prev = r;
+    }
     return { ok: true, runs, hw, changes: this.takeLog() };
   }
 
@@ -371,11 +551,16 @@ export class Domain {
       collateral: [],
       leftMapped: [],
       hw: emptyDelta(this.profile.format.levels.length),
-      changes: { before: [], after: [] },
+      changes: undefined as unknown as RunChanges, // set below
     };
-    this.takeLog();
-    const mis = this.alignReason({ iova: cmd.iova, size: cmd.size });
-    if (mis) return this.reject(res, 'EINVAL', mis);
+    this.clearLog();
+    if (((cmd.iova | cmd.size) & this.alignMask) !== 0n) {
+      const mis = this.alignReason({ iova: cmd.iova, size: cmd.size });
+      if (mis) {
+        res.changes = { before: [], after: [] };
+        return this.reject(res, 'EINVAL', mis);
+      }
+    }
     if (semantics === 'strict') this.unmapStrict(cmd, res);
     else if (semantics === 'split') this.unmapSplit(cmd, res);
     else this.unmapLegacy(cmd, res);
@@ -395,12 +580,23 @@ export class Domain {
   /** The parts of a range that are mapped, merged, in IOVA order. */
   mappedIn(r: Range): Range[] {
     const out: Range[] = [];
-    for (const run of this.runs(r.start, r.end)) {
-      const s = run.iova > r.start ? run.iova : r.start;
-      const e = runEnd(run) < r.end ? runEnd(run) : r.end;
-      if (s < e) out.push({ start: s, end: e });
-    }
-    return coalesceRanges(out);
+    const { start, end } = r;
+    let last: Range | undefined;
+    // Merged as they come (coalesceRanges of the clipped runs, which come in IOVA order).
+    this.eachRun(start, end, (run) => {
+      const s = run.iova > start ? run.iova : start;
+      const re = runEnd(run);
+      const e = re < end ? re : end;
+      if (s < e) {
+        if (last !== undefined && s <= last.end) {
+          if (e > last.end) last.end = e;
+        } else {
+          last = { start: s, end: e };
+          out.push(last);
+        }
+      }
+    });
+    return out;
   }
 
   /** Collateral, left-mapped and invalidation ranges from what was removed. */
@@ -412,7 +608,15 @@ export class Domain {
       if (rs < start) res.collateral.push({ start: rs, end: re < start ? re : start, origin: r.origin });
       if (re > end) res.collateral.push({ start: rs > end ? rs : end, end: re, origin: r.origin });
     }
-    res.leftMapped = this.mappedIn(res.requested);
+    // When the removed pages cover the request (an unmap that did all it was asked) nothing of it
+    // can still be mapped: no need to look.
+    res.leftMapped = coveredBy(res.removed, start, end) ? [] : this.mappedIn(res.requested);
+    // Usually only removed runs, in IOVA order: merged directly (the same ranges).
+    const direct = res.hw.invalidations.length === 0 ? runRanges(res.removed) : undefined;
+    if (direct) {
+      res.hw.invalidations = direct;
+      return;
+    }
     res.hw.invalidations = coalesceRanges(
       [...res.hw.invalidations, ...res.removed.map((r) => ({ start: r.iova, end: runEnd(r) }))].sort((a, b) =>
         cmp(a.start, b.start),
@@ -424,14 +628,16 @@ export class Domain {
    * Removes pages [j0, j1) of run r. Returns the removed part as a run; the pages before and
    * after stay as runs of their own.
    */
-  private cutPages(r: Run, j0: bigint, j1: bigint, hw: HwDelta, added: readonly Run[] = []): Run {
+  private cutPages(r: Run, j0: bigint, j1: bigint, hw: HwDelta, added: readonly Run[] = NO_RUNS): Run {
     const s = r.pageSize;
     const kept: Run[] = [];
     if (j0 > 0n) kept.push({ ...r, count: j0 });
     if (j1 < r.count) kept.push({ ...r, iova: r.iova + j1 * s, paddr: r.paddr + j1 * s, count: r.count - j1 });
-    const news = [...kept, ...added].sort((a, b) => cmp(a.iova, b.iova));
+    // kept is in IOVA order already.
+    const news = added.length === 0 ? kept : [...kept, ...added].sort((a, b) => cmp(a.iova, b.iova));
     this.rewrite([r], news, hw, kept);
-    return { ...r, iova: r.iova + j0 * s, paddr: r.paddr + j0 * s, count: j1 - j0 };
+    const off = j0 * s;
+    return { ...r, iova: r.iova + off, paddr: r.paddr + off, count: j1 - j0 };
   }
 
   /**
@@ -449,8 +655,9 @@ export class Domain {
       const need = (cmd.size - unmapped + s - 1n) / s;
       const k = r.count - j < need ? r.count - j : need;
       res.removed.push(this.cutPages(r, j, j + k, res.hw));
-      unmapped += k * s;
-      cur += k * s;
+      const bytes = k * s;
+      unmapped += bytes;
+      cur += bytes;
     }
     res.unmappedSize = unmapped;
   }
@@ -502,7 +709,7 @@ export class Domain {
       this.reject(res, 'EINVAL', 'size is 0');
       return;
     }
-    if (end > 1n << 64n) {
+    if (end > TWO_64) {
       this.reject(res, iommufd ? 'EOVERFLOW' : 'EINVAL', 'iova+size wraps past 2^64');
       return;
     }
@@ -522,7 +729,7 @@ export class Domain {
     }
     // Whole mappings, in IOVA order. iommufd stops with ENOENT at the first one that sticks out
     // of the range, keeping those already removed (and reporting them).
-    const victims = [...this.runs(start, end)];
+    const victims = this.runsIn(start, end);
     for (const r of victims) {
       const o = r.origin;
       if (iommufd && (o.iova < start || o.iova + o.size > end)) {
@@ -582,8 +789,8 @@ export class Domain {
     if (level >= this.profile.format.levels.length) return false;
     const sh = this.spanShift[level]!;
     const span = iova >> sh;
-    const prev = this.tree.getPairOrNextLower(iova)?.[1];
-    const next = this.tree.nextHigherPair(iova)?.[1];
+    const prev = this.tree.getPairOrNextLower(keyOf(iova))?.[1];
+    const next = this.tree.nextHigherPair(keyOf(iova))?.[1];
     if (prev && prev.level >= level && (runEnd(prev) - 1n) >> sh === span) return true;
     if (next && next.level >= level && next.iova >> sh === span) return true;
     return false;

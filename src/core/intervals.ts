@@ -5,6 +5,7 @@
  */
 import * as btree from 'sorted-btree';
 import type { Range } from './address.js';
+import { cmpKey, keyOf, type TreeKey } from './treekey.js';
 
 type BTreeCtor = typeof btree.default.default;
 const cjs = (btree as unknown as { default: BTreeCtor | { default: BTreeCtor } }).default;
@@ -14,10 +15,10 @@ export interface Interval<V> extends Range {
   readonly value: V;
 }
 
-const cmp = (a: bigint, b: bigint): number => (a < b ? -1 : a > b ? 1 : 0);
-
 export class IntervalSet<V> {
-  private tree = new BTree<bigint, Interval<V>>(undefined, cmp);
+  private tree = new BTree<TreeKey, Interval<V>>(undefined, cmpKey);
+  /** Reused for pair lookups (read at once, never kept). */
+  private readonly pair: [TreeKey, Interval<V>] = [0, undefined as unknown as Interval<V>];
 
   get size(): number {
     return this.tree.size;
@@ -26,12 +27,20 @@ export class IntervalSet<V> {
   /** Intervals that intersect [start, end), in order. */
   overlapping(start: bigint, end: bigint): Interval<V>[] {
     const out: Interval<V>[] = [];
-    const before = this.tree.getPairOrNextLower(start)?.[1];
-    const from = before && before.end > start ? before.start : start;
-    for (const [k, iv] of this.tree.entries(from)) {
-      if (k >= end) break;
-      if (iv.end > start) out.push(iv);
+    // The last interval before end: when it starts at or before start, it is the only one that
+    // can intersect (intervals are disjoint), so one lookup answers.
+    const last = this.tree.getPairOrNextLower(keyOf(end - 1n), this.pair)?.[1];
+    if (last === undefined) return out;
+    if (last.start <= start) {
+      if (last.end > start) out.push(last);
+      return out;
     }
+    const before = this.tree.getPairOrNextLower(keyOf(start), this.pair)?.[1];
+    const from = before && before.end > start ? before.start : start;
+    // Keys in [from, end), in order.
+    this.tree.forRange(keyOf(from), keyOf(end), false, (_k: TreeKey, iv: Interval<V>) => {
+      if (iv.end > start) out.push(iv);
+    });
     return out;
   }
 
@@ -54,7 +63,7 @@ export class IntervalSet<V> {
       if (iv.end > cursor) cursor = iv.end;
     }
     if (cursor < end) added.push({ start: cursor, end, value });
-    for (const iv of added) this.tree.set(iv.start, iv);
+    for (const iv of added) this.tree.set(keyOf(iv.start), iv);
     return added;
   }
 
@@ -66,17 +75,18 @@ export class IntervalSet<V> {
     const removed = this.overlapping(start, end);
     const kept: Interval<V>[] = [];
     for (const iv of removed) {
-      this.tree.delete(iv.start);
+      // A piece kept at the same start replaces the interval by set below (the same tree).
       if (iv.start < start) kept.push({ start: iv.start, end: start, value: iv.value });
+      else this.tree.delete(keyOf(iv.start));
       if (iv.end > end) kept.push({ start: end, end: iv.end, value: iv.value });
     }
-    for (const iv of kept) this.tree.set(iv.start, iv);
+    for (const iv of kept) this.tree.set(keyOf(iv.start), iv);
     return { removed, kept };
   }
 
   /** Inserts an interval as it is (restoring saved state); it must not overlap. */
   load(iv: Interval<V>): void {
-    this.tree.set(iv.start, iv);
+    this.tree.set(keyOf(iv.start), iv);
   }
 
   *[Symbol.iterator](): IterableIterator<Interval<V>> {

@@ -55,20 +55,27 @@ export function classifyUnmap(d: Domain, iova: bigint, size: bigint): UnmapAnaly
   const start = iova;
   const end = iova + size;
   const maps: MapOrigin[] = [];
-  const seen = new Set<MapOrigin>();
+  // Distinct origins, in order of first appearance: a linear search while there are few.
+  let seen: Set<MapOrigin> | undefined;
   let largestPage = 0n;
   let cursor = start;
   let afterHole = 0n;
-  for (const r of d.runs(start, end)) {
+  for (const r of d.runsIn(start, end)) {
     if (r.pageSize > largestPage) largestPage = r.pageSize;
     const re = r.iova + r.pageSize * r.count;
     if (cursor < 0n || r.iova > cursor) {
       cursor = -1n; // past a hole: what follows stays mapped
       afterHole += (re < end ? re : end) - (r.iova > start ? r.iova : start);
     } else if (re > cursor) cursor = re;
-    if (seen.has(r.origin)) continue;
-    seen.add(r.origin);
-    maps.push(r.origin);
+    const o = r.origin;
+    if (seen !== undefined) {
+      if (seen.has(o)) continue;
+      seen.add(o);
+    } else {
+      if (maps.includes(o)) continue;
+      if (maps.length === 16) seen = new Set(maps).add(o);
+    }
+    maps.push(o);
   }
   let cls: SymmetryClass;
   let keptBytes = 0n;
@@ -85,11 +92,13 @@ export function classifyUnmap(d: Domain, iova: bigint, size: bigint): UnmapAnaly
       else straddle = true;
       if (os < start) keptBytes += start - os;
       if (oe > end) keptBytes += oe - end;
-      for (const edge of [start, end]) {
-        if (edge > os && edge < oe) {
-          const g = lowBit(edge);
-          if (safePage === 0n || g < safePage) safePage = g;
-        }
+      if (start > os && start < oe) {
+        const g = lowBit(start);
+        if (safePage === 0n || g < safePage) safePage = g;
+      }
+      if (end > os && end < oe) {
+        const g = lowBit(end);
+        if (safePage === 0n || g < safePage) safePage = g;
       }
     }
     if (straddle) cls = 'straddles';
