@@ -106,6 +106,22 @@ describe('event store', () => {
     }
   });
 
+  it('verify reports events whose stream row is missing, at the first of them', () => {
+    const path = tempDb();
+    const l = new Ledger(path);
+    l.appendRaw([...scenario, { op: 'map', domain: 'dsp', iova: '0x200000', paddr: '0x90000000', size: '64K' }]);
+    const first = l.db.prepare("SELECT min(position) FROM events WHERE stream = (SELECT id FROM streams WHERE name = 'dsp')").pluck().get() as number;
+    l.close();
+    const db = new Database(path);
+    db.prepare("DELETE FROM streams WHERE name = 'dsp'").run();
+    db.close();
+    const l2 = new Ledger(path);
+    const v = l2.store.verify();
+    expect(v).toMatchObject({ ok: false, firstBad: first, problem: 'changed', events: first - 1 });
+    expect(v.message).toMatch(/is missing from the streams table/);
+    l2.close();
+  });
+
   it('is idempotent: the same ids store nothing new', () => {
     const path = tempDb();
     const l = new Ledger(path);
