@@ -208,6 +208,37 @@ export class EventStore {
   }
 
   /**
+   * Events in position order for a fold over the whole log (rebuild): position, stream name,
+   * stream version, type and data (upcast to the current schema), as arrays, read a page of 1024
+   * at a time with stream names from a map: cheaper per row than `read()`.
+   */
+  *readForFold(): IterableIterator<[number, string, number, EventType, string]> {
+    const page = 1024;
+    const stmt = this.db
+      .prepare(`SELECT position, stream, version, type, schema_version, data FROM events WHERE position > ? ORDER BY position LIMIT ${page}`)
+      .raw(true)
+      .safeIntegers(false);
+    const nameStmt = this.db.prepare('SELECT id, name FROM streams').raw(true).safeIntegers(false);
+    let names = new Map(nameStmt.all() as Array<[number, string]>);
+    let after: number | bigint = -(1n << 63n);
+    for (;;) {
+      const rows = stmt.all(after) as Array<[number, number, number, EventType, number, string]>;
+      for (const r of rows) {
+        let name = names.get(r[1]);
+        if (name === undefined) {
+          names = new Map(nameStmt.all() as Array<[number, string]>);
+          name = names.get(r[1]);
+          if (name === undefined) throw new Error(`event ${r[0]}: stream ${r[1]} is not in the streams table`);
+        }
+        const data = r[4] === 1 ? r[5] : JSON.stringify(upcast(r[3], r[4], JSON.parse(r[5]) as Record<string, unknown>));
+        yield [r[0], name, r[2], r[3], data];
+      }
+      if (rows.length < page) return;
+      after = rows[rows.length - 1]![0];
+    }
+  }
+
+  /**
    * Walks the hash chain from the first event; reports the first position that does not fit.
    *
    * Each row is checked exactly as `append` hashed it (the same envelope, the same SHA-256,

@@ -958,28 +958,27 @@ export class Ledger {
       const streams = new Map<string, { id: number }>();
       for (const s of this.store.streams()) streams.set(s.name, { id: s.id });
       const batch: Batch = { recordedAt: '', touched: new Set(), sym: new Map() };
-      for (const ev of this.store.read()) {
-        const data = JSON.parse(ev.data) as { body: Record<string, unknown>; who?: Who; from?: Origin };
+      for (const [pos, stream, version, type, raw] of this.store.readForFold()) {
+        const data = JSON.parse(raw) as { body: Record<string, unknown>; who?: Who; from?: Origin };
         const who = data.who ?? {};
         const caller = who.caller ?? UNKNOWN_CALLER;
         const site = who.site ?? '';
-        const pos = ev.position;
-        let ctx = this.ctxs.get(ev.stream);
-        if (ev.type === 'domain-created') {
+        let ctx = this.ctxs.get(stream);
+        if (type === 'domain-created') {
           // The profile from the event itself (covered by the hash chain), not the streams table.
-          const s = streams.get(ev.stream)!;
-          ctx = this.newCtx(s.id, ev.stream, profileFromDescriptor((data.body as unknown as DomainBody).profile), 0, false);
+          const s = streams.get(stream)!;
+          ctx = this.newCtx(s.id, stream, profileFromDescriptor((data.body as unknown as DomainBody).profile), 0, false);
         }
-        if (!ctx) throw new Error(`event ${pos}: stream ${ev.stream} has no domain-created event before it`);
-        ctx.version = ev.version;
-            batch.touched.add(ctx);
+        if (!ctx) throw new Error(`event ${pos}: stream ${stream} has no domain-created event before it`);
+        ctx.version = version;
+        batch.touched.add(ctx);
         const b = data.body;
-        if (ev.type === 'map') {
+        if (type === 'map') {
           const body = b as unknown as MapBody;
           const r = ctx.core.map({ iova: BigInt(body.iova), paddr: BigInt(body.paddr), size: BigInt(body.size), prot: body.prot, ref: pos });
           if (r.ok !== body.ok) mismatches++;
           this.projectMap(ctx, pos, caller, site, r, BigInt(body.iova), BigInt(body.size), batch);
-        } else if (ev.type === 'unmap') {
+        } else if (type === 'unmap') {
           const body = b as unknown as UnmapBody;
           const iova = BigInt(body.iova);
           const size = BigInt(body.size);
@@ -987,13 +986,13 @@ export class Ledger {
           const r = ctx.core.unmap({ iova, size });
           const predicted = body.predicted !== undefined ? BigInt(body.predicted) : BigInt(body.unmapped);
           if (r.ok !== body.ok || r.unmappedSize !== predicted) mismatches++;
-          const out: Outcome = { index: 0, op: 'unmap', domain: ev.stream, ok: r.ok };
+          const out: Outcome = { index: 0, op: 'unmap', domain: stream, ok: r.ok };
           this.projectUnmap(ctx, pos, caller, site, iova, size, r, BigInt(body.unmapped), out);
           this.countUnmap(batch, ctx, caller, site, a, foreign, size);
-        } else if (ev.type === 'fault') {
+        } else if (type === 'fault') {
           const body = b as { iova: string; device?: string; flags?: number };
           this.projectFault(ctx, pos, BigInt(body.iova), body.device, body.flags);
-        } else if (ev.type === 'domain-destroyed') {
+        } else if (type === 'domain-destroyed') {
           this.destroyState(ctx, pos);
         }
         this.maybeCheckpoint(ctx, pos);
