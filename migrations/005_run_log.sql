@@ -25,5 +25,6 @@ DROP INDEX runs_time;
 ALTER TABLE runs DROP COLUMN lifetime_class;
 
 -- Ledgers with runs need a rebuild to fill the log in; until then stateAt reads the runs table.
-INSERT OR IGNORE INTO meta (key, value) SELECT 'rebuild-needed', 'schema 5: run log for stateAt'
+-- (Not 'rebuild-needed': every other projection is complete, and callers and migrate need not warn.)
+INSERT OR REPLACE INTO meta (key, value) SELECT 'run-log-needed', 'schema 5: the run log behind stateAt'
   WHERE EXISTS (SELECT 1 FROM runs);

@@ -37,6 +37,7 @@ import {
   encodeRuns,
   mergePieces,
   pageSizeOf,
+  runLogComplete,
   runsByRows,
   runsFromLog,
   RunWriter,
@@ -423,8 +424,7 @@ export class Ledger {
     const c = this.newCtx(row.id, name, profile, row.version, row.destroyed_at !== null);
     // The live runs from the run log (the runs table while the log is not filled in), and each
     // one's map event for its region and caller.
-    const stale = this.db.prepare("SELECT 1 FROM meta WHERE key = 'rebuild-needed'").get() !== undefined;
-    const cols = (stale ? runsByRows : runsFromLog)(this.db, row.id, this.store.lastPosition);
+    const cols = (runLogComplete(this.db) ? runsFromLog : runsByRows)(this.db, row.id, this.store.lastPosition);
     const origins = new Map<number, MapOrigin>();
     const loaded: Run[] = [];
     for (let i = 0; i < cols.n; i++) {
@@ -953,7 +953,7 @@ export class Ledger {
     let n = 0;
     this.db.transaction(() => {
       for (const t of ['runs', 'run_log', 'run_snapshots', 'hw_state', 'intent', 'unmap_findings', 'faults', 'caller_symmetry', 'asymmetric_unmaps', 'checkpoints']) this.db.exec(`DELETE FROM ${t}`);
-      this.db.exec("DELETE FROM meta WHERE key = 'rebuild-needed'");
+      this.db.exec("DELETE FROM meta WHERE key IN ('rebuild-needed', 'run-log-needed')");
       this.ctxs.clear();
       const streams = new Map<string, { id: number }>();
       for (const s of this.store.streams()) streams.set(s.name, { id: s.id });

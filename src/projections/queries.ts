@@ -13,7 +13,7 @@ import { openDatabase } from '../events/db.js';
 import { formatProt } from '../events/prot.js';
 import { callerAnalysis, type CallerView } from './callers.js';
 import { fromDb, toDb } from './codec.js';
-import { pageSizeOf, runsByRows, runsFromLog, shiftOf, type RunColumns } from './runlog.js';
+import { pageSizeOf, runLogComplete, runsByRows, runsFromLog, shiftOf, type RunColumns } from './runlog.js';
 
 /** Kysely's view of the tables the queries read (integers arrive as bigint). */
 interface Tables {
@@ -320,7 +320,7 @@ export class Queries {
 
   /** The live runs just after event p (the run log; the runs table while the log is not filled in). */
   private runsAt(d: DomainInfo, p: number): RunColumns {
-    return this.staleProjections() !== undefined ? runsByRows(this.db, d.id, p) : runsFromLog(this.db, d.id, p);
+    return runLogComplete(this.db) ? runsFromLog(this.db, d.id, p) : runsByRows(this.db, d.id, p);
   }
 
   /**

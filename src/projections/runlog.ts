@@ -425,6 +425,11 @@ export function runsFromLog(db: Database.Database, domain: number, p: number): R
   return stateFrom(snap ? decodeRuns(snap[1]) : undefined, s, pieces, p);
 }
 
+/** False while a ledger upgraded to schema 5 has not been rebuilt: its run log starts in the middle. */
+export function runLogComplete(db: Database.Database): boolean {
+  return stmt(db, "SELECT 1 FROM meta WHERE key = 'run-log-needed'").get() === undefined;
+}
+
 /** The same from the runs table alone: exact, and slow on a long history (a ledger whose log is not filled in yet). */
 export function runsByRows(db: Database.Database, domain: number, p: number): RunColumns {
   const rows = stmt(

@@ -75,3 +75,48 @@ describe('a ledger written by an older version', () => {
     after.close();
   });
 });
+
+describe('a ledger written at schema 4', () => {
+  it('upgrades to schema 5 with its run log marked incomplete (not the caller analysis): states come from the runs table until a rebuild', () => {
+    const path = tempDb();
+    const l = new Ledger(path);
+    l.appendRaw(history);
+    l.close();
+    const statesOf = (q: Queries) => Array.from({ length: q.lastPosition }, (_, i) => q.stateAt('isp', i + 1).pages);
+    const q0 = new Queries(path);
+    const want = statesOf(q0);
+    q0.close();
+    // Back to schema 4: no run log, and the lifetime classes of the old stateAt query.
+    const db = new Database(path);
+    db.exec(`
+      DROP TABLE run_log;
+      DROP TABLE run_snapshots;
+      ALTER TABLE runs ADD COLUMN lifetime_class INTEGER NOT NULL DEFAULT 63;
+      CREATE INDEX runs_time ON runs(domain, lifetime_class, valid_from);
+    `);
+    db.pragma('user_version = 4');
+    db.close();
+
+    const q = new Queries(path);
+    expect(q.staleProjections()).toBeUndefined(); // callers and migrate have nothing to warn about
+    expect(q.db.prepare("SELECT value FROM meta WHERE key = 'run-log-needed'").pluck().get()).toBe('schema 5: the run log behind stateAt');
+    expect(statesOf(q)).toEqual(want);
+    q.close();
+    // Appending before the rebuild: the live state loads from the runs table, and states stay exact.
+    const a = new Ledger(path);
+    a.appendRaw([{ op: 'map', domain: 'isp', iova: '0x70000000', paddr: '0x91000000', size: '64K', caller: 'gst' }]);
+    a.close();
+    const q2 = new Queries(path);
+    const more = statesOf(q2);
+    expect(more.slice(0, want.length)).toEqual(want);
+    expect(more[more.length - 1]!.map((p) => p.iova)).toEqual([0x70000000n]);
+    q2.close();
+    const r = new Ledger(path);
+    r.rebuild();
+    r.close();
+    const q3 = new Queries(path);
+    expect(q3.db.prepare("SELECT count(*) FROM meta WHERE key = 'run-log-needed'").pluck().get()).toBe(0n);
+    expect(statesOf(q3)).toEqual(more);
+    q3.close();
+  });
+});
