@@ -456,15 +456,31 @@ export class Ledger {
     c.maxSpan = fromDb(row.max_span);
     c.invalidations = Number(raw.invalidations);
     c.invalidatedBytes = fromDb(raw.invalidated_bytes);
+    // Rows as arrays, 4096 at a time in (caller, iova) order: a ledger can hold hundreds of
+    // thousands of live intent rows, and an object per row (or an iterator) cost ~1.3x as much.
+    // A caller's intervals never overlap, so (caller, iova) identifies a row.
     const intents = this.db
-      .prepare('SELECT id, caller, iova, iova_last, valid_from FROM intent WHERE domain = ? AND valid_to IS NULL')
+      .prepare(
+        `SELECT id, caller, iova, iova_last, valid_from FROM intent INDEXED BY intent_caller
+          WHERE domain = ? AND (caller, iova) >= (?, ?) AND valid_to IS NULL ORDER BY caller, iova LIMIT 4096`,
+      )
+      .raw(true)
       .safeIntegers(true);
-    for (const r of intents.iterate(row.id) as IterableIterator<Record<string, bigint | string>>) {
-      this.intentOf(c, r.caller as string).load({
-        start: fromDb(r.iova as bigint),
-        end: fromDb(r.iova_last as bigint) + 1n,
-        value: { row: Number(r.id), mapPos: Number(r.valid_from) },
-      });
+    let from: [string, bigint] = ['', toDb(0n)];
+    for (;;) {
+      const rows = intents.all(row.id, from[0], from[1]) as Array<[bigint, string, bigint, bigint, bigint]>;
+      let set: IntervalSet<IntentValue> | undefined;
+      let setOf = '';
+      for (const r of rows) {
+        if (set === undefined || r[1] !== setOf) {
+          setOf = r[1];
+          set = this.intentOf(c, intern(setOf));
+        }
+        set.load({ start: fromDb(r[2]), end: fromDb(r[3]) + 1n, value: { row: Number(r[0]), mapPos: Number(r[4]) } });
+      }
+      if (rows.length < 4096) break;
+      const last = rows[rows.length - 1]!;
+      from = [last[1], last[2] + 1n];
     }
     return c;
   }
