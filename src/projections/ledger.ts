@@ -103,10 +103,10 @@ export interface AppendOptions {
 }
 
 interface IntentValue {
-  /** The intent table row, once written (0 while pending in the current batch). */
-  row: number;
   mapPos: number;
 }
+
+type IntentInterval = { start: bigint; end: bigint; value: IntentValue };
 
 /** A projection row created in the current batch: written at the batch's end, once, with its end if it has one. */
 interface PendingRow {
@@ -187,7 +187,12 @@ export class Ledger {
    * that is born and closed within one batch is written once instead of inserted and updated.
    */
   private pendingRuns = new Map<Run, PendingRow & { ctx: Ctx }>();
-  private pendingIntent = new Map<{ start: bigint; end: bigint; value: IntentValue }, PendingRow & { caller: string }>();
+  private pendingIntent = new Map<IntentInterval, PendingRow & { caller: string }>();
+  /**
+   * The intent table row of each written interval. Kept beside the interval, not in its value:
+   * the pieces of one add or one subtract share their value object, and each is its own row.
+   */
+  private intentRow = new WeakMap<IntentInterval, number>();
   private readonly s: Record<string, Database.Statement>;
 
   private readonly snapshotEvery: number;
@@ -476,7 +481,9 @@ export class Ledger {
           setOf = r[1];
           set = this.intentOf(c, intern(setOf));
         }
-        set.load({ start: fromDb(r[2]), end: fromDb(r[3]) + 1n, value: { row: Number(r[0]), mapPos: Number(r[4]) } });
+        const iv: IntentInterval = { start: fromDb(r[2]), end: fromDb(r[3]) + 1n, value: { mapPos: Number(r[4]) } };
+        set.load(iv);
+        this.intentRow.set(iv, Number(r[0]));
       }
       if (rows.length < 4096) break;
       const last = rows[rows.length - 1]!;
@@ -783,15 +790,19 @@ export class Ledger {
   }
 
   private addIntent(ctx: Ctx, caller: string, start: bigint, end: bigint, pos: number): void {
-    for (const iv of this.intentOf(ctx, caller).add(start, end, { row: 0, mapPos: pos })) {
+    for (const iv of this.intentOf(ctx, caller).add(start, end, { mapPos: pos })) {
       this.pendingIntent.set(iv, { domain: ctx.id, caller, from: pos });
     }
   }
 
-  private closeIntent(iv: { start: bigint; end: bigint; value: IntentValue }, pos: number): void {
+  private closeIntent(iv: IntentInterval, pos: number): void {
     const pending = this.pendingIntent.get(iv);
     if (pending) pending.to = pos;
-    else this.s.closeIntent!.run(pos, iv.value.row);
+    else {
+      const row = this.intentRow.get(iv);
+      if (row === undefined) throw new Error(`internal: intent ${hex(iv.start)}..${hex(iv.end)} has no row`);
+      this.s.closeIntent!.run(pos, row);
+    }
   }
 
   private destroyState(ctx: Ctx, pos: number): void {
@@ -825,7 +836,7 @@ export class Ledger {
     for (const c of this.ctxs.values()) c.endedPending.length = 0;
     for (const [iv, p] of this.pendingIntent) {
       const info = this.s.insIntentFull!.run(p.domain, p.caller, toDb(iv.start), toDb(iv.end - 1n), p.from, p.to ?? null);
-      iv.value.row = Number(info.lastInsertRowid);
+      this.intentRow.set(iv, Number(info.lastInsertRowid));
     }
     this.pendingIntent.clear();
   }
