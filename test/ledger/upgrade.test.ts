@@ -15,12 +15,9 @@ const history = [
 
 /** Takes a current ledger back to what schema 1 had (what version 0.1.0 of the first session wrote). */
 function toSchema1(path: string): void {
+  toSchema4(path);
   const db = new Database(path);
   db.exec(`
-    DROP TABLE run_log;
-    DROP TABLE run_snapshots;
-    ALTER TABLE runs ADD COLUMN lifetime_class INTEGER NOT NULL DEFAULT 63;
-    CREATE INDEX runs_time ON runs(domain, lifetime_class, valid_from);
     DROP TABLE asymmetric_unmaps;
     DROP INDEX unmap_findings_reach;
     DROP INDEX runs_long;
@@ -33,13 +30,28 @@ function toSchema1(path: string): void {
   db.close();
 }
 
+/** Takes a current ledger back to schema 4: no run log, and the lifetime classes of the old stateAt query. */
+function toSchema4(path: string): void {
+  const db = new Database(path);
+  db.exec(`
+    DROP TABLE run_log;
+    DROP TABLE run_snapshots;
+    ALTER TABLE runs ADD COLUMN lifetime_class INTEGER NOT NULL DEFAULT 63;
+    CREATE INDEX runs_time ON runs(domain, lifetime_class, valid_from);
+  `);
+  db.pragma('user_version = 4');
+  db.close();
+}
+
+/** Every state of the domain 'isp', at each position. */
+const statesOf = (q: Queries) => Array.from({ length: q.lastPosition }, (_, i) => q.stateAt('isp', i + 1).pages);
+
 describe('a ledger written by an older version', () => {
   it('opens read-write, upgrades to the current schema, says a rebuild is needed, and rebuild makes it whole', () => {
     const path = tempDb();
     const l = new Ledger(path);
     l.appendRaw(history);
     l.close();
-    const statesOf = (q: Queries) => Array.from({ length: q.lastPosition }, (_, i) => q.stateAt('isp', i + 1).pages);
     const [want, wantStates] = (() => {
       const q = new Queries(path);
       const c = q.callers();
@@ -82,20 +94,10 @@ describe('a ledger written at schema 4', () => {
     const l = new Ledger(path);
     l.appendRaw(history);
     l.close();
-    const statesOf = (q: Queries) => Array.from({ length: q.lastPosition }, (_, i) => q.stateAt('isp', i + 1).pages);
     const q0 = new Queries(path);
     const want = statesOf(q0);
     q0.close();
-    // Back to schema 4: no run log, and the lifetime classes of the old stateAt query.
-    const db = new Database(path);
-    db.exec(`
-      DROP TABLE run_log;
-      DROP TABLE run_snapshots;
-      ALTER TABLE runs ADD COLUMN lifetime_class INTEGER NOT NULL DEFAULT 63;
-      CREATE INDEX runs_time ON runs(domain, lifetime_class, valid_from);
-    `);
-    db.pragma('user_version = 4');
-    db.close();
+    toSchema4(path);
 
     const q = new Queries(path);
     expect(q.staleProjections()).toBeUndefined(); // callers and migrate have nothing to warn about
