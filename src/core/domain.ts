@@ -181,20 +181,20 @@ let lastByte = new Float64Array(16);
  */
 function runRanges(runs: readonly Run[]): Range[] | undefined {
   const out: Range[] = [];
-  let last: Range | undefined;
   for (let i = 0; i < runs.length; i++) {
     const r = runs[i]!;
-    const s = r.iova;
-    if (last !== undefined && s < runs[i - 1]!.iova) return undefined;
-    const e = runEnd(r);
-    if (last !== undefined && s <= last.end) {
-      if (e > last.end) last.end = e;
-    } else {
-      last = { start: s, end: e };
-      out.push(last);
-    }
+    if (i > 0 && r.iova < runs[i - 1]!.iova) return undefined;
+    pushMerged(out, r.iova, runEnd(r));
   }
   return out;
+}
+
+/** Appends [s, e) to ranges merged in IOVA order (s is not below the last range's start). */
+function pushMerged(out: Range[], s: bigint, e: bigint): void {
+  const last = out[out.length - 1];
+  if (last !== undefined && s <= last.end) {
+    if (e > last.end) last.end = e;
+  } else out.push({ start: s, end: e });
 }
 
 export class Domain {
@@ -581,20 +581,12 @@ export class Domain {
   mappedIn(r: Range): Range[] {
     const out: Range[] = [];
     const { start, end } = r;
-    let last: Range | undefined;
     // Merged as they come (coalesceRanges of the clipped runs, which come in IOVA order).
     this.eachRun(start, end, (run) => {
       const s = run.iova > start ? run.iova : start;
       const re = runEnd(run);
       const e = re < end ? re : end;
-      if (s < e) {
-        if (last !== undefined && s <= last.end) {
-          if (e > last.end) last.end = e;
-        } else {
-          last = { start: s, end: e };
-          out.push(last);
-        }
-      }
+      if (s < e) pushMerged(out, s, e);
     });
     return out;
   }
