@@ -88,9 +88,11 @@ function buildProgram(io: IO): Command {
     return ledger;
   }
 
-  async function queries(): Promise<Queries> {
-    const { Queries: Q } = await queriesLib();
-    return new Q(g().db);
+  /** The ledger's queries; `builder` also loads the query builder the audit listings use. */
+  async function queries(opts: { builder?: boolean } = {}): Promise<Queries> {
+    const lib = await queriesLib();
+    if (opts.builder) await lib.loadQueryBuilder();
+    return new lib.Queries(g().db);
   }
 
   const atOption = () => new Option('--at <point>', 'as of: an event position (1234), trace seconds (511.10) or an ISO time');
@@ -343,7 +345,7 @@ function buildProgram(io: IO): Command {
     .option('--caller <name>', 'only this caller')
     .addOption(new Option('--fail-on <kinds...>', 'exit 1 when any such finding exists (for CI gates)').choices(['over-unmap', 'left-mapped', 'divergence']))
     .action(async (what: string, o: { domain?: string; caller?: string; failOn?: FailOn[] }) => {
-      const q = await queries();
+      const q = await queries({ builder: true });
       if (what === 'faults') {
         const f = q.faults(o.domain !== undefined ? { domain: o.domain } : {});
         if (g().json) out(json(f));
