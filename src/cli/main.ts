@@ -156,13 +156,10 @@ function buildProgram(io: IO): Command {
     .action(async (o: { domain?: string; at?: string; hw?: boolean }) => {
       const q = await queries();
       const s = q.stateAt(o.domain, o.at);
-      const callers = new Map<number, string>();
+      const callers = q.callersOf(s.runs.mapPos.subarray(0, s.runs.n));
       const callerOf = (p: number) => {
-        let c = callers.get(p);
-        if (c === undefined) {
-          c = q.event(p).who.caller ?? '(unknown)';
-          callers.set(p, c);
-        }
+        const c = callers.get(p);
+        if (c === undefined) throw new Error(`internal: the map event #${p} of a run is not stored`);
         return c;
       };
       if (g().json) {

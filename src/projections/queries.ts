@@ -411,6 +411,25 @@ export class Queries {
     };
   }
 
+  /**
+   * The caller of each event at `positions` ('(unknown)' when it names none): one statement per
+   * 4,096 positions, read in SQLite, instead of a parsed event each (`state` names the caller of
+   * every run it prints: 25,000 runs took ~250 ms one event at a time).
+   */
+  callersOf(positions: Iterable<number>): Map<number, string> {
+    const all = [...new Set(positions)].sort((a, b) => a - b);
+    const st = this.prep(
+      `SELECT e.position, json_extract(e.data, '$.who.caller') FROM events e WHERE e.position IN (SELECT value FROM json_each(?))`,
+    )
+      .raw(true)
+      .safeIntegers(false);
+    const out = new Map<number, string>();
+    for (let i = 0; i < all.length; i += 4096) {
+      for (const [pos, caller] of st.all(JSON.stringify(all.slice(i, i + 4096))) as Array<[number, string | null]>) out.set(pos, caller ?? '(unknown)');
+    }
+    return out;
+  }
+
   event(position: number): EventSummary {
     const r = this.prep('SELECT e.position, s.name, e.type, e.time, e.recorded_at, e.data FROM events e JOIN streams s ON s.id = e.stream WHERE e.position = ?')
       .get(position) as { position: bigint; name: string; type: string; time: string | null; recorded_at: string; data: string } | undefined;

@@ -223,6 +223,30 @@ describe('projections', () => {
     expect(q.callers().find((c) => c.caller === 'isp')).toMatchObject({ unmaps: 1, cuts: 1, foreign: 1, readiness: 0 });
     q.close();
   });
+
+  it('callersOf names the caller of each event as event() does, in chunks of 4,096, (unknown) when none', () => {
+    const path = tempDb();
+    const l = new Ledger(path);
+    const cmds: unknown[] = [{ op: 'domain', domain: 'd', profile: 'intel-vtd' }];
+    for (let i = 0; i < 5000; i++) {
+      const iova = `0x${(0x100000 + i * 0x1000).toString(16)}`;
+      cmds.push({ op: 'map', domain: 'd', iova, paddr: iova, size: '4K', ...(i % 7 === 3 ? {} : { caller: `c${i % 5}` }) });
+    }
+    l.appendRaw(cmds);
+    l.close();
+    const q = new Queries(path);
+    const positions = [5001, 2, 4099, 4098, 2, 4100, 10, 1];
+    const got = q.callersOf(positions);
+    expect([...got.keys()].sort((a, b) => a - b)).toEqual([1, 2, 10, 4098, 4099, 4100, 5001]);
+    for (const p of got.keys()) expect(got.get(p)).toBe(q.event(p).who.caller ?? '(unknown)');
+    expect(got.get(2)).toBe('c0');
+    expect(got.get(5)).toBeUndefined();
+    const every = q.callersOf(Array.from({ length: 5001 }, (_, i) => i + 1));
+    expect(every.size).toBe(5001);
+    expect(every.get(4099)).toBe(q.event(4099).who.caller ?? '(unknown)');
+    expect([...every.values()].filter((c) => c === '(unknown)').length).toBe(1 + Array.from({ length: 5000 }, (_, i) => i).filter((i) => i % 7 === 3).length);
+    q.close();
+  });
 });
 
 /**
