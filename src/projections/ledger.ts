@@ -44,12 +44,13 @@ import {
   shiftOf,
   type LogPiece,
 } from './runlog.js';
+import { decodeIntent, IntentWriter } from './intentsnap.js';
 
 export const UNKNOWN_CALLER = '(unknown)';
 const HW_CHECKPOINT_EVERY = 4096;
 /** Pending projection rows are written once this many have gathered. */
 const FLUSH_EVERY = 16384;
-/** A snapshot of a domain's live runs every this many of its events (run_snapshots, schema 5). */
+/** A snapshot of a domain's live runs (run_snapshots, schema 5) and intent (intent_snapshots, schema 6) every this many of its events. */
 export const SNAPSHOT_EVERY = 65536;
 /** Small run-log pieces (one per small flush, e.g. one per durable single-command append) are merged this many at a time. */
 const MERGE_SMALL = 32;
@@ -219,7 +220,13 @@ export class Ledger {
       smallPieces: p(`SELECT first_pos, births, ends FROM run_log WHERE domain = @d AND first_pos > (${LATEST_SNAPSHOT}) AND small = 1 ORDER BY first_pos`),
       delLog: p('DELETE FROM run_log WHERE domain = ? AND first_pos = ?'),
       insSnap: p('INSERT OR REPLACE INTO run_snapshots (domain, position, runs, data) VALUES (?,?,?,?)'),
-      insIntentFull: p('INSERT INTO intent (domain, caller, iova, iova_last, valid_from, valid_to) VALUES (?,?,?,?,?,?)'),
+      insIntentFull: p('INSERT INTO intent (domain, caller, iova, iova_last, valid_from, valid_to, map_pos) VALUES (?,?,?,?,?,?,?)'),
+      insIntentSnap: p('INSERT OR REPLACE INTO intent_snapshots (domain, position, max_id, callers, data) VALUES (?, ?, (SELECT coalesce(max(id), 0) FROM intent), ?, ?)'),
+      intentSnap: p('SELECT position, max_id, callers, data FROM intent_snapshots WHERE domain = ?'),
+      // Rows ended after a snapshot, through the partial index of ended rows (schema 6).
+      intentEndedSince: p('SELECT id FROM intent INDEXED BY intent_ended WHERE domain = ? AND valid_to > ? AND valid_to IS NOT NULL'),
+      // A range of row ids (the domain's index would read every row of the domain).
+      intentBornAfter: p('SELECT id, caller, iova, iova_last, coalesce(map_pos, valid_from) FROM intent WHERE id > ? AND +domain = ? AND valid_to IS NULL ORDER BY id'),
       closeIntent: p('UPDATE intent SET valid_to = ? WHERE id = ?'),
       insFinding: p(
         'INSERT INTO unmap_findings (position, domain, caller, site, iova, size, unmapped, predicted, collateral_bytes, left_bytes, divergent, reach_first, reach_last, detail) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)',
@@ -255,6 +262,9 @@ export class Ledger {
     this.s.lastRemovalLong!.safeIntegers(false).pluck();
     this.s.smallCount!.safeIntegers(false).pluck();
     this.s.smallPieces!.safeIntegers(false);
+    this.s.intentSnap!.safeIntegers(false);
+    this.s.intentEndedSince!.safeIntegers(false).pluck();
+    this.s.intentBornAfter!.raw(true).safeIntegers(true);
   }
 
   close(): void {
@@ -461,12 +471,13 @@ export class Ledger {
     c.maxSpan = fromDb(row.max_span);
     c.invalidations = Number(raw.invalidations);
     c.invalidatedBytes = fromDb(raw.invalidated_bytes);
-    // Rows as arrays, 4096 at a time in (caller, iova) order: a ledger can hold hundreds of
+    if (this.loadIntentFromSnapshot(c)) return c;
+    // No snapshot: rows as arrays, 4096 at a time in (caller, iova) order: a ledger can hold hundreds of
     // thousands of live intent rows, and an object per row (or an iterator) cost ~1.3x as much.
     // A caller's intervals never overlap, so (caller, iova) identifies a row.
     const intents = this.db
       .prepare(
-        `SELECT id, caller, iova, iova_last, valid_from FROM intent INDEXED BY intent_caller
+        `SELECT id, caller, iova, iova_last, coalesce(map_pos, valid_from) FROM intent INDEXED BY intent_caller
           WHERE domain = ? AND (caller, iova) >= (?, ?) AND valid_to IS NULL ORDER BY caller, iova LIMIT 4096`,
       )
       .raw(true)
@@ -527,8 +538,9 @@ export class Ledger {
   }
 
   /**
-   * Every live run of a domain just after event pos, sorted by IOVA (run_snapshots). The rows
-   * born so far are flushed first, so every live run has its row id.
+   * Every live run of a domain just after event pos, sorted by IOVA (run_snapshots), and its
+   * live intent (intent_snapshots). The rows born so far are flushed first, so every live run
+   * and interval has its row id.
    */
   private writeSnapshot(ctx: Ctx, pos: number): void {
     this.flushRows();
@@ -542,6 +554,49 @@ export class Ledger {
     this.s.insSnap!.run(ctx.id, pos, w.n, w.encode());
     // Pieces before a snapshot are never read with pieces after it: they are not merged any more.
     ctx.smallPieces = 0;
+    this.writeIntentSnapshot(ctx, pos);
+  }
+
+  /** The live intent of a domain just after event pos, by caller (sorted by name) then IOVA; only the latest is kept. */
+  private writeIntentSnapshot(ctx: Ctx, pos: number): void {
+    // Callers with live intervals only: a set emptied by unmaps is dropped, as a reload would.
+    const callers = ctx.destroyed ? [] : [...ctx.intent.keys()].filter((k) => ctx.intent.get(k)!.size > 0).sort();
+    const w = new IntentWriter();
+    callers.forEach((caller, k) => {
+      for (const iv of ctx.intent.get(caller)!) {
+        const row = this.intentRow.get(iv);
+        if (row === undefined) throw new Error(`internal: intent ${hex(iv.start)}..${hex(iv.end)} has no row`);
+        w.push(row, iv.start, iv.end - 1n, iv.value.mapPos, k);
+      }
+    });
+    this.s.insIntentSnap!.run(ctx.id, pos, JSON.stringify(callers), w.encode());
+  }
+
+  /**
+   * A domain's live intent from its latest snapshot: the snapshot's intervals that have not
+   * ended since, and the rows born after it. False when the domain has no snapshot (a ledger
+   * from before schema 6, or fewer events than the cadence).
+   */
+  private loadIntentFromSnapshot(c: Ctx): boolean {
+    const snap = this.s.intentSnap!.get(c.id) as { position: number; max_id: number; callers: string; data: Buffer } | undefined;
+    if (!snap) return false;
+    const ended = new Set(this.s.intentEndedSince!.all(c.id, snap.position) as number[]);
+    const names = (JSON.parse(snap.callers) as string[]).map((n) => intern(n));
+    const sets = names.map((n) => this.intentOf(c, n));
+    const cols = decodeIntent(snap.data);
+    for (let i = 0; i < cols.n; i++) {
+      const id = cols.id[i]!;
+      if (ended.has(id)) continue;
+      const iv: IntentInterval = { start: cols.first[i]!, end: cols.last[i]! + 1n, value: { mapPos: cols.mapPos[i]! } };
+      sets[cols.caller[i]!]!.load(iv);
+      this.intentRow.set(iv, id);
+    }
+    for (const r of this.s.intentBornAfter!.all(snap.max_id, c.id) as Array<[bigint, string, bigint, bigint, bigint]>) {
+      const iv: IntentInterval = { start: fromDb(r[2]), end: fromDb(r[3]) + 1n, value: { mapPos: Number(r[4]) } };
+      this.intentOf(c, intern(r[1])).load(iv);
+      this.intentRow.set(iv, Number(r[0]));
+    }
+    return true;
   }
 
   private executeOne(inp: Input, index: number, batch: Batch): Outcome {
@@ -835,7 +890,7 @@ export class Ledger {
     for (const c of this.ctxs.values()) this.writeLogPiece(c);
     for (const c of this.ctxs.values()) c.endedPending.length = 0;
     for (const [iv, p] of this.pendingIntent) {
-      const info = this.s.insIntentFull!.run(p.domain, p.caller, toDb(iv.start), toDb(iv.end - 1n), p.from, p.to ?? null);
+      const info = this.s.insIntentFull!.run(p.domain, p.caller, toDb(iv.start), toDb(iv.end - 1n), p.from, p.to ?? null, iv.value.mapPos);
       this.intentRow.set(iv, Number(info.lastInsertRowid));
     }
     this.pendingIntent.clear();
@@ -979,7 +1034,7 @@ export class Ledger {
     let mismatches = 0;
     let n = 0;
     this.db.transaction(() => {
-      for (const t of ['runs', 'run_log', 'run_snapshots', 'hw_state', 'intent', 'unmap_findings', 'faults', 'caller_symmetry', 'asymmetric_unmaps', 'checkpoints']) this.db.exec(`DELETE FROM ${t}`);
+      for (const t of ['runs', 'run_log', 'run_snapshots', 'intent_snapshots', 'hw_state', 'intent', 'unmap_findings', 'faults', 'caller_symmetry', 'asymmetric_unmaps', 'checkpoints']) this.db.exec(`DELETE FROM ${t}`);
       this.db.exec("DELETE FROM meta WHERE key IN ('rebuild-needed', 'run-log-needed')");
       this.ctxs.clear();
       const streams = new Map<string, { id: number }>();
@@ -1043,6 +1098,22 @@ export class Ledger {
   peek(name: string): Domain | undefined {
     const c = this.ctxs.get(name) ?? this.loadCtx(name);
     return c && !c.destroyed ? c.core : undefined;
+  }
+
+  /**
+   * What each caller of a domain believes is mapped now (the mapping-intent projection): its maps
+   * minus its own unmaps, by caller then IOVA, with each interval's intent row and map event.
+   */
+  intentNow(name: string): Array<{ caller: string; iova: bigint; size: bigint; mapPos: number; row: number }> {
+    const c = this.ctxs.get(name) ?? this.loadCtx(name);
+    if (!c) throw new LedgerError(`domain: no domain ${JSON.stringify(name)} in this ledger`);
+    if (c.destroyed) return [];
+    // Between appends every interval has its row (a batch writes its rows before it commits).
+    const out: Array<{ caller: string; iova: bigint; size: bigint; mapPos: number; row: number }> = [];
+    for (const caller of [...c.intent.keys()].sort()) {
+      for (const iv of c.intent.get(caller)!) out.push({ caller, iova: iv.start, size: iv.end - iv.start, mapPos: iv.value.mapPos, row: this.intentRow.get(iv)! });
+    }
+    return out;
   }
 
   /** Names of the domains, in creation order. */

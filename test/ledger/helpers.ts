@@ -19,6 +19,7 @@ export function projectionSnapshot(db: Database.Database): Record<string, unknow
     caller_symmetry: 'domain, caller, site',
     asymmetric_unmaps: 'position',
     hw_state: 'domain, position',
+    intent_snapshots: 'domain',
     checkpoints: 'projection',
   };
   for (const [t, by] of Object.entries(order)) {
@@ -65,4 +66,25 @@ export function historyArb(profile: string, maxLen = 60) {
       return { op: 'fault', domain: 'd0', iova: `0x${(0x4000_0000 + page * PAGE + 0x10).toString(16)}`, device: '0000:00:02.0' };
     }),
   ]);
+}
+
+/**
+ * historyArb with symmetric unmaps mixed in: some maps are undone later, exactly and by their
+ * own caller, so intervals of mapping intent end some events after they begin (random unmaps
+ * rarely hit their own caller's intent).
+ */
+export function mirroredHistoryArb(profile: string, maxLen = 60) {
+  return fc.tuple(historyArb(profile, maxLen), fc.array(fc.tuple(fc.nat(), fc.integer({ min: 1, max: 30 })), { minLength: 3, maxLength: maxLen })).map(([cmds, mirrors]) => {
+    const maps = cmds.flatMap((c, i) => ((c as { op: string }).op === 'map' ? [i] : []));
+    if (!maps.length) return cmds;
+    // Each mirror goes `after` commands after its map (or at the end).
+    const inserts = new Map<number, unknown[]>();
+    for (const [pick, after] of mirrors) {
+      const at = maps[pick % maps.length]!;
+      const m = cmds[at] as { domain: string; iova: string; size: string; caller: string };
+      const where = Math.min(cmds.length - 1, at + after);
+      inserts.set(where, [...(inserts.get(where) ?? []), { op: 'unmap', domain: m.domain, iova: m.iova, size: m.size, caller: m.caller }]);
+    }
+    return cmds.flatMap((c, i) => [c, ...(inserts.get(i) ?? [])]);
+  });
 }

@@ -1,0 +1,98 @@
+/**
+ * The live mapping intent of a domain as one blob (intent_snapshots, schema 6): what the ledger
+ * loads when it is opened to append, instead of one SQL row per live interval.
+ *
+ * Layout (little-endian): tag "INT1", count n, then columns of n entries each: the intent row id
+ * (f64), first byte (u64), last byte (u64), the map event it came from (f64), and the index of
+ * its caller in the snapshot's caller list (u32). 8-byte columns come first, so a blob read at
+ * an 8-byte-aligned offset is decoded without a copy.
+ */
+const INTENT_TAG = 0x31544e49; // "INT1" read as little-endian
+const ENTRY_BYTES = 8 + 8 + 8 + 8 + 4;
+
+export interface IntentColumns {
+  n: number;
+  id: Float64Array;
+  first: BigUint64Array;
+  last: BigUint64Array;
+  mapPos: Float64Array;
+  caller: Uint32Array;
+}
+
+/** Collects intervals one at a time, then encodes them. */
+export class IntentWriter {
+  private c = emptyIntent(1024);
+  n = 0;
+
+  push(id: number, first: bigint, last: bigint, mapPos: number, caller: number): void {
+    if (this.n === this.c.n) this.grow();
+    const i = this.n++;
+    this.c.id[i] = id;
+    this.c.first[i] = first;
+    this.c.last[i] = last;
+    this.c.mapPos[i] = mapPos;
+    this.c.caller[i] = caller;
+  }
+
+  private grow(): void {
+    const old = this.c;
+    const c = emptyIntent(old.n * 2);
+    c.id.set(old.id);
+    c.first.set(old.first);
+    c.last.set(old.last);
+    c.mapPos.set(old.mapPos);
+    c.caller.set(old.caller);
+    this.c = c;
+  }
+
+  encode(): Buffer {
+    const n = this.n;
+    const buf = Buffer.alloc(8 + n * ENTRY_BYTES);
+    buf.writeUInt32LE(INTENT_TAG, 0);
+    buf.writeUInt32LE(n, 4);
+    let o = 8;
+    for (const [a, width] of [
+      [this.c.id, 8],
+      [this.c.first, 8],
+      [this.c.last, 8],
+      [this.c.mapPos, 8],
+      [this.c.caller, 4],
+    ] as const) {
+      buf.set(new Uint8Array(a.buffer, a.byteOffset, n * width), o);
+      o += n * width;
+    }
+    return buf;
+  }
+}
+
+function emptyIntent(n: number): IntentColumns {
+  return { n, id: new Float64Array(n), first: new BigUint64Array(n), last: new BigUint64Array(n), mapPos: new Float64Array(n), caller: new Uint32Array(n) };
+}
+
+/** Columns over the blob's bytes (copied once when they are not 8-byte aligned). */
+export function decodeIntent(buf: Uint8Array): IntentColumns {
+  if (buf.byteLength < 8) throw new Error(`intent snapshot: blob of ${buf.byteLength} bytes is too short`);
+  const dv = new DataView(buf.buffer, buf.byteOffset, 8);
+  if (dv.getUint32(0, true) !== INTENT_TAG) throw new Error(`intent snapshot: not a blob of this format (tag 0x${dv.getUint32(0, true).toString(16)})`);
+  const n = dv.getUint32(4, true);
+  if (buf.byteLength !== 8 + n * ENTRY_BYTES) throw new Error(`intent snapshot: ${buf.byteLength} bytes for ${n} entries`);
+  let bytes = buf;
+  if (buf.byteOffset % 8 !== 0) {
+    bytes = new Uint8Array(buf.byteLength);
+    bytes.set(buf);
+  }
+  let o = bytes.byteOffset + 8;
+  const take = <T>(make: (ab: ArrayBufferLike, at: number, len: number) => T, width: number): T => {
+    const a = make(bytes.buffer, o, n);
+    o += n * width;
+    return a;
+  };
+  return {
+    n,
+    id: take((ab, at, len) => new Float64Array(ab, at, len), 8),
+    first: take((ab, at, len) => new BigUint64Array(ab, at, len), 8),
+    last: take((ab, at, len) => new BigUint64Array(ab, at, len), 8),
+    mapPos: take((ab, at, len) => new Float64Array(ab, at, len), 8),
+    caller: take((ab, at, len) => new Uint32Array(ab, at, len), 4),
+  };
+}
