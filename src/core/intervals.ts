@@ -13,6 +13,12 @@ const BTree: BTreeCtor = typeof cjs === 'function' ? cjs : cjs.default;
 
 export interface Interval<V> extends Range {
   readonly value: V;
+  /**
+   * A number the set's owner may keep with this very interval (-1 when made here). The pieces of
+   * one add or subtract share their value object, so per-piece data cannot live in the value:
+   * the ledger keeps each interval's intent row id here.
+   */
+  tag: number;
 }
 
 export class IntervalSet<V> {
@@ -59,10 +65,10 @@ export class IntervalSet<V> {
     const added: Interval<V>[] = [];
     let cursor = start;
     for (const iv of this.overlapping(start, end)) {
-      if (iv.start > cursor) added.push({ start: cursor, end: iv.start, value });
+      if (iv.start > cursor) added.push({ start: cursor, end: iv.start, value, tag: -1 });
       if (iv.end > cursor) cursor = iv.end;
     }
-    if (cursor < end) added.push({ start: cursor, end, value });
+    if (cursor < end) added.push({ start: cursor, end, value, tag: -1 });
     for (const iv of added) this.tree.set(keyOf(iv.start), iv);
     return added;
   }
@@ -76,9 +82,9 @@ export class IntervalSet<V> {
     const kept: Interval<V>[] = [];
     for (const iv of removed) {
       // A piece kept at the same start replaces the interval by set below (the same tree).
-      if (iv.start < start) kept.push({ start: iv.start, end: start, value: iv.value });
+      if (iv.start < start) kept.push({ start: iv.start, end: start, value: iv.value, tag: -1 });
       else this.tree.delete(keyOf(iv.start));
-      if (iv.end > end) kept.push({ start: end, end: iv.end, value: iv.value });
+      if (iv.end > end) kept.push({ start: end, end: iv.end, value: iv.value, tag: -1 });
     }
     for (const iv of kept) this.tree.set(keyOf(iv.start), iv);
     return { removed, kept };

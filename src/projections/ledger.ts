@@ -107,7 +107,8 @@ interface IntentValue {
   mapPos: number;
 }
 
-type IntentInterval = { start: bigint; end: bigint; value: IntentValue };
+/** `tag` holds the interval's intent row id once written (-1 before). */
+type IntentInterval = { start: bigint; end: bigint; value: IntentValue; tag: number };
 
 /** A projection row created in the current batch: written at the batch's end, once, with its end if it has one. */
 interface PendingRow {
@@ -189,11 +190,6 @@ export class Ledger {
    */
   private pendingRuns = new Map<Run, PendingRow & { ctx: Ctx }>();
   private pendingIntent = new Map<IntentInterval, PendingRow & { caller: string }>();
-  /**
-   * The intent table row of each written interval. Kept beside the interval, not in its value:
-   * the pieces of one add or one subtract share their value object, and each is its own row.
-   */
-  private intentRow = new WeakMap<IntentInterval, number>();
   private readonly s: Record<string, Database.Statement>;
 
   private readonly snapshotEvery: number;
@@ -489,9 +485,7 @@ export class Ledger {
           setOf = r[1];
           set = this.intentOf(c, intern(setOf));
         }
-        const iv: IntentInterval = { start: fromDb(r[2]), end: fromDb(r[3]) + 1n, value: { mapPos: Number(r[4]) } };
-        set.load(iv);
-        this.intentRow.set(iv, Number(r[0]));
+        set.load({ start: fromDb(r[2]), end: fromDb(r[3]) + 1n, value: { mapPos: Number(r[4]) }, tag: Number(r[0]) });
       }
       if (rows.length < 4096) break;
       const last = rows[rows.length - 1]!;
@@ -579,9 +573,8 @@ export class Ledger {
     const w = new IntentWriter();
     callers.forEach((caller, k) => {
       for (const iv of ctx.intent.get(caller)!) {
-        const row = this.intentRow.get(iv);
-        if (row === undefined) throw new Error(`internal: intent ${hex(iv.start)}..${hex(iv.end)} has no row`);
-        w.push(row, iv.start, iv.end - 1n, iv.value.mapPos, k);
+        if (iv.tag < 0) throw new Error(`internal: intent ${hex(iv.start)}..${hex(iv.end)} has no row`);
+        w.push(iv.tag, iv.start, iv.end - 1n, iv.value.mapPos, k);
       }
     });
     this.s.insIntentSnap!.run(ctx.id, pos, JSON.stringify(callers), w.encode());
@@ -602,14 +595,10 @@ export class Ledger {
     for (let i = 0; i < cols.n; i++) {
       const id = cols.id[i]!;
       if (ended.has(id)) continue;
-      const iv: IntentInterval = { start: cols.first[i]!, end: cols.last[i]! + 1n, value: { mapPos: cols.mapPos[i]! } };
-      sets[cols.caller[i]!]!.load(iv);
-      this.intentRow.set(iv, id);
+      sets[cols.caller[i]!]!.load({ start: cols.first[i]!, end: cols.last[i]! + 1n, value: { mapPos: cols.mapPos[i]! }, tag: id });
     }
     for (const r of this.s.intentBornAfter!.all(snap.max_id, c.id) as Array<[bigint, string, bigint, bigint, bigint]>) {
-      const iv: IntentInterval = { start: fromDb(r[2]), end: fromDb(r[3]) + 1n, value: { mapPos: Number(r[4]) } };
-      this.intentOf(c, intern(r[1])).load(iv);
-      this.intentRow.set(iv, Number(r[0]));
+      this.intentOf(c, intern(r[1])).load({ start: fromDb(r[2]), end: fromDb(r[3]) + 1n, value: { mapPos: Number(r[4]) }, tag: Number(r[0]) });
     }
     return true;
   }
@@ -869,9 +858,8 @@ export class Ledger {
     const pending = this.pendingIntent.get(iv);
     if (pending) pending.to = pos;
     else {
-      const row = this.intentRow.get(iv);
-      if (row === undefined) throw new Error(`internal: intent ${hex(iv.start)}..${hex(iv.end)} has no row`);
-      this.s.closeIntent!.run(pos, row);
+      if (iv.tag < 0) throw new Error(`internal: intent ${hex(iv.start)}..${hex(iv.end)} has no row`);
+      this.s.closeIntent!.run(pos, iv.tag);
     }
   }
 
@@ -906,7 +894,7 @@ export class Ledger {
     for (const c of this.ctxs.values()) c.endedPending.length = 0;
     for (const [iv, p] of this.pendingIntent) {
       const info = this.s.insIntentFull!.run(p.domain, p.caller, toDb(iv.start), toDb(iv.end - 1n), p.from, p.to ?? null, iv.value.mapPos);
-      this.intentRow.set(iv, Number(info.lastInsertRowid));
+      iv.tag = Number(info.lastInsertRowid);
     }
     this.pendingIntent.clear();
   }
@@ -1126,7 +1114,7 @@ export class Ledger {
     // Between appends every interval has its row (a batch writes its rows before it commits).
     const out: Array<{ caller: string; iova: bigint; size: bigint; mapPos: number; row: number }> = [];
     for (const caller of [...c.intent.keys()].sort()) {
-      for (const iv of c.intent.get(caller)!) out.push({ caller, iova: iv.start, size: iv.end - iv.start, mapPos: iv.value.mapPos, row: this.intentRow.get(iv)! });
+      for (const iv of c.intent.get(caller)!) out.push({ caller, iova: iv.start, size: iv.end - iv.start, mapPos: iv.value.mapPos, row: iv.tag });
     }
     return out;
   }
