@@ -19,14 +19,27 @@ export interface IntentColumns {
   caller: Uint32Array;
 }
 
-/** Collects intervals one at a time, then encodes them. */
+/**
+ * Writes n intervals straight into the blob (no intermediate columns: a snapshot of the bench's
+ * million-event ledger holds 380,000 intervals, 13 MB).
+ */
 export class IntentWriter {
-  private c = emptyIntent(1024);
-  n = 0;
+  readonly buf: Buffer;
+  private readonly c: IntentColumns;
+  private i = 0;
+
+  constructor(readonly n: number) {
+    // Not from Buffer's shared pool: the columns need an 8-byte-aligned offset.
+    this.buf = Buffer.alloc(8 + n * ENTRY_BYTES);
+    this.buf.writeUInt32LE(INTENT_TAG, 0);
+    this.buf.writeUInt32LE(n, 4);
+    this.c = columnsOver(this.buf, n);
+  }
 
   push(id: number, first: bigint, last: bigint, mapPos: number, caller: number): void {
-    if (this.n === this.c.n) this.grow();
-    const i = this.n++;
+    const i = this.i;
+    if (i >= this.n) throw new RangeError(`intent snapshot: more than the ${this.n} intervals announced`);
+    this.i++;
     this.c.id[i] = id;
     this.c.first[i] = first;
     this.c.last[i] = last;
@@ -34,39 +47,10 @@ export class IntentWriter {
     this.c.caller[i] = caller;
   }
 
-  private grow(): void {
-    const old = this.c;
-    const c = emptyIntent(old.n * 2);
-    c.id.set(old.id);
-    c.first.set(old.first);
-    c.last.set(old.last);
-    c.mapPos.set(old.mapPos);
-    c.caller.set(old.caller);
-    this.c = c;
-  }
-
   encode(): Buffer {
-    const n = this.n;
-    const buf = Buffer.alloc(8 + n * ENTRY_BYTES);
-    buf.writeUInt32LE(INTENT_TAG, 0);
-    buf.writeUInt32LE(n, 4);
-    let o = 8;
-    for (const [a, width] of [
-      [this.c.id, 8],
-      [this.c.first, 8],
-      [this.c.last, 8],
-      [this.c.mapPos, 8],
-      [this.c.caller, 4],
-    ] as const) {
-      buf.set(new Uint8Array(a.buffer, a.byteOffset, n * width), o);
-      o += n * width;
-    }
-    return buf;
+    if (this.i !== this.n) throw new RangeError(`intent snapshot: ${this.i} intervals of the ${this.n} announced`);
+    return this.buf;
   }
-}
-
-function emptyIntent(n: number): IntentColumns {
-  return { n, id: new Float64Array(n), first: new BigUint64Array(n), last: new BigUint64Array(n), mapPos: new Float64Array(n), caller: new Uint32Array(n) };
 }
 
 /** Columns over the blob's bytes (copied once when they are not 8-byte aligned). */
@@ -81,6 +65,12 @@ export function decodeIntent(buf: Uint8Array): IntentColumns {
     bytes = new Uint8Array(buf.byteLength);
     bytes.set(buf);
   }
+  return columnsOver(bytes, n);
+}
+
+/** The columns of n entries over a blob's bytes (at an 8-byte-aligned offset). */
+function columnsOver(bytes: Uint8Array, n: number): IntentColumns {
+  if (bytes.byteOffset % 8 !== 0) throw new Error('internal: intent snapshot bytes are not 8-byte aligned');
   let o = bytes.byteOffset + 8;
   const take = <T>(make: (ab: ArrayBufferLike, at: number, len: number) => T, width: number): T => {
     const a = make(bytes.buffer, o, n);

@@ -570,7 +570,7 @@ export class Ledger {
   private writeIntentSnapshot(ctx: Ctx, pos: number): void {
     // Callers with live intervals only: a set emptied by unmaps is dropped, as a reload would.
     const callers = ctx.destroyed ? [] : [...ctx.intent.keys()].filter((k) => ctx.intent.get(k)!.size > 0).sort();
-    const w = new IntentWriter();
+    const w = new IntentWriter(callers.reduce((a, k) => a + ctx.intent.get(k)!.size, 0));
     callers.forEach((caller, k) => {
       for (const iv of ctx.intent.get(caller)!) {
         if (iv.tag < 0) throw new Error(`internal: intent ${hex(iv.start)}..${hex(iv.end)} has no row`);
