@@ -239,13 +239,15 @@ describe('projections', () => {
     q.close();
   });
 
-  it('callersOf names the caller of each event as event() does, in chunks of 4,096, (unknown) when none', () => {
+  it('callersOf names the caller of each event as event() does, whatever the name holds, (unknown) when none', () => {
     const path = tempDb();
     const l = new Ledger(path);
     const cmds: unknown[] = [{ op: 'domain', domain: 'd', profile: 'intel-vtd' }];
     for (let i = 0; i < 5000; i++) {
       const iova = `0x${(0x100000 + i * 0x1000).toString(16)}`;
-      cmds.push({ op: 'map', domain: 'd', iova, paddr: iova, size: '4K', ...(i % 7 === 3 ? {} : { caller: `c${i % 5}` }) });
+      // Names with a quote, a backslash, non-ASCII; some commands name a task but no caller.
+      const caller = [`c${i % 5}`, 'say "hi"', 'back\\slash', 'gpü😀', ''][i % 5]!;
+      cmds.push({ op: 'map', domain: 'd', iova, paddr: iova, size: '4K', ...(i % 7 === 3 ? (i % 2 ? {} : { task: 'kworker/0:1' }) : { caller }) });
     }
     l.appendRaw(cmds);
     l.close();
@@ -258,7 +260,9 @@ describe('projections', () => {
     expect(got.get(5)).toBeUndefined();
     const every = q.callersOf(Array.from({ length: 5001 }, (_, i) => i + 1));
     expect(every.size).toBe(5001);
-    expect(every.get(4099)).toBe(q.event(4099).who.caller ?? '(unknown)');
+    for (let p = 1; p <= 5001; p += 7) expect(every.get(p)).toBe(q.event(p).who.caller ?? '(unknown)');
+    expect([3, 4, 5, 6, 10, 12].map((p) => every.get(p))).toEqual(['say "hi"', 'back\\slash', '(unknown)', '', 'gpü😀', '(unknown)']);
+    expect(q.event(12).who).toEqual({ task: 'kworker/0:1' });
     expect([...every.values()].filter((c) => c === '(unknown)').length).toBe(1 + Array.from({ length: 5000 }, (_, i) => i).filter((i) => i % 7 === 3).length);
     q.close();
   });
