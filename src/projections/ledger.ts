@@ -465,9 +465,9 @@ export class Ledger {
     c.invalidations = Number(raw.invalidations);
     c.invalidatedBytes = fromDb(raw.invalidated_bytes);
     if (this.loadIntentFromSnapshot(c)) return c;
-    // No snapshot: rows as arrays, 4096 at a time in (caller, iova) order: a ledger can hold hundreds of
-    // thousands of live intent rows, and an object per row (or an iterator) cost ~1.3x as much.
-    // A caller's intervals never overlap, so (caller, iova) identifies a row.
+    // No snapshot: rows as arrays, 4096 at a time in (caller, iova) order: a ledger can hold
+    // hundreds of thousands of live intent rows, and an object per row (or an iterator) cost
+    // ~1.3x as much. A caller's intervals never overlap, so (caller, iova) identifies a row.
     const intents = this.db
       .prepare(
         `SELECT id, caller, iova, iova_last, coalesce(map_pos, valid_from) FROM intent INDEXED BY intent_caller
