@@ -13,11 +13,38 @@ const history = [
   { op: 'unmap', domain: 'isp', iova: '0x60080000', size: '4K', caller: 'gst' },
 ];
 
+/** Runs the SQL that undoes later migrations and sets the schema number to `version`. */
+function rewind(path: string, version: number, sql: string): void {
+  const db = new Database(path);
+  db.exec(sql);
+  db.pragma(`user_version = ${version}`);
+  db.close();
+}
+
+/** Takes a current ledger back to schema 5: no intent snapshots, and no map event in intent rows. */
+function toSchema5(path: string): void {
+  rewind(path, 5, `
+    DROP TABLE intent_snapshots;
+    DROP INDEX intent_ended;
+    ALTER TABLE intent DROP COLUMN map_pos;
+  `);
+}
+
+/** Takes a current ledger back to schema 4: no run log, and the lifetime classes of the old stateAt query. */
+function toSchema4(path: string): void {
+  toSchema5(path);
+  rewind(path, 4, `
+    DROP TABLE run_log;
+    DROP TABLE run_snapshots;
+    ALTER TABLE runs ADD COLUMN lifetime_class INTEGER NOT NULL DEFAULT 63;
+    CREATE INDEX runs_time ON runs(domain, lifetime_class, valid_from);
+  `);
+}
+
 /** Takes a current ledger back to what schema 1 had (what version 0.1.0 of the first session wrote). */
 function toSchema1(path: string): void {
   toSchema4(path);
-  const db = new Database(path);
-  db.exec(`
+  rewind(path, 1, `
     DROP TABLE asymmetric_unmaps;
     DROP INDEX unmap_findings_reach;
     DROP INDEX runs_long;
@@ -26,34 +53,6 @@ function toSchema1(path: string): void {
     ALTER TABLE caller_symmetry DROP COLUMN cut_bytes;
     DELETE FROM meta WHERE key = 'rebuild-needed';
   `);
-  db.pragma('user_version = 1');
-  db.close();
-}
-
-/** Takes a current ledger back to schema 5: no intent snapshots, and no map event in intent rows. */
-function toSchema5(path: string): void {
-  const db = new Database(path);
-  db.exec(`
-    DROP TABLE intent_snapshots;
-    DROP INDEX intent_ended;
-    ALTER TABLE intent DROP COLUMN map_pos;
-  `);
-  db.pragma('user_version = 5');
-  db.close();
-}
-
-/** Takes a current ledger back to schema 4: no run log, and the lifetime classes of the old stateAt query. */
-function toSchema4(path: string): void {
-  toSchema5(path);
-  const db = new Database(path);
-  db.exec(`
-    DROP TABLE run_log;
-    DROP TABLE run_snapshots;
-    ALTER TABLE runs ADD COLUMN lifetime_class INTEGER NOT NULL DEFAULT 63;
-    CREATE INDEX runs_time ON runs(domain, lifetime_class, valid_from);
-  `);
-  db.pragma('user_version = 4');
-  db.close();
 }
 
 /** Every state of the domain 'isp', at each position. */
