@@ -91,17 +91,7 @@ export function splitRegion(iova: bigint, paddr: bigint, size: bigint, pgsizeBit
     if (pageSize === 0n) {
       throw new RangeError(`no supported page fits at iova 0x${va.toString(16)} (remaining 0x${remaining.toString(16)})`);
     }
-    const shift = table.shift[k]!;
-    let count = remaining >> shift;
-    // The next larger supported size: once iova reaches its alignment (and paddr with it) and
-    // enough remains, the greedy choice changes; stop the run there.
-    const next = table.next[k]!;
-    if (next !== 0n) {
-      if (((va ^ pa) & (next - 1n)) === 0n) {
-        const toBoundary = (next - (va & (next - 1n))) >> shift;
-        if (toBoundary < count && remaining - toBoundary * pageSize >= next) count = toBoundary;
-      }
-    }
+    const count = runLength(va, pa, remaining, pageSize, table.shift[k]!, table.next[k]!);
     runs.push({ iova: va, paddr: pa, pageSize, count });
     const bytes = pageSize * count;
     va += bytes;
@@ -109,6 +99,21 @@ export function splitRegion(iova: bigint, paddr: bigint, size: bigint, pgsizeBit
     remaining -= bytes;
   }
   return runs;
+}
+
+/**
+ * How many pages of 2^shift bytes a run at va/pa takes: all that fit in `remaining`, unless the
+ * next larger supported size (`next`, 0n when there is none) takes over first. Once va reaches
+ * that size's alignment (and pa with it) and enough remains, the greedy choice changes: the run
+ * stops there.
+ */
+function runLength(va: bigint, pa: bigint, remaining: bigint, pageSize: bigint, shift: bigint, next: bigint): bigint {
+  const count = remaining >> shift;
+  if (next !== 0n && ((va ^ pa) & (next - 1n)) === 0n) {
+    const toBoundary = (next - (va & (next - 1n))) >> shift;
+    if (toBoundary < count && remaining - toBoundary * pageSize >= next) return toBoundary;
+  }
+  return count;
 }
 
 /** splitRegion with the candidates worked out from the bitmap each time (any bitmap, any size). */
@@ -125,18 +130,10 @@ function splitRegionGeneric(iova: bigint, paddr: bigint, size: bigint, pgsizeBit
     if (candidates === 0n) {
       throw new RangeError(`no supported page fits at iova 0x${va.toString(16)} (remaining 0x${remaining.toString(16)})`);
     }
-    const pageSize = 1n << BigInt(candidates.toString(2).length - 1);
-    let count = remaining / pageSize;
-    // The next larger supported size: once iova reaches its alignment (and paddr with it) and
-    // enough remains, the greedy choice changes; stop the run there.
+    const shift = BigInt(candidates.toString(2).length - 1);
+    const pageSize = 1n << shift;
     const larger = pgsizeBitmap & ~((pageSize << 1n) - 1n);
-    if (larger !== 0n) {
-      const next = larger & -larger;
-      if (((va ^ pa) & (next - 1n)) === 0n) {
-        const toBoundary = (next - (va & (next - 1n))) / pageSize;
-        if (toBoundary < count && remaining - toBoundary * pageSize >= next) count = toBoundary;
-      }
-    }
+    const count = runLength(va, pa, remaining, pageSize, shift, larger & -larger);
     runs.push({ iova: va, paddr: pa, pageSize, count });
     const bytes = pageSize * count;
     va += bytes;
