@@ -166,7 +166,7 @@ describe('projections', () => {
             .all() as number[];
           for (const n of small) expect(n).toBeLessThan(32);
           // A rebuild flushes at other points: its pieces differ, the states do not; and the
-          // ledger reopened halfway had loaded the same live state as a fresh fold gives.
+          // ledgers reopened along the way had loaded the same live state as a fresh fold gives.
           const before = projectionSnapshot(l.db);
           expect(l.rebuild().mismatches).toBe(0);
           expect(projectionSnapshot(l.db)).toEqual(before);
