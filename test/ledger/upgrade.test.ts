@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import Database from 'better-sqlite3';
 import { SCHEMA_VERSION } from '../../src/events/db.js';
-import { Ledger } from '../../src/projections/ledger.js';
+import { Ledger, type LedgerOptions } from '../../src/projections/ledger.js';
 import { Queries } from '../../src/projections/queries.js';
 import { projectionSnapshot, tempDb } from './helpers.js';
 
@@ -55,15 +55,21 @@ function toSchema1(path: string): void {
   `);
 }
 
+/** A new ledger file holding `history`. */
+function ledgerWithHistory(opts: LedgerOptions = {}): string {
+  const path = tempDb();
+  const l = new Ledger(path, opts);
+  l.appendRaw(history);
+  l.close();
+  return path;
+}
+
 /** Every state of the domain 'isp', at each position. */
 const statesOf = (q: Queries) => Array.from({ length: q.lastPosition }, (_, i) => q.stateAt('isp', i + 1).pages);
 
 describe('a ledger written by an older version', () => {
   it('opens read-write, upgrades to the current schema, says a rebuild is needed, and rebuild makes it whole', () => {
-    const path = tempDb();
-    const l = new Ledger(path);
-    l.appendRaw(history);
-    l.close();
+    const path = ledgerWithHistory();
     const [want, wantStates] = (() => {
       const q = new Queries(path);
       const c = q.callers();
@@ -102,10 +108,7 @@ describe('a ledger written by an older version', () => {
 
 describe('a ledger written at schema 4', () => {
   it('upgrades to schema 5 with its run log marked incomplete (not the caller analysis): states come from the runs table until a rebuild', () => {
-    const path = tempDb();
-    const l = new Ledger(path);
-    l.appendRaw(history);
-    l.close();
+    const path = ledgerWithHistory();
     const q0 = new Queries(path);
     const want = statesOf(q0);
     q0.close();
@@ -143,10 +146,7 @@ describe('a ledger written at schema 5', () => {
       { op: 'map', domain: 'isp', iova: '0x71000000', paddr: '0x92000000', size: '8K', caller: 'queue0' },
       { op: 'unmap', domain: 'isp', iova: '0x71000000', size: '8K', caller: 'queue0' },
     ];
-    const path = tempDb();
-    const l = new Ledger(path, { snapshotEvery: 3 });
-    l.appendRaw(history);
-    l.close();
+    const path = ledgerWithHistory({ snapshotEvery: 3 });
     toSchema5(path);
     const live = (db: Database.Database) =>
       (db.prepare('SELECT caller, iova, iova_last - iova + 1 AS size, id FROM intent WHERE valid_to IS NULL ORDER BY caller, iova').safeIntegers(true).all() as Array<Record<string, bigint | string>>).map(
