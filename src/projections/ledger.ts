@@ -443,7 +443,8 @@ export class Ledger {
       const mapPos = cols.mapPos[i]!;
       let origin = origins.get(mapPos);
       if (!origin) {
-        origin = new StoredOrigin(mapPos, cols.prot[i]!, this.readOrigin);
+        const k = cols.caller[i]!;
+        origin = new StoredOrigin(mapPos, cols.prot[i]!, this.readOrigin, k ? cols.names[k - 1] : undefined);
         origins.set(mapPos, origin);
       }
       const shift = cols.shift[i]!;
@@ -512,6 +513,11 @@ export class Ledger {
     return ctx.info.get(o) ?? (o instanceof StoredOrigin ? o.info : undefined);
   }
 
+  /** The caller of a map origin, for the run log (without reading its event when the log said it). */
+  private callerOf(ctx: Ctx, o: MapOrigin): string | undefined {
+    return ctx.info.get(o)?.caller ?? (o instanceof StoredOrigin ? o.caller : undefined);
+  }
+
   private intentOf(c: Ctx, caller: string): IntervalSet<IntentValue> {
     let s = c.intent.get(caller);
     if (!s) {
@@ -558,7 +564,7 @@ export class Ledger {
     if (!ctx.destroyed) for (const r of ctx.core.runs()) {
       const at = ctx.rowOf.get(r);
       if (at === undefined) throw new Error(`internal: run at ${hex(r.iova)} has no row`);
-      w.push(at.row, r.iova, r.paddr, shiftOf(r.pageSize), Number(r.count), r.level, r.origin.prot, r.origin.ref, at.from, NaN);
+      w.push(at.row, r.iova, r.paddr, shiftOf(r.pageSize), Number(r.count), r.level, r.origin.prot, r.origin.ref, at.from, NaN, this.callerOf(ctx, r.origin));
     }
     this.s.insSnap!.run(ctx.id, pos, w.n, w.encode());
     // Pieces before a snapshot are never read with pieces after it: they are not merged any more.
@@ -887,7 +893,7 @@ export class Ledger {
       );
       const row = Number(info.lastInsertRowid);
       if (p.to === undefined) p.ctx.rowOf.set(r, { row, from: p.from });
-      (p.ctx.logBirths ??= new RunWriter()).push(row, r.iova, r.paddr, shiftOf(r.pageSize), Number(r.count), r.level, r.origin.prot, r.origin.ref, p.from, p.to ?? NaN);
+      (p.ctx.logBirths ??= new RunWriter()).push(row, r.iova, r.paddr, shiftOf(r.pageSize), Number(r.count), r.level, r.origin.prot, r.origin.ref, p.from, p.to ?? NaN, this.callerOf(p.ctx, r.origin));
     }
     this.pendingRuns.clear();
     for (const c of this.ctxs.values()) this.writeLogPiece(c);
@@ -1181,7 +1187,12 @@ class StoredOrigin implements MapOrigin {
     readonly ref: number,
     readonly prot: number,
     private readonly read: (pos: number) => OriginFields,
+    /** The caller, when the run log said it (schema 7): the event is then read only for the rest. */
+    private readonly knownCaller?: string,
   ) {}
+  get caller(): string {
+    return this.knownCaller ?? this.fields.info.caller;
+  }
   private get fields(): OriginFields {
     return (this.f ??= this.read(this.ref));
   }

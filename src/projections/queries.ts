@@ -430,6 +430,22 @@ export class Queries {
     return out;
   }
 
+  /**
+   * The caller of each run's map event, by the map event's position: from the run log's caller
+   * column (schema 7), and from the events for runs whose blobs predate it (`callersOf`).
+   */
+  callersOfRuns(runs: RunColumns): Map<number, string> {
+    const out = new Map<number, string>();
+    const missing: number[] = [];
+    for (let i = 0; i < runs.n; i++) {
+      const k = runs.caller[i]!;
+      if (k) out.set(runs.mapPos[i]!, runs.names[k - 1]!);
+      else missing.push(runs.mapPos[i]!);
+    }
+    if (missing.length) for (const [p, c] of this.callersOf(missing)) out.set(p, c);
+    return out;
+  }
+
   event(position: number): EventSummary {
     const r = this.prep('SELECT e.position, s.name, e.type, e.time, e.recorded_at, e.data FROM events e JOIN streams s ON s.id = e.stream WHERE e.position = ?')
       .get(position) as { position: bigint; name: string; type: string; time: string | null; recorded_at: string; data: string } | undefined;

@@ -12,17 +12,22 @@
  * The state just after event p is then: the latest snapshot at or before p, minus the runs ended in
  * (snapshot, p], plus the runs born in (snapshot, p] that are still alive at p.
  *
- * Encoding (little-endian, the byte order of every platform Node runs on here): a header of two
- * u32 (format tag, entry count), then one column after the other: the 8-byte columns first (so
- * each stays 8-byte aligned), then the 1-byte ones. Integers that may exceed 2^32 but stay below
- * 2^53 (row ids, positions, page counts) are float64; addresses are uint64.
+ * Encoding (little-endian, the byte order of every platform Node runs on here): a header of four
+ * u32 (format tag, entry count, byte length of the caller names, zero), then one column after the
+ * other: the 8-byte columns first (so each stays 8-byte aligned), then the 4-byte caller column,
+ * then the 1-byte ones, and last the caller names as a JSON array of strings (UTF-8). Integers that
+ * may exceed 2^32 but stay below 2^53 (row ids, positions, page counts) are float64; addresses are
+ * uint64. A run's caller (the caller of its map event) is its 1-based index in the names, 0 when
+ * the blob does not know it. Blobs written before schema 7 (tag RUN1: an 8-byte header of tag and
+ * count, no caller column, no names) still decode, with every caller unknown.
  */
 import { endianness } from 'node:os';
 import type Database from 'better-sqlite3';
 import { fromDb } from './codec.js';
 
 /** Format tags: a blob that does not start with its tag is refused. */
-const RUNS_TAG = 0x52554e31; // "RUN1"
+const RUNS_V1_TAG = 0x52554e31; // "RUN1": before schema 7, no callers
+const RUNS_TAG = 0x52554e32; // "RUN2"
 const ENDS_TAG = 0x454e4431; // "END1"
 
 if (endianness() !== 'LE') throw new Error('iommu-ledger: the run log is encoded little-endian; this platform is big-endian');
@@ -41,6 +46,9 @@ export interface RunColumns {
   shift: Uint8Array;
   level: Uint8Array;
   prot: Uint8Array;
+  /** The caller of each run's map event: 1-based index into `names`, 0 when not known (RUN1 blobs). */
+  caller: Uint32Array;
+  names: string[];
 }
 
 /** Ended runs: row id and the event that ended each. */
@@ -50,7 +58,8 @@ export interface EndColumns {
   to: Float64Array;
 }
 
-const RUN_BYTES = 7 * 8 + 3;
+const RUN_V1_BYTES = 7 * 8 + 3;
+const RUN_BYTES = 7 * 8 + 4 + 3;
 
 export function emptyRuns(n = 0): RunColumns {
   return {
@@ -65,6 +74,8 @@ export function emptyRuns(n = 0): RunColumns {
     shift: new Uint8Array(n),
     level: new Uint8Array(n),
     prot: new Uint8Array(n),
+    caller: new Uint32Array(n),
+    names: [],
   };
 }
 
@@ -72,12 +83,35 @@ export function emptyRuns(n = 0): RunColumns {
 export class RunWriter {
   // Small at first: a durable single append writes a piece of one or two runs.
   private c: RunColumns = emptyRuns(4);
+  private nameIdx = new Map<string, number>();
   n = 0;
 
-  push(id: number, iova: bigint, paddr: bigint, shift: number, count: number, level: number, prot: number, mapPos: number, from: number, to: number): void {
+  /** `caller`: the name of the caller of the run's map event, undefined when not known. */
+  push(
+    id: number,
+    iova: bigint,
+    paddr: bigint,
+    shift: number,
+    count: number,
+    level: number,
+    prot: number,
+    mapPos: number,
+    from: number,
+    to: number,
+    caller: string | undefined,
+  ): void {
     if (this.n === this.c.n) this.grow();
     const c = this.c;
     const i = this.n++;
+    if (caller === undefined) c.caller[i] = 0;
+    else {
+      let k = this.nameIdx.get(caller);
+      if (k === undefined) {
+        k = c.names.push(caller);
+        this.nameIdx.set(caller, k);
+      }
+      c.caller[i] = k;
+    }
     c.id[i] = id;
     c.iova[i] = iova;
     c.paddr[i] = paddr;
@@ -103,6 +137,8 @@ export class RunWriter {
     c.shift.set(old.shift);
     c.level.set(old.level);
     c.prot.set(old.prot);
+    c.caller.set(old.caller);
+    c.names = old.names;
     this.c = c;
   }
 
@@ -125,11 +161,13 @@ export class RunWriter {
 }
 
 export function encodeRuns(c: RunColumns, n = c.n): Buffer {
-  const buf = Buffer.alloc(8 + n * RUN_BYTES);
+  const names = c.names.length ? Buffer.from(JSON.stringify(c.names)) : undefined;
+  const buf = Buffer.alloc(16 + n * RUN_BYTES + (names?.length ?? 0));
   buf.writeUInt32LE(RUNS_TAG, 0);
   buf.writeUInt32LE(n, 4);
-  let o = 8;
-  const put = (a: Float64Array | BigUint64Array | Uint8Array, width: number) => {
+  buf.writeUInt32LE(names?.length ?? 0, 8);
+  let o = 16;
+  const put = (a: Float64Array | BigUint64Array | Uint32Array | Uint8Array, width: number) => {
     const bytes = new Uint8Array(a.buffer, a.byteOffset, n * width);
     buf.set(bytes, o);
     o += n * width;
@@ -141,9 +179,11 @@ export function encodeRuns(c: RunColumns, n = c.n): Buffer {
   put(c.mapPos, 8);
   put(c.from, 8);
   put(c.to, 8);
+  put(c.caller, 4);
   put(c.shift, 1);
   put(c.level, 1);
   put(c.prot, 1);
+  if (names) buf.set(names, o);
   return buf;
 }
 
@@ -155,20 +195,36 @@ function aligned(buf: Uint8Array): { ab: ArrayBufferLike; at: number } {
   return { ab: copy.buffer, at: 0 };
 }
 
-function header(buf: Uint8Array, tag: number, width: number, what: string): number {
+function tagOf(buf: Uint8Array, what: string): number {
   if (buf.byteLength < 8) throw new Error(`${what}: blob of ${buf.byteLength} bytes is too short`);
-  const dv = new DataView(buf.buffer, buf.byteOffset, 8);
-  if (dv.getUint32(0, true) !== tag) throw new Error(`${what}: not a blob of this format (tag 0x${dv.getUint32(0, true).toString(16)})`);
-  const n = dv.getUint32(4, true);
+  return new DataView(buf.buffer, buf.byteOffset, 8).getUint32(0, true);
+}
+
+function header(buf: Uint8Array, tag: number, width: number, what: string): number {
+  const t = tagOf(buf, what);
+  if (t !== tag) throw new Error(`${what}: not a blob of this format (tag 0x${t.toString(16)})`);
+  const n = new DataView(buf.buffer, buf.byteOffset, 8).getUint32(4, true);
   if (buf.byteLength !== 8 + n * width) throw new Error(`${what}: ${buf.byteLength} bytes for ${n} entries`);
   return n;
 }
 
 /** Columns over the blob's own bytes (no copy when aligned). */
 export function decodeRuns(buf: Uint8Array): RunColumns {
-  const n = header(buf, RUNS_TAG, RUN_BYTES, 'run log');
+  const tag = tagOf(buf, 'run log');
+  const v1 = tag === RUNS_V1_TAG;
+  let n: number;
+  let namesBytes = 0;
+  if (v1) n = header(buf, RUNS_V1_TAG, RUN_V1_BYTES, 'run log');
+  else {
+    if (tag !== RUNS_TAG) throw new Error(`run log: not a blob of this format (tag 0x${tag.toString(16)})`);
+    if (buf.byteLength < 16) throw new Error(`run log: blob of ${buf.byteLength} bytes is too short`);
+    const dv = new DataView(buf.buffer, buf.byteOffset, 16);
+    n = dv.getUint32(4, true);
+    namesBytes = dv.getUint32(8, true);
+    if (buf.byteLength !== 16 + n * RUN_BYTES + namesBytes) throw new Error(`run log: ${buf.byteLength} bytes for ${n} entries and ${namesBytes} bytes of names`);
+  }
   const { ab, at } = aligned(buf);
-  let o = at + 8;
+  let o = at + (v1 ? 8 : 16);
   const f64 = () => {
     const a = new Float64Array(ab, o, n);
     o += n * 8;
@@ -191,7 +247,17 @@ export function decodeRuns(buf: Uint8Array): RunColumns {
   const mapPos = f64();
   const from = f64();
   const to = f64();
-  return { n, id, iova, paddr, count, mapPos, from, to, shift: u8(), level: u8(), prot: u8() };
+  let caller: Uint32Array;
+  if (v1) caller = new Uint32Array(n);
+  else {
+    caller = new Uint32Array(ab, o, n);
+    o += n * 4;
+  }
+  const shift = u8();
+  const level = u8();
+  const prot = u8();
+  const names = namesBytes ? (JSON.parse(Buffer.from(ab, o, namesBytes).toString('utf8')) as string[]) : [];
+  return { n, id, iova, paddr, count, mapPos, from, to, shift, level, prot, caller, names };
 }
 
 export function encodeEnds(ids: readonly number[], tos: readonly number[]): Buffer {
@@ -248,10 +314,13 @@ export function stateFrom(snapshot: RunColumns | undefined, snapAt: number, piec
     }
   });
   // Sorted by IOVA: by its value as a double first, then exactly where doubles tie (above 2^53).
-  const srcs = pieces.map(({ births }) => source(births));
+  // Caller names are merged into one list for the result.
+  const names: string[] = [];
+  const nameIdx = new Map<string, number>();
+  const srcs = pieces.map(({ births }) => source(births, names, nameIdx));
   const key = new Float64Array(nBorn);
   for (let j = 0; j < nBorn; j++) key[j] = approx(srcs[bornPiece[j]!]!.iova, bornIdx[j]!);
-  const snap = source(snapshot ?? emptyRuns(0));
+  const snap = source(snapshot ?? emptyRuns(0), names, nameIdx);
   const order = new Int32Array(nBorn);
   for (let j = 0; j < nBorn; j++) order[j] = j;
   const iovaOf = (j: number) => pieces[bornPiece[j]!]!.births.iova[bornIdx[j]!]!;
@@ -264,6 +333,7 @@ export function stateFrom(snapshot: RunColumns | undefined, snapAt: number, piec
   });
   // Merge the two sorted lists (live runs never overlap, so IOVA order is total).
   const out = source(emptyRuns(nKeep + nBorn));
+  out.c.names = names;
   let a = 0;
   let b = 0;
   for (let k = 0; k < out.c.n; k++) {
@@ -332,15 +402,30 @@ function approx(h: Uint32Array, i: number): number {
   return h[2 * i + 1]! * 4294967296 + h[2 * i]!;
 }
 
-/** Columns with 32-bit views of their 64-bit address columns, for copying without bigints. */
+/**
+ * Columns with 32-bit views of their 64-bit address columns, for copying without bigints, and the
+ * index of each of their caller names in the result's names (`caller` stays 0, unknown, at 0).
+ */
 interface Source {
   c: RunColumns;
   iova: Uint32Array;
   paddr: Uint32Array;
+  caller: Uint32Array;
 }
 
-function source(c: RunColumns): Source {
-  return { c, iova: u32(c.iova), paddr: u32(c.paddr) };
+function source(c: RunColumns, names?: string[], nameIdx?: Map<string, number>): Source {
+  const caller = new Uint32Array(c.names.length + 1);
+  if (names && nameIdx) {
+    c.names.forEach((name, k) => {
+      let j = nameIdx.get(name);
+      if (j === undefined) {
+        j = names.push(name);
+        nameIdx.set(name, j);
+      }
+      caller[k + 1] = j;
+    });
+  }
+  return { c, iova: u32(c.iova), paddr: u32(c.paddr), caller };
 }
 
 function copyRun(s: Source, i: number, d: Source, k: number): void {
@@ -358,6 +443,7 @@ function copyRun(s: Source, i: number, d: Source, k: number): void {
   dst.shift[k] = src.shift[i]!;
   dst.level[k] = src.level[i]!;
   dst.prot[k] = src.prot[i]!;
+  dst.caller[k] = s.caller[src.caller[i]!]!;
 }
 
 /** Merges log pieces into one (for compaction): entries are kept as they are. */
@@ -366,7 +452,10 @@ export function mergePieces(pieces: readonly LogPiece[]): { births: Buffer; ends
   const ids: number[] = [];
   const tos: number[] = [];
   for (const { births: b, ends: e } of pieces) {
-    for (let i = 0; i < b.n; i++) w.push(b.id[i]!, b.iova[i]!, b.paddr[i]!, b.shift[i]!, b.count[i]!, b.level[i]!, b.prot[i]!, b.mapPos[i]!, b.from[i]!, b.to[i]!);
+    for (let i = 0; i < b.n; i++) {
+      const k = b.caller[i]!;
+      w.push(b.id[i]!, b.iova[i]!, b.paddr[i]!, b.shift[i]!, b.count[i]!, b.level[i]!, b.prot[i]!, b.mapPos[i]!, b.from[i]!, b.to[i]!, k ? b.names[k - 1] : undefined);
+    }
     for (let i = 0; i < e.n; i++) {
       ids.push(e.id[i]!);
       tos.push(e.to[i]!);

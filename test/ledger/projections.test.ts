@@ -89,7 +89,7 @@ describe('projections', () => {
     );
   });
 
-  it('stateAt from the run log (snapshots, pieces, merged small pieces) equals the runs table at every position, and reopened ledgers load the live intent the intent table holds, whatever the batching', () => {
+  it('stateAt from the run log (snapshots, pieces, merged small pieces) equals the runs table at every position, with the callers of the map events, and reopened ledgers load the live intent the intent table holds, whatever the batching', () => {
     fc.assert(
       fc.property(
         fc.constantFrom('intel-vtd', 'arm-lpae-4k', 'omap').chain((p) => mirroredHistoryArb(p, 80)),
@@ -150,7 +150,11 @@ describe('projections', () => {
                   mappedBy: Number(r.map_pos),
                   validFrom: Number(r.valid_from),
                 }));
-                expect(q.stateAt(name, p).pages).toEqual(want);
+                const s = q.stateAt(name, p);
+                expect(s.pages).toEqual(want);
+                // The callers the blobs carry are those of the map events, every one known.
+                expect(s.runs.caller.subarray(0, s.runs.n).every((k) => k > 0)).toBe(true);
+                expect(q.callersOfRuns(s.runs)).toEqual(q.callersOf(s.runs.mapPos.subarray(0, s.runs.n)));
               }
             }
             q.close();

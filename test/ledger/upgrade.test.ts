@@ -3,6 +3,7 @@ import Database from 'better-sqlite3';
 import { SCHEMA_VERSION } from '../../src/events/db.js';
 import { Ledger, type LedgerOptions } from '../../src/projections/ledger.js';
 import { Queries } from '../../src/projections/queries.js';
+import { decodeRuns, type RunColumns } from '../../src/projections/runlog.js';
 import { projectionSnapshot, tempDb } from './helpers.js';
 
 /** The 2011 OMAP case, and a miss that follows its over-unmap. */
@@ -21,8 +22,42 @@ function rewind(path: string, version: number, sql: string): void {
   db.close();
 }
 
+/**
+ * A run log blob as schema 6 wrote it (tag RUN1): an 8-byte header (tag, count), the 8-byte
+ * columns, then shift, level and prot; no caller column and no names.
+ */
+function encodeRunsV1(c: RunColumns): Buffer {
+  const n = c.n;
+  const buf = Buffer.alloc(8 + n * (7 * 8 + 3));
+  buf.writeUInt32LE(0x52554e31, 0);
+  buf.writeUInt32LE(n, 4);
+  let o = 8;
+  for (const a of [c.id, c.iova, c.paddr, c.count, c.mapPos, c.from, c.to, c.shift, c.level, c.prot]) {
+    const bytes = new Uint8Array(a.buffer, a.byteOffset, n * a.BYTES_PER_ELEMENT);
+    buf.set(bytes, o);
+    o += bytes.length;
+  }
+  return buf;
+}
+
+/** Takes a current ledger back to schema 6: its run log blobs without callers. */
+function toSchema6(path: string): void {
+  const db = new Database(path);
+  db.transaction(() => {
+    for (const r of db.prepare('SELECT domain, first_pos, births FROM run_log').all() as Array<{ domain: number; first_pos: number; births: Buffer }>) {
+      db.prepare('UPDATE run_log SET births = ? WHERE domain = ? AND first_pos = ?').run(encodeRunsV1(decodeRuns(r.births)), r.domain, r.first_pos);
+    }
+    for (const r of db.prepare('SELECT domain, position, data FROM run_snapshots').all() as Array<{ domain: number; position: number; data: Buffer }>) {
+      db.prepare('UPDATE run_snapshots SET data = ? WHERE domain = ? AND position = ?').run(encodeRunsV1(decodeRuns(r.data)), r.domain, r.position);
+    }
+  })();
+  db.pragma('user_version = 6');
+  db.close();
+}
+
 /** Takes a current ledger back to schema 5: no intent snapshots, and no map event in intent rows. */
 function toSchema5(path: string): void {
+  toSchema6(path);
   rewind(path, 5, `
     DROP TABLE intent_snapshots;
     DROP INDEX intent_ended;
@@ -171,5 +206,51 @@ describe('a ledger written at schema 5', () => {
     expect(r.intentNow('isp')).toEqual(f.intentNow('isp'));
     r.close();
     f.close();
+  });
+});
+
+describe('a ledger written at schema 6', () => {
+  it("upgrades to schema 7: states name the callers of runs whose blobs have none from the events, appends write blobs with callers, rebuild rewrites them all", () => {
+    const more = [
+      { op: 'map', domain: 'isp', iova: '0x70000000', paddr: '0x91000000', size: '64K', caller: 'gst' },
+      { op: 'unmap', domain: 'isp', iova: '0x70001000', size: '4K', caller: 'queue0' },
+      { op: 'map', domain: 'isp', iova: '0x71000000', paddr: '0x92000000', size: '8K' },
+    ];
+    const blobsWithCallers = (db: Database.Database) =>
+      (db.prepare('SELECT births FROM run_log UNION ALL SELECT data FROM run_snapshots').pluck().all() as Buffer[]).map((b) => decodeRuns(b).caller.every((k) => k > 0));
+    const callersAt = (q: Queries) => Array.from({ length: q.lastPosition }, (_, i) => [...q.callersOfRuns(q.stateAt('isp', i + 1).runs)]);
+    const fresh = tempDb();
+    const f = new Ledger(fresh, { snapshotEvery: 2 });
+    f.appendRaw([...history, ...more]);
+    // A ledger written now knows the caller of every run from its blobs alone.
+    expect(blobsWithCallers(f.db).every(Boolean)).toBe(true);
+    f.close();
+    const fq = new Queries(fresh);
+    const want = callersAt(fq);
+    fq.close();
+    expect(new Set(want.flat().map(([, c]) => c))).toEqual(new Set(['gst', '(unknown)']));
+
+    const path = ledgerWithHistory({ snapshotEvery: 2 });
+    toSchema6(path);
+    // Appends, one at a time: the first reopens from a RUN1 snapshot and log.
+    for (const cmd of more) {
+      const a = new Ledger(path, { snapshotEvery: 2 });
+      expect(Number(a.db.pragma('user_version', { simple: true }))).toBe(SCHEMA_VERSION());
+      a.appendRaw([cmd]);
+      a.close();
+    }
+    const q = new Queries(path);
+    const blobs = blobsWithCallers(q.db);
+    expect(blobs).toContain(false); // the blobs schema 6 wrote
+    expect(blobs).toContain(true); // and those written since
+    expect(callersAt(q)).toEqual(want);
+    q.close();
+    const r = new Ledger(path, { snapshotEvery: 2 });
+    expect(r.rebuild().mismatches).toBe(0);
+    expect(blobsWithCallers(r.db).every(Boolean)).toBe(true);
+    r.close();
+    const q2 = new Queries(path);
+    expect(callersAt(q2)).toEqual(want);
+    q2.close();
   });
 });
