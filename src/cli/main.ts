@@ -9,7 +9,7 @@ import { BUILTIN_PROFILES, pageSizes, SEMANTICS, type Semantics } from '../core/
 import { formatProt } from '../events/prot.js';
 import type { FindingView, Queries } from '../projections/queries.js';
 import { InputError, USER_ERRORS } from './errors.js';
-import { json, table } from './format.js';
+import { json, runRows, table } from './format.js';
 import { collectGarbage } from './gc.js';
 import type { ImportOptions } from './import.js';
 import { withProgress } from './progress.js';
@@ -156,7 +156,7 @@ function buildProgram(io: IO): Command {
     .action(async (o: { domain?: string; at?: string; hw?: boolean }) => {
       const q = await queries();
       const s = q.stateAt(o.domain, o.at);
-      const callers = q.callersOf(s.runs.mapPos.subarray(0, s.runs.n));
+      const callers = q.callersOfRuns(s.runs);
       const callerOf = (p: number) => {
         const c = callers.get(p);
         if (c === undefined) throw new Error(`internal: the map event #${p} of a run is not stored`);
@@ -172,17 +172,11 @@ function buildProgram(io: IO): Command {
         if (o.hw) payload.hardware = hwJson(q, o.domain, o.at);
         return out(json(payload));
       }
-      const bytes = s.pages.reduce((a, p) => a + p.pageSize * p.count, 0n);
-      out(`domain ${s.domain.name} (${s.domain.profile.name}, ${s.domain.profile.semantics} unmap) as of event #${s.at}: ${s.pages.length} run(s), ${formatSize(bytes)} mapped`);
-      if (s.pages.length) {
-        out(
-          table(
-            ['IOVA', 'END', 'PADDR', 'PAGE', 'COUNT', 'PROT', 'MAPPED BY'],
-            s.pages.map((p) => [hex(p.iova), hex(p.iova + p.pageSize * p.count), hex(p.paddr), formatSize(p.pageSize), String(p.count), formatProt(p.prot), `#${p.mappedBy} ${callerOf(p.mappedBy)}`]),
-            { right: [4] },
-          ),
-        );
-      }
+      const r = s.runs;
+      let bytes = 0n;
+      for (let i = 0; i < r.n; i++) bytes += BigInt(r.count[i]!) << BigInt(r.shift[i]!);
+      out(`domain ${s.domain.name} (${s.domain.profile.name}, ${s.domain.profile.semantics} unmap) as of event #${s.at}: ${r.n} run(s), ${formatSize(bytes)} mapped`);
+      if (r.n) out(table(['IOVA', 'END', 'PADDR', 'PAGE', 'COUNT', 'PROT', 'MAPPED BY'], runRows(r, callerOf), { right: [4] }));
       if (o.hw) out(`\n${hwText(q, o.domain, o.at)}`);
     });
 

@@ -47,6 +47,38 @@ describe('iommu-ledger command line', () => {
     expect((await cli('--db', db, 'audit', 'divergences', '--fail-on', 'divergence')).code).toBe(0);
   });
 
+  it('state prints one aligned row per run, whose END is IOVA + PAGE x COUNT to the last bit of a 64-bit space, with the caller of its map', async () => {
+    const db = tempDb();
+    const cmds = [
+      { op: 'domain', domain: 'top', pgsizes: ['4K', '2M', '1G'], semantics: 'legacy', iovaBits: 64 },
+      { op: 'map', domain: 'top', iova: '0x1000', paddr: '0x1000', size: '12K', caller: 'a b' },
+      { op: 'map', domain: 'top', iova: '0x1fffffffffff000', paddr: '0x7000', size: '4K', caller: 'vfio', prot: 'r' },
+      { op: 'map', domain: 'top', iova: '0xffffffffffe00000', paddr: '0xffffffffffe00000', size: '2M' },
+    ];
+    const file = join(db + '.jsonl');
+    writeFileSync(file, cmds.map((c) => JSON.stringify(c)).join('\n'));
+    expect((await cli('--db', db, 'apply', file)).code).toBe(0);
+    const { out, code } = await cli('--db', db, 'state');
+    expect(code).toBe(0);
+    const lines = out.trimEnd().split('\n');
+    expect(lines[0]).toMatch(/^domain top .* as of event #4: 3 run\(s\), 2064K mapped$/);
+    const header = lines[1]!;
+    const cols = ['IOVA', 'END', 'PADDR', 'PAGE', 'COUNT', 'PROT', 'MAPPED BY'].map((h) => header.indexOf(h));
+    expect(cols.every((c, i) => i === 0 || c > cols[i - 1]!)).toBe(true);
+    const rows = lines.slice(3).map((l) => {
+      // Every cell starts in its header's column (COUNT is right-aligned: it ends where its header ends).
+      const cell = (i: number) => l.slice(cols[i], i + 1 < cols.length ? cols[i + 1] : undefined).trim();
+      return { iova: cell(0), end: cell(1), paddr: cell(2), page: cell(3), count: l.slice(cols[3], cols[4]! + 'COUNT'.length).trim().split(/\s+/).pop()!, prot: cell(5), by: cell(6) };
+    });
+    const unit = { '4K': 0x1000n, '2M': 0x200000n } as Record<string, bigint>;
+    for (const r of rows) expect(BigInt(r.end)).toBe(BigInt(r.iova) + unit[r.page]! * BigInt(r.count));
+    expect(rows).toEqual([
+      { iova: '0x1000', end: '0x4000', paddr: '0x1000', page: '4K', count: '3', prot: 'rw', by: '#2 a b' },
+      { iova: '0x1fffffffffff000', end: '0x200000000000000', paddr: '0x7000', page: '4K', count: '1', prot: 'r-', by: '#3 vfio' },
+      { iova: '0xffffffffffe00000', end: '0x10000000000000000', paddr: '0xffffffffffe00000', page: '2M', count: '1', prot: 'rw', by: '#4 (unknown)' },
+    ]);
+  });
+
   it('state --json lists pages as {iova, paddr, pageSize, count, prot, mappedBy}, at any point in time', async () => {
     const db = tempDb();
     await cli('--db', db, 'apply', join(EX, 'scenario.jsonl'));
