@@ -313,6 +313,7 @@ function buildProgram(io: IO): Command {
   function findingJson(f: FindingView) {
     return {
       position: f.position,
+      time: f.time,
       domain: f.domain,
       caller: f.caller,
       site: f.site || undefined,

@@ -31,6 +31,7 @@ describe('iommu-ledger command line', () => {
     const items = JSON.parse(audit.out) as Array<Record<string, unknown>>;
     expect(items).toHaveLength(2);
     expect(items[0]).toMatchObject({
+      time: '2026-11-23T10:00:05Z',
       domain: 'gpu0',
       caller: 'kvm',
       requested: { iova: '0x201000', size: '0x1000' },
