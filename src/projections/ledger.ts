@@ -4,7 +4,7 @@
  * from the events alone, with the very same code.
  */
 import type Database from 'better-sqlite3';
-import { hex, type Range } from '../core/address.js';
+import { hex, U64_MAX, type Range } from '../core/address.js';
 import { Domain, runEnd, type MapOrigin, type MapResult, type Run, type UnmapResult } from '../core/domain.js';
 import { IntervalSet } from '../core/intervals.js';
 import { classifyUnmap, tryUnmap, type SymmetryClass, type UnmapAnalysis } from '../core/symmetry.js';
@@ -244,8 +244,9 @@ export class Ledger {
          ON CONFLICT (domain, caller, site) DO UPDATE SET maps = maps + excluded.maps, unmaps = unmaps + excluded.unmaps,
            exact = exact + excluded.exact, spans = spans + excluded.spans, cuts = cuts + excluded.cuts,
            misses = misses + excluded.misses, straddles = straddles + excluded.straddles, foreign_unmaps = foreign_unmaps + excluded.foreign_unmaps,
-           unmap_bytes = unmap_bytes + 9223372036854775807 + 1 + excluded.unmap_bytes, cut_bytes = cut_bytes + 9223372036854775807 + 1 + excluded.cut_bytes`,
+           unmap_bytes = excluded.unmap_bytes, cut_bytes = excluded.cut_bytes`,
       ),
+      symBytes: p('SELECT unmap_bytes, cut_bytes FROM caller_symmetry WHERE domain = ? AND caller = ? AND site = ?').safeIntegers(true),
       insAsym: p(
         `INSERT INTO asymmetric_unmaps (position, domain, caller, site, class, foreign_map, iova, size, maps, missed_after, kept_bytes, largest_page, safe_page,
            legacy_over, legacy_left, split_over, split_left, strict_left, strict_errno)
@@ -356,7 +357,7 @@ export class Ledger {
     for (const ctx of batch.touched) {
       this.saveStream(ctx);
     }
-    for (const c of batch.sym.values()) this.s.upsertSym!.run(symRow(c));
+    for (const c of batch.sym.values()) this.writeSym(c);
     this.s.checkpoint!.run(this.store.lastPosition);
   }
 
@@ -720,6 +721,18 @@ export class Ledger {
     batch.touched.add(ctx);
   }
 
+  /**
+   * Adds a batch's counts to a caller_symmetry row. The byte totals are summed here, not in SQL:
+   * stored biased, a sum past 2^63 would overflow SQLite's integers (and past 2^64 the column), so
+   * they saturate at 2^64 - 1 instead.
+   */
+  private writeSym(c: SymCount): void {
+    const had = this.s.symBytes!.get(c.domain, c.caller, c.site) as { unmap_bytes: bigint; cut_bytes: bigint } | undefined;
+    const unmap = had ? saturated(fromDb(had.unmap_bytes) + c.unmap_bytes) : c.unmap_bytes;
+    const cut = had ? saturated(fromDb(had.cut_bytes) + c.cut_bytes) : c.cut_bytes;
+    this.s.upsertSym!.run({ ...c, unmap_bytes: toDb(unmap), cut_bytes: toDb(cut) });
+  }
+
   private sym(batch: Batch, ctx: Ctx, caller: string, site: string): SymCount {
     const key = `${ctx.id}\0${caller}\0${site}`;
     let c = batch.sym.get(key);
@@ -745,8 +758,8 @@ export class Ledger {
     sc.unmaps++;
     sc[a.class]++;
     if (foreign) sc.foreign_unmaps++;
-    sc.unmap_bytes += size;
-    sc.cut_bytes += a.keptBytes;
+    sc.unmap_bytes = saturated(sc.unmap_bytes + size);
+    sc.cut_bytes = saturated(sc.cut_bytes + a.keptBytes);
   }
 
   /**
@@ -943,7 +956,7 @@ export class Ledger {
     this.writeRuns(ctx, pos, r.changes);
     if (r.hw.invalidations.length) {
       ctx.invalidations += r.hw.invalidations.length;
-      for (const inv of r.hw.invalidations) ctx.invalidatedBytes += inv.end - inv.start;
+      for (const inv of r.hw.invalidations) ctx.invalidatedBytes = saturated(ctx.invalidatedBytes + inv.end - inv.start);
     }
     // The caller no longer intends what it asked to unmap (when the unmap was carried out).
     if (r.ok || r.unmappedSize > 0n) {
@@ -1092,7 +1105,7 @@ export class Ledger {
         if (onProgress && n % 65536 === 0) onProgress(n, total);
       }
       this.flushRows();
-      for (const c of batch.sym.values()) this.s.upsertSym!.run(symRow(c));
+      for (const c of batch.sym.values()) this.writeSym(c);
       for (const c of this.ctxs.values()) this.saveStream(c);
       this.s.checkpoint!.run(total);
     }).immediate();
@@ -1165,9 +1178,9 @@ function dropUndefined<T extends Record<string, unknown>>(o: T): T {
   return o;
 }
 
-/** A caller_symmetry row as bound parameters (byte counts biased like addresses). */
-function symRow(c: SymCount): Record<string, unknown> {
-  return { ...c, unmap_bytes: toDb(c.unmap_bytes), cut_bytes: toDb(c.cut_bytes) };
+/** A byte total, held at 2^64 - 1 when it would pass it (one caller can unmap a whole 64-bit space many times). */
+function saturated(v: bigint): bigint {
+  return v > U64_MAX ? U64_MAX : v;
 }
 
 interface OriginFields {

@@ -243,6 +243,38 @@ describe('projections', () => {
     q.close();
   });
 
+  it("a caller's byte totals saturate at 2^64 - 1 instead of failing the append, in one batch or across batches, and rebuild agrees", () => {
+    const domain = { op: 'domain', domain: 'w', pgsizes: ['4K', '2M', '1G'], semantics: 'legacy', iovaBits: 64 };
+    const half = { op: 'unmap', domain: 'w', iova: '0x0', size: '0x8000000000000000', caller: 'c' };
+    const top = { op: 'map', domain: 'w', iova: '0xffffffffc0000000', paddr: '0x40000000', size: '1G', caller: 'm' };
+    const cut = { op: 'unmap', domain: 'w', iova: '0xffffffffc0001000', size: '4K', caller: 'c' };
+    for (const batches of [[[domain, half, half]], [[domain, half], [half], [top, cut]]]) {
+      const path = tempDb();
+      const l = new Ledger(path);
+      for (const b of batches) l.appendRaw(b);
+      const q = new Queries(path);
+      const c = q.callers({ caller: 'c' })[0]!;
+      expect(c.unmaps).toBe(batches.flat().filter((x) => x.op === 'unmap').length);
+      expect(c.unmapBytes).toBe((1n << 64n) - 1n);
+      q.close();
+      const before = projectionSnapshot(l.db);
+      expect(l.rebuild().mismatches).toBe(0);
+      expect(projectionSnapshot(l.db)).toEqual(before);
+      l.close();
+    }
+    // The same for a domain's IOTLB invalidation total: three unmaps of 2^63 bytes.
+    const path = tempDb();
+    const l = new Ledger(path);
+    const big = { op: 'map', domain: 'w', iova: '0x0', paddr: '0x0', size: '0x8000000000000000' };
+    const all = { op: 'unmap', domain: 'w', iova: '0x0', size: '0x8000000000000000' };
+    l.appendRaw([domain, big, all, big]);
+    l.appendRaw([all, big, all]);
+    const stored = l.db.prepare("SELECT invalidations, invalidated_bytes FROM streams WHERE name = 'w'").safeIntegers(true).get() as Record<string, bigint>;
+    expect(stored.invalidations).toBe(3n);
+    expect(fromDb(stored.invalidated_bytes!)).toBe((1n << 64n) - 1n);
+    l.close();
+  });
+
   it('callersOf names the caller of each event as event() does, whatever the name holds, (unknown) when none', () => {
     const path = tempDb();
     const l = new Ledger(path);
