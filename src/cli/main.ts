@@ -236,7 +236,11 @@ function buildProgram(io: IO): Command {
     .addOption(atOption())
     .action(async (iovaText: string, sizeText: string, o: { domain?: string; at?: string }) => {
       const start = addr(iovaText);
-      const end = start + size(sizeText);
+      // A range past the end of the 64-bit space is cut there (nothing can be mapped beyond it).
+      const bytes = size(sizeText);
+      if (bytes === 0n) throw new InputError(`size ${JSON.stringify(sizeText)}: give at least one byte`);
+      let end = start + bytes;
+      if (end > 1n << 64n) end = 1n << 64n;
       const { whoText } = await queriesLib();
       const h = (await queries()).history(o.domain, start, end, o.at);
       if (g().json) return out(json(h.events.map((e) => ({ ...e }))));

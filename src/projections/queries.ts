@@ -48,6 +48,9 @@ interface Tables {
   };
 }
 
+/** An ISO 8601 date, or date and time, with an optional zone. */
+const ISO_TIME = /^\d{4}-\d\d-\d\d([T ]\d\d:\d\d(:\d\d(\.\d+)?)?(Z|[+-]\d\d(:?\d\d)?)?)?$/;
+
 export class QueryError extends Error {
   constructor(message: string) {
     super(message);
@@ -261,14 +264,14 @@ export class Queries {
    * ISO date-time (compared with source times, else recording times), or nothing for "now".
    * Timestamps are looked up among the events of `domain` when one is given.
    */
-  resolveAt(at?: string | number, domain?: DomainInfo): number {
+  resolveAt(at?: string | number, domain?: DomainInfo, what = '--at'): number {
     const last = this.lastPosition;
     if (at === undefined || at === 'now' || at === 'latest') return last;
     if (typeof at === 'number') return Math.min(at, last);
     const t = at.trim();
     if (/^#?\d+$/.test(t)) {
       const p = Number(t.replace('#', ''));
-      if (p > last) throw new QueryError(`--at ${t}: the ledger ends at position ${last}`);
+      if (p > last) throw new QueryError(`${what} ${t}: the ledger ends at position ${last}`);
       return p;
     }
     const scope = domain ? ' AND stream = @d' : '';
@@ -277,19 +280,20 @@ export class Queries {
       // Trace seconds since boot: only times that are plain numbers take part.
       const r = this.prep(`SELECT max(position) AS p FROM events WHERE time NOT GLOB '*[^0-9.]*' AND time GLOB '*.*' AND CAST(time AS REAL) <= CAST(@t AS REAL)${scope}`)
         .get({ ...params, t }) as { p: bigint | null };
-      if (r.p === null) throw new QueryError(`--at ${t}: no event${domain ? ` of ${domain.name}` : ''} has a trace timestamp at or before ${t} s`);
+      if (r.p === null) throw new QueryError(`${what} ${t}: no event${domain ? ` of ${domain.name}` : ''} has a trace timestamp at or before ${t} s`);
       return Number(r.p);
     }
-    // A time without a zone is UTC, as stored times are read.
-    const ms = Date.parse(/T\d\d:\d\d(:\d\d(\.\d+)?)?$/.test(t) ? `${t}Z` : t);
-    if (Number.isNaN(ms)) throw new QueryError(`--at ${JSON.stringify(at)}: give a position (1234), trace seconds (511.10) or an ISO time (2026-11-23T10:00:00Z)`);
+    // An ISO 8601 date or time (Date.parse alone also takes "-1" or "1.2.3" as dates); a time
+    // without a zone is UTC, as stored times are read.
+    const ms = ISO_TIME.test(t) ? Date.parse(/[T ]\d\d:\d\d(:\d\d(\.\d+)?)?$/.test(t) ? `${t}Z` : t) : NaN;
+    if (Number.isNaN(ms)) throw new QueryError(`${what} ${JSON.stringify(at)}: give a position (1234), trace seconds (511.10) or an ISO time (2026-11-23T10:00:00Z)`);
     const iso = new Date(ms).toISOString();
     // Compared as instants (julianday), not as text: "10:00:05Z" and "10:00:05.000+00:00" are equal.
     const bySource = this.prep(`SELECT max(position) AS p FROM events WHERE time LIKE '____-__-__T%' AND julianday(time) <= julianday(@iso)${scope}`)
       .get({ ...params, iso }) as { p: bigint | null };
     if (bySource.p !== null) return Number(bySource.p);
     const byRecord = this.prep(`SELECT max(position) AS p FROM events WHERE julianday(recorded_at) <= julianday(@iso)${scope}`).get({ ...params, iso }) as { p: bigint | null };
-    if (byRecord.p === null) throw new QueryError(`--at ${t}: no event at or before that time`);
+    if (byRecord.p === null) throw new QueryError(`${what} ${t}: no event at or before that time`);
     return Number(byRecord.p);
   }
 
@@ -315,9 +319,9 @@ export class Queries {
    * which costs more than the look-up itself on a state of tens of thousands of runs.
    * Their `validTo` is not set: a state knows its pages' past, not their future (`blame` does).
    */
-  stateAt(domainName?: string, at?: string | number): StateView {
+  stateAt(domainName?: string, at?: string | number, what = '--at'): StateView {
     const d = this.domain(domainName);
-    const p = this.resolveAt(at, d);
+    const p = this.resolveAt(at, d, what);
     const runs = this.runsAt(d, p);
     let pages: PageView[] | undefined;
     return {
@@ -391,8 +395,9 @@ export class Queries {
 
   /** Pages added and removed between two points. */
   diff(domainName: string | undefined, from: string | number, to?: string | number): { domain: DomainInfo; from: number; to: number; added: PageView[]; removed: PageView[] } {
-    const a = this.stateAt(domainName, from);
-    const b = this.stateAt(domainName, to);
+    const a = this.stateAt(domainName, from, 'diff from');
+    const b = this.stateAt(domainName, to, 'diff to');
+    if (a.at > b.at) throw new QueryError(`diff: the first point (event #${a.at}) is after the second (event #${b.at}): give the earlier one first`);
     const ra = new Set(a.runs.id);
     const rb = new Set(b.runs.id);
     const removed = a.pages.filter((p) => !rb.has(p.row));
@@ -467,8 +472,11 @@ export class Queries {
 
   /** Every event that touched [start, end), in order: maps, unmaps that removed or rewrote pages there, faults. */
   history(domainName: string | undefined, start: bigint, end: bigint, at?: string | number): { domain: DomainInfo; at: number; events: EventSummary[] } {
+    // Nothing lies past the 64-bit space: a range reaching beyond it ends there.
+    if (end > 1n << 64n) end = 1n << 64n;
     const d = this.domain(domainName);
     const p = this.resolveAt(at, d);
+    if (end <= start) return { domain: d, at: p, events: [] };
     const positions = new Set<number>();
     for (const pg of this.lifetimes(d, start, end, p)) {
       positions.add(pg.mappedBy);

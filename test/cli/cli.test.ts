@@ -80,6 +80,30 @@ describe('iommu-ledger command line', () => {
     ]);
   });
 
+  it('history cuts a range at the end of the 64-bit space; empty ranges, reversed diffs and malformed --at are usage errors that say which argument', async () => {
+    const db = tempDb();
+    await cli('--db', db, 'apply', join(EX, 'scenario.jsonl'));
+    const whole = await cli('--db', db, '--json', 'history', '0x1000', '0xffffffffffffffff', '--domain', 'gpu0');
+    expect(whole.code).toBe(0);
+    const exact = await cli('--db', db, '--json', 'history', '0x1000', String((1n << 64n) - 0x1000n), '--domain', 'gpu0');
+    expect(JSON.parse(whole.out)).toEqual(JSON.parse(exact.out));
+    expect((JSON.parse(whole.out) as unknown[]).length).toBeGreaterThan(0);
+    const top = await cli('--db', db, 'history', '0xfffffffffffff000', '8K', '--domain', 'gpu0');
+    expect(top.code).toBe(0);
+    expect(top.out).toMatch(/^history of 0xfffffffffffff000\.\.0x10000000000000000 in gpu0 up to event #17: 0 event\(s\)/);
+    const none = await cli('--db', db, 'history', '0x0', '0', '--domain', 'gpu0');
+    expect(none).toMatchObject({ code: 2, err: expect.stringMatching(/size "0": give at least one byte/) as unknown });
+    const back = await cli('--db', db, 'diff', '10', '5', '--domain', 'gpu0');
+    expect(back).toMatchObject({ code: 2, err: expect.stringMatching(/diff: the first point \(event #10\) is after the second \(event #5\)/) as unknown });
+    expect((await cli('--db', db, 'diff', '5', '99', '--domain', 'gpu0')).err).toMatch(/diff to 99: the ledger ends at position 17/);
+    for (const at of ['-1', '1.2.3', 'yesterday']) {
+      const r = await cli('--db', db, 'state', '--at', at, '--domain', 'gpu0');
+      expect(r.code).toBe(2);
+      expect(r.err).toContain(`--at ${JSON.stringify(at)}: give a position (1234), trace seconds (511.10) or an ISO time`);
+    }
+    expect((await cli('--db', db, 'state', '--at', '2026-11-23 10:00:02', '--domain', 'gpu0')).out).toMatch(/as of event #5:/);
+  });
+
   it('state --json lists pages as {iova, paddr, pageSize, count, prot, mappedBy}, at any point in time', async () => {
     const db = tempDb();
     await cli('--db', db, 'apply', join(EX, 'scenario.jsonl'));
