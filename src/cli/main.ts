@@ -582,8 +582,9 @@ export async function run(argv: string[], io: IO = processIO): Promise<number> {
     return 0;
   } catch (e) {
     if (e instanceof CommanderError) return e.exitCode === 0 ? 0 : 2;
-    if (e instanceof Findings) {
-      io.err(`iommu-ledger: ${e.message}\n`);
+    // A finding, or a ledger found broken (an event body changed outside iommu-ledger).
+    if (e instanceof Findings || (e instanceof Error && e.name === 'CorruptEventError')) {
+      io.err(`iommu-ledger: ${(e as Error).message}\n`);
       return 1;
     }
     if (e instanceof Error && USER_ERRORS.has(e.name)) {

@@ -3,7 +3,7 @@
  * (ordered files in migrations/, tracked in PRAGMA user_version).
  */
 import Database from 'better-sqlite3';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -76,11 +76,15 @@ export interface OpenOptions {
   durable?: boolean;
 }
 
+const emptyFile = (path: string) => new LedgerOpenError(`${path} is empty, not a ledger (create one with 'iommu-ledger import' or 'iommu-ledger apply')`);
+
 /** Opens (creating and migrating when needed) a ledger file. */
 export function openDatabase(path: string, opts: OpenOptions = {}): DB {
   if ((opts.mustExist || opts.readonly) && path !== ':memory:' && !existsSync(path)) {
     throw new LedgerOpenError(`no ledger at ${path} (create one with 'iommu-ledger import' or 'iommu-ledger apply', or pass --db)`);
   }
+  // Checked before SQLite opens it: setting WAL mode would write a header into the empty file.
+  if (opts.mustExist && path !== ':memory:' && statSync(path).size === 0) throw emptyFile(path);
   let db: DB;
   try {
     const native = nativeBinding();
@@ -88,10 +92,10 @@ export function openDatabase(path: string, opts: OpenOptions = {}): DB {
   } catch (e) {
     throw new LedgerOpenError(`cannot open ${path}: ${(e as Error).message}`);
   }
-  db.pragma('busy_timeout = 10000');
-  db.pragma('cache_size = -65536'); // 64 MiB: the indexes of a million-event ledger stay in memory
-  db.pragma('temp_store = MEMORY');
   try {
+    db.pragma('busy_timeout = 10000');
+    db.pragma('cache_size = -65536'); // 64 MiB: the indexes of a million-event ledger stay in memory
+    db.pragma('temp_store = MEMORY');
     if (!opts.readonly) {
       db.pragma('journal_mode = WAL');
       db.pragma(`synchronous = ${opts.durable ? 'FULL' : 'NORMAL'}`);
@@ -107,6 +111,8 @@ export function openDatabase(path: string, opts: OpenOptions = {}): DB {
       // A new file, or some other SQLite file: refuse to write into a foreign database.
       const tables = db.prepare("SELECT count(*) AS n FROM sqlite_master WHERE type = 'table'").get() as { n: number };
       if (tables.n > 0) throw new LedgerOpenError(`${path} is an SQLite file but not an iommu-ledger ledger`);
+      // An empty file where a ledger must already be (a query): not made into an empty ledger.
+      if (opts.mustExist) throw emptyFile(path);
     }
     if (have < all.length) {
       if (opts.readonly) throw new LedgerOpenError(`${path} has schema ${have}; open it once read-write to upgrade it to ${all.length}`);
@@ -119,6 +125,7 @@ export function openDatabase(path: string, opts: OpenOptions = {}): DB {
     }
   } catch (e) {
     db.close();
+    if ((e as { code?: string }).code === 'SQLITE_NOTADB') throw new LedgerOpenError(`${path} is not an iommu-ledger ledger: ${(e as Error).message}`);
     throw e;
   }
   return db;

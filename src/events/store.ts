@@ -7,6 +7,8 @@ import { hash } from 'node:crypto';
 import type Database from 'better-sqlite3';
 import { openDatabase, type DB, type OpenOptions } from './db.js';
 import { upcast, type EventType } from './schema.js';
+import { parseStored } from './stored.js';
+
 
 /**
  * Canonical bytes of an event: what the hash covers. Each field is length-prefixed
@@ -203,7 +205,7 @@ export class EventStore {
       const rows = stmt.all(next, to, pageSize) as RawEvent[];
       for (const row of rows) {
         if (row.schemaVersion !== 1) {
-          row.data = JSON.stringify(upcast(row.type, row.schemaVersion, JSON.parse(row.data) as Record<string, unknown>));
+          row.data = JSON.stringify(upcast(row.type, row.schemaVersion, parseStored<Record<string, unknown>>(`event #${row.position}`, row.data)));
         }
         yield row;
       }
@@ -235,7 +237,7 @@ export class EventStore {
           name = names.get(r[1]);
           if (name === undefined) throw new Error(`event ${r[0]}: stream ${r[1]} is not in the streams table`);
         }
-        const data = r[4] === 1 ? r[5] : JSON.stringify(upcast(r[3], r[4], JSON.parse(r[5]) as Record<string, unknown>));
+        const data = r[4] === 1 ? r[5] : JSON.stringify(upcast(r[3], r[4], parseStored<Record<string, unknown>>(`event #${r[0]}`, r[5])));
         yield [r[0], name, r[2], r[3], data];
       }
       if (rows.length < page) return;

@@ -28,6 +28,7 @@ import {
   type Who,
 } from '../events/schema.js';
 import { ConcurrencyError, EventStore } from '../events/store.js';
+import { parseStored } from '../events/stored.js';
 import { fromDb, toDb } from './codec.js';
 import {
   decodeEnds,
@@ -431,7 +432,7 @@ export class Ledger {
     const row = { id: Number(raw.id), version: Number(raw.version), destroyed_at: raw.destroyed_at, max_span: raw.max_span };
     // The profile as the hashed domain-created event says (streams.profile is only a copy).
     const created = this.s.createdEvent!.get(row.id) as { data: string } | undefined;
-    const desc = created ? (JSON.parse(created.data) as { body: DomainBody }).body.profile : (JSON.parse(raw.profile) as ProfileDescriptor);
+    const desc = created ? parseStored<{ body: DomainBody }>(`the domain-created event of ${name}`, created.data).body.profile : (JSON.parse(raw.profile) as ProfileDescriptor);
     const profile = profileFromDescriptor(desc);
     const c = this.newCtx(row.id, name, profile, row.version, row.destroyed_at !== null);
     // The live runs from the run log (the runs table while the log is not filled in). Each one's
@@ -500,7 +501,7 @@ export class Ledger {
   private readonly readOrigin = (pos: number): OriginFields => {
     const ev = this.s.eventData!.get(pos) as { type: string; data: string } | undefined;
     if (ev?.type !== 'map') throw new Error(`internal: a live run names map event ${pos}, which is not a stored map`);
-    const data = JSON.parse(ev.data) as { body: MapBody; who?: Who };
+    const data = parseStored<{ body: MapBody; who?: Who }>(`event #${pos}`, ev.data);
     return {
       iova: BigInt(data.body.iova),
       paddr: BigInt(data.body.paddr),
@@ -819,7 +820,7 @@ export class Ledger {
     if (at === undefined) return null;
     const ev = this.s.eventData!.get(at) as { type: string; data: string };
     if (ev.type !== 'unmap') return null;
-    const b = (JSON.parse(ev.data) as { body: UnmapBody }).body;
+    const b = parseStored<{ body: UnmapBody }>(`event #${at}`, ev.data).body;
     const s = BigInt(b.iova);
     return iova >= s && iova < s + BigInt(b.size) ? null : at;
   }
@@ -1030,7 +1031,7 @@ export class Ledger {
       } else {
         causePos = removedAt;
         const ev = this.s.eventData!.get(causePos) as { type: string; data: string };
-        const data = JSON.parse(ev.data) as { body: UnmapBody; who?: Who };
+        const data = parseStored<{ body: UnmapBody; who?: Who }>(`event #${causePos}`, ev.data);
         if (ev.type === 'unmap') {
           const s = BigInt(data.body.iova);
           const e = s + BigInt(data.body.size);
@@ -1063,7 +1064,7 @@ export class Ledger {
       for (const s of this.store.streams()) streams.set(s.name, { id: s.id });
       const batch: Batch = { recordedAt: '', touched: new Set(), sym: new Map() };
       for (const [pos, stream, version, type, raw] of this.store.readForFold()) {
-        const data = JSON.parse(raw) as { body: Record<string, unknown>; who?: Who; from?: Origin };
+        const data = parseStored<{ body: Record<string, unknown>; who?: Who; from?: Origin }>(`event #${pos}`, raw);
         const who = data.who ?? {};
         const caller = who.caller ?? UNKNOWN_CALLER;
         const site = who.site ?? '';

@@ -10,6 +10,7 @@ import { formatSize, hex } from '../core/address.js';
 import { Domain, type Run, type WalkStep, type HwStats } from '../core/domain.js';
 import { profileFromDescriptor, type Profile, type ProfileDescriptor } from '../core/profile.js';
 import { openDatabase } from '../events/db.js';
+import { parseStored } from '../events/stored.js';
 import { formatProt } from '../events/prot.js';
 import { callerAnalysis, type CallerView } from './callers.js';
 import { fromDb, toDb } from './codec.js';
@@ -455,7 +456,7 @@ export class Queries {
     const r = this.prep('SELECT e.position, s.name, e.type, e.time, e.recorded_at, e.data FROM events e JOIN streams s ON s.id = e.stream WHERE e.position = ?')
       .get(position) as { position: bigint; name: string; type: string; time: string | null; recorded_at: string; data: string } | undefined;
     if (!r) throw new QueryError(`no event at position ${position}`);
-    const data = JSON.parse(r.data) as { body: Record<string, unknown>; who?: Who; from?: { source?: string; line?: number } };
+    const data = parseStored<{ body: Record<string, unknown>; who?: Who; from?: { source?: string; line?: number } }>(`event #${position}`, r.data);
     const e: EventSummary = { position: Number(r.position), domain: r.name, type: r.type, recordedAt: r.recorded_at, who: data.who ?? {}, body: data.body };
     if (r.time) e.time = r.time;
     if (data.from) e.from = data.from;

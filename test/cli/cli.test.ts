@@ -3,11 +3,11 @@
  * ledgers, the exit codes and messages a user sees.
  */
 import { describe, expect, it } from 'vitest';
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { run } from '../../src/cli/main.js';
-import { tempDb } from '../ledger/helpers.js';
+import { projectionSnapshot, tempDb } from '../ledger/helpers.js';
 
 const EX = join(__dirname, '..', '..', 'examples');
 
@@ -78,6 +78,42 @@ describe('iommu-ledger command line', () => {
       { iova: '0x1fffffffffff000', end: '0x200000000000000', paddr: '0x7000', page: '4K', count: '1', prot: 'r-', by: '#3 vfio' },
       { iova: '0xffffffffffe00000', end: '0x10000000000000000', paddr: '0xffffffffffe00000', page: '2M', count: '1', prot: 'rw', by: '#4 (unknown)' },
     ]);
+  });
+
+  it('refuses a --db that is not a ledger with a message (exit 2) and leaves the file as it was; apply makes an empty file a ledger', async () => {
+    const notDb = tempDb();
+    writeFileSync(notDb, readFileSync(join(EX, 'scenario.jsonl')));
+    for (const argv of [['state'], ['verify'], ['apply', join(EX, 'scenario.jsonl')]]) {
+      const r = await cli('--db', notDb, ...argv);
+      expect(r).toMatchObject({ code: 2, err: expect.stringContaining(`${notDb} is not an iommu-ledger ledger: file is not a database`) as unknown });
+    }
+    expect(readFileSync(notDb)).toEqual(readFileSync(join(EX, 'scenario.jsonl')));
+    const empty = tempDb();
+    writeFileSync(empty, '');
+    const q = await cli('--db', empty, 'state');
+    expect(q).toMatchObject({ code: 2, err: expect.stringContaining(`${empty} is empty, not a ledger`) as unknown });
+    expect(statSync(empty).size).toBe(0);
+    expect((await cli('--db', empty, 'apply', join(EX, 'scenario.jsonl'))).code).toBe(0);
+    expect((await cli('--db', empty, 'verify')).code).toBe(0);
+  });
+
+  it('an event body changed outside iommu-ledger into something that is not JSON: rebuild, explain and history name the event and exit 1, and the failed rebuild changes nothing', async () => {
+    const db = tempDb();
+    await cli('--db', db, 'apply', join(EX, 'scenario.jsonl'));
+    const raw = new Database(db);
+    raw.exec('DROP TRIGGER events_no_update');
+    raw.prepare('UPDATE events SET data = substr(data, 1, 20) WHERE position = 3').run();
+    const before = projectionSnapshot(raw);
+    raw.close();
+    for (const argv of [['rebuild'], ['explain', '0x200000', '--domain', 'gpu0'], ['history', '0x200000', '--domain', 'gpu0']]) {
+      const r = await cli('--db', db, ...argv);
+      expect(r.code).toBe(1);
+      expect(r.err).toMatch(/^iommu-ledger: event #3: its stored body is not valid JSON \(.*\): the ledger was changed outside iommu-ledger; 'iommu-ledger verify' shows where\n$/);
+    }
+    const after = new Database(db);
+    expect(projectionSnapshot(after)).toEqual(before);
+    after.close();
+    expect((await cli('--db', db, 'verify')).code).toBe(1);
   });
 
   it('history cuts a range at the end of the 64-bit space; empty ranges, reversed diffs and malformed --at are usage errors that say which argument', async () => {
