@@ -31,7 +31,7 @@ function buildProgram(io: IO): Command {
   program
     .name('iommu-ledger')
     .description('An auditable, event-sourced ledger of IOMMU map/unmap commands: import kernel traces, ask when, by whom and why a region was over-unmapped or left mapped.')
-    .option('--db <path>', 'ledger file (default: $IOMMU_LEDGER_DB or ./iommu-ledger.db)', process.env.IOMMU_LEDGER_DB || './iommu-ledger.db')
+    .addOption(new Option('--db <path>', 'ledger file').default(process.env.IOMMU_LEDGER_DB || './iommu-ledger.db', '$IOMMU_LEDGER_DB or ./iommu-ledger.db'))
     .option('--json', 'machine-readable output (addresses as "0x" strings)')
     .showHelpAfterError('(add --help for usage)')
     .exitOverride()
@@ -97,6 +97,7 @@ function buildProgram(io: IO): Command {
 
   const atOption = () => new Option('--at <point>', 'as of: an event position (1234), trace seconds (511.10) or an ISO time');
   const domainOption = () => new Option('--domain <name>', 'the domain (optional when the ledger holds one)');
+  const filterDomainOption = () => new Option('--domain <name>', 'only this domain (default: every domain)');
 
   // ---- writing ----
 
@@ -210,7 +211,11 @@ function buildProgram(io: IO): Command {
     .action(async (iovaText: string, o: { domain?: string; at?: string }) => {
       const iova = addr(iovaText);
       const w = (await queries()).walk(o.domain, iova, o.at);
-      if (g().json) return out(json({ domain: w.domain.name, at: w.at, iova, steps: w.steps.map((s) => ({ ...s, run: undefined, mappedBy: s.run?.origin.ref })) }));
+      if (g().json) return out(json({ domain: w.domain.name, at: w.at, iova, ...(w.outside ? { outside: true } : {}), steps: w.steps.map((s) => ({ ...s, run: undefined, mappedBy: s.run?.origin.ref })) }));
+      if (w.outside) {
+        const bits = w.domain.profile.iovaBits;
+        return out(`${hex(iova)} is beyond the ${bits}-bit IOVA space of ${w.domain.name} (which ends at ${hex((1n << BigInt(bits)) - 1n)}): no page-table walk reaches it, and a DMA there faults.`);
+      }
       out(`walk of ${hex(iova)} in ${w.domain.name} (${w.domain.profile.format.name}) as of event #${w.at}:`);
       out(
         table(
@@ -231,13 +236,13 @@ function buildProgram(io: IO): Command {
     .command('history')
     .description('every event that touched an IOVA range, in order')
     .argument('<iova>')
-    .argument('[size]', 'range size (default: one byte)', '1')
+    .argument('[size]', 'range size (default: one byte)')
     .addOption(domainOption())
     .addOption(atOption())
-    .action(async (iovaText: string, sizeText: string, o: { domain?: string; at?: string }) => {
+    .action(async (iovaText: string, sizeText: string | undefined, o: { domain?: string; at?: string }) => {
       const start = addr(iovaText);
       // A range past the end of the 64-bit space is cut there (nothing can be mapped beyond it).
-      const bytes = size(sizeText);
+      const bytes = sizeText === undefined ? 1n : size(sizeText);
       if (bytes === 0n) throw new InputError(`size ${JSON.stringify(sizeText)}: give at least one byte`);
       let end = start + bytes;
       if (end > 1n << 64n) end = 1n << 64n;
@@ -337,7 +342,7 @@ function buildProgram(io: IO): Command {
     .command('audit')
     .description('findings: over-unmaps, left-mapped ranges, faults, divergences between the trace and the profile')
     .addArgument(new Command().createArgument('<what>', 'what to list').choices(['over-unmaps', 'left-mapped', 'faults', 'divergences']))
-    .addOption(domainOption())
+    .addOption(filterDomainOption())
     .option('--caller <name>', 'only this caller')
     .addOption(new Option('--fail-on <kinds...>', 'exit 1 when any such finding exists (for CI gates)').choices(['over-unmap', 'left-mapped', 'divergence']))
     .action(async (what: string, o: { domain?: string; caller?: string; failOn?: FailOn[] }) => {
@@ -411,7 +416,7 @@ function buildProgram(io: IO): Command {
   program
     .command('callers')
     .description('per caller and call site: how its unmaps relate to its maps, what they do under each unmap behaviour, and what to change')
-    .addOption(domainOption())
+    .addOption(filterDomainOption())
     .option('--caller <name>', 'only this caller')
     .option('--examples <n>', 'worst examples per site', '3')
     .addHelpText(
@@ -500,7 +505,7 @@ Examples:
     .addOption(new Option('--semantics <s>', 'unmap behaviour to use').choices([...SEMANTICS]))
     .option('--profile <name>', 'hardware profile to use')
     .requiredOption('--out <path>', 'the new ledger file (the original is never changed)')
-    .addOption(domainOption())
+    .addOption(new Option('--domain <name>', 'change the profile or behaviour of this domain only (every domain is replayed)'))
     .action(async (o: { semantics?: Semantics; profile?: string; out: string; domain?: string }) => {
       if (!o.semantics && !o.profile) throw new InputError('replay: give --semantics and/or --profile');
       const { replayLedger } = await import('./replay.js');

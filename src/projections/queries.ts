@@ -350,9 +350,11 @@ export class Queries {
     return { domain: s.domain, at: s.at, core: coreOfRuns(s.domain, s.runs) };
   }
 
-  walk(domainName: string | undefined, iova: bigint, at?: string | number): { domain: DomainInfo; at: number; steps: WalkStep[] } {
+  walk(domainName: string | undefined, iova: bigint, at?: string | number): { domain: DomainInfo; at: number; steps: WalkStep[]; outside?: true } {
     const d = this.domain(domainName);
     const p = this.resolveAt(at, d);
+    // Beyond the domain's input address space no walk happens (the page tables do not index it).
+    if (iova >= 1n << BigInt(d.profile.iovaBits)) return { domain: d, at: p, steps: [], outside: true };
     // The walk's entries below the root depend only on what is mapped in the span of its
     // level-1 entry; the root entry is valid if anything is mapped in its own span (one witness
     // run is enough). So only those runs are loaded, not the whole state.
@@ -563,8 +565,11 @@ export class Queries {
     } else {
       lines.push(`${where} was never mapped up to event #${b.at}.`);
     }
+    // Faults are placed relative to the event the sentence above names (none: never mapped).
+    const ref = b.cause?.position;
     for (const f of faults.slice(-3)) {
-      lines.push(`A fault at ${hex(f.iova)} ${f.device ? `from ${f.device} ` : ''}at event #${f.position} followed (${f.cause.replace(/-/g, ' ')}).`);
+      const rel = ref === undefined ? 'was recorded' : f.position > ref ? 'followed' : 'came before it';
+      lines.push(`A fault at ${hex(f.iova)} ${f.device ? `from ${f.device} ` : ''}at event #${f.position} ${rel} (${f.cause.replace(/-/g, ' ')}).`);
     }
     return { text: lines.join(' '), blame: b, findings, faults };
   }

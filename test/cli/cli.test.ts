@@ -116,6 +116,40 @@ describe('iommu-ledger command line', () => {
     expect((await cli('--db', db, 'verify')).code).toBe(1);
   });
 
+  it('walk of an IOVA beyond the domain says so instead of walking its low bits; --help shows each default once and --domain as a filter where it is one', async () => {
+    const db = tempDb();
+    await cli('--db', db, 'apply', join(EX, 'scenario.jsonl'));
+    const w = await cli('--db', db, 'walk', '0xfffffffffffff000', '--domain', 'gpu0');
+    expect(w.out).toBe('0xfffffffffffff000 is beyond the 48-bit IOVA space of gpu0 (which ends at 0xffffffffffff): no page-table walk reaches it, and a DMA there faults.\n');
+    expect(JSON.parse((await cli('--db', db, '--json', 'walk', '0x1000000000000', '--domain', 'gpu0')).out)).toMatchObject({ outside: true, steps: [] });
+    expect((await cli('--db', db, 'walk', '0xffffffffffff', '--domain', 'gpu0')).out).toMatch(/invalid PML4 entry/);
+    const help = (await cli('--help')).out;
+    expect(help.match(/\(default:/g)).toHaveLength(1);
+    expect((await cli('history', '--help')).out.match(/default/g)).toHaveLength(1);
+    for (const c of ['audit', 'callers']) expect((await cli(c, '--help')).out).toMatch(/--domain <name>\s+only this domain \(default: every domain\)/);
+    expect((await cli('replay', '--help')).out).toMatch(/--domain <name>\s+change the profile or behaviour of this domain only/);
+  });
+
+  it('explain places each fault before or after the event it names', async () => {
+    const db = tempDb();
+    const file = `${db}.jsonl`;
+    const cmds = [
+      { op: 'domain', domain: 'g', profile: 'intel-vtd' },
+      { op: 'map', domain: 'g', iova: '0x200000', paddr: '0x80000000', size: '2M', caller: 'vfio' },
+      { op: 'fault', domain: 'g', iova: '0x202010', device: '0000:00:02.0' },
+      { op: 'unmap', domain: 'g', iova: '0x201000', size: '4K', caller: 'kvm' },
+      { op: 'fault', domain: 'g', iova: '0x202010', device: '0000:00:02.0' },
+      { op: 'fault', domain: 'g', iova: '0x900000' },
+    ];
+    writeFileSync(file, cmds.map((c) => JSON.stringify(c)).join('\n'));
+    await cli('--db', db, 'apply', file);
+    const e = (await cli('--db', db, 'explain', '0x202010')).out;
+    expect(e).toContain('kvm asked to unmap only 0x201000+4K (event #4)');
+    expect(e).toContain('A fault at 0x202010 from 0000:00:02.0 at event #3 came before it (mapped).');
+    expect(e).toContain('A fault at 0x202010 from 0000:00:02.0 at event #5 followed (use after collateral unmap).');
+    expect((await cli('--db', db, 'explain', '0x900000')).out).toContain('A fault at 0x900000 at event #6 was recorded (never mapped).');
+  });
+
   it('history cuts a range at the end of the 64-bit space; empty ranges, reversed diffs and malformed --at are usage errors that say which argument', async () => {
     const db = tempDb();
     await cli('--db', db, 'apply', join(EX, 'scenario.jsonl'));
