@@ -69,3 +69,17 @@ export function runRows(c: RunColumns, callerOf: (mapPos: number) => string): st
   }
   return rows;
 }
+
+/** `state --json`'s pages, straight from the columns, with addresses and sizes already as "0x" text. */
+export function runJson(c: RunColumns, callerOf: (mapPos: number) => string): Array<Record<string, string | number>> {
+  const prots = new Map<number, string>();
+  const pages = new Array<Record<string, string | number>>(c.n);
+  for (let i = 0; i < c.n; i++) {
+    const pr = c.prot[i]!;
+    let prot = prots.get(pr);
+    if (prot === undefined) prots.set(pr, (prot = formatProt(pr)));
+    const mapPos = c.mapPos[i]!;
+    pages[i] = { iova: hex(c.iova[i]!), paddr: hex(c.paddr[i]!), pageSize: hex(1n << BigInt(c.shift[i]!)), count: c.count[i]!, prot, mappedBy: mapPos, caller: callerOf(mapPos) };
+  }
+  return pages;
+}

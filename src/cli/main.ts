@@ -9,7 +9,7 @@ import { BUILTIN_PROFILES, pageSizes, SEMANTICS, type Semantics } from '../core/
 import { formatProt } from '../events/prot.js';
 import type { FindingView, Queries } from '../projections/queries.js';
 import { InputError, USER_ERRORS } from './errors.js';
-import { json, runRows, table } from './format.js';
+import { json, runJson, runRows, table } from './format.js';
 import { collectGarbage } from './gc.js';
 import type { ImportOptions } from './import.js';
 import { withProgress } from './progress.js';
@@ -168,10 +168,11 @@ function buildProgram(io: IO): Command {
           domain: s.domain.name,
           profile: s.domain.profile.name,
           at: s.at,
-          pages: s.pages.map((p) => ({ iova: p.iova, paddr: p.paddr, pageSize: p.pageSize, count: Number(p.count), prot: formatProt(p.prot), mappedBy: p.mappedBy, caller: callerOf(p.mappedBy) })),
+          pages: runJson(s.runs, callerOf),
         };
         if (o.hw) payload.hardware = hwJson(q, o.domain, o.at);
-        return out(json(payload));
+        // The pages hold no bigints (runJson made their text): no replacer to call on every value.
+        return out(o.hw ? json(payload) : JSON.stringify(payload, null, 2));
       }
       const r = s.runs;
       let bytes = 0n;
