@@ -6,7 +6,6 @@ import { existsSync, rmSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { formatSize, hex, parseAddress, parseSize } from '../core/address.js';
 import { BUILTIN_PROFILES, pageSizes, SEMANTICS, type Semantics } from '../core/profile.js';
-import { formatProt } from '../events/prot.js';
 import type { FindingView, Queries } from '../projections/queries.js';
 import { InputError, USER_ERRORS } from './errors.js';
 import { json, runJson, runRows, table } from './format.js';

@@ -664,7 +664,6 @@ export class Ledger {
       }
       case 'unmap': {
         const start = cmd.iova;
-        const end = cmd.iova + cmd.size;
         const { a, foreign } = this.classify(ctx, pos, start, cmd.size, caller, site);
         const r = ctx.core.unmap({ iova: cmd.iova, size: cmd.size });
         const observed = cmd.observedUnmapped;

@@ -160,8 +160,6 @@ export interface BlameView {
   cause?: EventSummary;
 }
 
-const I64 = (v: bigint | number | null | undefined): number | undefined => (v === null || v === undefined ? undefined : Number(v));
-
 let builderModule: typeof import('kysely') | undefined;
 
 /**
