@@ -741,8 +741,12 @@ export class Domain {
     }
   }
 
-  /** The page-table path the hardware walks for this IOVA. */
+  /**
+   * The page-table path the hardware walks for this IOVA; none for an IOVA beyond the input
+   * address space (the tables do not index it: the access faults before any walk).
+   */
   walk(iova: bigint): WalkStep[] {
+    if (iova >= this.spaceEnd) return [];
     const levels = this.profile.format.levels;
     const steps: WalkStep[] = [];
     const run = this.find(iova);
