@@ -128,7 +128,7 @@ function buildProgram(io: IO): Command {
     .option('--profile <name>', 'the hardware (see `profiles`); by default inferred from the trace and said')
     .addOption(new Option('--semantics <s>', 'override the profile\'s unmap behaviour').choices([...SEMANTICS]))
     .option('--domain <name>', 'put every record in this one domain')
-    .addOption(new Option('--domain-by <how>', 'how to split records into domains').choices(['infer', 'dev']).default('infer'))
+    .addOption(new Option('--domain-by <how>', 'how to split records into domains').choices(['infer', 'dev']).default('infer').conflicts('domain'))
     .option('--strict', 'fail on the first malformed line and store nothing')
     .option('--follow', 'keep reading a growing file (Ctrl-C to stop)')
     .option('--caller <name>', 'caller name for records (default: the task name)')
@@ -319,6 +319,7 @@ function buildProgram(io: IO): Command {
       for (const p of d.added) out(`+ ${describePage(p)}  (mapped by #${p.mappedBy}, since #${p.validFrom})`);
     });
 
+  /** A finding for --json, its 64-bit values already "0x" text (thousands are printed: no replacer needed). */
   function findingJson(f: FindingView) {
     return {
       position: f.position,
@@ -326,13 +327,13 @@ function buildProgram(io: IO): Command {
       domain: f.domain,
       caller: f.caller,
       site: f.site || undefined,
-      requested: { iova: f.requested.iova, size: f.requested.size },
-      unmappedSize: f.unmappedSize,
-      predictedSize: f.predicted,
+      requested: { iova: hex(f.requested.iova), size: hex(f.requested.size) },
+      unmappedSize: hex(f.unmappedSize),
+      predictedSize: hex(f.predicted),
       ok: f.ok,
       errno: f.errno,
-      collateral: f.collateral.map((c) => ({ iova: c.iova, size: c.size, mappedBy: c.mappedBy, mappedByCaller: c.mappedByCaller, owner: c.owner })),
-      leftMapped: f.leftMapped,
+      collateral: f.collateral.map((c) => ({ iova: hex(c.iova), size: hex(c.size), mappedBy: c.mappedBy, mappedByCaller: c.mappedByCaller, owner: c.owner })),
+      leftMapped: f.leftMapped.map((l) => ({ iova: hex(l.iova), size: hex(l.size) })),
     };
   }
 
@@ -360,7 +361,7 @@ function buildProgram(io: IO): Command {
         if (o.domain !== undefined) filter.domain = o.domain;
         if (o.caller !== undefined) filter.caller = o.caller;
         const f = q.findings(filter);
-        if (g().json) out(json(f.map(findingJson)));
+        if (g().json) out(JSON.stringify(f.map(findingJson), null, 2));
         else printFindings(what, f);
       }
       for (const k of o.failOn ?? []) {
