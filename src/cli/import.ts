@@ -46,6 +46,8 @@ export interface ImportSummary {
   spaces: string[];
   reordered: number;
   neverSeenMapped: number;
+  /** Commands the domain refused (stored with their errno), as `rejected` in apply's summary. */
+  rejected: number;
   divergences: number;
   overUnmaps: number;
   splitMismatches: number;
@@ -146,6 +148,8 @@ export function inferProfile(sample: TraceRecord[]): { name: string; why: string
 interface Space {
   name: string;
   devices: Set<string>;
+  /** The domain was in the ledger before this import opened it (it keeps its stored profile). */
+  existed: boolean;
 }
 
 /** Separates records into address spaces and turns them into commands. */
@@ -162,6 +166,7 @@ class Router {
     private readonly semantics: Semantics | undefined,
     private readonly emit: (cmd: Command, line: number) => void,
     private readonly sourceKey: string,
+    private readonly sourceName: string,
   ) {}
 
   private core(s: Space): Domain | undefined {
@@ -171,9 +176,13 @@ class Router {
   private open(name: string, line: number): Space {
     const existing = this.spaces.find((s) => s.name === name);
     if (existing) return existing;
-    const s: Space = { name, devices: new Set() };
+    const existed = this.ledger.peek(name) !== undefined;
+    if (!existed && this.ledger.domains().some((d) => d.name === name && d.destroyed)) {
+      throw new InputError(`${this.sourceName}:${line}: domain: ${JSON.stringify(name)} was destroyed, so this import cannot put records in it (import into another ledger, or give --domain NAME)`);
+    }
+    const s: Space = { name, devices: new Set(), existed };
     this.spaces.push(s);
-    if (!this.ledger.peek(name)) {
+    if (!existed) {
       const cmd = { op: 'domain', domain: name, profile: this.profileName, id: `${this.sourceKey}:domain:${name}` } as Command;
       if (this.semantics) (cmd as { semantics?: Semantics }).semantics = this.semantics;
       this.emit(cmd, line);
@@ -186,14 +195,16 @@ class Router {
   private attach(s: Space, device: string, rec: TraceRecord, line: number): void {
     s.devices.add(device);
     this.byDevice.set(device, s);
-    this.emit(this.base('attach', s, rec, { device, ...(rec.groupId !== undefined ? { groupId: rec.groupId } : {}) }), line);
+    this.emit(this.base('attach', s, rec, { device: device.slice(0, 200), ...(rec.groupId !== undefined ? { groupId: rec.groupId } : {}) }), line);
   }
 
   private base(op: string, s: Space, rec: TraceRecord, extra: Record<string, unknown>): Command {
     const c: Record<string, unknown> = { op, domain: s.name, ...extra };
     // Names from a trace are clipped to what the command schema takes (a kernel comm has 15).
-    const caller = this.opts.caller ?? rec.task ?? rec.prefix;
+    const origin = rec.prefix !== undefined ? debugOrigin(rec.prefix) : undefined;
+    const caller = this.opts.caller ?? rec.task ?? origin?.caller;
     if (caller !== undefined) c.caller = caller.slice(0, 200);
+    if (origin?.site !== undefined) c.site = origin.site.slice(0, 500);
     if (rec.task !== undefined) c.task = rec.task.slice(0, 200);
     if (rec.pid !== undefined) c.pid = rec.pid;
     if (rec.tgid !== undefined) c.tgid = rec.tgid;
@@ -295,8 +306,8 @@ class Router {
         }
         s ??= this.fixed() ?? this.first(line);
         const extra: Record<string, unknown> = { iova: rec.iova };
-        if (rec.device) extra.device = rec.device;
-        if (rec.driver) extra.driver = rec.driver;
+        if (rec.device) extra.device = rec.device.slice(0, 200);
+        if (rec.driver) extra.driver = rec.driver.slice(0, 200);
         if (rec.faultFlags !== undefined) extra.flags = rec.faultFlags;
         this.emit(this.base('fault', s, rec, extra), line);
         return;
@@ -320,7 +331,7 @@ class Router {
         const s = this.byDevice.get(rec.device!);
         if (!s) return;
         this.byDevice.delete(rec.device!);
-        this.emit(this.base('detach', s, rec, { device: rec.device }), line);
+        this.emit(this.base('detach', s, rec, { device: rec.device!.slice(0, 200) }), line);
         return;
       }
       default:
@@ -401,7 +412,7 @@ export async function importFile(ledger: Ledger, file: string, opts: ImportOptio
       createReadStream(src.path, { start: 0, end: 4095 })
         .on('data', (c) => bufs.push(c as Buffer))
         .on('end', () => res(Buffer.concat(bufs)))
-        .on('error', rej);
+        .on('error', (e) => rej(new InputError(`cannot read ${src.name}: ${e.message}`)));
     });
     const headKey = `head-${createHash('sha256').update(head).digest('hex')}`;
     const known = (key: string) => ledger.db.prepare('SELECT name, imported_at FROM sources WHERE digest = ?').get(key) as { name: string; imported_at: string } | undefined;
@@ -427,6 +438,9 @@ export async function importFile(ledger: Ledger, file: string, opts: ImportOptio
       ];
       return s0;
     }
+    if (opts.domain !== undefined && ledger.peek(opts.domain) === undefined && ledger.domains().some((d) => d.name === opts.domain && d.destroyed)) {
+      throw new InputError(`--domain ${JSON.stringify(opts.domain)}: domain: ${JSON.stringify(opts.domain)} was destroyed, so it takes no more commands; nothing of ${src.name} was stored (give another --domain)`);
+    }
     // The profile: as given, or inferred from the first records.
     let profileName = opts.profile;
     let profileWhy = 'given with --profile';
@@ -444,7 +458,10 @@ export async function importFile(ledger: Ledger, file: string, opts: ImportOptio
     const s = emptySummary(src.name, profileName, profileWhy);
     if (continues) s.report.push('continues an earlier --follow import of this file: lines already stored are recognised');
     const name = file === '-' ? '<stdin>' : basename(file);
-    const bitmap = resolveProfile(profileName).pgsizeBitmap;
+    // The kernel's split is compared with the split of the profile the maps run under: an
+    // existing --domain keeps its stored profile.
+    const splitProfile = (opts.domain !== undefined ? ledger.peek(opts.domain)?.profile : undefined) ?? resolveProfile(profileName);
+    const bitmap = splitProfile.pgsizeBitmap;
     let offset = 0;
     let lineNo = 0;
     // One router for the whole import (its spaces and pending attaches carry over between the
@@ -463,7 +480,7 @@ export async function importFile(ledger: Ledger, file: string, opts: ImportOptio
     // Lines of this source stored before (an interrupted import, or a followed file) are skipped
     // before routing, so routing them again cannot open spurious address spaces.
     const resuming = ledger.db.prepare('SELECT 1 FROM events WHERE event_id >= ? AND event_id < ? LIMIT 1').get(`${sourceKey}:`, `${sourceKey};`) !== undefined;
-    const router = new Router(ledger, opts, profileName, opts.semantics, emit, sourceKey);
+    const router = new Router(ledger, opts, profileName, opts.semantics, emit, sourceKey, src.name);
     const runChunk = async (): Promise<void> => {
       await ledger.sessionAsync(async (sessionAdd) => {
         add = sessionAdd;
@@ -492,7 +509,7 @@ export async function importFile(ledger: Ledger, file: string, opts: ImportOptio
                 s.splitMismatches++;
                 if (s.splitExamples.length < 3) {
                   s.splitExamples.push(
-                    `${name}:${m.line}: map ${hex(m.rec.iova!)}+${formatSize(m.rec.size!)}: kernel ${theirs.map((c) => `${c.count}x${formatSize(c.pgsize)}`).join(' ')}, ${profileName} ${ours.map((c) => `${c.count}x${formatSize(c.pageSize)}`).join(' ')}`,
+                    `${name}:${m.line}: map ${hex(m.rec.iova!)}+${formatSize(m.rec.size!)}: kernel ${theirs.map((c) => `${c.count}x${formatSize(c.pgsize)}`).join(' ')}, ${splitProfile.name} ${ours.map((c) => `${c.count}x${formatSize(c.pageSize)}`).join(' ')}`,
                   );
                 }
               }
@@ -572,6 +589,7 @@ export async function importFile(ledger: Ledger, file: string, opts: ImportOptio
         s.stored = tally.stored;
         s.duplicates = tally.duplicates;
         s.divergences = tally.divergences;
+        s.rejected = tally.rejected;
         s.overUnmaps = tally.overUnmaps;
       });
     };
@@ -598,11 +616,60 @@ export async function importFile(ledger: Ledger, file: string, opts: ImportOptio
       const fit = profileFit(ledger, s.spaces);
       if (fit) s.profileFit = fit;
     }
-    s.report = [...s.report, ...report(s, ledger)];
+    // Records routed to an existing domain ran under its stored profile, not this import's.
+    const profileOfSpace = (n: string) => ledger.peek(n)?.profile.name ?? profileName;
+    const kept = router.spaces.filter((sp) => sp.existed && profileOfSpace(sp.name) !== profileName).map((sp) => ({ domain: sp.name, profile: profileOfSpace(sp.name) }));
+    const used = [...new Set(s.spaces.map(profileOfSpace))];
+    s.report = [...s.report, ...report(s, ledger, { used, kept, splitProfile: splitProfile.name })];
     return s;
   } finally {
     src.cleanup();
   }
+}
+
+const SOURCE_FILE_RE = /^[\w./+-]+\.[chS]$/;
+const IDENTIFIER_RE = /^[A-Za-z_]\w*$/;
+const LINE_NO_RE = /^\d+$/;
+
+/**
+ * The caller and call site of an iommu.c debug line, from its log prefix (TraceRecord.prefix).
+ * A dynamic-debug prefix (`[TID] MODULE:FUNCTION:FILE:LINE: `, each part optional, also after a
+ * `FILE:LINE: ` part) names the function: it is the caller, and `FILE:LINE` the site (without a
+ * file, the dynamic-debug part as printed, e.g. `iommu:__iommu_map:2461`). The `: `-separated
+ * parts of the prefix that hold a `:` and no space, with a line number or a source file, are
+ * read as dynamic debug; the function is the last C identifier among them. Without a function,
+ * the caller is the rest of the prefix (the pr_fmt `iommu`, a device), or all of it.
+ */
+export function debugOrigin(prefix: string): { caller: string; site?: string } {
+  let fn: string | undefined;
+  let file: string | undefined;
+  let line: string | undefined;
+  let dyn: string | undefined;
+  const rest: string[] = [];
+  for (const seg of prefix.replace(/^(?:\[\d+\]|<intr>) /, '').split(': ')) {
+    const parts = seg.split(':');
+    if (parts.length < 2 || /\s/.test(seg) || !parts.some((p) => LINE_NO_RE.test(p) || SOURCE_FILE_RE.test(p))) {
+      rest.push(seg);
+      continue;
+    }
+    for (let i = 0; i < parts.length; i++) {
+      const p = parts[i]!;
+      if (SOURCE_FILE_RE.test(p)) {
+        if (file === undefined && LINE_NO_RE.test(parts[i + 1] ?? '')) {
+          file = p;
+          line = parts[i + 1];
+        }
+        i++;
+      } else if (IDENTIFIER_RE.test(p)) {
+        fn = p;
+        dyn = seg;
+      }
+    }
+  }
+  const site = file !== undefined ? `${file}:${line}` : dyn;
+  if (fn !== undefined) return { caller: fn, site: site! };
+  if (site === undefined) return { caller: prefix };
+  return { caller: rest.join(': ') || prefix, site };
 }
 
 /** A `dev=` name as a domain name (no spaces, at most 200 characters). */
@@ -625,6 +692,7 @@ function emptySummary(source: string, profile: string, profileWhy: string): Impo
     spaces: [],
     reordered: 0,
     neverSeenMapped: 0,
+    rejected: 0,
     divergences: 0,
     overUnmaps: 0,
     splitMismatches: 0,
@@ -643,12 +711,24 @@ function coalesce(chunks: Array<{ iova: bigint; pgsize: bigint; count: bigint }>
   return out;
 }
 
-function report(s: ImportSummary, ledger: Ledger): string[] {
+/** What the report says about profiles: those the touched domains run under, the existing domains that kept another one, the one the page split was checked against. */
+interface ProfilesInUse {
+  used: string[];
+  kept: Array<{ domain: string; profile: string }>;
+  splitProfile: string;
+}
+
+function report(s: ImportSummary, ledger: Ledger, p: ProfilesInUse): string[] {
   const lines = [
     `${s.source}: ${s.lines} lines, ${s.records} IOMMU records, ${s.stored} events stored${s.duplicates ? `, ${s.duplicates} already in the ledger (nothing new stored for them)` : ''}; ${s.skipped} other lines skipped`,
     `profile: ${s.profile} (${s.profileWhy})`,
-    `address spaces: ${s.spaces.length} (${s.spaces.join(', ') || 'none'})${s.spaces.length > 1 ? ' inferred: the same IOVAs were live in several domains at once' : ''}`,
   ];
+  if (p.kept.length) {
+    lines.push(`existing domains keep their own profile: ${p.kept.map((k) => `${k.domain} ${k.profile}`).join(', ')} (--profile and --semantics apply only to the domains an import creates)`);
+  }
+  lines.push(
+    `address spaces: ${s.spaces.length} (${s.spaces.join(', ') || 'none'})${s.spaces.length > 1 ? ' inferred: the same IOVAs were live in several domains at once' : ''}`,
+  );
   if (s.malformed) {
     lines.push(`malformed lines skipped: ${s.malformed} (use --strict to fail instead)`);
     for (const m of s.malformedExamples) lines.push(`  ${m}`);
@@ -659,19 +739,28 @@ function report(s: ImportSummary, ledger: Ledger): string[] {
       `nothing mapped: ${s.neverSeenMapped} unmap(s) found nothing mapped in any address space — mapped before the trace began (a trace that starts mid-stream), or already removed (by an over-unmap, say); their divergences are expected`,
     );
   }
+  if (s.rejected) lines.push(`refused: ${s.rejected} command(s) refused by the domain (stored with their errno, as 'iommu-ledger history' shows)`);
   if (s.divergences) {
-    lines.push(`divergences: ${s.divergences} unmap(s) where the trace's unmapped_size differs from ${s.profile}'s prediction — see 'iommu-ledger audit divergences'`);
+    const used = p.used.length ? p.used : [s.profile];
+    const whose = used.length === 1 ? `${used[0]}'s prediction` : `the prediction of each domain's profile (${used.join(', ')})`;
+    lines.push(`divergences: ${s.divergences} unmap(s) where the trace's unmapped_size differs from ${whose} — see 'iommu-ledger audit divergences'`);
     if (s.profileFit?.length) {
       const best = s.profileFit[0]!;
-      const mine = s.profileFit.find((f) => f.profile === s.profile);
+      const mine = used.map((u) => s.profileFit!.find((f) => f.profile === u));
+      const better = !used.includes(best.profile) && mine.every((m) => m !== undefined && best.divergences < m.divergences);
+      // --profile does not change a domain that exists already: replay does.
+      const only = s.spaces.length === 1 ? ` --domain ${s.spaces[0]}` : '';
+      const how = p.kept.length
+        ? `try 'iommu-ledger replay --profile ${best.profile}${only} --out other.db'`
+        : `try --profile ${best.profile} (or 'iommu-ledger replay --profile ${best.profile} --out other.db')`;
       lines.push(
         `profile check: replaying these domains under each built-in profile, ${s.profileFit.slice(0, 4).map((f) => `${f.profile} ${f.divergences}`).join(', ')} divergence(s)` +
-          (best.profile !== s.profile && mine && best.divergences < mine.divergences ? ` — ${best.profile} fits the trace better: try --profile ${best.profile} (or 'iommu-ledger replay --profile ${best.profile} --out other.db')` : ''),
+          (better ? ` — ${best.profile} fits the trace better: ${how}` : ''),
       );
     }
   }
   if (s.splitMismatches) {
-    lines.push(`page split: ${s.splitMismatches} map(s) where the kernel's 'mapping:' lines differ from ${s.profile}'s split (a sign of another page-size bitmap):`);
+    lines.push(`page split: ${s.splitMismatches} map(s) where the kernel's 'mapping:' lines differ from ${p.splitProfile}'s split (a sign of another page-size bitmap):`);
     for (const e of s.splitExamples) lines.push(`  ${e}`);
   }
   lines.push(`over-unmaps: ${s.overUnmaps} — see 'iommu-ledger audit over-unmaps'. Ledger: ${ledger.store.path}`);

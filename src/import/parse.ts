@@ -109,7 +109,9 @@ export interface ParseLineOptions {
   /**
    * The line was the last of the input and no newline followed it. Kernel output always ends
    * its lines, so such a record may have been cut anywhere (even inside its last number, which
-   * still reads as a valid, smaller number): it is returned as an error instead.
+   * still reads as a valid, smaller number): it is returned as an error instead. So is such a
+   * line that ends inside what starts an IOMMU record (an event name such as `unm`, or the
+   * start of a debug message), which would otherwise read as other text and be skipped.
    */
   unterminated?: boolean;
 }
@@ -187,7 +189,7 @@ const DEC_RE = /^[0-9]+$/;
  */
 export function parseTraceLine(line: string, options?: ParseLineOptions): ParsedLine {
   try {
-    const result = parseLine(line);
+    const result = parseLine(line, options?.unterminated === true);
     if (options?.unterminated && result.kind === 'record') {
       return {
         kind: 'error',
@@ -218,7 +220,8 @@ export function* parseTraceText(text: string): Generator<{ lineNo: number; resul
   }
 }
 
-function parseLine(raw: string): ParsedLine {
+/** `cut`: the line is the input's last and no newline follows it (see ParseLineOptions). */
+function parseLine(raw: string, cut: boolean): ParsedLine {
   if (raw.length > MAX_LINE_LENGTH + 2) return tooLongLine(raw.length);
   let line = raw;
   if (line.endsWith('\n')) line = line.slice(0, -1);
@@ -227,7 +230,7 @@ function parseLine(raw: string): ParsedLine {
 
   let result: ParsedLine;
   try {
-    result = parseText(line);
+    result = parseText(line, cut);
   } catch (e) {
     if (!(e instanceof LineError)) throw e;
     result = { kind: 'error', reason: e.reason };
@@ -266,7 +269,7 @@ function binaryData(line: string): ParsedLine {
   return { kind: 'error', reason: `binary data: control character 0x${code} at column ${at + 1}` };
 }
 
-function parseText(line: string): ParsedLine {
+function parseText(line: string, cut: boolean): ParsedLine {
   const first = firstNonSpace(line);
   if (first < 0) return SKIP_BLANK;
   if (line.charCodeAt(first) === 0x23 /* # */) return SKIP_HEADER;
@@ -275,8 +278,8 @@ function parseText(line: string): ParsedLine {
   // A printk time stamp first means the kernel log, whatever follows it.
   const stamped = line.charCodeAt(first) === 0x5b /* [ */ && STAMP_RE.test(line.slice(first));
   const head = stamped ? null : FTRACE_HEAD_RE.exec(line);
-  if (head) return parseFtrace(line, head);
-  return parseKernelLog(trimSpaces(line));
+  if (head) return parseFtrace(line, head, cut);
+  return parseKernelLog(trimSpaces(line), cut);
 }
 
 /** Drops trailing spaces and tabs (only those: other white space is data, or binary). */
@@ -320,7 +323,7 @@ function nanoseconds(ts: string): bigint | undefined {
 // ---------------------------------------------------------------------------------------------
 // ftrace and trace-cmd
 
-function parseFtrace(line: string, head: RegExpExecArray): ParsedLine {
+function parseFtrace(line: string, head: RegExpExecArray, cut: boolean): ParsedLine {
   const task = head[1] ?? '';
   const pid = smallInt(head[2] ?? '', 'ftrace: pid', 0x7fffffff);
   const tgidText = head[3];
@@ -355,13 +358,20 @@ function parseFtrace(line: string, head: RegExpExecArray): ParsedLine {
   if (evTok === '') fail(`ftrace: line ends after the timestamp ${timestamp}: (truncated?)`);
   if (!evTok.endsWith(':')) {
     // Function tracer lines (`func <-parent`) and other text without an event name.
-    if (p + evTok.length === line.length && FTRACE_EVENTS.has(evTok)) fail(`${evTok}: line ends after the event name (truncated?)`);
+    if (p + evTok.length === line.length) {
+      if (FTRACE_EVENTS.has(evTok)) fail(`${evTok}: line ends after the event name (truncated?)`);
+      if (cut && isEventNameStart(evTok)) fail(`ftrace: line ends inside the event name ${JSON.stringify(show(evTok))} (truncated?)`);
+    }
     return { kind: 'skip', why: 'other-event', event: show(evTok) };
   }
   // `iommu:map:` when a tool prints the event system too.
   const name = evTok.startsWith('iommu:') ? evTok.slice(6, -1) : evTok.slice(0, -1);
   const kind = FTRACE_EVENTS.get(name);
-  if (kind === undefined) return { kind: 'skip', why: 'other-event', event: show(name) };
+  if (kind === undefined) {
+    // `iommu:` and nothing after it, at the end of a cut input.
+    if (cut && p + evTok.length === line.length && isEventNameStart(evTok)) fail(`ftrace: line ends inside the event name ${JSON.stringify(show(evTok))} (truncated?)`);
+    return { kind: 'skip', why: 'other-event', event: show(name) };
+  }
   const afterName = p + evTok.length;
   const bodyStart = skipSpaces(line, afterName);
   const source: TraceSource = bodyStart - afterName >= 2 ? 'trace-cmd' : 'ftrace';
@@ -378,6 +388,12 @@ function parseFtrace(line: string, head: RegExpExecArray): ParsedLine {
   return { kind: 'record', record };
 }
 
+/** Is `tok` the start of an IOMMU event name (`unm`, `iommu:un`, `iommu:`), as a line cut inside it ends? */
+function isEventNameStart(tok: string): boolean {
+  for (const e of FTRACE_EVENTS.keys()) if (e.startsWith(tok) || `iommu:${e}:`.startsWith(tok)) return true;
+  return false;
+}
+
 function skipSpaces(s: string, p: number): number {
   while (p < s.length && s.charCodeAt(p) === 0x20) p++;
   return p;
@@ -392,7 +408,7 @@ function tokenAt(s: string, p: number): string {
 // ---------------------------------------------------------------------------------------------
 // Kernel log
 
-function parseKernelLog(line: string): ParsedLine {
+function parseKernelLog(line: string, cut: boolean): ParsedLine {
   let s = line.slice(firstNonSpace(line));
   let timestamp: string | undefined;
   let timestampNs: bigint | undefined;
@@ -441,7 +457,13 @@ function parseKernelLog(line: string): ParsedLine {
     parseBody(kind, name, tp[2] ?? '', record);
   } else {
     const dbg = parseDebugLine(s);
-    if (dbg === undefined) return SKIP_TEXT;
+    if (dbg === undefined) {
+      if (cut) {
+        const start = cutMessageStart(s);
+        if (start !== undefined) fail(`dmesg: line ends after ${JSON.stringify(show(start))}, the start of an IOMMU message (truncated?)`);
+      }
+      return SKIP_TEXT;
+    }
     record = dbg;
   }
   if (pid !== undefined) record.pid = pid;
@@ -449,6 +471,33 @@ function parseKernelLog(line: string): ParsedLine {
   if (timestamp !== undefined) record.timestamp = timestamp;
   if (timestampNs !== undefined) record.timestampNs = timestampNs;
   return { kind: 'record', record };
+}
+
+/** What an iommu.c debug message reads up to its first value (see parseDebugLine). */
+const DEBUG_STARTS = ['unmap this: iova', 'unmapped: iova', 'mapping: iova', 'map: iova'];
+
+/**
+ * For the last line of a cut input: the text at its end that an IOMMU message would start with
+ * (`unm`, `map: IOMM`, `iommu: unmap th`, `unmapped: io`), or undefined. A tracepoint starts the
+ * message; a debug keyword starts it or follows `: ` (after a prefix such as `iommu: `).
+ */
+function cutMessageStart(s: string): string | undefined {
+  const tp = /^([a-z_]+)(?::( *)(.*))?$/.exec(s);
+  if (tp) {
+    const name = tp[1] ?? '';
+    if (tp[2] === undefined) {
+      for (const e of FTRACE_EVENTS.keys()) if (e.startsWith(name)) return s;
+    } else if (FTRACE_EVENTS.has(name) && (tp[3] === '' || (tp[2] !== '' && 'IOMMU:'.startsWith(tp[3] ?? '')))) {
+      return s;
+    }
+  }
+  for (let i = 0; ; ) {
+    const tail = s.slice(i);
+    if (tail !== '' && DEBUG_STARTS.some((d) => d.startsWith(tail))) return tail;
+    const k = s.indexOf(': ', i);
+    if (k < 0) return undefined;
+    i = k + 2;
+  }
 }
 
 /** The iommu.c pr_debug messages, longest keyword first (`map` is a suffix of none of the others). */

@@ -530,6 +530,38 @@ describe('errors', () => {
     expect(parseTraceLine('# tracer: nop', { unterminated: true })).toEqual({ kind: 'skip', why: 'header' });
   });
 
+  it('an unterminated last line cut anywhere from the event name or debug keyword on is malformed, not skipped', () => {
+    const lines: Array<[string, string]> = [
+      [`  gst-launch-1.0-606   [000] ....  1303.120310: unmap: IOMMU: iova=0x0000000060000000 size=1048576 unmapped_size=0`, 'unmap:'],
+      [`       fio-3310  [001]  2048.000117: iommu:map:                  IOMMU: iova=0x00000000ffff0000 paddr=0x000000011b2c4000 size=4096`, 'iommu:map:'],
+      [`          <idle>-0     [000] d.h.  1302.512907: io_page_fault: IOMMU:omap-iommu 480bd400.mmu iova=0x00000000600c1000 flags=0x0000`, 'io_page_fault:'],
+      [`  gst-launch-1.0-606   [000] ....  1302.441207: attach_device_to_domain: IOMMU: device=480bc000.isp`, 'attach_device_to_domain:'],
+      ['[  612.004420] map: IOMMU: iova=0x000000007f000000 - 0x000000007f400000 paddr=0x00000003a1400000 size=4194304', 'map:'],
+      ['[  613.118002] iommu: unmap this: iova 0x7f000000 size 0x400000', 'unmap this:'],
+      ['[  613.118010] iommu:iommu_unmap:2500: iommu: unmapped: iova 0x7f000000 size 0x200000', 'unmapped:'],
+      ['[   41.503113] mapping: iova 0x60000000 pa 0x87400000 pgsize 1048576', 'mapping:'],
+    ];
+    for (const [line, from] of lines) {
+      for (let cut = line.indexOf(from) + 1; cut <= line.length; cut++) {
+        const part = line.slice(0, cut);
+        expect(parseTraceLine(part, { unterminated: true }).kind, part).toBe('error');
+      }
+    }
+    const cut = (line: string) => parseTraceLine(line, { unterminated: true });
+    expect(cut('  gst-launch-1.0-606   [000] ....  1303.120310: unm')).toEqual({ kind: 'error', reason: 'ftrace: line ends inside the event name "unm" (truncated?)' });
+    expect(cut('  gst-launch-1.0-606   [000] ....  1303.120310: iommu:')).toEqual({ kind: 'error', reason: 'ftrace: line ends inside the event name "iommu:" (truncated?)' });
+    expect(cut('[  613.118002] iommu: unmap th')).toEqual({ kind: 'error', reason: 'dmesg: line ends after "unmap th", the start of an IOMMU message (truncated?)' });
+    expect(cut('[  612.004420] map: IOMM')).toEqual({ kind: 'error', reason: 'dmesg: line ends after "map: IOMM", the start of an IOMMU message (truncated?)' });
+    // Other events and other log text stay skipped, cut or not, and a whole line is never "cut".
+    expect(cut('      queue0:src-611   [000] d...  1302.498803: sched_switch: prev_comm=queue0:src prev_pid=611 ==> next_comm=swa')).toEqual({ kind: 'skip', why: 'other-event', event: 'sched_switch' });
+    expect(cut('      queue0:src-611   [000] d...  1302.498803: sched_sw')).toEqual({ kind: 'skip', why: 'other-event', event: 'sched_sw' });
+    expect(cut('          <idle>-0     [000] d...  1302.498803: mutex_lock <-dma_map_sg')).toEqual({ kind: 'skip', why: 'other-event', event: 'mutex_lock' });
+    expect(cut('[    1.930311] iommu: Default domain type: Transl')).toEqual({ kind: 'skip', why: 'other-text' });
+    expect(cut('[    1.930311] nvme nvme0: failed to unmap')).toEqual({ kind: 'skip', why: 'other-text' });
+    expect(parseTraceLine('  gst-launch-1.0-606   [000] ....  1303.120310: unm')).toEqual({ kind: 'skip', why: 'other-event', event: 'unm' });
+    expect(parseTraceLine('[  613.118002] iommu: unmap th')).toEqual({ kind: 'skip', why: 'other-text' });
+  });
+
   it('parseTraceText marks a last line without a newline as unterminated', () => {
     const text = `  a-1 [000] ..... 1.000000: map: ${MAP_RANGE}\n  a-1 [000] ..... 1.000001: unmap: ${UNMAP_RANGE.slice(0, -3)}`;
     const out = [...parseTraceText(text)];
