@@ -6,17 +6,9 @@ import { describe, expect, it } from 'vitest';
 import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { run } from '../../src/cli/main.js';
+import { cli, EX, tamper } from './helpers.js';
 import { projectionSnapshot, tempDb } from '../ledger/helpers.js';
 
-const EX = join(__dirname, '..', '..', 'examples');
-
-async function cli(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const code = await run(argv, { out: (s) => (out += s), err: (s) => (err += s) });
-  return { code, out, err };
-}
 
 describe('iommu-ledger command line', () => {
   it('applies the example scenario, once, and audits it (JSON shape, --fail-on exit code)', async () => {
@@ -101,10 +93,9 @@ describe('iommu-ledger command line', () => {
     const db = tempDb();
     await cli('--db', db, 'apply', join(EX, 'scenario.jsonl'));
     const raw = new Database(db);
-    raw.exec('DROP TRIGGER events_no_update');
-    raw.prepare('UPDATE events SET data = substr(data, 1, 20) WHERE position = 3').run();
     const before = projectionSnapshot(raw);
     raw.close();
+    tamper(db, 'UPDATE events SET data = substr(data, 1, 20) WHERE position = 3');
     for (const argv of [['rebuild'], ['explain', '0x200000', '--domain', 'gpu0'], ['history', '0x200000', '--domain', 'gpu0']]) {
       const r = await cli('--db', db, ...argv);
       expect(r.code).toBe(1);
@@ -267,10 +258,7 @@ describe('iommu-ledger command line', () => {
   it('verify exits 1 and names the position when an event was changed', async () => {
     const db = tempDb();
     await cli('--db', db, 'apply', join(EX, 'scenario.jsonl'));
-    const raw = new Database(db);
-    raw.exec('DROP TRIGGER events_no_update');
-    raw.prepare("UPDATE events SET data = replace(data, '0x201000', '0x203000') WHERE position = 6").run();
-    raw.close();
+    tamper(db, "UPDATE events SET data = replace(data, '0x201000', '0x203000') WHERE position = 6");
     const v = await cli('--db', db, 'verify');
     expect(v.code).toBe(1);
     expect(v.out).toMatch(/position 6/);

@@ -6,17 +6,9 @@ import { describe, expect, it } from 'vitest';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { run } from '../../src/cli/main.js';
+import { cli, EX } from './helpers.js';
 import { tempDb } from '../ledger/helpers.js';
 
-const EX = join(__dirname, '..', '..', 'examples');
-
-async function cli(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const code = await run(argv, { out: (s) => (out += s), err: (s) => (err += s) });
-  return { code, out, err };
-}
 
 /** A file next to the ledger. */
 function file(db: string, name: string, text: string): string {
