@@ -72,16 +72,20 @@ function buildProgram(io: IO): Command {
   /**
    * Opens a ledger for writing; if this run created the file and nothing got stored (the input
    * failed), the empty file is removed again when it is closed, so a typo leaves no ledger behind.
+   * Only when no other process uses it: another `apply` may have opened the new file meanwhile,
+   * and removing it would lose what that one stores. So the events are counted afresh (another
+   * process's commits included), and after closing, a `-wal` file still there means another
+   * connection is open (SQLite removes it when the last connection closes): the file stays.
    */
-  function newLedgerGuard<L extends { close(): void; lastPosition: number }>(path: string, open: () => L): L {
+  function newLedgerGuard<L extends { close(): void; db: { prepare(sql: string): { pluck(): { get(): unknown } } } }>(path: string, open: () => L): L {
     const existed = existsSync(path);
     const ledger = open();
     if (!existed) {
       const close = ledger.close.bind(ledger);
       ledger.close = () => {
-        const empty = ledger.lastPosition === 0;
+        const empty = Number(ledger.db.prepare('SELECT count(*) FROM events').pluck().get()) === 0;
         close();
-        if (empty) for (const suffix of ['', '-wal', '-shm']) rmSync(path + suffix, { force: true });
+        if (empty && !existsSync(`${path}-wal`)) for (const suffix of ['', '-shm']) rmSync(path + suffix, { force: true });
       };
     }
     return ledger;

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { cli, EX, tamper } from './helpers.js';
 import { projectionSnapshot, tempDb } from '../ledger/helpers.js';
+import { Ledger } from '../../src/projections/ledger.js';
 
 
 describe('iommu-ledger command line', () => {
@@ -70,6 +71,29 @@ describe('iommu-ledger command line', () => {
       { iova: '0x1fffffffffff000', end: '0x200000000000000', paddr: '0x7000', page: '4K', count: '1', prot: 'r-', by: '#3 vfio' },
       { iova: '0xffffffffffe00000', end: '0x10000000000000000', paddr: '0xffffffffffe00000', page: '2M', count: '1', prot: 'rw', by: '#4 (unknown)' },
     ]);
+  });
+
+  it('a failed first apply removes the new file only when no other process has it open (a writer that opened it meanwhile keeps what it stores)', async () => {
+    const db = tempDb();
+    const bad = `${db}.jsonl`;
+    const lines = [JSON.stringify({ op: 'domain', domain: 'a', profile: 'intel-vtd' })];
+    for (let i = 0; i < 20000; i++) lines.push(JSON.stringify({ op: 'map', domain: 'a', iova: `0x${(0x100000 + i * 0x1000).toString(16)}`, paddr: '0x1000', size: '4K' }));
+    lines.push('{"op":"map","domain":"a","iova":"zzz"}');
+    writeFileSync(bad, lines.join('\n'));
+    // Alone, the failed run leaves no file.
+    expect((await cli('--db', db, 'apply', bad)).code).toBe(2);
+    expect(existsSync(db)).toBe(false);
+    // Another writer opens the new file while the run reads its input.
+    const running = cli('--db', db, 'apply', bad);
+    while (!existsSync(db)) await new Promise((r) => setImmediate(r));
+    const other = new Ledger(db);
+    expect((await running).code).toBe(2);
+    expect(existsSync(db)).toBe(true);
+    other.appendRaw([{ op: 'domain', domain: 'b', profile: 'omap' }]);
+    other.close();
+    const check = new Database(db);
+    expect(check.prepare('SELECT count(*) FROM events').pluck().get()).toBe(1);
+    check.close();
   });
 
   it('refuses a --db that is not a ledger with a message (exit 2) and leaves the file as it was; apply makes an empty file a ledger', async () => {
