@@ -387,7 +387,7 @@ const SAMPLE_BYTES = 2 << 20;
 /** A full collection this often keeps a big import's memory flat (see gc.ts). */
 const GC_EVERY_LINES = Number(process.env.IOMMU_LEDGER_GC_LINES ?? 32768);
 /** Lines per transaction of a non-strict import. */
-const CHUNK_LINES = 200_000;
+const CHUNK_LINES = 20_000;
 
 export async function importFile(ledger: Ledger, file: string, opts: ImportOptions): Promise<ImportSummary> {
   const src = await materialize(file);
@@ -428,16 +428,17 @@ export async function importFile(ledger: Ledger, file: string, opts: ImportOptio
       }
     }
     const sourceKey = digest.slice(0, 24);
-    const seen = continues ? undefined : known(digest);
-    if (seen && !opts.follow) {
-      // Every event of it is stored already (ids are digest:line): say so rather than route it again.
+    // Every event of it is stored already (ids are digest:line): say so rather than route it again.
+    const alreadyImported = (seen: { name: string; imported_at: string }): ImportSummary => {
       const s0 = emptySummary(src.name, opts.profile ?? '(as before)', 'unchanged');
       s0.report = [
         `${src.name}: already imported into ${ledger.store.path} (as ${seen.name}, ${seen.imported_at}); nothing new stored.`,
         'To see it under another profile, use replay: iommu-ledger replay --profile NAME --out other.db',
       ];
       return s0;
-    }
+    };
+    const seen = continues ? undefined : known(digest);
+    if (seen && !opts.follow) return alreadyImported(seen);
     if (opts.domain !== undefined && ledger.peek(opts.domain) === undefined && ledger.domains().some((d) => d.name === opts.domain && d.destroyed)) {
       throw new InputError(`--domain ${JSON.stringify(opts.domain)}: domain: ${JSON.stringify(opts.domain)} was destroyed, so it takes no more commands; nothing of ${src.name} was stored (give another --domain)`);
     }
@@ -479,13 +480,20 @@ export async function importFile(ledger: Ledger, file: string, opts: ImportOptio
     let eof = false;
     // Lines of this source stored before (an interrupted import, or a followed file) are skipped
     // before routing, so routing them again cannot open spurious address spaces.
-    const resuming = ledger.db.prepare('SELECT 1 FROM events WHERE event_id >= ? AND event_id < ? LIMIT 1').get(`${sourceKey}:`, `${sourceKey};`) !== undefined;
+    const storedBefore = () => ledger.db.prepare('SELECT 1 FROM events WHERE event_id >= ? AND event_id < ? LIMIT 1').get(`${sourceKey}:`, `${sourceKey};`) !== undefined;
+    let resuming = storedBefore();
+    // Set when another process imported the whole source while this one waited for the write lock.
+    let importedMeanwhile: { name: string; imported_at: string } | undefined;
     const router = new Router(ledger, opts, profileName, opts.semantics, emit, sourceKey, src.name);
     const runChunk = async (): Promise<void> => {
       await ledger.sessionAsync(async (sessionAdd) => {
         add = sessionAdd;
         const chunkStart = lineNo;
         eof = true;
+        // The checks above ran before the write lock was taken: another import of the same source
+        // may have stored it, or some of its lines, meanwhile. Now that the lock is held, again.
+        if (lineNo === 0 && !continues && !opts.follow && (importedMeanwhile = known(digest))) return;
+        if (!resuming) resuming = storedBefore();
         // iommu.c debug lines: `unmapped:` lines after an `unmap this:` add up to what the unmap
         // returned; `mapping:` lines after a `map:` show the kernel's split.
         let pendingUnmap: { rec: TraceRecord; line: number; got: bigint } | undefined;
@@ -594,7 +602,8 @@ export async function importFile(ledger: Ledger, file: string, opts: ImportOptio
       });
     };
     do await runChunk();
-    while (chunked && !eof);
+    while (chunked && !eof && !importedMeanwhile);
+    if (importedMeanwhile) return alreadyImported(importedMeanwhile);
     if (opts.follow) {
       process.stderr.write(`following ${src.name} (Ctrl-C to stop)\n`);
       let stop = false;

@@ -1,12 +1,14 @@
 /**
  * iommu-ledger on the command line. Exit codes: 0 fine, 1 findings under --fail-on (or a
- * failed verify/check), 2 usage or input errors (the message says what to do).
+ * failed verify/check), 2 usage or input errors (the message says what to do), 75 the ledger
+ * was busy (another writer held it too long: retry), 70 a bug.
  */
 import { existsSync, rmSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { formatSize, hex, parseAddress, parseSize } from '../core/address.js';
 import { BUILTIN_PROFILES, pageSizes, SEMANTICS, type Semantics } from '../core/profile.js';
 import type { FindingView, Queries } from '../projections/queries.js';
+import { busyTimeoutMs } from '../events/busy.js';
 import { InputError, USER_ERRORS } from './errors.js';
 import { json, runJson, runRows, table } from './format.js';
 import { collectGarbage } from './gc.js';
@@ -600,6 +602,14 @@ export async function run(argv: string[], io: IO = processIO): Promise<number> {
     if (e instanceof Error && USER_ERRORS.has(e.name)) {
       io.err(`iommu-ledger: ${(e as Error).message}\n`);
       return 2;
+    }
+    // Another process held the write lock longer than the busy timeout (busy_timeout in
+    // events/db.ts): try again later (75, EX_TEMPFAIL).
+    if (e instanceof Error && (e as { code?: string }).code?.startsWith('SQLITE_BUSY')) {
+      io.err(
+        `iommu-ledger: ${program.opts<Globals>().db} is busy: another process has held its write lock for more than ${busyTimeoutMs() / 1000} s (a rebuild, an import, a large apply); nothing was stored by this command: run it again when that one is done\n`,
+      );
+      return 75;
     }
     io.err(`iommu-ledger: internal error: ${(e as Error).stack ?? String(e)}\n`);
     return 70;

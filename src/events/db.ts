@@ -7,6 +7,7 @@ import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { busyTimeoutMs } from './busy.js';
 
 export type DB = Database.Database;
 
@@ -76,6 +77,21 @@ export interface OpenOptions {
   durable?: boolean;
 }
 
+const pause = new Int32Array(new SharedArrayBuffer(4));
+
+/** fn, tried again every 10 ms while SQLite answers SQLITE_BUSY, for up to the busy timeout. */
+function untilNotBusy<T>(fn: () => T): T {
+  const end = Date.now() + busyTimeoutMs();
+  for (;;) {
+    try {
+      return fn();
+    } catch (e) {
+      if (!(e as { code?: string }).code?.startsWith('SQLITE_BUSY') || Date.now() >= end) throw e;
+      Atomics.wait(pause, 0, 0, 10);
+    }
+  }
+}
+
 const emptyFile = (path: string) => new LedgerOpenError(`${path} is empty, not a ledger (create one with 'iommu-ledger import' or 'iommu-ledger apply')`);
 
 /** Opens (creating and migrating when needed) a ledger file. */
@@ -93,34 +109,53 @@ export function openDatabase(path: string, opts: OpenOptions = {}): DB {
     throw new LedgerOpenError(`cannot open ${path}: ${(e as Error).message}`);
   }
   try {
-    db.pragma('busy_timeout = 10000');
+    db.pragma(`busy_timeout = ${busyTimeoutMs()}`);
     db.pragma('cache_size = -65536'); // 64 MiB: the indexes of a million-event ledger stay in memory
     db.pragma('temp_store = MEMORY');
     if (!opts.readonly) {
-      db.pragma('journal_mode = WAL');
+      // Switching to WAL is refused at once, without the busy handler, while another process's
+      // last connection to the file is closing (checkpointing and removing its -wal): retried.
+      untilNotBusy(() => db.pragma('journal_mode = WAL'));
       db.pragma(`synchronous = ${opts.durable ? 'FULL' : 'NORMAL'}`);
     }
-    const have = db.pragma('user_version', { simple: true }) as number;
     const all = migrations();
-    if (have > all.length) {
-      throw new LedgerOpenError(
-        `${path} was written by a newer iommu-ledger (schema ${have}; this version knows up to ${all.length}): upgrade iommu-ledger to open it`,
-      );
-    }
-    if (have === 0 && !opts.readonly) {
-      // A new file, or some other SQLite file: refuse to write into a foreign database.
-      const tables = db.prepare("SELECT count(*) AS n FROM sqlite_master WHERE type = 'table'").get() as { n: number };
-      if (tables.n > 0) throw new LedgerOpenError(`${path} is an SQLite file but not an iommu-ledger ledger`);
-      // An empty file where a ledger must already be (a query): not made into an empty ledger.
-      if (opts.mustExist) throw emptyFile(path);
-    }
+    const version = () => db.pragma('user_version', { simple: true }) as number;
+    // What is found at `have`, checked before and again under the write lock (another process may
+    // be creating or upgrading the same file at the same moment).
+    const check = (have: number) => {
+      if (have > all.length) {
+        throw new LedgerOpenError(
+          `${path} was written by a newer iommu-ledger (schema ${have}; this version knows up to ${all.length}): upgrade iommu-ledger to open it`,
+        );
+      }
+      if (have === 0 && !opts.readonly) {
+        // A new file, or some other SQLite file: refuse to write into a foreign database.
+        const tables = db.prepare("SELECT count(*) AS n FROM sqlite_master WHERE type = 'table'").get() as { n: number };
+        if (tables.n > 0) throw new LedgerOpenError(`${path} is an SQLite file but not an iommu-ledger ledger`);
+        // An empty file where a ledger must already be (a query): not made into an empty ledger.
+        if (opts.mustExist) throw emptyFile(path);
+      }
+    };
+    const have = untilNotBusy(version);
+    // Outside the lock only a newer schema is certain: a version 0 read here may be a file another
+    // process is creating right now, and is checked again under the lock below.
+    if (have > 0) check(have);
     if (have < all.length) {
       if (opts.readonly) throw new LedgerOpenError(`${path} has schema ${have}; open it once read-write to upgrade it to ${all.length}`);
-      for (const m of all.slice(have)) {
-        db.transaction(() => {
+      // One migration per transaction, each chosen under the write lock from the version then
+      // stored: two processes creating the same new file do not both run 001 (and the second
+      // does not take the first's tables for a foreign database).
+      for (;;) {
+        const done = db.transaction(() => {
+          const now = version();
+          check(now);
+          const m = all[now];
+          if (!m) return true;
           db.exec(m.sql);
           db.pragma(`user_version = ${m.version}`);
+          return false;
         }).immediate();
+        if (done) break;
       }
     }
   } catch (e) {

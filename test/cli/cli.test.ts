@@ -96,6 +96,29 @@ describe('iommu-ledger command line', () => {
     check.close();
   });
 
+  it('a writer that waits longer than the busy timeout for another process\'s write lock exits 75 (retry later) and stores nothing', async () => {
+    const db = tempDb();
+    await cli('--db', db, 'apply', join(EX, 'scenario.jsonl'));
+    const holder = new Database(db);
+    holder.exec('BEGIN IMMEDIATE');
+    process.env.IOMMU_LEDGER_BUSY_TIMEOUT = '200';
+    try {
+      const one = `${db}.jsonl`;
+      writeFileSync(one, JSON.stringify({ op: 'map', domain: 'gpu0', iova: '0x900000', paddr: '0x90000000', size: '4K' }));
+      const r = await cli('--db', db, 'apply', one);
+      expect(r.code).toBe(75);
+      expect(r.err).toBe(`iommu-ledger: ${db} is busy: another process has held its write lock for more than 0.2 s (a rebuild, an import, a large apply); nothing was stored by this command: run it again when that one is done\n`);
+    } finally {
+      delete process.env.IOMMU_LEDGER_BUSY_TIMEOUT;
+      holder.exec('ROLLBACK');
+      holder.close();
+    }
+    expect((await cli('--db', db, '--json', 'verify')).code).toBe(0);
+    const check = new Database(db);
+    expect(check.prepare('SELECT count(*) FROM events').pluck().get()).toBe(17);
+    check.close();
+  });
+
   it('refuses a --db that is not a ledger with a message (exit 2) and leaves the file as it was; apply makes an empty file a ledger', async () => {
     const notDb = tempDb();
     writeFileSync(notDb, readFileSync(join(EX, 'scenario.jsonl')));

@@ -3,11 +3,15 @@
  * the exit codes, messages and report lines a user sees.
  */
 import { describe, expect, it } from 'vitest';
+import { spawn } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { cli, EX } from './helpers.js';
 import { tempDb } from '../ledger/helpers.js';
+
+const BIN = join(__dirname, '..', '..', 'src', 'cli', 'bin.ts');
+const VITE_NODE = join(__dirname, '..', '..', 'node_modules', '.bin', 'vite-node');
 
 
 /** A file next to the ledger. */
@@ -210,4 +214,29 @@ describe('iommu-ledger import', () => {
     expect([c.code, c.err]).toEqual([2, 'iommu-ledger: --caller: a caller name has 1 to 200 characters\n']);
     expect(events(db)).toBe(before);
   });
+
+  it('two processes importing the same trace at once store it once, in one address space, and the later one says it was imported already', async () => {
+    const db = tempDb();
+    const lines = ['# tracer: nop'];
+    for (let i = 0; i < 3000; i++) {
+      const iova = `0x${(0x100000 + ((i >> 1) % 512) * 0x1000).toString(16).padStart(16, '0')}`; // a map, then its unmap
+      lines.push(L(`${1000 + i}.000001`, i % 2 ? `unmap: IOMMU: iova=${iova} size=4096 unmapped_size=4096` : `map: IOMMU: iova=${iova} paddr=0x0000000080000000 size=4096`));
+    }
+    const trace = file(db, 'same.trace', `${lines.join('\n')}\n`);
+    const child = () =>
+      new Promise<{ code: number | null; out: string }>((resolve) => {
+        const p = spawn(VITE_NODE, [BIN, '--db', db, 'import', trace, '--profile', 'intel-vtd'], { stdio: ['ignore', 'pipe', 'pipe'] });
+        let out = '';
+        p.stdout.on('data', (d) => (out += String(d)));
+        p.stderr.on('data', (d) => (out += String(d)));
+        p.on('close', (code) => resolve({ code, out }));
+      });
+    const [a, b] = await Promise.all([child(), child()]);
+    expect([a.code, b.code], a.out + b.out).toEqual([0, 0]);
+    expect(events(db)).toBe(3001); // the domain and every record, once
+    const raw = new Database(db, { readonly: true });
+    expect(raw.prepare('SELECT name FROM streams').pluck().all()).toEqual(['as1']);
+    raw.close();
+    expect([a.out, b.out].filter((o) => /already imported into/.test(o))).toHaveLength(1);
+  }, 60_000);
 });
