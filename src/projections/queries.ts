@@ -175,6 +175,7 @@ export class Queries {
   readonly db: Database.Database;
   private kysely?: Kysely<Tables>;
   private domainCache = new Map<string, DomainInfo>();
+  private cachedAt: bigint | number | undefined;
 
   constructor(path: string, opts: { readonly?: boolean } = {}) {
     this.db = openDatabase(path, { mustExist: true, ...(opts.readonly ? { readonly: true } : {}) });
@@ -241,6 +242,13 @@ export class Queries {
 
   /** A domain by name; with no name, the only one (an error says which exist when there are several). */
   domain(name?: string): DomainInfo {
+    // A domain's version, max_span and destroyed change as others append: the cache holds only
+    // while no other connection has committed (data_version moves when one has).
+    const v = this.db.pragma('data_version', { simple: true }) as bigint | number;
+    if (v !== this.cachedAt) {
+      this.domainCache.clear();
+      this.cachedAt = v;
+    }
     const key = name ?? '';
     const hit = this.domainCache.get(key);
     if (hit) return hit;
@@ -266,7 +274,11 @@ export class Queries {
   resolveAt(at?: string | number, domain?: DomainInfo, what = '--at'): number {
     const last = this.lastPosition;
     if (at === undefined || at === 'now' || at === 'latest') return last;
-    if (typeof at === 'number') return Math.min(at, last);
+    if (typeof at === 'number') {
+      if (!Number.isInteger(at) || at < 0) throw new QueryError(`${what} ${at}: a position is a whole number, 0 or more`);
+      if (at > last) throw new QueryError(`${what} ${at}: the ledger ends at position ${last}`);
+      return at;
+    }
     const t = at.trim();
     if (/^#?\d+$/.test(t)) {
       const p = Number(t.replace('#', ''));

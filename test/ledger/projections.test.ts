@@ -282,6 +282,26 @@ describe('projections', () => {
     l.close();
   });
 
+  it('a Queries kept open sees what other connections append and destroy (no stale domain info), and refuses a position that is not a whole number in range', () => {
+    const path = tempDb();
+    const l = new Ledger(path);
+    l.appendRaw([{ op: 'domain', domain: 'd', profile: 'intel-vtd' }, { op: 'map', domain: 'd', iova: '0x200000', paddr: '0x80000000', size: '2M', caller: 'a' }]);
+    const q = new Queries(path);
+    expect(q.blame('d', 0x70000000n).page).toBeUndefined();
+    l.appendRaw([{ op: 'map', domain: 'd', iova: '0x40000000', paddr: '0xc0000000', size: '1G', caller: 'b' }]);
+    // max_span grew from 2M to 1G: look-ups by IOVA must start far enough below.
+    expect(q.blame('d', 0x70000000n).page?.mappedBy).toBe(3);
+    expect(q.history('d', 0x70000000n, 0x70000001n).events.map((e) => e.position)).toEqual([3]);
+    expect(q.explain('d', 0x70000000n).text).toMatch(/is mapped as of event #3/);
+    l.appendRaw([{ op: 'destroy', domain: 'd' }]);
+    expect(q.domain('d').destroyed).toBe(true);
+    for (const bad of [1.5, -3, Number.NaN]) expect(() => q.stateAt('d', bad)).toThrow(/a position is a whole number, 0 or more/);
+    expect(() => q.stateAt('d', 99)).toThrow(/the ledger ends at position 4/);
+    expect(q.stateAt('d', 0).runs.n).toBe(0);
+    q.close();
+    l.close();
+  });
+
   it('callersOf names the caller of each event as event() does, whatever the name holds, (unknown) when none', () => {
     const path = tempDb();
     const l = new Ledger(path);
