@@ -30,8 +30,9 @@ interface Summary {
   faults: Record<string, number>;
 }
 
+/** The findings of a ledger, read only (the source of a replay is never written). */
 function summarize(path: string): Summary {
-  const q = new Queries(path);
+  const q = new Queries(path, { readonly: true });
   try {
     const over = q.findings({ kind: 'over-unmap' });
     const faults: Record<string, number> = {};

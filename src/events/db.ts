@@ -160,7 +160,13 @@ export function openDatabase(path: string, opts: OpenOptions = {}): DB {
     }
   } catch (e) {
     db.close();
-    if ((e as { code?: string }).code === 'SQLITE_NOTADB') throw new LedgerOpenError(`${path} is not an iommu-ledger ledger: ${(e as Error).message}`);
+    const code = (e as { code?: string }).code ?? '';
+    if (code === 'SQLITE_NOTADB') throw new LedgerOpenError(`${path} is not an iommu-ledger ledger: ${(e as Error).message}`);
+    if (code.startsWith('SQLITE_READONLY') || code.startsWith('SQLITE_CANTOPEN')) {
+      throw new LedgerOpenError(
+        `cannot open ${path} (${code}: ${(e as Error).message}): SQLite keeps ${path}-wal and ${path}-shm next to a ledger, even to read it, so the ledger and its folder must be writable by you; copy it to a folder you can write`,
+      );
+    }
     throw e;
   }
   return db;
