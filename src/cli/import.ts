@@ -607,18 +607,30 @@ export async function importFile(ledger: Ledger, file: string, opts: ImportOptio
     if (opts.follow) {
       process.stderr.write(`following ${src.name} (Ctrl-C to stop)\n`);
       let stop = false;
-      process.once('SIGINT', () => {
+      const onInterrupt = () => {
         stop = true;
-      });
-      while (!stop) {
-        await new Promise((r) => setTimeout(r, 500));
-        let now = 0;
-        try {
-          now = statSync(src.path).size;
-        } catch {
-          break;
+      };
+      process.once('SIGINT', onInterrupt);
+      try {
+        while (!stop) {
+          await new Promise((r) => setTimeout(r, 500));
+          let now = 0;
+          try {
+            now = statSync(src.path).size;
+          } catch {
+            break;
+          }
+          if (now < offset) {
+            // Truncated or rotated: its lines are known by number under the first 4 KiB's key, so
+            // what is written now would read as lines already stored. Stop instead of skipping them.
+            throw new InputError(
+              `${src.name} shrank from ${offset} to ${now} bytes while it was followed (truncated or rotated): following stopped; the ${s.stored} event(s) stored so far stay (lines 1-${lineNo}); a rotated trace is a new file: import it with its own run`,
+            );
+          }
+          if (now > offset) await runChunk();
         }
-        if (now > offset) await runChunk();
+      } finally {
+        process.off('SIGINT', onInterrupt);
       }
     }
     if (s.divergences > 0) {

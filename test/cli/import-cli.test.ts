@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { cli, EX } from './helpers.js';
@@ -239,4 +239,21 @@ describe('iommu-ledger import', () => {
     raw.close();
     expect([a.out, b.out].filter((o) => /already imported into/.test(o))).toHaveLength(1);
   }, 60_000);
+
+  it('--follow stops with a message (exit 2) when the followed file shrinks, keeping what it stored', async () => {
+    const db = tempDb();
+    const lines = ['# tracer: nop'];
+    for (let i = 0; i < 400; i++) {
+      const iova = `0x${(0x100000 + ((i >> 1) % 64) * 0x1000).toString(16).padStart(16, '0')}`;
+      lines.push(L(`${1000 + i}.000001`, i % 2 ? `unmap: IOMMU: iova=${iova} size=4096 unmapped_size=4096` : `map: IOMMU: iova=${iova} paddr=0x0000000080000000 size=4096`));
+    }
+    const trace = file(db, 'grow.trace', `${lines.join('\n')}\n`);
+    const following = cli('--db', db, 'import', trace, '--follow', '--profile', 'intel-vtd');
+    while (!existsSync(db) || events(db) < 401) await new Promise((r) => setTimeout(r, 50));
+    writeFileSync(trace, `${lines.slice(0, 100).join('\n')}\n`);
+    const r = await following;
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/grow\.trace shrank from \d+ to \d+ bytes while it was followed \(truncated or rotated\): following stopped; the 401 event\(s\) stored so far stay \(lines 1-401\)/);
+    expect(events(db)).toBe(401);
+  }, 30_000);
 });
