@@ -289,7 +289,7 @@ export class EventStore {
             events: n,
             firstBad: expected,
             problem,
-            message: `position ${expected}: ${problem === 'removed' ? `missing (the next stored event is ${position})` : 'an extra event'}; the chain is broken from there`,
+            message: `position ${expected}: ${problem === 'removed' ? `missing (the next stored event is ${position})` : `an extra event, stored at position ${position}, comes before it`}; the chain is broken from there`,
           };
         }
         const t = row[2] ?? '\u0000';

@@ -101,6 +101,7 @@ describe('event store', () => {
         expect(v.firstBad).toBe(tamper === 'change' ? 1101 : 1);
         expect(v.events).toBe(tamper === 'change' ? 1100 : 0);
         expect(v.problem).toBe(tamper === 'change' ? 'changed' : 'inserted');
+        if (tamper === 'before-first') expect(v.message).toBe('position 1: an extra event, stored at position 0, comes before it; the chain is broken from there');
       }
       l2.close();
     }
