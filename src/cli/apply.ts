@@ -85,12 +85,16 @@ export class Tally {
 /** Notes an input file in `sources` (inside the import's transaction). */
 export function recordSource(ledger: Ledger, digest: string, name: string, lineCount: number, t: Tally): void {
   if (t.first === undefined || t.last === undefined) return;
+  // A resumed import stored its first lines in an earlier run: the source starts at the first of them.
+  const key = digest.slice(0, 24);
+  const earlier = ledger.db.prepare('SELECT min(position) FROM events WHERE event_id >= ? AND event_id < ?').pluck().get(`${key}:`, `${key};`) as number | bigint | null;
+  const first = earlier === null ? t.first : Math.min(t.first, Number(earlier));
   ledger.db
     .prepare(
       `INSERT INTO sources (digest, name, lines, first_position, last_position, imported_at) VALUES (?,?,?,?,?,?)
        ON CONFLICT (digest) DO UPDATE SET lines = excluded.lines, last_position = excluded.last_position`,
     )
-    .run(digest, name, lineCount, t.first, t.last, new Date().toISOString());
+    .run(digest, name, lineCount, first, t.last, new Date().toISOString());
 }
 
 export interface ApplySummary {

@@ -256,4 +256,37 @@ describe('iommu-ledger import', () => {
     expect(r.err).toMatch(/grow\.trace shrank from \d+ to \d+ bytes while it was followed \(truncated or rotated\): following stopped; the 401 event\(s\) stored so far stay \(lines 1-401\)/);
     expect(events(db)).toBe(401);
   }, 30_000);
+
+  it('an import killed after its first committed chunk is resumed by running it again: every line once, the source from its first event', async () => {
+    const db = tempDb();
+    const lines = ['# tracer: nop'];
+    for (let i = 0; i < 60_000; i++) {
+      const iova = `0x${(0x100000 + ((i >> 1) % 4096) * 0x1000).toString(16).padStart(16, '0')}`;
+      lines.push(L(`${1000 + i}.000001`, i % 2 ? `unmap: IOMMU: iova=${iova} size=4096 unmapped_size=4096` : `map: IOMMU: iova=${iova} paddr=0x0000000080000000 size=4096`));
+    }
+    const trace = file(db, 'long.trace', `${lines.join('\n')}\n`);
+    const p = spawn(VITE_NODE, [BIN, '--db', db, 'import', trace, '--profile', 'intel-vtd'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const exited = new Promise((r) => p.on('close', r));
+    const soFar = () => {
+      try {
+        return events(db);
+      } catch {
+        return 0; // the child is still creating the file
+      }
+    };
+    while (soFar() < 20_000) await new Promise((r) => setTimeout(r, 50));
+    p.kill('SIGKILL');
+    await exited;
+    const stored = events(db);
+    expect(stored).toBeLessThan(60_001); // the kill came before the last chunk
+    const r = await cli('--db', db, 'import', trace, '--profile', 'intel-vtd');
+    expect(r.code).toBe(0);
+    expect(r.out).toContain(`${60_001 - stored} events stored, ${stored - 1} already in the ledger`);
+    expect(events(db)).toBe(60_001);
+    const raw = new Database(db, { readonly: true });
+    expect(raw.prepare('SELECT count(DISTINCT event_id) FROM events').pluck().get()).toBe(60_001);
+    expect(raw.prepare('SELECT first_position, last_position FROM sources').raw().get()).toEqual([1, 60_001]);
+    raw.close();
+    expect((await cli('--db', db, 'verify')).code).toBe(0);
+  }, 120_000);
 });
