@@ -83,16 +83,20 @@ export async function replayLedger(source: string, outPath: string, o: { semanti
   dst.close();
   const before = summarize(source);
   const after = summarize(outPath);
-  const what = [o.profile ? `profile ${o.profile}` : '', o.semantics ? `${o.semantics} unmap` : ''].filter(Boolean).join(', ');
-  const line = (label: string, a: string | number, b: string | number) => `  ${label.padEnd(22)} ${String(a).padStart(10)}  ->  ${String(b)}`;
+  const what = [o.profile ? `profile ${o.profile}` : '', o.semantics ? `${o.semantics} unmap` : ''].filter(Boolean).join(', ') + (o.domain !== undefined ? ` for domain ${o.domain} (the others as they were)` : '');
+  const rows: Array<[string, string | number, string | number]> = [
+    ['over-unmaps', before.overUnmaps, after.overUnmaps],
+    ['collateral bytes', formatSize(before.collateralBytes), formatSize(after.collateralBytes)],
+    ['unmaps left mapped', before.leftMapped, after.leftMapped],
+    ['refused commands', before.rejected, after.rejected],
+    ['divergences from trace', before.divergences, after.divergences],
+    ...[...new Set([...Object.keys(before.faults), ...Object.keys(after.faults)])].map((k): [string, number, number] => [`faults: ${k}`, before.faults[k] ?? 0, after.faults[k] ?? 0]),
+  ];
+  const width = Math.max(...rows.map((r) => r[0].length));
   const report = [
     `replayed ${events} events of ${source} under ${what} into ${outPath} (the original is unchanged)`,
-    line('over-unmaps', before.overUnmaps, after.overUnmaps),
-    line('collateral bytes', formatSize(before.collateralBytes), formatSize(after.collateralBytes)),
-    line('unmaps left mapped', before.leftMapped, after.leftMapped),
-    line('refused commands', before.rejected, after.rejected),
-    line('divergences from trace', before.divergences, after.divergences),
-    ...[...new Set([...Object.keys(before.faults), ...Object.keys(after.faults)])].map((k) => line(`faults: ${k}`, before.faults[k] ?? 0, after.faults[k] ?? 0)),
+    ...rows.map(([label, a, b]) => `  ${label.padEnd(width)} ${String(a).padStart(10)}  ->  ${String(b)}`),
+    `the findings of each: iommu-ledger --db ${source} audit over-unmaps, and --db ${outPath}`,
   ];
   return { source, out: outPath, events, before, after, report };
 }

@@ -332,5 +332,9 @@ describe('iommu-ledger command line', () => {
     expect(r.out).toMatch(/over-unmaps\s+1\s+->\s+0/);
     // the trace saw the whole 1M go: under split the prediction disagrees, and says so
     expect(r.out).toMatch(/divergences from trace\s+\d+\s+->\s+[1-9]/);
+    // The before/after columns line up whatever the labels' lengths, and say where to look next.
+    const rows = r.out.split('\n').filter((l) => l.includes('  ->  '));
+    expect(new Set(rows.map((l) => l.indexOf('  ->  '))).size).toBe(1);
+    expect(r.out).toContain(`the findings of each: iommu-ledger --db ${db} audit over-unmaps, and --db ${out}`);
   });
 });
