@@ -182,7 +182,8 @@ function buildProgram(io: IO): Command {
       const r = s.runs;
       let bytes = 0n;
       for (let i = 0; i < r.n; i++) bytes += BigInt(r.count[i]!) << BigInt(r.shift[i]!);
-      out(`domain ${s.domain.name} (${s.domain.profile.name}, ${s.domain.profile.semantics} unmap) as of event #${s.at}: ${r.n} run(s), ${formatSize(bytes)} mapped`);
+      const notYet = s.at < s.domain.createdAt ? ` (the domain was created at event #${s.domain.createdAt})` : '';
+      out(`domain ${s.domain.name} (${s.domain.profile.name}, ${s.domain.profile.semantics} unmap) as of event #${s.at}: ${r.n} run(s), ${formatSize(bytes)} mapped${notYet}`);
       if (r.n) out(table(['IOVA', 'END', 'PADDR', 'PAGE', 'COUNT', 'PROT', 'MAPPED BY'], runRows(r, callerOf), { right: [4] }));
       if (o.hw) out(`\n${hwText(q, o.domain, o.at)}`);
     });

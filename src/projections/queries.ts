@@ -66,6 +66,8 @@ export interface DomainInfo {
   version: number;
   destroyed: boolean;
   maxSpan: bigint;
+  /** The position of its domain-created event. */
+  createdAt: number;
 }
 
 export interface Who {
@@ -237,6 +239,7 @@ export class Queries {
       version: Number(r.version),
       destroyed: r.destroyed_at !== null,
       maxSpan: fromDb(r.max_span),
+      createdAt: Number(r.created_at),
     };
   }
 

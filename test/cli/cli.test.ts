@@ -210,6 +210,7 @@ describe('iommu-ledger command line', () => {
       expect(r.err).toContain(`--at ${JSON.stringify(at)}: give a position (1234), trace seconds (511.10) or an ISO time`);
     }
     expect((await cli('--db', db, 'state', '--at', '2026-11-23 10:00:02', '--domain', 'gpu0')).out).toMatch(/as of event #5:/);
+    expect((await cli('--db', db, 'state', '--at', '2', '--domain', 'dsp')).out).toMatch(/as of event #2: 0 run\(s\), 0 mapped \(the domain was created at event #11\)\n/);
   });
 
   it('state --json lists pages as {iova, paddr, pageSize, count, prot, mappedBy}, at any point in time', async () => {
