@@ -684,6 +684,9 @@ export class Queries {
 
   /** Per caller and site: how its unmaps relate to its maps (projections/callers.ts). */
   callers(filter: { domain?: string; caller?: string; examples?: number } = {}): CallerView[] {
+    if (filter.examples !== undefined && !(Number.isInteger(filter.examples) && filter.examples >= 0)) {
+      throw new QueryError(`examples ${filter.examples}: give a whole number, 0 or more`);
+    }
     return callerAnalysis(this.db, {
       ...(filter.domain !== undefined ? { domain: this.domain(filter.domain).id } : {}),
       ...(filter.caller !== undefined ? { caller: filter.caller } : {}),

@@ -298,6 +298,7 @@ describe('projections', () => {
     for (const bad of [1.5, -3, Number.NaN]) expect(() => q.stateAt('d', bad)).toThrow(/a position is a whole number, 0 or more/);
     expect(() => q.stateAt('d', 99)).toThrow(/the ledger ends at position 4/);
     expect(q.stateAt('d', 0).runs.n).toBe(0);
+    for (const bad of [-1, 0.5]) expect(() => q.callers({ examples: bad })).toThrow(/give a whole number, 0 or more/);
     q.close();
     l.close();
   });
