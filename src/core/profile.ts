@@ -163,7 +163,7 @@ export const BUILTIN_PROFILES: readonly Profile[] = [
   builtin({
     name: 'omap',
     description: 'TI OMAP IOMMU (the 2011 discussion): 4K, 64K, 1M, 16M pages, 32-bit IOVA',
-    kernelRef: 'drivers/iommu/omap-iommu.c omap_iommu_map/omap_iommu_unmap; omap-iopgtable.h OMAP_IOMMU_PGSIZES',
+    kernelRef: 'drivers/iommu/omap-iommu.c omap_iommu_map/omap_iommu_unmap, OMAP_IOMMU_PGSIZES',
     shifts: [12, 16, 20, 24],
     iovaBits: 32,
     semantics: 'legacy',
@@ -172,7 +172,7 @@ export const BUILTIN_PROFILES: readonly Profile[] = [
   builtin({
     name: 'intel-vtd',
     description: 'Intel VT-d, 4-level (48-bit) tables: 4K, 2M, 1G pages; unmap removes the whole large page',
-    kernelRef: 'drivers/iommu/intel/iommu.c intel_iommu_unmap ("horrid API" comment), domain_update_iommu_superpage',
+    kernelRef: 'drivers/iommu/intel/iommu.c intel_iommu_unmap ("horrid API" comment), domain_super_pgsize_bitmap (domain_update_iommu_superpage before v5.15)',
     shifts: [12, 21, 30],
     iovaBits: 48,
     semantics: 'legacy',
@@ -199,7 +199,7 @@ export const BUILTIN_PROFILES: readonly Profile[] = [
   builtin({
     name: 'arm-lpae-4k',
     description: 'ARM SMMU, LPAE 4K granule: 4K, 2M, 1G pages, 48-bit IOVA; unmap splits blocks',
-    kernelRef: 'drivers/iommu/io-pgtable-arm.c arm_lpae_restrict_pgsizes, arm_lpae_split_blk_unmap',
+    kernelRef: 'drivers/iommu/io-pgtable-arm.c arm_lpae_restrict_pgsizes, arm_lpae_split_blk_unmap (removed in v6.13)',
     shifts: [12, 21, 30],
     iovaBits: 48,
     semantics: 'split',
@@ -226,7 +226,7 @@ export const BUILTIN_PROFILES: readonly Profile[] = [
   builtin({
     name: 'arm-v7s',
     description: 'ARM short-descriptor (v7s) tables: 4K, 64K, 1M, 16M pages, 32-bit IOVA; unmap splits blocks',
-    kernelRef: 'drivers/iommu/io-pgtable-arm-v7s.c arm_v7s_alloc_pgtable, arm_v7s_split_blk_unmap',
+    kernelRef: 'drivers/iommu/io-pgtable-arm-v7s.c arm_v7s_alloc_pgtable, arm_v7s_split_cont and arm_v7s_split_blk_unmap (removed in v6.13; they remapped the rest in entries of the unmap size, the model greedily)',
     shifts: [12, 16, 20, 24],
     iovaBits: 32,
     semantics: 'split',
