@@ -418,10 +418,13 @@ export async function importFile(ledger: Ledger, file: string, opts: ImportOptio
     const known = (key: string) => ledger.db.prepare('SELECT name, imported_at FROM sources WHERE digest = ?').get(key) as { name: string; imported_at: string } | undefined;
     let digest: string;
     let continues = false;
+    // The whole file's digest, kept when a plain import continues under a followed file's head key.
+    let fileDigest: string | undefined;
     if (opts.follow) {
       digest = headKey;
     } else {
       digest = await digestOf(src.path);
+      fileDigest = digest;
       if (!known(digest) && known(headKey)) {
         digest = headKey;
         continues = true;
@@ -594,6 +597,16 @@ export async function importFile(ledger: Ledger, file: string, opts: ImportOptio
         s.neverSeenMapped = router.neverSeen;
         for (const sp of router.spaces) if (!s.spaces.includes(sp.name)) s.spaces.push(sp.name);
         if (eof || opts.follow) recordSource(ledger, digest, name, lineNo, tally);
+        // A plain import that finished a followed file: the file as it is now is imported, and
+        // the next plain import of the same bytes says so instead of reading it all again.
+        if (eof && continues && fileDigest !== undefined) {
+          ledger.db
+            .prepare(
+              `INSERT OR IGNORE INTO sources (digest, name, lines, first_position, last_position, imported_at)
+               SELECT ?, ?, ?, first_position, last_position, ? FROM sources WHERE digest = ?`,
+            )
+            .run(fileDigest, name, lineNo, new Date().toISOString(), headKey);
+        }
         s.stored = tally.stored;
         s.duplicates = tally.duplicates;
         s.divergences = tally.divergences;

@@ -289,4 +289,24 @@ describe('iommu-ledger import', () => {
     raw.close();
     expect((await cli('--db', db, 'verify')).code).toBe(0);
   }, 120_000);
+
+  it('a plain import that finishes a followed file records it, so the next plain import of the same bytes says it was imported already', async () => {
+    const db = tempDb();
+    const lines = ['# tracer: nop'];
+    for (let i = 0; i < 200; i++) {
+      const iova = `0x${(0x100000 + ((i >> 1) % 64) * 0x1000).toString(16).padStart(16, '0')}`;
+      lines.push(L(`${1000 + i}.000001`, i % 2 ? `unmap: IOMMU: iova=${iova} size=4096 unmapped_size=4096` : `map: IOMMU: iova=${iova} paddr=0x0000000080000000 size=4096`));
+    }
+    const trace = file(db, 'followed.trace', `${lines.join('\n')}\n`);
+    const following = cli('--db', db, 'import', trace, '--follow', '--profile', 'intel-vtd');
+    while (!existsSync(db) || events(db) < 201) await new Promise((r) => setTimeout(r, 50));
+    process.emit('SIGINT');
+    expect((await following).code).toBe(0);
+    const first = await cli('--db', db, 'import', trace, '--profile', 'intel-vtd');
+    expect(first.out).toMatch(/continues an earlier --follow import of this file/);
+    expect(first.out).toMatch(/0 events stored, 200 already in the ledger/);
+    const second = await cli('--db', db, 'import', trace, '--profile', 'intel-vtd');
+    expect(second.out).toMatch(/already imported into/);
+    expect(events(db)).toBe(201);
+  }, 30_000);
 });
