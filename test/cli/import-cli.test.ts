@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { cli, EX } from './helpers.js';
@@ -43,6 +43,28 @@ async function scenarioLedger(): Promise<string> {
 }
 
 const L = (ts: string, body: string) => `  gst-launch-1.0-606   [000] ....  ${ts}: ${body}`;
+
+/** An ftrace file of n records: a 4K map, then its unmap, over `slots` IOVAs in turn. */
+function pairsTrace(n: number, slots: number): string {
+  const lines = ['# tracer: nop'];
+  for (let i = 0; i < n; i++) {
+    const iova = `0x${(0x100000 + ((i >> 1) % slots) * 0x1000).toString(16).padStart(16, '0')}`;
+    lines.push(L(`${1000 + i}.000001`, i % 2 ? `unmap: IOMMU: iova=${iova} size=4096 unmapped_size=4096` : `map: IOMMU: iova=${iova} paddr=0x0000000080000000 size=4096`));
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+/** Waits until the ledger holds n events (another process, or a following import, writes them). */
+async function waitForEvents(db: string, n: number): Promise<void> {
+  const soFar = () => {
+    try {
+      return events(db);
+    } catch {
+      return 0; // not created yet, or its tables not yet
+    }
+  };
+  while (soFar() < n) await new Promise((r) => setTimeout(r, 50));
+}
 
 describe('iommu-ledger import', () => {
   it('a directory exits 2 with "cannot read", as apply does, and stores nothing', async () => {
@@ -217,12 +239,7 @@ describe('iommu-ledger import', () => {
 
   it('two processes importing the same trace at once store it once, in one address space, and the later one says it was imported already', async () => {
     const db = tempDb();
-    const lines = ['# tracer: nop'];
-    for (let i = 0; i < 3000; i++) {
-      const iova = `0x${(0x100000 + ((i >> 1) % 512) * 0x1000).toString(16).padStart(16, '0')}`; // a map, then its unmap
-      lines.push(L(`${1000 + i}.000001`, i % 2 ? `unmap: IOMMU: iova=${iova} size=4096 unmapped_size=4096` : `map: IOMMU: iova=${iova} paddr=0x0000000080000000 size=4096`));
-    }
-    const trace = file(db, 'same.trace', `${lines.join('\n')}\n`);
+    const trace = file(db, 'same.trace', pairsTrace(3000, 512));
     const child = () =>
       new Promise<{ code: number | null; out: string }>((resolve) => {
         const p = spawn(VITE_NODE, [BIN, '--db', db, 'import', trace, '--profile', 'intel-vtd'], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -242,15 +259,10 @@ describe('iommu-ledger import', () => {
 
   it('--follow stops with a message (exit 2) when the followed file shrinks, keeping what it stored', async () => {
     const db = tempDb();
-    const lines = ['# tracer: nop'];
-    for (let i = 0; i < 400; i++) {
-      const iova = `0x${(0x100000 + ((i >> 1) % 64) * 0x1000).toString(16).padStart(16, '0')}`;
-      lines.push(L(`${1000 + i}.000001`, i % 2 ? `unmap: IOMMU: iova=${iova} size=4096 unmapped_size=4096` : `map: IOMMU: iova=${iova} paddr=0x0000000080000000 size=4096`));
-    }
-    const trace = file(db, 'grow.trace', `${lines.join('\n')}\n`);
+    const trace = file(db, 'grow.trace', pairsTrace(400, 64));
     const following = cli('--db', db, 'import', trace, '--follow', '--profile', 'intel-vtd');
-    while (!existsSync(db) || events(db) < 401) await new Promise((r) => setTimeout(r, 50));
-    writeFileSync(trace, `${lines.slice(0, 100).join('\n')}\n`);
+    await waitForEvents(db, 401);
+    writeFileSync(trace, pairsTrace(99, 64)); // the first 100 lines
     const r = await following;
     expect(r.code).toBe(2);
     expect(r.err).toMatch(/grow\.trace shrank from \d+ to \d+ bytes while it was followed \(truncated or rotated\): following stopped; the 401 event\(s\) stored so far stay \(lines 1-401\)/);
@@ -259,22 +271,10 @@ describe('iommu-ledger import', () => {
 
   it('an import killed after its first committed chunk is resumed by running it again: every line once, the source from its first event', async () => {
     const db = tempDb();
-    const lines = ['# tracer: nop'];
-    for (let i = 0; i < 60_000; i++) {
-      const iova = `0x${(0x100000 + ((i >> 1) % 4096) * 0x1000).toString(16).padStart(16, '0')}`;
-      lines.push(L(`${1000 + i}.000001`, i % 2 ? `unmap: IOMMU: iova=${iova} size=4096 unmapped_size=4096` : `map: IOMMU: iova=${iova} paddr=0x0000000080000000 size=4096`));
-    }
-    const trace = file(db, 'long.trace', `${lines.join('\n')}\n`);
+    const trace = file(db, 'long.trace', pairsTrace(60_000, 4096));
     const p = spawn(VITE_NODE, [BIN, '--db', db, 'import', trace, '--profile', 'intel-vtd'], { stdio: ['ignore', 'pipe', 'pipe'] });
     const exited = new Promise((r) => p.on('close', r));
-    const soFar = () => {
-      try {
-        return events(db);
-      } catch {
-        return 0; // the child is still creating the file
-      }
-    };
-    while (soFar() < 20_000) await new Promise((r) => setTimeout(r, 50));
+    await waitForEvents(db, 20_000);
     p.kill('SIGKILL');
     await exited;
     const stored = events(db);
@@ -292,14 +292,9 @@ describe('iommu-ledger import', () => {
 
   it('a plain import that finishes a followed file records it, so the next plain import of the same bytes says it was imported already', async () => {
     const db = tempDb();
-    const lines = ['# tracer: nop'];
-    for (let i = 0; i < 200; i++) {
-      const iova = `0x${(0x100000 + ((i >> 1) % 64) * 0x1000).toString(16).padStart(16, '0')}`;
-      lines.push(L(`${1000 + i}.000001`, i % 2 ? `unmap: IOMMU: iova=${iova} size=4096 unmapped_size=4096` : `map: IOMMU: iova=${iova} paddr=0x0000000080000000 size=4096`));
-    }
-    const trace = file(db, 'followed.trace', `${lines.join('\n')}\n`);
+    const trace = file(db, 'followed.trace', pairsTrace(200, 64));
     const following = cli('--db', db, 'import', trace, '--follow', '--profile', 'intel-vtd');
-    while (!existsSync(db) || events(db) < 201) await new Promise((r) => setTimeout(r, 50));
+    await waitForEvents(db, 201);
     process.emit('SIGINT');
     expect((await following).code).toBe(0);
     const first = await cli('--db', db, 'import', trace, '--profile', 'intel-vtd');
