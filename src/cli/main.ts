@@ -248,9 +248,9 @@ function buildProgram(io: IO): Command {
     .addOption(atOption())
     .action(async (iovaText: string, sizeText: string | undefined, o: { domain?: string; at?: string }) => {
       const start = addr(iovaText);
-      // A range past the end of the 64-bit space is cut there (nothing can be mapped beyond it).
       const bytes = sizeText === undefined ? 1n : size(sizeText);
       if (bytes === 0n) throw new InputError(`size ${JSON.stringify(sizeText)}: give at least one byte`);
+      // A range past the end of the 64-bit space is cut there (nothing can be mapped beyond it).
       let end = start + bytes;
       if (end > 1n << 64n) end = 1n << 64n;
       const { whoText } = await queriesLib();
