@@ -552,11 +552,18 @@ export async function importFile(ledger: Ledger, file: string, opts: ImportOptio
             continue;
           }
           s.records++;
+          const rec = p.record;
           if (resuming && ledger.store.positionOf(`${sourceKey}:${l.no}`) !== undefined) {
             tally.duplicates++;
+            // Stored before, so skipped; but a debug line still marks its call, so that the
+            // tracepoint copy of the same call (dropped when it was stored, so without an event
+            // of its own) is dropped again instead of stored as a second map or unmap.
+            if (rec.event === 'debug_unmap' || rec.event === 'debug_map') {
+              flushDebug();
+              lastDebug = { event: rec.event === 'debug_unmap' ? 'unmap' : 'map', iova: rec.iova!, size: rec.size!, line: l.no };
+            }
             continue;
           }
-          const rec = p.record;
           if (rec.event === 'debug_unmapped') {
             if (pendingUnmap) pendingUnmap.got += rec.unmappedSize ?? 0n;
             continue;

@@ -304,4 +304,18 @@ describe('iommu-ledger import', () => {
     expect(second.out).toMatch(/already imported into/);
     expect(events(db)).toBe(201);
   }, 30_000);
+
+  it('a resumed import drops the tracepoint copy of a stored debug line again (it stored it as a second map)', async () => {
+    const db = tempDb();
+    const log = join(EX, 'dmesg-debug.log');
+    expect((await cli('--db', db, 'import', log, '--profile', 'omap')).code).toBe(0);
+    const stored = events(db);
+    // Without its sources row the file is read again as a resumed import: every line by id.
+    const raw = new Database(db);
+    raw.prepare('DELETE FROM sources').run();
+    raw.close();
+    const again = await cli('--db', db, 'import', log, '--profile', 'omap');
+    expect(again.out).toMatch(/0 events stored, \d+ already in the ledger/);
+    expect(events(db)).toBe(stored);
+  });
 });
