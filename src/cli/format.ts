@@ -46,6 +46,16 @@ export function json(value: unknown): string {
   return JSON.stringify(value, (_k, v: unknown) => (typeof v === 'bigint' ? `0x${v.toString(16)}` : v), 2);
 }
 
+/** formatProt, made once per distinct value (a state repeats a few protections many times). */
+function protTexts(): (prot: number) => string {
+  const texts = new Map<number, string>();
+  return (prot) => {
+    let t = texts.get(prot);
+    if (t === undefined) texts.set(prot, (t = formatProt(prot)));
+    return t;
+  };
+}
+
 /**
  * The `state` table's cells of each run, straight from the columns: IOVA, end, physical address,
  * page size, page count, protection, and the map event with its caller. (A bigint's hex text is
@@ -53,7 +63,7 @@ export function json(value: unknown): string {
  */
 export function runRows(c: RunColumns, callerOf: (mapPos: number) => string): string[][] {
   const sizes = new Map<number, string>();
-  const prots = new Map<number, string>();
+  const protOf = protTexts();
   const rows = new Array<string[]>(c.n);
   for (let i = 0; i < c.n; i++) {
     const shift = c.shift[i]!;
@@ -61,25 +71,19 @@ export function runRows(c: RunColumns, callerOf: (mapPos: number) => string): st
     const iova = c.iova[i]!;
     let size = sizes.get(shift);
     if (size === undefined) sizes.set(shift, (size = formatSize(1n << BigInt(shift))));
-    const pr = c.prot[i]!;
-    let prot = prots.get(pr);
-    if (prot === undefined) prots.set(pr, (prot = formatProt(pr)));
     const mapPos = c.mapPos[i]!;
-    rows[i] = [hex(iova), hex(iova + (BigInt(count) << BigInt(shift))), hex(c.paddr[i]!), size, String(count), prot, `#${mapPos} ${callerOf(mapPos)}`];
+    rows[i] = [hex(iova), hex(iova + (BigInt(count) << BigInt(shift))), hex(c.paddr[i]!), size, String(count), protOf(c.prot[i]!), `#${mapPos} ${callerOf(mapPos)}`];
   }
   return rows;
 }
 
 /** `state --json`'s pages, straight from the columns, with addresses and sizes already as "0x" text. */
 export function runJson(c: RunColumns, callerOf: (mapPos: number) => string): Array<Record<string, string | number>> {
-  const prots = new Map<number, string>();
+  const protOf = protTexts();
   const pages = new Array<Record<string, string | number>>(c.n);
   for (let i = 0; i < c.n; i++) {
-    const pr = c.prot[i]!;
-    let prot = prots.get(pr);
-    if (prot === undefined) prots.set(pr, (prot = formatProt(pr)));
     const mapPos = c.mapPos[i]!;
-    pages[i] = { iova: hex(c.iova[i]!), paddr: hex(c.paddr[i]!), pageSize: hex(1n << BigInt(c.shift[i]!)), count: c.count[i]!, prot, mappedBy: mapPos, caller: callerOf(mapPos) };
+    pages[i] = { iova: hex(c.iova[i]!), paddr: hex(c.paddr[i]!), pageSize: hex(1n << BigInt(c.shift[i]!)), count: c.count[i]!, prot: protOf(c.prot[i]!), mappedBy: mapPos, caller: callerOf(mapPos) };
   }
   return pages;
 }

@@ -4,6 +4,7 @@
  * was busy (another writer held it too long: retry), 70 a bug.
  */
 import { existsSync, rmSync } from 'node:fs';
+import type Database from 'better-sqlite3';
 import { Command, CommanderError, Option } from 'commander';
 import { formatSize, hex, parseAddress, parseSize } from '../core/address.js';
 import { BUILTIN_PROFILES, pageSizes, SEMANTICS, type Semantics } from '../core/profile.js';
@@ -79,7 +80,7 @@ function buildProgram(io: IO): Command {
    * process's commits included), and after closing, a `-wal` file still there means another
    * connection is open (SQLite removes it when the last connection closes): the file stays.
    */
-  function newLedgerGuard<L extends { close(): void; db: { prepare(sql: string): { pluck(): { get(): unknown } } } }>(path: string, open: () => L): L {
+  function newLedgerGuard<L extends { close(): void; db: Database.Database }>(path: string, open: () => L): L {
     const existed = existsSync(path);
     const ledger = open();
     if (!existed) {
