@@ -9,6 +9,7 @@ import * as btree from 'sorted-btree';
 import { coalesceRanges, fls, formatSize, hex, type Range } from './address.js';
 import { leafLevelOf, minPageSize, type Profile } from './profile.js';
 import { PROT } from './prot.js';
+import { kernelRange } from './observed.js';
 import { splitRegion, type PageRun } from './split.js';
 import { cmpKey, keyOf, type TreeKey } from './treekey.js';
 
@@ -100,6 +101,11 @@ export interface UnmapResult {
   leftMapped: Range[];
   hw: HwDelta;
   changes: RunChanges;
+  /**
+   * Set by unmapObserved when the kernel's report differed from the profile's prediction: what
+   * the profile predicted. The pages then follow the kernel (core/observed.ts).
+   */
+  predicted?: bigint;
 }
 
 export interface WalkStep {
@@ -567,6 +573,102 @@ export class Domain {
     this.finish(res);
     res.changes = this.takeLog();
     return res;
+  }
+
+  /**
+   * What unmap() would report (its unmappedSize), without changing anything: the same loops,
+   * reading the tree only.
+   */
+  predictUnmap(cmd: UnmapCommand, semantics = this.profile.semantics): bigint {
+    if (((cmd.iova | cmd.size) & this.alignMask) !== 0n) return 0n;
+    if (semantics === 'strict') return this.clone().unmap(cmd, semantics).unmappedSize;
+    const end = cmd.iova + cmd.size;
+    let cur = cmd.iova;
+    let unmapped = 0n;
+    if (semantics === 'split') {
+      while (cur < end) {
+        const r = this.find(cur);
+        if (!r) break;
+        const re = runEnd(r);
+        const ce = end < re ? end : re;
+        unmapped += ce - cur;
+        cur = ce;
+      }
+      return unmapped;
+    }
+    // legacy: the pages removed by one step end at or before cur + bytes, so the next look-up
+    // never lands in a page an earlier step removed (as in unmapLegacy, on the unchanged tree).
+    while (unmapped < cmd.size) {
+      const r = this.find(cur);
+      if (!r) break;
+      const s = r.pageSize;
+      const j = (cur - r.iova) / s;
+      const need = (cmd.size - unmapped + s - 1n) / s;
+      const k = r.count - j < need ? r.count - j : need;
+      unmapped += k * s;
+      cur += k * s;
+    }
+    return unmapped;
+  }
+
+  /**
+   * iommu_unmap() as a trace saw it: the kernel reported `observed` bytes unmapped. When the
+   * profile's behaviour predicts the same, this is unmap(). Otherwise the kernel is the
+   * authority: exactly the range it is taken to have removed (kernelRange) is removed, pages cut
+   * at its edges keep their other part as smaller pages, and the result reports `observed` with
+   * the profile's prediction in `predicted`.
+   */
+  unmapObserved(cmd: UnmapCommand, observed: bigint, semantics = this.profile.semantics): UnmapResult {
+    const predicted = this.predictUnmap(cmd, semantics);
+    if (predicted === observed) return this.unmap(cmd, semantics);
+    const requested: Range = { start: cmd.iova, end: cmd.iova + cmd.size };
+    const res: UnmapResult = {
+      ok: true,
+      requested,
+      unmappedSize: observed,
+      removed: [],
+      rewritten: [],
+      collateral: [],
+      leftMapped: [],
+      hw: emptyDelta(this.profile.format.levels.length),
+      changes: undefined as unknown as RunChanges, // set below
+      predicted,
+    };
+    this.clearLog();
+    const k = kernelRange(cmd.iova, cmd.size, observed);
+    // Whole smallest pages: the kernel's sizes are multiples of them; a custom trace may not be.
+    const start = k.start - (k.start & this.alignMask);
+    const endRaw = k.end + ((this.minPage - (k.end & this.alignMask)) & this.alignMask);
+    const end = endRaw > this.spaceEnd ? this.spaceEnd : endRaw;
+    if (start < end) this.removeExactly(start, end, res);
+    this.finish(res);
+    res.changes = this.takeLog();
+    return res;
+  }
+
+  /**
+   * Removes every mapped byte of [start, end), across holes; a page cut by an edge keeps its
+   * other part, mapped again in the pages map would choose (as unmapSplit does).
+   */
+  private removeExactly(start: bigint, end: bigint, res: UnmapResult): void {
+    for (const r of this.runsIn(start, end)) {
+      const s = r.pageSize;
+      const re = runEnd(r);
+      const cs = r.iova > start ? r.iova : start;
+      const ce = re < end ? re : end;
+      const j0 = (cs - r.iova) / s;
+      const j1 = (ce - r.iova + s - 1n) / s;
+      const ts = r.iova + j0 * s;
+      const te = r.iova + j1 * s;
+      const tpa = r.paddr + j0 * s;
+      const rest: Run[] = [];
+      if (ts < cs) for (const p of splitRegion(ts, tpa, cs - ts, this.profile.pgsizeBitmap)) rest.push(this.makeRun(p, r.origin));
+      if (ce < te) for (const p of splitRegion(ce, tpa + (ce - ts), te - ce, this.profile.pgsizeBitmap)) rest.push(this.makeRun(p, r.origin));
+      this.cutPages(r, j0, j1, res.hw, rest);
+      res.rewritten.push(...rest);
+      if (rest.length) res.hw.invalidations.push({ start: ts, end: te });
+      for (const p of splitRegion(cs, tpa + (cs - ts), ce - cs, this.profile.pgsizeBitmap)) res.removed.push(this.makeRun(p, r.origin));
+    }
   }
 
   private reject(res: UnmapResult, errno: Errno, reason: string): UnmapResult {

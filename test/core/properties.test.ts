@@ -11,6 +11,7 @@ import { Domain, runEnd, type HwDelta, type MapResult, type Run, type RunChanges
 import { resolveProfile, SEMANTICS, type Profile, type Semantics } from '../../src/core/profile.js';
 import { customProfile } from '../../src/core/profile-spec.js';
 import { splitRegion, splitRegionPagewise } from '../../src/core/split.js';
+import { kernelRange } from '../../src/core/observed.js';
 
 const K = 1n << 10n;
 const M = 1n << 20n;
@@ -813,6 +814,77 @@ describe('invariants', () => {
             assert.equal(u.unmappedSize, 0n);
             assert.deepEqual(u.removed, []);
           }
+        }),
+        { numRuns: RUNS * 2 },
+      );
+    });
+
+    it(`${cfg.name}: predictUnmap is what unmap reports, under every behaviour, and changes nothing`, () => {
+      fc.assert(
+        fc.property(state, addr, sizeArb(cfg), (cmds, iova, size) => {
+          const s = buildState(cfg, cmds);
+          const before = shape(s.d);
+          for (const sem of SEMANTICS) {
+            const predicted = s.d.predictUnmap({ iova, size }, sem);
+            assert.deepEqual(shape(s.d), before);
+            assert.equal(predicted, s.d.clone().unmap({ iova, size }, sem).unmappedSize, `${sem} unmap ${h(iova)} ${h(size)}`);
+          }
+        }),
+        { numRuns: RUNS * 2 },
+      );
+    });
+
+    it(`${cfg.name}: unmapObserved follows the kernel's report (core/observed.ts)`, () => {
+      fc.assert(
+        fc.property(state, addr, sizeArb(cfg), fc.integer({ min: 0, max: 6 }), (cmds, iova, size, pick) => {
+          const s = buildState(cfg, cmds);
+          const min = s.m.min;
+          const predicted = s.d.predictUnmap({ iova, size });
+          // The prediction itself, less, more, nothing, or a large page around the request.
+          const largest = 1n << BigInt(cfg.profile.pgsizeBitmap.toString(2).length - 1);
+          const observed = [predicted, predicted + min, predicted > min ? predicted - min : 0n, 0n, size * 2n, largest, size + 3n * min][pick]!;
+          const before = s.d.clone();
+          const u = s.d.unmapObserved({ iova, size }, observed);
+          assert.equal(u.unmappedSize, observed);
+          checkWellFormed(s.d);
+          const d2 = new Domain(cfg.profile);
+          d2.load(s.d.runs());
+          assert.deepEqual(d2.stats(), s.d.stats());
+          if (observed === predicted) {
+            // The profile was right: exactly what unmap does.
+            const plain = before.clone();
+            plain.unmap({ iova, size });
+            assert.equal(u.predicted, undefined);
+            assert.deepEqual(shape(s.d), shape(plain));
+            return;
+          }
+          assert.equal(u.predicted, predicted);
+          const k = kernelRange(iova, size, observed);
+          const ks = k.start - (k.start % min);
+          const ke = k.end % min === 0n ? k.end : k.end + min - (k.end % min);
+          // Nothing of the kernel's range is mapped any more...
+          for (const r of s.d.runs()) assert.ok(ks >= ke || runEnd(r) <= ks || r.iova >= ke, `${h(r.iova)} still mapped inside ${h(ks)}..${h(ke)}`);
+          // ...and every byte outside it translates as before, to the same map.
+          for (const r of before.runs()) {
+            for (const [s0, e0] of [
+              [r.iova, runEnd(r) < ks ? runEnd(r) : ks],
+              [r.iova > ke ? r.iova : ke, runEnd(r)],
+            ] as Array<[bigint, bigint]>) {
+              let cur = s0;
+              while (cur < e0) {
+                const a = s.d.find(cur);
+                assert.ok(a !== undefined, `${h(cur)} lost`);
+                assert.equal(a!.paddr - a!.iova, r.paddr - r.iova);
+                assert.deepEqual(a!.origin, r.origin);
+                cur = runEnd(a!);
+              }
+            }
+          }
+          // What was removed is what was mapped in the range, and collateral lies outside the request.
+          const removed = u.removed.reduce((a, r) => a + r.pageSize * r.count, 0n);
+          const mappedIn = before.mappedIn({ start: ks, end: ke }).reduce((a, r) => a + r.end - r.start, 0n);
+          assert.equal(removed, mappedIn);
+          for (const c of u.collateral) assert.ok(c.end <= iova || c.start >= iova + size);
         }),
         { numRuns: RUNS * 2 },
       );
