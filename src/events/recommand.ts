@@ -3,6 +3,7 @@
  * re-run a ledger's commands into a new ledger).
  */
 import { profileFromDescriptor, resolveProfile, type ProfileDescriptor, type Semantics } from '../core/profile.js';
+import { followsObserved } from './schema.js';
 import type { RawEvent } from './store.js';
 
 export interface StoredData {
@@ -36,11 +37,19 @@ export function commandFromEvent(ev: RawEvent, data: StoredData, o: DomainOverri
       break;
     }
     case 'map':
-      cmd = { op: 'map', ...base, iova: b.iova, paddr: b.paddr, size: b.size, prot: b.prot };
+      cmd = { op: 'map', ...base, iova: b.iova, paddr: b.paddr, size: b.size, prot: b.prot, inferred: b.inferred };
       break;
     case 'unmap':
-      // What the trace saw stays what it saw: only the prediction changes.
-      cmd = { op: 'unmap', ...base, iova: b.iova, size: b.size, observedUnmapped: b.observed === true ? b.unmapped : undefined };
+      // What the trace saw stays what it saw: only the prediction changes. Under another profile
+      // or behaviour (a what-if), the pages follow that prediction; otherwise as they did.
+      cmd = {
+        op: 'unmap',
+        ...base,
+        iova: b.iova,
+        size: b.size,
+        observedUnmapped: b.observed === true ? b.unmapped : undefined,
+        followPrediction: b.observed === true && (o.semantics !== undefined || o.profile !== undefined || !followsObserved(b)) ? true : undefined,
+      };
       break;
     case 'fault':
       cmd = { op: 'fault', ...base, iova: b.iova, device: b.device, driver: b.driver, flags: b.flags };

@@ -73,6 +73,11 @@ export const MapCommandSchema = z
     paddr: address,
     size,
     prot: prot.optional(),
+    /**
+     * Not a command anyone saw: an importer inferred the mapping. 'before-trace': it existed
+     * before the trace began (a later unmap's unmapped_size proves it).
+     */
+    inferred: z.literal('before-trace').optional(),
     ...provenance,
   })
   .strict();
@@ -85,6 +90,11 @@ export const UnmapCommandSchema = z
     size,
     /** What a trace saw the kernel return (iommu_unmap's result), when imported. */
     observedUnmapped: size.optional(),
+    /**
+     * With observedUnmapped: the pages follow the profile's prediction instead of the trace (a
+     * what-if replay under another behaviour). By default the kernel's report is the authority.
+     */
+    followPrediction: z.literal(true).optional(),
     ...provenance,
   })
   .strict();
@@ -150,8 +160,8 @@ const isCount = (v: unknown): boolean => typeof v === 'number' && Number.isSafeI
 const isAddressInput = (v: unknown): v is string | number | bigint => typeof v === 'string' || typeof v === 'number' || typeof v === 'bigint';
 
 const PROVENANCE_KEYS = ['caller', 'site', 'task', 'pid', 'tgid', 'cpu', 'time', 'id'];
-const MAP_KEYS: ReadonlySet<string> = new Set(['op', 'domain', 'iova', 'paddr', 'size', 'prot', ...PROVENANCE_KEYS]);
-const UNMAP_KEYS: ReadonlySet<string> = new Set(['op', 'domain', 'iova', 'size', 'observedUnmapped', ...PROVENANCE_KEYS]);
+const MAP_KEYS: ReadonlySet<string> = new Set(['op', 'domain', 'iova', 'paddr', 'size', 'prot', 'inferred', ...PROVENANCE_KEYS]);
+const UNMAP_KEYS: ReadonlySet<string> = new Set(['op', 'domain', 'iova', 'size', 'observedUnmapped', 'followPrediction', ...PROVENANCE_KEYS]);
 const FAULT_KEYS: ReadonlySet<string> = new Set(['op', 'domain', 'iova', 'device', 'driver', 'flags', ...PROVENANCE_KEYS]);
 
 /** Thrown inside the fast path when it cannot give the schema's result itself. */
@@ -226,6 +236,10 @@ function fastCommand(input: unknown): Command | undefined {
         }
         out.prot = v;
       }
+      if ('inferred' in o) {
+        if ((v = o.inferred) !== undefined && v !== 'before-trace') throw NOT_FAST;
+        out.inferred = v;
+      }
     } else if (op === 'unmap') {
       out = { op, domain, iova: addressOf(o, 'iova', false), size: addressOf(o, 'size', true) };
       if ('observedUnmapped' in o) {
@@ -235,6 +249,10 @@ function fastCommand(input: unknown): Command | undefined {
           v = parseSize(v);
         }
         out.observedUnmapped = v;
+      }
+      if ('followPrediction' in o) {
+        if ((v = o.followPrediction) !== undefined && v !== true) throw NOT_FAST;
+        out.followPrediction = v;
       }
     } else {
       out = { op, domain, iova: addressOf(o, 'iova', false) };
@@ -305,6 +323,8 @@ export interface MapBody {
   ok: boolean;
   errno?: string;
   reason?: string;
+  /** An importer's inference, not a traced command (MapCommandSchema.inferred). */
+  inferred?: 'before-trace';
 }
 export interface UnmapBody {
   iova: string;
@@ -318,7 +338,22 @@ export interface UnmapBody {
   predicted?: string;
   /** True when `unmapped` is what a trace observed (imports), not the core's prediction. */
   observed?: boolean;
+  /**
+   * With `predicted`: the pages followed the kernel's report (Domain.unmapObserved). Divergent
+   * events stored before this flag existed had their pages follow the prediction, and rebuild
+   * keeps them so.
+   */
+  followed?: true;
 }
+/**
+ * Did the pages follow the trace's observation when this unmap was stored (Domain.unmapObserved),
+ * rather than the profile's prediction? Yes for every observed unmap, except divergent ones
+ * stored without `followed`: by a what-if replay, or before the flag existed.
+ */
+export function followsObserved(b: Pick<UnmapBody, 'observed' | 'predicted' | 'followed'>): boolean {
+  return b.observed === true && (b.predicted === undefined || b.followed === true);
+}
+
 export interface FaultBody {
   iova: string;
   device?: string;

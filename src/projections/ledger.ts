@@ -18,6 +18,7 @@ import {
 } from '../core/profile.js';
 import type { OpenOptions } from '../events/db.js';
 import {
+  followsObserved,
   parseCommand,
   type Command,
   type DomainBody,
@@ -651,6 +652,7 @@ export class Ledger {
         const prot = cmd.prot ?? 3;
         const r = ctx.core.map({ iova: cmd.iova, paddr: cmd.paddr, size: cmd.size, prot, ref: pos });
         const body: MapBody = { iova: hex(cmd.iova), paddr: hex(cmd.paddr), size: hex(cmd.size), prot, ok: r.ok };
+        if (cmd.inferred !== undefined) body.inferred = cmd.inferred;
         if (!r.ok) {
           body.errno = r.errno;
           body.reason = r.reason;
@@ -665,8 +667,12 @@ export class Ledger {
       case 'unmap': {
         const start = cmd.iova;
         const { a, foreign } = this.classify(ctx, pos, start, cmd.size, caller, site);
-        const r = ctx.core.unmap({ iova: cmd.iova, size: cmd.size });
         const observed = cmd.observedUnmapped;
+        // What a trace saw the kernel do is the authority: the pages follow it (core/observed.ts),
+        // unless a what-if asks for the prediction's pages.
+        const follow = observed !== undefined && cmd.followPrediction !== true;
+        const r = follow ? ctx.core.unmapObserved({ iova: cmd.iova, size: cmd.size }, observed) : ctx.core.unmap({ iova: cmd.iova, size: cmd.size });
+        const predicted = r.predicted ?? r.unmappedSize;
         const recorded = observed ?? r.unmappedSize;
         const body: UnmapBody = { iova: hex(cmd.iova), size: hex(cmd.size), ok: r.ok, unmapped: hex(recorded) };
         if (!r.ok) {
@@ -675,11 +681,14 @@ export class Ledger {
         }
         if (observed !== undefined) {
           body.observed = true;
-          if (observed !== r.unmappedSize) body.predicted = hex(r.unmappedSize);
+          if (observed !== predicted) {
+            body.predicted = hex(predicted);
+            if (follow) body.followed = true;
+          }
         }
         this.appendEvent(ctx, 'unmap', id, cmd.time, body, who, inp.from, batch);
-        Object.assign(out, { ok: r.ok, errno: r.errno, reason: r.reason, unmapped: recorded, predicted: r.unmappedSize, symmetry: a.class });
-        this.projectUnmap(ctx, pos, caller, site, cmd.iova, cmd.size, r, recorded, out);
+        Object.assign(out, { ok: r.ok, errno: r.errno, reason: r.reason, unmapped: recorded, predicted, symmetry: a.class });
+        this.projectUnmap(ctx, pos, caller, site, cmd.iova, cmd.size, r, recorded, predicted, out);
         this.countUnmap(batch, ctx, caller, site, a, foreign, cmd.size);
         return out;
       }
@@ -952,7 +961,7 @@ export class Ledger {
     c.smallPieces = 0;
   }
 
-  private projectUnmap(ctx: Ctx, pos: number, caller: string, site: string, iova: bigint, size: bigint, r: UnmapResult, recorded: bigint, out: Outcome): void {
+  private projectUnmap(ctx: Ctx, pos: number, caller: string, site: string, iova: bigint, size: bigint, r: UnmapResult, recorded: bigint, predicted: bigint, out: Outcome): void {
     this.writeRuns(ctx, pos, r.changes);
     if (r.hw.invalidations.length) {
       ctx.invalidations += r.hw.invalidations.length;
@@ -978,7 +987,7 @@ export class Ledger {
         owners,
       };
     });
-    const divergent = recorded !== r.unmappedSize;
+    const divergent = recorded !== predicted;
     out.collateral = collateral;
     out.leftMapped = r.leftMapped;
     if (!collateral.length && !r.leftMapped.length && !divergent) return;
@@ -999,7 +1008,7 @@ export class Ledger {
       toDb(iova),
       toDb(size),
       toDb(recorded),
-      toDb(r.unmappedSize),
+      toDb(predicted),
       toDb(cb),
       toDb(lb),
       divergent ? 1 : 0,
@@ -1087,11 +1096,12 @@ export class Ledger {
           const iova = BigInt(body.iova);
           const size = BigInt(body.size);
           const { a, foreign } = this.classify(ctx, pos, iova, size, caller, site);
-          const r = ctx.core.unmap({ iova, size });
-          const predicted = body.predicted !== undefined ? BigInt(body.predicted) : BigInt(body.unmapped);
-          if (r.ok !== body.ok || r.unmappedSize !== predicted) mismatches++;
+          const r = followsObserved(body) ? ctx.core.unmapObserved({ iova, size }, BigInt(body.unmapped)) : ctx.core.unmap({ iova, size });
+          const stored = body.predicted !== undefined ? BigInt(body.predicted) : BigInt(body.unmapped);
+          const predicted = r.predicted ?? r.unmappedSize;
+          if (r.ok !== body.ok || predicted !== stored) mismatches++;
           const out: Outcome = { index: 0, op: 'unmap', domain: stream, ok: r.ok };
-          this.projectUnmap(ctx, pos, caller, site, iova, size, r, BigInt(body.unmapped), out);
+          this.projectUnmap(ctx, pos, caller, site, iova, size, r, BigInt(body.unmapped), predicted, out);
           this.countUnmap(batch, ctx, caller, site, a, foreign, size);
         } else if (type === 'fault') {
           const body = b as { iova: string; device?: string; flags?: number };
@@ -1120,6 +1130,33 @@ export class Ledger {
   peek(name: string): Domain | undefined {
     const c = this.ctxs.get(name) ?? this.loadCtx(name);
     return c && !c.destroyed ? c.core : undefined;
+  }
+
+  /**
+   * A domain's pages as they were before event `position` (the same fold as rebuild, of that
+   * domain's maps and unmaps only), with whether it was destroyed by then; undefined when it did
+   * not exist yet. For an import that resumes: its decisions start from the state its first
+   * event found.
+   */
+  domainBefore(name: string, position: number): { core: Domain; destroyed: boolean } | undefined {
+    let core: Domain | undefined;
+    let destroyed = false;
+    for (const ev of this.store.read(1, position - 1)) {
+      if (ev.stream !== name) continue;
+      const b = parseStored<{ body: Record<string, unknown> }>(`event #${ev.position}`, ev.data).body;
+      if (ev.type === 'domain-created') core = new Domain(profileFromDescriptor((b as unknown as DomainBody).profile));
+      else if (!core) continue;
+      else if (ev.type === 'map') {
+        const m = b as unknown as MapBody;
+        core.map({ iova: BigInt(m.iova), paddr: BigInt(m.paddr), size: BigInt(m.size), prot: m.prot, ref: ev.position });
+      } else if (ev.type === 'unmap') {
+        const u = b as unknown as UnmapBody;
+        const cmd = { iova: BigInt(u.iova), size: BigInt(u.size) };
+        if (followsObserved(u)) core.unmapObserved(cmd, BigInt(u.unmapped));
+        else core.unmap(cmd);
+      } else if (ev.type === 'domain-destroyed') destroyed = true;
+    }
+    return core ? { core, destroyed } : undefined;
   }
 
   /**
