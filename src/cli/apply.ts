@@ -9,11 +9,12 @@ import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { parseCommand, type Command } from '../events/schema.js';
-import { Ledger, type Outcome } from '../projections/ledger.js';
+import { Ledger } from '../projections/ledger.js';
+import { recordSource, Tally } from '../projections/sources.js';
 
 import { InputError } from './errors.js';
 
-export { InputError };
+export { InputError, recordSource, Tally };
 
 /** A readable file path for FILE or '-' (stdin is spooled to a temporary file: constant memory). */
 export async function materialize(file: string): Promise<{ path: string; name: string; cleanup: () => void }> {
@@ -49,52 +50,6 @@ export async function* lines(path: string): AsyncGenerator<{ no: number; text: s
     no++;
     yield { no, text: text.endsWith('\r') ? text.slice(0, -1) : text };
   }
-}
-
-/**
- * Counts what a stream of outcomes stored (constant memory: no outcome is kept), and the first
- * and last positions, for the `sources` row.
- */
-export class Tally {
-  stored = 0;
-  duplicates = 0;
-  rejected = 0;
-  overUnmaps = 0;
-  leftMapped = 0;
-  divergences = 0;
-  first?: number;
-  last?: number;
-
-  add(o: Outcome): void {
-    if (o.duplicate) {
-      this.duplicates++;
-      return;
-    }
-    this.stored++;
-    if (o.position !== undefined) {
-      this.first ??= o.position;
-      this.last = o.position;
-    }
-    if (!o.ok) this.rejected++;
-    if (o.collateral?.length) this.overUnmaps++;
-    if (o.leftMapped?.length) this.leftMapped++;
-    if (o.op === 'unmap' && o.unmapped !== undefined && o.predicted !== undefined && o.unmapped !== o.predicted) this.divergences++;
-  }
-}
-
-/** Notes an input file in `sources` (inside the import's transaction). */
-export function recordSource(ledger: Ledger, digest: string, name: string, lineCount: number, t: Tally): void {
-  if (t.first === undefined || t.last === undefined) return;
-  // A resumed import stored its first lines in an earlier run: the source starts at the first of them.
-  const key = digest.slice(0, 24);
-  const earlier = ledger.db.prepare('SELECT min(position) FROM events WHERE event_id >= ? AND event_id < ?').pluck().get(`${key}:`, `${key};`) as number | bigint | null;
-  const first = earlier === null ? t.first : Math.min(t.first, Number(earlier));
-  ledger.db
-    .prepare(
-      `INSERT INTO sources (digest, name, lines, first_position, last_position, imported_at) VALUES (?,?,?,?,?,?)
-       ON CONFLICT (digest) DO UPDATE SET lines = excluded.lines, last_position = excluded.last_position`,
-    )
-    .run(digest, name, lineCount, first, t.last, new Date().toISOString());
 }
 
 export interface ApplySummary {

@@ -139,12 +139,14 @@ function buildProgram(io: IO): Command {
     .option('--strict', 'fail on the first malformed line and store nothing')
     .option('--follow', 'keep reading a growing file (Ctrl-C to stop)')
     .option('--caller <name>', 'caller name for records (default: the task name)')
-    .action(async (file: string, o: ImportOptions) => {
+    .option('--skew <us>', 'clock skew between CPUs to allow for when ordering records, in microseconds (default 20)', (v) => Number(v))
+    .action(async (file: string, o: ImportOptions & { skew?: number }) => {
       const { Ledger } = await ledgerLib();
       const { importFile } = await import('./import.js');
       const ledger = newLedgerGuard(g().db, () => new Ledger(g().db, { durable: true }));
       try {
-        const s = await withProgress('import', (tick) => importFile(ledger, file, { ...o, onProgress: tick }));
+        const { skew, ...rest } = o;
+        const s = await withProgress('import', (tick) => importFile(ledger, file, { ...rest, skewUs: skew, onProgress: tick }));
         if (g().json) return out(json(s));
         out(s.report.join('\n'));
       } finally {

@@ -83,11 +83,13 @@ describe('iommu-ledger import', () => {
     const r = await cli('--db', db, 'import', omapTrace(db), '--domain', 'gpu0');
     expect(r.code).toBe(0);
     const lines = r.out.trimEnd().split('\n');
-    expect(lines[1]).toBe('profile: omap (inferred: fault records name the omap-iommu driver)');
+    expect(lines[1]).toMatch(/^profile: omap \(inferred: fault records name the omap-iommu driver/);
     expect(lines).toContain('existing domains keep their own profile: gpu0 intel-vtd (--profile and --semantics apply only to the domains an import creates)');
-    expect(lines).toContain("divergences: 2 unmap(s) where the trace's unmapped_size differs from intel-vtd's prediction — see 'iommu-ledger audit divergences'");
+    // The 4K unmap that removed a 1M page diverges; the pages follow the kernel, so the later
+    // unmap of that 1M (unmapped_size=0) is predicted right.
+    expect(lines).toContain("divergences: 1 unmap(s) where the trace's unmapped_size differs from intel-vtd's prediction; the pages follow the kernel — see 'iommu-ledger audit divergences'");
     expect(lines).toContain(
-      "profile check: replaying these domains under each built-in profile, omap 0, amd-v1 0, intel-vtd 2, intel-vtd-5level 2 divergence(s) — omap fits the trace better: try 'iommu-ledger replay --profile omap --domain gpu0 --out other.db'",
+      "profile check: replaying these domains under each built-in profile, omap 0, amd-v1 0, intel-vtd 1, intel-vtd-5level 1 divergence(s) — omap fits the trace better: try 'iommu-ledger replay --profile omap --domain gpu0 --out other.db'",
     );
     expect(r.out).not.toMatch(/omap's prediction/);
   });
@@ -108,7 +110,7 @@ describe('iommu-ledger import', () => {
     const r = await cli('--db', db, 'import', omapTrace(db), '--profile', 'intel-vtd', '--domain', 'fresh');
     expect(r.code).toBe(0);
     expect(r.out).not.toMatch(/existing domains/);
-    expect(r.out).toMatch(/^divergences: 2 unmap\(s\) where the trace's unmapped_size differs from intel-vtd's prediction/m);
+    expect(r.out).toMatch(/^divergences: 1 unmap\(s\) where the trace's unmapped_size differs from intel-vtd's prediction/m);
     expect(r.out).toMatch(/ — omap fits the trace better: try --profile omap \(or 'iommu-ledger replay --profile omap --out other\.db'\)$/m);
   });
 
@@ -124,15 +126,17 @@ describe('iommu-ledger import', () => {
     expect(events(db)).toBe(before);
   });
 
-  it('an inferred space whose name is a destroyed domain exits 2 saying so, with FILE:LINE', async () => {
+  it('an import opens spaces of its own: a name the ledger holds (even a destroyed domain) is not reused', async () => {
     const db = tempDb();
     const cmds = file(db, 'd.jsonl', '{"op":"domain","domain":"as1","profile":"omap"}\n{"op":"destroy","domain":"as1"}\n');
     expect((await cli('--db', db, 'apply', cmds)).code).toBe(0);
     const trace = omapTrace(db);
     const r = await cli('--db', db, 'import', trace);
-    expect(r.code).toBe(2);
-    expect(r.err).toBe(`iommu-ledger: ${trace}:13: domain: "as1" was destroyed, so this import cannot put records in it (import into another ledger, or give --domain NAME)\n`);
-    expect(events(db)).toBe(2);
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/^address spaces: 1 \(as2\)$/m);
+    // A second trace gets its own space too.
+    const other = file(db, 'o3.trace', `${readFileSync(trace, 'utf8')}# another capture\n`);
+    expect((await cli('--db', db, 'import', other)).out).toMatch(/^address spaces: 1 \(as3\)$/m);
   });
 
   it('a last line cut inside the event name is malformed (FILE:LINE: reason), and --strict fails on it', async () => {
@@ -281,7 +285,8 @@ describe('iommu-ledger import', () => {
     expect(stored).toBeLessThan(60_001); // the kill came before the last chunk
     const r = await cli('--db', db, 'import', trace, '--profile', 'intel-vtd');
     expect(r.code).toBe(0);
-    expect(r.out).toContain(`${60_001 - stored} events stored, ${stored - 1} already in the ledger`);
+    // The whole trace ran through the pipeline again: what was stored (the domain too) is recognised by id.
+    expect(r.out).toContain(`${60_001 - stored} events stored, ${stored} already in the ledger`);
     expect(events(db)).toBe(60_001);
     const raw = new Database(db, { readonly: true });
     expect(raw.prepare('SELECT count(DISTINCT event_id) FROM events').pluck().get()).toBe(60_001);
@@ -299,7 +304,7 @@ describe('iommu-ledger import', () => {
     expect((await following).code).toBe(0);
     const first = await cli('--db', db, 'import', trace, '--profile', 'intel-vtd');
     expect(first.out).toMatch(/continues an earlier --follow import of this file/);
-    expect(first.out).toMatch(/0 events stored, 200 already in the ledger/);
+    expect(first.out).toMatch(/0 events stored, 201 already in the ledger/);
     const second = await cli('--db', db, 'import', trace, '--profile', 'intel-vtd');
     expect(second.out).toMatch(/already imported into/);
     expect(events(db)).toBe(201);

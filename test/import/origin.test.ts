@@ -1,6 +1,6 @@
 /** The caller and call site an import stores for a kernel-log debug line (debugOrigin). */
 import { describe, expect, it } from 'vitest';
-import { debugOrigin } from '../../src/cli/import.js';
+import { debugOrigin } from '../../src/import/debug-origin.js';
 
 describe('debugOrigin: caller and site from a debug line prefix', () => {
   it('a dynamic-debug prefix: the function is the caller, FILE:LINE the site', () => {

@@ -1,0 +1,455 @@
+/**
+ * The ledger stage: runs a trace through the pipeline (pipeline.ts) and stores the commands it
+ * decides, in transactions of CHUNK_LINES lines (or one, with strict), following a growing file
+ * if asked. Also what makes an import safe to repeat: a source is known by its digest (or, for a
+ * followed file or a stream, by its first 4 KiB), every command's id is derived from the source
+ * and line, and an import that stopped half-way runs the whole trace through the pipeline again:
+ * the commands stored before are recognised by id, so the ledger ends up exactly as one
+ * uninterrupted import would have made it. See docs/import.md.
+ */
+import { createHash } from 'node:crypto';
+import { createReadStream, createWriteStream, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { basename, join } from 'node:path';
+import { StringDecoder } from 'node:string_decoder';
+import { Domain } from '../core/domain.js';
+import { BUILTIN_PROFILES, resolveProfile, type Semantics } from '../core/profile.js';
+import type { Command } from '../events/schema.js';
+import type { Ledger } from '../projections/ledger.js';
+import { domainsCreatedBy, firstPositionIn, knownSource, recordSource, recordWholeFile, sourceHasEvents, Tally } from '../projections/sources.js';
+import { ImportPipeline } from './pipeline.js';
+import { guessProfileFromFile } from './profile-guess.js';
+import { DestroyedDomainError, type SpaceHost } from './spaces.js';
+
+/** Errors of the input or the options (exit code 2): the name is the one the CLI maps. */
+export class TraceInputError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'InputError';
+  }
+}
+
+export interface ImportOptions {
+  profile?: string;
+  semantics?: Semantics;
+  domain?: string;
+  domainBy?: 'infer' | 'dev';
+  strict?: boolean;
+  follow?: boolean;
+  caller?: string;
+  /** Clock skew between CPUs to allow for when ordering records, in microseconds (default SKEW_US). */
+  skewUs?: number;
+  /** Bytes read so far and the total, now and then. */
+  onProgress?: (done: number, total: number) => void;
+  /** A full garbage collection, called every GC_EVERY_LINES lines (keeps a long import's memory flat). */
+  collectGarbage?: () => void;
+}
+
+export interface ImportSummary {
+  source: string;
+  lines: number;
+  records: number;
+  stored: number;
+  duplicates: number;
+  skipped: number;
+  malformed: number;
+  malformedExamples: string[];
+  profile: string;
+  profileWhy: string;
+  spaces: string[];
+  /** Spaces that existed before this import, with the profile they keep. */
+  kept: Array<{ domain: string; profile: string }>;
+  /** The profiles the spaces run under (an existing domain keeps its own). */
+  profilesUsed: string[];
+  reordered: number;
+  /** Mappings inferred to have existed before the trace began (from later unmaps), and their bytes. */
+  beforeTrace: number;
+  beforeTraceBytes: bigint;
+  /** Unmaps whose unmapped_size no space explained, and of them those that found nothing mapped. */
+  unexplained: number;
+  neverSeenMapped: number;
+  /** Commands the domain refused (stored with their errno), as `rejected` in apply's summary. */
+  rejected: number;
+  divergences: number;
+  overUnmaps: number;
+  splitMismatches: number;
+  splitExamples: string[];
+  /** The profile the debug lines' page split was compared with. */
+  splitProfile: string;
+  /** When the trace disagrees with the profile: how many unmaps each built-in profile would get wrong. */
+  profileFit?: Array<{ profile: string; divergences: number }>;
+  /** The source continues an earlier --follow import of the same file. */
+  continues: boolean;
+  /** Set when nothing was done because the source is in the ledger already. */
+  alreadyImported?: { name: string; importedAt: string };
+}
+
+/** Default allowance for clock skew between CPUs (µs): see window.ts and docs/import.md. */
+export const SKEW_US = 20;
+/** Lines per transaction of a non-strict import. */
+const CHUNK_LINES = 20_000;
+/** A full collection this often keeps a big import's memory flat. */
+const GC_EVERY_LINES = Number(process.env.IOMMU_LEDGER_GC_LINES ?? 32768);
+/** Above this many events, the profile check is skipped (it replays every profile in memory). */
+const FIT_LIMIT = 50_000;
+
+export async function importTrace(ledger: Ledger, file: string, opts: ImportOptions): Promise<ImportSummary> {
+  const src = await materialize(file);
+  try {
+    if (opts.profile) resolveProfile(opts.profile); // unknown names fail before anything is read
+    if (opts.domain !== undefined && !/^[^\s]{1,200}$/.test(opts.domain)) throw new TraceInputError(`--domain ${JSON.stringify(opts.domain)}: a domain name has 1 to 200 characters and no spaces`);
+    if (opts.caller !== undefined && (opts.caller.length === 0 || opts.caller.length > 200)) throw new TraceInputError('--caller: a caller name has 1 to 200 characters');
+    const skewUs = opts.skewUs ?? SKEW_US;
+    if (!Number.isFinite(skewUs) || skewUs < 0) throw new TraceInputError(`--skew ${skewUs}: give the skew in microseconds, 0 or more`);
+    let size = 0;
+    try {
+      size = statSync(src.path).size;
+    } catch (e) {
+      throw new TraceInputError(`cannot read ${src.name}: ${(e as Error).message}`);
+    }
+    // Identity: the digest of the bytes; a followed (growing) file is known by its first 4 KiB
+    // (its "head key"), and a later plain import of it continues under that key.
+    const headKey = `head-${createHash('sha256').update(await headOf(src)).digest('hex')}`;
+    let digest: string;
+    let continues = false;
+    let fileDigest: string | undefined;
+    if (opts.follow) digest = headKey;
+    else {
+      digest = await digestOf(src);
+      fileDigest = digest;
+      if (!knownSource(ledger, digest) && knownSource(ledger, headKey)) {
+        digest = headKey;
+        continues = true;
+      }
+    }
+    const sourceKey = digest.slice(0, 24);
+    const name = file === '-' ? '<stdin>' : basename(file);
+    const already = (seen: { name: string; imported_at: string }): ImportSummary => ({
+      ...emptySummary(src.name, opts.profile ?? '(as before)', 'unchanged'),
+      alreadyImported: { name: seen.name, importedAt: seen.imported_at },
+    });
+    const seen = continues ? undefined : knownSource(ledger, digest);
+    if (seen && !opts.follow) return already(seen);
+    if (opts.domain !== undefined && ledger.peek(opts.domain) === undefined && ledger.domains().some((d) => d.name === opts.domain && d.destroyed)) {
+      throw new TraceInputError(`--domain ${JSON.stringify(opts.domain)}: domain: ${JSON.stringify(opts.domain)} was destroyed, so it takes no more commands; nothing of ${src.name} was stored (give another --domain)`);
+    }
+    // The profile: as given, or inferred from evidence sampled over the whole file.
+    let profileName = opts.profile;
+    let profileWhy = 'given with --profile';
+    if (!profileName) {
+      const g = await guessProfileFromFile(src.path);
+      profileName = g.name;
+      profileWhy = `inferred: ${g.why}`;
+    }
+    const profile = resolveProfile(profileName, opts.semantics);
+    const s = emptySummary(src.name, profileName, profileWhy);
+    s.continues = continues;
+    // The kernel's split is compared with the split of the profile the maps run under: an
+    // existing --domain keeps its stored profile.
+    const splitProfile = (opts.domain !== undefined ? ledger.peek(opts.domain)?.profile : undefined) ?? profile;
+    s.splitProfile = splitProfile.name;
+
+    const host = spaceHost(ledger, sourceKey);
+    let add: ((inp: { cmd: Command; from: { source: string; digest: string; line: number } }) => ReturnType<Ledger['append']>[number]) | undefined;
+    const tally = new Tally();
+    const pipeline = new ImportPipeline(
+      host,
+      {
+        profile,
+        profileName,
+        semantics: opts.semantics,
+        domain: opts.domain,
+        domainBy: opts.domainBy,
+        caller: opts.caller,
+        skewNs: BigInt(Math.round(skewUs * 1000)),
+        sourceKey,
+        sourceName: src.name,
+        split: { bitmap: splitProfile.pgsizeBitmap, name: splitProfile.name },
+      },
+      (cmd, line) => tally.add(add!({ cmd, from: { source: name, digest, line } })),
+    );
+
+    // One reader for the whole import: chunks continue where the last one stopped.
+    let offset = 0;
+    let lineNo = 0;
+    let lines = readLines(src.path, 0, 0);
+    const chunked = !opts.strict && !opts.follow;
+    let eof = false;
+    let importedMeanwhile: { name: string; imported_at: string } | undefined;
+    const runChunk = async (final: boolean): Promise<void> => {
+      await ledger.sessionAsync(async (sessionAdd) => {
+        add = sessionAdd;
+        const chunkStart = lineNo;
+        eof = true;
+        // The checks above ran before the write lock was taken: another import of the same
+        // source may have stored all of it meanwhile. Now that the lock is held, again.
+        if (lineNo === 0 && !continues && !opts.follow && (importedMeanwhile = knownSource(ledger, digest))) return;
+        for (;;) {
+          const next = await lines.next();
+          if (next.done) break;
+          const l = next.value;
+          if (l.unterminated && opts.follow) {
+            // A line still being written: read it again next time.
+            lines = readLines(src.path, offset, lineNo);
+            break;
+          }
+          s.lines = lineNo = l.no;
+          offset = l.end;
+          const r = pipeline.line(l.text, l.no, l.unterminated);
+          if (r.malformed) {
+            if (opts.strict) throw new TraceInputError(`${r.malformed} (--strict: nothing of this import was stored)`);
+            s.malformed++;
+            if (s.malformedExamples.length < 5) s.malformedExamples.push(r.malformed);
+          }
+          if (l.no % 4096 === 0) {
+            opts.onProgress?.(l.end, Math.max(size, l.end));
+            if (l.no % GC_EVERY_LINES === 0) opts.collectGarbage?.();
+          }
+          if (chunked && l.no - chunkStart >= CHUNK_LINES) {
+            eof = false;
+            break;
+          }
+        }
+        if (eof || final) pipeline.end();
+        if (eof || opts.follow) recordSource(ledger, digest, name, lineNo, tally);
+        // A plain import that finished a followed file: the file as it is now is imported.
+        if (eof && continues && fileDigest !== undefined) recordWholeFile(ledger, fileDigest, headKey, name, lineNo);
+      });
+    };
+    do await runChunk(false);
+    while (chunked && !eof && !importedMeanwhile);
+    if (importedMeanwhile) return already(importedMeanwhile);
+    if (opts.follow) await follow(src, () => offset, () => ({ lines: lineNo, stored: tally.stored }), async () => {
+      lines = readLines(src.path, offset, lineNo);
+      await runChunk(true);
+    });
+    s.records = pipeline.records;
+    s.skipped = pipeline.skipped;
+    s.stored = tally.stored;
+    s.duplicates = tally.duplicates;
+    s.divergences = tally.divergences;
+    s.rejected = tally.rejected;
+    s.overUnmaps = tally.overUnmaps;
+    s.reordered = pipeline.counts.reordered;
+    s.beforeTrace = pipeline.counts.beforeTrace;
+    s.beforeTraceBytes = pipeline.counts.beforeTraceBytes;
+    s.unexplained = pipeline.counts.unexplained;
+    s.neverSeenMapped = pipeline.counts.nothingMapped;
+    s.splitMismatches = pipeline.splitMismatches;
+    s.splitExamples = [...pipeline.splitExamples];
+    s.spaces = pipeline.spaceList.map((sp) => sp.name);
+    const profileOf = (n: string) => ledger.peek(n)?.profile.name ?? profileName!;
+    s.profilesUsed = [...new Set(s.spaces.map(profileOf))];
+    s.kept = pipeline.spaceList.filter((sp) => sp.existed && profileOf(sp.name) !== profileName).map((sp) => ({ domain: sp.name, profile: profileOf(sp.name) }));
+    if (s.divergences > 0) {
+      const fit = profileFit(ledger, s.spaces);
+      if (fit) s.profileFit = fit;
+    }
+    return s;
+  } catch (e) {
+    if (e instanceof DestroyedDomainError) throw new TraceInputError(e.message);
+    throw e;
+  } finally {
+    src.cleanup();
+  }
+}
+
+/**
+ * What the pipeline needs to know of the ledger: a domain's state before this source stored
+ * anything in it (for a resumed import, as it was before the first run), and the names of the
+ * spaces this source opens (the ones it opened before, then free `asN` names).
+ */
+function spaceHost(ledger: Ledger, sourceKey: string): SpaceHost {
+  const resumed = sourceHasEvents(ledger, sourceKey);
+  const ours = resumed ? domainsCreatedBy(ledger, sourceKey).map((d) => d.name) : [];
+  const oursSet = new Set(ours);
+  const taken = new Set(ledger.domains().map((d) => d.name));
+  const given: string[] = [];
+  return {
+    existing(name: string): { core: Domain; destroyed: boolean } | undefined {
+      if (oursSet.has(name)) return undefined;
+      const info = ledger.domains().find((d) => d.name === name);
+      if (!info) return undefined;
+      const first = resumed ? firstPositionIn(ledger, sourceKey, name) : undefined;
+      if (first !== undefined) return ledger.domainBefore(name, first);
+      if (info.destroyed) return { core: undefined as unknown as Domain, destroyed: true };
+      return { core: ledger.peek(name)!, destroyed: false };
+    },
+    spaceName(k: number): string {
+      if (k < ours.length) return ours[k]!;
+      for (let n = 1; ; n++) {
+        const cand = `as${n}`;
+        if (!taken.has(cand) && !given.includes(cand)) {
+          given.push(cand);
+          return cand;
+        }
+      }
+    },
+  };
+}
+
+/**
+ * Replays the imported domains' maps and unmaps under every built-in profile, in memory, and
+ * counts the unmaps whose observed unmapped_size each would predict wrongly: the best fit is
+ * usually the real hardware. (Each replay follows the kernel's report, as the ledger does.)
+ */
+export function profileFit(ledger: Ledger, spaces: string[]): Array<{ profile: string; divergences: number }> | undefined {
+  if (ledger.lastPosition > FIT_LIMIT) return undefined;
+  const wanted = new Set(spaces);
+  const fits = BUILTIN_PROFILES.map((p) => ({ profile: p, domains: new Map<string, Domain>(), divergences: 0 }));
+  for (const ev of ledger.store.read()) {
+    if (!wanted.has(ev.stream) || (ev.type !== 'map' && ev.type !== 'unmap')) continue;
+    const b = (JSON.parse(ev.data) as { body: Record<string, unknown> }).body;
+    for (const f of fits) {
+      let d = f.domains.get(ev.stream);
+      if (!d) {
+        d = new Domain(f.profile);
+        f.domains.set(ev.stream, d);
+      }
+      if (ev.type === 'map') {
+        d.map({ iova: BigInt(b.iova as string), paddr: BigInt(b.paddr as string), size: BigInt(b.size as string), ref: ev.position });
+      } else if (b.observed === true) {
+        const r = d.unmapObserved({ iova: BigInt(b.iova as string), size: BigInt(b.size as string) }, BigInt(b.unmapped as string));
+        if (r.predicted !== undefined) f.divergences++;
+      } else d.unmap({ iova: BigInt(b.iova as string), size: BigInt(b.size as string) });
+    }
+  }
+  return fits.map((f) => ({ profile: f.profile.name, divergences: f.divergences })).sort((a, b) => a.divergences - b.divergences);
+}
+
+// ---- reading (replaced by read.ts) ----
+
+interface Source {
+  path: string;
+  name: string;
+  cleanup: () => void;
+}
+
+/** A readable file path for FILE or '-' (standard input is spooled to a temporary file). */
+async function materialize(file: string): Promise<Source> {
+  if (file !== '-') return { path: file, name: file, cleanup: () => undefined };
+  const dir = mkdtempSync(join(tmpdir(), 'iommu-ledger-'));
+  const path = join(dir, 'stdin');
+  await new Promise<void>((resolve, reject) => {
+    const out = createWriteStream(path);
+    process.stdin.pipe(out);
+    out.on('finish', resolve);
+    out.on('error', reject);
+    process.stdin.on('error', reject);
+  });
+  return { path, name: '<stdin>', cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+async function headOf(src: Source): Promise<Buffer> {
+  return new Promise<Buffer>((res, rej) => {
+    const bufs: Buffer[] = [];
+    createReadStream(src.path, { start: 0, end: 4095 })
+      .on('data', (c) => bufs.push(c as Buffer))
+      .on('end', () => res(Buffer.concat(bufs)))
+      .on('error', (e) => rej(new TraceInputError(`cannot read ${src.name}: ${e.message}`)));
+  });
+}
+
+async function digestOf(src: Source): Promise<string> {
+  const h = createHash('sha256');
+  await new Promise<void>((resolve, reject) => {
+    createReadStream(src.path)
+      .on('data', (c) => h.update(c))
+      .on('end', resolve)
+      .on('error', (e) => reject(new TraceInputError(`cannot read ${src.name}: ${e.message}`)));
+  });
+  return h.digest('hex');
+}
+
+async function* readLines(path: string, start = 0, startLine = 0): AsyncGenerator<{ no: number; text: string; unterminated: boolean; end: number }> {
+  const dec = new StringDecoder('utf8');
+  let carry = '';
+  let no = startLine;
+  let offset = start;
+  for await (const chunk of createReadStream(path, { start }) as AsyncIterable<Buffer>) {
+    const text = carry + dec.write(chunk);
+    let from = 0;
+    for (;;) {
+      const nl = text.indexOf('\n', from);
+      if (nl < 0) break;
+      no++;
+      const line = text.slice(from, nl);
+      offset += Buffer.byteLength(line, 'utf8') + 1;
+      yield { no, text: line, unterminated: false, end: offset };
+      from = nl + 1;
+    }
+    carry = text.slice(from);
+    if (carry.length > 1 << 20) {
+      no++;
+      offset += Buffer.byteLength(carry, 'utf8');
+      yield { no, text: carry, unterminated: false, end: offset };
+      carry = '';
+    }
+  }
+  carry += dec.end();
+  if (carry.length) {
+    no++;
+    yield { no, text: carry, unterminated: true, end: offset + Buffer.byteLength(carry, 'utf8') };
+  }
+}
+
+/** Polls a followed file every 500 ms and imports what was added, until Ctrl-C. */
+async function follow(src: Source, offsetNow: () => number, progress: () => { lines: number; stored: number }, more: () => Promise<void>): Promise<void> {
+  process.stderr.write(`following ${src.name} (Ctrl-C to stop)\n`);
+  let stop = false;
+  const onInterrupt = () => {
+    stop = true;
+  };
+  process.once('SIGINT', onInterrupt);
+  try {
+    while (!stop) {
+      await new Promise((r) => setTimeout(r, 500));
+      let now = 0;
+      try {
+        now = statSync(src.path).size;
+      } catch {
+        break;
+      }
+      const offset = offsetNow();
+      if (now < offset) {
+        throw new TraceInputError(
+          `${src.name} shrank from ${offset} to ${now} bytes while it was followed (truncated or rotated): following stopped; the ${progress().stored} event(s) stored so far stay (lines 1-${progress().lines}); a rotated trace is a new file: import it with its own run`,
+        );
+      }
+      if (now > offset) await more();
+    }
+  } finally {
+    process.off('SIGINT', onInterrupt);
+  }
+}
+
+function emptySummary(source: string, profile: string, profileWhy: string): ImportSummary {
+  return {
+    source,
+    lines: 0,
+    records: 0,
+    stored: 0,
+    duplicates: 0,
+    skipped: 0,
+    malformed: 0,
+    malformedExamples: [],
+    profile,
+    profileWhy,
+    spaces: [],
+    kept: [],
+    profilesUsed: [],
+    reordered: 0,
+    beforeTrace: 0,
+    beforeTraceBytes: 0n,
+    unexplained: 0,
+    neverSeenMapped: 0,
+    rejected: 0,
+    divergences: 0,
+    overUnmaps: 0,
+    splitMismatches: 0,
+    splitExamples: [],
+    splitProfile: profile,
+    continues: false,
+  };
+}
+
