@@ -294,8 +294,15 @@ export class Queries {
       // Trace seconds since boot: only times that are plain numbers take part.
       const r = this.prep(`SELECT max(position) AS p FROM events WHERE time NOT GLOB '*[^0-9.]*' AND time GLOB '*.*' AND CAST(time AS REAL) <= CAST(@t AS REAL)${scope}`)
         .get({ ...params, t }) as { p: bigint | null };
-      if (r.p === null) throw new QueryError(`${what} ${t}: no event${domain ? ` of ${domain.name}` : ''} has a trace timestamp at or before ${t} s`);
-      return Number(r.p);
+      if (r.p !== null) return Number(r.p);
+      // Nothing of this domain by then (it was opened later, or its first events have no time):
+      // the ledger as it was at that time, or before its first event, where the domain is empty.
+      if (domain) {
+        const any = this.prep(`SELECT max(position) AS p FROM events WHERE time NOT GLOB '*[^0-9.]*' AND time GLOB '*.*' AND CAST(time AS REAL) <= CAST(@t AS REAL)`).get({ t }) as { p: bigint | null };
+        if (any.p !== null) return Number(any.p);
+        if (this.prep(`SELECT 1 FROM events WHERE time NOT GLOB '*[^0-9.]*' AND time GLOB '*.*' LIMIT 1`).get()) return Math.max(0, domain.createdAt - 1);
+      }
+      throw new QueryError(`${what} ${t}: no event${domain ? ` of ${domain.name}` : ''} has a trace timestamp at or before ${t} s`);
     }
     // An ISO 8601 date or time (Date.parse alone also takes "-1" or "1.2.3" as dates); a time
     // without a zone is UTC, as stored times are read.
