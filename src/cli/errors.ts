@@ -17,4 +17,5 @@ export const USER_ERRORS = new Set([
   'LedgerOpenError',
   'ConcurrencyError',
   'MigrationError',
+  'ReadError',
 ]);

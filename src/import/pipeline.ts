@@ -61,6 +61,12 @@ export class ImportPipeline {
     return {};
   }
 
+  /** A pause of a stream: the records held are decided (attaches keep waiting for their task's map). */
+  idle(): void {
+    this.calls.flush();
+    this.router.drainAll();
+  }
+
   /** The end of the input, or of what a follow has read for now: every held record is decided. */
   end(): void {
     this.calls.flush();

@@ -7,18 +7,17 @@
  * the commands stored before are recognised by id, so the ledger ends up exactly as one
  * uninterrupted import would have made it. See docs/import.md.
  */
-import { createHash } from 'node:crypto';
-import { createReadStream, createWriteStream, mkdtempSync, rmSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { basename, join } from 'node:path';
-import { StringDecoder } from 'node:string_decoder';
+import { statSync } from 'node:fs';
+import { basename } from 'node:path';
 import { Domain } from '../core/domain.js';
 import { BUILTIN_PROFILES, resolveProfile, type Semantics } from '../core/profile.js';
 import type { Command } from '../events/schema.js';
 import type { Ledger } from '../projections/ledger.js';
 import { domainsCreatedBy, firstPositionIn, knownSource, recordSource, recordWholeFile, sourceHasEvents, Tally } from '../projections/sources.js';
 import { ImportPipeline } from './pipeline.js';
-import { guessProfileFromFile } from './profile-guess.js';
+import { parseTraceLine } from './parse.js';
+import { guessProfileFromFile, ProfileEvidence } from './profile-guess.js';
+import { openSource, ReadError, type Line } from './read.js';
 import { DestroyedDomainError, type SpaceHost } from './spaces.js';
 
 /** Errors of the input or the options (exit code 2): the name is the one the CLI maps. */
@@ -80,6 +79,9 @@ export interface ImportSummary {
   profileFit?: Array<{ profile: string; divergences: number }>;
   /** The source continues an earlier --follow import of the same file. */
   continues: boolean;
+  /** Read through `trace-cmd report` (a trace.dat), or decompressed. */
+  via?: 'trace-cmd report';
+  compressed?: string;
   /** Set when nothing was done because the source is in the ledger already. */
   alreadyImported?: { name: string; importedAt: string };
 }
@@ -88,34 +90,39 @@ export interface ImportSummary {
 export const SKEW_US = 20;
 /** Lines per transaction of a non-strict import. */
 const CHUNK_LINES = 20_000;
+/** A stream commits what it has read after this long without a new line (ms). */
+const IDLE_MS = 500;
+/** Lines of a stream (or compressed file) the profile is judged from, at most, and their bytes. */
+const PROFILE_LINES = 20_000;
+const PROFILE_BYTES = 2 << 20;
 /** A full collection this often keeps a big import's memory flat. */
 const GC_EVERY_LINES = Number(process.env.IOMMU_LEDGER_GC_LINES ?? 32768);
 /** Above this many events, the profile check is skipped (it replays every profile in memory). */
 const FIT_LIMIT = 50_000;
 
 export async function importTrace(ledger: Ledger, file: string, opts: ImportOptions): Promise<ImportSummary> {
-  const src = await materialize(file);
+  if (opts.profile) resolveProfile(opts.profile); // unknown names fail before anything is read
+  if (opts.domain !== undefined && !/^[^\s]{1,200}$/.test(opts.domain)) throw new TraceInputError(`--domain ${JSON.stringify(opts.domain)}: a domain name has 1 to 200 characters and no spaces`);
+  if (opts.caller !== undefined && (opts.caller.length === 0 || opts.caller.length > 200)) throw new TraceInputError('--caller: a caller name has 1 to 200 characters');
+  const skewUs = opts.skewUs ?? SKEW_US;
+  if (!Number.isFinite(skewUs) || skewUs < 0) throw new TraceInputError(`--skew ${skewUs}: give the skew in microseconds, 0 or more`);
+  const src = await openSource(file);
   try {
-    if (opts.profile) resolveProfile(opts.profile); // unknown names fail before anything is read
-    if (opts.domain !== undefined && !/^[^\s]{1,200}$/.test(opts.domain)) throw new TraceInputError(`--domain ${JSON.stringify(opts.domain)}: a domain name has 1 to 200 characters and no spaces`);
-    if (opts.caller !== undefined && (opts.caller.length === 0 || opts.caller.length > 200)) throw new TraceInputError('--caller: a caller name has 1 to 200 characters');
-    const skewUs = opts.skewUs ?? SKEW_US;
-    if (!Number.isFinite(skewUs) || skewUs < 0) throw new TraceInputError(`--skew ${skewUs}: give the skew in microseconds, 0 or more`);
-    let size = 0;
-    try {
-      size = statSync(src.path).size;
-    } catch (e) {
-      throw new TraceInputError(`cannot read ${src.name}: ${(e as Error).message}`);
+    const info = src.info;
+    if (opts.follow && info.seekable && (info.compressed || info.via)) {
+      throw new TraceInputError(`--follow reads a growing text file or a stream; ${info.name} is ${info.via ? 'a trace-cmd binary file' : `${info.compressed}-compressed`}: import it without --follow`);
     }
-    // Identity: the digest of the bytes; a followed (growing) file is known by its first 4 KiB
-    // (its "head key"), and a later plain import of it continues under that key.
-    const headKey = `head-${createHash('sha256').update(await headOf(src)).digest('hex')}`;
+    // A stream (standard input, a pipe, trace_pipe) is read once, as it comes: like a followed
+    // file, it is known by its first 4 KiB (its "head key").
+    const stream = !info.seekable;
+    const size = info.seekable && !info.compressed && !info.via ? statSync(file).size : 0;
+    const headKey = await src.headKey();
     let digest: string;
     let continues = false;
     let fileDigest: string | undefined;
-    if (opts.follow) digest = headKey;
+    if (opts.follow || stream) digest = headKey;
     else {
-      digest = await digestOf(src);
+      digest = await src.digest();
       fileDigest = digest;
       if (!knownSource(ledger, digest) && knownSource(ledger, headKey)) {
         digest = headKey;
@@ -125,72 +132,132 @@ export async function importTrace(ledger: Ledger, file: string, opts: ImportOpti
     const sourceKey = digest.slice(0, 24);
     const name = file === '-' ? '<stdin>' : basename(file);
     const already = (seen: { name: string; imported_at: string }): ImportSummary => ({
-      ...emptySummary(src.name, opts.profile ?? '(as before)', 'unchanged'),
+      ...emptySummary(info.name, opts.profile ?? '(as before)', 'unchanged'),
       alreadyImported: { name: seen.name, importedAt: seen.imported_at },
     });
     const seen = continues ? undefined : knownSource(ledger, digest);
-    if (seen && !opts.follow) return already(seen);
+    if (seen && !opts.follow && !stream) return already(seen);
     if (opts.domain !== undefined && ledger.peek(opts.domain) === undefined && ledger.domains().some((d) => d.name === opts.domain && d.destroyed)) {
-      throw new TraceInputError(`--domain ${JSON.stringify(opts.domain)}: domain: ${JSON.stringify(opts.domain)} was destroyed, so it takes no more commands; nothing of ${src.name} was stored (give another --domain)`);
+      throw new TraceInputError(`--domain ${JSON.stringify(opts.domain)}: domain: ${JSON.stringify(opts.domain)} was destroyed, so it takes no more commands; nothing of ${info.name} was stored (give another --domain)`);
     }
-    // The profile: as given, or inferred from evidence sampled over the whole file.
+    // The lines, and the first of them held back when the profile is judged from them.
+    const first: Line[] = [];
+    let lines: AsyncGenerator<Line> = src.lines();
+    // The profile: as given, or inferred from evidence sampled over the whole file (from the
+    // first lines of a stream, a compressed file or trace-cmd's output).
     let profileName = opts.profile;
     let profileWhy = 'given with --profile';
     if (!profileName) {
-      const g = await guessProfileFromFile(src.path);
+      let g: { name: string; why: string };
+      if (size > 0) g = await guessProfileFromFile(file);
+      else {
+        const ev = new ProfileEvidence();
+        let bytes = 0;
+        for (let n = await lines.next(); !n.done; n = await lines.next()) {
+          first.push(n.value);
+          bytes += n.value.end - n.value.start;
+          const p = parseTraceLine(n.value.text);
+          if (p.kind === 'record') ev.add(p.record);
+          else if (p.kind === 'skip' && p.why === 'other-text') ev.addLogLine(n.value.text);
+          if (first.length >= PROFILE_LINES || bytes >= PROFILE_BYTES) break;
+        }
+        g = ev.result();
+      }
       profileName = g.name;
       profileWhy = `inferred: ${g.why}`;
     }
     const profile = resolveProfile(profileName, opts.semantics);
-    const s = emptySummary(src.name, profileName, profileWhy);
+    const s = emptySummary(info.name, profileName, profileWhy);
     s.continues = continues;
+    if (info.via) s.via = info.via;
+    if (info.compressed) s.compressed = info.compressed;
     // The kernel's split is compared with the split of the profile the maps run under: an
     // existing --domain keeps its stored profile.
     const splitProfile = (opts.domain !== undefined ? ledger.peek(opts.domain)?.profile : undefined) ?? profile;
     s.splitProfile = splitProfile.name;
 
-    const host = spaceHost(ledger, sourceKey);
     let add: ((inp: { cmd: Command; from: { source: string; digest: string; line: number } }) => ReturnType<Ledger['append']>[number]) | undefined;
     const tally = new Tally();
-    const pipeline = new ImportPipeline(
-      host,
-      {
-        profile,
-        profileName,
-        semantics: opts.semantics,
-        domain: opts.domain,
-        domainBy: opts.domainBy,
-        caller: opts.caller,
-        skewNs: BigInt(Math.round(skewUs * 1000)),
-        sourceKey,
-        sourceName: src.name,
-        split: { bitmap: splitProfile.pgsizeBitmap, name: splitProfile.name },
-      },
-      (cmd, line) => tally.add(add!({ cmd, from: { source: name, digest, line } })),
-    );
+    let pipeline: ImportPipeline | undefined;
+    const start = () =>
+      new ImportPipeline(
+        spaceHost(ledger, sourceKey),
+        {
+          profile,
+          profileName: profileName!,
+          semantics: opts.semantics,
+          domain: opts.domain,
+          domainBy: opts.domainBy,
+          caller: opts.caller,
+          skewNs: BigInt(Math.round(skewUs * 1000)),
+          sourceKey,
+          sourceName: info.name,
+          split: { bitmap: splitProfile.pgsizeBitmap, name: splitProfile.name },
+        },
+        (cmd, line) => tally.add(add!({ cmd, from: { source: name, digest, line } })),
+      );
 
     // One reader for the whole import: chunks continue where the last one stopped.
     let offset = 0;
     let lineNo = 0;
-    let lines = readLines(src.path, 0, 0);
-    const chunked = !opts.strict && !opts.follow;
+    // A stream commits what it has when no line came for IDLE_MS (trace_pipe may never end).
+    let waiting: Promise<IteratorResult<Line>> | undefined;
+    let stop = false;
+    const chunked = !opts.strict;
     let eof = false;
     let importedMeanwhile: { name: string; imported_at: string } | undefined;
+    /** The ledger's last position when this import's last chunk committed. */
+    let endedAt = -1;
+    const nextLine = async (): Promise<IteratorResult<Line> | 'idle'> => {
+      const held = first.shift();
+      if (held) return { done: false, value: held };
+      waiting ??= lines.next();
+      if (!stream) {
+        const r = await waiting;
+        waiting = undefined;
+        return r;
+      }
+      let timer: NodeJS.Timeout | undefined;
+      const idle = new Promise<'idle'>((res) => (timer = setTimeout(() => res('idle'), IDLE_MS)));
+      const r = await Promise.race([waiting, idle]);
+      clearTimeout(timer);
+      if (r === 'idle') return r;
+      waiting = undefined;
+      return r;
+    };
     const runChunk = async (final: boolean): Promise<void> => {
       await ledger.sessionAsync(async (sessionAdd) => {
         add = sessionAdd;
+        // Under the write lock: another import of the same source may have stored all of it
+        // meanwhile; or some of it, which this one's pipeline must then recognise from the start.
+        if (pipeline && info.seekable && ledger.lastPosition !== endedAt) {
+          // Another writer stored events since this import's last chunk (another import of the
+          // same file, say): what this one decided reads the ledger, so it starts again from the
+          // first line, on shadows of its own; what is stored already is recognised by id.
+          pipeline = undefined;
+          first.length = 0;
+          lines = src.lines();
+          lineNo = 0;
+        }
+        if (!pipeline) {
+          if (!continues && !opts.follow && !stream && (importedMeanwhile = knownSource(ledger, digest))) return;
+          pipeline = start();
+        }
         const chunkStart = lineNo;
         eof = true;
-        // The checks above ran before the write lock was taken: another import of the same
-        // source may have stored all of it meanwhile. Now that the lock is held, again.
-        if (lineNo === 0 && !continues && !opts.follow && (importedMeanwhile = knownSource(ledger, digest))) return;
         for (;;) {
-          const next = await lines.next();
+          const next = stop ? ({ done: true, value: undefined } as const) : await nextLine();
+          if (next === 'idle') {
+            // Nothing new for a while: decide what is held, and commit.
+            pipeline.idle();
+            eof = false;
+            break;
+          }
           if (next.done) break;
           const l = next.value;
-          if (l.unterminated && opts.follow) {
+          if (l.unterminated && opts.follow && !stream) {
             // A line still being written: read it again next time.
-            lines = readLines(src.path, offset, lineNo);
+            lines = src.lines({ start: l.start, startLine: l.no - 1 });
             break;
           }
           s.lines = lineNo = l.no;
@@ -211,46 +278,59 @@ export async function importTrace(ledger: Ledger, file: string, opts: ImportOpti
           }
         }
         if (eof || final) pipeline.end();
-        if (eof || opts.follow) recordSource(ledger, digest, name, lineNo, tally);
+        if (eof || opts.follow || stream) recordSource(ledger, digest, name, lineNo, tally);
         // A plain import that finished a followed file: the file as it is now is imported.
         if (eof && continues && fileDigest !== undefined) recordWholeFile(ledger, fileDigest, headKey, name, lineNo);
+        endedAt = ledger.lastPosition;
       });
     };
-    do await runChunk(false);
-    while (chunked && !eof && !importedMeanwhile);
+    const interrupt = () => {
+      stop = true;
+    };
+    if (stream) process.once('SIGINT', interrupt);
+    try {
+      do await runChunk(false);
+      while (!eof && !importedMeanwhile && !stop);
+      if (stop && !eof) await runChunk(true);
+    } finally {
+      process.off('SIGINT', interrupt);
+    }
     if (importedMeanwhile) return already(importedMeanwhile);
-    if (opts.follow) await follow(src, () => offset, () => ({ lines: lineNo, stored: tally.stored }), async () => {
-      lines = readLines(src.path, offset, lineNo);
-      await runChunk(true);
-    });
-    s.records = pipeline.records;
-    s.skipped = pipeline.skipped;
+    if (opts.follow && !stream) {
+      await follow(info.name, file, () => offset, () => ({ lines: lineNo, stored: tally.stored }), async () => {
+        lines = src.lines({ start: offset, startLine: lineNo });
+        await runChunk(true);
+      });
+    }
+    const p = pipeline!;
+    s.records = p.records;
+    s.skipped = p.skipped;
     s.stored = tally.stored;
     s.duplicates = tally.duplicates;
     s.divergences = tally.divergences;
     s.rejected = tally.rejected;
     s.overUnmaps = tally.overUnmaps;
-    s.reordered = pipeline.counts.reordered;
-    s.beforeTrace = pipeline.counts.beforeTrace;
-    s.beforeTraceBytes = pipeline.counts.beforeTraceBytes;
-    s.unexplained = pipeline.counts.unexplained;
-    s.neverSeenMapped = pipeline.counts.nothingMapped;
-    s.splitMismatches = pipeline.splitMismatches;
-    s.splitExamples = [...pipeline.splitExamples];
-    s.spaces = pipeline.spaceList.map((sp) => sp.name);
+    s.reordered = p.counts.reordered;
+    s.beforeTrace = p.counts.beforeTrace;
+    s.beforeTraceBytes = p.counts.beforeTraceBytes;
+    s.unexplained = p.counts.unexplained;
+    s.neverSeenMapped = p.counts.nothingMapped;
+    s.splitMismatches = p.splitMismatches;
+    s.splitExamples = [...p.splitExamples];
+    s.spaces = p.spaceList.map((sp) => sp.name);
     const profileOf = (n: string) => ledger.peek(n)?.profile.name ?? profileName!;
     s.profilesUsed = [...new Set(s.spaces.map(profileOf))];
-    s.kept = pipeline.spaceList.filter((sp) => sp.existed && profileOf(sp.name) !== profileName).map((sp) => ({ domain: sp.name, profile: profileOf(sp.name) }));
+    s.kept = p.spaceList.filter((sp) => sp.existed && profileOf(sp.name) !== profileName).map((sp) => ({ domain: sp.name, profile: profileOf(sp.name) }));
     if (s.divergences > 0) {
       const fit = profileFit(ledger, s.spaces);
       if (fit) s.profileFit = fit;
     }
     return s;
   } catch (e) {
-    if (e instanceof DestroyedDomainError) throw new TraceInputError(e.message);
+    if (e instanceof DestroyedDomainError || e instanceof ReadError) throw new TraceInputError(e.message);
     throw e;
   } finally {
-    src.cleanup();
+    await src.close();
   }
 }
 
@@ -275,6 +355,10 @@ function spaceHost(ledger: Ledger, sourceKey: string): SpaceHost {
       if (info.destroyed) return { core: undefined as unknown as Domain, destroyed: true };
       return { core: ledger.peek(name)!, destroyed: false };
     },
+    // A resumed import re-emits what was stored: the ledger skips those, so the spaces keep
+    // shadows; otherwise each command is applied as it is emitted, and the ledger's own domain
+    // is the space's state.
+    ...(resumed ? {} : { live: (name: string) => ledger.peek(name) }),
     spaceName(k: number): string {
       if (k < ours.length) return ours[k]!;
       for (let n = 1; ; n++) {
@@ -317,85 +401,9 @@ export function profileFit(ledger: Ledger, spaces: string[]): Array<{ profile: s
   return fits.map((f) => ({ profile: f.profile.name, divergences: f.divergences })).sort((a, b) => a.divergences - b.divergences);
 }
 
-// ---- reading (replaced by read.ts) ----
-
-interface Source {
-  path: string;
-  name: string;
-  cleanup: () => void;
-}
-
-/** A readable file path for FILE or '-' (standard input is spooled to a temporary file). */
-async function materialize(file: string): Promise<Source> {
-  if (file !== '-') return { path: file, name: file, cleanup: () => undefined };
-  const dir = mkdtempSync(join(tmpdir(), 'iommu-ledger-'));
-  const path = join(dir, 'stdin');
-  await new Promise<void>((resolve, reject) => {
-    const out = createWriteStream(path);
-    process.stdin.pipe(out);
-    out.on('finish', resolve);
-    out.on('error', reject);
-    process.stdin.on('error', reject);
-  });
-  return { path, name: '<stdin>', cleanup: () => rmSync(dir, { recursive: true, force: true }) };
-}
-
-async function headOf(src: Source): Promise<Buffer> {
-  return new Promise<Buffer>((res, rej) => {
-    const bufs: Buffer[] = [];
-    createReadStream(src.path, { start: 0, end: 4095 })
-      .on('data', (c) => bufs.push(c as Buffer))
-      .on('end', () => res(Buffer.concat(bufs)))
-      .on('error', (e) => rej(new TraceInputError(`cannot read ${src.name}: ${e.message}`)));
-  });
-}
-
-async function digestOf(src: Source): Promise<string> {
-  const h = createHash('sha256');
-  await new Promise<void>((resolve, reject) => {
-    createReadStream(src.path)
-      .on('data', (c) => h.update(c))
-      .on('end', resolve)
-      .on('error', (e) => reject(new TraceInputError(`cannot read ${src.name}: ${e.message}`)));
-  });
-  return h.digest('hex');
-}
-
-async function* readLines(path: string, start = 0, startLine = 0): AsyncGenerator<{ no: number; text: string; unterminated: boolean; end: number }> {
-  const dec = new StringDecoder('utf8');
-  let carry = '';
-  let no = startLine;
-  let offset = start;
-  for await (const chunk of createReadStream(path, { start }) as AsyncIterable<Buffer>) {
-    const text = carry + dec.write(chunk);
-    let from = 0;
-    for (;;) {
-      const nl = text.indexOf('\n', from);
-      if (nl < 0) break;
-      no++;
-      const line = text.slice(from, nl);
-      offset += Buffer.byteLength(line, 'utf8') + 1;
-      yield { no, text: line, unterminated: false, end: offset };
-      from = nl + 1;
-    }
-    carry = text.slice(from);
-    if (carry.length > 1 << 20) {
-      no++;
-      offset += Buffer.byteLength(carry, 'utf8');
-      yield { no, text: carry, unterminated: false, end: offset };
-      carry = '';
-    }
-  }
-  carry += dec.end();
-  if (carry.length) {
-    no++;
-    yield { no, text: carry, unterminated: true, end: offset + Buffer.byteLength(carry, 'utf8') };
-  }
-}
-
 /** Polls a followed file every 500 ms and imports what was added, until Ctrl-C. */
-async function follow(src: Source, offsetNow: () => number, progress: () => { lines: number; stored: number }, more: () => Promise<void>): Promise<void> {
-  process.stderr.write(`following ${src.name} (Ctrl-C to stop)\n`);
+async function follow(name: string, path: string, offsetNow: () => number, progress: () => { lines: number; stored: number }, more: () => Promise<void>): Promise<void> {
+  process.stderr.write(`following ${name} (Ctrl-C to stop)\n`);
   let stop = false;
   const onInterrupt = () => {
     stop = true;
@@ -406,14 +414,14 @@ async function follow(src: Source, offsetNow: () => number, progress: () => { li
       await new Promise((r) => setTimeout(r, 500));
       let now = 0;
       try {
-        now = statSync(src.path).size;
+        now = statSync(path).size;
       } catch {
         break;
       }
       const offset = offsetNow();
       if (now < offset) {
         throw new TraceInputError(
-          `${src.name} shrank from ${offset} to ${now} bytes while it was followed (truncated or rotated): following stopped; the ${progress().stored} event(s) stored so far stay (lines 1-${progress().lines}); a rotated trace is a new file: import it with its own run`,
+          `${name} shrank from ${offset} to ${now} bytes while it was followed (truncated or rotated): following stopped; the ${progress().stored} event(s) stored so far stay (lines 1-${progress().lines}); a rotated trace is a new file: import it with its own run`,
         );
       }
       if (now > offset) await more();
