@@ -53,14 +53,18 @@ export interface RouteCounts {
 
 /** An unmap's fit in one space: lower rank is better evidence. */
 interface Fit {
+  /** The space; undefined with `fresh`: a new one, opened when the fit is applied. */
   space: Space | undefined;
+  fresh?: true;
   rank: number;
-  /** Maps from the window to move before the unmap (rank 2). */
-  pull?: Held[];
+  /** Scatter-gather lists from the window to move before the unmap, with their escorts (rank 2). */
+  pull?: Array<{ x: Held; escorts: Held[]; group: Held[] }>;
   /** Ranges to infer as mapped before the trace (rank 3). */
   infer?: Array<{ start: bigint; end: bigint }>;
   /** For divergences: bytes of the kernel's range mapped in the space. */
   mapped?: bigint;
+  /** Bytes inferred as mapped before the trace (rank 3): fewer is the better explanation. */
+  inferred?: bigint;
 }
 
 /** At most this many maps make one scatter-gather list (a bound on what is held). */
@@ -95,6 +99,11 @@ export class Router {
     this.drain(rec.timestampNs === undefined);
   }
 
+  /** Decides every held record (a pause of a stream). */
+  drainAll(): void {
+    this.drain(true);
+  }
+
   /** End of input (or of what a follow has read for now): decides every held record. */
   flush(): void {
     this.drain(true);
@@ -116,6 +125,7 @@ export class Router {
   }
 
   private decide(h: Held): void {
+    h.decided = true;
     this.window.take(h);
     const { rec, line } = h;
     switch (rec.event) {
@@ -175,6 +185,7 @@ export class Router {
       s = cont ?? this.freeSpace(start, end) ?? this.freeByPulling(h, start, end, this.spaces.list) ?? this.spaces.open(line);
     }
     if (rec.cpu !== undefined && rec.pid !== undefined) this.tails.set(`${rec.cpu}:${rec.pid}`, { end, space: s });
+    this.spaces.allocated(s, start, end);
     for (const g of group) {
       if (g !== h) this.window.take(g);
       this.placeAttaches(undefined, false, undefined, g.rec.pid, s);
@@ -204,7 +215,7 @@ export class Router {
         return sc;
       }
       if (x.rec.cpu !== rec.cpu) continue;
-      if ((x.rec.event !== 'map' && x.rec.event !== 'debug_map') || x.rec.pid !== rec.pid || x.rec.iova !== sc.end) {
+      if ((x.rec.event !== 'map' && x.rec.event !== 'debug_map') || x.rec.pid !== rec.pid || x.rec.iova !== sc.end || !oneAllocation(rec.iova!, x.rec.iova! + x.rec.size!)) {
         sc.closed = true;
         return sc;
       }
@@ -221,6 +232,25 @@ export class Router {
     return sc;
   }
 
+  /** The scatter-gather list that starts with `x` (sgScan's rules, without waiting for it to close). */
+  private sgGroupOf(x: Held): Held[] {
+    const group = [x];
+    const { rec } = x;
+    if (rec.cpu === undefined || rec.pid === undefined || rec.timestampNs === undefined) return group;
+    let end = rec.iova! + rec.size!;
+    let lastTs = rec.timestampNs;
+    for (const y of this.window.following(x)) {
+      const t = y.rec.timestampNs;
+      if (t === undefined || t > lastTs + SG_GAP_NS) break;
+      if (y.rec.cpu !== rec.cpu) continue;
+      if (!isMap(y) || y.rec.pid !== rec.pid || y.rec.iova !== end || !oneAllocation(rec.iova!, y.rec.iova! + y.rec.size!)) break;
+      group.push(y);
+      end = y.rec.iova! + y.rec.size!;
+      lastTs = t;
+    }
+    return group;
+  }
+
   /** The first space where nothing in [start, end) is mapped. */
   private freeSpace(start: bigint, end: bigint): Space | undefined {
     for (const s of this.spaces.list) if (!mappedIn(s.core, start, end)) return s;
@@ -233,28 +263,41 @@ export class Router {
    * way round. The unmaps are decided first.
    */
   private freeByPulling(h: Held, start: bigint, end: bigint, among: readonly Space[]): Space | undefined {
-    const later = this.earlier(h, (x) => x.rec.event === 'unmap' || x.rec.event === 'debug_unmap');
+    const later = this.earlier(h, (x) => x.rec.event === 'unmap' || x.rec.event === 'debug_unmap', { start, end });
     if (!later.length) return undefined;
     for (const s of among) {
-      const freeing: Held[] = [];
+      const freeing: Array<{ u: Held; escorts: Held[]; fit: Fit }> = [];
       let ok = true;
       for (const r of s.core.runsIn(start, end)) {
-        const rs = r.iova;
-        const re = r.iova + r.pageSize * r.count;
-        const u = later.find((x) => {
-          const k = x.rec.unmappedSize !== undefined ? kernelRange(x.rec.iova!, x.rec.size ?? 0n, x.rec.unmappedSize) : { start: x.rec.iova!, end: x.rec.iova! + (x.rec.size ?? 0n) };
-          return k.start <= (rs > start ? rs : start) && k.end >= (re < end ? re : end);
-        });
-        if (!u) {
+        const rs = r.iova > start ? r.iova : start;
+        const re0 = r.iova + r.pageSize * r.count;
+        const re = re0 < end ? re0 : end;
+        // An unmap that removes this part, that would go to this very space, and that its
+        // escorts leave as it is.
+        let found: { u: Held; escorts: Held[]; fit: Fit } | undefined;
+        for (const { x: u, escorts } of later) {
+          const k = reach(u.rec);
+          if (k.start > rs || k.end < re || escorts.some((e) => touches(e.rec, k))) continue;
+          const fit = this.chooseUnmap(u);
+          if (fit?.space === s && fit.rank === 0) {
+            found = { u, escorts, fit };
+            break;
+          }
+        }
+        if (!found) {
           ok = false;
           break;
         }
-        if (!freeing.includes(u)) freeing.push(u);
+        if (!freeing.some((f) => f.u === found!.u)) freeing.push(found);
       }
       if (!ok || !freeing.length) continue;
-      for (const u of freeing) {
+      for (const f of freeing) {
+        if (f.u.decided) continue;
+        this.escort(f.escorts);
         this.counts.reordered++;
-        this.decide(u);
+        f.u.decided = true;
+        this.window.take(f.u);
+        this.applyUnmap(f.u, f.fit);
       }
       if (!mappedIn(s.core, start, end)) return s;
     }
@@ -263,51 +306,125 @@ export class Router {
 
   /**
    * Records printed after `h`, within the window, that `want` picks and that may have happened
-   * before it: from another CPU, with no record of their own CPU left between them and `h` (one
-   * CPU's records are in order: they come from one ring buffer). Without CPU numbers (the kernel
-   * log), only records with the very same timestamp.
+   * before it: from another CPU (one CPU's records are in order: they come from one ring
+   * buffer). The records of that CPU printed between `h` and it (its escorts) must then have
+   * happened before `h` too; they may, unless one touches `near`, which blocks that CPU. Without
+   * CPU numbers (the kernel log), only records with the very same timestamp, without escorts.
    */
-  private earlier(h: Held, want: (x: Held) => boolean): Held[] {
-    const out: Held[] = [];
+  private earlier(h: Held, want: (x: Held) => boolean, near: { start: bigint; end: bigint }): Array<{ x: Held; escorts: Held[] }> {
+    const out: Array<{ x: Held; escorts: Held[] }> = [];
+    const passed = new Map<number, Held[]>();
     const blocked = new Set<number>();
     const cpu = h.rec.cpu;
     for (const x of this.window.after(h)) {
       const xc = x.rec.cpu;
-      const movable = xc !== undefined && cpu !== undefined ? xc !== cpu && !blocked.has(xc) : x.rec.timestampNs === h.rec.timestampNs;
-      if (movable && want(x)) {
-        out.push(x);
+      if (xc === undefined || cpu === undefined) {
+        if (x.rec.timestampNs === h.rec.timestampNs && want(x)) out.push({ x, escorts: [] });
         continue;
       }
-      if (xc !== undefined) blocked.add(xc);
+      if (xc === cpu || blocked.has(xc)) continue;
+      const before = passed.get(xc) ?? [];
+      if (want(x)) {
+        out.push({ x, escorts: before.slice() });
+        continue;
+      }
+      if (touches(x.rec, near)) blocked.add(xc);
+      else passed.set(xc, [...before, x]);
     }
     return out;
+  }
+
+  /** Decides, in order, the records that must come before a record moved forward. */
+  private escort(escorts: readonly Held[]): void {
+    for (const e of escorts) {
+      if (e.decided) continue;
+      this.counts.reordered++;
+      this.decide(e);
+    }
   }
 
   // ---- unmaps ----
 
   private decideUnmap(h: Held): void {
-    const { rec, line } = h;
-    const fixed = this.fixedSpace(rec, line);
-    const candidates = fixed ? [fixed] : this.spaces.list;
+    this.deferFor(h);
+    this.applyUnmap(h, this.chooseUnmap(h));
+  }
+
+  /**
+   * Two unmaps of one range printed together from two CPUs, and a map of it again after the
+   * second on that CPU, while one copy of the range is mapped: the kernel can only have done the
+   * other CPU's unmap and map first (the range was freed, and mapped again, before this unmap
+   * removed it). Those go first, with what their CPU printed before them.
+   */
+  private deferFor(h: Held): void {
+    const { rec } = h;
+    if (rec.cpu === undefined || rec.unmappedSize === undefined || this.opts.domain !== undefined) return;
+    const same = (x: Held) => x.rec.iova === rec.iova && x.rec.size === rec.size;
+    const copies = this.spaces.list.filter((s) => s.core.predictUnmap({ iova: rec.iova!, size: rec.size ?? 0n }) === rec.unmappedSize).length;
+    if (copies !== 1) return;
+    const r = reach(rec);
+    for (const { x: u2, escorts } of this.earlier(h, (x) => (x.rec.event === 'unmap' || x.rec.event === 'debug_unmap') && same(x) && x.rec.unmappedSize === rec.unmappedSize, r)) {
+      // The map of the range again, on the same CPU, after u2.
+      const mid: Held[] = [];
+      for (const y of this.window.after(u2)) {
+        if (y.rec.cpu !== u2.rec.cpu) continue;
+        if (isMap(y) && same(y)) {
+          this.escort(escorts);
+          if (u2.decided) return;
+          u2.decided = true;
+          this.window.take(u2);
+          this.counts.reordered++;
+          this.applyUnmap(u2, this.chooseUnmap(u2));
+          this.escort(mid);
+          if (!y.decided) {
+            this.counts.reordered++;
+            this.decide(y);
+          }
+          return;
+        }
+        if (touches(y.rec, r)) break;
+        mid.push(y);
+      }
+    }
+  }
+
+  /**
+   * The best fit of an unmap among the spaces, and a new one (undefined with nothing to go on).
+   * Deciding nothing: a new space is opened only when the chosen fit's space is asked for.
+   */
+  private chooseUnmap(h: Held): Fit | undefined {
+    const fixed = this.fixedSpace(h.rec, h.line);
     let best: Fit | undefined;
-    for (const s of candidates) {
+    for (const s of fixed ? [fixed] : this.spaces.list) {
       const f = this.fit(s, h);
-      if (!best || f.rank < best.rank || (f.rank === 4 && best.rank === 4 && f.mapped! > best.mapped!)) best = f;
+      if (!best || f.rank < best.rank || (f.rank === best.rank && better(f, best))) best = f;
       if (best.rank === 0) break;
     }
-    if (!fixed && (!best || best.rank > 3)) {
-      // A new space, with what the kernel removed mapped before the trace.
-      const f = this.fitNew(h);
-      if (f && (!best || f.rank < best.rank)) best = f;
+    // A new space fits when maps just after it, or a mapping from before the trace, explain the
+    // report there; at the same evidence an existing space is preferred.
+    if (!fixed && (!best || best.rank >= 2) && this.opts.domainBy !== 'dev') {
+      const f = this.fit(undefined, h);
+      if (f.rank < 4 && (!best || f.rank < best.rank)) best = f;
     }
-    let s = best?.space;
-    if (!s) s = fixed ?? this.spaces.list[0] ?? this.spaces.open(line);
+    return best;
+  }
+
+  private applyUnmap(h: Held, best: Fit | undefined): void {
+    const { rec, line } = h;
+    const s = best?.fresh ? this.spaces.open(line) : (best?.space ?? this.fixedSpace(rec, line) ?? this.spaces.list[0] ?? this.spaces.open(line));
     if (best?.pull) {
-      for (const m of best.pull) {
-        this.window.take(m);
-        this.counts.reordered++;
-        this.placeAttaches(undefined, false, undefined, m.rec.pid, s);
-        this.spaces.map(s, m.rec, m.line);
+      for (const { group, escorts } of best.pull) {
+        if (group.some((m) => m.decided)) continue;
+        this.escort(escorts);
+        const last = group[group.length - 1]!.rec;
+        this.spaces.allocated(s, group[0]!.rec.iova!, last.iova! + last.size!);
+        for (const m of group) {
+          m.decided = true;
+          this.window.take(m);
+          this.counts.reordered++;
+          this.placeAttaches(undefined, false, undefined, m.rec.pid, s);
+          this.spaces.map(s, m.rec, m.line);
+        }
       }
     }
     if (best?.infer) {
@@ -325,54 +442,66 @@ export class Router {
     this.spaces.unmap(s, rec, line);
   }
 
-  /** How well an unmap fits a space (see Fit); `space` undefined stands for a new, empty one. */
-  private fit(s: Space, h: Held): Fit {
+  /**
+   * How well an unmap fits a space (see Fit). Without a space: a new, empty one, which is opened
+   * only when chosen (a fit there ranks after the same evidence in an existing space).
+   */
+  private fit(sp: Space | undefined, h: Held): Fit {
     const { rec } = h;
     const iova = rec.iova!;
     const size = rec.size ?? 0n;
     const observed = rec.unmappedSize;
-    const core = s.core;
+    const core = sp ? sp.core : this.spaces.scratch();
+    const penalty = sp ? 0 : 0.5;
+    const fresh = sp ? {} : { fresh: true as const };
     const predicted = core.predictUnmap({ iova, size });
-    if (observed === undefined) return { space: s, rank: predicted > 0n ? 1 : 4, mapped: predicted };
-    if (predicted === observed) return { space: s, rank: mirrorsMaps(core, iova, size) ? 0 : 1 };
+    if (observed === undefined) return { space: sp, rank: predicted > 0n ? 1 : 4, mapped: predicted };
+    if (predicted === observed) return { space: sp, rank: sp && (this.spaces.isAllocation(sp, iova, iova + size) || isOneMap(core, iova, size)) ? 0 : 1 };
     const k = kernelRange(iova, size, observed);
     if (observed > predicted && k.end > k.start) {
-      // Maps printed just after it, inside what the kernel removed and where nothing is mapped.
-      const pull = this.earlier(
-        h,
-        (x) => (x.rec.event === 'map' || x.rec.event === 'debug_map') && x.rec.iova! >= k.start && x.rec.iova! + x.rec.size! <= k.end && !mappedIn(core, x.rec.iova!, x.rec.iova! + x.rec.size!),
-      );
+      // Maps printed just after it, inside what the kernel removed and where nothing is mapped:
+      // whole scatter-gather lists only (a list is one allocation, mapped at once).
+      const pull: Array<{ x: Held; escorts: Held[]; group: Held[] }> = [];
+      const seen = new Set<Held>();
+      for (const p of this.earlier(h, isMap, reach(rec))) {
+        if (seen.has(p.x)) continue;
+        const group = this.sgGroupOf(p.x);
+        for (const m of group) seen.add(m);
+        const prev = p.escorts[p.escorts.length - 1];
+        // The middle of a list (one not placed yet: a placed list did not take this map).
+        if (prev && !prev.decided && isMap(prev) && prev.rec.pid === p.x.rec.pid && prev.rec.iova! + prev.rec.size! === p.x.rec.iova) continue;
+        // What of the list lies in the kernel's range: a list that goes on past it is taken as
+        // two allocations when the range ends where one of its maps does (the alignment of
+        // iommu-dma's allocations makes such a pair look like one list: see oneAllocation).
+        const inside: Held[] = [];
+        for (const m of group) {
+          if (m.rec.iova! < k.start || m.rec.iova! + m.rec.size! > k.end || mappedIn(core, m.rec.iova!, m.rec.iova! + m.rec.size!)) break;
+          inside.push(m);
+        }
+        if (inside.length) pull.push({ ...p, group: inside });
+      }
+      let pulled: Domain | undefined;
+      let ok: typeof pull = [];
       if (pull.length) {
         const trial = core.clone();
-        const ok = pull.filter((x) => trial.map({ iova: x.rec.iova!, paddr: x.rec.paddr!, size: x.rec.size!, ref: 0 }).ok);
-        if (ok.length && trial.predictUnmap({ iova, size }) === observed) return { space: s, rank: 2, pull: ok };
+        ok = pull.filter((p) => p.group.every((m) => trial.map({ iova: m.rec.iova!, paddr: m.rec.paddr!, size: m.rec.size!, ref: 0 }).ok));
+        if (ok.length && trial.predictUnmap({ iova, size }) === observed) return { space: sp, ...fresh, rank: 2 + penalty, pull: ok };
+        if (ok.length) pulled = trial;
       }
-      // Gaps the trace never touched in this space: mapped before the trace began.
-      const gaps = holes(core, k.start, k.end);
-      if (gaps.length && !gaps.some((g) => s.touched.touches(g.start, g.end))) {
-        const trial = core.clone();
-        if (gaps.every((g) => trial.map({ iova: g.start, paddr: g.start, size: g.end - g.start, ref: 0 }).ok) && trial.predictUnmap({ iova, size }) === observed) {
-          return { space: s, rank: 3, infer: gaps };
-        }
+      // Gaps the trace never touched in this space: mapped before the trace began (after the maps
+      // just after it, when those fill some of them: the fewest bytes inferred).
+      let best: Fit | undefined;
+      for (const [base, withPull] of pulled ? ([[pulled, ok], [core, undefined]] as const) : ([[core, undefined]] as const)) {
+        const gaps = holes(base, k.start, k.end);
+        if (!gaps.length || (sp && gaps.some((g) => sp.touched.touches(g.start, g.end)))) continue;
+        const trial = base.clone();
+        if (!gaps.every((g) => trial.map({ iova: g.start, paddr: g.start, size: g.end - g.start, ref: 0 }).ok) || trial.predictUnmap({ iova, size }) !== observed) continue;
+        const inferred = gaps.reduce((a, g) => a + (g.end - g.start), 0n);
+        if (!best || inferred < best.inferred!) best = { space: sp, ...fresh, rank: 3 + penalty, infer: gaps, inferred, ...(withPull ? { pull: [...withPull] } : {}) };
       }
+      if (best) return best;
     }
-    return { space: s, rank: 4, mapped: mappedBytes(core, k.start, k.end) };
-  }
-
-  /** An unmap in a new space, where what the kernel removed had been mapped before the trace. */
-  private fitNew(h: Held): Fit | undefined {
-    const { rec } = h;
-    const observed = rec.unmappedSize;
-    if (observed === undefined || observed === 0n || this.opts.domainBy === 'dev') return undefined;
-    const iova = rec.iova!;
-    const size = rec.size ?? 0n;
-    const k = kernelRange(iova, size, observed);
-    const line = h.line;
-    // Opened only if the fit holds: try it on a scratch domain of the profile first.
-    const probe = this.spaces.scratch();
-    if (!probe.map({ iova: k.start, paddr: k.start, size: k.end - k.start, ref: 0 }).ok || probe.predictUnmap({ iova, size }) !== observed) return undefined;
-    const s = this.spaces.open(line);
-    return { space: s, rank: 3, infer: [k] };
+    return { space: sp, rank: 4, mapped: mappedBytes(core, k.start, k.end) };
   }
 
   // ---- faults and devices ----
@@ -426,6 +555,52 @@ export class Router {
   }
 }
 
+/**
+ * Could [start, end) be one IOVA allocation of Linux's iommu-dma? iommu_dma_alloc_iova()
+ * (drivers/iommu/dma-iommu.c) asks alloc_iova_fast() for a size-aligned range, and
+ * __alloc_and_insert_iova_range() (drivers/iommu/iova.c) aligns it to the size rounded up to a
+ * power of two of 4K pages: a scatter-gather list's maps make up one such range.
+ */
+function oneAllocation(start: bigint, end: bigint): boolean {
+  const pages = (end - start + 4095n) >> 12n;
+  let p2 = 1n;
+  while (p2 < pages) p2 <<= 1n;
+  return ((start >> 12n) & (p2 - 1n)) === 0n;
+}
+
+function isMap(h: Held): boolean {
+  return h.rec.event === 'map' || h.rec.event === 'debug_map';
+}
+
+/** The range a record reaches: an unmap's request and what the kernel reports removed; a map's range. */
+function reach(rec: TraceRecord): { start: bigint; end: bigint } {
+  const start = rec.iova ?? 0n;
+  const end = start + (rec.size ?? 0n);
+  if (rec.unmappedSize === undefined) return { start, end: end > start ? end : start + 1n };
+  const k = kernelRange(start, rec.size ?? 0n, rec.unmappedSize);
+  return { start: k.start < start ? k.start : start, end: k.end > end ? k.end : end };
+}
+
+/** Does a record's range overlap [start, end)? (Records without an IOVA touch nothing.) */
+function touches(rec: TraceRecord, r: { start: bigint; end: bigint }): boolean {
+  if (rec.iova === undefined) return false;
+  const x = reach(rec);
+  return x.start < r.end && x.end > r.start;
+}
+
+/** Between fits of equal rank: fewer bytes inferred before the trace; for divergences, more of the kernel's range mapped. */
+function better(a: Fit, b: Fit): boolean {
+  if (a.inferred !== undefined && b.inferred !== undefined) return a.inferred < b.inferred;
+  if (a.mapped !== undefined && b.mapped !== undefined) return a.mapped > b.mapped;
+  return false;
+}
+
+/** Is [iova, iova+size) exactly one live map command's range? */
+function isOneMap(core: Domain, iova: bigint, size: bigint): boolean {
+  const o = core.find(iova)?.origin;
+  return o !== undefined && o.iova === iova && o.size === size;
+}
+
 /** Is anything mapped in [start, end)? */
 function mappedIn(core: Domain, start: bigint, end: bigint): boolean {
   return core.runsIn(start, end).length > 0;
@@ -445,15 +620,6 @@ function holes(core: Domain, start: bigint, end: bigint): Array<{ start: bigint;
   }
   if (cur < end) out.push({ start: cur, end });
   return out;
-}
-
-/** Does [iova, iova+size) cover whole maps only, from edge to edge (the 2011 rule)? */
-function mirrorsMaps(core: Domain, iova: bigint, size: bigint): boolean {
-  const end = iova + size;
-  const runs = core.runsIn(iova, end);
-  if (!runs.length) return size === 0n;
-  for (const r of runs) if (r.origin.iova < iova || r.origin.iova + r.origin.size > end) return false;
-  return runs[0]!.origin.iova === iova && runs[runs.length - 1]!.origin.iova + runs[runs.length - 1]!.origin.size === end;
 }
 
 /** A `dev=` name as a domain name (no spaces, at most 200 characters). */

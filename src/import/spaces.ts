@@ -11,10 +11,11 @@
  * This module turns decisions into commands (with the record's provenance) and hands them to
  * the sink in the order decided.
  */
-import { Domain, type UnmapResult } from '../core/domain.js';
+import { Domain } from '../core/domain.js';
 import { kernelRange } from '../core/observed.js';
 import type { Profile, Semantics } from '../core/profile.js';
 import type { Command } from '../events/schema.js';
+import { IntervalSet } from '../core/intervals.js';
 import { Coverage } from './coverage.js';
 import { debugOrigin } from './debug-origin.js';
 import type { TraceRecord } from './parse.js';
@@ -32,6 +33,12 @@ export interface SpaceHost {
   existing(name: string): { core: Domain; destroyed: boolean } | undefined;
   /** The name of the k-th space (0-based) this import opens: the same on every run of one source. */
   spaceName(k: number): string;
+  /**
+   * The domain as the ledger holds it, when the ledger applies each command this import emits
+   * as it is emitted (an import that is not resumed): the space then reads it instead of keeping
+   * a shadow of its own. Asked once the space exists in the ledger.
+   */
+  live?(name: string): Domain | undefined;
 }
 
 export interface SpaceOptions {
@@ -48,13 +55,20 @@ export interface SpaceOptions {
 export interface Space {
   index: number;
   name: string;
+  /** Its pages: the ledger's own domain (live), or a shadow this module feeds (`own`). */
   core: Domain;
+  own: boolean;
   touched: Coverage;
   devices: Set<string>;
   /** In the ledger before this import (keeps its stored profile). */
   existed: boolean;
   /** The last removals (unmap order), newest last: where a fault's IOVA went away. */
   removals: Array<{ start: bigint; end: bigint; seq: number }>;
+  /**
+   * Live IOVA allocations, start -> end: a map, or a whole scatter-gather list (iommu-dma maps
+   * one allocation in pieces and unmaps it at once). An unmap of exactly one is the best match.
+   */
+  allocations: IntervalSet<null>;
 }
 
 /** Recent removals kept per space (faults are looked up against them). */
@@ -68,6 +82,7 @@ export class Spaces {
   private opened = 0;
   /** Running number of the commands applied to the shadows (origin references, removal order). */
   private seq = 0;
+  private empty: Domain | undefined;
 
   constructor(
     private readonly host: SpaceHost,
@@ -93,11 +108,13 @@ export class Spaces {
     const s: Space = {
       index: this.list.length,
       name: n,
-      core: known ? known.core.clone() : new Domain(this.opts.profile),
+      core: undefined as unknown as Domain, // set below, once the ledger holds the domain
+      own: true,
       touched: new Coverage(),
       devices: new Set(),
       existed: known !== undefined,
       removals: [],
+      allocations: new IntervalSet<null>(),
     };
     this.list.push(s);
     this.byName.set(n, s);
@@ -106,12 +123,17 @@ export class Spaces {
       if (this.opts.semantics) cmd.semantics = this.opts.semantics;
       this.emit(cmd as unknown as Command, line);
     }
+    const live = this.host.live?.(n);
+    if (live) {
+      s.core = live;
+      s.own = false;
+    } else s.core = known ? known.core.clone() : new Domain(this.opts.profile);
     return s;
   }
 
-  /** An empty domain of the profile new spaces get (to try a fit before opening one). */
+  /** An empty domain of the profile new spaces get, to try a fit before opening one (clone it to change it). */
   scratch(): Domain {
-    return new Domain(this.opts.profile);
+    return (this.empty ??= new Domain(this.opts.profile));
   }
 
   /** Provenance of a record as command fields (names clipped to what the schema takes). */
@@ -129,10 +151,22 @@ export class Spaces {
     return c;
   }
 
+  /** Notes that [start, end) was mapped as one allocation (a map, or a scatter-gather list). */
+  allocated(s: Space, start: bigint, end: bigint): void {
+    s.allocations.subtract(start, end);
+    s.allocations.add(start, end, null);
+  }
+
+  /** Is [start, end) exactly one live allocation of the space? */
+  isAllocation(s: Space, start: bigint, end: bigint): boolean {
+    const a = s.allocations.overlapping(start, start + 1n)[0];
+    return a !== undefined && a.start === start && a.end === end;
+  }
+
   map(s: Space, rec: TraceRecord, line: number): void {
     const iova = rec.iova!;
     const size = rec.size!;
-    s.core.map({ iova, paddr: rec.paddr!, size, ref: ++this.seq });
+    if (s.own) s.core.map({ iova, paddr: rec.paddr!, size, ref: ++this.seq });
     s.touched.add(iova, iova + size);
     this.emit(this.base('map', s, rec, { iova, paddr: rec.paddr, size }) as unknown as Command, line);
   }
@@ -143,29 +177,31 @@ export class Spaces {
    * alignment), and every query shows the mapping as inferred.
    */
   mapBeforeTrace(s: Space, iova: bigint, size: bigint, line: number, k: number): void {
-    s.core.map({ iova, paddr: iova, size, ref: ++this.seq });
+    if (s.own) s.core.map({ iova, paddr: iova, size, ref: ++this.seq });
     s.touched.add(iova, iova + size);
     const cmd = { op: 'map', domain: s.name, iova, paddr: iova, size, inferred: 'before-trace', caller: BEFORE_TRACE_CALLER, id: `${this.opts.sourceKey}:${line}:before${k}` };
     this.emit(cmd as unknown as Command, line);
   }
 
-  unmap(s: Space, rec: TraceRecord, line: number): UnmapResult {
+  unmap(s: Space, rec: TraceRecord, line: number): void {
     const iova = rec.iova!;
     const size = rec.size ?? 0n;
     const observed = rec.unmappedSize;
-    const r = observed !== undefined ? s.core.unmapObserved({ iova, size }, observed) : s.core.unmap({ iova, size });
-    const seq = ++this.seq;
-    const k = observed !== undefined ? kernelRange(iova, size, observed) : { start: iova, end: iova + r.unmappedSize };
+    // What went away: the range the kernel reports it removed (core/observed.ts), else what the
+    // profile removes.
+    const k = observed !== undefined ? kernelRange(iova, size, observed) : { start: iova, end: iova + s.core.predictUnmap({ iova, size }) };
+    if (s.own) {
+      if (observed !== undefined) s.core.unmapObserved({ iova, size }, observed);
+      else s.core.unmap({ iova, size });
+    }
     s.touched.add(iova, iova + size);
     s.touched.add(k.start, k.end);
-    for (const x of r.removed) {
-      s.removals.push({ start: x.iova, end: x.iova + x.pageSize * x.count, seq });
-    }
+    if (k.end > k.start) s.removals.push({ start: k.start, end: k.end, seq: ++this.seq });
     if (s.removals.length > REMOVALS_KEPT * 2) s.removals.splice(0, s.removals.length - REMOVALS_KEPT);
+    s.allocations.subtract(k.start < iova ? k.start : iova, k.end > iova + size ? k.end : iova + size);
     const extra: Record<string, unknown> = { iova, size };
     if (observed !== undefined) extra.observedUnmapped = observed;
     this.emit(this.base('unmap', s, rec, extra) as unknown as Command, line);
-    return r;
   }
 
   fault(s: Space, rec: TraceRecord, line: number): void {

@@ -23,6 +23,8 @@ export interface Held {
   line: number;
   /** Arrival order (set by the window). */
   seq?: number;
+  /** Decided (route.ts), possibly ahead of its turn. */
+  decided?: boolean;
 }
 
 export class Window {

@@ -178,6 +178,16 @@ export class Oracle {
     return depthUnion(this.liveByDomainAfter(k).values());
   }
 
+  /**
+   * The first k printed records only, in true order, without the pre-trace maps: what an
+   * importer can know after k records (a pre-trace mapping shows only in its unmap, which
+   * removes it again).
+   */
+  liveUnionPrintedAfter(k: number): DepthRange[] {
+    this.checkK(k);
+    return depthUnion(this.live((seq) => seq >= this.preTraceCount && this.indexOfSeq.get(seq)! < k, this.truth.events.length).values());
+  }
+
   private checkK(k: number): void {
     if (!Number.isInteger(k) || k < 0 || k > this.records.length) throw new RangeError(`k ${k} is outside 0..${this.records.length}`);
   }

@@ -262,7 +262,12 @@ export class WorkloadBuilder {
     const cut = this.recipe.cut % 1001;
     if (!this.opts.preTrace || cut === 0 || n < 2) return 0;
     const boot = Math.min(this.bootEvents, n - 1);
-    return Math.min(n - 1, Math.max(1, boot + Math.floor(((n - boot) * 0.7 * cut) / 1000)));
+    let i = Math.min(n - 1, Math.max(1, boot + Math.floor(((n - boot) * 0.7 * cut) / 1000)));
+    // Not inside the maps of one scatter-gather list: iommu_map_sg() issues them in one loop of a
+    // few microseconds, which tracing is (all but) never switched on in the middle of.
+    const ev = this.events;
+    while (i > 1 && ev[i]!.kind === 'map' && ev[i - 1]!.kind === 'map' && ev[i]!.op === ev[i - 1]!.op) i--;
+    return i;
   }
 
   private printedCount(): number {
