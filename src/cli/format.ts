@@ -1,6 +1,7 @@
 /** Output for people (aligned tables) and for scripts (JSON with addresses as "0x" strings). */
 import { formatSize, hex } from '../core/address.js';
 import { formatProt } from '../events/prot.js';
+import { BEFORE_TRACE_CALLER } from '../events/schema.js';
 import type { RunColumns } from '../projections/runlog.js';
 
 /**
@@ -72,7 +73,10 @@ export function runRows(c: RunColumns, callerOf: (mapPos: number) => string): st
     let size = sizes.get(shift);
     if (size === undefined) sizes.set(shift, (size = formatSize(1n << BigInt(shift))));
     const mapPos = c.mapPos[i]!;
-    rows[i] = [hex(iova), hex(iova + (BigInt(count) << BigInt(shift))), hex(c.paddr[i]!), size, String(count), protOf(c.prot[i]!), `#${mapPos} ${callerOf(mapPos)}`];
+    const caller = callerOf(mapPos);
+    // A mapping inferred to have existed before the trace: its physical address is unknown.
+    const paddr = caller === BEFORE_TRACE_CALLER ? '?' : hex(c.paddr[i]!);
+    rows[i] = [hex(iova), hex(iova + (BigInt(count) << BigInt(shift))), paddr, size, String(count), protOf(c.prot[i]!), `#${mapPos} ${caller}`];
   }
   return rows;
 }
@@ -83,7 +87,13 @@ export function runJson(c: RunColumns, callerOf: (mapPos: number) => string): Ar
   const pages = new Array<Record<string, string | number>>(c.n);
   for (let i = 0; i < c.n; i++) {
     const mapPos = c.mapPos[i]!;
-    pages[i] = { iova: hex(c.iova[i]!), paddr: hex(c.paddr[i]!), pageSize: hex(1n << BigInt(c.shift[i]!)), count: c.count[i]!, prot: protOf(c.prot[i]!), mappedBy: mapPos, caller: callerOf(mapPos) };
+    const caller = callerOf(mapPos);
+    const page: Record<string, string | number | null> = { iova: hex(c.iova[i]!), paddr: hex(c.paddr[i]!), pageSize: hex(1n << BigInt(c.shift[i]!)), count: c.count[i]!, prot: protOf(c.prot[i]!), mappedBy: mapPos, caller };
+    if (caller === BEFORE_TRACE_CALLER) {
+      page.paddr = null; // unknown: inferred from the unmap that removed it
+      page.inferred = 'before-trace';
+    }
+    pages[i] = page as Record<string, string | number>;
   }
   return pages;
 }

@@ -64,7 +64,7 @@ function report(s: ImportSummary, ledgerPath: string): string[] {
         ? `try 'iommu-ledger replay --profile ${best.profile}${only} --out other.db'`
         : `try --profile ${best.profile} (or 'iommu-ledger replay --profile ${best.profile} --out other.db')`;
       lines.push(
-        `profile check: replaying these domains under each built-in profile, ${s.profileFit.slice(0, 4).map((f) => `${f.profile} ${f.divergences}`).join(', ')} divergence(s)` +
+        `profile check: replaying ${s.profileFitSampled ? `the first ${s.profileFitSampled} maps and unmaps of ` : ''}these domains under each built-in profile, ${s.profileFit.slice(0, 4).map((f) => `${f.profile} ${f.divergences}`).join(', ')} divergence(s)` +
           (better ? ` — ${best.profile} fits the trace better: ${how}` : ''),
       );
     }

@@ -264,6 +264,7 @@ function buildProgram(io: IO): Command {
     });
 
   function eventWhat(b: Record<string, unknown>): string {
+    if (b.inferred === 'before-trace') return `${b.iova}+${formatSize(BigInt(b.size as string))} mapped before the trace began (inferred from the unmap after it)`;
     if (typeof b.paddr === 'string') return `${b.iova}+${formatSize(BigInt(b.size as string))} -> ${b.paddr}${b.ok ? '' : ` ${b.errno}`}`;
     if (typeof b.unmapped === 'string') {
       const req = BigInt(b.size as string);
@@ -287,7 +288,7 @@ function buildProgram(io: IO): Command {
       if (g().json) return out(json(b));
       out(
         b.page
-          ? `${hex(b.iova)} is mapped as of #${b.at}: ${describePage(b.page)}, by event #${b.cause!.position} (${whoText(b.cause!.who)})`
+          ? `${hex(b.iova)} is mapped as of #${b.at}: ${describePage(b.page)}, by event #${b.cause!.position} (${b.cause!.body.inferred === 'before-trace' ? 'mapped before the trace began: inferred, physical address unknown' : whoText(b.cause!.who)})`
           : b.cause
             ? `${hex(b.iova)} is not mapped as of #${b.at}: removed by event #${b.cause.position} (${b.cause.type}, ${whoText(b.cause.who)})`
             : `${hex(b.iova)} was never mapped up to #${b.at}`,

@@ -65,6 +65,9 @@ export const DomainCommand = z
   })
   .strict();
 
+/** The caller of a mapping an importer inferred to have existed before its trace began. */
+export const BEFORE_TRACE_CALLER = '(before the trace)';
+
 export const MapCommandSchema = z
   .object({
     op: z.literal('map'),

@@ -14,14 +14,13 @@
 import { Domain } from '../core/domain.js';
 import { kernelRange } from '../core/observed.js';
 import type { Profile, Semantics } from '../core/profile.js';
-import type { Command } from '../events/schema.js';
+import { BEFORE_TRACE_CALLER, type Command } from '../events/schema.js';
 import { IntervalSet } from '../core/intervals.js';
 import { Coverage } from './coverage.js';
 import { debugOrigin } from './debug-origin.js';
 import type { TraceRecord } from './parse.js';
 
-/** The caller an inferred pre-trace mapping is stored under. */
-export const BEFORE_TRACE_CALLER = '(before the trace)';
+export { BEFORE_TRACE_CALLER };
 
 export type Emit = (cmd: Command, line: number) => void;
 

@@ -77,6 +77,8 @@ export interface ImportSummary {
   splitProfile: string;
   /** When the trace disagrees with the profile: how many unmaps each built-in profile would get wrong. */
   profileFit?: Array<{ profile: string; divergences: number }>;
+  /** The profile check replayed only the first this many maps and unmaps (a big import). */
+  profileFitSampled?: number;
   /** The source continues an earlier --follow import of the same file. */
   continues: boolean;
   /** Read through `trace-cmd report` (a trace.dat), or decompressed. */
@@ -97,8 +99,8 @@ const PROFILE_LINES = 20_000;
 const PROFILE_BYTES = 2 << 20;
 /** A full collection this often keeps a big import's memory flat. */
 const GC_EVERY_LINES = Number(process.env.IOMMU_LEDGER_GC_LINES ?? 32768);
-/** Above this many events, the profile check is skipped (it replays every profile in memory). */
-const FIT_LIMIT = 50_000;
+/** The profile check replays at most this many maps and unmaps (every profile in memory). */
+const FIT_EVENTS = 50_000;
 
 export async function importTrace(ledger: Ledger, file: string, opts: ImportOptions): Promise<ImportSummary> {
   if (opts.profile) resolveProfile(opts.profile); // unknown names fail before anything is read
@@ -323,7 +325,8 @@ export async function importTrace(ledger: Ledger, file: string, opts: ImportOpti
     s.kept = p.spaceList.filter((sp) => sp.existed && profileOf(sp.name) !== profileName).map((sp) => ({ domain: sp.name, profile: profileOf(sp.name) }));
     if (s.divergences > 0) {
       const fit = profileFit(ledger, s.spaces);
-      if (fit) s.profileFit = fit;
+      s.profileFit = fit.fits;
+      if (fit.sampled) s.profileFitSampled = fit.sampled;
     }
     return s;
   } catch (e) {
@@ -375,14 +378,21 @@ function spaceHost(ledger: Ledger, sourceKey: string): SpaceHost {
 /**
  * Replays the imported domains' maps and unmaps under every built-in profile, in memory, and
  * counts the unmaps whose observed unmapped_size each would predict wrongly: the best fit is
- * usually the real hardware. (Each replay follows the kernel's report, as the ledger does.)
+ * usually the real hardware. (Each replay follows the kernel's report, as the ledger does.) A big
+ * import is judged on its first FIT_EVENTS maps and unmaps (a prefix is a history of its own:
+ * every unmap in it finds what the maps before it made).
  */
-export function profileFit(ledger: Ledger, spaces: string[]): Array<{ profile: string; divergences: number }> | undefined {
-  if (ledger.lastPosition > FIT_LIMIT) return undefined;
+export function profileFit(ledger: Ledger, spaces: string[]): { fits: Array<{ profile: string; divergences: number }>; sampled?: number } {
   const wanted = new Set(spaces);
   const fits = BUILTIN_PROFILES.map((p) => ({ profile: p, domains: new Map<string, Domain>(), divergences: 0 }));
+  let n = 0;
+  let sampled: number | undefined;
   for (const ev of ledger.store.read()) {
     if (!wanted.has(ev.stream) || (ev.type !== 'map' && ev.type !== 'unmap')) continue;
+    if (++n > FIT_EVENTS) {
+      sampled = FIT_EVENTS;
+      break;
+    }
     const b = (JSON.parse(ev.data) as { body: Record<string, unknown> }).body;
     for (const f of fits) {
       let d = f.domains.get(ev.stream);
@@ -398,7 +408,7 @@ export function profileFit(ledger: Ledger, spaces: string[]): Array<{ profile: s
       } else d.unmap({ iova: BigInt(b.iova as string), size: BigInt(b.size as string) });
     }
   }
-  return fits.map((f) => ({ profile: f.profile.name, divergences: f.divergences })).sort((a, b) => a.divergences - b.divergences);
+  return { fits: fits.map((f) => ({ profile: f.profile.name, divergences: f.divergences })).sort((a, b) => a.divergences - b.divergences), ...(sampled ? { sampled } : {}) };
 }
 
 /** Polls a followed file every 500 ms and imports what was added, until Ctrl-C. */

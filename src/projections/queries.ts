@@ -553,7 +553,9 @@ export class Queries {
     if (b.page && b.cause) {
       const m = b.cause;
       lines.push(
-        `${where} is mapped ${asOf}: ${describePage(b.page)}, mapped ${when(m)}by ${whoText(m.who)} (event #${m.position}, map of ${fmtRange(m.body.iova as string, m.body.size as string)}).`,
+        m.body.inferred === 'before-trace'
+          ? `${where} is mapped ${asOf}: ${describePage(b.page)}; it was mapped before the trace began (event #${m.position}, inferred from the unmap that removes it: its physical address and caller are unknown).`
+          : `${where} is mapped ${asOf}: ${describePage(b.page)}, mapped ${when(m)}by ${whoText(m.who)} (event #${m.position}, map of ${fmtRange(m.body.iova as string, m.body.size as string)}).`,
       );
       const left = findings.filter((f) => f.leftMapped.some((l) => iova >= l.iova && iova < l.iova + l.size));
       for (const f of left.slice(-3)) {
@@ -571,14 +573,14 @@ export class Queries {
         lines.push(`${where} is not mapped ${asOf}: the domain was destroyed ${when(u)}(event #${u.position}).`);
       } else if (inside) {
         lines.push(
-          `${where} is not mapped ${asOf}: ${whoText(u.who)} unmapped it ${when(u)}(event #${u.position}, unmap of ${fmtRange(u.body.iova as string, u.body.size as string)}); it had been mapped by ${whoText(mapEv.who)} at event #${mapEv.position}.`,
+          `${where} is not mapped ${asOf}: ${whoText(u.who)} unmapped it ${when(u)}(event #${u.position}, unmap of ${fmtRange(u.body.iova as string, u.body.size as string)}); ${mappedByText(mapEv)}.`,
         );
       } else {
         const f = findings.find((x) => x.position === u.position);
         const owners = f?.collateral.find((c) => iova >= c.iova && iova < c.iova + c.size)?.owner ?? [];
         lines.push(
           `${where} is not mapped ${asOf} because of an over-unmap: ${whoText(u.who)} asked to unmap only ${fmtRange(u.body.iova as string, u.body.size as string)} ${when(u)}(event #${u.position}), ` +
-            `but the ${d.profile.semantics === 'legacy' ? 'driver removed the whole page' : 'unmap removed more'} — ${describePage(last.page)} — which ${whoText(mapEv.who)} had mapped at event #${mapEv.position}` +
+            `but the ${d.profile.semantics === 'legacy' ? 'driver removed the whole page' : 'unmap removed more'} — ${describePage(last.page)} — ${mapEv.body.inferred === 'before-trace' ? `which was mapped before the trace began (event #${mapEv.position}, inferred)` : `which ${whoText(mapEv.who)} had mapped at event #${mapEv.position}`}` +
             (owners.length ? `; ${owners.join(', ')} still meant it to be mapped.` : '.'),
         );
       }
@@ -588,8 +590,11 @@ export class Queries {
     // Faults are placed relative to the event the sentence above names (none: never mapped).
     const ref = b.cause?.position;
     for (const f of faults.slice(-3)) {
-      const rel = ref === undefined ? 'was recorded' : f.position > ref ? 'followed' : 'came before it';
-      lines.push(`A fault at ${hex(f.iova)} ${f.device ? `from ${f.device} ` : ''}at event #${f.position} ${rel} (${f.cause.replace(/-/g, ' ')}).`);
+      let rel = ref === undefined ? 'was recorded' : f.position > ref ? 'followed' : 'came before it';
+      // How long after (or before), when both carry trace seconds.
+      const gap = ref !== undefined && b.cause?.time && f.time ? secondsApart(b.cause.time, f.time) : undefined;
+      if (gap !== undefined) rel = f.position > ref! ? `followed ${gap} later` : `came ${gap} before it`;
+      lines.push(`A fault at ${hex(f.iova)} ${f.device ? `from ${f.device} ` : ''}at event #${f.position}${f.time ? ` (${/^\d+\.\d+$/.test(f.time) ? `${f.time} s` : f.time})` : ''} ${rel} (${f.cause.replace(/-/g, ' ')}).`);
     }
     return { text: lines.join(' '), blame: b, findings, faults };
   }
@@ -736,6 +741,28 @@ function fmtRange(iova: string, size: string): string {
 function when(e: EventSummary): string {
   if (!e.time) return '';
   return /^\d+\.\d+$/.test(e.time) ? `at ${e.time} s ` : `at ${e.time} `;
+}
+
+/** The time between two trace timestamps in seconds ("511.102331"), as text (ms or s); undefined for other times. */
+function secondsApart(a: string, b: string): string | undefined {
+  if (!/^\d+\.\d+$/.test(a) || !/^\d+\.\d+$/.test(b)) return undefined;
+  const us = (t: string) => {
+    const [i, f = ''] = t.split('.');
+    return BigInt(i!) * 1_000_000n + BigInt((f + '000000').slice(0, 6));
+  };
+  let d = us(b) - us(a);
+  if (d < 0n) d = -d;
+  if (d < 1000n) return `${d} µs`;
+  if (d < 1_000_000n) return `${(Number(d) / 1000).toFixed(d % 1000n === 0n ? 0 : 1)} ms`;
+  return `${(Number(d) / 1e6).toFixed(3)} s`;
+}
+
+/** Who had mapped a page, for explain: a caller and event, or a mapping inferred from before the trace. */
+function mappedByText(mapEv: EventSummary): string {
+  if (mapEv.body.inferred === 'before-trace') {
+    return `it had been mapped before the trace began (event #${mapEv.position}: inferred from that unmap's unmapped_size, which proves a mapping the trace never showed)`;
+  }
+  return `it had been mapped by ${whoText(mapEv.who)} at event #${mapEv.position}`;
 }
 
 export function whoText(w: Who): string {
