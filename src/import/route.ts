@@ -360,6 +360,15 @@ export class Router {
     const { rec } = h;
     if (rec.cpu === undefined || rec.unmappedSize === undefined || this.opts.domain !== undefined) return;
     const same = (x: Held) => x.rec.iova === rec.iova && x.rec.size === rec.size;
+    // Most unmaps have no twin in the window: that is looked at first (cheap).
+    let twin = false;
+    for (const x of this.window.after(h)) {
+      if (x.rec.cpu !== rec.cpu && (x.rec.event === 'unmap' || x.rec.event === 'debug_unmap') && same(x)) {
+        twin = true;
+        break;
+      }
+    }
+    if (!twin) return;
     const copies = this.spaces.list.filter((s) => s.core.predictUnmap({ iova: rec.iova!, size: rec.size ?? 0n }) === rec.unmappedSize).length;
     if (copies !== 1) return;
     const r = reach(rec);
