@@ -18,8 +18,8 @@
  * src/import does not depend on src/cli: errors are ReadError (exit code 2), for the CLI to map.
  */
 import { isAscii } from 'node:buffer';
-import { createHash } from 'node:crypto';
-import { createReadStream, open as openCallback } from 'node:fs';
+import { createHash, type Hash } from 'node:crypto';
+import { createReadStream, fstatSync, open as openCallback } from 'node:fs';
 import { open, stat, type FileHandle } from 'node:fs/promises';
 import { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
@@ -151,6 +151,8 @@ export function headKeyOf(head: Uint8Array): string {
 interface Impl {
   head(): Promise<Buffer>;
   digest(): Promise<string>;
+  /** A stream's SHA-256 once it was read to its end (undefined before, and for seekable sources). */
+  streamDigest?(): string | undefined;
   lines(o: LineOptions): AsyncGenerator<Line>;
   close(): Promise<void>;
 }
@@ -184,6 +186,11 @@ export class Source {
     return this.impl.digest();
   }
 
+  /** A stream's SHA-256, known once its lines were read to the end (what digest() is for a file). */
+  streamDigest(): string | undefined {
+    return this.impl.streamDigest?.();
+  }
+
   /** The lines, from `start` (a byte offset that ends a line) numbered after `startLine`. A stream's can be read once. */
   lines(o: LineOptions = {}): AsyncGenerator<Line> {
     if ((o.start ?? 0) < 0 || !Number.isSafeInteger(o.start ?? 0)) throw new RangeError(`start ${o.start} is not a byte offset`);
@@ -205,6 +212,14 @@ export async function openSource(file: string, opts: OpenOptions = {}): Promise<
   const name = file === '-' ? '<stdin>' : file;
   const chunkSize = opts.chunkSize ?? CHUNK_BYTES;
   if (file === '-') {
+    // Standard input redirected from a regular file (`< trace`) is that file: seekable, known
+    // by its digest like the file itself. A pipe or a terminal is a stream.
+    if (!opts.stdin && isRegularFd(0)) {
+      const src = await openSource('/dev/stdin', opts);
+      src.info.file = '-';
+      src.info.name = name;
+      return src;
+    }
     const stdin = (opts.stdin ?? process.stdin) as Readable;
     return openStream({ file, name, kind: 'stdin', seekable: false }, stdin, opts);
   }
@@ -289,6 +304,15 @@ export async function openSource(file: string, opts: OpenOptions = {}): Promise<
     async close() {},
   };
   return new Source(info, impl);
+}
+
+/** Is this file descriptor a regular file (standard input redirected from one)? */
+function isRegularFd(fd: number): boolean {
+  try {
+    return fstatSync(fd).isFile();
+  } catch {
+    return false;
+  }
 }
 
 function traceCmdMissing(name: string): string {
@@ -500,6 +524,16 @@ async function openStream(info: SourceInfo, stream: Readable, opts: OpenOptions)
     await raw.close();
     throw e;
   }
+  // The SHA-256 of what the stream held, known once it has been read to its end.
+  const hash = createHash('sha256');
+  const done: { value: string | undefined } = { value: undefined };
+  async function* hashed(chunks: AsyncIterable<Buffer>, h: Hash): AsyncGenerator<Buffer> {
+    for await (const c of chunks) {
+      h.update(c);
+      yield c;
+    }
+    done.value = h.digest('hex');
+  }
   const impl: Impl = {
     async head() {
       if (content.started) throw new Error(`${name}: head() of a stream is read before its lines`);
@@ -511,11 +545,16 @@ async function openStream(info: SourceInfo, stream: Readable, opts: OpenOptions)
     },
     lines(o) {
       const start = o.start ?? 0;
-      return splitLines(content.take(), { base: 0, start, startLine: o.startLine ?? 0, maxLine });
+      return splitLines(hashed(content.take(), hash), { base: 0, start, startLine: o.startLine ?? 0, maxLine });
+    },
+    streamDigest() {
+      return done.value;
     },
     async close() {
-      await content.close();
-      if (content !== raw) await raw.close();
+      // A read may still be waiting on a pipe whose writer stays open (a stop with Ctrl-C):
+      // the generators' return() would wait behind it, so the stream is destroyed first.
+      if (!stream.destroyed) stream.destroy();
+      await Promise.race([Promise.all([content.close(), content !== raw ? raw.close() : undefined]), new Promise((r) => setTimeout(r, 200).unref())]);
     },
   };
   return new Source(info, impl);

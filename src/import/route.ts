@@ -80,6 +80,8 @@ export class Router {
   private readonly byDevice = new Map<string, Space>();
   /** Attaches waiting for their task's next map, in order. */
   private pendingAttach: Held[] = [];
+  /** The space of each task's (pid's) last map. */
+  private readonly taskSpace = new Map<number, Space>();
   /** Where each task's (CPU:pid) last map went and where it ended. */
   private readonly tails = new Map<string, { end: bigint; space: Space }>();
   /** The scatter-gather scan of the map first in the window (sgScan). */
@@ -182,9 +184,14 @@ export class Router {
       // A list cut in two (too long a pause inside it) goes on where its first part went.
       const t = rec.cpu !== undefined && rec.pid !== undefined ? this.tails.get(`${rec.cpu}:${rec.pid}`) : undefined;
       const cont = t && t.end === start && !mappedIn(t.space.core, start, end) ? t.space : undefined;
-      s = cont ?? this.freeSpace(start, end) ?? this.freeByPulling(h, start, end, this.spaces.list) ?? this.spaces.open(line);
+      // A task's maps stay together where they can (a VFIO task's all belong to its container's
+      // domain): its last space first, when the range is free there.
+      const mine = rec.pid ? this.taskSpace.get(rec.pid) : undefined;
+      const own = mine && !mappedIn(mine.core, start, end) ? mine : undefined;
+      s = cont ?? own ?? this.freeSpace(start, end) ?? this.freeByPulling(h, start, end, this.spaces.list) ?? this.spaces.open(line);
     }
     if (rec.cpu !== undefined && rec.pid !== undefined) this.tails.set(`${rec.cpu}:${rec.pid}`, { end, space: s });
+    if (rec.pid) this.taskSpace.set(rec.pid, s);
     this.spaces.allocated(s, start, end);
     for (const g of group) {
       if (g !== h) this.window.take(g);
@@ -465,7 +472,11 @@ export class Router {
     const fresh = sp ? {} : { fresh: true as const };
     const predicted = core.predictUnmap({ iova, size });
     if (observed === undefined) return { space: sp, rank: predicted > 0n ? 1 : 4, mapped: predicted };
-    if (predicted === observed) return { space: sp, rank: sp && (this.spaces.isAllocation(sp, iova, iova + size) || isOneMap(core, iova, size)) ? 0 : 1 };
+    if (predicted === observed) {
+      // Exactly one allocation or map; else whole maps only; else it cuts a mapping.
+      const rank = !sp ? 1 : this.spaces.isAllocation(sp, iova, iova + size) || isOneMap(core, iova, size) ? 0 : wholeMaps(core, iova, size) ? 0.5 : 1;
+      return { space: sp, rank };
+    }
     const k = kernelRange(iova, size, observed);
     if (observed > predicted && k.end > k.start) {
       // Maps printed just after it, inside what the kernel removed and where nothing is mapped:
@@ -517,6 +528,11 @@ export class Router {
 
   private decideFault(rec: TraceRecord, line: number): void {
     let s = this.fixedSpace(rec, line) ?? (rec.device ? this.byDevice.get(rec.device) : undefined);
+    // The device's space, unless its IOVA was never there and another space has it (the device
+    // was placed by its attach, a weaker clue than the address).
+    if (s && !this.opts.domain && !s.core.find(rec.iova!) && this.spaces.lastRemoval(s, rec.iova!) === undefined) {
+      if (this.spaces.list.some((sp) => sp.core.find(rec.iova!) || this.spaces.lastRemoval(sp, rec.iova!) !== undefined)) s = undefined;
+    }
     if (!s) {
       const iova = rec.iova!;
       let bestSeq = -1;
@@ -602,6 +618,15 @@ function better(a: Fit, b: Fit): boolean {
   if (a.inferred !== undefined && b.inferred !== undefined) return a.inferred < b.inferred;
   if (a.mapped !== undefined && b.mapped !== undefined) return a.mapped > b.mapped;
   return false;
+}
+
+/** Does [iova, iova+size) hold whole map commands only, from edge to edge (the 2011 rule)? */
+function wholeMaps(core: Domain, iova: bigint, size: bigint): boolean {
+  const end = iova + size;
+  const runs = core.runsIn(iova, end);
+  if (!runs.length) return false;
+  for (const r of runs) if (r.origin.iova < iova || r.origin.iova + r.origin.size > end) return false;
+  return runs[0]!.origin.iova === iova && runs[runs.length - 1]!.origin.iova + runs[runs.length - 1]!.origin.size === end;
 }
 
 /** Is [iova, iova+size) exactly one live map command's range? */

@@ -94,6 +94,8 @@ export const SKEW_US = 20;
 const CHUNK_LINES = 20_000;
 /** A stream commits what it has read after this long without a new line (ms). */
 const IDLE_MS = 500;
+/** A stream is held up to this many bytes until it pauses: one that ends before is a whole file. */
+const STREAM_HOLD = 64 << 20;
 /** Lines of a stream (or compressed file) the profile is judged from, at most, and their bytes. */
 const PROFILE_LINES = 20_000;
 const PROFILE_BYTES = 2 << 20;
@@ -109,22 +111,71 @@ export async function importTrace(ledger: Ledger, file: string, opts: ImportOpti
   const skewUs = opts.skewUs ?? SKEW_US;
   if (!Number.isFinite(skewUs) || skewUs < 0) throw new TraceInputError(`--skew ${skewUs}: give the skew in microseconds, 0 or more`);
   const src = await openSource(file);
+  let interrupt: (() => void) | undefined;
   try {
     const info = src.info;
     if (opts.follow && info.seekable && (info.compressed || info.via)) {
       throw new TraceInputError(`--follow reads a growing text file or a stream; ${info.name} is ${info.via ? 'a trace-cmd binary file' : `${info.compressed}-compressed`}: import it without --follow`);
     }
-    // A stream (standard input, a pipe, trace_pipe) is read once, as it comes: like a followed
-    // file, it is known by its first 4 KiB (its "head key").
-    const stream = !info.seekable;
-    const size = info.seekable && !info.compressed && !info.via ? statSync(file).size : 0;
+    // Standard input redirected from a file is that file (read.ts).
+    const path = file === '-' ? '/dev/stdin' : file;
+    const size = info.seekable && !info.compressed && !info.via ? statSync(path).size : 0;
     const headKey = await src.headKey();
+    // The lines, and the first of them held back (a stream's, or those the profile is judged from).
+    const first: Line[] = [];
+    let lines: AsyncGenerator<Line> = src.lines();
+    // A stream (standard input, a pipe, trace_pipe) is read once, as it comes. Until it pauses
+    // (IDLE_MS without a line) it is held, up to STREAM_HOLD bytes: one that ends before then
+    // (`cat trace | iommu-ledger import -`) is a whole file, known by its digest like the file;
+    // one that goes on is live, known by its first 4 KiB (its "head key", like a followed file),
+    // commits what it has at each pause, and Ctrl-C ends it (what was read is stored).
+    let stream = !info.seekable;
+    let waiting: Promise<IteratorResult<Line>> | undefined;
+    let stop = false;
+    interrupt = () => {
+      stop = true;
+    };
+    if (stream) process.once('SIGINT', interrupt);
+    const nextLine = async (): Promise<IteratorResult<Line> | 'idle'> => {
+      const held = first.shift();
+      if (held) return { done: false, value: held };
+      waiting ??= lines.next();
+      if (!stream) {
+        const r = await waiting;
+        waiting = undefined;
+        return r;
+      }
+      let timer: NodeJS.Timeout | undefined;
+      const idle = new Promise<'idle'>((res) => (timer = setTimeout(() => res('idle'), IDLE_MS)));
+      const r = await Promise.race([waiting, idle]);
+      clearTimeout(timer);
+      if (r === 'idle') return r;
+      waiting = undefined;
+      return r;
+    };
+    let streamDigest: string | undefined;
+    if (stream && !opts.follow) {
+      let bytes = 0;
+      const pre: Line[] = [];
+      while (bytes < STREAM_HOLD && !stop) {
+        const n = await nextLine();
+        if (n === 'idle') break;
+        if (n.done) {
+          streamDigest = src.streamDigest();
+          break;
+        }
+        pre.push(n.value);
+        bytes += n.value.end - n.value.start;
+      }
+      first.push(...pre);
+      if (streamDigest !== undefined) stream = false; // read to its end: a whole file
+    }
     let digest: string;
     let continues = false;
     let fileDigest: string | undefined;
     if (opts.follow || stream) digest = headKey;
     else {
-      digest = await src.digest();
+      digest = streamDigest ?? (await src.digest());
       fileDigest = digest;
       if (!knownSource(ledger, digest) && knownSource(ledger, headKey)) {
         digest = headKey;
@@ -142,27 +193,36 @@ export async function importTrace(ledger: Ledger, file: string, opts: ImportOpti
     if (opts.domain !== undefined && ledger.peek(opts.domain) === undefined && ledger.domains().some((d) => d.name === opts.domain && d.destroyed)) {
       throw new TraceInputError(`--domain ${JSON.stringify(opts.domain)}: domain: ${JSON.stringify(opts.domain)} was destroyed, so it takes no more commands; nothing of ${info.name} was stored (give another --domain)`);
     }
-    // The lines, and the first of them held back when the profile is judged from them.
-    const first: Line[] = [];
-    let lines: AsyncGenerator<Line> = src.lines();
     // The profile: as given, or inferred from evidence sampled over the whole file (from the
     // first lines of a stream, a compressed file or trace-cmd's output).
     let profileName = opts.profile;
     let profileWhy = 'given with --profile';
     if (!profileName) {
       let g: { name: string; why: string };
-      if (size > 0) g = await guessProfileFromFile(file);
+      if (size > 0) g = await guessProfileFromFile(path);
       else {
         const ev = new ProfileEvidence();
         let bytes = 0;
-        for (let n = await lines.next(); !n.done; n = await lines.next()) {
-          first.push(n.value);
-          bytes += n.value.end - n.value.start;
-          const p = parseTraceLine(n.value.text);
+        // The first lines (of a stream: those that come before it pauses or is stopped).
+        const take = (l: Line) => {
+          bytes += l.end - l.start;
+          const p = parseTraceLine(l.text);
           if (p.kind === 'record') ev.add(p.record);
-          else if (p.kind === 'skip' && p.why === 'other-text') ev.addLogLine(n.value.text);
-          if (first.length >= PROFILE_LINES || bytes >= PROFILE_BYTES) break;
+          else if (p.kind === 'skip' && p.why === 'other-text') ev.addLogLine(l.text);
+        };
+        const held = first.splice(0);
+        for (const l of held) {
+          if (bytes >= PROFILE_BYTES) break;
+          take(l);
         }
+        const seen: Line[] = [];
+        while (held.length + seen.length < PROFILE_LINES && bytes < PROFILE_BYTES && !stop && !streamDigest) {
+          const n = await nextLine();
+          if (n === 'idle' || n.done) break;
+          seen.push(n.value);
+          take(n.value);
+        }
+        first.push(...held, ...seen);
         g = ev.result();
       }
       profileName = g.name;
@@ -202,31 +262,11 @@ export async function importTrace(ledger: Ledger, file: string, opts: ImportOpti
     // One reader for the whole import: chunks continue where the last one stopped.
     let offset = 0;
     let lineNo = 0;
-    // A stream commits what it has when no line came for IDLE_MS (trace_pipe may never end).
-    let waiting: Promise<IteratorResult<Line>> | undefined;
-    let stop = false;
     const chunked = !opts.strict;
     let eof = false;
     let importedMeanwhile: { name: string; imported_at: string } | undefined;
     /** The ledger's last position when this import's last chunk committed. */
     let endedAt = -1;
-    const nextLine = async (): Promise<IteratorResult<Line> | 'idle'> => {
-      const held = first.shift();
-      if (held) return { done: false, value: held };
-      waiting ??= lines.next();
-      if (!stream) {
-        const r = await waiting;
-        waiting = undefined;
-        return r;
-      }
-      let timer: NodeJS.Timeout | undefined;
-      const idle = new Promise<'idle'>((res) => (timer = setTimeout(() => res('idle'), IDLE_MS)));
-      const r = await Promise.race([waiting, idle]);
-      clearTimeout(timer);
-      if (r === 'idle') return r;
-      waiting = undefined;
-      return r;
-    };
     const runChunk = async (final: boolean): Promise<void> => {
       await ledger.sessionAsync(async (sessionAdd) => {
         add = sessionAdd;
@@ -286,10 +326,6 @@ export async function importTrace(ledger: Ledger, file: string, opts: ImportOpti
         endedAt = ledger.lastPosition;
       });
     };
-    const interrupt = () => {
-      stop = true;
-    };
-    if (stream) process.once('SIGINT', interrupt);
     try {
       do await runChunk(false);
       while (!eof && !importedMeanwhile && !stop);
@@ -299,7 +335,7 @@ export async function importTrace(ledger: Ledger, file: string, opts: ImportOpti
     }
     if (importedMeanwhile) return already(importedMeanwhile);
     if (opts.follow && !stream) {
-      await follow(info.name, file, () => offset, () => ({ lines: lineNo, stored: tally.stored }), async () => {
+      await follow(info.name, path, () => offset, () => ({ lines: lineNo, stored: tally.stored }), async () => {
         lines = src.lines({ start: offset, startLine: lineNo });
         await runChunk(true);
       });
@@ -333,6 +369,7 @@ export async function importTrace(ledger: Ledger, file: string, opts: ImportOpti
     if (e instanceof DestroyedDomainError || e instanceof ReadError) throw new TraceInputError(e.message);
     throw e;
   } finally {
+    if (interrupt) process.off('SIGINT', interrupt);
     await src.close();
   }
 }
