@@ -17,7 +17,8 @@ import { join } from 'node:path';
 import { importTrace } from '../src/import/store.js';
 import { Ledger } from '../src/projections/ledger.js';
 import { Queries } from '../src/projections/queries.js';
-import { depthUnion, generateTrace, recipeArb, type ByteRange, type TraceOptions } from '../test/import/gen/index.js';
+import { firstWrongCut, ledgerView, show } from '../test/import/gen/compare.js';
+import { generateTrace, recipeArb, type TraceOptions } from '../test/import/gen/index.js';
 
 const N = Number(process.argv[2] ?? 500);
 const SEED = Number(process.argv[3] ?? 1);
@@ -30,7 +31,6 @@ const FAMILIES: Array<[string, TraceOptions]> = [
   ['up to 4 domains, clock skew up to 10 µs', { skewUs: 10 }],
 ];
 
-const show = (x: unknown) => JSON.stringify(x, (_k, v: unknown) => (typeof v === 'bigint' ? `0x${v.toString(16)}` : v));
 
 for (const [name, opts] of FAMILIES) {
   const c = { traces: 0, divergences: 0, overUnmaps: 0, spaces: 0, end: 0, everyCut: 0 };
@@ -45,34 +45,14 @@ for (const [name, opts] of FAMILIES) {
       const s = await importTrace(ledger, file, { profile: t.truth.domains[0]?.profile ?? 'intel-vtd' });
       ledger.close();
       const q = new Queries(join(dir, 'l.db'), { readonly: true });
-      const evs = q.db.prepare("SELECT position, json_extract(data, '$.from.line') AS line FROM events WHERE type IN ('map','unmap') ORDER BY position").all() as Array<{ position: bigint; line: bigint }>;
-      const union = (at: number) => {
-        const per: ByteRange[][] = [];
-        for (const sp of s.spaces) per.push(q.stateAt(sp, at).pages.map((p) => ({ start: p.iova, end: p.iova + p.pageSize * p.count })));
-        return show(depthUnion(per));
-      };
+      const view = ledgerView(q, s.spaces);
       c.traces++;
       if (q.findings({ kind: 'divergence' }).length !== t.oracle.expectedDivergences) c.divergences++;
       if (q.findings({ kind: 'over-unmap' }).length !== t.oracle.overUnmaps) c.overUnmaps++;
       const used = new Set(t.oracle.records.filter((r) => r.kind === 'map' || r.kind === 'unmap').map((r) => r.domain)).size;
       if (s.spaces.length > used + 1) c.spaces++;
-      if (union(q.lastPosition) !== show(t.oracle.liveUnionPrintedAfter(t.oracle.records.length))) c.end++;
-      for (const k of t.oracle.consistentCuts) {
-        const L = k === 0 ? 0 : t.oracle.records[k - 1]!.lineNo;
-        let P = 0;
-        let clean = true;
-        for (const e of evs) {
-          if (Number(e.line) <= L) {
-            if (!clean) break;
-            P = Number(e.position);
-          } else clean = false;
-        }
-        if (!clean && evs.some((e) => Number(e.line) <= L && Number(e.position) > P)) continue;
-        if (union(P) !== show(t.oracle.liveUnionPrintedAfter(k))) {
-          c.everyCut++;
-          break;
-        }
-      }
+      if (view.unionAt(view.lastPosition) !== show(t.oracle.liveUnionPrintedAfter(t.oracle.records.length))) c.end++;
+      if (firstWrongCut(t, view)) c.everyCut++;
       q.close();
     } finally {
       rmSync(dir, { recursive: true, force: true });

@@ -26,6 +26,8 @@ function report(s: ImportSummary, ledgerPath: string): string[] {
   }
   const lines: string[] = [];
   if (s.continues) lines.push('continues an earlier --follow import of this file: lines already stored are recognised');
+  if (s.via) lines.push(`${s.source}: a trace-cmd binary file, read through 'trace-cmd report'`);
+  else if (s.compressed) lines.push(`${s.source}: ${s.compressed}-compressed, read decompressed`);
   lines.push(
     `${s.source}: ${s.lines} lines, ${s.records} IOMMU records, ${s.stored} events stored${s.duplicates ? `, ${s.duplicates} already in the ledger (nothing new stored for them)` : ''}; ${s.skipped} other lines skipped`,
     `profile: ${s.profile} (${s.profileWhy})`,

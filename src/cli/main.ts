@@ -139,8 +139,8 @@ function buildProgram(io: IO): Command {
     .option('--strict', 'fail on the first malformed line and store nothing')
     .option('--follow', 'keep reading a growing file (Ctrl-C to stop)')
     .option('--caller <name>', 'caller name for records (default: the task name)')
-    .option('--skew <us>', 'clock skew between CPUs to allow for when ordering records, in microseconds (default 20)', (v) => Number(v))
-    .action(async (file: string, o: ImportOptions & { skew?: number }) => {
+    .option('--skew <us>', 'clock skew between CPUs to allow for when ordering records, in microseconds (default 20)')
+    .action(async (file: string, o: ImportOptions & { skew?: string }) => {
       const { Ledger } = await ledgerLib();
       const { importFile } = await import('./import.js');
       const ledger = newLedgerGuard(g().db, () => new Ledger(g().db, { durable: true }));

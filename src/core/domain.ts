@@ -652,23 +652,31 @@ export class Domain {
    */
   private removeExactly(start: bigint, end: bigint, res: UnmapResult): void {
     for (const r of this.runsIn(start, end)) {
-      const s = r.pageSize;
       const re = runEnd(r);
-      const cs = r.iova > start ? r.iova : start;
-      const ce = re < end ? re : end;
-      const j0 = (cs - r.iova) / s;
-      const j1 = (ce - r.iova + s - 1n) / s;
-      const ts = r.iova + j0 * s;
-      const te = r.iova + j1 * s;
-      const tpa = r.paddr + j0 * s;
-      const rest: Run[] = [];
-      if (ts < cs) for (const p of splitRegion(ts, tpa, cs - ts, this.profile.pgsizeBitmap)) rest.push(this.makeRun(p, r.origin));
-      if (ce < te) for (const p of splitRegion(ce, tpa + (ce - ts), te - ce, this.profile.pgsizeBitmap)) rest.push(this.makeRun(p, r.origin));
-      this.cutPages(r, j0, j1, res.hw, rest);
-      res.rewritten.push(...rest);
-      if (rest.length) res.hw.invalidations.push({ start: ts, end: te });
-      for (const p of splitRegion(cs, tpa + (cs - ts), ce - cs, this.profile.pgsizeBitmap)) res.removed.push(this.makeRun(p, r.origin));
+      this.cutRun(r, r.iova > start ? r.iova : start, re < end ? re : end, res);
     }
+  }
+
+  /**
+   * Removes [cs, ce) of run r (inside it). Pages [j0, j1) are touched: the requested part goes;
+   * the rest of a cut block is mapped again in the smaller pages map would choose for it (one
+   * rewrite, so the hardware delta shows the block replaced by a table, not a table freed and
+   * allocated again).
+   */
+  private cutRun(r: Run, cs: bigint, ce: bigint, res: UnmapResult): void {
+    const s = r.pageSize;
+    const j0 = (cs - r.iova) / s;
+    const j1 = (ce - r.iova + s - 1n) / s;
+    const ts = r.iova + j0 * s;
+    const te = r.iova + j1 * s;
+    const tpa = r.paddr + j0 * s;
+    const rest: Run[] = [];
+    if (ts < cs) for (const p of splitRegion(ts, tpa, cs - ts, this.profile.pgsizeBitmap)) rest.push(this.makeRun(p, r.origin));
+    if (ce < te) for (const p of splitRegion(ce, tpa + (ce - ts), te - ce, this.profile.pgsizeBitmap)) rest.push(this.makeRun(p, r.origin));
+    this.cutPages(r, j0, j1, res.hw, rest);
+    res.rewritten.push(...rest);
+    if (rest.length) res.hw.invalidations.push({ start: ts, end: te });
+    for (const p of splitRegion(cs, tpa + (cs - ts), ce - cs, this.profile.pgsizeBitmap)) res.removed.push(this.makeRun(p, r.origin));
   }
 
   private reject(res: UnmapResult, errno: Errno, reason: string): UnmapResult {
@@ -766,28 +774,9 @@ export class Domain {
     while (cur < end) {
       const r = this.find(cur);
       if (!r) break;
-      const s = r.pageSize;
       const re = runEnd(r);
       const cutEnd = end < re ? end : re;
-      const j0 = (cur - r.iova) / s;
-      const j1 = (cutEnd - r.iova + s - 1n) / s;
-      // Pages [j0, j1) are touched. The requested part goes; the rest of a cut block is mapped
-      // again in the smaller pages map would choose for it (one rewrite, so the hardware delta
-      // shows the block replaced by a table, not a table freed and allocated again).
-      const ts = r.iova + j0 * s;
-      const te = r.iova + j1 * s;
-      const tpa = r.paddr + j0 * s;
-      const rest: Run[] = [];
-      if (ts < cur) for (const p of splitRegion(ts, tpa, cur - ts, this.profile.pgsizeBitmap)) rest.push(this.makeRun(p, r.origin));
-      if (cutEnd < te) {
-        for (const p of splitRegion(cutEnd, tpa + (cutEnd - ts), te - cutEnd, this.profile.pgsizeBitmap)) rest.push(this.makeRun(p, r.origin));
-      }
-      this.cutPages(r, j0, j1, res.hw, rest);
-      res.rewritten.push(...rest);
-      if (rest.length) res.hw.invalidations.push({ start: ts, end: te });
-      for (const p of splitRegion(cur, tpa + (cur - ts), cutEnd - cur, this.profile.pgsizeBitmap)) {
-        res.removed.push(this.makeRun(p, r.origin));
-      }
+      this.cutRun(r, cur, cutEnd, res);
       res.unmappedSize += cutEnd - cur;
       cur = cutEnd;
     }

@@ -36,8 +36,8 @@ export interface ImportOptions {
   strict?: boolean;
   follow?: boolean;
   caller?: string;
-  /** Clock skew between CPUs to allow for when ordering records, in microseconds (default SKEW_US). */
-  skewUs?: number;
+  /** Clock skew between CPUs to allow for when ordering records, in microseconds (default SKEW_US); text as given on a command line. */
+  skewUs?: number | string;
   /** Bytes read so far and the total, now and then. */
   onProgress?: (done: number, total: number) => void;
   /** A full garbage collection, called every GC_EVERY_LINES lines (keeps a long import's memory flat). */
@@ -108,8 +108,10 @@ export async function importTrace(ledger: Ledger, file: string, opts: ImportOpti
   if (opts.profile) resolveProfile(opts.profile); // unknown names fail before anything is read
   if (opts.domain !== undefined && !/^[^\s]{1,200}$/.test(opts.domain)) throw new TraceInputError(`--domain ${JSON.stringify(opts.domain)}: a domain name has 1 to 200 characters and no spaces`);
   if (opts.caller !== undefined && (opts.caller.length === 0 || opts.caller.length > 200)) throw new TraceInputError('--caller: a caller name has 1 to 200 characters');
-  const skewUs = opts.skewUs ?? SKEW_US;
-  if (!Number.isFinite(skewUs) || skewUs < 0) throw new TraceInputError(`--skew ${skewUs}: give the skew in microseconds, 0 or more`);
+  const skewUs = opts.skewUs === undefined ? SKEW_US : Number(opts.skewUs);
+  if (!Number.isFinite(skewUs) || skewUs < 0 || (typeof opts.skewUs === 'string' && !/^\s*\d+(\.\d+)?\s*$/.test(opts.skewUs))) {
+    throw new TraceInputError(`--skew ${JSON.stringify(String(opts.skewUs))}: give the clock skew between CPUs in microseconds, a number 0 or more (default ${SKEW_US})`);
+  }
   const src = await openSource(file);
   let interrupt: (() => void) | undefined;
   try {
@@ -290,7 +292,9 @@ export async function importTrace(ledger: Ledger, file: string, opts: ImportOpti
         for (;;) {
           const next = stop ? ({ done: true, value: undefined } as const) : await nextLine();
           if (next === 'idle') {
-            // Nothing new for a while: decide what is held, and commit.
+            // Nothing new for a while: decide what is held, and commit (with --strict, one
+            // transaction: it waits on).
+            if (opts.strict) continue;
             pipeline.idle();
             eof = false;
             break;

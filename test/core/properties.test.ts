@@ -729,6 +729,25 @@ function buildState(cfg: Cfg, cmds: Cmd[]): Run1 {
   return s;
 }
 
+/** Every byte `before` mapped outside [start, end) translates in `after` to the same address, by the same map. */
+function sameOutside(before: Domain, after: Domain, start: bigint, end: bigint): void {
+  for (const r of before.runs()) {
+    for (const [s0, e0] of [
+      [r.iova, runEnd(r) < start ? runEnd(r) : start],
+      [r.iova > end ? r.iova : end, runEnd(r)],
+    ] as Array<[bigint, bigint]>) {
+      let cur = s0;
+      while (cur < e0) {
+        const a = after.find(cur);
+        assert.ok(a !== undefined, `${h(cur)} lost`);
+        assert.equal(a!.paddr - a!.iova, r.paddr - r.iova);
+        assert.deepEqual(a!.origin, r.origin);
+        cur = runEnd(a!);
+      }
+    }
+  }
+}
+
 const INV = CONFIGS.filter((c) => ['omap', 'intel-vtd', 'arm-v7s', 'custom 4K|8K|64K', 'iommufd', 'vfio-type1v2'].includes(c.name));
 
 describe('invariants', () => {
@@ -772,21 +791,7 @@ describe('invariants', () => {
           assert.deepEqual(u.collateral, []);
           for (const r of u.removed) assert.ok(r.iova >= iova && runEnd(r) <= end);
           // Every byte mapped before outside [iova, end) still translates to the same address.
-          for (const r of before.runs()) {
-            for (const [s0, e0] of [
-              [r.iova, runEnd(r) < iova ? runEnd(r) : iova],
-              [r.iova > end ? r.iova : end, runEnd(r)],
-            ] as Array<[bigint, bigint]>) {
-              let cur = s0;
-              while (cur < e0) {
-                const a = s.d.find(cur);
-                assert.ok(a !== undefined, `${h(cur)} lost`);
-                assert.equal(a!.paddr - a!.iova, r.paddr - r.iova);
-                assert.deepEqual(a!.origin, r.origin);
-                cur = runEnd(a!);
-              }
-            }
-          }
+          sameOutside(before, s.d, iova, end);
         }),
         { numRuns: RUNS * 2 },
       );
@@ -865,21 +870,7 @@ describe('invariants', () => {
           // Nothing of the kernel's range is mapped any more...
           for (const r of s.d.runs()) assert.ok(ks >= ke || runEnd(r) <= ks || r.iova >= ke, `${h(r.iova)} still mapped inside ${h(ks)}..${h(ke)}`);
           // ...and every byte outside it translates as before, to the same map.
-          for (const r of before.runs()) {
-            for (const [s0, e0] of [
-              [r.iova, runEnd(r) < ks ? runEnd(r) : ks],
-              [r.iova > ke ? r.iova : ke, runEnd(r)],
-            ] as Array<[bigint, bigint]>) {
-              let cur = s0;
-              while (cur < e0) {
-                const a = s.d.find(cur);
-                assert.ok(a !== undefined, `${h(cur)} lost`);
-                assert.equal(a!.paddr - a!.iova, r.paddr - r.iova);
-                assert.deepEqual(a!.origin, r.origin);
-                cur = runEnd(a!);
-              }
-            }
-          }
+          sameOutside(before, s.d, ks, ke);
           // What was removed is what was mapped in the range, and collateral lies outside the request.
           const removed = u.removed.reduce((a, r) => a + r.pageSize * r.count, 0n);
           const mappedIn = before.mappedIn({ start: ks, end: ke }).reduce((a, r) => a + r.end - r.start, 0n);
