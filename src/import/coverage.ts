@@ -37,14 +37,16 @@ export class Coverage {
       if (left.end >= end) return;
       s = left.start;
     }
-    const gone: Span[] = [];
-    this.tree.forRange(keyOf(s), keyOf(end), true, (_k: TreeKey, sp: Span) => {
-      gone.push(sp);
-    });
-    for (const sp of gone) {
-      if (sp.end > e) e = sp.end;
-      this.tree.delete(keyOf(sp.start));
-    }
+    // The ranges from s to end (inclusive: a range starting at end touches this one) merge in.
+    const right = this.tree.getPairOrNextLower(keyOf(end), this.pair)?.[1];
+    if (right && right.start > s) {
+      const gone: bigint[] = [];
+      this.tree.forRange(keyOf(s), keyOf(end), true, (_k: TreeKey, sp: Span) => {
+        gone.push(sp.start);
+        if (sp.end > e) e = sp.end;
+      });
+      for (const g of gone) this.tree.delete(keyOf(g));
+    } else if (left && left.start === s && left.end > e) e = left.end;
     this.tree.set(keyOf(s), { start: s, end: e });
   }
 

@@ -412,7 +412,9 @@ export class Router {
     const fixed = this.fixedSpace(h.rec, h.line);
     let best: Fit | undefined;
     for (const s of fixed ? [fixed] : this.spaces.list) {
-      const f = this.fit(s, h);
+      // Once a space fits at rank 1 or better, another can only beat it by predicting the report
+      // too: the costlier evidence (pulls, inference) is not looked for.
+      const f = this.fit(s, h, best !== undefined && best.rank <= 1);
       if (!best || f.rank < best.rank || (f.rank === best.rank && better(f, best))) best = f;
       if (best.rank === 0) break;
     }
@@ -462,7 +464,7 @@ export class Router {
    * How well an unmap fits a space (see Fit). Without a space: a new, empty one, which is opened
    * only when chosen (a fit there ranks after the same evidence in an existing space).
    */
-  private fit(sp: Space | undefined, h: Held): Fit {
+  private fit(sp: Space | undefined, h: Held, predictedOnly = false): Fit {
     const { rec } = h;
     const iova = rec.iova!;
     const size = rec.size ?? 0n;
@@ -478,6 +480,7 @@ export class Router {
       return { space: sp, rank };
     }
     const k = kernelRange(iova, size, observed);
+    if (predictedOnly) return { space: sp, rank: 4, mapped: 0n };
     if (observed > predicted && k.end > k.start) {
       // Maps printed just after it, inside what the kernel removed and where nothing is mapped:
       // whole scatter-gather lists only (a list is one allocation, mapped at once).

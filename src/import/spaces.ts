@@ -15,7 +15,6 @@ import { Domain } from '../core/domain.js';
 import { kernelRange } from '../core/observed.js';
 import type { Profile, Semantics } from '../core/profile.js';
 import { BEFORE_TRACE_CALLER, type Command } from '../events/schema.js';
-import { IntervalSet } from '../core/intervals.js';
 import { Coverage } from './coverage.js';
 import { debugOrigin } from './debug-origin.js';
 import type { TraceRecord } from './parse.js';
@@ -64,10 +63,12 @@ export interface Space {
   /** The last removals (unmap order), newest last: where a fault's IOVA went away. */
   removals: Array<{ start: bigint; end: bigint; seq: number }>;
   /**
-   * Live IOVA allocations, start -> end: a map, or a whole scatter-gather list (iommu-dma maps
-   * one allocation in pieces and unmaps it at once). An unmap of exactly one is the best match.
+   * IOVA allocations, start -> end: a map, or a whole scatter-gather list (iommu-dma maps one
+   * allocation in pieces and unmaps it at once). An unmap of exactly one is the best match. Kept
+   * by start only (cheap): an entry is checked against the live pages when it is used, and
+   * dropped when an unmap starts there (or when the entries outnumber the live runs).
    */
-  allocations: IntervalSet<null>;
+  allocations: Map<bigint, bigint>;
 }
 
 /** Recent removals kept per space (faults are looked up against them). */
@@ -113,7 +114,7 @@ export class Spaces {
       devices: new Set(),
       existed: known !== undefined,
       removals: [],
-      allocations: new IntervalSet<null>(),
+      allocations: new Map(),
     };
     this.list.push(s);
     this.byName.set(n, s);
@@ -152,14 +153,23 @@ export class Spaces {
 
   /** Notes that [start, end) was mapped as one allocation (a map, or a scatter-gather list). */
   allocated(s: Space, start: bigint, end: bigint): void {
-    s.allocations.subtract(start, end);
-    s.allocations.add(start, end, null);
+    s.allocations.set(start, end);
+    if (s.allocations.size > 4 * s.core.runCount + 4096) {
+      for (const a of s.allocations.keys()) if (!s.core.find(a)) s.allocations.delete(a);
+    }
   }
 
-  /** Is [start, end) exactly one live allocation of the space? */
+  /** Is [start, end) exactly one live allocation of the space: noted so, and still mapped by maps inside it only? */
   isAllocation(s: Space, start: bigint, end: bigint): boolean {
-    const a = s.allocations.overlapping(start, start + 1n)[0];
-    return a !== undefined && a.start === start && a.end === end;
+    if (s.allocations.get(start) !== end) return false;
+    const runs = s.core.runsIn(start, end);
+    if (!runs.length || runs[0]!.iova > start) return false;
+    let cur = start;
+    for (const r of runs) {
+      if (r.iova > cur || r.origin.iova < start || r.origin.iova + r.origin.size > end) return false;
+      cur = r.iova + r.pageSize * r.count;
+    }
+    return cur >= end;
   }
 
   map(s: Space, rec: TraceRecord, line: number): void {
@@ -197,7 +207,8 @@ export class Spaces {
     s.touched.add(k.start, k.end);
     if (k.end > k.start) s.removals.push({ start: k.start, end: k.end, seq: ++this.seq });
     if (s.removals.length > REMOVALS_KEPT * 2) s.removals.splice(0, s.removals.length - REMOVALS_KEPT);
-    s.allocations.subtract(k.start < iova ? k.start : iova, k.end > iova + size ? k.end : iova + size);
+    s.allocations.delete(iova);
+    if (k.start !== iova) s.allocations.delete(k.start);
     const extra: Record<string, unknown> = { iova, size };
     if (observed !== undefined) extra.observedUnmapped = observed;
     this.emit(this.base('unmap', s, rec, extra) as unknown as Command, line);
