@@ -661,7 +661,7 @@ export class Ledger {
           out.reason = r.reason;
         }
         this.appendEvent(ctx, 'map', id, cmd.time, body, who, inp.from, batch);
-        this.projectMap(ctx, pos, caller, site, r, cmd.iova, cmd.size, batch);
+        this.projectMap(ctx, pos, caller, site, r, cmd.iova, cmd.size, batch, cmd.inferred !== undefined);
         return out;
       }
       case 'unmap': {
@@ -753,13 +753,15 @@ export class Ledger {
   }
 
   /** A map's projections (runs, intent, symmetry counts), the same when appending and rebuilding. */
-  private projectMap(ctx: Ctx, pos: number, caller: string, site: string, r: MapResult, iova: bigint, size: bigint, batch: Batch): void {
+  private projectMap(ctx: Ctx, pos: number, caller: string, site: string, r: MapResult, iova: bigint, size: bigint, batch: Batch, inferred = false): void {
     if (r.ok) {
       ctx.info.set(r.runs[0]!.origin, { caller, site });
       this.writeRuns(ctx, pos, { before: [], after: r.changes.after });
-      this.addIntent(ctx, caller, iova, iova + size, pos);
+      // A mapping inferred from before the trace is nobody's known intent (its caller is unknown,
+      // and the unmap that shows it removes it at once): no intent, no caller count.
+      if (!inferred) this.addIntent(ctx, caller, iova, iova + size, pos);
     }
-    this.sym(batch, ctx, caller, site).maps++;
+    if (!inferred) this.sym(batch, ctx, caller, site).maps++;
   }
 
   private countUnmap(batch: Batch, ctx: Ctx, caller: string, site: string, a: UnmapAnalysis, foreign: boolean, size: bigint): void {
@@ -1090,7 +1092,7 @@ export class Ledger {
           const body = b as unknown as MapBody;
           const r = ctx.core.map({ iova: BigInt(body.iova), paddr: BigInt(body.paddr), size: BigInt(body.size), prot: body.prot, ref: pos });
           if (r.ok !== body.ok) mismatches++;
-          this.projectMap(ctx, pos, caller, site, r, BigInt(body.iova), BigInt(body.size), batch);
+          this.projectMap(ctx, pos, caller, site, r, BigInt(body.iova), BigInt(body.size), batch, body.inferred !== undefined);
         } else if (type === 'unmap') {
           const body = b as unknown as UnmapBody;
           const iova = BigInt(body.iova);
