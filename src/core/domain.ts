@@ -596,8 +596,20 @@ export class Domain {
       }
       return unmapped;
     }
-    // legacy: the pages removed by one step end at or before cur + bytes, so the next look-up
-    // never lands in a page an earlier step removed (as in unmapLegacy, on the unchanged tree).
+    for (const st of this.legacySteps(cmd)) unmapped += st.k * st.r.pageSize;
+    return unmapped;
+  }
+
+  /**
+   * The steps of the 2011 loop (unmapLegacy), read from the tree as it is: in each, k pages from
+   * page j of run r. A step either takes the rest of its run or ends the loop, so no run comes
+   * twice, and the pages a step removes end at or before the next look-up: the steps are the
+   * same whether the tree is changed as they go or not.
+   */
+  private legacySteps(cmd: UnmapCommand): Array<{ r: Run; j: bigint; k: bigint }> {
+    const steps: Array<{ r: Run; j: bigint; k: bigint }> = [];
+    let cur = cmd.iova;
+    let unmapped = 0n;
     while (unmapped < cmd.size) {
       const r = this.find(cur);
       if (!r) break;
@@ -605,10 +617,11 @@ export class Domain {
       const j = (cur - r.iova) / s;
       const need = (cmd.size - unmapped + s - 1n) / s;
       const k = r.count - j < need ? r.count - j : need;
+      steps.push({ r, j, k });
       unmapped += k * s;
       cur += k * s;
     }
-    return unmapped;
+    return steps;
   }
 
   /**
@@ -747,21 +760,10 @@ export class Domain {
    * unmapped < size, iova += removed page size; stop at the first unmapped iova.
    */
   private unmapLegacy(cmd: UnmapCommand, res: UnmapResult): void {
-    let cur = cmd.iova;
-    let unmapped = 0n;
-    while (unmapped < cmd.size) {
-      const r = this.find(cur);
-      if (!r) break;
-      const s = r.pageSize;
-      const j = (cur - r.iova) / s;
-      const need = (cmd.size - unmapped + s - 1n) / s;
-      const k = r.count - j < need ? r.count - j : need;
+    for (const { r, j, k } of this.legacySteps(cmd)) {
       res.removed.push(this.cutPages(r, j, j + k, res.hw));
-      const bytes = k * s;
-      unmapped += bytes;
-      cur += bytes;
+      res.unmappedSize += k * r.pageSize;
     }
-    res.unmappedSize = unmapped;
   }
 
   /**
