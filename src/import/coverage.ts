@@ -19,9 +19,15 @@ interface Span {
   end: bigint;
 }
 
+const big = (k: TreeKey): bigint => (typeof k === 'bigint' ? k : BigInt(k));
+
+/**
+ * The ranges as start key -> end key: plain numbers below 2^53 (treekey.ts), so the tree's key
+ * and value arrays hold unboxed doubles, not an object and two bigints per range.
+ */
 export class Coverage {
-  private tree = new BTree<TreeKey, Span>(undefined, cmpKey);
-  private readonly pair: [TreeKey, Span] = [0, undefined as unknown as Span];
+  private tree = new BTree<TreeKey, TreeKey>(undefined, cmpKey);
+  private readonly pair: [TreeKey, TreeKey] = [0, 0];
 
   get size(): number {
     return this.tree.size;
@@ -30,36 +36,36 @@ export class Coverage {
   /** Adds [start, end), merging with the ranges it overlaps or touches. */
   add(start: bigint, end: bigint): void {
     if (end <= start) return;
-    let s = start;
-    let e = end;
-    const left = this.tree.getPairOrNextLower(keyOf(start), this.pair)?.[1];
-    if (left && left.end >= start) {
-      if (left.end >= end) return;
-      s = left.start;
+    let s = keyOf(start);
+    let e = keyOf(end);
+    const left = this.tree.getPairOrNextLower(s, this.pair);
+    if (left && left[1] >= s) {
+      if (left[1] >= e) return;
+      s = left[0];
     }
+    const leftStart = left ? left[0] : undefined;
+    const leftEnd = left ? left[1] : undefined;
     // The ranges from s to end (inclusive: a range starting at end touches this one) merge in.
-    const right = this.tree.getPairOrNextLower(keyOf(end), this.pair)?.[1];
-    if (right && right.start > s) {
-      const gone: bigint[] = [];
-      this.tree.forRange(keyOf(s), keyOf(end), true, (_k: TreeKey, sp: Span) => {
-        gone.push(sp.start);
-        if (sp.end > e) e = sp.end;
+    const right = this.tree.getPairOrNextLower(e, this.pair);
+    if (right && right[0] > s) {
+      const gone: TreeKey[] = [];
+      this.tree.forRange(s, e, true, (k: TreeKey, end: TreeKey) => {
+        gone.push(k);
+        if (end > e) e = end;
       });
-      for (const g of gone) this.tree.delete(keyOf(g));
-    } else if (left && left.start === s && left.end > e) e = left.end;
-    this.tree.set(keyOf(s), { start: s, end: e });
+      for (const g of gone) this.tree.delete(g);
+    } else if (leftStart !== undefined && leftStart === s && leftEnd! > e) e = leftEnd!;
+    this.tree.set(s, e);
   }
 
   /** Does any byte of [start, end) lie in the set? */
   touches(start: bigint, end: bigint): boolean {
     if (end <= start) return false;
-    const last = this.tree.getPairOrNextLower(keyOf(end - 1n), this.pair)?.[1];
-    if (!last) return false;
-    if (last.end > start) return true;
-    return false;
+    const last = this.tree.getPairOrNextLower(keyOf(end - 1n), this.pair);
+    return last !== undefined && last[1] > keyOf(start);
   }
 
   *[Symbol.iterator](): IterableIterator<Span> {
-    for (const [, sp] of this.tree.entries()) yield sp;
+    for (const [s, e] of this.tree.entries()) yield { start: big(s), end: big(e) };
   }
 }

@@ -14,6 +14,7 @@
 import { Domain } from '../core/domain.js';
 import { kernelRange } from '../core/observed.js';
 import type { Profile, Semantics } from '../core/profile.js';
+import { keyOf, type TreeKey } from '../core/treekey.js';
 import { BEFORE_TRACE_CALLER, type Command } from '../events/schema.js';
 import { Coverage } from './coverage.js';
 import { debugOrigin } from './debug-origin.js';
@@ -66,9 +67,10 @@ export interface Space {
    * IOVA allocations, start -> end: a map, or a whole scatter-gather list (iommu-dma maps one
    * allocation in pieces and unmaps it at once). An unmap of exactly one is the best match. Kept
    * by start only (cheap): an entry is checked against the live pages when it is used, and
-   * dropped when an unmap starts there (or when the entries outnumber the live runs).
+   * dropped when an unmap starts there (or when the entries outnumber the live runs). Start and
+   * end as tree keys (numbers below 2^53: treekey.ts), which cost less than bigints.
    */
-  allocations: Map<bigint, bigint>;
+  allocations: Map<TreeKey, TreeKey>;
 }
 
 /** Recent removals kept per space (faults are looked up against them). */
@@ -153,15 +155,17 @@ export class Spaces {
 
   /** Notes that [start, end) was mapped as one allocation (a map, or a scatter-gather list). */
   allocated(s: Space, start: bigint, end: bigint): void {
-    s.allocations.set(start, end);
-    if (s.allocations.size > 4 * s.core.runCount + 4096) {
-      for (const a of s.allocations.keys()) if (!s.core.find(a)) s.allocations.delete(a);
+    s.allocations.set(keyOf(start), keyOf(end));
+    // A live allocation starts with a live run, so after a sweep there are no more entries than
+    // runs; at least runCount + 4096 notes come between sweeps.
+    if (s.allocations.size > 2 * s.core.runCount + 4096) {
+      for (const a of s.allocations.keys()) if (!s.core.find(BigInt(a))) s.allocations.delete(a);
     }
   }
 
   /** Is [start, end) exactly one live allocation of the space: noted so, and still mapped by maps inside it only? */
   isAllocation(s: Space, start: bigint, end: bigint): boolean {
-    if (s.allocations.get(start) !== end) return false;
+    if (s.allocations.get(keyOf(start)) !== keyOf(end)) return false;
     const runs = s.core.runsIn(start, end);
     if (!runs.length || runs[0]!.iova > start) return false;
     let cur = start;
@@ -207,8 +211,8 @@ export class Spaces {
     s.touched.add(k.start, k.end);
     if (k.end > k.start) s.removals.push({ start: k.start, end: k.end, seq: ++this.seq });
     if (s.removals.length > REMOVALS_KEPT * 2) s.removals.splice(0, s.removals.length - REMOVALS_KEPT);
-    s.allocations.delete(iova);
-    if (k.start !== iova) s.allocations.delete(k.start);
+    s.allocations.delete(keyOf(iova));
+    if (k.start !== iova) s.allocations.delete(keyOf(k.start));
     const extra: Record<string, unknown> = { iova, size };
     if (observed !== undefined) extra.observedUnmapped = observed;
     this.emit(this.base('unmap', s, rec, extra) as unknown as Command, line);
