@@ -11,6 +11,7 @@ import { createInterface } from 'node:readline';
 import { parseCommand, type Command } from '../events/schema.js';
 import { Ledger } from '../projections/ledger.js';
 import { recordSource, Tally } from '../projections/sources.js';
+import { overUnmapVerdicts, type VerdictCounts } from '../projections/verdicts.js';
 
 import { InputError } from './errors.js';
 
@@ -61,6 +62,8 @@ export interface ApplySummary {
   duplicates: number;
   rejected: number;
   overUnmaps: number;
+  /** The over-unmaps stored, stepped or harmful (core/stepping.ts). */
+  verdicts: VerdictCounts;
   leftMapped: number;
 }
 
@@ -76,6 +79,7 @@ export async function applyFile(ledger: Ledger, file: string): Promise<ApplySumm
     let n = 0;
     let commands = 0;
     const t = new Tally();
+    const startedAt = ledger.lastPosition;
     await ledger.sessionAsync(async (add) => {
       for await (const { no, text } of lines(src.path)) {
         n = no;
@@ -111,6 +115,7 @@ export async function applyFile(ledger: Ledger, file: string): Promise<ApplySumm
       duplicates: t.duplicates,
       rejected: t.rejected,
       overUnmaps: t.overUnmaps,
+      verdicts: overUnmapVerdicts(ledger, startedAt),
       leftMapped: t.leftMapped,
     };
   } finally {

@@ -5,6 +5,7 @@
 import { formatSize } from '../core/address.js';
 import { importTrace, type ImportOptions, type ImportSummary } from '../import/store.js';
 import type { Ledger } from '../projections/ledger.js';
+import { describeVerdicts } from '../projections/verdicts.js';
 import { collectGarbage } from './gc.js';
 
 export type { ImportOptions, ImportSummary };
@@ -75,6 +76,6 @@ function report(s: ImportSummary, ledgerPath: string): string[] {
     lines.push(`page split: ${s.splitMismatches} map(s) where the kernel's 'mapping:' lines differ from ${s.splitProfile}'s split (a sign of another page-size bitmap):`);
     for (const e of s.splitExamples) lines.push(`  ${e}`);
   }
-  lines.push(`over-unmaps: ${s.overUnmaps} — see 'iommu-ledger audit over-unmaps'. Ledger: ${ledgerPath}`);
+  lines.push(`over-unmaps: ${s.overUnmaps}${describeVerdicts(s.verdicts)} — see 'iommu-ledger audit over-unmaps'. Ledger: ${ledgerPath}`);
   return lines;
 }

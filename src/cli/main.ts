@@ -9,6 +9,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { formatSize, hex, parseAddress, parseSize } from '../core/address.js';
 import { BUILTIN_PROFILES, pageSizes, SEMANTICS, type Semantics } from '../core/profile.js';
 import type { FindingView, Queries } from '../projections/queries.js';
+import { describeVerdicts } from '../projections/verdicts.js';
 import { busyTimeoutMs } from '../events/busy.js';
 import { InputError, USER_ERRORS } from './errors.js';
 import { json, runJson, runRows, table } from './format.js';
@@ -121,7 +122,7 @@ function buildProgram(io: IO): Command {
         out(
           `${s.source}: ${s.commands} commands, ${s.stored} stored, ${s.duplicates} already in the ledger` +
             (s.rejected ? `, ${s.rejected} refused by the domain (stored with their errno)` : '') +
-            `; ${s.overUnmaps} over-unmap(s), ${s.leftMapped} unmap(s) left pages mapped. Ledger: ${g().db}`,
+            `; ${s.overUnmaps} over-unmap(s)${describeVerdicts(s.verdicts)}, ${s.leftMapped} unmap(s) left pages mapped. Ledger: ${g().db}`,
         );
       } finally {
         ledger.close();
@@ -297,7 +298,7 @@ function buildProgram(io: IO): Command {
         out(
           table(
             ['FROM', 'TO', 'PAGES', 'MAPPED BY', 'ENDED BY'],
-            b.chain.map((c) => [`#${c.page.validFrom}`, c.ended ? `#${c.ended.position}` : 'live', describePage(c.page), `#${c.page.mappedBy}`, c.ended ? `${c.ended.type} by ${whoText(c.ended.who)}` : '']),
+            b.chain.map((c) => [`#${c.began.position}`, c.ended ? `#${c.ended.position}` : 'live', describePage(c.page), `#${c.page.mappedBy}`, c.ended ? `${c.ended.type} by ${whoText(c.ended.who)}` : '']),
           ),
         );
       }
@@ -311,7 +312,7 @@ function buildProgram(io: IO): Command {
     .addOption(atOption())
     .action(async (iovaText: string, o: { domain?: string; at?: string }) => {
       const e = (await queries()).explain(o.domain, addr(iovaText), o.at);
-      if (g().json) return out(json({ text: e.text, blame: e.blame, findings: e.findings.map(findingJson), faults: e.faults }));
+      if (g().json) return out(json({ text: e.text, blame: e.blame, findings: e.findings.map(findingJson), faults: e.faults, removed: e.removed }));
       out(e.text);
     });
 
@@ -345,6 +346,7 @@ function buildProgram(io: IO): Command {
       errno: f.errno,
       collateral: f.collateral.map((c) => ({ iova: hex(c.iova), size: hex(c.size), mappedBy: c.mappedBy, mappedByCaller: c.mappedByCaller, owner: c.owner })),
       leftMapped: f.leftMapped.map((l) => ({ iova: hex(l.iova), size: hex(l.size) })),
+      ...(f.step ? { stepped: f.step.verdict === 'stepped', step: f.step } : {}),
     };
   }
 
@@ -356,8 +358,9 @@ function buildProgram(io: IO): Command {
     .addArgument(new Command().createArgument('<what>', 'what to list').choices(['over-unmaps', 'left-mapped', 'faults', 'divergences']))
     .addOption(filterDomainOption())
     .option('--caller <name>', 'only this caller')
-    .addOption(new Option('--fail-on <kinds...>', 'exit 1 when any such finding exists (for CI gates)').choices(['over-unmap', 'left-mapped', 'divergence']))
-    .action(async (what: string, o: { domain?: string; caller?: string; failOn?: FailOn[] }) => {
+    .option('--all', 'over-unmaps: list the stepped ones too (the caller consumed the returned size; hidden by default)')
+    .addOption(new Option('--fail-on <kinds...>', 'exit 1 when any such finding exists (for CI gates; over-unmap counts the harmful ones)').choices(['over-unmap', 'left-mapped', 'divergence']))
+    .action(async (what: string, o: { domain?: string; caller?: string; all?: boolean; failOn?: FailOn[] }) => {
       const q = await queries({ builder: true });
       if (what === 'faults') {
         const f = q.faults(o.domain !== undefined ? { domain: o.domain } : {});
@@ -371,12 +374,20 @@ function buildProgram(io: IO): Command {
         const filter: Parameters<Queries['findings']>[0] = { kind };
         if (o.domain !== undefined) filter.domain = o.domain;
         if (o.caller !== undefined) filter.caller = o.caller;
+        // Over-unmaps: the harmful ones unless --all; the stepped ones are counted.
+        let hidden = 0;
+        if (kind === 'over-unmap' && !o.all) {
+          hidden = q.findings({ ...filter, stepped: true }).length;
+          filter.stepped = false;
+        }
         const f = q.findings(filter);
         if (g().json) out(JSON.stringify(f.map(findingJson), null, 2));
-        else printFindings(what, f);
+        else printFindings(what, f, hidden);
+        const stale = q.staleProjections();
+        if (stale && kind === 'over-unmap') process.stderr.write(`note: this ledger predates ${stale}; run 'iommu-ledger rebuild' for the verdicts\n`);
       }
       for (const k of o.failOn ?? []) {
-        const filter: Parameters<Queries['findings']>[0] = { kind: k };
+        const filter: Parameters<Queries['findings']>[0] = { kind: k, ...(k === 'over-unmap' ? { stepped: false } : {}) };
         if (o.domain !== undefined) filter.domain = o.domain;
         if (o.caller !== undefined) filter.caller = o.caller;
         const n = q.findings(filter).length;
@@ -384,13 +395,21 @@ function buildProgram(io: IO): Command {
       }
     });
 
-  function printFindings(what: string, f: FindingView[]): void {
+  function printFindings(what: string, f: FindingView[], hidden = 0): void {
     if (what === 'over-unmaps') {
-      out(`${f.length} over-unmap(s): unmaps that removed more than was asked`);
+      const stepped = f.filter((x) => x.stepped).length;
+      const harmful = f.length - stepped;
+      out(
+        hidden
+          ? `${harmful} harmful over-unmap(s): unmaps that removed more than was asked, and somebody still relied on it; ${hidden} stepped one(s) hidden (the caller consumed the returned size: --all lists them)`
+          : stepped
+            ? `${f.length} over-unmap(s): unmaps that removed more than was asked; ${harmful} harmful, ${stepped} stepped (the caller consumed the returned size)`
+            : `${f.length} over-unmap(s): unmaps that removed more than was asked`,
+      );
       if (!f.length) return;
       out(
         table(
-          ['#', 'DOMAIN', 'CALLER', 'REQUESTED', 'UNMAPPED', 'COLLATERAL', 'MAPPED BY', 'STILL WANTED BY'],
+          ['#', 'DOMAIN', 'CALLER', 'REQUESTED', 'UNMAPPED', 'COLLATERAL', 'MAPPED BY', 'STILL WANTED BY', 'VERDICT'],
           f.map((x) => [
             String(x.position),
             x.domain,
@@ -399,7 +418,9 @@ function buildProgram(io: IO): Command {
             formatSize(x.unmappedSize),
             x.collateral.map((c) => `${hex(c.iova)}+${formatSize(c.size)}`).join(', '),
             [...new Set(x.collateral.map((c) => `#${c.mappedBy} ${c.mappedByCaller}`))].join(', '),
-            [...new Set(x.collateral.flatMap((c) => c.owner))].join(', ') || '-',
+            // A stepped over-unmap's caller consumed the returned size: it wants none of it any more.
+            [...new Set(x.collateral.flatMap((c) => c.owner))].filter((o) => !x.stepped || o !== x.caller).join(', ') || '-',
+            x.step ? `${x.step.verdict} (${x.step.reason}${x.step.at !== undefined && x.step.at !== x.position ? ` #${x.step.at}` : ''})` : '-',
           ]),
         ),
       );

@@ -13,6 +13,7 @@ import { Domain } from '../core/domain.js';
 import { BUILTIN_PROFILES, resolveProfile, type Semantics } from '../core/profile.js';
 import type { Command } from '../events/schema.js';
 import type { Ledger } from '../projections/ledger.js';
+import { overUnmapVerdicts, type VerdictCounts } from '../projections/verdicts.js';
 import { domainsCreatedBy, firstPositionIn, knownSource, recordSource, recordWholeFile, sourceHasEvents, Tally } from '../projections/sources.js';
 import { ImportPipeline } from './pipeline.js';
 import { parseTraceLine } from './parse.js';
@@ -71,6 +72,8 @@ export interface ImportSummary {
   rejected: number;
   divergences: number;
   overUnmaps: number;
+  /** The over-unmaps this import stored, stepped or harmful (core/stepping.ts). */
+  verdicts: VerdictCounts;
   splitMismatches: number;
   splitExamples: string[];
   /** The profile the debug lines' page split was compared with. */
@@ -113,6 +116,7 @@ export async function importTrace(ledger: Ledger, file: string, opts: ImportOpti
     throw new TraceInputError(`--skew ${JSON.stringify(String(opts.skewUs))}: give the clock skew between CPUs in microseconds, a number 0 or more (default ${SKEW_US})`);
   }
   const src = await openSource(file);
+  const startedAt = ledger.lastPosition;
   let interrupt: (() => void) | undefined;
   try {
     const info = src.info;
@@ -352,6 +356,7 @@ export async function importTrace(ledger: Ledger, file: string, opts: ImportOpti
     s.divergences = tally.divergences;
     s.rejected = tally.rejected;
     s.overUnmaps = tally.overUnmaps;
+    s.verdicts = overUnmapVerdicts(ledger, startedAt);
     s.reordered = p.counts.reordered;
     s.beforeTrace = p.counts.beforeTrace;
     s.beforeTraceBytes = p.counts.beforeTraceBytes;
@@ -505,6 +510,7 @@ function emptySummary(source: string, profile: string, profileWhy: string): Impo
     rejected: 0,
     divergences: 0,
     overUnmaps: 0,
+    verdicts: { stepped: 0, harmful: 0, pending: 0 },
     splitMismatches: 0,
     splitExamples: [],
     splitProfile: profile,

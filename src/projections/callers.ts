@@ -66,6 +66,11 @@ export interface CallerView {
   cutMapsBy: string[];
   /** Misses that came right after another unmap over-unmapped the range (not double unmaps). */
   missesAfterOverUnmap: number;
+  /**
+   * Its over-unmaps in this ledger, by verdict (core/stepping.ts): stepped (it consumed the
+   * returned size), harmful (somebody still relied on the collateral), pending (not decided yet).
+   */
+  overUnmaps: { stepped: number; harmful: number; pending: number };
   /** The worst unmaps (most over-unmapped, then most kept bytes), with positions for `explain`. */
   examples: UnmapExample[];
   /** Plain sentences: what its unmaps do, and what to change in the source. */
@@ -137,6 +142,9 @@ export function callerAnalysis(db: Database.Database, filter: { domain?: number;
      GROUP BY 1, 2 ORDER BY n DESC`,
   );
   const missesAfter = db.prepare(`SELECT count(*) AS n FROM asymmetric_unmaps WHERE domain = ? AND caller = ? AND site = ? AND class = 'misses' AND missed_after IS NOT NULL`);
+  const verdicts = db.prepare(
+    `SELECT coalesce(step, 'harmful') AS step, count(*) AS n FROM unmap_findings WHERE domain = ? AND caller = ? AND site = ? AND collateral_bytes > ${zero} GROUP BY 1`,
+  );
   const n = (v: unknown) => Number(v ?? 0);
   const big = (v: unknown) => (v === null || v === undefined ? 0n : BigInt(v as bigint));
   return rows.map((r) => {
@@ -170,8 +178,12 @@ export function callerAnalysis(db: Database.Database, filter: { domain?: number;
       examples: (examples.all(...key, filter.examples ?? 3) as Array<Record<string, bigint | string | null>>).map(exampleOf),
       cutMapsBy: [],
       missesAfterOverUnmap: n((missesAfter.get(...key) as { n: number }).n),
+      overUnmaps: { stepped: 0, harmful: 0, pending: 0 },
       verdict: [],
     };
+    for (const x of verdicts.all(...key) as Array<{ step: string; n: bigint }>) {
+      if (x.step === 'stepped' || x.step === 'harmful' || x.step === 'pending') v.overUnmaps[x.step] = n(x.n);
+    }
     const tu = typicalUnmap.get(...key) as { size: bigint } | undefined;
     const tm = typicalMap.get(...key) as { size: string } | undefined;
     if (tu) v.typicalUnmap = fromDb(tu.size);
@@ -228,6 +240,14 @@ function describe(v: CallerView, ownerCallers: string[]): void {
       risk = 'harmless on these pages';
     }
     out.push(`${what}; ${risk}`);
+    const ou = v.overUnmaps;
+    if (ou.stepped) {
+      out.push(
+        ou.harmful + ou.pending === 0
+          ? `steps by the returned size: each of its ${ou.stepped} over-unmap${ou.stepped === 1 ? '' : 's'} removed a whole page of its own map and its next unmap started where that page ended (or the map did): nothing it still wanted was lost (VFIO's vfio_unmap_unpin() works this way)`
+          : `steps by the returned size in ${ou.stepped} of its over-unmaps; ${ou.harmful + ou.pending} took pages somebody still relied on (audit over-unmaps --caller ${v.caller} lists them)`,
+      );
+    }
     const st = v.behaviours.strict;
     if (st.refused) out.push(`strict unmap (VFIO type1 v2, iommufd) refuses ${st.refused} of them`);
   }
@@ -245,7 +265,12 @@ function describe(v: CallerView, ownerCallers: string[]): void {
     out.push(`unmaps nothing ${times(v.misses)} (${why})`);
   }
   if (v.foreign) out.push(`removes another caller's mapping ${times(v.foreign)}`);
-  if (partial && v.typicalMap !== undefined && v.typicalUnmap !== undefined) {
+  const stepper = v.overUnmaps.stepped > 0 && v.overUnmaps.harmful + v.overUnmaps.pending === 0 && v.foreign === 0;
+  if (stepper) {
+    // Nothing to fix under the legacy loop; what breaks is a move to strict unmap (VFIO type1 v2,
+    // iommufd) or to kernels where a partial unmap of a large page removes nothing.
+    v.advice = `${where} steps by the returned size (correct under the 2011 semantics): to make it symmetric, unmap each map as it was mapped — migrate --strategy unmap-as-mapped --caller ${v.caller}`;
+  } else if (partial && v.typicalMap !== undefined && v.typicalUnmap !== undefined) {
     const m = formatSize(v.typicalMap);
     const u = formatSize(v.typicalUnmap);
     const others = [...new Set(ownerCallers)].filter((c) => c !== v.caller);

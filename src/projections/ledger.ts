@@ -7,6 +7,7 @@ import type Database from 'better-sqlite3';
 import { hex, U64_MAX, type Range } from '../core/address.js';
 import { Domain, runEnd, type MapOrigin, type MapResult, type Run, type UnmapResult } from '../core/domain.js';
 import { IntervalSet } from '../core/intervals.js';
+import { SteppingTracker, type StepCase, type StepVerdict } from '../core/stepping.js';
 import { classifyUnmap, tryUnmap, type SymmetryClass, type UnmapAnalysis } from '../core/symmetry.js';
 import { customProfile } from '../core/profile-spec.js';
 import {
@@ -18,6 +19,7 @@ import {
 } from '../core/profile.js';
 import type { OpenOptions } from '../events/db.js';
 import {
+  BEFORE_TRACE_CALLER,
   followsObserved,
   parseCommand,
   type Command,
@@ -49,6 +51,18 @@ import {
 import { decodeIntent, IntentWriter } from './intentsnap.js';
 
 export const UNKNOWN_CALLER = '(unknown)';
+/** Callers that are nobody in particular: their pages are never "another owner's" (core/stepping.ts). */
+const ANONYMOUS_CALLERS: ReadonlySet<string> = new Set([BEFORE_TRACE_CALLER]);
+
+/** A pending over-unmap as stored (unmap_findings.step_state). */
+function stepStateOf(c: StepCase): string {
+  return JSON.stringify({ removedEnd: hex(c.removedEnd), uncovered: c.uncovered.map((u) => [hex(u.start), hex(u.end)]) });
+}
+
+function stepCaseOf(position: number, caller: string, state: string): StepCase {
+  const j = JSON.parse(state) as { removedEnd: string; uncovered: Array<[string, string]> };
+  return { position, caller, removedEnd: BigInt(j.removedEnd), uncovered: j.uncovered.map(([a, b]) => ({ start: BigInt(a), end: BigInt(b) })) };
+}
 const HW_CHECKPOINT_EVERY = 4096;
 /** Pending projection rows are written once this many have gathered. */
 const FLUSH_EVERY = 16384;
@@ -147,6 +161,8 @@ interface Ctx {
   logEndTos: number[];
   /** Small run-log pieces not merged yet (read from the file when first needed). */
   smallPieces: number | undefined;
+  /** Over-unmaps not yet known to be stepped or harmful (core/stepping.ts). */
+  steps: SteppingTracker;
 }
 
 interface SymCount {
@@ -227,8 +243,13 @@ export class Ledger {
       intentBornAfter: p('SELECT id, caller, iova, iova_last, coalesce(map_pos, valid_from) FROM intent WHERE id > ? AND +domain = ? AND valid_to IS NULL ORDER BY id'),
       closeIntent: p('UPDATE intent SET valid_to = ? WHERE id = ?'),
       insFinding: p(
-        'INSERT INTO unmap_findings (position, domain, caller, site, iova, size, unmapped, predicted, collateral_bytes, left_bytes, divergent, reach_first, reach_last, detail) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)',
+        `INSERT INTO unmap_findings (position, domain, caller, site, iova, size, unmapped, predicted, collateral_bytes, left_bytes, divergent, reach_first, reach_last, detail,
+           step, step_why, step_pos, step_state, step_others) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
       ),
+      setStep: p('UPDATE unmap_findings SET step = ?, step_why = ?, step_pos = ?, step_state = NULL, step_others = ? WHERE position = ?'),
+      setStepState: p('UPDATE unmap_findings SET step_state = ? WHERE position = ?'),
+      faultOnStepped: p("UPDATE unmap_findings SET step = 'harmful', step_why = 'fault', step_pos = ? WHERE position = ? AND step = 'stepped'"),
+      pendingSteps: p("SELECT position, caller, step_state FROM unmap_findings INDEXED BY unmap_findings_pending WHERE domain = ? AND step = 'pending' ORDER BY position"),
       insFault: p('INSERT INTO faults (position, domain, iova, device, flags, cause, cause_position, detail) VALUES (?,?,?,?,?,?,?,?)'),
       // Runs of up to 2 MiB start at most 2 MiB below the IOVA; longer ones come from their own index (schema 4).
       lastRemoval: p(
@@ -264,6 +285,7 @@ export class Ledger {
     this.s.intentSnap!.safeIntegers(false);
     this.s.intentEndedSince!.safeIntegers(false).pluck();
     this.s.intentBornAfter!.raw(true).safeIntegers(true);
+    this.s.pendingSteps!.safeIntegers(false);
   }
 
   close(): void {
@@ -419,6 +441,7 @@ export class Ledger {
       logEndIds: [],
       logEndTos: [],
       smallPieces: undefined,
+      steps: new SteppingTracker(),
     };
     this.ctxs.set(name, c);
     return c;
@@ -466,6 +489,7 @@ export class Ledger {
     }
     c.core.load(loaded);
     c.maxSpan = fromDb(row.max_span);
+    c.steps.load((this.s.pendingSteps!.all(row.id) as Array<{ position: number; caller: string; step_state: string }>).map((r) => stepCaseOf(r.position, intern(r.caller), r.step_state)));
     c.invalidations = Number(raw.invalidations);
     c.invalidatedBytes = fromDb(raw.invalidated_bytes);
     if (this.loadIntentFromSnapshot(c)) return c;
@@ -755,6 +779,7 @@ export class Ledger {
   /** A map's projections (runs, intent, symmetry counts), the same when appending and rebuilding. */
   private projectMap(ctx: Ctx, pos: number, caller: string, site: string, r: MapResult, iova: bigint, size: bigint, batch: Batch, inferred = false): void {
     if (r.ok) {
+      if (!inferred) for (const v of ctx.steps.map(caller, iova, iova + size, pos)) this.settleStep(ctx, v);
       ctx.info.set(r.runs[0]!.origin, { caller, site });
       this.writeRuns(ctx, pos, { before: [], after: r.changes.after });
       // A mapping inferred from before the trace is nobody's known intent (its caller is unknown,
@@ -964,6 +989,10 @@ export class Ledger {
   }
 
   private projectUnmap(ctx: Ctx, pos: number, caller: string, site: string, iova: bigint, size: bigint, r: UnmapResult, recorded: bigint, predicted: bigint, out: Outcome): void {
+    // This unmap is its caller's next one: it settles the caller's undecided over-unmaps.
+    const { verdicts, progressed } = ctx.steps.unmap(caller, iova, iova + size, pos);
+    for (const v of verdicts) this.settleStep(ctx, v);
+    for (const c of progressed) this.s.setStepState!.run(stepStateOf(c), c.position);
     this.writeRuns(ctx, pos, r.changes);
     if (r.hw.invalidations.length) {
       ctx.invalidations += r.hw.invalidations.length;
@@ -990,6 +1019,22 @@ export class Ledger {
       };
     });
     const divergent = recorded !== predicted;
+    // Stepped or harmful (core/stepping.ts): decided now, or by a later event of this domain.
+    let step: StepVerdict | undefined;
+    let stepCase: StepCase | undefined;
+    if (collateral.length) {
+      let removedStart = iova;
+      for (const c of collateral) if (c.iova < removedStart) removedStart = c.iova;
+      step = ctx.steps.overUnmap({
+        position: pos,
+        caller,
+        request: { start: iova, end: iova + size },
+        removed: { start: removedStart, end: iova + recorded },
+        collateral: r.collateral.map((c, i) => ({ start: c.start, end: c.end, mappedBy: collateral[i]!.mappedByCaller, mapEnd: c.origin.iova + c.origin.size, intendedBy: collateral[i]!.owners })),
+        anonymous: ANONYMOUS_CALLERS,
+      });
+      if (!step) stepCase = ctx.steps.pending[ctx.steps.pending.length - 1];
+    }
     out.collateral = collateral;
     out.leftMapped = r.leftMapped;
     if (!collateral.length && !r.leftMapped.length && !divergent) return;
@@ -1022,7 +1067,30 @@ export class Ledger {
         collateral: collateral.map((c) => ({ iova: hex(c.iova), size: hex(c.size), mappedBy: c.mappedBy, mappedByCaller: c.mappedByCaller, owner: c.owners })),
         leftMapped: r.leftMapped.map((l) => ({ iova: hex(l.start), size: hex(l.end - l.start) })),
       }),
+      step ? (step.stepped ? 'stepped' : 'harmful') : stepCase ? 'pending' : null,
+      step?.reason ?? null,
+      step?.at ?? null,
+      stepCase ? stepStateOf(stepCase) : null,
+      step?.others ? JSON.stringify(step.others) : null,
     );
+    if (step?.stepped) this.forgetCollateral(ctx, step);
+  }
+
+  /** Stores a verdict on an earlier over-unmap; a stepped one's collateral leaves its caller's intent. */
+  private settleStep(ctx: Ctx, v: StepVerdict): void {
+    this.s.setStep!.run(v.stepped ? 'stepped' : 'harmful', v.reason, v.at, v.others ? JSON.stringify(v.others) : null, v.position);
+    if (v.stepped) this.forgetCollateral(ctx, v);
+  }
+
+  /** The caller of a stepped over-unmap consumed the returned size: it no longer intends the collateral. */
+  private forgetCollateral(ctx: Ctx, v: StepVerdict): void {
+    const set = ctx.intent.get(v.caller);
+    if (!set) return;
+    for (const c of v.collateral) {
+      const { removed, kept } = set.subtract(c.start, c.end);
+      for (const iv of removed) this.closeIntent(iv, v.at);
+      for (const iv of kept) this.pendingIntent.set(iv, { domain: ctx.id, caller: v.caller, from: v.at });
+    }
   }
 
   /** Why an IO page fault happened: what last removed the page at iova, if anything. */
@@ -1030,6 +1098,7 @@ export class Ledger {
     let cause: string;
     let causePos: number | null = null;
     let detail: Record<string, unknown> = {};
+    for (const v of ctx.steps.fault(iova, pos)) this.settleStep(ctx, v);
     const live = ctx.core.find(iova);
     if (live) {
       cause = 'mapped';
@@ -1046,6 +1115,8 @@ export class Ledger {
           const s = BigInt(data.body.iova);
           const e = s + BigInt(data.body.size);
           cause = iova >= s && iova < e ? 'use-after-unmap' : 'use-after-collateral-unmap';
+          // A fault on the collateral of a stepped over-unmap: somebody still relied on it.
+          if (cause === 'use-after-collateral-unmap') this.s.faultOnStepped!.run(pos, causePos);
           detail = { unmap: { iova: data.body.iova, size: data.body.size }, caller: data.who?.caller ?? UNKNOWN_CALLER };
         } else {
           cause = ev.type === 'domain-destroyed' ? 'use-after-destroy' : 'use-after-unmap';

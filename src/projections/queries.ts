@@ -9,6 +9,7 @@ import type { Kysely } from 'kysely';
 import { formatSize, hex } from '../core/address.js';
 import { Domain, type Run, type WalkStep, type HwStats } from '../core/domain.js';
 import { profileFromDescriptor, type Profile, type ProfileDescriptor } from '../core/profile.js';
+import { describeStep, type StepReason } from '../core/stepping.js';
 import { openDatabase } from '../events/db.js';
 import { parseStored } from '../events/stored.js';
 import { formatProt } from '../events/prot.js';
@@ -33,6 +34,10 @@ interface Tables {
     left_bytes: bigint;
     divergent: bigint;
     detail: string;
+    step: string | null;
+    step_why: string | null;
+    step_pos: bigint | null;
+    step_others: string | null;
   };
   faults: { position: bigint; domain: bigint; iova: bigint; device: string | null; flags: bigint | null; cause: string; cause_position: bigint | null; detail: string };
   caller_symmetry: {
@@ -134,6 +139,9 @@ export interface FindingView {
   collateral: CollateralView[];
   leftMapped: Array<{ iova: bigint; size: bigint }>;
   time?: string;
+  /** Over-unmaps only (core/stepping.ts): did the caller step past the collateral, and why that verdict. */
+  stepped?: boolean;
+  step?: { verdict: 'stepped' | 'harmful' | 'pending'; reason: StepReason | 'pending'; at?: number; others?: string[]; text: string };
 }
 
 export interface FaultView {
@@ -150,16 +158,43 @@ export interface FaultView {
 
 export type { CallerView } from './callers.js';
 
+/**
+ * One lifetime of the page holding an IOVA: from the event that made that page (a map, or an
+ * unmap that split a larger page into smaller ones) to the event that removed or re-split it.
+ * Events that only rewrote the run around it (an unmap of another page of the same run) leave the
+ * page as it was and do not end its lifetime.
+ */
+export interface BlameLink {
+  /**
+   * The page itself (`count` 1), with `validFrom`/`validTo` the lifetime's bounds as of the blame's
+   * point (no `validTo` while it lasts) and `row` the last run row that held it.
+   */
+  page: PageView;
+  /** The run row that held the page at the end of this lifetime (or holds it now), as stored. */
+  run: PageView;
+  began: EventSummary;
+  ended?: EventSummary;
+}
+
 export interface BlameView {
   domain: string;
   iova: bigint;
   at: number;
-  /** The page covering iova at `at`, if mapped. */
+  /** The page covering iova at `at`, if mapped (the first link's page). */
   page?: PageView;
-  /** Every lifetime of a page at this iova up to `at`, newest first, with the events that began and ended it. */
-  chain: Array<{ page: PageView; began: EventSummary; ended?: EventSummary }>;
+  /** The run row holding that page at `at`, as stored. */
+  run?: PageView;
+  /** Every lifetime of the page at this iova up to `at`, newest first, with the events that began and ended it. */
+  chain: BlameLink[];
   /** The event that made the iova what it is at `at` (the map, or the unmap that removed it). */
   cause?: EventSummary;
+}
+
+/** What an unmap removed of the run that held an IOVA: the bytes around it, and where they pointed. */
+export interface RemovedView {
+  iova: bigint;
+  size: bigint;
+  paddr: bigint;
 }
 
 let builderModule: typeof import('kysely') | undefined;
@@ -493,7 +528,13 @@ export class Queries {
     return rows.map((r) => this.pageOf(r));
   }
 
-  /** Every event that touched [start, end), in order: maps, unmaps that removed or rewrote pages there, faults. */
+  /**
+   * Every event that touched [start, end), in order: maps that added pages there, unmaps that
+   * removed or re-split pages there, the destruction of the domain, unmaps with findings whose
+   * request or collateral reaches the range, and faults in the range. An event that only rewrote a
+   * run around the range (its pages in the range stay, with the same address, physical address
+   * and size) did not touch it.
+   */
   history(domainName: string | undefined, start: bigint, end: bigint, at?: string | number): { domain: DomainInfo; at: number; events: EventSummary[] } {
     // Nothing lies past the 64-bit space: a range reaching beyond it ends there.
     if (end > 1n << 64n) end = 1n << 64n;
@@ -501,11 +542,22 @@ export class Queries {
     const p = this.resolveAt(at, d);
     if (end <= start) return { domain: d, at: p, events: [] };
     const positions = new Set<number>();
+    // The rows each event began and ended in the range; an event changed the range when the
+    // pages it ended there differ from those it began there.
+    const born = new Map<number, PageView[]>();
+    const ended = new Map<number, PageView[]>();
+    const add = (m: Map<number, PageView[]>, e: number, pg: PageView) => {
+      const l = m.get(e);
+      if (l) l.push(pg);
+      else m.set(e, [pg]);
+    };
     for (const pg of this.lifetimes(d, start, end, p)) {
       positions.add(pg.mappedBy);
-      positions.add(pg.validFrom);
-      if (pg.validTo !== undefined && pg.validTo <= p) positions.add(pg.validTo);
+      add(born, pg.validFrom, pg);
+      if (pg.validTo !== undefined && pg.validTo <= p) add(ended, pg.validTo, pg);
     }
+    for (const [e, rows] of born) if (!samePagesIn(ended.get(e) ?? [], rows, start, end)) positions.add(e);
+    for (const e of ended.keys()) if (!born.has(e)) positions.add(e);
     for (const f of this.faultsIn(d, start, end, p)) positions.add(f.position);
     // Unmaps whose request reaches the range, even where nothing was mapped (they left it as it was).
     for (const f of this.findingsTouching(d, start, end, p)) {
@@ -516,30 +568,77 @@ export class Queries {
     return { domain: d, at: p, events: [...positions].sort((a, b) => a - b).map((x) => this.event(x)) };
   }
 
-  /** Which event made the page at iova what it is at `at`, and the chain of lifetimes before it. */
+  /**
+   * Which event made the page at iova what it is at `at`, and the lifetimes of the page there
+   * before it. Run rows that follow each other with the same page at iova (an unmap elsewhere in
+   * the run rewrote it) are one lifetime.
+   */
   blame(domainName: string | undefined, iova: bigint, at?: string | number): BlameView {
     const d = this.domain(domainName);
     const p = this.resolveAt(at, d);
-    const lives = this.lifetimes(d, iova, iova + 1n, p).reverse();
     const view: BlameView = { domain: d.name, iova, at: p, chain: [] };
-    for (const pg of lives) {
-      const link: { page: PageView; began: EventSummary; ended?: EventSummary } = { page: pg, began: this.event(pg.validFrom) };
-      if (pg.validTo !== undefined && pg.validTo <= p) link.ended = this.event(pg.validTo);
+    const lives: Array<{ first: PageView; last: PageView; page: PageView }> = [];
+    for (const row of this.lifetimes(d, iova, iova + 1n, p)) {
+      const page = pageAt(row, iova);
+      const cur = lives[lives.length - 1];
+      if (cur && cur.last.validTo === row.validFrom && samePage(cur.page, page)) cur.last = row;
+      else lives.push({ first: row, last: row, page });
+    }
+    for (const { first, last, page } of lives.reverse()) {
+      page.validFrom = first.validFrom;
+      page.row = last.row;
+      const link: BlameLink = { page, run: last, began: this.event(first.validFrom) };
+      // The lifetime's end as of p (a later end of the last row need not end the page).
+      if (last.validTo !== undefined && last.validTo <= p) {
+        page.validTo = last.validTo;
+        link.ended = this.event(last.validTo);
+      }
       view.chain.push(link);
     }
     const top = view.chain[0];
     if (top && !top.ended) {
       view.page = top.page;
-      view.cause = top.page.mappedBy === top.page.validFrom ? top.began : this.event(top.page.mappedBy);
+      view.run = top.run;
+      view.cause = top.page.mappedBy === top.began.position ? top.began : this.event(top.page.mappedBy);
     } else if (top?.ended) {
       view.cause = top.ended;
     }
     return view;
   }
 
+  /**
+   * The bytes of `run` around iova that the event ending it removed: the run less the runs that
+   * event began inside it (the pages it kept, and those it mapped again in smaller pages).
+   */
+  private removedAround(d: DomainInfo, run: PageView, iova: bigint): RemovedView {
+    const runEnd = run.iova + run.pageSize * run.count;
+    let s = run.iova;
+    let e = runEnd;
+    if (run.validTo !== undefined) {
+      const rows = this.prep('SELECT iova, iova_last FROM runs WHERE domain = ? AND iova >= ? AND iova <= ? AND valid_from = ?').all(
+        d.id,
+        toDb(run.iova),
+        toDb(runEnd - 1n),
+        run.validTo,
+      ) as Array<{ iova: bigint; iova_last: bigint }>;
+      for (const r of rows) {
+        const rs = fromDb(r.iova);
+        const re = fromDb(r.iova_last) + 1n;
+        if (re <= iova && re > s) s = re;
+        if (rs > iova && rs < e) e = rs;
+      }
+    }
+    return { iova: s, size: e - s, paddr: run.paddr + (s - run.iova) };
+  }
+
   /** A sentence: when, by whom and why this iova is mapped or not at `at`. */
-  explain(domainName: string | undefined, iova: bigint, at?: string | number): { text: string; blame: BlameView; findings: FindingView[]; faults: FaultView[] } {
+  explain(
+    domainName: string | undefined,
+    iova: bigint,
+    at?: string | number,
+  ): { text: string; blame: BlameView; findings: FindingView[]; faults: FaultView[]; removed?: RemovedView } {
     const b = this.blame(domainName, iova, at);
+    let removed: RemovedView | undefined;
     const d = this.domain(domainName);
     const findings = this.findingsTouching(d, iova, iova + 1n, b.at).filter((f) => {
       const inReq = iova >= f.requested.iova && iova < f.requested.iova + f.requested.size;
@@ -578,10 +677,15 @@ export class Queries {
       } else {
         const f = findings.find((x) => x.position === u.position);
         const owners = f?.collateral.find((c) => iova >= c.iova && iova < c.iova + c.size)?.owner ?? [];
+        // What the unmap removed of the run that held iova (not the whole run: it may have kept the rest).
+        removed = this.removedAround(d, last.run, iova);
+        const whole = removed.iova % last.run.pageSize === 0n && removed.size % last.run.pageSize === 0n;
+        const what =
+          d.profile.semantics !== 'legacy' ? 'unmap removed more' : whole && removed.size > last.run.pageSize ? 'driver removed whole pages' : 'driver removed the whole page';
         lines.push(
           `${where} is not mapped ${asOf} because of an over-unmap: ${whoText(u.who)} asked to unmap only ${fmtRange(u.body.iova as string, u.body.size as string)} ${when(u)}(event #${u.position}), ` +
-            `but the ${d.profile.semantics === 'legacy' ? 'driver removed the whole page' : 'unmap removed more'} — ${describePage(last.page)} — ${mapEv.body.inferred === 'before-trace' ? `which was mapped before the trace began (event #${mapEv.position}, inferred)` : `which ${whoText(mapEv.who)} had mapped at event #${mapEv.position}`}` +
-            (owners.length ? `; ${owners.join(', ')} still meant it to be mapped.` : '.'),
+            `but the ${what} — ${describeRemoved(last.run, removed)} — ${mapEv.body.inferred === 'before-trace' ? `which was mapped before the trace began (event #${mapEv.position}, inferred)` : `which ${whoText(mapEv.who)} had mapped at event #${mapEv.position}`}` +
+            stepWords(f, owners, b.at),
         );
       }
     } else {
@@ -596,13 +700,13 @@ export class Queries {
       if (gap !== undefined) rel = f.position > ref! ? `followed ${gap} later` : `came ${gap} before it`;
       lines.push(`A fault at ${hex(f.iova)} ${f.device ? `from ${f.device} ` : ''}at event #${f.position}${f.time ? ` (${/^\d+\.\d+$/.test(f.time) ? `${f.time} s` : f.time})` : ''} ${rel} (${f.cause.replace(/-/g, ' ')}).`);
     }
-    return { text: lines.join(' '), blame: b, findings, faults };
+    return { text: lines.join(' '), blame: b, findings, faults, ...(removed ? { removed } : {}) };
   }
 
   /** Findings whose request or collateral touches [start, end) (bounds kept in columns: no JSON scan). */
   private findingsTouching(d: DomainInfo, start: bigint, end: bigint, upTo: number): FindingView[] {
     const rows = this.prep(
-        `SELECT f.position, s.name, f.caller, f.site, f.iova, f.size, f.unmapped, f.predicted, f.divergent, f.detail, e.time
+        `SELECT f.position, s.name, f.caller, f.site, f.iova, f.size, f.unmapped, f.predicted, f.divergent, f.detail, e.time, f.step, f.step_why, f.step_pos, f.step_others
            FROM unmap_findings f INDEXED BY unmap_findings_reach JOIN streams s ON s.id = f.domain JOIN events e ON e.position = f.position
           WHERE f.domain = ? AND f.position <= ? AND f.reach_first <= ? AND f.reach_last >= ? ORDER BY f.position`,
       )
@@ -632,20 +736,36 @@ export class Queries {
     };
     if (detail.errno) f.errno = detail.errno;
     if (r.time) f.time = r.time as string;
+    if (r.step !== null && r.step !== undefined) {
+      const verdict = r.step as 'stepped' | 'harmful' | 'pending';
+      const reason = (r.step_why as StepReason | null) ?? 'pending';
+      const at = r.step_pos !== null && r.step_pos !== undefined ? Number(r.step_pos) : undefined;
+      const others = r.step_others ? (JSON.parse(r.step_others as string) as string[]) : undefined;
+      f.stepped = verdict === 'stepped';
+      f.step = { verdict, reason, ...(at !== undefined ? { at } : {}), ...(others ? { others } : {}), text: '' };
+      f.step.text = describeStep({ stepped: f.stepped, reason, ...(at !== undefined ? { at } : {}), ...(others ? { others } : {}), removedEnd: f.requested.iova + f.unmappedSize });
+    }
     return f;
   }
 
-  findings(filter: { domain?: string; caller?: string; upTo?: number; kind?: 'over-unmap' | 'left-mapped' | 'divergence' } = {}): FindingView[] {
+  /**
+   * Findings of a kind. Over-unmaps: `stepped` false keeps the harmful (and undecided) ones only,
+   * true the stepped ones only; unset, all.
+   */
+  findings(filter: { domain?: string; caller?: string; upTo?: number; kind?: 'over-unmap' | 'left-mapped' | 'divergence'; stepped?: boolean } = {}): FindingView[] {
     let q = this.k
       .selectFrom('unmap_findings as f')
       .innerJoin('streams as s', 's.id', 'f.domain')
       .innerJoin('events as e', 'e.position', 'f.position')
-      .select(['f.position', 's.name', 'f.caller', 'f.site', 'f.iova', 'f.size', 'f.unmapped', 'f.predicted', 'f.divergent', 'f.detail', 'e.time', 'f.collateral_bytes', 'f.left_bytes'])
+      .select(['f.position', 's.name', 'f.caller', 'f.site', 'f.iova', 'f.size', 'f.unmapped', 'f.predicted', 'f.divergent', 'f.detail', 'e.time', 'f.collateral_bytes', 'f.left_bytes', 'f.step', 'f.step_why', 'f.step_pos', 'f.step_others'])
       .orderBy('f.position');
     if (filter.domain !== undefined) q = q.where('s.id', '=', BigInt(this.domain(filter.domain).id));
     if (filter.caller !== undefined) q = q.where('f.caller', '=', filter.caller);
     if (filter.upTo !== undefined) q = q.where('f.position', '<=', BigInt(filter.upTo));
     if (filter.kind === 'over-unmap') q = q.where('f.collateral_bytes', '>', toDb(0n));
+    if (filter.stepped === true) q = q.where('f.step', '=', 'stepped');
+    // Findings stored before schema 8 have no verdict (NULL): harmful until a rebuild.
+    if (filter.stepped === false) q = q.where((w) => w.or([w('f.step', 'is', null), w('f.step', '!=', 'stepped')]));
     if (filter.kind === 'left-mapped') q = q.where('f.left_bytes', '>', toDb(0n));
     if (filter.kind === 'divergence') q = q.where('f.divergent', '=', 1n);
     const compiled = q.compile();
@@ -719,6 +839,26 @@ export class Queries {
   }
 }
 
+/** The article before a size as it is read aloud: an 8K, an 80K, an 18M page; a 4K, a 16K, a 110K page. */
+function anOrA(size: string): 'a' | 'an' {
+  return /^8|^(11|18)(\D|$)/.test(size) ? 'an' : 'a';
+}
+
+/**
+ * The end of explain's over-unmap sentence: who still meant the page to be mapped, and whether the
+ * over-unmap was stepped (the caller consumed the returned size) or harmful (core/stepping.ts).
+ */
+function stepWords(f: FindingView | undefined, owners: string[], at: number): string {
+  const st = f?.step;
+  const wanted = (who: string[]) => (who.length ? `; ${who.join(', ')} still meant it to be mapped.` : '.');
+  if (!f || !st) return wanted(owners);
+  const words = st.text.replace(/^(stepped|harmful)( until shown otherwise)?: /, '');
+  const later = st.at !== undefined && st.at > at ? ` — shown after #${at}` : '';
+  if (st.verdict === 'stepped') return `${wanted(owners.filter((o) => o !== f.caller))} It was a stepped over-unmap, not a loss: ${words}${later}.`;
+  if (st.verdict === 'harmful') return `${wanted(owners)} Harmful: ${words}${later}.`;
+  return `${wanted(owners)} Whether ${f.caller} stepped past it is not known yet: no later unmap by it.`;
+}
+
 /** Is the iova inside the most recent page lifetime of a blame (the page a fault would have hit)? */
 function inLastPage(iova: bigint, b: BlameView): boolean {
   const pg = b.chain[0]?.page;
@@ -726,9 +866,69 @@ function inLastPage(iova: bigint, b: BlameView): boolean {
   return iova >= pg.iova && iova < pg.iova + pg.pageSize * pg.count;
 }
 
+/** Bytes of a run that an unmap removed: whole pages of it, or part of one (a block cut by the kernel's report). */
+function describeRemoved(run: PageView, r: RemovedView): string {
+  const ps = run.pageSize;
+  if (r.iova % ps === 0n && r.size % ps === 0n) return describePage({ ...run, iova: r.iova, paddr: r.paddr, count: r.size / ps });
+  return `${formatSize(r.size)} at ${hex(r.iova)}..${hex(r.iova + r.size)} -> ${hex(r.paddr)} (${formatProt(run.prot)}) of ${describePage(run)}`;
+}
+
+/** The page of a run that holds iova (count 1; the run's other fields). */
+function pageAt(run: PageView, iova: bigint): PageView {
+  const off = ((iova - run.iova) / run.pageSize) * run.pageSize;
+  const page: PageView = { ...run, iova: run.iova + off, paddr: run.paddr + off, count: 1n };
+  delete page.validTo;
+  return page;
+}
+
+/** The same page: same place, size, physical address, protection, level and map event. */
+function samePage(a: PageView, b: PageView): boolean {
+  return a.iova === b.iova && a.pageSize === b.pageSize && a.paddr === b.paddr && a.prot === b.prot && a.level === b.level && a.mappedBy === b.mappedBy;
+}
+
+/**
+ * Do two sets of runs hold the same pages in [start, end)? Each run is cut to its pages that
+ * overlap the range, and runs that continue each other (next page, next physical address, same
+ * size, protection, level and map event) are joined, so that a run cut in two around the range
+ * compares equal to the run it was cut from.
+ */
+function samePagesIn(a: readonly PageView[], b: readonly PageView[], start: bigint, end: bigint): boolean {
+  const x = pagesIn(a, start, end);
+  const y = pagesIn(b, start, end);
+  return x.length === y.length && x.every((p, i) => samePage(p, y[i]!) && p.count === y[i]!.count);
+}
+
+function pagesIn(runs: readonly PageView[], start: bigint, end: bigint): PageView[] {
+  const cut: PageView[] = [];
+  for (const r of runs) {
+    const ps = r.pageSize;
+    const j0 = start > r.iova ? (start - r.iova) / ps : 0n;
+    const j1 = end - r.iova >= ps * r.count ? r.count : (end - r.iova + ps - 1n) / ps;
+    if (j1 > j0) cut.push({ ...r, iova: r.iova + j0 * ps, paddr: r.paddr + j0 * ps, count: j1 - j0 });
+  }
+  cut.sort((p, q) => (p.iova < q.iova ? -1 : p.iova > q.iova ? 1 : 0));
+  const out: PageView[] = [];
+  for (const r of cut) {
+    const prev = out[out.length - 1];
+    const bytes = prev ? prev.pageSize * prev.count : 0n;
+    if (
+      prev &&
+      prev.iova + bytes === r.iova &&
+      prev.paddr + bytes === r.paddr &&
+      prev.pageSize === r.pageSize &&
+      prev.prot === r.prot &&
+      prev.level === r.level &&
+      prev.mappedBy === r.mappedBy
+    ) {
+      out[out.length - 1] = { ...prev, count: prev.count + r.count };
+    } else out.push(r);
+  }
+  return out;
+}
+
 export function describePage(p: PageView): string {
   const bytes = p.pageSize * p.count;
-  const pages = p.count === 1n ? `a ${formatSize(p.pageSize)} page` : `${p.count} ${formatSize(p.pageSize)} pages`;
+  const pages = p.count === 1n ? `${anOrA(formatSize(p.pageSize))} ${formatSize(p.pageSize)} page` : `${p.count} ${formatSize(p.pageSize)} pages`;
   return `${pages} at ${hex(p.iova)}..${hex(p.iova + bytes)} -> ${hex(p.paddr)} (${formatProt(p.prot)})`;
 }
 

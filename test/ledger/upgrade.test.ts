@@ -40,8 +40,21 @@ function encodeRunsV1(c: RunColumns): Buffer {
   return buf;
 }
 
+/** Takes a current ledger back to schema 7: over-unmaps without a stepped or harmful verdict. */
+function toSchema7(path: string): void {
+  rewind(path, 7, `
+    DROP INDEX unmap_findings_pending;
+    ALTER TABLE unmap_findings DROP COLUMN step;
+    ALTER TABLE unmap_findings DROP COLUMN step_why;
+    ALTER TABLE unmap_findings DROP COLUMN step_pos;
+    ALTER TABLE unmap_findings DROP COLUMN step_state;
+    ALTER TABLE unmap_findings DROP COLUMN step_others;
+  `);
+}
+
 /** Takes a current ledger back to schema 6: its run log blobs without callers. */
 function toSchema6(path: string): void {
+  toSchema7(path);
   const db = new Database(path);
   db.transaction(() => {
     for (const r of db.prepare('SELECT domain, first_pos, births FROM run_log').all() as Array<{ domain: number; first_pos: number; births: Buffer }>) {
@@ -150,7 +163,8 @@ describe('a ledger written at schema 4', () => {
     toSchema4(path);
 
     const q = new Queries(path);
-    expect(q.staleProjections()).toBeUndefined(); // callers and migrate have nothing to warn about
+    // Not for the run log (schema 5); its over-unmap has no stepped/harmful verdict until a rebuild (schema 8).
+    expect(q.staleProjections()).toBe('schema 8: stepped and harmful over-unmaps');
     expect(q.db.prepare("SELECT value FROM meta WHERE key = 'run-log-needed'").pluck().get()).toBe('schema 5: the run log behind stateAt');
     expect(statesOf(q)).toEqual(want);
     q.close();
@@ -251,6 +265,33 @@ describe('a ledger written at schema 6', () => {
     r.close();
     const q2 = new Queries(path);
     expect(callersAt(q2)).toEqual(want);
+    q2.close();
+  });
+});
+
+describe('a ledger written at schema 7', () => {
+  it('upgrades to schema 8: its over-unmaps have no verdict (counted as harmful) and a rebuild is asked for; rebuild gives the verdicts a new ledger gives', () => {
+    const fresh = ledgerWithHistory();
+    const fq = new Queries(fresh);
+    const want = fq.findings({ kind: 'over-unmap' }).map((f) => [f.position, f.step]);
+    fq.close();
+    // The OMAP case: queue0 took gst's pages: harmful, another owner.
+    expect(want).toEqual([[3, { verdict: 'harmful', reason: 'other-owner', at: 3, others: ['gst'], text: "harmful: the collateral was gst's" }]]);
+
+    const path = ledgerWithHistory();
+    toSchema7(path);
+    const q = new Queries(path);
+    expect(Number(q.db.pragma('user_version', { simple: true }))).toBe(SCHEMA_VERSION());
+    expect(q.staleProjections()).toBe('schema 8: stepped and harmful over-unmaps');
+    expect(q.findings({ kind: 'over-unmap' }).map((f) => [f.position, f.step])).toEqual([[3, undefined]]);
+    expect(q.findings({ kind: 'over-unmap', stepped: false })).toHaveLength(1);
+    q.close();
+    const r = new Ledger(path);
+    expect(r.rebuild().mismatches).toBe(0);
+    r.close();
+    const q2 = new Queries(path);
+    expect(q2.staleProjections()).toBeUndefined();
+    expect(q2.findings({ kind: 'over-unmap' }).map((f) => [f.position, f.step])).toEqual(want);
     q2.close();
   });
 });
