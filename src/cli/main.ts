@@ -555,14 +555,16 @@ Examples:
     .option('--caller <name>', "only this caller's commands are migrated; the others are kept as they are")
     .requiredOption('--out <path>', 'the migrated ledger (a new file; the source is never changed)')
     .option('--report <stem>', 'write the report to STEM.md and STEM.json (default: next to --out)')
-    .option('--fail-on-regression', 'exit 1 if a check fails (for CI)')
+    .option('--fail-on-regression', 'exit 1 if a check finds a regression (for CI)')
     .addHelpText(
       'after',
       `
-Checks (printed, and in the report): 1. under strict unmap no command is refused and no unmap
-over-unmaps or leaves pages mapped; 2. every caller's intent equals the source's at every position
-and stays mapped, except where the source over-unmapped, left mapped or refused an unmap (listed
-as bugs fixed); 3. the cost.
+Checks (printed, and in the report), per caller and in total: 1. no map the source stored as ok
+is refused; 2. no unmap that removed something removes nothing, and strict unmap refuses none the
+source carried out; 3. each domain maps the same pages at the end; 4. every fault hits a mapped
+page in both ledgers or in neither; 5. every caller believes the same ranges mapped at the end;
+6. nothing flagged, over-unmapped or left mapped. A difference that follows from a bug fixed, or
+from a command kept as it is, is no regression. Also the cost.
 
 Examples:
   iommu-ledger migrate --strategy split-maps --out migrated.db

@@ -7,7 +7,7 @@ import { dirname, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { builtinMigration, checkMigration, STRATEGIES, type Migration, type StrategyName } from '../migrate/define.js';
 import { migrate, type MigrationResult } from '../migrate/engine.js';
-import { buildReport, checkLines, markdown, reportJson, type Report } from '../migrate/report.js';
+import { buildReport, callerLines, checkLines, markdown, regressionLines, reportJson, type Report } from '../migrate/report.js';
 import { Queries } from '../projections/queries.js';
 import { InputError } from './errors.js';
 import { collectGarbage } from './gc.js';
@@ -94,6 +94,8 @@ export async function runMigrate(db: string, o: MigrateCliOptions): Promise<{ re
     `migrated ${result.sourceEvents} events of ${db} by '${result.migration}'${result.scope !== undefined ? ` (caller ${result.scope} only)` : ''} into ${o.out}: ${result.migratedEvents} events (the source is unchanged)`,
     `strategies: ${Object.entries(result.strategies).map(([k, v]) => `${k} ${v}`).join(', ') || 'none'}`,
     ...checkLines(result),
+    ...regressionLines(result, 3).map((l) => `  ${l}`),
+    ...callerLines(result).map((l) => `  ${l}`),
     ...report.sites
       .filter((s) => s.before && (s.before.readiness < 1 || s.before.foreign))
       .map((s) => `  ${s.caller}${s.site ? ` at ${s.site}` : ''}: readiness ${Math.round(s.before!.readiness * 100)}% -> ${s.after ? `${Math.round(s.after.readiness * 100)}%` : '-'}; change: ${s.change}`),

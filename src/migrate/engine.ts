@@ -1,24 +1,28 @@
 /**
  * `migrate`: turns a recorded history into a symmetric one by a migration (define.ts), writes it
- * as a new ledger (the source is opened read-only), and verifies it while writing:
- *   1. under strict unmap, no command is refused and no unmap over-unmaps or leaves pages mapped;
- *   2. each caller's intent (its maps minus its own unmaps) is the same as in the source at every
- *      source position, and everything it intends is mapped — except where the source
- *      over-unmapped: those differences are the bugs fixed;
- *   3. the cost before and after (calls, pages written per level, table memory, invalidations).
+ * as a new ledger (the source is opened read-only), and verifies it (verify.ts): per caller and
+ * in total, (a) maps the source stored as ok that are refused, (b) unmaps that removed something
+ * in the source and remove nothing now, (c) the pages mapped at the end of each domain, (d) the
+ * faults, (e) what each caller still believes mapped at the end; every difference is a
+ * regression unless it follows from a real fix. Also the cost before and after (calls, pages
+ * written per level, table memory, invalidations).
  * Two passes over the source: the first finds where later unmaps cut each map (split-maps
- * needs to know when the map is issued); the second transforms, appends and checks.
+ * needs to know when the map is issued); the second transforms, appends and checks each command;
+ * then the ends of both ledgers are compared from their stored projections.
  */
 import { existsSync, rmSync } from 'node:fs';
-import { formatSize, hex, type Range } from '../core/address.js';
+import { performance } from 'node:perf_hooks';
+import { formatSize, hex } from '../core/address.js';
 import { Domain, type HwDelta, type MapResult, type UnmapResult } from '../core/domain.js';
 import { IntervalSet } from '../core/intervals.js';
 import { minPageSize, profileFromDescriptor, type Profile, type ProfileDescriptor } from '../core/profile.js';
 import { classifyUnmap, SYMMETRIC, tryUnmap } from '../core/symmetry.js';
 import { commandFromEvent, type StoredData } from '../events/recommand.js';
-import { parseCommand, type Origin } from '../events/schema.js';
+import { followsObserved, parseCommand, type Origin, type UnmapBody } from '../events/schema.js';
 import { EventStore, type RawEvent } from '../events/store.js';
+import { EndReader, markMigrated } from '../projections/compare.js';
 import { Ledger, UNKNOWN_CALLER, type Outcome } from '../projections/ledger.js';
+import { loadQueryBuilder, Queries } from '../projections/queries.js';
 import {
   MigrationError,
   ruleFor,
@@ -28,37 +32,10 @@ import {
   type OutCommand,
   type SourceCommand,
 } from './define.js';
-import { intersect, norm, subtract, union, within, type Ranges } from './ranges.js';
+import { within } from './ranges.js';
+import { Verifier, type CallerTotals, type FixKind, type Issued, type Problem, type ProblemKind, type RegressionKind } from './verify.js';
 
-export type ProblemKind =
-  | 'rejected' // a command the source carried out is refused in the migrated history
-  | 'over-unmap'
-  | 'left-mapped'
-  | 'flagged' // a command a `flag` rule kept as it is, and that is not symmetric
-  | 'intent-changed' // a caller believes something else is mapped than in the source
-  | 'lost' // a caller's intent is mapped in the source but not in the migrated history
-  | 'bug-fixed' // the source lost (over-unmapped) something the migrated history keeps
-  | 'unfixed' // both histories lose it (e.g. another caller unmaps it)
-  | 'kept' // another caller's unmap removed it in the source, not in the migrated history
-  | 'not-migrated' // out of scope (no rule, or --caller): kept as it is, not symmetric
-  | 'rejected-in-source'; // refused in both histories
-
-/** Kinds that fail the verification (unless the command was out of scope). */
-export const FAILING: ReadonlySet<ProblemKind> = new Set(['rejected', 'over-unmap', 'left-mapped', 'flagged', 'intent-changed', 'lost']);
-
-export interface Problem {
-  kind: ProblemKind;
-  /** The source event (and, when one is involved, the migrated event). */
-  position: number;
-  migratedPosition?: number;
-  domain: string;
-  caller: string;
-  site: string;
-  strategy: string;
-  ranges: Array<{ iova: bigint; size: bigint }>;
-  bytes: bigint;
-  detail: string;
-}
+export { FAILING, REGRESSIONS, type CallerTotals, type FixKind, type Problem, type ProblemKind, type RegressionKind } from './verify.js';
 
 export interface Cost {
   maps: number;
@@ -86,12 +63,23 @@ export interface MigrationResult {
   strategies: Record<string, number>;
   /** Per call site: the strategy labels its commands got. */
   siteStrategies: Array<{ domain: string; caller: string; site: string; strategies: Record<string, number> }>;
+  /** Regressions, fixes and notes, by source position (the first 1000 of each kind). */
   problems: Problem[];
-  /** Problems of each kind (the list keeps the first MAX_LISTED of each). */
+  /** Problems of each kind (complete). */
   counts: Partial<Record<ProblemKind, number>>;
+  /** Bytes per kind (end state, intent, fixes). */
+  bytes: Partial<Record<ProblemKind, bigint>>;
+  /** Regressions of commands kept as they are (not migrated, not failures), per the regression they would be. */
+  notMigrated: Partial<Record<RegressionKind, number>>;
+  /** Real fixes per kind. */
+  fixed: Record<FixKind, number>;
+  /** Per domain and caller: regressions (and their bytes), fixes, not migrated. */
+  byCaller: CallerTotals[];
   /** The migrated commands under the source's own unmap behaviour (the hardware it ran on). */
   onSourceBehaviour: Record<string, { semantics: string; overUnmaps: number; overBytes: bigint; leftMapped: number; leftBytes: bigint }>;
   cost: Record<string, { before: Cost; after: Cost }>;
+  /** Wall-clock milliseconds: the first pass, the second (appending and the checks of each command), the checks alone, the comparison of the ends. */
+  timings: { pass1: number; pass2: number; checks: number; ends: number; total: number };
   passed: boolean;
 }
 
@@ -100,8 +88,6 @@ export interface MigrateOptions {
   caller?: string;
   onProgress?: (done: number, total: number) => void;
 }
-
-const MAX_LISTED = 1000;
 
 class CostMeter {
   c: Cost;
@@ -147,20 +133,12 @@ class CostMeter {
 interface DState {
   name: string;
   profile: Profile;
-  /** The source commands on the source's hardware and behaviour (the source as modelled). */
+  /** The source commands on the source's hardware and behaviour, following the kernel where the source did (cost "before"). */
   src: Domain;
-  /** The migrated commands on the source's hardware and behaviour. */
+  /** The migrated commands on the source's hardware and behaviour (cost "after", and the sentence on the source hardware). */
   chk: Domain;
-  srcIntent: Map<string, IntervalSet<number>>;
+  /** Each caller's intent in the new ledger (its maps minus its own unmaps): where a hole is still meant mapped. */
   migIntent: Map<string, IntervalSet<number>>;
-  /**
-   * Ranges where the source differs from a symmetric history because of its own unmaps: what it
-   * over-unmapped (until something is mapped there again), left mapped or refused to unmap
-   * (value: that unmap).
-   */
-  zone: IntervalSet<number>;
-  /** Differences already reported, per kind and caller (only new ones are listed). */
-  known: Map<string, IntervalSet<number>>;
   /** Caller and site of each map alive in the migrated ledger, by its position there. */
   migInfo: Map<number, { caller: string; site: string; source: number }>;
   before: CostMeter;
@@ -226,50 +204,56 @@ function collectCuts(src: EventStore): Map<number, bigint[]> {
 export async function migrate(source: string, outPath: string, m: Migration, o: MigrateOptions = {}): Promise<MigrationResult> {
   if (!existsSync(source)) throw new MigrationError(`no ledger at ${source}`);
   if (existsSync(outPath)) throw new MigrationError(`${outPath} exists: migrate writes a new ledger; choose another --out or remove it`);
+  const t0 = performance.now();
+  await loadQueryBuilder();
   const src = new EventStore(source, { readonly: true });
+  const srcQ = new Queries(source, { readonly: true });
   let dst: Ledger | undefined;
+  let made = false;
   try {
-    if (o.caller !== undefined && !callerExists(src, o.caller)) throw new MigrationError(`--caller ${JSON.stringify(o.caller)}: no command in ${source} has that caller`);
+    if (o.caller !== undefined && !new EndReader(srcQ).hasCaller(o.caller)) throw new MigrationError(`--caller ${JSON.stringify(o.caller)}: no command in ${source} has that caller`);
     const cuts = collectCuts(src);
+    const t1 = performance.now();
     dst = new Ledger(outPath);
-    const result = await run(src, dst, cuts, m, o, source, outPath);
-    dst.db.prepare("INSERT OR REPLACE INTO meta (key, value) VALUES ('made-by', 'migrate'), ('migrated-from', ?), ('migration', ?)").run(source, m.name);
+    made = true;
+    const verifier = new Verifier(srcQ);
+    const result = await run(src, dst, cuts, m, o, source, outPath, verifier);
+    markMigrated(dst, source, m.name);
+    const outLast = dst.lastPosition;
     dst.close();
-    return result;
+    dst = undefined;
+    const t2 = performance.now();
+    const outQ = new Queries(outPath, { readonly: true });
+    let v;
+    try {
+      v = verifier.finish(outQ, src.lastPosition, outLast);
+    } finally {
+      outQ.close();
+    }
+    const t3 = performance.now();
+    result.timings = { pass1: t1 - t0, pass2: t2 - t1, checks: result.timings.checks, ends: t3 - t2, total: t3 - t0 };
+    return { ...result, problems: v.problems, counts: v.counts, bytes: v.bytes, notMigrated: v.notMigrated, fixed: v.fixed, byCaller: v.byCaller, passed: v.passed };
   } catch (e) {
     dst?.close();
-    if (dst) for (const suffix of ['', '-wal', '-shm']) rmSync(outPath + suffix, { force: true });
+    if (made) for (const suffix of ['', '-wal', '-shm']) rmSync(outPath + suffix, { force: true });
     throw e;
   } finally {
+    srcQ.close();
     src.close();
   }
 }
 
-function callerExists(src: EventStore, caller: string): boolean {
-  const r = src.db.prepare("SELECT 1 FROM events WHERE type IN ('map','unmap') AND json_extract(data, '$.who.caller') IS ? LIMIT 1").get(caller === UNKNOWN_CALLER ? null : caller);
-  return r !== undefined;
-}
+type Partial2 = Omit<MigrationResult, 'problems' | 'counts' | 'bytes' | 'notMigrated' | 'fixed' | 'byCaller' | 'passed'>;
 
-async function run(src: EventStore, dst: Ledger, cuts: Map<number, bigint[]>, m: Migration, o: MigrateOptions, source: string, out: string): Promise<MigrationResult> {
+async function run(src: EventStore, dst: Ledger, cuts: Map<number, bigint[]>, m: Migration, o: MigrateOptions, source: string, out: string, verifier: Verifier): Promise<Partial2> {
   const total = src.lastPosition;
   const states = new Map<string, DState>();
-  const problems: Problem[] = [];
-  const counts: Partial<Record<ProblemKind, number>> = {};
   const strategies: Record<string, number> = {};
   const siteStrategies = new Map<string, { domain: string; caller: string; site: string; strategies: Record<string, number> }>();
   const costs: Record<string, { before: Cost; after: Cost }> = {};
   const onSourceBehaviour: MigrationResult['onSourceBehaviour'] = {};
   let sourceEvents = 0;
-
-  const flagged = new Set<number>();
-  const report = (p: Problem) => {
-    // A flagged unmap is reported once, as flagged (with what strict unmap does to it).
-    if (p.kind === 'flagged') flagged.add(p.position);
-    else if (flagged.has(p.position) && (p.kind === 'rejected' || p.kind === 'over-unmap' || p.kind === 'left-mapped')) return;
-    const kind: ProblemKind = p.strategy === 'keep' && FAILING.has(p.kind) && p.kind !== 'flagged' ? 'not-migrated' : p.kind;
-    counts[kind] = (counts[kind] ?? 0) + 1;
-    if ((counts[kind] ?? 0) <= MAX_LISTED) problems.push({ ...p, kind, detail: kind !== p.kind ? `${p.kind}: ${p.detail}` : p.detail });
-  };
+  let checks = 0;
 
   await dst.sessionAsync(async (add) => {
     for (const ev of src.read()) {
@@ -289,18 +273,18 @@ async function run(src: EventStore, dst: Ledger, cuts: Map<number, bigint[]>, m:
       };
       if (ev.type !== 'map' && ev.type !== 'unmap') {
         const cmd = commandFromEvent(ev, d, ev.type === 'domain-created' ? { semantics: 'strict' } : {}, false);
-        add({ cmd: parseCommand(cmd), from });
+        verifier.sourceEvent(ev.position, ev.stream, (d.who?.caller as string | undefined) ?? UNKNOWN_CALLER, (d.who?.site as string | undefined) ?? '', 'copy');
+        const r = add({ cmd: parseCommand(cmd), from });
+        if (r.position !== undefined) verifier.made(r.position, ev.position);
         if (ev.type === 'domain-created') {
           const profile = profileFromDescriptor((d.body as { profile: ProfileDescriptor }).profile);
+          verifier.domainCreated(ev.stream);
           states.set(ev.stream, {
             name: ev.stream,
             profile,
             src: new Domain(profile),
             chk: new Domain(profile),
-            srcIntent: new Map(),
             migIntent: new Map(),
-            zone: new IntervalSet(),
-            known: new Map(),
             migInfo: new Map(),
             before: new CostMeter(profile),
             after: new CostMeter(profile),
@@ -311,13 +295,14 @@ async function run(src: EventStore, dst: Ledger, cuts: Map<number, bigint[]>, m:
           costs[s.name] = { before: s.before.finish(s.src), after: s.after.finish(s.chk) };
           onSourceBehaviour[s.name] = { semantics: s.profile.semantics, ...s.onSource };
           states.delete(ev.stream);
+          verifier.destroyed(ev.stream, ev.position, r.position!);
         }
         continue;
       }
       const st = states.get(ev.stream);
       if (!st) throw new MigrationError(`source event ${ev.position}: domain ${ev.stream} has no domain-created event before it`);
       const who = (d.who ?? {}) as { caller?: string; site?: string; task?: string; pid?: number; tgid?: number; cpu?: number };
-      const b = d.body as { iova: string; size: string; paddr?: string; prot?: number };
+      const b = d.body as { iova: string; size: string; paddr?: string; prot?: number; ok?: boolean; unmapped?: string; errno?: string; inferred?: 'before-trace' };
       const cmd: SourceCommand = {
         op: ev.type,
         position: ev.position,
@@ -340,20 +325,22 @@ async function run(src: EventStore, dst: Ledger, cuts: Map<number, bigint[]>, m:
       let ss = siteStrategies.get(sk);
       if (!ss) siteStrategies.set(sk, (ss = { domain: st.name, caller, site, strategies: {} }));
       ss.strategies[rule.label] = (ss.strategies[rule.label] ?? 0) + 1;
-      const base = { position: ev.position, domain: st.name, caller, site, strategy: rule.label };
+      verifier.sourceEvent(ev.position, st.name, caller, site, rule.label);
 
-      // The source, as modelled: outcome, intent, over-unmapped zone, cost.
-      const srcOk = applySource(st, cmd, caller);
-      const touched: Range[] = [{ start: cmd.iova, end: cmd.iova + cmd.size }, ...srcOk.collateral];
+      // The source on its own hardware, for the cost before (the pages follow the kernel where the source did).
+      applySource(st, cmd, b as UnmapBody);
 
       // The migration's commands for it.
-      const ctx = contextFor(st, dst, cuts, (p) => report({ ...base, ...p }));
+      let flagged = false;
+      const ctx = contextFor(st, dst, cuts, (detail) => {
+        flagged = true;
+        verifier.flagged({ position: ev.position, domain: st.name, caller, site, strategy: rule.label, iova: cmd.iova, size: cmd.size }, detail);
+      });
       let outs: OutCommand[];
-      const asIs = [asOut(cmd)];
       if (rule.strategy === 'split-maps') outs = ctx.splitMaps(cmd);
       else if (rule.strategy === 'widen-unmaps') outs = ctx.widenUnmaps(cmd);
       else if (rule.strategy === 'flag') outs = ctx.flag(cmd);
-      else if (rule.strategy === 'keep') outs = asIs;
+      else if (rule.strategy === 'keep') outs = [asOut(cmd)];
       else {
         try {
           outs = rule.strategy(cmd, ctx);
@@ -363,6 +350,7 @@ async function run(src: EventStore, dst: Ledger, cuts: Map<number, bigint[]>, m:
         if (!Array.isArray(outs)) throw new MigrationError(`${m.name}, ${rule.label}, source event ${ev.position}: a transform returns an array of commands`);
       }
 
+      const issued: Issued[] = [];
       outs.forEach((oc, k) => {
         const c: Record<string, unknown> = {
           op: oc.op,
@@ -374,6 +362,8 @@ async function run(src: EventStore, dst: Ledger, cuts: Map<number, bigint[]>, m:
         const ownCaller = oc.caller === undefined || oc.caller === cmd.caller;
         for (const [key, v] of Object.entries({ caller: oc.caller ?? cmd.caller, site: oc.site ?? (ownCaller ? cmd.site : undefined), time: cmd.time })) if (v !== undefined) c[key] = v;
         if (ownCaller) for (const key of ['task', 'pid', 'tgid', 'cpu'] as const) if (who[key] !== undefined) c[key] = who[key];
+        // A map an importer inferred (from before the trace) stays an inference, in pieces too: nobody's intent.
+        if (oc.op === 'map' && cmd.op === 'map' && ownCaller && b.inferred !== undefined) c.inferred = b.inferred;
         let parsed;
         try {
           parsed = parseCommand(c);
@@ -382,23 +372,41 @@ async function run(src: EventStore, dst: Ledger, cuts: Map<number, bigint[]>, m:
         }
         const hit = oc.op === 'unmap' ? ctx.mapsIn(oc.iova, oc.size) : [];
         const r = add({ cmd: parsed, from: { ...from, derivedFrom: { position: ev.position, id: ev.id, strategy: rule.label } } });
+        if (r.position !== undefined) verifier.made(r.position, ev.position);
         const oCaller = (c.caller as string | undefined) ?? UNKNOWN_CALLER;
-        touched.push({ start: oc.iova, end: oc.iova + oc.size });
-        applyMigrated(st, oc, oCaller, (c.site as string | undefined) ?? '', r, srcOk, { ...base, caller: oCaller }, report, touched);
+        const back = mappedBackFrom.get(oc);
+        issued.push({ op: oc.op, iova: oc.iova, size: oc.size, caller: oCaller, ...(back !== undefined ? { backOf: back } : {}), r });
+        applyMigrated(st, oc, oCaller, (c.site as string | undefined) ?? '', r, ev.position);
         // Forget the callers of maps that are gone (a map is gone when none of its pages is left).
         const live = dst.peek(st.name);
         for (const h of hit) if (!live || ![...live.runs(h.iova, h.iova + h.size)].some((x) => x.origin.ref === h.position)) st.migInfo.delete(h.position);
       });
 
-      compareIntent(st, dst, norm(touched), base, report);
-      // A map that succeeded in both histories over a range where they differed ends that difference.
-      for (const z of srcOk.clearZone ?? []) st.zone.subtract(z.start, z.end);
+      const t = performance.now();
+      verifier.command(
+        {
+          position: ev.position,
+          domain: st.name,
+          caller,
+          site,
+          strategy: rule.label,
+          op: ev.type,
+          iova: cmd.iova,
+          size: cmd.size,
+          ok: b.ok !== false,
+          ...(b.errno !== undefined ? { errno: b.errno } : {}),
+          unmapped: b.unmapped !== undefined ? BigInt(b.unmapped) : 0n,
+          flagged,
+        },
+        issued,
+        dst.peek(st.name),
+      );
+      checks += performance.now() - t;
     }
   });
 
   for (const s of states.values()) costs[s.name] = { before: s.before.finish(s.src), after: s.after.finish(s.chk) };
   for (const s of states.values()) onSourceBehaviour[s.name] = { semantics: s.profile.semantics, ...s.onSource };
-  const passed = [...FAILING].every((k) => !counts[k]);
   return {
     source,
     out,
@@ -408,11 +416,9 @@ async function run(src: EventStore, dst: Ledger, cuts: Map<number, bigint[]>, m:
     migratedEvents: dst.lastPosition,
     strategies,
     siteStrategies: [...siteStrategies.values()],
-    problems,
-    counts,
     onSourceBehaviour,
     cost: costs,
-    passed,
+    timings: { pass1: 0, pass2: 0, checks, ends: 0, total: 0 },
   };
 }
 
@@ -426,88 +432,29 @@ function intentOf(m: Map<string, IntervalSet<number>>, caller: string): Interval
   return s;
 }
 
-/** What the source command did in the source model. */
-interface SourceResult {
-  ok: boolean;
-  collateral: Range[];
-  /** For a map: its whole range (the migration may issue it in pieces). */
-  map?: Range;
-  /** Ranges where both histories' maps succeeded, so they no longer differ (applied after the checks). */
-  clearZone?: Range[];
-}
-
-/** Applies a source command to the source model. */
-function applySource(st: DState, cmd: SourceCommand, caller: string): SourceResult {
+/** Applies a source command to the source model (cost before); the pages follow the kernel where the source's did. */
+function applySource(st: DState, cmd: SourceCommand, b: UnmapBody): void {
   if (cmd.op === 'map') {
     const r = st.src.map({ iova: cmd.iova, paddr: cmd.paddr!, size: cmd.size, prot: cmd.prot ?? 3, ref: cmd.position });
     st.before.map(r, st.src);
-    if (r.ok) intentOf(st.srcIntent, caller).add(cmd.iova, cmd.iova + cmd.size, cmd.position);
-    return { ok: r.ok, collateral: [], map: { start: cmd.iova, end: cmd.iova + cmd.size } };
+    return;
   }
-  const r = st.src.unmap({ iova: cmd.iova, size: cmd.size });
+  const u = { iova: cmd.iova, size: cmd.size };
+  const r = followsObserved(b) ? st.src.unmapObserved(u, BigInt(b.unmapped)) : st.src.unmap(u);
   st.before.unmap(r, st.src);
-  if (r.ok || r.unmappedSize > 0n) st.srcIntent.get(caller)?.subtract(cmd.iova, cmd.iova + cmd.size);
-  // Where the source's state now differs from a symmetric history: over-unmapped, or left mapped.
-  for (const c of r.collateral) st.zone.add(c.start, c.end, cmd.position);
-  // (A refused unmap — strict, cutting a mapping — leaves its whole request mapped.)
-  for (const l of r.leftMapped) st.zone.add(l.start, l.end, cmd.position);
-  return { ok: r.ok, collateral: r.collateral.map((c) => ({ start: c.start, end: c.end })) };
 }
 
-type Report = (p: Problem) => void;
-type Base = { position: number; domain: string; caller: string; site: string; strategy: string };
-
-/** A core reason names maps by their migrated position ('#35'); say the source's too. */
-function sourceRefs(st: DState, reason: string | undefined): string {
-  return (reason ?? '').replace(/#(\d+)/g, (m, n: string) => {
-    const info = st.migInfo.get(Number(n));
-    return info ? `source #${info.source} (migrated #${n})` : m;
-  });
-}
-
-function rangesOf(rs: readonly Range[]): { ranges: Problem['ranges']; bytes: bigint } {
-  return { ranges: rs.map((r) => ({ iova: r.start, size: r.end - r.start })), bytes: rs.reduce((a, r) => a + (r.end - r.start), 0n) };
-}
-
-/** Check 1 for one migrated command, and the migrated models (intent, the source-behaviour run, cost). */
-function applyMigrated(
-  st: DState,
-  oc: OutCommand,
-  caller: string,
-  site: string,
-  r: Outcome,
-  srcRes: SourceResult,
-  base: Base,
-  report: Report,
-  touched: Range[],
-): void {
+/** The migrated models of one migrated command: intent, the source-behaviour run, cost, the callers of live maps. */
+function applyMigrated(st: DState, oc: OutCommand, caller: string, site: string, r: Outcome, source: number): void {
   const start = oc.iova;
   const end = oc.iova + oc.size;
-  const at = { ...base, migratedPosition: r.position! };
   if (oc.op === 'map') {
     const c = st.chk.map({ iova: oc.iova, paddr: oc.paddr!, size: oc.size, prot: oc.prot ?? 3, ref: r.position! });
     st.after.map(c, st.chk);
-    const req = [{ start, end }];
-    // A map issued in pieces differs from the source as a whole when the source's map collided:
-    // the zone test and its extension take the source map's whole range.
-    const whole = srcRes.map ?? { start, end };
-    const z = st.zone.overlapping(whole.start, whole.end)[0];
     if (r.ok) {
-      st.migInfo.set(r.position!, { caller, site, source: mappedBackFrom.get(oc) ?? base.position });
+      st.migInfo.set(r.position!, { caller, site, source: mappedBackFrom.get(oc) ?? source });
       intentOf(st.migIntent, caller).add(start, end, r.position!);
-      if (srcRes.ok) (srcRes.clearZone ??= []).push({ start, end });
-      else if (z) {
-        // The source's map collided with pages one of its unmaps left mapped: the whole map differs.
-        st.zone.add(whole.start, whole.end, z.value);
-        report({ ...at, kind: 'bug-fixed', ...rangesOf(req), detail: `map ${hex(start)}+${formatSize(oc.size)} succeeds; in the source it collided with pages that unmap #${z.value} left mapped` });
-      }
-      return;
     }
-    if (!srcRes.ok) report({ ...at, kind: 'rejected-in-source', ...rangesOf(req), detail: `map ${hex(start)}+${formatSize(oc.size)} is refused in both histories (${r.errno}: ${sourceRefs(st, r.reason)})` });
-    else if (z) {
-      st.zone.add(whole.start, whole.end, z.value);
-      report({ ...at, kind: 'bug-fixed', ...rangesOf(req), detail: `map ${hex(start)}+${formatSize(oc.size)} only succeeded in the source because unmap #${z.value} had over-unmapped that range; symmetric, it collides (${r.errno}: ${sourceRefs(st, r.reason)})` });
-    } else report({ ...at, kind: 'rejected', ...rangesOf(req), detail: `map ${hex(start)}+${formatSize(oc.size)} is refused: ${r.errno}: ${sourceRefs(st, r.reason)}` });
     return;
   }
   const c = st.chk.unmap({ iova: oc.iova, size: oc.size });
@@ -520,80 +467,14 @@ function applyMigrated(
     st.onSource.leftMapped++;
     for (const x of c.leftMapped) st.onSource.leftBytes += x.end - x.start;
   }
-  for (const x of r.collateral ?? []) touched.push({ start: x.iova, end: x.iova + x.size });
-  if (r.ok || (r.unmapped ?? 0n) > 0n) {
-    st.migIntent.get(caller)?.subtract(start, end);
-  }
-  const req = [{ start, end }];
-  if (!r.ok) {
-    if (!srcRes.ok) report({ ...at, kind: 'rejected-in-source', ...rangesOf(req), detail: `unmap ${hex(start)}+${formatSize(oc.size)} is refused in both histories (${r.errno}: ${sourceRefs(st, r.reason)})` });
-    else report({ ...at, kind: 'rejected', ...rangesOf(req), detail: `unmap ${hex(start)}+${formatSize(oc.size)} is refused under strict unmap: ${r.errno}: ${sourceRefs(st, r.reason)}` });
-    return;
-  }
-  if (r.collateral?.length) {
-    report({ ...at, kind: 'over-unmap', ...rangesOf(r.collateral.map((x) => ({ start: x.iova, end: x.iova + x.size }))), detail: `unmap ${hex(start)}+${formatSize(oc.size)} removes pages outside the request` });
-  }
-  if (r.leftMapped?.length) {
-    report({ ...at, kind: 'left-mapped', ...rangesOf(r.leftMapped), detail: `unmap ${hex(start)}+${formatSize(oc.size)} leaves part of the request mapped` });
-  }
-}
-
-function mappedIn(d: Domain, rs: Ranges): Ranges {
-  return norm(rs.flatMap((r) => d.mappedIn(r)));
-}
-
-/** Check 2 on the ranges a source command (and what it became) touched; only new differences are reported. */
-function compareIntent(st: DState, dst: Ledger, R: Ranges, base: Base, report: Report): void {
-  const mig = dst.peek(st.name);
-  if (!mig) return;
-  const Mo = mappedIn(st.src, R);
-  const Mm = mappedIn(mig, R);
-  const zone = within(st.zone, R);
-  const callers = new Set<string>();
-  for (const [c, s] of st.srcIntent) if (within(s, R).length) callers.add(c);
-  for (const [c, s] of st.migIntent) if (within(s, R).length) callers.add(c);
-  for (const c of [...st.known.keys()].map((k) => k.slice(k.indexOf('\0') + 1))) callers.add(c);
-  for (const c of callers) {
-    const Io = within(st.srcIntent.get(c), R);
-    const Im = within(st.migIntent.get(c), R);
-    const diff = union(subtract(Io, Im), subtract(Im, Io));
-    const both = intersect(Io, Im);
-    const restored = intersect(subtract(both, Mo), Mm);
-    const lost = intersect(subtract(both, Mm), Mo);
-    const found: Array<[ProblemKind, Ranges, string]> = [
-      ['intent-changed', subtract(diff, zone), `${c} believes a different range mapped than in the source`],
-      // Where the source's own unmaps made it differ from a symmetric history, any difference is theirs.
-      ['bug-fixed', intersect(union(union(diff, restored), lost), zone), `${c}: the source over-unmapped, left mapped or refused an unmap here; the migrated history does what was asked`],
-      ['kept', subtract(restored, zone), `${c} means it mapped; the source had unmapped it at another caller's request, the migrated history keeps it (that unmap is refused or changed here)`],
-      ['lost', subtract(lost, zone), `${c} still means it mapped and the source kept it, but the migrated history does not`],
-      ['unfixed', subtract(subtract(both, Mo), Mm), `${c} still means it mapped, but neither history has it (another caller unmapped it)`],
-    ];
-    for (const [kind, rs, detail] of found) {
-      const key = `${kind}\0${c}`;
-      let known = st.known.get(key);
-      const fresh = subtract(rs, within(known, R));
-      if (rs.length || known) {
-        if (!known) st.known.set(key, (known = new IntervalSet()));
-        for (const r of R) known.subtract(r.start, r.end);
-        for (const r of rs) known.add(r.start, r.end, base.position);
-        if (known.size === 0) st.known.delete(key);
-      }
-      if (!fresh.length) continue;
-      let why = detail;
-      if (kind === 'bug-fixed') {
-        const z = st.zone.overlapping(fresh[0]!.start, fresh[0]!.end)[0];
-        if (z) why += ` (unmap #${z.value} in the source)`;
-      }
-      report({ ...base, caller: c, site: c === base.caller ? base.site : '', kind, ...rangesOf(fresh), detail: why });
-    }
-  }
+  if (r.ok || (r.unmapped ?? 0n) > 0n) st.migIntent.get(caller)?.subtract(start, end);
 }
 
 /** A map that widen-unmaps issues to map back part of a map: the source position of that map. */
 const mappedBackFrom = new WeakMap<OutCommand, number>();
 
 /** What a transform may ask about the migrated history, and the built-in strategies. */
-function contextFor(st: DState, dst: Ledger, cuts: Map<number, bigint[]>, report: (p: Omit<Problem, keyof Base>) => void): MigrationContext {
+function contextFor(st: DState, dst: Ledger, cuts: Map<number, bigint[]>, report: (detail: string) => void): MigrationContext {
   const mapsIn = (iova: bigint, size: bigint): LiveMap[] => {
     const d = dst.peek(st.name);
     if (!d) return [];
@@ -670,7 +551,7 @@ function contextFor(st: DState, dst: Ledger, cuts: Map<number, bigint[]>, report
           const what = foreign && SYMMETRIC.has(a.class) ? "removes another caller's mapping" : `${a.class} ${a.maps.map(mapText).join(', ')}`;
           const strict = tryUnmap(d!, cmd.iova, cmd.size, 'strict');
           const then = strict.errno ? `strict unmap refuses it (${strict.errno})` : strict.over ? `strict unmap removes ${formatSize(strict.over)} more` : 'strict unmap carries it out';
-          report({ kind: 'flagged', ranges: [{ iova: cmd.iova, size: cmd.size }], bytes: cmd.size, detail: `${reason ?? `unmap ${hex(cmd.iova)}+${formatSize(cmd.size)} ${what}: kept as it is`}; ${then}` });
+          report(`${reason ?? `unmap ${hex(cmd.iova)}+${formatSize(cmd.size)} ${what}: kept as it is`}; ${then}`);
         }
       }
       return [asOut(cmd)];

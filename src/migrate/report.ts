@@ -4,7 +4,7 @@
  */
 import { formatSize, hex } from '../core/address.js';
 import type { CallerView } from '../projections/callers.js';
-import { FAILING, type Cost, type MigrationResult, type Problem, type ProblemKind } from './engine.js';
+import { FAILING, type Cost, type MigrationResult, type Problem, type ProblemKind, type RegressionKind } from './engine.js';
 
 export interface SiteReport {
   domain: string;
@@ -25,19 +25,30 @@ export interface Report {
   staleSource?: string;
 }
 
-const KIND_TEXT: Record<ProblemKind, string> = {
-  rejected: 'refused under strict unmap',
+/** The words for each kind, in the report and the summary. */
+export const KIND_TEXT: Record<ProblemKind, string> = {
+  'map-refused': 'map refused',
+  'unmap-refused': 'unmap refused',
+  'unmap-empty': 'unmap removes nothing',
+  'end-mapped': 'left mapped at the end',
+  'end-unmapped': 'missing at the end',
+  'end-moved': 'mapped elsewhere at the end',
+  'fault-unmapped': 'fault on a page only the source maps',
+  'fault-mapped': 'fault on a page only the new ledger maps',
+  'intent-added': 'intent only in the new ledger',
+  'intent-lost': 'intent only in the source',
   'over-unmap': 'over-unmaps',
   'left-mapped': 'leaves pages mapped',
   flagged: 'flagged (kept as is, not symmetric)',
-  'intent-changed': 'intent differs from the source',
-  lost: 'loses a page its caller relies on',
-  'bug-fixed': 'bugs fixed (the source over-unmapped, left mapped or refused)',
-  unfixed: 'lost in both histories',
-  kept: "kept mapped where the source removed it at another caller's request",
-  'not-migrated': 'not migrated (out of scope, not symmetric)',
-  'rejected-in-source': 'refused in the source too',
+  fixed: 'bug fixed',
+  withdrawn: 'not a fix (withdrawn)',
+  'fix-effect': 'follows a fix',
+  'not-migrated': 'not migrated (kept as is)',
+  'refused-in-source': 'refused in the source too',
 };
+
+/** Regression kinds in the order of the checks. */
+const ORDER: RegressionKind[] = ['map-refused', 'unmap-empty', 'unmap-refused', 'end-mapped', 'end-unmapped', 'end-moved', 'fault-unmapped', 'fault-mapped', 'intent-added', 'intent-lost', 'flagged', 'over-unmap', 'left-mapped'];
 
 export function buildReport(result: MigrationResult, before: CallerView[], after: CallerView[], staleSource?: string): Report {
   const key = (d: string, c: string, s: string) => `${d}\0${c}\0${s}`;
@@ -71,7 +82,8 @@ function changeFor(strategies: Record<string, number>, v: CallerView | undefined
   return advice;
 }
 
-const fmtRanges = (p: Problem) => p.ranges.map((r) => `${hex(r.iova)}+${formatSize(r.size)}`).join(', ');
+/** Ranges as 0x200000+4K; a fault's address (one byte) as itself. */
+const fmtRanges = (p: Problem) => p.ranges.map((r) => (r.size === 1n ? hex(r.iova) : `${hex(r.iova)}+${formatSize(r.size)}`)).join(', ');
 
 function costRows(name: string, c: { before: Cost; after: Cost }): string[] {
   const row = (label: string, x: string | number, y: string | number) => `| ${name} | ${label} | ${x} | ${y} |`;
@@ -87,20 +99,85 @@ function costRows(name: string, c: { before: Cost; after: Cost }): string[] {
   ];
 }
 
+/** "#5 (new #6)": a problem's source event and the new events made from it. */
+export function refText(p: Problem): string {
+  if (p.migratedPosition === undefined) return `#${p.position}`;
+  return p.migratedLast !== undefined ? `#${p.position} (new #${p.migratedPosition}-#${p.migratedLast})` : `#${p.position} (new #${p.migratedPosition})`;
+}
+
+/** The verdict of each check, then the fixes, the cost and the notes: the summary's lines and the report's. */
 export function checkLines(r: MigrationResult): string[] {
-  const n = (k: ProblemKind) => r.counts[k] ?? 0;
-  const mark = (ok: boolean) => (ok ? 'ok  ' : 'FAIL');
-  const c1 = n('rejected') + n('over-unmap') + n('left-mapped') + n('flagged');
-  const c2 = n('intent-changed') + n('lost');
+  const n = (...ks: ProblemKind[]) => ks.reduce((a, k) => a + (r.counts[k] ?? 0), 0);
+  const b = (k: ProblemKind) => formatSize(r.bytes[k] ?? 0n);
+  const mark = (...ks: ProblemKind[]) => (n(...ks) === 0 ? 'ok  ' : 'FAIL');
+  const kept = (...ks: RegressionKind[]) => {
+    const x = ks.reduce((a, k) => a + (r.notMigrated[k] ?? 0), 0);
+    return x ? `; ${x} more in commands kept as they are (not migrated)` : '';
+  };
+  const ranges = (...ks: ProblemKind[]) => {
+    const x = n(...ks);
+    return x ? ` (${x} range${x === 1 ? '' : 's'})` : '';
+  };
+  const f = r.fixed;
+  const fixed = f['over-unmap'] + f['left-mapped'] + f.refused;
   return [
-    `${mark(c1 === 0)} 1. strict replay: ${n('rejected')} refused, ${n('over-unmap')} over-unmap, ${n('left-mapped')} leave pages mapped, ${n('flagged')} flagged`,
-    `${mark(c2 === 0)} 2. intent: ${n('intent-changed')} differences, ${n('lost')} pages lost; ${n('bug-fixed')} bugs fixed where the source over-unmapped, left mapped or refused${n('unfixed') ? `, ${n('unfixed')} lost in both` : ''}`,
-    `     3. cost: ${Object.entries(r.cost)
+    `${mark('map-refused')} 1. maps: ${n('map-refused')} refused that the source stored as ok${kept('map-refused')}`,
+    `${mark('unmap-empty', 'unmap-refused')} 2. unmaps: ${n('unmap-empty')} removing nothing where the source removed something, ${n('unmap-refused')} refused that the source carried out${kept('unmap-empty', 'unmap-refused')}`,
+    `${mark('end-mapped', 'end-unmapped', 'end-moved')} 3. end state: ${b('end-mapped')} left mapped where the source maps nothing, ${b('end-unmapped')} missing where the source maps pages, ${b('end-moved')} mapped elsewhere${ranges('end-mapped', 'end-unmapped', 'end-moved')}${kept('end-mapped', 'end-unmapped', 'end-moved')}`,
+    `${mark('fault-unmapped', 'fault-mapped')} 4. faults: ${n('fault-unmapped')} on a page unmapped where the source had it mapped, ${n('fault-mapped')} on a page mapped where the source had it unmapped${kept('fault-unmapped', 'fault-mapped')}`,
+    `${mark('intent-added', 'intent-lost')} 5. intent at the end: ${b('intent-added')} believed mapped only in the new ledger, ${b('intent-lost')} only in the source${ranges('intent-added', 'intent-lost')}${kept('intent-added', 'intent-lost')}`,
+    `${mark('flagged', 'over-unmap', 'left-mapped')} 6. symmetric: ${n('flagged')} flagged, ${n('over-unmap')} over-unmap, ${n('left-mapped')} leave pages mapped under strict unmap${kept('over-unmap', 'left-mapped')}`,
+    `     bugs fixed: ${fixed} (over-unmaps ${f['over-unmap']}, unmaps that left pages mapped ${f['left-mapped']}, refused unmaps ${f.refused})${n('withdrawn') ? `; ${n('withdrawn')} more not counted: a later regression touches their pages` : ''}`,
+    `     cost: ${Object.entries(r.cost)
       .map(([d, c]) => `${d}: ${c.before.maps}+${c.before.unmaps} -> ${c.after.maps}+${c.after.unmaps} map+unmap calls, peak tables ${memText(c.before.peakTableBytes)} -> ${memText(c.after.peakTableBytes)}, ${c.before.invalidations} -> ${c.after.invalidations} invalidations`)
       .join('; ')}`,
     ...(n('not-migrated') ? [`     not migrated (kept as they are, out of scope): ${n('not-migrated')} findings that do not fail the check`] : []),
-    ...(n('rejected-in-source') ? [`     refused in the source too: ${n('rejected-in-source')}`] : []),
+    ...(n('refused-in-source') ? [`     refused in the source too: ${n('refused-in-source')}`] : []),
   ];
+}
+
+/** Up to `per` regressions of each kind, one line each: kind, where, who, what. */
+export function regressionLines(r: MigrationResult, per: number): string[] {
+  const out: string[] = [];
+  for (const k of ORDER) {
+    const list = r.problems.filter((p) => p.kind === k);
+    for (const p of list.slice(0, per)) out.push(`${KIND_TEXT[k]} at ${refText(p)}, ${p.caller}: ${p.detail}`);
+    const more = (r.counts[k] ?? 0) - Math.min(per, list.length);
+    if (more > 0) out.push(`… ${more} more ${KIND_TEXT[k]} (in the report)`);
+  }
+  return out;
+}
+
+/** One line per caller with regressions: what regressed, counted. */
+export function callerLines(r: MigrationResult): string[] {
+  const out: string[] = [];
+  for (const t of r.byCaller) {
+    const parts: string[] = [];
+    const g = t.regressions;
+    const c = (k: RegressionKind, one: string, many: string) => {
+      const x = g[k];
+      if (x) parts.push(`${x} ${x === 1 ? one : many}`);
+    };
+    const by = (k: RegressionKind, text: string) => {
+      if (g[k]) parts.push(`${formatSize(t.bytes[k] ?? 0n)} ${text}`);
+    };
+    c('map-refused', 'map refused', 'maps refused');
+    c('unmap-empty', 'unmap removes nothing', 'unmaps remove nothing');
+    c('unmap-refused', 'unmap refused', 'unmaps refused');
+    by('end-mapped', 'left mapped at the end');
+    by('end-unmapped', 'missing at the end');
+    by('end-moved', 'mapped elsewhere at the end');
+    c('fault-unmapped', 'fault on a page only the source maps', 'faults on pages only the source maps');
+    c('fault-mapped', 'fault on a page only the new ledger maps', 'faults on pages only the new ledger maps');
+    by('intent-added', 'believed mapped only in the new ledger');
+    by('intent-lost', 'believed mapped only in the source');
+    c('flagged', 'flagged', 'flagged');
+    c('over-unmap', 'over-unmap', 'over-unmaps');
+    c('left-mapped', 'leaves pages mapped', 'leave pages mapped');
+    if (!parts.length) continue;
+    out.push(`${t.caller} (${t.domain}): ${parts.join(', ')}${t.fixed ? `; ${t.fixed} fixed` : ''}`);
+  }
+  return out;
 }
 
 export function markdown(rep: Report): string {
@@ -114,7 +191,9 @@ export function markdown(rep: Report): string {
   L.push(`- commands per strategy: ${Object.entries(r.strategies).map(([k, v]) => `${k} ${v}`).join(', ') || 'none'}`);
   L.push('', `## Verdict: ${r.passed ? 'PASSED' : 'FAILED'}`, '');
   L.push('```', ...checkLines(r), '```', '');
-  L.push('Checked by replaying the migrated history under strict unmap (VFIO type1 v2 / iommufd semantics).');
+  L.push(
+    'The new ledger runs under strict unmap (VFIO type1 v2 / iommufd semantics). Each source map and unmap is compared with the commands it became (1, 2, 6), and the ends of both ledgers with each other from their stored projections: the pages of each domain (3), the faults (4), what each caller believes mapped (5). Every difference is a regression, named with the source event that shows it and the new events made from it, unless it follows from a fix or from a command kept as it is.',
+  );
   const src = Object.entries(r.onSourceBehaviour);
   if (src.length) {
     L.push(
@@ -122,6 +201,32 @@ export function markdown(rep: Report): string {
         src.map(([d, s]) => `${d} (${s.semantics}): ${s.overUnmaps} over-unmap (${formatSize(s.overBytes)}), ${s.leftMapped} leave mapped (${formatSize(s.leftBytes)})`).join('; ') +
         '.',
     );
+  }
+  const t = r.timings;
+  L.push('', `Time: ${secs(t.total)} in all; the checks of each command ${secs(t.checks)}, the comparison of the ends ${secs(t.ends)} (first pass ${secs(t.pass1)}, second pass with the appends ${secs(t.pass2)}).`);
+  if (r.byCaller.length) {
+    L.push('', '## Per caller', '', '| domain | caller | maps refused | unmaps removing nothing | unmaps refused | end: left mapped / missing / elsewhere | faults | intent: new only / source only | flagged, over-unmap, left mapped | fixed | not migrated |', '|---|---|---|---|---|---|---|---|---|---|---|');
+    for (const c of r.byCaller) {
+      const g = (k: RegressionKind) => c.regressions[k] ?? 0;
+      const by = (k: RegressionKind) => formatSize(c.bytes[k] ?? 0n);
+      L.push(
+        `| ${c.domain} | ${c.caller} | ${g('map-refused')} | ${g('unmap-empty')} | ${g('unmap-refused')} | ${by('end-mapped')} / ${by('end-unmapped')} / ${by('end-moved')} | ${g('fault-unmapped') + g('fault-mapped')} | ${by('intent-added')} / ${by('intent-lost')} | ${g('flagged') + g('over-unmap') + g('left-mapped')} | ${c.fixed} | ${c.notMigrated} |`,
+      );
+    }
+    const tot = (k: RegressionKind) => r.counts[k] ?? 0;
+    const tb = (k: RegressionKind) => formatSize(r.bytes[k] ?? 0n);
+    const f = r.fixed;
+    L.push(
+      `| **total** | | ${tot('map-refused')} | ${tot('unmap-empty')} | ${tot('unmap-refused')} | ${tb('end-mapped')} / ${tb('end-unmapped')} / ${tb('end-moved')} | ${tot('fault-unmapped') + tot('fault-mapped')} | ${tb('intent-added')} / ${tb('intent-lost')} | ${tot('flagged') + tot('over-unmap') + tot('left-mapped')} | ${f['over-unmap'] + f['left-mapped'] + f.refused} | ${r.counts['not-migrated'] ?? 0} |`,
+    );
+  }
+  const regs = regressionLines(r, 5);
+  if (regs.length) L.push('', '## Regressions', '', ...regs.map((x) => `- ${x}`));
+  const fixes = r.problems.filter((p) => p.kind === 'fixed' || p.kind === 'withdrawn');
+  if (fixes.length) {
+    L.push('', '## Bugs fixed', '');
+    for (const p of fixes.slice(0, 20)) L.push(`- ${p.kind === 'fixed' ? 'fixed' : 'not a fix'} at ${refText(p)}, ${p.caller}: ${p.detail}`);
+    if (fixes.length > 20) L.push(`- … ${fixes.length - 20} more in the JSON report`);
   }
   L.push('', '## Cost, before and after', '', '| domain | measure | before | after |', '|---|---|---|---|');
   for (const [d, c] of Object.entries(r.cost)) L.push(...costRows(d, c));
@@ -137,15 +242,16 @@ export function markdown(rep: Report): string {
     if (s.after) L.push(`- after: ${s.after.maps} maps, ${s.after.unmaps} unmaps; readiness ${pct(s.after.readiness)}`);
     L.push(`- **change in the source:** ${s.change}`);
     const fails = s.problems.filter((p) => FAILING.has(p.kind));
-    for (const p of fails.slice(0, 5)) L.push(`- ${KIND_TEXT[p.kind]} at #${p.position}: ${p.detail} [${fmtRanges(p)}]`);
+    for (const p of fails.slice(0, 5)) L.push(`- ${KIND_TEXT[p.kind]} at ${refText(p)}: ${p.detail} [${fmtRanges(p)}]`);
     if (fails.length > 5) L.push(`- … ${fails.length - 5} more listed in the JSON report`);
     L.push('');
   }
-  const listed = r.problems.filter((p) => p.kind !== 'rejected-in-source');
+  const listed = r.problems.filter((p) => p.kind !== 'refused-in-source');
   if (listed.length) {
-    L.push('## Findings by position', '', '| # | migrated # | kind | caller | ranges | detail |', '|---|---|---|---|---|---|');
+    L.push('## Findings by position', '', '| # | new # | kind | caller | ranges | detail |', '|---|---|---|---|---|---|');
     for (const p of listed.slice(0, 200)) {
-      L.push(`| ${p.position} | ${p.migratedPosition ?? ''} | ${KIND_TEXT[p.kind]} | ${p.caller} | ${fmtRanges(p)} | ${p.detail.replace(/\|/g, '\\|')} |`);
+      const kind = KIND_TEXT[p.kind];
+      L.push(`| ${p.position} | ${p.migratedPosition ?? ''}${p.migratedLast !== undefined ? `-${p.migratedLast}` : ''} | ${kind} | ${p.caller} | ${fmtRanges(p)} | ${p.detail.replace(/\|/g, '\\|')} |`);
     }
     if (listed.length > 200) L.push('', `… ${listed.length - 200} more in the JSON report (which keeps the first 1000 of each kind; the counts above are complete).`);
     L.push('');
@@ -155,6 +261,7 @@ export function markdown(rep: Report): string {
 }
 
 const pct = (x: number) => `${Math.round(x * 100)}%`;
+const secs = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
 
 /** Page-table memory: a size like 16K when it is whole KiB, else bytes (formatSize would print hex). */
 function memText(n: number): string {
