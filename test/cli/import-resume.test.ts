@@ -15,7 +15,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
-import { tempDb } from '../ledger/helpers.js';
+import { projectionSnapshot, tempDb } from '../ledger/helpers.js';
 import { fixture, ledgerDepth, plainReplay, runsOf, storedEvents } from '../import/real-helpers.js';
 import { cli } from './helpers.js';
 
@@ -116,7 +116,54 @@ describe('a resumed import of a multi-space trace', () => {
     // And so the same state: the union of the spaces is the plain replay.
     expect(runsOf(ledgerDepth(killed, ws.spaces))).toEqual(runsOf(plainReplay(text).depth));
     expect((await cli('--db', killed, 'verify')).code).toBe(0);
+    // Every projection row is the uninterrupted import's too.
+    expect(projectionsOf(killed)).toEqual(projectionsOf(whole));
     // A third run finds it imported.
     expect((await cli('--db', killed, 'import', trace, '--profile', 'intel-vtd')).out).toMatch(/already imported into/);
   }, 180_000);
+
+  it('two imports of the same file at once (the second started once the first has committed a chunk): exactly the ledger of one import', async () => {
+    const text = longTrace(100);
+    const whole = tempDb();
+    const wholeTrace = join(whole, '..', 'long.trace');
+    writeFileSync(wholeTrace, text);
+    const w = await cli('--db', whole, 'import', wholeTrace, '--profile', 'intel-vtd');
+    expect(w.code, w.err).toBe(0);
+    const want = storedEvents(whole);
+
+    const both = tempDb();
+    const trace = join(both, '..', 'long.trace');
+    writeFileSync(trace, text);
+    const run = () => {
+      const p = spawn(process.execPath, ['--import', 'tsx', BIN, '--db', both, 'import', trace, '--profile', 'intel-vtd'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      let err = '';
+      p.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      p.stderr.on('data', (d: Buffer) => (err += d.toString()));
+      return { p, done: new Promise<{ code: number | null; out: string; err: string }>((r) => p.on('close', (code) => r({ code, out, err }))) };
+    };
+    const first = run();
+    for (let t = 0; count(both) === 0; t += 20) {
+      if (t > 60_000 || first.p.exitCode !== null) break;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    const second = run();
+    const [a, b] = await Promise.all([first.done, second.done]);
+    expect(a.code, a.err).toBe(0);
+    expect(b.code, b.err).toBe(0);
+    const got = storedEvents(both);
+    expect(got.map((e) => [e.position, e.id, e.type, e.stream, e.data])).toEqual(want.map((e) => [e.position, e.id, e.type, e.stream, e.data]));
+    expect(projectionsOf(both)).toEqual(projectionsOf(whole));
+    expect((await cli('--db', both, 'verify')).code).toBe(0);
+  }, 240_000);
 });
+
+/** The projection tables of a ledger file, row by row (the same as an uninterrupted import's, ids included). */
+function projectionsOf(path: string): Record<string, unknown[]> {
+  const db = new Database(path, { readonly: true });
+  try {
+    return projectionSnapshot(db);
+  } finally {
+    db.close();
+  }
+}
