@@ -286,7 +286,7 @@ export class Router {
           const k = reach(u.rec);
           if (k.start > rs || k.end < re || escorts.some((e) => touches(e.rec, k))) continue;
           const fit = this.chooseUnmap(u);
-          if (fit?.space === s && fit.rank === 0) {
+          if (fit?.space === s && fit.rank <= 0.25) {
             found = { u, escorts, fit };
             break;
           }
@@ -475,8 +475,10 @@ export class Router {
     const predicted = core.predictUnmap({ iova, size });
     if (observed === undefined) return { space: sp, rank: predicted > 0n ? 1 : 4, mapped: predicted };
     if (predicted === observed) {
-      // Exactly one allocation or map; else whole maps only; else it cuts a mapping.
-      const rank = !sp ? 1 : this.spaces.isAllocation(sp, iova, iova + size) || isOneMap(core, iova, size) ? 0 : wholeMaps(core, iova, size) ? 0.5 : 1;
+      // Exactly one allocation; else one map (a piece of a scatter-gather list: iommu-dma unmaps
+      // whole allocations, so another space where the range is a whole allocation is the better
+      // fit); else whole maps only; else it cuts a mapping.
+      const rank = !sp ? 1 : this.spaces.isAllocation(sp, iova, iova + size) ? 0 : isOneMap(core, iova, size) ? 0.25 : wholeMaps(core, iova, size) ? 0.5 : 1;
       return { space: sp, rank };
     }
     const k = kernelRange(iova, size, observed);
