@@ -18,4 +18,5 @@ export const USER_ERRORS = new Set([
   'ConcurrencyError',
   'MigrationError',
   'ReadError',
+  'CheckpointError',
 ]);

@@ -10,11 +10,11 @@ import { formatSize, hex, parseAddress, parseSize } from '../core/address.js';
 import { BUILTIN_PROFILES, pageSizes, SEMANTICS, type Semantics } from '../core/profile.js';
 import type { FindingView, Queries } from '../projections/queries.js';
 import { describeVerdicts } from '../projections/verdicts.js';
-import { busyTimeoutMs } from '../events/busy.js';
 import { InputError, USER_ERRORS } from './errors.js';
 import { json, runJson, runRows, table } from './format.js';
 import { collectGarbage } from './gc.js';
 import type { ImportOptions } from './import.js';
+import type { CheckpointToOptions } from './checkpoint.js';
 import { withProgress } from './progress.js';
 
 // Heavier layers load on demand: a query should not pay for zod, an import not for the queries.
@@ -87,7 +87,12 @@ function buildProgram(io: IO): Command {
     if (!existed) {
       const close = ledger.close.bind(ledger);
       ledger.close = () => {
-        const empty = Number(ledger.db.prepare('SELECT count(*) FROM events').pluck().get()) === 0;
+        let empty = false;
+        try {
+          empty = Number(ledger.db.prepare('SELECT count(*) FROM events').pluck().get()) === 0;
+        } catch {
+          // unreadable after a fault: kept, and the fault is what the command reports
+        }
         close();
         if (empty && !existsSync(`${path}-wal`)) for (const suffix of ['', '-shm']) rmSync(path + suffix, { force: true });
       };
@@ -112,18 +117,24 @@ function buildProgram(io: IO): Command {
     .command('apply')
     .description('store hand-written commands (JSON Lines, one command a line; see docs/commands.md)')
     .argument('<file>', 'a .jsonl file, or - for standard input')
-    .action(async (file: string) => {
+    .option('--checkpoint-to <dir>', 'after the run, write a checkpoint of the ledger\'s head into this folder (see `checkpoint`)')
+    .option('--checkpoint-key <pem>', 'sign those checkpoints with this Ed25519 private key')
+    .action(async (file: string, o: CheckpointToOptions) => {
       const { Ledger } = await ledgerLib();
       const { applyFile } = await import('./apply.js');
+      const cp = await import('./checkpoint.js');
+      const plan = cp.planRunCheckpoint(o);
       const ledger = newLedgerGuard(g().db, () => new Ledger(g().db, { durable: true }));
       try {
         const s = await applyFile(ledger, file);
-        if (g().json) return out(json(s));
+        const written = plan && cp.writeRunCheckpoint(ledger.db, plan);
+        if (g().json) return out(json(plan ? { ...s, checkpoint: written ?? null } : s));
         out(
           `${s.source}: ${s.commands} commands, ${s.stored} stored, ${s.duplicates} already in the ledger` +
             (s.rejected ? `, ${s.rejected} refused by the domain (stored with their errno)` : '') +
             `; ${s.overUnmaps} over-unmap(s)${describeVerdicts(s.verdicts)}, ${s.leftMapped} unmap(s) left pages mapped. Ledger: ${g().db}`,
         );
+        if (plan) out(cp.runCheckpointLine(written));
       } finally {
         ledger.close();
       }
@@ -141,15 +152,21 @@ function buildProgram(io: IO): Command {
     .option('--follow', 'keep reading a growing file (Ctrl-C to stop)')
     .option('--caller <name>', 'caller name for records (default: the task name)')
     .option('--skew <us>', 'clock skew between CPUs to allow for when ordering records, in microseconds (default 20)')
-    .action(async (file: string, o: ImportOptions & { skew?: string }) => {
+    .option('--checkpoint-to <dir>', 'after the run, write a checkpoint of the ledger\'s head into this folder (see `checkpoint`)')
+    .option('--checkpoint-key <pem>', 'sign those checkpoints with this Ed25519 private key')
+    .action(async (file: string, o: ImportOptions & { skew?: string } & CheckpointToOptions) => {
       const { Ledger } = await ledgerLib();
       const { importFile } = await import('./import.js');
+      const cp = await import('./checkpoint.js');
+      const plan = cp.planRunCheckpoint(o);
       const ledger = newLedgerGuard(g().db, () => new Ledger(g().db, { durable: true }));
       try {
-        const { skew, ...rest } = o;
+        const { skew, checkpointTo: _to, checkpointKey: _key, ...rest } = o;
         const s = await withProgress('import', (tick) => importFile(ledger, file, { ...rest, skewUs: skew, onProgress: tick }));
-        if (g().json) return out(json(s));
+        const written = plan && cp.writeRunCheckpoint(ledger.db, plan);
+        if (g().json) return out(json(plan ? { ...s, checkpoint: written ?? null } : s));
         out(s.report.join('\n'));
+        if (plan) out(cp.runCheckpointLine(written));
       } finally {
         ledger.close();
       }
@@ -187,9 +204,11 @@ function buildProgram(io: IO): Command {
       let bytes = 0n;
       for (let i = 0; i < r.n; i++) bytes += BigInt(r.count[i]!) << BigInt(r.shift[i]!);
       const notYet = s.at < s.domain.createdAt ? ` (the domain was created at event #${s.domain.createdAt})` : '';
+      // Read before anything is printed: a hardware checkpoint that cannot be read leaves no half answer.
+      const hw = o.hw ? hwText(q, o.domain, o.at) : undefined;
       out(`domain ${s.domain.name} (${s.domain.profile.name}, ${s.domain.profile.semantics} unmap) as of event #${s.at}: ${r.n} run(s), ${formatSize(bytes)} mapped${notYet}`);
       if (r.n) out(table(['IOVA', 'END', 'PADDR', 'PAGE', 'COUNT', 'PROT', 'MAPPED BY'], runRows(r, callerOf), { right: [4] }));
-      if (o.hw) out(`\n${hwText(q, o.domain, o.at)}`);
+      if (hw !== undefined) out(`\n${hw}`);
     });
 
   function hwJson(q: Queries, domain?: string, at?: string): unknown {
@@ -498,17 +517,69 @@ Examples:
   program
     .command('verify')
     .description('walk the hash chain: report the first event that was changed, removed or reordered')
-    .action(async () => {
+    .option('--checkpoint <file...>', 'also prove that the ledger still extends these checkpoints (files, or folders of them)')
+    .option('--pubkey <pem>', 'the checkpoints must be signed by this Ed25519 public key')
+    .action(async (o: { checkpoint?: string[]; pubkey?: string }) => {
       const { Ledger } = await ledgerLib();
+      const cp = o.checkpoint || o.pubkey !== undefined ? await import('./checkpoint.js') : undefined;
+      if (o.pubkey !== undefined && !o.checkpoint) throw new InputError('--pubkey checks the signatures of checkpoints: give --checkpoint FILE too');
+      // Bad checkpoint files and keys fail (exit 2) before the chain is walked.
+      const loaded = cp && o.checkpoint ? cp.loadCheckpoints(o.checkpoint, o.pubkey) : undefined;
       const ledger = new Ledger(g().db, { mustExist: true });
       try {
         const r = await withProgress('verify', async (tick) => ledger.store.verify((n) => {
             tick(n, ledger.lastPosition);
             collectGarbage();
           }));
-        if (g().json) out(json(r));
-        else out(r.message);
-        if (!r.ok) throw new Findings('the hash chain is broken');
+        // Every page of the file too: damage outside the events (a projection's page) fails
+        // here, and the damage report follows (exit 1; events/damage.ts).
+        (await import('../events/damage.js')).assertFileIntact(ledger.db, g().db);
+        const checks = cp && loaded ? cp.checkCheckpoints(ledger.db, loaded, r) : undefined;
+        if (g().json) out(json(checks ? { ...r, checkpoints: checks } : r));
+        else out([r.message, ...(checks ?? []).map((c) => c.message)].join('\n'));
+        const failed = (checks ?? []).filter((c) => !c.ok);
+        const more = failed.length > 1 ? ` (${failed.length} of ${checks!.length} checkpoints fail)` : '';
+        if (!r.ok) throw new Findings(`the hash chain is broken${failed.length ? `; ${failed.length} checkpoint(s) not confirmed` : ''}`);
+        if (failed.length) throw new Findings(`${failed[0]!.message}${more}`);
+      } finally {
+        ledger.close();
+      }
+    });
+
+  program
+    .command('checkpoint')
+    .description('write the head of the verified hash chain (position, hash, time), optionally signed, to keep outside the ledger')
+    .option('--out <file>', 'write it to this new file, or into this folder (default: print it)')
+    .option('--key <pem>', 'sign it with this Ed25519 private key (openssl genpkey -algorithm ed25519)')
+    .addHelpText(
+      'after',
+      `
+A later 'iommu-ledger verify --checkpoint FILE' proves that the ledger still holds the events the
+checkpoint covers, unchanged: it catches a cut-off tail, a rewrite re-hashed from the edit on, and
+a fork. Keep checkpoints where whoever can write the ledger cannot (another machine, a CI log).
+
+Examples:
+  iommu-ledger checkpoint --out checkpoints/
+  iommu-ledger checkpoint --key signing.pem --out cp.json
+  iommu-ledger verify --checkpoint cp.json --pubkey signing.pub.pem`,
+    )
+    .action(async (o: { out?: string; key?: string }) => {
+      const { Ledger } = await ledgerLib();
+      const { takeCheckpoint } = await import('./checkpoint.js');
+      const ledger = new Ledger(g().db, { mustExist: true });
+      try {
+        // The chain is walked first: a checkpoint must not vouch for a history already tampered with.
+        const r = await withProgress('verify', async (tick) => ledger.store.verify((n) => {
+            tick(n, ledger.lastPosition);
+            collectGarbage();
+          }));
+        if (!r.ok) {
+          out(r.message);
+          throw new Findings(`the hash chain is broken at position ${r.firstBad}: no checkpoint written (it would vouch for a tampered history); see 'iommu-ledger verify'`);
+        }
+        const t = takeCheckpoint(ledger.db, { position: r.events, hash: r.head! }, o);
+        if (g().json || t.file === undefined) return out(t.text);
+        out(`checkpoint of ${g().db} at position ${t.checkpoint.position} (head ${t.checkpoint.head})${t.checkpoint.signature ? `, signed with key ${t.checkpoint.signature.key.slice(0, 16)}…` : ''}, written to ${t.file}`);
       } finally {
         ledger.close();
       }
@@ -516,16 +587,18 @@ Examples:
 
   program
     .command('rebuild')
-    .description('recompute every projection from the events alone')
-    .action(async () => {
+    .description('recompute every projection from the events alone (after verifying the hash chain)')
+    .option('--accept-broken-chain', 'rebuild even when the hash chain is broken: the projections then follow the events as they are now')
+    .action(async (o: { acceptBrokenChain?: boolean }) => {
       const { Ledger } = await ledgerLib();
       const ledger = new Ledger(g().db, { mustExist: true });
       try {
         const r = await withProgress('rebuild', async (tick) => ledger.rebuild((n, total) => {
             tick(n, total);
             collectGarbage();
-          }));
-        if (g().json) return out(json(r));
+          }, { acceptBrokenChain: o.acceptBrokenChain ?? false }));
+        if (g().json) return out(json({ events: r.events, mismatches: r.mismatches, chain: { ok: r.chain.ok, ...(r.chain.ok ? {} : { firstBad: r.chain.firstBad, problem: r.chain.problem }), message: r.chain.message } }));
+        if (!r.chain.ok) io.err(`iommu-ledger: warning: rebuilt from a broken hash chain (--accept-broken-chain): ${r.chain.message}; the projections follow the events as they are now\n`);
         out(`rebuilt the projections from ${r.events} events` + (r.mismatches ? `; ${r.mismatches} stored outcome(s) differ from what the core computes now` : '; every stored outcome matches the core'));
       } finally {
         ledger.close();
@@ -551,7 +624,7 @@ Examples:
     .command('migrate')
     .description('make callers symmetric (unmap exactly what was mapped) by a script or a built-in strategy, into a new ledger, verified by replay under strict unmap')
     .option('--script <file>', 'a migration module (TypeScript or JavaScript) whose default export is defineMigration({...})')
-    .option('--strategy <name>', 'a built-in strategy for every command: split-maps, widen-unmaps, flag (or keep: copy as is)')
+    .option('--strategy <name>', 'a built-in strategy for every command: split-maps, widen-unmaps, unmap-as-mapped (callers that step by the returned size), flag (or keep: copy as is)')
     .option('--caller <name>', "only this caller's commands are migrated; the others are kept as they are")
     .requiredOption('--out <path>', 'the migrated ledger (a new file; the source is never changed)')
     .option('--report <stem>', 'write the report to STEM.md and STEM.json (default: next to --out)')
@@ -560,15 +633,18 @@ Examples:
       'after',
       `
 Checks (printed, and in the report), per caller and in total: 1. no map the source stored as ok
-is refused; 2. no unmap that removed something removes nothing, and strict unmap refuses none the
-source carried out; 3. each domain maps the same pages at the end; 4. every fault hits a mapped
-page in both ledgers or in neither; 5. every caller believes the same ranges mapped at the end;
-6. nothing flagged, over-unmapped or left mapped. A difference that follows from a bug fixed, or
-from a command kept as it is, is no regression. Also the cost.
+is refused; 2. no unmap that removed something removes nothing (unless the same caller's earlier
+unmap removed those pages ahead of the source), strict unmap refuses none the source carried out,
+and none removes pages the source still maps beyond the steps of the same teardown; 3. each
+domain maps the same pages at the end; 4. every fault hits a mapped page in both ledgers or in
+neither; 5. every caller believes the same ranges mapped at the end; 6. nothing flagged,
+over-unmapped or left mapped. A difference that follows from a bug fixed, or from a command kept
+as it is, is no regression. Also the cost.
 
 Examples:
   iommu-ledger migrate --strategy split-maps --out migrated.db
   iommu-ledger migrate --strategy widen-unmaps --caller kvm --out migrated.db --fail-on-regression
+  iommu-ledger migrate --strategy unmap-as-mapped --caller vfio-dma --out migrated.db
   iommu-ledger --db iommu-ledger-demo.db migrate --script scripts/migrations/demo-symmetric.ts --out migrated.db`,
     )
     .action(async (o: { script?: string; strategy?: string; caller?: string; out: string; report?: string; failOnRegression?: boolean }) => {
@@ -606,6 +682,9 @@ Examples:
   return program;
 }
 
+/** Errors that mean the ledger's content is broken (exit 1, like a failed verify): named, so their layers need not load. */
+const LEDGER_BROKEN = new Set(['CorruptEventError', 'CorruptProjectionError', 'BrokenChainError']);
+
 /** Where a run writes: the process's streams, or a test's buffers. */
 export interface IO {
   out: (s: string) => void;
@@ -617,13 +696,19 @@ const processIO: IO = { out: (s) => process.stdout.write(s), err: (s) => process
 /** Runs one command line (arguments after the program name); resolves to the exit code. */
 export async function run(argv: string[], io: IO = processIO): Promise<number> {
   const program = buildProgram(io);
+  // The subcommand that runs: a fault's message says what it left as it was.
+  let command: string | undefined;
+  program.hook('preAction', (_program, action) => {
+    command = action.name();
+  });
   try {
     await program.parseAsync(argv, { from: 'user' });
     return 0;
   } catch (e) {
     if (e instanceof CommanderError) return e.exitCode === 0 ? 0 : 2;
-    // A finding, or a ledger found broken (an event body changed outside iommu-ledger).
-    if (e instanceof Findings || (e instanceof Error && e.name === 'CorruptEventError')) {
+    // A finding, or a ledger found broken: an event changed outside iommu-ledger, a projection that
+    // cannot be read (`rebuild` recomputes it), a hash chain `rebuild` refuses to follow.
+    if (e instanceof Findings || (e instanceof Error && LEDGER_BROKEN.has(e.name))) {
       io.err(`iommu-ledger: ${(e as Error).message}\n`);
       return 1;
     }
@@ -631,13 +716,37 @@ export async function run(argv: string[], io: IO = processIO): Promise<number> {
       io.err(`iommu-ledger: ${(e as Error).message}\n`);
       return 2;
     }
-    // Another process held the write lock longer than the busy timeout (busy_timeout in
-    // events/db.ts): try again later (75, EX_TEMPFAIL).
-    if (e instanceof Error && (e as { code?: string }).code?.startsWith('SQLITE_BUSY')) {
-      io.err(
-        `iommu-ledger: ${program.opts<Globals>().db} is busy: another process has held its write lock for more than ${busyTimeoutMs() / 1000} s (a rebuild, an import, a large apply); nothing was stored by this command: run it again when that one is done\n`,
-      );
-      return 75;
+    // A projection table or index dropped outside iommu-ledger (a question reads it): `rebuild` recreates it.
+    if (e instanceof Error && /^(no such (table|index|column): |table \w+ has no column named )/.test(e.message)) {
+      const { missingProjection, missingProjectionError } = await import('../projections/corrupt.js');
+      const missing = missingProjection(e.message);
+      if (missing) {
+        io.err(`iommu-ledger: ${missingProjectionError(program.opts<Globals>().db, missing).message}\n`);
+        return 1;
+      }
+    }
+    // Faults of the disk, the file system or the ledger file, mapped in events/io-errors.ts: the
+    // ledger was busy, the disk is full, an I/O error (75: run it again); read-only for this user
+    // (2); the file is damaged (1: `verify` says what can still be read).
+    const { describeFault } = await import('../events/io-errors.js');
+    const fault = describeFault(e, { db: program.opts<Globals>().db, ...(command !== undefined ? { command } : {}) });
+    if (fault?.kind === 'damaged' && command === 'verify') {
+      const { damageReport } = await import('../events/damage.js');
+      let r: ReturnType<typeof damageReport> | undefined;
+      try {
+        r = damageReport(fault.path, fault.reason);
+      } catch {
+        // the report could not be made: the fault's own line still says what happened
+      }
+      if (r) {
+        io.out(`${program.opts<Globals>().json ? JSON.stringify(r, null, 2) : r.lines.join('\n')}\n`);
+        io.err(`iommu-ledger: ${r.message}\n`);
+        return 1;
+      }
+    }
+    if (fault) {
+      io.err(`iommu-ledger: ${fault.message}\n`);
+      return fault.exitCode;
     }
     io.err(`iommu-ledger: internal error: ${(e as Error).stack ?? String(e)}\n`);
     return 70;

@@ -10,6 +10,7 @@ import { migrate, type MigrationResult } from '../migrate/engine.js';
 import { buildReport, callerLines, checkLines, markdown, regressionLines, reportJson, type Report } from '../migrate/report.js';
 import { Queries } from '../projections/queries.js';
 import { InputError } from './errors.js';
+import { discardTemporary, publishTemporary, temporaryPathFor } from './newfile.js';
 import { collectGarbage } from './gc.js';
 import { withProgress } from './progress.js';
 
@@ -47,11 +48,58 @@ export async function loadMigration(file: string): Promise<Migration> {
 
 export async function runMigrate(db: string, o: MigrateCliOptions): Promise<{ result: MigrationResult; report: Report; files: string[]; summary: string[] }> {
   if (!o.script === !o.strategy) throw new InputError('migrate: give --script FILE or --strategy NAME (one of them)');
+  // The new ledger is written under a temporary name and renamed to --out when complete, and a
+  // script that calls process.exit (when loaded, or in a transform) is stopped: it cannot end
+  // the run with its own exit code and an empty --out.
+  const tmp = temporaryPathFor(o.out);
+  const trap = trapExit(o.script ?? o.strategy!, o.out, tmp);
+  try {
+    return await migrateInto(db, o, tmp, trap);
+  } finally {
+    trap.restore();
+  }
+}
+
+/** While a migration runs, process.exit throws instead of exiting (see runMigrate). */
+function trapExit(script: string, out: string, tmp: string) {
+  const real = process.exit;
+  const state: { code?: string } = {};
+  const why = () => `--script ${script} called process.exit(${state.code}) during the migration: nothing was written to ${out}; a migration script returns commands and must not end the process`;
+  process.exit = ((code?: number | string | null) => {
+    state.code ??= code === undefined || code === null ? '' : String(code);
+    throw new InputError(why());
+  }) as typeof process.exit;
+  // An exit that gets past the trap (process.reallyExit): no temporary file left, and no exit 0.
+  const onExit = () => {
+    discardTemporary(tmp);
+    if (!process.exitCode) process.exitCode = 2;
+    process.stderr.write(`iommu-ledger: the migration ended the process before it was done: nothing was written to ${out}\n`);
+  };
+  process.on('exit', onExit);
+  return {
+    /** Throws when the script called process.exit, even if it caught what that threw. */
+    check: () => {
+      if (state.code !== undefined) throw new InputError(why());
+    },
+    restore: () => {
+      process.exit = real;
+      process.off('exit', onExit);
+    },
+  };
+}
+
+async function migrateInto(db: string, o: MigrateCliOptions, tmp: string, trap: ReturnType<typeof trapExit>): Promise<{ result: MigrationResult; report: Report; files: string[]; summary: string[] }> {
   let m: Migration;
   if (o.strategy) {
     if (!STRATEGIES.includes(o.strategy as StrategyName)) throw new InputError(`--strategy ${JSON.stringify(o.strategy)}: one of ${STRATEGIES.join(', ')}`);
     m = builtinMigration(o.strategy as StrategyName);
-  } else m = await loadMigration(o.script!);
+  } else {
+    try {
+      m = await loadMigration(o.script!);
+    } finally {
+      trap.check(); // a script that exits as it is loaded: said as such, not as a load failure
+    }
+  }
   const stem = o.report ?? o.out.replace(/\.db$/, '') + '.report';
   if (!existsSync(dirname(resolve(stem)))) throw new InputError(`--report ${stem}: the folder ${dirname(resolve(stem))} does not exist`);
   // The source is never changed, not even upgraded: it is opened read-only throughout.
@@ -68,15 +116,27 @@ export async function runMigrate(db: string, o: MigrateCliOptions): Promise<{ re
   qs0.close();
   // Progress on a terminal, and a full collection now and then: the migration streams, but V8
   // lets garbage pile up for hundreds of megabytes before it collects on its own.
+  if (existsSync(o.out)) throw new InputError(`${o.out} exists: migrate writes a new ledger; choose another --out or remove it`);
   const result = await withProgress('migrate', (tick) =>
-    migrate(db, o.out, m, {
+    migrate(db, tmp, m, {
       ...(o.caller !== undefined ? { caller: o.caller } : {}),
       onProgress: (done, total) => {
         tick(done, total);
         collectGarbage();
       },
     }),
-  );
+  ).catch((e: unknown) => {
+    trap.check(); // the engine names a transform that threw; an exit is said as such
+    throw e;
+  });
+  try {
+    trap.check();
+    publishTemporary(tmp, o.out);
+  } catch (e) {
+    discardTemporary(tmp);
+    throw e;
+  }
+  result.out = o.out;
   const qs = new Queries(db, { readonly: true });
   const qo = new Queries(o.out);
   let report: Report;

@@ -2,7 +2,7 @@
  * What-if replay: the same commands under another profile or unmap behaviour, into a new
  * ledger file (the original is opened read-only), then a comparison of the two.
  */
-import { existsSync, rmSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { formatSize } from '../core/address.js';
 import { resolveProfile, type Semantics } from '../core/profile.js';
 import { commandFromEvent, type StoredData } from '../events/recommand.js';
@@ -11,6 +11,7 @@ import { parseCommand } from '../events/schema.js';
 import { Ledger } from '../projections/ledger.js';
 import { Queries } from '../projections/queries.js';
 import { InputError } from './apply.js';
+import { discardTemporary, publishTemporary, temporaryPathFor } from './newfile.js';
 
 export interface ReplaySummary {
   source: string;
@@ -61,7 +62,9 @@ export async function replayLedger(source: string, outPath: string, o: { semanti
     src.close();
     throw new InputError(`--domain ${JSON.stringify(o.domain)}: no such domain in ${source} (it holds ${names.join(', ') || 'none'})`);
   }
-  const dst = new Ledger(outPath);
+  // Written under a temporary name and renamed when complete: a killed replay leaves no --out.
+  const tmp = temporaryPathFor(outPath);
+  const dst = new Ledger(tmp);
   let events = 0;
   try {
     dst.session((add) => {
@@ -75,12 +78,13 @@ export async function replayLedger(source: string, outPath: string, o: { semanti
     });
   } catch (e) {
     dst.close();
-    for (const suffix of ['', '-wal', '-shm']) rmSync(outPath + suffix, { force: true });
+    discardTemporary(tmp);
     throw e;
   } finally {
     src.close();
   }
   dst.close();
+  publishTemporary(tmp, outPath);
   const before = summarize(source);
   const after = summarize(outPath);
   const what = [o.profile ? `profile ${o.profile}` : '', o.semantics ? `${o.semantics} unmap` : ''].filter(Boolean).join(', ') + (o.domain !== undefined ? ` for domain ${o.domain} (the others as they were)` : '');

@@ -3,11 +3,12 @@
  * (ordered files in migrations/, tracked in PRAGMA user_version).
  */
 import Database from 'better-sqlite3';
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { busyTimeoutMs } from './busy.js';
+import { cannotOpen, describeFault, faultKind, noteFault, notAFile, reasonOf, testPageLimit } from './io-errors.js';
 
 export type DB = Database.Database;
 
@@ -94,13 +95,36 @@ function untilNotBusy<T>(fn: () => T): T {
 
 const emptyFile = (path: string) => new LedgerOpenError(`${path} is empty, not a ledger (create one with 'iommu-ledger import' or 'iommu-ledger apply')`);
 
+/**
+ * A new file this process created but could not set up (the disk filled during the migrations):
+ * removed, with what SQLite left beside it, unless another connection has it open (its -wal is
+ * there) or it holds the whole schema (another process set it up meanwhile, and may have stored
+ * into it). With no -wal, the header's user_version is the schema version committed.
+ */
+function removeUnfinished(path: string): void {
+  try {
+    if (existsSync(`${path}-wal`) || !existsSync(path)) return;
+    const head = readFileSync(path).subarray(0, 100);
+    const version = head.length === 100 ? head.readUInt32BE(60) : 0;
+    if (version >= migrations().length) return;
+    for (const suffix of ['', '-shm', '-journal']) rmSync(path + suffix, { force: true });
+  } catch {
+    // left as it is: the fault being reported matters more
+  }
+}
+
 /** Opens (creating and migrating when needed) a ledger file. */
 export function openDatabase(path: string, opts: OpenOptions = {}): DB {
   if ((opts.mustExist || opts.readonly) && path !== ':memory:' && !existsSync(path)) {
     throw new LedgerOpenError(`no ledger at ${path} (create one with 'iommu-ledger import' or 'iommu-ledger apply', or pass --db)`);
   }
+  // A device, a folder or a pipe is no ledger: SQLite would write beside it (--db /dev/null made
+  // /dev/null-journal) and fail with an I/O error.
+  const what = path !== ':memory:' && existsSync(path) ? notAFile(statSync(path)) : undefined;
+  if (what) throw new LedgerOpenError(`${path} is ${what}, not a ledger file: give the path of a ledger file (import and apply create one)`);
   // Checked before SQLite opens it: setting WAL mode would write a header into the empty file.
   if (opts.mustExist && path !== ':memory:' && statSync(path).size === 0) throw emptyFile(path);
+  const created = path !== ':memory:' && !existsSync(path);
   let db: DB;
   try {
     const native = nativeBinding();
@@ -112,7 +136,17 @@ export function openDatabase(path: string, opts: OpenOptions = {}): DB {
     db.pragma(`busy_timeout = ${busyTimeoutMs()}`);
     db.pragma('cache_size = -65536'); // 64 MiB: the indexes of a million-event ledger stay in memory
     db.pragma('temp_store = MEMORY');
+    if (!opts.readonly) testPageLimit(db); // tests only: SQLITE_FULL past N pages (io-errors.ts)
     if (!opts.readonly) {
+      // Another program's SQLite file is refused before anything is written to it: the switch to
+      // WAL below would rewrite its header and change how that program opens it. (A ledger being
+      // created by another process shows version 0 and no tables, or its first schema: 001 and
+      // its user_version commit together.)
+      untilNotBusy(() => {
+        if ((db.pragma('user_version', { simple: true }) as number) !== 0) return;
+        const n = db.prepare("SELECT count(*) FROM sqlite_master WHERE type = 'table'").pluck().get() as number;
+        if (n > 0) throw new LedgerOpenError(`${path} is an SQLite file but not an iommu-ledger ledger (it has ${n} table(s) and no ledger schema): it was left unchanged; give --db a ledger file, or a new path`);
+      });
       // Switching to WAL is refused at once, without the busy handler, while another process's
       // last connection to the file is closing (checkpointing and removing its -wal): retried.
       untilNotBusy(() => db.pragma('journal_mode = WAL'));
@@ -160,13 +194,13 @@ export function openDatabase(path: string, opts: OpenOptions = {}): DB {
     }
   } catch (e) {
     db.close();
-    const code = (e as { code?: string }).code ?? '';
-    if (code === 'SQLITE_NOTADB') throw new LedgerOpenError(`${path} is not an iommu-ledger ledger: ${(e as Error).message}`);
-    if (code.startsWith('SQLITE_READONLY') || code.startsWith('SQLITE_CANTOPEN')) {
-      throw new LedgerOpenError(
-        `cannot open ${path} (${code}: ${(e as Error).message}): SQLite keeps ${path}-wal and ${path}-shm next to a ledger, even to read it, so the ledger and its folder must be writable by you; copy it to a folder you can write`,
-      );
-    }
+    if (created) removeUnfinished(path);
+    // Files that cannot be used as given (exit 2) are refused here; a full disk, an I/O error or
+    // a damaged file go up with their path, and io-errors.ts says what they mean.
+    const kind = faultKind(e, path);
+    if (kind === 'not-sqlite') throw new LedgerOpenError(describeFault(e, { db: path })!.message);
+    if (kind === 'cantopen' || kind === 'readonly') throw new LedgerOpenError(cannotOpen(path, reasonOf(e)));
+    noteFault(e, { path });
     throw e;
   }
   return db;

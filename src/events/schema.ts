@@ -8,6 +8,7 @@ import { AddressError, parseAddress, parseSize } from '../core/address.js';
 import { formatProt, parseProt } from './prot.js';
 import type { ProfileDescriptor } from '../core/profile.js';
 import { CustomProfileSpec } from '../core/profile-spec.js';
+import { parseStored, profileProblem, STORED_HEX, storedProblem, unfitEvent } from './stored.js';
 
 const num = z.union([z.string(), z.number(), z.bigint()]);
 
@@ -410,3 +411,121 @@ export function upcast(type: string, version: number, data: Record<string, unkno
   return d;
 }
 
+
+// ---- stored events, read back ----
+//
+// What iommu-ledger itself writes into `events.data`, by event type. A stored event that does not
+// fit (a body that is null, an array or a string, an address that is not "0x" hex, an unknown
+// field or event type) was changed outside iommu-ledger: readers refuse it, naming the event,
+// instead of computing with it. The question commands check the same rules without zod
+// (`storedProblem` in stored.ts); that check is also the fast path here, and zod decides every
+// event it refuses (test/reliability/hostile-events.test.ts holds the two to the same verdicts).
+
+const storedHex = z.string().regex(STORED_HEX);
+const wholeNumber = (min: number, max = Number.MAX_SAFE_INTEGER) => z.number().int().min(min).max(max);
+const storedWho = z
+  .object({
+    caller: z.string().max(200).optional(),
+    site: z.string().max(500).optional(),
+    task: z.string().max(200).optional(),
+    pid: wholeNumber(0).optional(),
+    tgid: wholeNumber(0).optional(),
+    cpu: wholeNumber(0).optional(),
+  })
+  .strict();
+const storedFrom = z
+  .object({
+    source: z.string().max(4096).optional(),
+    digest: z.string().max(200).optional(),
+    line: wholeNumber(0).optional(),
+    derivedFrom: z.object({ position: wholeNumber(1), id: z.string().min(1).max(200), strategy: z.string().max(200) }).strict().optional(),
+  })
+  .strict();
+const storedDevice = z.object({ device: z.string().min(1).max(200), groupId: wholeNumber(Number.MIN_SAFE_INTEGER).optional() }).strict();
+
+/** The stored bodies, by event type. */
+export const StoredBody = {
+  'domain-created': z
+    .object({
+      profile: z
+        .object({
+          name: z.string().min(1).max(200),
+          pgsizeBitmap: storedHex,
+          iovaBits: wholeNumber(1, 64),
+          semantics: z.enum(['legacy', 'split', 'strict']),
+          base: z.string().min(1).max(200).optional(),
+          emptyUnmapErrno: z.literal('ENOENT').optional(),
+        })
+        .strict()
+        .superRefine((d, ctx) => {
+          const bad = profileProblem(d);
+          if (bad !== undefined) ctx.addIssue({ code: 'custom', message: bad.replace(/^body\.profile: /, '') });
+        }),
+    })
+    .strict(),
+  map: z
+    .object({
+      iova: storedHex,
+      paddr: storedHex,
+      size: storedHex,
+      prot: wholeNumber(0, 255),
+      ok: z.boolean(),
+      errno: z.string().max(64).optional(),
+      reason: z.string().max(65536).optional(),
+      inferred: z.literal('before-trace').optional(),
+    })
+    .strict(),
+  unmap: z
+    .object({
+      iova: storedHex,
+      size: storedHex,
+      ok: z.boolean(),
+      errno: z.string().max(64).optional(),
+      reason: z.string().max(65536).optional(),
+      unmapped: storedHex,
+      predicted: storedHex.optional(),
+      observed: z.boolean().optional(),
+      followed: z.literal(true).optional(),
+    })
+    .strict(),
+  fault: z.object({ iova: storedHex, device: z.string().max(200).optional(), driver: z.string().max(200).optional(), flags: wholeNumber(0).optional() }).strict(),
+  'device-attached': storedDevice,
+  'device-detached': storedDevice,
+  'domain-destroyed': z.object({}).strict(),
+} satisfies Record<EventType, z.ZodType>;
+
+/** `events.data` of each event type: the body, who asked, where it came from. */
+export const StoredEventData = Object.fromEntries(
+  Object.entries(StoredBody).map(([type, body]) => [type, z.object({ body, who: storedWho.optional(), from: storedFrom.optional() }).strict()]),
+) as unknown as Record<EventType, z.ZodType>;
+
+/** A stored event's data as decoded. */
+export interface DecodedData {
+  body: Record<string, unknown>;
+  who?: Who;
+  from?: Origin;
+}
+
+/**
+ * A stored event's data, parsed (when given as text) and checked against its type's schema.
+ * Throws CorruptEventError naming the event (`what`, made only then) and what does not fit.
+ */
+export function decodeStoredEvent(type: string, data: string | unknown, what: () => string): DecodedData {
+  let parsed = data;
+  if (typeof data === 'string') {
+    try {
+      parsed = JSON.parse(data);
+    } catch {
+      parsed = parseStored<unknown>(what(), data); // throws, naming the event
+    }
+  }
+  const problem = storedProblem(type, parsed);
+  if (problem === undefined) return parsed as DecodedData;
+  // Refused by the fast check: the schema decides, and the check names the field.
+  const schema = Object.hasOwn(StoredEventData, type) ? (StoredEventData as Record<string, z.ZodType>)[type] : undefined;
+  if (schema) {
+    const r = schema.safeParse(parsed);
+    if (r.success) return parsed as DecodedData;
+  }
+  throw unfitEvent(what(), problem);
+}

@@ -6,8 +6,9 @@
 import { hash } from 'node:crypto';
 import type Database from 'better-sqlite3';
 import { openDatabase, type DB, type OpenOptions } from './db.js';
-import { upcast, type EventType } from './schema.js';
-import { parseStored } from './stored.js';
+import { noteFault } from './io-errors.js';
+import { decodeStoredEvent, upcast, type DecodedData, type EventType } from './schema.js';
+import { eventName, parseStored, shown, unfitEvent } from './stored.js';
 
 
 /**
@@ -66,6 +67,19 @@ export interface RawEvent {
   data: string;
 }
 
+const DOMAIN_NAME = /^[^\s]+$/;
+
+/**
+ * What is wrong with the envelope of a stored event as a command would carry it back (replay and
+ * migrate turn events back into commands): its domain name, id and source time.
+ */
+function envelopeProblem(e: { stream: string; id: string; time: string | null }): string | undefined {
+  if (e.stream.length < 1 || e.stream.length > 200 || !DOMAIN_NAME.test(e.stream)) return `its domain name ${shown(e.stream)} is not one a command can give (1 to 200 characters, no spaces)`;
+  if (typeof e.id !== 'string' || e.id.length < 1 || e.id.length > 200) return `its id is not 1 to 200 characters`;
+  if (e.time !== null && (typeof e.time !== 'string' || e.time.length > 64)) return `its source time ${shown(e.time)} is not a text of at most 64 characters`;
+  return undefined;
+}
+
 export interface VerifyResult {
   ok: boolean;
   events: number;
@@ -91,6 +105,9 @@ export class EventStore {
   readonly path: string;
   private headPos = 0;
   private headHash: string = GENESIS;
+  /** Events this store committed since it was opened (its own, not another writer's). */
+  private committed = 0;
+  private txnStart = 0;
   private readonly insEvent: Database.Statement;
   private readonly hasId: Database.Statement;
   private readonly headStmt: Database.Statement;
@@ -110,6 +127,7 @@ export class EventStore {
     this.headStmt = this.db.prepare('SELECT position, hash FROM events ORDER BY position DESC LIMIT 1');
     this.txn = this.db.transaction((fn: () => unknown, onMoved?: () => void) => {
       if (this.refreshHead()) onMoved?.();
+      this.txnStart = this.headPos;
       return fn();
     });
     this.refreshHead();
@@ -145,13 +163,29 @@ export class EventStore {
   write<T>(fn: () => T, onMoved?: () => void): T {
     const before = { pos: this.headPos, hash: this.headHash };
     try {
-      return this.txn.immediate(fn, onMoved) as T;
+      const out = this.txn.immediate(fn, onMoved) as T;
+      this.committed += this.headPos - this.txnStart;
+      return out;
     } catch (e) {
-      this.headPos = before.pos;
-      this.headHash = before.hash;
-      this.refreshHead();
+      this.afterFailedWrite(e, before);
       throw e;
     }
+  }
+
+  /**
+   * After a transaction failed (and SQLite rolled it back): the head as committed, and where the
+   * fault happened noted for io-errors.ts (a full disk: how much of an import was committed).
+   * A fault that also fails the re-read (an I/O error) leaves the head as it was before.
+   */
+  private afterFailedWrite(e: unknown, before: { pos: number; hash: string }): void {
+    this.headPos = before.pos;
+    this.headHash = before.hash;
+    try {
+      this.refreshHead();
+    } catch {
+      // the original error is the one to report
+    }
+    noteFault(e, { path: this.path, committed: this.committed, head: this.headPos });
   }
 
   /**
@@ -160,17 +194,26 @@ export class EventStore {
    */
   async writeAsync<T>(fn: () => Promise<T>, onMoved?: () => void): Promise<T> {
     const before = { pos: this.headPos, hash: this.headHash };
-    this.db.exec('BEGIN IMMEDIATE');
+    try {
+      this.db.exec('BEGIN IMMEDIATE');
+    } catch (e) {
+      this.afterFailedWrite(e, before);
+      throw e;
+    }
     try {
       if (this.refreshHead()) onMoved?.();
+      const start = this.headPos;
       const out = await fn();
       this.db.exec('COMMIT');
+      this.committed += this.headPos - start;
       return out;
     } catch (e) {
-      if (this.db.inTransaction) this.db.exec('ROLLBACK');
-      this.headPos = before.pos;
-      this.headHash = before.hash;
-      this.refreshHead();
+      try {
+        if (this.db.inTransaction) this.db.exec('ROLLBACK');
+      } catch {
+        // SQLite rolls back by itself after the faults that fail a ROLLBACK (I/O errors)
+      }
+      this.afterFailedWrite(e, before);
       throw e;
     }
   }
@@ -191,35 +234,61 @@ export class EventStore {
 
   /**
    * Events in position order, streaming in pages (never all in memory, and the connection stays
-   * free between pages, so a caller may write while it reads).
+   * free between pages, so a caller may write while it reads). Each is checked as it is read: its
+   * type and data against the schema of stored events (schema.ts), its domain name, id and time
+   * against what a command may carry; one that does not fit stops the reading with a
+   * CorruptEventError naming it (position and id), as does an event whose domain is missing.
    */
   *read(from = 1, to = Number.MAX_SAFE_INTEGER, pageSize = 8192): IterableIterator<RawEvent> {
     const stmt = this.db.prepare(
-      `SELECT e.position, s.name AS stream, e.version, e.type, e.schema_version AS schemaVersion, e.event_id AS id,
+      `SELECT e.position, s.name AS stream, e.stream AS streamId, e.version, e.type, e.schema_version AS schemaVersion, e.event_id AS id,
               e.recorded_at AS recordedAt, e.time, e.data
-         FROM events e JOIN streams s ON s.id = e.stream
+         FROM events e LEFT JOIN streams s ON s.id = e.stream
         WHERE e.position >= ? AND e.position <= ? ORDER BY e.position LIMIT ?`,
     );
     let next = from;
     for (;;) {
-      const rows = stmt.all(next, to, pageSize) as RawEvent[];
+      const rows = stmt.all(next, to, pageSize) as Array<RawEvent & { stream: string | null; streamId: number }>;
       for (const row of rows) {
-        if (row.schemaVersion !== 1) {
-          row.data = JSON.stringify(upcast(row.type, row.schemaVersion, parseStored<Record<string, unknown>>(`event #${row.position}`, row.data)));
-        }
-        yield row;
+        const what = () => eventName(row.position, row.id);
+        if (row.stream === null) throw unfitEvent(what(), `its domain (stream ${row.streamId}) is missing from the streams table`);
+        const bad = envelopeProblem(row);
+        if (bad !== undefined) throw unfitEvent(what(), bad);
+        const data = row.schemaVersion === 1 ? row.data : this.upcastOf(row.type, row.schemaVersion, row.data, what);
+        decodeStoredEvent(row.type, data, what);
+        row.data = typeof data === 'string' ? data : JSON.stringify(data);
+        const { streamId: _, ...ev } = row;
+        yield ev as RawEvent;
       }
       if (rows.length < pageSize) return;
       next = rows[rows.length - 1]!.position + 1;
     }
   }
 
+  /** An event stored at an older schema version, brought to the current one (an unknown version is the event's fault). */
+  private upcastOf(type: string, version: number, data: string, what: () => string): Record<string, unknown> {
+    const parsed = parseStored<Record<string, unknown>>(what(), data);
+    try {
+      return upcast(type, version, parsed);
+    } catch (e) {
+      throw unfitEvent(what(), `schema_version ${version}: ${(e as Error).message}`);
+    }
+  }
+
+  /** `event #N (id X)`, read when an event must be named (the fold does not read ids). */
+  describe(position: number): string {
+    const id = this.db.prepare('SELECT event_id FROM events WHERE position = ?').pluck().safeIntegers(false).get(position) as string | undefined;
+    return eventName(position, id);
+  }
+
   /**
    * Events in position order for a fold over the whole log (rebuild): position, stream name,
-   * stream version, type and data (upcast to the current schema), as arrays, read a page of 1024
-   * at a time with stream names from a map: cheaper per row than `read()`.
+   * stream version, type and data (upcast to the current schema, decoded and checked against the
+   * schema of stored events), as arrays, read a page of 1024 at a time with stream names from a
+   * map: cheaper per row than `read()`. An event that does not fit stops the fold with a
+   * CorruptEventError naming it.
    */
-  *readForFold(): IterableIterator<[number, string, number, EventType, string]> {
+  *readForFold(): IterableIterator<[number, string, number, EventType, DecodedData]> {
     const page = 1024;
     const stmt = this.db
       .prepare(`SELECT position, stream, version, type, schema_version, data FROM events WHERE position > ? ORDER BY position LIMIT ${page}`)
@@ -231,14 +300,15 @@ export class EventStore {
     for (;;) {
       const rows = stmt.all(after) as Array<[number, number, number, EventType, number, string]>;
       for (const r of rows) {
+        const what = () => this.describe(r[0]);
         let name = names.get(r[1]);
         if (name === undefined) {
           names = new Map(nameStmt.all() as Array<[number, string]>);
           name = names.get(r[1]);
-          if (name === undefined) throw new Error(`event ${r[0]}: stream ${r[1]} is not in the streams table`);
+          if (name === undefined) throw unfitEvent(what(), `its domain (stream ${r[1]}) is missing from the streams table`);
         }
-        const data = r[4] === 1 ? r[5] : JSON.stringify(upcast(r[3], r[4], parseStored<Record<string, unknown>>(`event #${r[0]}`, r[5])));
-        yield [r[0], name, r[2], r[3], data];
+        const data = r[4] === 1 ? r[5] : this.upcastOf(r[3], r[4], r[5], what);
+        yield [r[0], name, r[2], r[3], decodeStoredEvent(r[3], data, what)];
       }
       if (rows.length < page) return;
       after = rows[rows.length - 1]![0];

@@ -178,6 +178,10 @@ const CALLER_RE = /^\[ *([TC])(\d+)\] ?/;
 const TP_RE =
   /^(map|unmap|io_page_fault|attach_device_to_domain|detach_device_from_domain|add_device_to_group|remove_device_from_group): +(IOMMU:.*)$/;
 
+/** An IOMMU event name and its body's `IOMMU:` anywhere in a line (as ftrace, trace-cmd and tp_printk print them). */
+const EMBEDDED_RE =
+  /(?:^|\s)(?:iommu:)?(map|unmap|io_page_fault|attach_device_to_domain|detach_device_from_domain|add_device_to_group|remove_device_from_group): +IOMMU:/;
+
 const HEX_RE = /^0[xX][0-9a-fA-F]+$/;
 const BARE_HEX_RE = /^[0-9a-fA-F]+$/;
 const DEC_RE = /^[0-9]+$/;
@@ -252,7 +256,21 @@ function parseLine(raw: string, cut: boolean): ParsedLine {
     }
     return result;
   }
-  return CONTROL_RE.test(line) ? binaryData(line) : result;
+  if (CONTROL_RE.test(line)) return binaryData(line);
+  // A line skipped as not IOMMU output that still holds a whole IOMMU event further on: a
+  // record whose start was damaged, or two lines run together (a cut line, then a record).
+  // Counted as malformed, not skipped as some other event: the record would be lost unseen.
+  if (result.kind === 'skip' && (result.why === 'other-event' || result.why === 'other-text') && line.includes('IOMMU:')) {
+    const m = EMBEDDED_RE.exec(line);
+    if (m) {
+      const at = m.index + m[0].length - m[0].trimStart().length;
+      return {
+        kind: 'error',
+        reason: `an IOMMU event (${m[1]}) at column ${at + 1} follows text that is not an IOMMU record (${JSON.stringify(show(line.slice(0, at).trimEnd()))}): two lines run together, or a damaged line start; not stored`,
+      };
+    }
+  }
+  return result;
 }
 
 function tooLongLine(length: number): ParsedLine {

@@ -7,6 +7,8 @@
  * its caller in the snapshot's caller list (u32). 8-byte columns come first, so a blob read at
  * an 8-byte-aligned offset is decoded without a copy.
  */
+import { unreadable } from './corrupt.js';
+
 const INTENT_TAG = 0x31544e49; // "INT1" read as little-endian
 const ENTRY_BYTES = 8 + 8 + 8 + 8 + 4;
 
@@ -53,19 +55,38 @@ export class IntentWriter {
   }
 }
 
-/** Columns over the blob's bytes (copied once when they are not 8-byte aligned). */
-export function decodeIntent(buf: Uint8Array): IntentColumns {
-  if (buf.byteLength < 8) throw new Error(`intent snapshot: blob of ${buf.byteLength} bytes is too short`);
+/**
+ * Columns over the blob's bytes (copied once when they are not 8-byte aligned), every entry
+ * checked before it is trusted: whole positive row ids and map events, a first byte not after the
+ * last, a caller index below `callers` (the length of the snapshot's caller list). `what` names
+ * the blob in the error (CorruptProjectionError: `rebuild` recomputes it).
+ */
+export function decodeIntent(blob: Uint8Array, callers = Infinity, what: () => string = () => 'an intent snapshot'): IntentColumns {
+  if (!(blob instanceof Uint8Array)) throw unreadable(what(), `${blob === null ? 'NULL' : typeof blob} where a blob belongs`);
+  const buf = blob;
+  if (buf.byteLength < 8) throw unreadable(what(), `a blob of ${buf.byteLength} bytes is shorter than its 8-byte header`);
   const dv = new DataView(buf.buffer, buf.byteOffset, 8);
-  if (dv.getUint32(0, true) !== INTENT_TAG) throw new Error(`intent snapshot: not a blob of this format (tag 0x${dv.getUint32(0, true).toString(16)})`);
+  if (dv.getUint32(0, true) !== INTENT_TAG) throw unreadable(what(), `not a blob of this format (tag 0x${dv.getUint32(0, true).toString(16)})`);
   const n = dv.getUint32(4, true);
-  if (buf.byteLength !== 8 + n * ENTRY_BYTES) throw new Error(`intent snapshot: ${buf.byteLength} bytes for ${n} entries`);
+  // Exact in doubles: a huge count cannot wrap around to the right length.
+  if (buf.byteLength !== 8 + n * ENTRY_BYTES) throw unreadable(what(), `${buf.byteLength} bytes for ${n} entries of ${ENTRY_BYTES} bytes`);
   let bytes = buf;
   if (buf.byteOffset % 8 !== 0) {
     bytes = new Uint8Array(buf.byteLength);
     bytes.set(buf);
   }
-  return columnsOver(bytes, n);
+  const c = columnsOver(bytes, n);
+  const whole = (v: number) => Number.isInteger(v) && v >= 1 && v <= Number.MAX_SAFE_INTEGER;
+  for (let i = 0; i < n; i++) {
+    const bad =
+      !whole(c.id[i]!) ? `row id ${c.id[i]}`
+      : !whole(c.mapPos[i]!) ? `map event ${c.mapPos[i]}`
+      : c.first[i]! > c.last[i]! ? 'a first byte after its last'
+      : c.caller[i]! >= callers ? `caller ${c.caller[i]} of ${callers} names`
+      : undefined;
+    if (bad !== undefined) throw unreadable(what(), `entry ${i + 1} of ${n} has ${bad}`);
+  }
+  return c;
 }
 
 /** The columns of n entries over a blob's bytes (at an 8-byte-aligned offset). */

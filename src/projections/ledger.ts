@@ -20,9 +20,11 @@ import {
 import type { OpenOptions } from '../events/db.js';
 import {
   BEFORE_TRACE_CALLER,
+  decodeStoredEvent,
   followsObserved,
   parseCommand,
   type Command,
+  type DecodedData,
   type DomainBody,
   type EventType,
   type MapBody,
@@ -30,8 +32,9 @@ import {
   type UnmapBody,
   type Who,
 } from '../events/schema.js';
-import { ConcurrencyError, EventStore } from '../events/store.js';
-import { parseStored } from '../events/stored.js';
+import { ConcurrencyError, EventStore, type VerifyResult } from '../events/store.js';
+import { CorruptEventError, eventName, shown, unfitEvent } from '../events/stored.js';
+import { BrokenChainError, CorruptProjectionError, missingProjection, missingProjectionError, projectionJson, recreateProjectionTables, unreadable } from './corrupt.js';
 import { fromDb, toDb } from './codec.js';
 import {
   decodeEnds,
@@ -60,8 +63,22 @@ function stepStateOf(c: StepCase): string {
 }
 
 function stepCaseOf(position: number, caller: string, state: string): StepCase {
-  const j = JSON.parse(state) as { removedEnd: string; uncovered: Array<[string, string]> };
-  return { position, caller, removedEnd: BigInt(j.removedEnd), uncovered: j.uncovered.map(([a, b]) => ({ start: BigInt(a), end: BigInt(b) })) };
+  const what = () => `the pending over-unmap at event #${position} (unmap_findings.step_state)`;
+  const j = projectionJson<{ removedEnd: unknown; uncovered: unknown }>(what, state);
+  const big = (v: unknown): bigint => {
+    if (typeof v !== 'string' || !/^0x[0-9a-f]{1,17}$/.test(v)) throw unreadable(what(), `${typeof v === 'string' ? JSON.stringify(v.slice(0, 40)) : typeof v} is not a "0x" address`);
+    return BigInt(v);
+  };
+  if (typeof j !== 'object' || j === null || !Array.isArray(j.uncovered)) throw unreadable(what(), 'not an object with removedEnd and uncovered');
+  return {
+    position,
+    caller,
+    removedEnd: big(j.removedEnd),
+    uncovered: j.uncovered.map((u: unknown) => {
+      if (!Array.isArray(u) || u.length !== 2) throw unreadable(what(), 'an uncovered range is not a pair');
+      return { start: big(u[0]), end: big(u[1]) };
+    }),
+  };
 }
 const HW_CHECKPOINT_EVERY = 4096;
 /** Pending projection rows are written once this many have gathered. */
@@ -208,7 +225,7 @@ export class Ledger {
    */
   private pendingRuns = new Map<Run, PendingRow & { ctx: Ctx }>();
   private pendingIntent = new Map<IntentInterval, PendingRow & { caller: string }>();
-  private readonly s: Record<string, Database.Statement>;
+  private s: Record<string, Database.Statement> = {};
 
   private readonly snapshotEvery: number;
 
@@ -218,7 +235,27 @@ export class Ledger {
     if (!Number.isInteger(this.snapshotEvery) || this.snapshotEvery < 1) throw new RangeError(`snapshotEvery: ${snapshotEvery} is not a positive integer`);
     this.store = new EventStore(path, open);
     this.db = this.store.db;
-    const p = (sql: string) => this.db.prepare(sql);
+    this.prepareStatements();
+  }
+
+  /**
+   * The statements of the write path. A statement on a projection table that is missing (dropped
+   * outside iommu-ledger) fails only when it is used, saying so: `verify` and `rebuild` need none
+   * of them, and `rebuild` recreates the tables, then prepares them again.
+   */
+  private prepareStatements(): void {
+    const p = (sql: string) => {
+      try {
+        return this.db.prepare(sql);
+      } catch (e) {
+        const message = (e as Error).message;
+        // A statement on the projections alone names any column it misses as theirs.
+        const column = /\b(events|streams)\b/.test(sql) ? undefined : /^no such column: (?:\w+\.)?(\w+)/.exec(message)?.[1];
+        const missing = missingProjection(message) ?? (column !== undefined ? { kind: 'column' as const, name: column } : undefined);
+        if (!missing) throw e;
+        return failingStatement(missingProjectionError(this.store.path, missing));
+      }
+    };
     this.s = {
       insStream: p('INSERT INTO streams (name, version, profile, created_at) VALUES (?, 0, ?, ?)'),
       setVersion: p('UPDATE streams SET version = ?, max_span = ?, invalidations = ?, invalidated_bytes = ? WHERE id = ?'),
@@ -259,8 +296,8 @@ export class Ledger {
         `SELECT max(valid_to) FROM runs INDEXED BY runs_long
           WHERE domain = @d AND iova <= @x AND iova >= @far AND iova_last >= @x AND iova_last - iova >= 2097152 AND valid_to IS NOT NULL`,
       ),
-      eventData: p('SELECT type, data FROM events WHERE position = ?'),
-      createdEvent: p('SELECT data FROM events WHERE stream = ? AND version = 1'),
+      eventData: p('SELECT position, event_id, type, data FROM events WHERE position = ?'),
+      createdEvent: p('SELECT position, event_id, type, data FROM events WHERE stream = ? AND version = 1'),
       upsertSym: p(
         `INSERT INTO caller_symmetry (domain, caller, site, maps, unmaps, exact, spans, cuts, misses, straddles, foreign_unmaps, unmap_bytes, cut_bytes)
          VALUES (@domain, @caller, @site, @maps, @unmaps, @exact, @spans, @cuts, @misses, @straddles, @foreign_unmaps, @unmap_bytes, @cut_bytes)
@@ -455,9 +492,14 @@ export class Ledger {
     if (!raw) return undefined;
     const row = { id: Number(raw.id), version: Number(raw.version), destroyed_at: raw.destroyed_at, max_span: raw.max_span };
     // The profile as the hashed domain-created event says (streams.profile is only a copy).
-    const created = this.s.createdEvent!.get(row.id) as { data: string } | undefined;
-    const desc = created ? parseStored<{ body: DomainBody }>(`the domain-created event of ${name}`, created.data).body.profile : (JSON.parse(raw.profile) as ProfileDescriptor);
-    const profile = profileFromDescriptor(desc);
+    const created = this.s.createdEvent!.get(row.id) as { position: number; event_id: string; type: string; data: string } | undefined;
+    if (created && created.type !== 'domain-created') {
+      throw unfitEvent(eventName(created.position, created.event_id), `the first event of domain ${name} is a ${shown(created.type)} event, not domain-created`);
+    }
+    const desc = created
+      ? (decodeStoredEvent(created.type, created.data, () => eventName(created.position, created.event_id)).body as unknown as DomainBody).profile
+      : projectionJson<ProfileDescriptor>(() => `the profile of domain ${name} (streams.profile)`, raw.profile);
+    const profile = profileOfStream(name, desc);
     const c = this.newCtx(row.id, name, profile, row.version, row.destroyed_at !== null);
     // The live runs from the run log (the runs table while the log is not filled in). Each one's
     // map event (its region and caller) is read when first needed: an append touches few of
@@ -475,6 +517,9 @@ export class Ledger {
       }
       const shift = cols.shift[i]!;
       const lv = cols.level[i]!;
+      if (profile.format.levels[lv] === undefined || shift < profile.format.levels[lv]!.shift) {
+        throw unreadable(`the live runs of domain ${name} (run_log and run_snapshots)`, `a run at ${hex(cols.iova[i]!)} has level ${lv} and page shift ${shift}, which the ${profile.format.name} format has not`);
+      }
       const run: Run = {
         iova: cols.iova[i]!,
         paddr: cols.paddr[i]!,
@@ -487,7 +532,12 @@ export class Ledger {
       c.rowOf.set(run, { row: cols.id[i]!, from: cols.from[i]! });
       loaded.push(run);
     }
-    c.core.load(loaded);
+    try {
+      c.core.load(loaded);
+    } catch (e) {
+      if (e instanceof CorruptProjectionError || e instanceof CorruptEventError) throw e;
+      throw unreadable(`the live runs of domain ${name} (run_log and run_snapshots)`, (e as Error).message);
+    }
     c.maxSpan = fromDb(row.max_span);
     c.steps.load((this.s.pendingSteps!.all(row.id) as Array<{ position: number; caller: string; step_state: string }>).map((r) => stepCaseOf(r.position, intern(r.caller), r.step_state)));
     c.invalidations = Number(raw.invalidations);
@@ -524,9 +574,9 @@ export class Ledger {
 
   /** The region and caller of a stored map event (for a StoredOrigin). */
   private readonly readOrigin = (pos: number): OriginFields => {
-    const ev = this.s.eventData!.get(pos) as { type: string; data: string } | undefined;
-    if (ev?.type !== 'map') throw new Error(`internal: a live run names map event ${pos}, which is not a stored map`);
-    const data = parseStored<{ body: MapBody; who?: Who }>(`event #${pos}`, ev.data);
+    const ev = this.storedEvent(pos);
+    if (ev?.type !== 'map') throw unreadable('the live runs (run_log and run_snapshots)', `a live run names event #${pos} as its map, which is ${ev ? `a ${ev.type} event` : 'not stored'}`);
+    const data = ev.data as unknown as { body: MapBody; who?: Who };
     return {
       iova: BigInt(data.body.iova),
       paddr: BigInt(data.body.paddr),
@@ -534,6 +584,13 @@ export class Ledger {
       info: { caller: intern(data.who?.caller ?? UNKNOWN_CALLER), site: intern(data.who?.site ?? '') },
     };
   };
+
+  /** A stored event read by its position, decoded through the schema of stored events (one that does not fit is named). */
+  private storedEvent(pos: number): { type: string; data: DecodedData } | undefined {
+    const ev = this.s.eventData!.get(pos) as { position: number; event_id: string; type: string; data: string } | undefined;
+    if (!ev) return undefined;
+    return { type: ev.type, data: decodeStoredEvent(ev.type, ev.data, () => eventName(ev.position, ev.event_id)) };
+  }
 
   /** The caller and site of a map origin: recorded when mapped in this process, else read from its event. */
   private infoOf(ctx: Ctx, o: MapOrigin): OriginInfo | undefined {
@@ -622,9 +679,12 @@ export class Ledger {
     const snap = this.s.intentSnap!.get(c.id) as { position: number; max_id: number; callers: string; data: Buffer } | undefined;
     if (!snap) return false;
     const ended = new Set(this.s.intentEndedSince!.all(c.id, snap.position) as number[]);
-    const names = (JSON.parse(snap.callers) as string[]).map((n) => intern(n));
+    const what = () => `the intent snapshot of domain ${c.name} at event #${snap.position} (intent_snapshots)`;
+    const callers = projectionJson<unknown>(what, snap.callers);
+    if (!Array.isArray(callers) || !callers.every((x) => typeof x === 'string')) throw unreadable(what(), 'its callers are not a list of names');
+    const names = callers.map((n: string) => intern(n));
     const sets = names.map((n) => this.intentOf(c, n));
-    const cols = decodeIntent(snap.data);
+    const cols = decodeIntent(snap.data, names.length, what);
     for (let i = 0; i < cols.n; i++) {
       const id = cols.id[i]!;
       if (ended.has(id)) continue;
@@ -853,9 +913,9 @@ export class Ledger {
   private overUnmapOf(ctx: Ctx, iova: bigint): number | null {
     const at = this.lastRemovalOf(ctx, iova);
     if (at === undefined) return null;
-    const ev = this.s.eventData!.get(at) as { type: string; data: string };
-    if (ev.type !== 'unmap') return null;
-    const b = parseStored<{ body: UnmapBody }>(`event #${at}`, ev.data).body;
+    const ev = this.storedEvent(at);
+    if (ev?.type !== 'unmap') return null;
+    const b = ev.data.body as unknown as UnmapBody;
     const s = BigInt(b.iova);
     return iova >= s && iova < s + BigInt(b.size) ? null : at;
   }
@@ -981,7 +1041,10 @@ export class Ledger {
   /** Many small pieces make stateAt read many rows: merge them into one. */
   private mergeSmallPieces(c: Ctx): void {
     const rows = this.s.smallPieces!.all({ d: c.id }) as Array<{ first_pos: number; births: Buffer; ends: Buffer }>;
-    const pieces: LogPiece[] = rows.map((r) => ({ births: decodeRuns(r.births), ends: decodeEnds(r.ends) }));
+    const pieces: LogPiece[] = rows.map((r) => ({
+      births: decodeRuns(r.births, () => `the run log of domain ${c.name} (run_log row from event #${r.first_pos}, births)`),
+      ends: decodeEnds(r.ends, () => `the run log of domain ${c.name} (run_log row from event #${r.first_pos}, ends)`),
+    }));
     const m = mergePieces(pieces);
     for (const r of rows) this.s.delLog!.run(c.id, r.first_pos);
     this.s.insLog!.run(c.id, m.first, m.last, 0, m.births, m.ends);
@@ -1109,8 +1172,9 @@ export class Ledger {
         cause = 'never-mapped';
       } else {
         causePos = removedAt;
-        const ev = this.s.eventData!.get(causePos) as { type: string; data: string };
-        const data = parseStored<{ body: UnmapBody; who?: Who }>(`event #${causePos}`, ev.data);
+        const ev = this.storedEvent(causePos);
+        if (!ev) throw unreadable(`the runs of domain ${ctx.name}`, `a run ends at event #${causePos}, which is not stored`);
+        const data = ev.data as unknown as { body: UnmapBody; who?: Who };
         if (ev.type === 'unmap') {
           const s = BigInt(data.body.iova);
           const e = s + BigInt(data.body.size);
@@ -1131,21 +1195,31 @@ export class Ledger {
 
   /**
    * Drops every projection and recomputes it from the events alone (streaming). Returns how
-   * many stored outcomes the core now computes differently (0 unless the semantics changed).
+   * many stored outcomes the core now computes differently (0 unless the semantics changed), and
+   * what the hash chain said.
+   *
+   * All in one write transaction: first the hash chain is verified, and a broken one refuses the
+   * rebuild (BrokenChainError: nothing changes) unless `acceptBrokenChain`; then every projection
+   * table is dropped and created again as the current schema has it (a table or index that was
+   * missing or reshaped is back); then the events are folded, each decoded through the schema of
+   * stored events (one that does not fit stops the rebuild and rolls everything back).
    */
-  rebuild(onProgress?: (done: number, total: number) => void): { events: number; mismatches: number } {
+  rebuild(onProgress?: (done: number, total: number) => void, opts: { acceptBrokenChain?: boolean } = {}): { events: number; mismatches: number; chain: VerifyResult } {
     const total = this.store.lastPosition;
     let mismatches = 0;
     let n = 0;
-    this.db.transaction(() => {
-      for (const t of ['runs', 'run_log', 'run_snapshots', 'intent_snapshots', 'hw_state', 'intent', 'unmap_findings', 'faults', 'caller_symmetry', 'asymmetric_unmaps', 'checkpoints']) this.db.exec(`DELETE FROM ${t}`);
+    let chain: VerifyResult | undefined;
+    const fold = this.db.transaction(() => {
+      chain = this.store.verify();
+      if (!chain.ok && !opts.acceptBrokenChain) throw new BrokenChainError(chain);
+      recreateProjectionTables(this.db);
+      this.prepareStatements();
       this.db.exec("DELETE FROM meta WHERE key IN ('rebuild-needed', 'run-log-needed')");
       this.ctxs.clear();
       const streams = new Map<string, { id: number }>();
       for (const s of this.store.streams()) streams.set(s.name, { id: s.id });
       const batch: Batch = { recordedAt: '', touched: new Set(), sym: new Map() };
-      for (const [pos, stream, version, type, raw] of this.store.readForFold()) {
-        const data = parseStored<{ body: Record<string, unknown>; who?: Who; from?: Origin }>(`event #${pos}`, raw);
+      for (const [pos, stream, version, type, data] of this.store.readForFold()) {
         const who = data.who ?? {};
         const caller = who.caller ?? UNKNOWN_CALLER;
         const site = who.site ?? '';
@@ -1155,7 +1229,7 @@ export class Ledger {
           const s = streams.get(stream)!;
           ctx = this.newCtx(s.id, stream, profileFromDescriptor((data.body as unknown as DomainBody).profile), 0, false);
         }
-        if (!ctx) throw new Error(`event ${pos}: stream ${stream} has no domain-created event before it`);
+        if (!ctx) throw unfitEvent(this.store.describe(pos), `its domain ${stream} has no domain-created event before it`);
         ctx.version = version;
         batch.touched.add(ctx);
         const b = data.body;
@@ -1191,9 +1265,17 @@ export class Ledger {
       for (const c of batch.sym.values()) this.writeSym(c);
       for (const c of this.ctxs.values()) this.saveStream(c);
       this.s.checkpoint!.run(total);
-    }).immediate();
+    });
+    try {
+      fold.immediate();
+    } catch (e) {
+      // Rolled back: the tables are as they were, so are the statements prepared on them.
+      this.abandon();
+      this.prepareStatements();
+      throw e;
+    }
     this.ctxs.clear();
-    return { events: n, mismatches };
+    return { events: n, mismatches, chain: chain! };
   }
 
   /**
@@ -1216,7 +1298,8 @@ export class Ledger {
     let destroyed = false;
     for (const ev of this.store.read(1, position - 1)) {
       if (ev.stream !== name) continue;
-      const b = parseStored<{ body: Record<string, unknown> }>(`event #${ev.position}`, ev.data).body;
+      // read() checked it against the schema of stored events.
+      const b = (JSON.parse(ev.data) as { body: Record<string, unknown> }).body;
       if (ev.type === 'domain-created') core = new Domain(profileFromDescriptor((b as unknown as DomainBody).profile));
       else if (!core) continue;
       else if (ev.type === 'map') {
@@ -1352,4 +1435,23 @@ function intern(s: string): string {
     interned.set(v, v);
   }
   return v;
+}
+
+/** A statement that could not be prepared (its table is missing): every use throws `err`, configuring it does nothing. */
+/** A domain's profile from its stored descriptor; one that does not describe a profile is named. */
+function profileOfStream(name: string, desc: ProfileDescriptor): Profile {
+  try {
+    return profileFromDescriptor(desc);
+  } catch (e) {
+    throw unreadable(`the profile of domain ${name} (streams.profile)`, (e as Error).message);
+  }
+}
+
+function failingStatement(err: Error): Database.Statement {
+  const fail = (): never => {
+    throw err;
+  };
+  const stub: Record<string, unknown> = { run: fail, get: fail, all: fail, iterate: fail };
+  for (const k of ['pluck', 'raw', 'expand', 'safeIntegers', 'bind']) stub[k] = () => stub;
+  return stub as unknown as Database.Statement;
 }

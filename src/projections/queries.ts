@@ -11,11 +11,12 @@ import { Domain, type Run, type WalkStep, type HwStats } from '../core/domain.js
 import { profileFromDescriptor, type Profile, type ProfileDescriptor } from '../core/profile.js';
 import { describeStep, type StepReason } from '../core/stepping.js';
 import { openDatabase } from '../events/db.js';
-import { parseStored } from '../events/stored.js';
+import { decodeStored, eventName, profileProblem, unfitEvent } from '../events/stored.js';
 import { formatProt } from '../events/prot.js';
 import { callerAnalysis, type CallerView } from './callers.js';
 import { fromDb, toDb } from './codec.js';
 import { pageSizeOf, runLogComplete, runsByRows, runsFromLog, shiftOf, type RunColumns } from './runlog.js';
+import { CorruptProjectionError, projectionJson, unreadable } from './corrupt.js';
 
 /** Kysely's view of the tables the queries read (integers arrive as bigint). */
 interface Tables {
@@ -257,20 +258,28 @@ export class Queries {
   }
 
   domains(): DomainInfo[] {
-    // Each domain's profile as its hashed domain-created event says (streams.profile is a copy).
+    // Each domain's profile as its hashed domain-created event says (streams.profile is a copy),
+    // read through the schema of stored events: a tampered one is named, not half-read.
     const rows = this.prep(
-        `SELECT s.id, s.name, s.version, coalesce(json_extract(e.data, '$.body.profile'), s.profile) AS profile, s.created_at, s.destroyed_at, s.max_span
+        `SELECT s.id, s.name, s.version, s.profile, s.created_at, s.destroyed_at, s.max_span, e.position AS created_pos, e.event_id, e.type, e.data
            FROM streams s LEFT JOIN events e ON e.stream = s.id AND e.version = 1 ORDER BY s.id`,
       )
-      .all() as Array<Tables['streams']>;
-    return rows.map((r) => this.info(r));
+      .all() as Array<Tables['streams'] & { created_pos: bigint | null; event_id: string | null; type: string | null; data: string | null }>;
+    return rows.map((r) => {
+      if (r.created_pos === null) return this.info(r, projectionJson<ProfileDescriptor>(() => `the profile of domain ${r.name} (streams.profile)`, r.profile));
+      const what = eventName(Number(r.created_pos), r.event_id!);
+      if (r.type !== 'domain-created') throw unfitEvent(what, `the first event of domain ${r.name} is a ${JSON.stringify(r.type)} event, not domain-created`);
+      return this.info(r, decodeStored<{ body: { profile: ProfileDescriptor } }>(what, r.type, r.data!).body.profile);
+    });
   }
 
-  private info(r: Tables['streams']): DomainInfo {
+  private info(r: Tables['streams'], desc: ProfileDescriptor): DomainInfo {
+    const bad = profileProblem(desc);
+    if (bad !== undefined) throw unreadable(`the profile of domain ${r.name} (streams.profile)`, bad.replace(/^body\.profile: /, ''));
     return {
       id: Number(r.id),
       name: r.name,
-      profile: profileFromDescriptor(JSON.parse(r.profile) as ProfileDescriptor),
+      profile: profileFromDescriptor(desc),
       version: Number(r.version),
       destroyed: r.destroyed_at !== null,
       maxSpan: fromDb(r.max_span),
@@ -354,6 +363,10 @@ export class Queries {
   }
 
   private pageOf(r: Record<string, bigint>): PageView {
+    // A row of the runs table, checked before it is trusted (a column missing, or not an integer).
+    for (const k of RUN_COLUMNS) {
+      if (typeof r[k] !== 'bigint') throw unreadable(`a row of the runs table (id ${String(r.id)})`, `${k} is ${r[k] === undefined ? 'missing' : r[k] === null ? 'NULL' : `a ${typeof r[k]}`}`);
+    }
     const v: PageView = {
       iova: fromDb(r.iova!),
       paddr: fromDb(r.paddr!),
@@ -402,7 +415,13 @@ export class Queries {
    */
   coreAt(domainName?: string, at?: string | number): { domain: DomainInfo; at: number; core: Domain } {
     const s = this.stateAt(domainName, at);
-    return { domain: s.domain, at: s.at, core: coreOfRuns(s.domain, s.runs) };
+    try {
+      return { domain: s.domain, at: s.at, core: coreOfRuns(s.domain, s.runs) };
+    } catch (e) {
+      if (e instanceof CorruptProjectionError) throw e;
+      // Runs that the core cannot hold (a level or page size the format has not, overlaps).
+      throw unreadable(`the live runs of domain ${s.domain.name} at event #${s.at} (run_log and run_snapshots)`, (e as Error).message);
+    }
   }
 
   walk(domainName: string | undefined, iova: bigint, at?: string | number): { domain: DomainInfo; at: number; steps: WalkStep[]; outside?: true } {
@@ -445,7 +464,12 @@ export class Queries {
       stats: c.core.stats(),
     };
     if (cp) {
-      const st = JSON.parse(cp.stats) as { invalidations: number; invalidatedBytes: string };
+      // A hardware checkpoint (hw_state.stats, JSON), checked before it is trusted.
+      const what = () => `the hardware checkpoint of domain ${c.domain.name} at event #${cp.position} (hw_state)`;
+      const st = projectionJson<{ invalidations?: unknown; invalidatedBytes?: unknown }>(what, cp.stats);
+      if (typeof st !== 'object' || st === null) throw unreadable(what(), 'not a JSON object');
+      if (typeof st.invalidations !== 'number' || !Number.isSafeInteger(st.invalidations) || st.invalidations < 0) throw unreadable(what(), `invalidations ${JSON.stringify(st.invalidations) ?? 'missing'} is not a count`);
+      if (typeof st.invalidatedBytes !== 'string' || !/^0x[0-9a-f]{1,16}$/.test(st.invalidatedBytes)) throw unreadable(what(), `invalidatedBytes ${JSON.stringify(st.invalidatedBytes) ?? 'missing'} is not a "0x" size`);
       out.invalidations = { count: st.invalidations, bytes: BigInt(st.invalidatedBytes), asOf: Number(cp.position) };
     }
     return out;
@@ -481,14 +505,19 @@ export class Queries {
    */
   callersOf(positions: Iterable<number>): Map<number, string> {
     const all = [...new Set(positions)].sort((a, b) => a - b);
+    // SQLite reads the caller; an event whose text SQLite cannot read as JSON, or whose caller is
+    // not a text, is read in JavaScript, which names what does not fit.
     const st = this.prep(
-      `SELECT e.position, json_extract(e.data, '$.who.caller') FROM events e WHERE e.position IN (SELECT value FROM json_each(?))`,
+      `SELECT e.position, CASE WHEN json_valid(e.data) THEN json_extract(e.data, '$.who.caller') END, json_valid(e.data) FROM events e WHERE e.position IN (SELECT value FROM json_each(?))`,
     )
       .raw(true)
       .safeIntegers(false);
     const out = new Map<number, string>();
     for (let i = 0; i < all.length; i += 4096) {
-      for (const [pos, caller] of st.all(JSON.stringify(all.slice(i, i + 4096))) as Array<[number, string | null]>) out.set(pos, caller ?? '(unknown)');
+      for (const [pos, caller, valid] of st.all(JSON.stringify(all.slice(i, i + 4096))) as Array<[number, unknown, number]>) {
+        if (!valid || (caller !== null && typeof caller !== 'string')) this.event(pos);
+        out.set(pos, typeof caller === 'string' ? caller : '(unknown)');
+      }
     }
     return out;
   }
@@ -506,14 +535,17 @@ export class Queries {
       else missing.push(runs.mapPos[i]!);
     }
     if (missing.length) for (const [p, c] of this.callersOf(missing)) out.set(p, c);
+    for (let i = 0; i < runs.n; i++) {
+      if (!out.has(runs.mapPos[i]!)) throw unreadable('the live runs (run_log and run_snapshots)', `a run at 0x${runs.iova[i]!.toString(16)} names event #${runs.mapPos[i]} as its map, which is not stored`);
+    }
     return out;
   }
 
   event(position: number): EventSummary {
-    const r = this.prep('SELECT e.position, s.name, e.type, e.time, e.recorded_at, e.data FROM events e JOIN streams s ON s.id = e.stream WHERE e.position = ?')
-      .get(position) as { position: bigint; name: string; type: string; time: string | null; recorded_at: string; data: string } | undefined;
+    const r = this.prep('SELECT e.position, e.event_id, s.name, e.type, e.time, e.recorded_at, e.data FROM events e JOIN streams s ON s.id = e.stream WHERE e.position = ?')
+      .get(position) as { position: bigint; event_id: string; name: string; type: string; time: string | null; recorded_at: string; data: string } | undefined;
     if (!r) throw new QueryError(`no event at position ${position}`);
-    const data = parseStored<{ body: Record<string, unknown>; who?: Who; from?: { source?: string; line?: number } }>(`event #${position}`, r.data);
+    const data = decodeStored<{ body: Record<string, unknown>; who?: Who; from?: { source?: string; line?: number } }>(eventName(position, r.event_id), r.type, r.data);
     const e: EventSummary = { position: Number(r.position), domain: r.name, type: r.type, recordedAt: r.recorded_at, who: data.who ?? {}, body: data.body };
     if (r.time) e.time = r.time;
     if (data.from) e.from = data.from;
@@ -714,8 +746,18 @@ export class Queries {
     return rows.map((r) => this.findingOf(r));
   }
 
+  /** A finding row as a view; a row whose JSON does not have the finding's shape is named (a projection: `rebuild` recomputes it). */
   private findingOf(r: Record<string, bigint | string | null>): FindingView {
-    const detail = JSON.parse(r.detail as string) as {
+    try {
+      return this.findingOfRow(r);
+    } catch (e) {
+      if (e instanceof CorruptProjectionError || !(e instanceof TypeError || e instanceof SyntaxError || e instanceof RangeError)) throw e;
+      throw unreadable(`the finding at event #${r.position} (unmap_findings)`, e.message);
+    }
+  }
+
+  private findingOfRow(r: Record<string, bigint | string | null>): FindingView {
+    const detail = projectionJson<unknown>(() => `the finding at event #${r.position} (unmap_findings.detail)`, r.detail) as {
       ok: boolean;
       errno?: string;
       collateral: Array<{ iova: string; size: string; mappedBy: number; mappedByCaller: string; owner: string[] }>;
@@ -740,7 +782,7 @@ export class Queries {
       const verdict = r.step as 'stepped' | 'harmful' | 'pending';
       const reason = (r.step_why as StepReason | null) ?? 'pending';
       const at = r.step_pos !== null && r.step_pos !== undefined ? Number(r.step_pos) : undefined;
-      const others = r.step_others ? (JSON.parse(r.step_others as string) as string[]) : undefined;
+      const others = r.step_others ? projectionJson<string[]>(() => `the finding at event #${r.position} (unmap_findings.step_others)`, r.step_others) : undefined;
       f.stepped = verdict === 'stepped';
       f.step = { verdict, reason, ...(at !== undefined ? { at } : {}), ...(others ? { others } : {}), text: '' };
       f.step.text = describeStep({ stepped: f.stepped, reason, ...(at !== undefined ? { at } : {}), ...(others ? { others } : {}), removedEnd: f.requested.iova + f.unmappedSize });
@@ -790,7 +832,7 @@ export class Queries {
       domain: r.name as string,
       iova: fromDb(r.iova as bigint),
       cause: r.cause as string,
-      detail: JSON.parse(r.detail as string) as Record<string, unknown>,
+      detail: projectionJson<Record<string, unknown>>(() => `the fault at event #${r.position} (faults.detail)`, r.detail),
     };
     if (r.device !== null) f.device = r.device as string;
     if (r.flags !== null) f.flags = Number(r.flags);
@@ -819,11 +861,19 @@ export class Queries {
     if (filter.examples !== undefined && !(Number.isInteger(filter.examples) && filter.examples >= 0)) {
       throw new QueryError(`examples ${filter.examples}: give a whole number, 0 or more`);
     }
-    return callerAnalysis(this.db, {
+    const f = {
       ...(filter.domain !== undefined ? { domain: this.domain(filter.domain).id } : {}),
       ...(filter.caller !== undefined ? { caller: filter.caller } : {}),
       ...(filter.examples !== undefined ? { examples: filter.examples } : {}),
-    });
+    };
+    try {
+      return callerAnalysis(this.db, f);
+    } catch (e) {
+      // Rows whose JSON (the maps an unmap touched) or numbers do not have their shape: a projection.
+      const malformed = e instanceof Error && (e as { code?: string }).code === 'SQLITE_ERROR' && /malformed JSON/.test(e.message);
+      if (!malformed && !(e instanceof TypeError || e instanceof SyntaxError || e instanceof RangeError)) throw e;
+      throw unreadable('the caller analysis (caller_symmetry and asymmetric_unmaps)', (e as Error).message);
+    }
   }
 
   /** Why the projections are incomplete (a ledger upgraded from an older schema), if they are. */
@@ -975,6 +1025,9 @@ export function whoText(w: Who): string {
 }
 
 /** A core domain holding the given live runs (for hardware statistics). */
+/** The columns of a runs row that a page is made of (valid_to may be NULL). */
+const RUN_COLUMNS = ['id', 'iova', 'paddr', 'page_size', 'count', 'prot', 'level', 'map_pos', 'valid_from'] as const;
+
 function coreOfRuns(d: DomainInfo, c: RunColumns): Domain {
   const core = new Domain(d.profile);
   const origins = new Map<number, { ref: number; iova: bigint; paddr: bigint; size: bigint; prot: number }>();
@@ -989,7 +1042,9 @@ function coreOfRuns(d: DomainInfo, c: RunColumns): Domain {
       origins.set(ref, origin);
     }
     const level = c.level[i]!;
-    const repeat = 2 ** (c.shift[i]! - d.profile.format.levels[level]!.shift);
+    const lv = d.profile.format.levels[level];
+    if (lv === undefined || c.shift[i]! < lv.shift) throw new RangeError(`a run at 0x${c.iova[i]!.toString(16)} has level ${level} and page shift ${c.shift[i]}, which the ${d.profile.format.name} format has not`);
+    const repeat = 2 ** (c.shift[i]! - lv.shift);
     runs.push({ iova: c.iova[i]!, paddr: c.paddr[i]!, pageSize, count, level, repeat, origin });
   }
   core.load(runs);

@@ -24,6 +24,7 @@
 import { endianness } from 'node:os';
 import type Database from 'better-sqlite3';
 import { fromDb } from './codec.js';
+import { unreadable } from './corrupt.js';
 
 /** Format tags: a blob that does not start with its tag is refused. */
 const RUNS_V1_TAG = 0x52554e31; // "RUN1": before schema 7, no callers
@@ -195,33 +196,71 @@ function aligned(buf: Uint8Array): { ab: ArrayBufferLike; at: number } {
   return { ab: copy.buffer, at: 0 };
 }
 
-function tagOf(buf: Uint8Array, what: string): number {
-  if (buf.byteLength < 8) throw new Error(`${what}: blob of ${buf.byteLength} bytes is too short`);
+/** What a blob is, for messages: a text, or a function that makes it (only when it is needed). */
+export type BlobName = string | (() => string);
+const nameOf = (what: BlobName): string => (typeof what === 'string' ? what : what());
+
+/** The blob itself: SQLite hands back a Buffer for a BLOB, anything else where one belongs is damage. */
+function blobOf(buf: unknown, what: BlobName): Uint8Array {
+  if (!(buf instanceof Uint8Array)) throw unreadable(nameOf(what), `${buf === null ? 'NULL' : typeof buf} where a blob belongs`);
+  return buf;
+}
+
+function tagOf(buf: Uint8Array, what: BlobName): number {
+  if (buf.byteLength < 8) throw unreadable(nameOf(what), `a blob of ${buf.byteLength} bytes is shorter than its 8-byte header`);
   return new DataView(buf.buffer, buf.byteOffset, 8).getUint32(0, true);
 }
 
-function header(buf: Uint8Array, tag: number, width: number, what: string): number {
+function header(buf: Uint8Array, tag: number, width: number, what: BlobName): number {
   const t = tagOf(buf, what);
-  if (t !== tag) throw new Error(`${what}: not a blob of this format (tag 0x${t.toString(16)})`);
+  if (t !== tag) throw unreadable(nameOf(what), `not a blob of this format (tag 0x${t.toString(16)})`);
   const n = new DataView(buf.buffer, buf.byteOffset, 8).getUint32(4, true);
-  if (buf.byteLength !== 8 + n * width) throw new Error(`${what}: ${buf.byteLength} bytes for ${n} entries`);
+  // Exact in doubles (n < 2^32, width < 2^7): a huge count cannot wrap around to the right length.
+  if (buf.byteLength !== 8 + n * width) throw unreadable(nameOf(what), `${buf.byteLength} bytes for ${n} entries of ${width} bytes`);
   return n;
 }
 
-/** Columns over the blob's own bytes (no copy when aligned). */
-export function decodeRuns(buf: Uint8Array): RunColumns {
-  const tag = tagOf(buf, 'run log');
+const MAX_EXACT = Number.MAX_SAFE_INTEGER;
+/** A whole number from `min` up to 2^53 - 1 (an id, a position, a count), as a float64 column holds it. */
+const isWhole = (v: number, min: number): boolean => Number.isInteger(v) && v >= min && v <= MAX_EXACT;
+
+/**
+ * Checks every entry of decoded runs before anyone trusts them: ids, counts and positions whole
+ * and positive, an end that is none (NaN) or a position, a page shift below 64, a level below 16,
+ * a caller index within the blob's names.
+ */
+function checkRuns(c: RunColumns, what: BlobName): void {
+  for (let i = 0; i < c.n; i++) {
+    const to = c.to[i]!;
+    const bad =
+      !isWhole(c.id[i]!, 1) ? `row id ${c.id[i]}`
+      : !isWhole(c.count[i]!, 1) ? `page count ${c.count[i]}`
+      : !isWhole(c.mapPos[i]!, 1) ? `map event ${c.mapPos[i]}`
+      : !isWhole(c.from[i]!, 1) ? `start event ${c.from[i]}`
+      : !(Number.isNaN(to) || isWhole(to, 1)) ? `end event ${to}`
+      : c.shift[i]! > 63 ? `page shift ${c.shift[i]}`
+      : c.level[i]! > 15 ? `level ${c.level[i]}`
+      : c.caller[i]! > c.names.length ? `caller ${c.caller[i]} of ${c.names.length} names`
+      : undefined;
+    if (bad !== undefined) throw unreadable(nameOf(what), `entry ${i + 1} of ${c.n} has ${bad}`);
+  }
+}
+
+/** Columns over the blob's own bytes (no copy when aligned), every entry checked. */
+export function decodeRuns(blob: Uint8Array, what: BlobName = 'a run log blob'): RunColumns {
+  const buf = blobOf(blob, what);
+  const tag = tagOf(buf, what);
   const v1 = tag === RUNS_V1_TAG;
   let n: number;
   let namesBytes = 0;
-  if (v1) n = header(buf, RUNS_V1_TAG, RUN_V1_BYTES, 'run log');
+  if (v1) n = header(buf, RUNS_V1_TAG, RUN_V1_BYTES, what);
   else {
-    if (tag !== RUNS_TAG) throw new Error(`run log: not a blob of this format (tag 0x${tag.toString(16)})`);
-    if (buf.byteLength < 16) throw new Error(`run log: blob of ${buf.byteLength} bytes is too short`);
+    if (tag !== RUNS_TAG) throw unreadable(nameOf(what), `not a blob of this format (tag 0x${tag.toString(16)})`);
+    if (buf.byteLength < 16) throw unreadable(nameOf(what), `a blob of ${buf.byteLength} bytes is shorter than its 16-byte header`);
     const dv = new DataView(buf.buffer, buf.byteOffset, 16);
     n = dv.getUint32(4, true);
     namesBytes = dv.getUint32(8, true);
-    if (buf.byteLength !== 16 + n * RUN_BYTES + namesBytes) throw new Error(`run log: ${buf.byteLength} bytes for ${n} entries and ${namesBytes} bytes of names`);
+    if (buf.byteLength !== 16 + n * RUN_BYTES + namesBytes) throw unreadable(nameOf(what), `${buf.byteLength} bytes for ${n} entries and ${namesBytes} bytes of names`);
   }
   const { ab, at } = aligned(buf);
   let o = at + (v1 ? 8 : 16);
@@ -256,8 +295,20 @@ export function decodeRuns(buf: Uint8Array): RunColumns {
   const shift = u8();
   const level = u8();
   const prot = u8();
-  const names = namesBytes ? (JSON.parse(Buffer.from(ab, o, namesBytes).toString('utf8')) as string[]) : [];
-  return { n, id, iova, paddr, count, mapPos, from, to, shift, level, prot, caller, names };
+  let names: string[] = [];
+  if (namesBytes) {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(Buffer.from(ab, o, namesBytes).toString('utf8'));
+    } catch (e) {
+      throw unreadable(nameOf(what), `its caller names are not JSON: ${(e as Error).message}`);
+    }
+    if (!Array.isArray(parsed) || !parsed.every((x) => typeof x === 'string')) throw unreadable(nameOf(what), 'its caller names are not a list of texts');
+    names = parsed as string[];
+  }
+  const c = { n, id, iova, paddr, count, mapPos, from, to, shift, level, prot, caller, names };
+  checkRuns(c, what);
+  return c;
 }
 
 export function encodeEnds(ids: readonly number[], tos: readonly number[]): Buffer {
@@ -271,10 +322,15 @@ export function encodeEnds(ids: readonly number[], tos: readonly number[]): Buff
   return buf;
 }
 
-export function decodeEnds(buf: Uint8Array): EndColumns {
-  const n = header(buf, ENDS_TAG, 16, 'run ends');
+export function decodeEnds(blob: Uint8Array, what: BlobName = 'a blob of run ends'): EndColumns {
+  const buf = blobOf(blob, what);
+  const n = header(buf, ENDS_TAG, 16, what);
   const { ab, at } = aligned(buf);
-  return { n, id: new Float64Array(ab, at + 8, n), to: new Float64Array(ab, at + 8 + n * 8, n) };
+  const e = { n, id: new Float64Array(ab, at + 8, n), to: new Float64Array(ab, at + 8 + n * 8, n) };
+  for (let i = 0; i < n; i++) {
+    if (!isWhole(e.id[i]!, 1) || !isWhole(e.to[i]!, 1)) throw unreadable(nameOf(what), `entry ${i + 1} of ${n} has row id ${e.id[i]} and end event ${e.to[i]}`);
+  }
+  return e;
 }
 
 /** One run_log row, decoded. */
@@ -507,11 +563,21 @@ export function runsFromLog(db: Database.Database, domain: number, p: number): R
     | [number, Buffer]
     | undefined;
   const s = snap ? snap[0] : 0;
-  const rows = stmt(db, 'SELECT births, ends FROM run_log WHERE domain = ? AND first_pos > ? AND first_pos <= ?').all(domain, s, p) as Array<
-    [Buffer, Buffer]
+  const rows = stmt(db, 'SELECT first_pos, births, ends FROM run_log WHERE domain = ? AND first_pos > ? AND first_pos <= ?').all(domain, s, p) as Array<
+    [number, Buffer, Buffer]
   >;
-  const pieces: LogPiece[] = rows.map((r) => ({ births: decodeRuns(r[0]), ends: decodeEnds(r[1]) }));
-  return stateFrom(snap ? decodeRuns(snap[1]) : undefined, s, pieces, p);
+  const dom = () => domainText(db, domain);
+  const pieces: LogPiece[] = rows.map((r) => ({
+    births: decodeRuns(r[1], () => `the run log of domain ${dom()} (run_log row from event #${r[0]}, births)`),
+    ends: decodeEnds(r[2], () => `the run log of domain ${dom()} (run_log row from event #${r[0]}, ends)`),
+  }));
+  return stateFrom(snap ? decodeRuns(snap[1], () => `the snapshot of domain ${dom()} at event #${snap[0]} (run_snapshots)`) : undefined, s, pieces, p);
+}
+
+/** A domain by its name (and its number, when the streams table does not name it), for messages. */
+export function domainText(db: Database.Database, domain: number): string {
+  const name = db.prepare('SELECT name FROM streams WHERE id = ?').pluck().safeIntegers(false).get(domain) as string | undefined;
+  return name === undefined ? `#${domain}` : name;
 }
 
 /** False while a ledger upgraded to schema 5 has not been rebuilt: its run log starts in the middle. */

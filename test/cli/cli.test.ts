@@ -136,17 +136,20 @@ describe('iommu-ledger command line', () => {
     expect((await cli('--db', empty, 'verify')).code).toBe(0);
   });
 
-  it('an event body changed outside iommu-ledger into something that is not JSON: rebuild, explain and history name the event and exit 1, and the failed rebuild changes nothing', async () => {
+  it('an event body changed outside iommu-ledger into something that is not JSON: rebuild refuses the broken chain; rebuild --accept-broken-chain, explain and history name the event and exit 1; the failed rebuilds change nothing', async () => {
     const db = tempDb();
     await cli('--db', db, 'apply', join(EX, 'scenario.jsonl'));
     const raw = new Database(db);
     const before = projectionSnapshot(raw);
     raw.close();
     tamper(db, 'UPDATE events SET data = substr(data, 1, 20) WHERE position = 3');
-    for (const argv of [['rebuild'], ['explain', '0x200000', '--domain', 'gpu0'], ['history', '0x200000', '--domain', 'gpu0']]) {
+    const refused = await cli('--db', db, 'rebuild');
+    expect(refused.code).toBe(1);
+    expect(refused.err).toMatch(/^iommu-ledger: rebuild refused: the hash chain is broken \(position 3: its content does not match the hash chain/);
+    for (const argv of [['rebuild', '--accept-broken-chain'], ['explain', '0x200000', '--domain', 'gpu0'], ['history', '0x200000', '--domain', 'gpu0']]) {
       const r = await cli('--db', db, ...argv);
       expect(r.code).toBe(1);
-      expect(r.err).toMatch(/^iommu-ledger: event #3: its stored body is not valid JSON \(.*\): the ledger was changed outside iommu-ledger; 'iommu-ledger verify' shows where\n$/);
+      expect(r.err).toMatch(/^iommu-ledger: event #3 \(id ade357a1fcd16486b5f69f95:3\): its stored body is not valid JSON \(.*\): this stored event is not one iommu-ledger writes \(the ledger was changed outside it\); nothing was written; restore the ledger from a copy \('iommu-ledger verify' checks the hash chain\)\n$/);
     }
     const after = new Database(db);
     expect(projectionSnapshot(after)).toEqual(before);

@@ -40,6 +40,6 @@ describe('intent snapshot blobs', () => {
     const other = Buffer.from(buf);
     other.writeUInt32LE(0x52554e31, 0);
     expect(() => decodeIntent(other)).toThrow(/not a blob of this format/);
-    expect(() => decodeIntent(new Uint8Array(4))).toThrow(/too short/);
+    expect(() => decodeIntent(new Uint8Array(4))).toThrow(/is shorter than its 8-byte header/);
   });
 });
