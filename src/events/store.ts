@@ -382,7 +382,7 @@ export class EventStore {
       ok: true,
       events: n,
       head: prev,
-      message: `intact: ${n} events, hash chain verified from the first to position ${n}; head hash ${prev} (keep it elsewhere to detect a cut-off tail)`,
+      message: `intact: ${n} events, hash chain verified from the first to position ${n}; head hash ${prev} (to detect a cut-off tail or a re-hashed rewrite later, keep a checkpoint: iommu-ledger checkpoint)`,
     };
   }
 
