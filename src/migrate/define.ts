@@ -4,9 +4,13 @@
  * whose default export is `defineMigration({...})`; see docs/migrate.md.
  */
 
-/** Built-in strategies. `keep` leaves commands as they are and does not report them. */
-export type StrategyName = 'split-maps' | 'widen-unmaps' | 'flag' | 'keep';
-export const STRATEGIES: readonly StrategyName[] = ['split-maps', 'widen-unmaps', 'flag', 'keep'];
+/**
+ * Built-in strategies. `unmap-as-mapped` is for callers that step by the returned size (VFIO's
+ * teardown): each unmap removes the whole maps the source's unmap removed pages of. `keep`
+ * leaves commands as they are and does not report them.
+ */
+export type StrategyName = 'split-maps' | 'widen-unmaps' | 'unmap-as-mapped' | 'flag' | 'keep';
+export const STRATEGIES: readonly StrategyName[] = ['split-maps', 'widen-unmaps', 'unmap-as-mapped', 'flag', 'keep'];
 
 /** A command a transform emits (who/when default to the source command's). */
 export interface OutCommand {
@@ -28,6 +32,8 @@ export interface SourceCommand extends OutCommand {
   task?: string;
   pid?: number;
   time?: string;
+  /** Unmaps: the bytes the source's unmap removed, as stored (what the kernel reported, when imported from a trace; 0 for a refused unmap). */
+  unmapped?: bigint;
 }
 
 /** A map alive in the migrated history. */
@@ -50,6 +56,13 @@ export interface MigrationContext {
   /** The built-in strategies, to combine in a transform of one's own. */
   splitMaps(cmd: SourceCommand): OutCommand[];
   widenUnmaps(cmd: SourceCommand): OutCommand[];
+  /**
+   * For an unmap: one unmap of each whole map (as it was mapped) alive in the migrated history
+   * that the pages the source's unmap removed touch; none when they touch no live map (an
+   * earlier whole unmap removed them) or when the source removed nothing. A map of another
+   * caller among them is not unmapped: the command is flagged instead. A map comes back unchanged.
+   */
+  unmapAsMapped(cmd: SourceCommand): OutCommand[];
   /** Keep the command as it is and report it as a violation (with a reason). */
   flag(cmd: SourceCommand, reason?: string): OutCommand[];
 }

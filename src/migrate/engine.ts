@@ -12,13 +12,14 @@
  */
 import { existsSync, rmSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
-import { formatSize, hex } from '../core/address.js';
-import { Domain, type HwDelta, type MapResult, type UnmapResult } from '../core/domain.js';
+import { formatSize, hex, type Range } from '../core/address.js';
+import { Domain, runEnd, type HwDelta, type MapResult, type UnmapResult } from '../core/domain.js';
+import { kernelRange } from '../core/observed.js';
 import { IntervalSet } from '../core/intervals.js';
 import { minPageSize, profileFromDescriptor, type Profile, type ProfileDescriptor } from '../core/profile.js';
 import { classifyUnmap, SYMMETRIC, tryUnmap } from '../core/symmetry.js';
 import { commandFromEvent, type StoredData } from '../events/recommand.js';
-import { followsObserved, parseCommand, type Origin, type UnmapBody } from '../events/schema.js';
+import { BEFORE_TRACE_CALLER, followsObserved, parseCommand, type Origin, type UnmapBody } from '../events/schema.js';
 import { EventStore, type RawEvent } from '../events/store.js';
 import { EndReader, markMigrated } from '../projections/compare.js';
 import { Ledger, UNKNOWN_CALLER, type Outcome } from '../projections/ledger.js';
@@ -32,7 +33,7 @@ import {
   type OutCommand,
   type SourceCommand,
 } from './define.js';
-import { within } from './ranges.js';
+import { norm, subtract, union, within } from './ranges.js';
 import { Verifier, type CallerTotals, type FixKind, type Issued, type Problem, type ProblemKind, type RegressionKind } from './verify.js';
 
 export { FAILING, REGRESSIONS, type CallerTotals, type FixKind, type Problem, type ProblemKind, type RegressionKind } from './verify.js';
@@ -73,6 +74,10 @@ export interface MigrationResult {
   notMigrated: Partial<Record<RegressionKind, number>>;
   /** Real fixes per kind. */
   fixed: Record<FixKind, number>;
+  /** Unmaps that removed pages before the source did, which the same caller's following unmaps then removed in the source (a teardown), and those bytes. */
+  caughtUp: { unmaps: number; bytes: bigint };
+  /** What `unmap-as-mapped` did with the unmaps it was given (when it was used). */
+  unmapAsMapped?: UnmapAsMappedStats;
   /** Per domain and caller: regressions (and their bytes), fixes, not migrated. */
   byCaller: CallerTotals[];
   /** The migrated commands under the source's own unmap behaviour (the hardware it ran on). */
@@ -81,6 +86,22 @@ export interface MigrationResult {
   /** Wall-clock milliseconds: the first pass, the second (appending and the checks of each command), the checks alone, the comparison of the ends. */
   timings: { pass1: number; pass2: number; checks: number; ends: number; total: number };
   passed: boolean;
+}
+
+/** The unmaps `unmap-as-mapped` was given, by what became of them. */
+export interface UnmapAsMappedStats {
+  unmaps: number;
+  /** Became unmaps of whole maps (`maps` of them in all). */
+  whole: number;
+  maps: number;
+  /** Dropped: the pages the source removed were no longer mapped in the new ledger (an earlier whole unmap took them). */
+  droppedDone: number;
+  /** Dropped: the source's unmap removed nothing (a miss, or refused). */
+  droppedNothing: number;
+  /** Unmaps of holes the caller still believed mapped (they remove nothing; see Holes in docs/migrate.md). */
+  holes: number;
+  /** Kept as they are and flagged: the pages the source removed touch another caller's map. */
+  flagged: number;
 }
 
 export interface MigrateOptions {
@@ -232,7 +253,7 @@ export async function migrate(source: string, outPath: string, m: Migration, o: 
     }
     const t3 = performance.now();
     result.timings = { pass1: t1 - t0, pass2: t2 - t1, checks: result.timings.checks, ends: t3 - t2, total: t3 - t0 };
-    return { ...result, problems: v.problems, counts: v.counts, bytes: v.bytes, notMigrated: v.notMigrated, fixed: v.fixed, byCaller: v.byCaller, passed: v.passed };
+    return { ...result, problems: v.problems, counts: v.counts, bytes: v.bytes, notMigrated: v.notMigrated, fixed: v.fixed, byCaller: v.byCaller, caughtUp: v.caughtUp, passed: v.passed };
   } catch (e) {
     dst?.close();
     if (made) for (const suffix of ['', '-wal', '-shm']) rmSync(outPath + suffix, { force: true });
@@ -243,7 +264,7 @@ export async function migrate(source: string, outPath: string, m: Migration, o: 
   }
 }
 
-type Partial2 = Omit<MigrationResult, 'problems' | 'counts' | 'bytes' | 'notMigrated' | 'fixed' | 'byCaller' | 'passed'>;
+type Partial2 = Omit<MigrationResult, 'problems' | 'counts' | 'bytes' | 'notMigrated' | 'fixed' | 'byCaller' | 'caughtUp' | 'passed'>;
 
 async function run(src: EventStore, dst: Ledger, cuts: Map<number, bigint[]>, m: Migration, o: MigrateOptions, source: string, out: string, verifier: Verifier): Promise<Partial2> {
   const total = src.lastPosition;
@@ -254,6 +275,7 @@ async function run(src: EventStore, dst: Ledger, cuts: Map<number, bigint[]>, m:
   const onSourceBehaviour: MigrationResult['onSourceBehaviour'] = {};
   let sourceEvents = 0;
   let checks = 0;
+  const uam: UnmapAsMappedStats = { unmaps: 0, whole: 0, maps: 0, droppedDone: 0, droppedNothing: 0, holes: 0, flagged: 0 };
 
   await dst.sessionAsync(async (add) => {
     for (const ev of src.read()) {
@@ -315,6 +337,7 @@ async function run(src: EventStore, dst: Ledger, cuts: Map<number, bigint[]>, m:
         ...(who.task !== undefined ? { task: who.task } : {}),
         ...(who.pid !== undefined ? { pid: who.pid } : {}),
         ...(ev.time ? { time: ev.time } : {}),
+        ...(ev.type === 'unmap' ? { unmapped: b.ok !== false && b.unmapped !== undefined ? BigInt(b.unmapped) : 0n } : {}),
       };
       const caller = cmd.caller ?? UNKNOWN_CALLER;
       const site = cmd.site ?? '';
@@ -327,18 +350,28 @@ async function run(src: EventStore, dst: Ledger, cuts: Map<number, bigint[]>, m:
       ss.strategies[rule.label] = (ss.strategies[rule.label] ?? 0) + 1;
       verifier.sourceEvent(ev.position, st.name, caller, site, rule.label);
 
-      // The source on its own hardware, for the cost before (the pages follow the kernel where the source did).
-      applySource(st, cmd, b as UnmapBody);
+      // The source on its own hardware, for the cost before (the pages follow the kernel where the source did),
+      // and what the source's unmap removed (the same fold as the source ledger's projection).
+      const su = applySource(st, cmd, b as UnmapBody);
+      const srcRemoved = su ? removedBy(su) : [];
 
       // The migration's commands for it.
       let flagged = false;
-      const ctx = contextFor(st, dst, cuts, (detail) => {
-        flagged = true;
-        verifier.flagged({ position: ev.position, domain: st.name, caller, site, strategy: rule.label, iova: cmd.iova, size: cmd.size }, detail);
-      });
+      const ctx = contextFor(
+        st,
+        dst,
+        cuts,
+        (detail) => {
+          flagged = true;
+          verifier.flagged({ position: ev.position, domain: st.name, caller, site, strategy: rule.label, iova: cmd.iova, size: cmd.size }, detail);
+        },
+        { cmd, removed: srcRemoved, ok: b.ok !== false },
+        uam,
+      );
       let outs: OutCommand[];
       if (rule.strategy === 'split-maps') outs = ctx.splitMaps(cmd);
       else if (rule.strategy === 'widen-unmaps') outs = ctx.widenUnmaps(cmd);
+      else if (rule.strategy === 'unmap-as-mapped') outs = ctx.unmapAsMapped(cmd);
       else if (rule.strategy === 'flag') outs = ctx.flag(cmd);
       else if (rule.strategy === 'keep') outs = [asOut(cmd)];
       else {
@@ -351,6 +384,8 @@ async function run(src: EventStore, dst: Ledger, cuts: Map<number, bigint[]>, m:
       }
 
       const issued: Issued[] = [];
+      // Pages the issued unmaps removed in the new ledger (to find those the source still maps).
+      const newRemoved: Range[] = [];
       outs.forEach((oc, k) => {
         const c: Record<string, unknown> = {
           op: oc.op,
@@ -371,7 +406,10 @@ async function run(src: EventStore, dst: Ledger, cuts: Map<number, bigint[]>, m:
           throw new MigrationError(`${m.name}, ${rule.label}, source event ${ev.position}, command ${k + 1} it returned: ${(e as Error).message}`);
         }
         const hit = oc.op === 'unmap' ? ctx.mapsIn(oc.iova, oc.size) : [];
+        const span = { start: oc.iova, end: oc.iova + oc.size };
+        const mappedBefore = oc.op === 'unmap' ? (dst.peek(st.name)?.mappedIn(span) ?? []) : undefined;
         const r = add({ cmd: parsed, from: { ...from, derivedFrom: { position: ev.position, id: ev.id, strategy: rule.label } } });
+        if (mappedBefore?.length && r.ok) newRemoved.push(...subtract(mappedBefore, dst.peek(st.name)?.mappedIn(span) ?? []));
         if (r.position !== undefined) verifier.made(r.position, ev.position);
         const oCaller = (c.caller as string | undefined) ?? UNKNOWN_CALLER;
         const back = mappedBackFrom.get(oc);
@@ -381,6 +419,17 @@ async function run(src: EventStore, dst: Ledger, cuts: Map<number, bigint[]>, m:
         const live = dst.peek(st.name);
         for (const h of hit) if (!live || ![...live.runs(h.iova, h.iova + h.size)].some((x) => x.origin.ref === h.position)) st.migInfo.delete(h.position);
       });
+
+      // Removed in the new ledger outside the request, and still mapped in the source after it:
+      // removed earlier than the source did (unmap-as-mapped at the first step of a teardown).
+      let early: Range[] = [];
+      if (newRemoved.length) {
+        const outside = subtract(norm(newRemoved), [{ start: cmd.iova, end: cmd.iova + cmd.size }]);
+        if (outside.length) {
+          const live = dst.peek(st.name);
+          early = subtract(norm(outside.flatMap((x) => st.src.mappedIn(x))), live ? norm(outside.flatMap((x) => live.mappedIn(x))) : []);
+        }
+      }
 
       const t = performance.now();
       verifier.command(
@@ -397,6 +446,8 @@ async function run(src: EventStore, dst: Ledger, cuts: Map<number, bigint[]>, m:
           ...(b.errno !== undefined ? { errno: b.errno } : {}),
           unmapped: b.unmapped !== undefined ? BigInt(b.unmapped) : 0n,
           flagged,
+          ...(ev.type === 'unmap' ? { removed: srcRemoved } : {}),
+          ...(early.length ? { early } : {}),
         },
         issued,
         dst.peek(st.name),
@@ -418,6 +469,7 @@ async function run(src: EventStore, dst: Ledger, cuts: Map<number, bigint[]>, m:
     siteStrategies: [...siteStrategies.values()],
     onSourceBehaviour,
     cost: costs,
+    ...(uam.unmaps ? { unmapAsMapped: uam } : {}),
     timings: { pass1: 0, pass2: 0, checks, ends: 0, total: 0 },
   };
 }
@@ -433,15 +485,23 @@ function intentOf(m: Map<string, IntervalSet<number>>, caller: string): Interval
 }
 
 /** Applies a source command to the source model (cost before); the pages follow the kernel where the source's did. */
-function applySource(st: DState, cmd: SourceCommand, b: UnmapBody): void {
+function applySource(st: DState, cmd: SourceCommand, b: UnmapBody): UnmapResult | undefined {
   if (cmd.op === 'map') {
     const r = st.src.map({ iova: cmd.iova, paddr: cmd.paddr!, size: cmd.size, prot: cmd.prot ?? 3, ref: cmd.position });
     st.before.map(r, st.src);
-    return;
+    return undefined;
   }
   const u = { iova: cmd.iova, size: cmd.size };
   const r = followsObserved(b) ? st.src.unmapObserved(u, BigInt(b.unmapped)) : st.src.unmap(u);
   st.before.unmap(r, st.src);
+  return r;
+}
+
+/** The pages an unmap removed (a split block's rewritten rest excluded), sorted and merged. */
+function removedBy(r: UnmapResult): Range[] {
+  if (!r.ok || !r.removed.length) return [];
+  const runs = (xs: typeof r.removed) => norm(xs.map((x) => ({ start: x.iova, end: runEnd(x) })));
+  return r.rewritten.length ? subtract(runs(r.removed), runs(r.rewritten)) : runs(r.removed);
 }
 
 /** The migrated models of one migrated command: intent, the source-behaviour run, cost, the callers of live maps. */
@@ -473,8 +533,15 @@ function applyMigrated(st: DState, oc: OutCommand, caller: string, site: string,
 /** A map that widen-unmaps issues to map back part of a map: the source position of that map. */
 const mappedBackFrom = new WeakMap<OutCommand, number>();
 
+/** The source command being migrated, with what its unmap removed in the source (pages) and whether it was carried out. */
+interface Current {
+  cmd: SourceCommand;
+  removed: Range[];
+  ok: boolean;
+}
+
 /** What a transform may ask about the migrated history, and the built-in strategies. */
-function contextFor(st: DState, dst: Ledger, cuts: Map<number, bigint[]>, report: (detail: string) => void): MigrationContext {
+function contextFor(st: DState, dst: Ledger, cuts: Map<number, bigint[]>, report: (detail: string) => void, current: Current, uam: UnmapAsMappedStats): MigrationContext {
   const mapsIn = (iova: bigint, size: bigint): LiveMap[] => {
     const d = dst.peek(st.name);
     if (!d) return [];
@@ -495,6 +562,17 @@ function contextFor(st: DState, dst: Ledger, cuts: Map<number, bigint[]>, report
   // A hole is unmapped on its own only where an unmap of nothing is not an error (no ENOENT).
   const along = (s: bigint, e: bigint, maps: LiveMap[], caller: string | undefined) =>
     stopsAtHoles ? alongMaps(s, e, maps, st.profile.emptyUnmapErrno ? undefined : st.migIntent.get(caller ?? UNKNOWN_CALLER)) : undefined;
+  const mapText = (o: { ref: number; iova: bigint; size: bigint }) => {
+    const info = st.migInfo.get(o.ref);
+    return `the map ${hex(o.iova)}+${formatSize(o.size)}${info ? ` (source #${info.source}, by ${info.caller})` : ''}`;
+  };
+  /** What strict unmap does with an unmap kept as it is. */
+  const strictText = (cmd: SourceCommand) => {
+    const d = dst.peek(st.name);
+    if (!d) return 'strict unmap carries it out';
+    const strict = tryUnmap(d, cmd.iova, cmd.size, 'strict');
+    return strict.errno ? `strict unmap refuses it (${strict.errno})` : strict.over ? `strict unmap removes ${formatSize(strict.over)} more` : 'strict unmap carries it out';
+  };
   const ctx: MigrationContext = {
     mapsIn,
     cutsOf: (cmd) => (cmd.op === 'map' ? (cuts.get(cmd.position) ?? []) : []),
@@ -544,17 +622,59 @@ function contextFor(st: DState, dst: Ledger, cuts: Map<number, bigint[]>, report
         const caller = cmd.caller ?? UNKNOWN_CALLER;
         const foreign = a ? a.maps.some((o) => (st.migInfo.get(o.ref)?.caller ?? UNKNOWN_CALLER) !== caller) : false;
         if (a && (!SYMMETRIC.has(a.class) || foreign)) {
-          const mapText = (o: { ref: number; iova: bigint; size: bigint }) => {
-            const info = st.migInfo.get(o.ref);
-            return `the map ${hex(o.iova)}+${formatSize(o.size)}${info ? ` (source #${info.source}, by ${info.caller})` : ''}`;
-          };
           const what = foreign && SYMMETRIC.has(a.class) ? "removes another caller's mapping" : `${a.class} ${a.maps.map(mapText).join(', ')}`;
-          const strict = tryUnmap(d!, cmd.iova, cmd.size, 'strict');
-          const then = strict.errno ? `strict unmap refuses it (${strict.errno})` : strict.over ? `strict unmap removes ${formatSize(strict.over)} more` : 'strict unmap carries it out';
-          report(`${reason ?? `unmap ${hex(cmd.iova)}+${formatSize(cmd.size)} ${what}: kept as it is`}; ${then}`);
+          report(`${reason ?? `unmap ${hex(cmd.iova)}+${formatSize(cmd.size)} ${what}: kept as it is`}; ${strictText(cmd)}`);
         }
       }
       return [asOut(cmd)];
+    },
+    unmapAsMapped(cmd) {
+      if (cmd.op !== 'unmap') return [asOut(cmd)];
+      uam.unmaps++;
+      // What the source's unmap removed: from the source model for the command being migrated,
+      // else the range the kernel's reported size gives (core/observed.ts).
+      const own = cmd === current.cmd;
+      const removed = own ? current.removed : cmd.unmapped ? [kernelRange(cmd.iova, cmd.size, cmd.unmapped)] : [];
+      const carriedOut = own ? current.ok : true;
+      const caller = cmd.caller ?? UNKNOWN_CALLER;
+      const touched = new Map<number, LiveMap>();
+      for (const r of removed) for (const m of mapsIn(r.start, r.end - r.start)) touched.set(m.position, m);
+      const inside = (m: LiveMap, g: LiveMap) => g.iova <= m.iova && m.iova + m.size <= g.iova + g.size;
+      // (A region that another one holds goes with it: a map made in a hole of a map cut before.)
+      const whole = [...touched.values()]
+        .filter((m) => ![...touched.values()].some((g) => g !== m && inside(m, g) && !(inside(g, m) && g.position < m.position)))
+        .sort((x, y) => (x.iova < y.iova ? -1 : x.iova > y.iova ? 1 : 0));
+      // Each whole region must hold only this caller's maps (a map inferred from before the
+      // trace is nobody's), each inside it (strict unmap refuses an unmap that cuts a mapping):
+      // otherwise this is not a stepping caller's teardown, and the unmap is kept as it is and flagged.
+      const mine = (m: LiveMap) => (m.caller ?? UNKNOWN_CALLER) === caller || m.caller === BEFORE_TRACE_CALLER;
+      const bad = whole.flatMap((g) => mapsIn(g.iova, g.size).filter((m) => !mine(m) || !inside(m, g)))[0];
+      if (bad) {
+        uam.flagged++;
+        const pages = removed.map((r) => `${hex(r.start)}+${formatSize(r.end - r.start)}`).join(', ');
+        const why = !mine(bad) ? `${mapText({ ref: bad.position, iova: bad.iova, size: bad.size })}, another caller's` : `${mapText({ ref: bad.position, iova: bad.iova, size: bad.size })}, which lies across the edge of a map to unmap whole`;
+        report(`unmap ${hex(cmd.iova)}+${formatSize(cmd.size)} removed ${pages} in the source, which reaches ${why}: not a teardown of its own maps, kept as it is; ${strictText(cmd)}`);
+        return [asOut(cmd)];
+      }
+      const out: OutCommand[] = whole.map((m) => ({ op: 'unmap', iova: m.iova, size: m.size }));
+      // Parts of the request the caller still believes mapped where nothing is (another caller
+      // removed them): unmapped on their own, so that its intent ends there as in the source
+      // (as split-maps does with holes; not where an unmap of nothing is an error).
+      if (carriedOut && !st.profile.emptyUnmapErrno) {
+        const req = [{ start: cmd.iova, end: cmd.iova + cmd.size }];
+        const d = dst.peek(st.name);
+        const taken = union(d ? norm(d.mappedIn(req[0]!)) : [], norm(whole.map((m) => ({ start: m.iova, end: m.iova + m.size }))));
+        for (const h of within(st.migIntent.get(caller), subtract(req, taken))) {
+          out.push({ op: 'unmap', iova: h.start, size: h.end - h.start });
+          uam.holes++;
+        }
+      }
+      if (whole.length) {
+        uam.whole++;
+        uam.maps += whole.length;
+      } else if (removed.length) uam.droppedDone++;
+      else uam.droppedNothing++;
+      return out.sort((x, y) => (x.iova < y.iova ? -1 : x.iova > y.iova ? 1 : 0));
     },
   };
   return ctx;

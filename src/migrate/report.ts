@@ -4,7 +4,7 @@
  */
 import { formatSize, hex } from '../core/address.js';
 import type { CallerView } from '../projections/callers.js';
-import { FAILING, type Cost, type MigrationResult, type Problem, type ProblemKind, type RegressionKind } from './engine.js';
+import { FAILING, type Cost, type MigrationResult, type Problem, type ProblemKind, type RegressionKind, type UnmapAsMappedStats } from './engine.js';
 
 export interface SiteReport {
   domain: string;
@@ -30,6 +30,7 @@ export const KIND_TEXT: Record<ProblemKind, string> = {
   'map-refused': 'map refused',
   'unmap-refused': 'unmap refused',
   'unmap-empty': 'unmap removes nothing',
+  'unmap-early': 'unmap removes pages too early',
   'end-mapped': 'left mapped at the end',
   'end-unmapped': 'missing at the end',
   'end-moved': 'mapped elsewhere at the end',
@@ -48,7 +49,7 @@ export const KIND_TEXT: Record<ProblemKind, string> = {
 };
 
 /** Regression kinds in the order of the checks. */
-const ORDER: RegressionKind[] = ['map-refused', 'unmap-empty', 'unmap-refused', 'end-mapped', 'end-unmapped', 'end-moved', 'fault-unmapped', 'fault-mapped', 'intent-added', 'intent-lost', 'flagged', 'over-unmap', 'left-mapped'];
+const ORDER: RegressionKind[] = ['map-refused', 'unmap-empty', 'unmap-refused', 'unmap-early', 'end-mapped', 'end-unmapped', 'end-moved', 'fault-unmapped', 'fault-mapped', 'intent-added', 'intent-lost', 'flagged', 'over-unmap', 'left-mapped'];
 
 export function buildReport(result: MigrationResult, before: CallerView[], after: CallerView[], staleSource?: string): Report {
   const key = (d: string, c: string, s: string) => `${d}\0${c}\0${s}`;
@@ -79,6 +80,7 @@ function changeFor(strategies: Record<string, number>, v: CallerView | undefined
   const advice = v.advice ?? v.verdict.join('; ');
   if (s === 'split-maps') return `${advice} (the migration maps in the pieces its unmaps use)`;
   if (s === 'widen-unmaps') return `${advice} (the migration unmaps whole maps and maps back what must stay)`;
+  if (s === 'unmap-as-mapped') return `${advice} (the migration unmaps each map whole where the source's unmap first removed pages of it, and drops the steps after it)`;
   return advice;
 }
 
@@ -122,7 +124,7 @@ export function checkLines(r: MigrationResult): string[] {
   const fixed = f['over-unmap'] + f['left-mapped'] + f.refused;
   return [
     `${mark('map-refused')} 1. maps: ${n('map-refused')} refused that the source stored as ok${kept('map-refused')}`,
-    `${mark('unmap-empty', 'unmap-refused')} 2. unmaps: ${n('unmap-empty')} removing nothing where the source removed something, ${n('unmap-refused')} refused that the source carried out${kept('unmap-empty', 'unmap-refused')}`,
+    `${mark('unmap-empty', 'unmap-refused', 'unmap-early')} 2. unmaps: ${n('unmap-empty')} removing nothing where the source removed something, ${n('unmap-refused')} refused that the source carried out, ${n('unmap-early')} removing pages the source still maps${kept('unmap-empty', 'unmap-refused', 'unmap-early')}`,
     `${mark('end-mapped', 'end-unmapped', 'end-moved')} 3. end state: ${b('end-mapped')} left mapped where the source maps nothing, ${b('end-unmapped')} missing where the source maps pages, ${b('end-moved')} mapped elsewhere${ranges('end-mapped', 'end-unmapped', 'end-moved')}${kept('end-mapped', 'end-unmapped', 'end-moved')}`,
     `${mark('fault-unmapped', 'fault-mapped')} 4. faults: ${n('fault-unmapped')} on a page unmapped where the source had it mapped, ${n('fault-mapped')} on a page mapped where the source had it unmapped${kept('fault-unmapped', 'fault-mapped')}`,
     `${mark('intent-added', 'intent-lost')} 5. intent at the end: ${b('intent-added')} believed mapped only in the new ledger, ${b('intent-lost')} only in the source${ranges('intent-added', 'intent-lost')}${kept('intent-added', 'intent-lost')}`,
@@ -131,9 +133,20 @@ export function checkLines(r: MigrationResult): string[] {
     `     cost: ${Object.entries(r.cost)
       .map(([d, c]) => `${d}: ${c.before.maps}+${c.before.unmaps} -> ${c.after.maps}+${c.after.unmaps} map+unmap calls, peak tables ${memText(c.before.peakTableBytes)} -> ${memText(c.after.peakTableBytes)}, ${c.before.invalidations} -> ${c.after.invalidations} invalidations`)
       .join('; ')}`,
+    ...(r.unmapAsMapped ? [`     ${uamText(r.unmapAsMapped)}`] : []),
+    ...(r.caughtUp.unmaps
+      ? [`     removed before the source did: ${r.caughtUp.unmaps} unmap${r.caughtUp.unmaps === 1 ? '' : 's'} (${formatSize(r.caughtUp.bytes)}), each caught up by the same caller's following unmaps in the source (a teardown that steps)`]
+      : []),
     ...(n('not-migrated') ? [`     not migrated (kept as they are, out of scope): ${n('not-migrated')} findings that do not fail the check`] : []),
     ...(n('refused-in-source') ? [`     refused in the source too: ${n('refused-in-source')}`] : []),
   ];
+}
+
+/** What unmap-as-mapped did with its unmaps, in a line. */
+function uamText(u: UnmapAsMappedStats): string {
+  const s = (x: number, one: string, many = `${one}s`) => `${x} ${x === 1 ? one : many}`;
+  const extra = [u.holes ? `${s(u.holes, 'unmap')} of a hole the caller still believed mapped` : '', u.flagged ? `${u.flagged} kept and flagged (they reach another caller's map)` : ''].filter(Boolean);
+  return `unmap-as-mapped: ${s(u.unmaps, 'unmap')}: ${u.whole} made whole (${s(u.maps, 'whole map')} unmapped), ${u.droppedDone + u.droppedNothing} dropped (${u.droppedDone} whose pages were already unmapped in the new ledger, ${u.droppedNothing} that removed nothing in the source)${extra.length ? `; ${extra.join(', ')}` : ''}`;
 }
 
 /** Up to `per` regressions of each kind, one line each: kind, where, who, what. */
@@ -164,6 +177,7 @@ export function callerLines(r: MigrationResult): string[] {
     c('map-refused', 'map refused', 'maps refused');
     c('unmap-empty', 'unmap removes nothing', 'unmaps remove nothing');
     c('unmap-refused', 'unmap refused', 'unmaps refused');
+    c('unmap-early', 'unmap removes pages too early', 'unmaps remove pages too early');
     by('end-mapped', 'left mapped at the end');
     by('end-unmapped', 'missing at the end');
     by('end-moved', 'mapped elsewhere at the end');
@@ -205,19 +219,19 @@ export function markdown(rep: Report): string {
   const t = r.timings;
   L.push('', `Time: ${secs(t.total)} in all; the checks of each command ${secs(t.checks)}, the comparison of the ends ${secs(t.ends)} (first pass ${secs(t.pass1)}, second pass with the appends ${secs(t.pass2)}).`);
   if (r.byCaller.length) {
-    L.push('', '## Per caller', '', '| domain | caller | maps refused | unmaps removing nothing | unmaps refused | end: left mapped / missing / elsewhere | faults | intent: new only / source only | flagged, over-unmap, left mapped | fixed | not migrated |', '|---|---|---|---|---|---|---|---|---|---|---|');
+    L.push('', '## Per caller', '', '| domain | caller | maps refused | unmaps removing nothing | unmaps refused | unmaps too early | end: left mapped / missing / elsewhere | faults | intent: new only / source only | flagged, over-unmap, left mapped | fixed | not migrated |', '|---|---|---|---|---|---|---|---|---|---|---|---|');
     for (const c of r.byCaller) {
       const g = (k: RegressionKind) => c.regressions[k] ?? 0;
       const by = (k: RegressionKind) => formatSize(c.bytes[k] ?? 0n);
       L.push(
-        `| ${c.domain} | ${c.caller} | ${g('map-refused')} | ${g('unmap-empty')} | ${g('unmap-refused')} | ${by('end-mapped')} / ${by('end-unmapped')} / ${by('end-moved')} | ${g('fault-unmapped') + g('fault-mapped')} | ${by('intent-added')} / ${by('intent-lost')} | ${g('flagged') + g('over-unmap') + g('left-mapped')} | ${c.fixed} | ${c.notMigrated} |`,
+        `| ${c.domain} | ${c.caller} | ${g('map-refused')} | ${g('unmap-empty')} | ${g('unmap-refused')} | ${g('unmap-early')} | ${by('end-mapped')} / ${by('end-unmapped')} / ${by('end-moved')} | ${g('fault-unmapped') + g('fault-mapped')} | ${by('intent-added')} / ${by('intent-lost')} | ${g('flagged') + g('over-unmap') + g('left-mapped')} | ${c.fixed} | ${c.notMigrated} |`,
       );
     }
     const tot = (k: RegressionKind) => r.counts[k] ?? 0;
     const tb = (k: RegressionKind) => formatSize(r.bytes[k] ?? 0n);
     const f = r.fixed;
     L.push(
-      `| **total** | | ${tot('map-refused')} | ${tot('unmap-empty')} | ${tot('unmap-refused')} | ${tb('end-mapped')} / ${tb('end-unmapped')} / ${tb('end-moved')} | ${tot('fault-unmapped') + tot('fault-mapped')} | ${tb('intent-added')} / ${tb('intent-lost')} | ${tot('flagged') + tot('over-unmap') + tot('left-mapped')} | ${f['over-unmap'] + f['left-mapped'] + f.refused} | ${r.counts['not-migrated'] ?? 0} |`,
+      `| **total** | | ${tot('map-refused')} | ${tot('unmap-empty')} | ${tot('unmap-refused')} | ${tot('unmap-early')} | ${tb('end-mapped')} / ${tb('end-unmapped')} / ${tb('end-moved')} | ${tot('fault-unmapped') + tot('fault-mapped')} | ${tb('intent-added')} / ${tb('intent-lost')} | ${tot('flagged') + tot('over-unmap') + tot('left-mapped')} | ${f['over-unmap'] + f['left-mapped'] + f.refused} | ${r.counts['not-migrated'] ?? 0} |`,
     );
   }
   const regs = regressionLines(r, 5);

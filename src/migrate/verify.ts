@@ -20,6 +20,7 @@
 import { formatSize, hex, type Range } from '../core/address.js';
 import type { Domain } from '../core/domain.js';
 import { IntervalSet } from '../core/intervals.js';
+import { intersect, norm, subtract } from './ranges.js';
 import { EndReader, type IntentRange, type PageRange } from '../projections/compare.js';
 import type { Outcome } from '../projections/ledger.js';
 import type { FaultView, FindingView, Queries } from '../projections/queries.js';
@@ -28,7 +29,8 @@ import type { FaultView, FindingView, Queries } from '../projections/queries.js'
 export type RegressionKind =
   | 'map-refused' // (a) a map the source stored as ok (or a map the migration adds) is refused
   | 'unmap-refused' // an unmap the source carried out is refused under strict unmap
-  | 'unmap-empty' // (b) an unmap that removed something in the source removes nothing
+  | 'unmap-empty' // (b) an unmap that removed something in the source removes nothing, and what it removed there is still mapped
+  | 'unmap-early' // (b) an unmap removes pages the source still maps, and the source does not go on to remove them as the same teardown
   | 'end-mapped' // (c) mapped at the end of the domain in the new ledger only
   | 'end-unmapped' // (c) mapped at the end of the domain in the source only
   | 'end-moved' // (c) mapped in both at the end, to another physical address or with other permissions
@@ -54,6 +56,7 @@ export const REGRESSIONS: ReadonlySet<ProblemKind> = new Set<RegressionKind>([
   'map-refused',
   'unmap-refused',
   'unmap-empty',
+  'unmap-early',
   'end-mapped',
   'end-unmapped',
   'end-moved',
@@ -111,6 +114,8 @@ export interface Verification {
   /** Real fixes per kind (withdrawn ones excluded). */
   fixed: Record<FixKind, number>;
   byCaller: CallerTotals[];
+  /** Unmaps that removed pages before the source did, all of which the same caller's following unmaps removed in the source (a teardown), and those bytes. */
+  caughtUp: { unmaps: number; bytes: bigint };
   passed: boolean;
 }
 
@@ -143,6 +148,27 @@ export interface SourceEvent {
   unmapped: bigint;
   /** A `flag` rule reported it. */
   flagged: boolean;
+  /** Unmaps: the pages the source's unmap removed (from the source model, which folds as the source ledger did). */
+  removed?: Range[];
+  /** Pages the commands it became removed outside its request that the source still maps after it. */
+  early?: Range[];
+}
+
+/**
+ * Pages an unmap of the new ledger removed before the source did (unmap-as-mapped unmaps the
+ * whole map at the first step of a teardown). They must go in the source by the same caller's
+ * following unmaps, before anything else touches them and before that caller unmaps elsewhere.
+ */
+interface EarlyCase {
+  position: number;
+  domain: string;
+  caller: string;
+  /** Still mapped in the source, not in the new ledger. */
+  pages: Range[];
+  /** What the new ledger unmapped at `position`: the caller's unmaps inside it continue the teardown. */
+  span: Range[];
+  /** The bytes of `pages` at first. */
+  bytes: bigint;
 }
 
 interface Fix {
@@ -200,6 +226,10 @@ export class Verifier {
   /** Per domain: where a fix made the histories differ, until a later command touches it (value: the fix). */
   private readonly fixRanges = new Map<string, IntervalSet<number>>();
   private readonly destroyedAt = new Map<string, { src?: number; out?: number }>();
+  /** Per domain: early removals not yet caught up with by the source. */
+  private readonly early = new Map<string, EarlyCase[]>();
+  /** Early removals the source caught up with (the same caller's following unmaps removed every page), and their bytes. */
+  private readonly caughtUp = { unmaps: 0, bytes: 0n };
   private readonly domainOrder: string[] = [];
   readonly problems: Problem[] = [];
   readonly counts: Partial<Record<ProblemKind, number>> = {};
@@ -243,6 +273,8 @@ export class Verifier {
 
   destroyed(domain: string, srcPosition: number, newPosition: number): void {
     this.destroyedAt.set(domain, { src: srcPosition, out: newPosition });
+    // What is still open shows at the end of the domain (check 3: missing at the end).
+    this.early.delete(domain);
   }
 
   private strategy(p: number): string {
@@ -348,6 +380,7 @@ export class Verifier {
     const unmaps = issued.filter((o) => o.op === 'unmap');
     const of = (o: Issued) => `${o.op} ${hex(o.iova)}+${formatSize(o.size)}`;
     const range = (o: Issued): Range => ({ start: o.iova, end: o.iova + o.size });
+    const caught = this.catchUp(e, request, issued.map(range));
 
     if (refusedMaps.length) {
       const o = refusedMaps[0]!;
@@ -372,7 +405,11 @@ export class Verifier {
     }
     let removed = 0n;
     for (const o of unmaps) if (o.r.ok) removed += o.r.unmapped ?? 0n;
-    if (e.op === 'unmap' && e.unmapped > 0n && !refusedUnmaps.length && removed === 0n) {
+    // Not when the new ledger had already removed every page the source removed here, by an
+    // earlier unmap of the same caller that went ahead of the source (an early removal the source
+    // is catching up with): that removal is done. Pages still mapped, or never mapped, make it one.
+    const done = caught.length > 0 && e.removed !== undefined && subtract(norm(e.removed), caught).length === 0;
+    if (e.op === 'unmap' && e.unmapped > 0n && !refusedUnmaps.length && removed === 0n && !done) {
       const what = unmaps.length === 0 ? 'is dropped (nothing is issued for it)' : `removes nothing in the new ledger${unmaps.length > 1 ? ` (${unmaps.length} unmaps)` : ''}`;
       regressions.push({ kind: 'unmap-empty', ranges: [request], detail: () => `unmap ${rtext(request)} ${what}; the source removed ${formatSize(e.unmapped)}` });
     }
@@ -388,6 +425,13 @@ export class Verifier {
       // (A kept command's regression is out of scope: it withdraws no fix.)
       if (e.strategy !== 'keep') this.withdraw(e.domain, g.ranges, `${g.kind} at ${this.ref(p)}`);
       this.at(p, g.kind, e.domain, g.ranges, g.detail, g.caller);
+    }
+    if (e.early?.length) {
+      const span = norm(unmaps.filter((o) => o.r.ok).map(range));
+      let list = this.early.get(e.domain);
+      if (!list) this.early.set(e.domain, (list = []));
+      const pages = norm(e.early);
+      list.push({ position: p, domain: e.domain, caller: e.caller, pages, span, bytes: sumBytes(pages) });
     }
 
     // A map the source refused succeeds where a fix removed what it collided with.
@@ -428,6 +472,49 @@ export class Verifier {
     if (!fix) return;
     this.fixes.set(p, fix);
     for (const r of fix.ranges) fixSet.add(r.start, r.end, p);
+  }
+
+  /**
+   * The source catches up with the early removals of its domain at each command: the same
+   * caller's unmap that removes their pages settles them (all gone: no difference left); one
+   * inside what was unmapped continues the teardown; one elsewhere, or any other command that
+   * reaches their pages, shows that the source still had them mapped for a reason: a regression.
+   */
+  private catchUp(e: SourceEvent, request: Range, issued: Range[]): Range[] {
+    const open = this.early.get(e.domain);
+    if (!open?.length) return [];
+    const srcRemoved = e.removed ?? [];
+    // What the source removes here that the same caller's early removals had already removed.
+    const caught: Range[] = [];
+    const asked = norm([request, ...srcRemoved]);
+    const reach = norm([request, ...srcRemoved, ...issued]);
+    this.early.set(
+      e.domain,
+      open.filter((c) => {
+        if (e.op === 'unmap' && e.caller === c.caller) {
+          caught.push(...intersect(c.pages, srcRemoved));
+          c.pages = subtract(c.pages, srcRemoved);
+          if (!c.pages.length) {
+            this.caughtUp.unmaps++;
+            this.caughtUp.bytes += c.bytes;
+            return false;
+          }
+          if (intersect(c.span, asked).length) return true;
+          this.earlyRegression(c, `${c.caller}'s next unmap, ${rtext(request)} at ${this.ref(e.position)}, went elsewhere`);
+          return false;
+        }
+        if (!intersect(c.pages, reach).length) return true;
+        this.earlyRegression(c, `the ${e.op} ${rtext(request)} by ${e.caller} at ${this.ref(e.position)} reached them`);
+        return false;
+      }),
+    );
+    return norm(caught);
+  }
+
+  private earlyRegression(c: EarlyCase, why: string): void {
+    const { position: p, domain, pages, span } = c;
+    if (this.strategy(p) !== 'keep') this.withdraw(domain, pages, `unmap-early at ${this.ref(p)}`);
+    this.at(p, 'unmap-early', domain, pages, () => `${this.ref(p)} removed ${pages.map(rtext).join(', ')} in the new ledger (it unmapped ${span.map(rtext).join(', ')}), which the source still mapped when ${why}: removed too early, not a teardown`);
   }
 
   private isFix(p: number | undefined): boolean {
@@ -471,6 +558,7 @@ export class Verifier {
       notMigrated: this.notMigrated,
       fixed,
       byCaller: [...this.byCaller.values()].filter((t) => Object.keys(t.regressions).length || t.fixed || t.notMigrated),
+      caughtUp: this.caughtUp,
       passed,
     };
   }
