@@ -43,6 +43,8 @@ export interface ImportOptions {
   onProgress?: (done: number, total: number) => void;
   /** A full garbage collection, called every GC_EVERY_LINES lines (keeps a long import's memory flat). */
   collectGarbage?: () => void;
+  /** Lines per committed transaction (default CHUNK_LINES): what a crash can lose, at most. */
+  chunkLines?: number;
 }
 
 export interface ImportSummary {
@@ -269,6 +271,8 @@ export async function importTrace(ledger: Ledger, file: string, opts: ImportOpti
     let offset = 0;
     let lineNo = 0;
     const chunked = !opts.strict;
+    const chunkLines = opts.chunkLines ?? CHUNK_LINES;
+    if (!Number.isInteger(chunkLines) || chunkLines < 1) throw new RangeError(`chunkLines: ${opts.chunkLines} is not a whole number of lines, 1 or more`);
     let eof = false;
     let importedMeanwhile: { name: string; imported_at: string } | undefined;
     /** The ledger's last position when this import's last chunk committed. */
@@ -322,7 +326,7 @@ export async function importTrace(ledger: Ledger, file: string, opts: ImportOpti
             opts.onProgress?.(l.end, Math.max(size, l.end));
             if (l.no % GC_EVERY_LINES === 0) opts.collectGarbage?.();
           }
-          if (chunked && l.no - chunkStart >= CHUNK_LINES) {
+          if (chunked && l.no - chunkStart >= chunkLines) {
             eof = false;
             break;
           }

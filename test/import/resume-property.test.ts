@@ -1,0 +1,81 @@
+/**
+ * A crashed import, run again, ends with exactly the ledger of one uninterrupted import (issue 14
+ * item 2), for generated multi-domain traces (test/import/gen: several address spaces, ties,
+ * mappings from before the trace) and a crash after a random number of committed transactions of
+ * a random number of lines: the transaction in progress is rolled back, as a SIGKILL would leave
+ * it, and a new Ledger (a new process) imports the same file again. Every event and every
+ * projection row must equal the uninterrupted import's.
+ */
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { copyFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { importTrace } from '../../src/import/store.js';
+import { Ledger } from '../../src/projections/ledger.js';
+import { projectionSnapshot, tempDb } from '../ledger/helpers.js';
+import { traceArb } from './gen/index.js';
+
+class Crash extends Error {}
+
+/** The events as stored, but for when they were written (recorded_at, and so the hashes). */
+function eventsOf(l: Ledger): unknown[] {
+  return l.db.prepare('SELECT position, stream, version, type, event_id, data FROM events ORDER BY position').all();
+}
+
+describe('a crashed import, run again', () => {
+  it('equals one uninterrupted import, event for event and row for row (property)', async () => {
+    let crashes = 0;
+    let multiSpaceCrashes = 0;
+    await fc.assert(
+      fc.asyncProperty(traceArb({}), fc.integer({ min: 3, max: 40 }), fc.integer({ min: 1, max: 6 }), async (t, chunkLines, crashAfter) => {
+        const profile = t.truth.domains[0]?.profile ?? 'intel-vtd';
+        const dir = join(tempDb(), '..');
+        const file = join(dir, 'gen.trace');
+        writeFileSync(file, t.text);
+
+        const whole = new Ledger(join(dir, 'whole.db'));
+        await importTrace(whole, file, { profile, chunkLines });
+        const want = { events: eventsOf(whole), projections: projectionSnapshot(whole.db) };
+        whole.close();
+
+        // The same file under the same name in another folder: the same provenance.
+        const dir2 = join(tempDb(), '..');
+        const file2 = join(dir2, 'gen.trace');
+        copyFileSync(file, file2);
+        const crashed = new Ledger(join(dir2, 'l.db'));
+        const real = crashed.sessionAsync.bind(crashed);
+        let sessions = 0;
+        crashed.sessionAsync = ((fn: Parameters<Ledger['sessionAsync']>[0], o?: Parameters<Ledger['sessionAsync']>[1]) =>
+          real(async (add) => {
+            const out = await fn(add);
+            if (++sessions > crashAfter) throw new Crash(); // killed before this transaction committed
+            return out;
+          }, o)) as Ledger['sessionAsync'];
+        let crashedAt: number | undefined;
+        try {
+          await importTrace(crashed, file2, { profile, chunkLines });
+        } catch (e) {
+          if (!(e instanceof Crash)) throw e;
+          crashedAt = crashed.lastPosition;
+        }
+        crashed.close();
+
+        const again = new Ledger(join(dir2, 'l.db'));
+        await importTrace(again, file2, { profile, chunkLines });
+        const got = { events: eventsOf(again), projections: projectionSnapshot(again.db) };
+        again.close();
+        if (crashedAt !== undefined) {
+          expect(crashedAt).toBeLessThan(want.events.length);
+          crashes++;
+          if (new Set((want.projections.runs as Array<{ domain: unknown }>).map((r) => r.domain)).size > 1) multiSpaceCrashes++;
+        }
+        expect(got.events).toEqual(want.events);
+        expect(got.projections).toEqual(want.projections);
+      }),
+      { numRuns: Number(process.env.PROP_RUNS ?? 25) },
+    );
+    // The property is about crashes: most runs must crash, several of them in multi-space traces.
+    expect(crashes).toBeGreaterThan(10);
+    expect(multiSpaceCrashes).toBeGreaterThan(2);
+  }, 300_000);
+});
