@@ -10,7 +10,9 @@ import { basename, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { isSqliteError } from '../events/io-errors.js';
 import { parseCommand, type Command } from '../events/schema.js';
-import { Ledger } from '../projections/ledger.js';
+import { CorruptEventError } from '../events/stored.js';
+import { CorruptProjectionError } from '../projections/corrupt.js';
+import { Ledger, LedgerError } from '../projections/ledger.js';
 import { recordSource, Tally } from '../projections/sources.js';
 import { overUnmapVerdicts, type VerdictCounts } from '../projections/verdicts.js';
 
@@ -156,8 +158,9 @@ export async function applyFile(ledger: Ledger, file: string): Promise<ApplySumm
           // A full disk or a damaged file is no fault of the line (events/io-errors.ts says what it is).
           if (isSqliteError(e)) throw e;
           // Neither is a ledger that cannot be read: a stored event or a projection (what it names is what to repair).
-          if (e instanceof Error && (e.name === 'CorruptEventError' || e.name === 'CorruptProjectionError')) throw e;
-          throw new InputError(`${src.name}:${no}: ${(e as Error).message.replace(/^command \d+: /, '')}`);
+          if (e instanceof CorruptEventError || e instanceof CorruptProjectionError) throw e;
+          // A refused command: its reason, without the "command N: " of a batch (the line names it).
+          throw new InputError(`${src.name}:${no}: ${e instanceof LedgerError ? e.reason : (e as Error).message}`);
         }
       }
       recordSource(ledger, digest, name, n, t);

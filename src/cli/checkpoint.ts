@@ -3,9 +3,9 @@
  * `import`/`apply --checkpoint-to DIR` write after each run (src/events/checkpoint.ts).
  */
 import type { KeyObject } from 'node:crypto';
-import type { DB } from '../events/db.js';
 import {
   checkCheckpoint,
+  CheckpointError,
   checkCheckpointDir,
   checkpointFiles,
   checkpointText,
@@ -19,6 +19,7 @@ import {
   type Checkpoint,
   type CheckpointCheck,
 } from '../events/checkpoint.js';
+import type { EventStore } from '../events/store.js';
 import { InputError } from './errors.js';
 
 export interface CheckpointToOptions {
@@ -46,11 +47,11 @@ export function planRunCheckpoint(o: CheckpointToOptions): RunCheckpointPlan | u
  * chain; `verify` does). Nothing for an empty ledger. The events are committed by then, so a
  * failure to write says so.
  */
-export function writeRunCheckpoint(db: DB, plan: RunCheckpointPlan): { file: string; position: number; head: string } | undefined {
-  const head = storedHead(db);
+export function writeRunCheckpoint(store: EventStore, plan: RunCheckpointPlan): { file: string; position: number; head: string } | undefined {
+  const head = storedHead(store);
   if (head.position === 0) return undefined;
   try {
-    const c = makeCheckpoint(db, head, plan.key);
+    const c = makeCheckpoint(store, head, plan.key);
     return { file: writeCheckpointIn(plan.dir, c), position: c.position, head: c.head };
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
@@ -69,10 +70,10 @@ export function runCheckpointLine(w: { file: string; position: number } | undefi
  * `checkpoint`: the head of a chain just verified, signed when a key is given, to a file, into a
  * folder, or (without --out) as the text to print.
  */
-export function takeCheckpoint(db: DB, head: { position: number; hash: string }, o: { out?: string; key?: string }): { checkpoint: Checkpoint; file?: string; text: string } {
+export function takeCheckpoint(store: EventStore, head: { position: number; hash: string }, o: { out?: string; key?: string }): { checkpoint: Checkpoint; file?: string; text: string } {
   const key = o.key !== undefined ? loadPrivateKey(o.key) : undefined;
   if (head.position === 0) throw new InputError("the ledger holds no event: a checkpoint of an empty ledger proves nothing; take one after 'import' or 'apply'");
-  const c = makeCheckpoint(db, head, key);
+  const c = makeCheckpoint(store, head, key);
   if (o.out === undefined) return { checkpoint: c, text: checkpointText(c) };
   let isDir = false;
   try {
@@ -85,7 +86,7 @@ export function takeCheckpoint(db: DB, head: { position: number; hash: string },
   try {
     file = isDir ? writeCheckpointIn(o.out, c) : writeCheckpointFile(o.out, c);
   } catch (e) {
-    if ((e as Error).name === 'CheckpointError') throw e;
+    if (e instanceof CheckpointError) throw e;
     const code = (e as NodeJS.ErrnoException).code;
     throw new InputError(`--out ${o.out}: the checkpoint could not be written (${code ?? (e as Error).message}); nothing was written`);
   }
@@ -100,9 +101,9 @@ export function loadCheckpoints(args: string[], pubkey?: string): { checkpoints:
 }
 
 export function checkCheckpoints(
-  db: DB,
+  store: EventStore,
   loaded: ReturnType<typeof loadCheckpoints>,
   chain: { ok: boolean; events: number; firstBad?: number },
 ): CheckpointCheck[] {
-  return loaded.checkpoints.map(({ file, c }) => checkCheckpoint(db, file, c, chain, loaded.pub));
+  return loaded.checkpoints.map(({ file, c }) => checkCheckpoint(store, file, c, chain, loaded.pub));
 }

@@ -7,12 +7,12 @@ import { existsSync, rmSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { formatSize, hex } from '../core/address.js';
-import Database from 'better-sqlite3';
 import { Ledger } from '../projections/ledger.js';
+import { madeBy, markMadeByDemo } from '../projections/meta.js';
 import { InputError } from './errors.js';
 import { Queries } from '../projections/queries.js';
 import { applyFile } from './apply.js';
-import { table } from './format.js';
+import { table } from './render/format.js';
 import { importFile } from './import.js';
 
 /** The examples folder, as a path relative to where the user stands when that is shorter. */
@@ -33,19 +33,11 @@ export async function runDemo(dbPath: string, out: (s: string) => void, asJson: 
   const ex = examplesDir();
   if (existsSync(dbPath)) {
     // Start afresh, but only over an earlier demo: never over someone's ledger.
-    let madeByDemo = false;
-    try {
-      const db = new Database(dbPath, { readonly: true });
-      madeByDemo = (db.prepare("SELECT value FROM meta WHERE key = 'made-by'").pluck().get() as string | undefined) === 'demo';
-      db.close();
-    } catch {
-      madeByDemo = false;
-    }
-    if (!madeByDemo) throw new InputError(`${dbPath} exists and was not written by 'iommu-ledger demo': choose another --out`);
+    if (madeBy(dbPath) !== 'demo') throw new InputError(`${dbPath} exists and was not written by 'iommu-ledger demo': choose another --out`);
     for (const suffix of ['', '-wal', '-shm']) rmSync(dbPath + suffix, { force: true });
   }
   const ledger = new Ledger(dbPath);
-  ledger.db.prepare("INSERT INTO meta (key, value) VALUES ('made-by', 'demo')").run();
+  markMadeByDemo(ledger);
   const steps: string[] = [];
   try {
     const omap = await importFile(ledger, join(ex, 'omap-2011.trace'), { profile: 'omap', domain: 'omap-isp' });

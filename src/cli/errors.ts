@@ -1,22 +1,15 @@
+import { LedgerFault } from '../core/errors.js';
+
 /** Errors of the command line that are the user's to fix (exit code 2). */
-export class InputError extends Error {
+export class InputError extends LedgerFault {
+  readonly exitCode = 2;
   constructor(message: string) {
     super(message);
     this.name = 'InputError';
   }
 }
 
-/** Names of the errors that mean "bad input or usage", from every layer (checked by name so the CLI need not load those layers to recognise them). */
-export const USER_ERRORS = new Set([
-  'InputError',
-  'LedgerError',
-  'QueryError',
-  'CommandError',
-  'AddressError',
-  'ProfileError',
-  'LedgerOpenError',
-  'ConcurrencyError',
-  'MigrationError',
-  'ReadError',
-  'CheckpointError',
-]);
+/** Findings under --fail-on, or a failed check (verify, migrate --fail-on-regression): exit code 1, not an error. */
+export class Findings extends LedgerFault {
+  readonly exitCode = 1;
+}

@@ -5,6 +5,7 @@
 import { existsSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { LedgerOpenError } from '../events/db.js';
 import { builtinMigration, checkMigration, STRATEGIES, type Migration, type StrategyName } from '../migrate/define.js';
 import { migrate, type MigrationResult } from '../migrate/engine.js';
 import { buildReport, callerLines, checkLines, markdown, regressionLines, reportJson, type Report } from '../migrate/report.js';
@@ -107,8 +108,8 @@ async function migrateInto(db: string, o: MigrateCliOptions, tmp: string, trap: 
   try {
     qs0 = new Queries(db, { readonly: true });
   } catch (e) {
-    if ((e as Error).name === 'LedgerOpenError' && /has schema/.test((e as Error).message)) {
-      throw new InputError(`${(e as Error).message.split(';')[0]}: migrate never changes its source; upgrade it first with 'iommu-ledger --db ${db} rebuild' (on a copy, if this file must stay as it is)`);
+    if (e instanceof LedgerOpenError && e.olderSchema) {
+      throw new InputError(`${e.olderSchema.path} has schema ${e.olderSchema.version}: migrate never changes its source; upgrade it first with 'iommu-ledger --db ${db} rebuild' (on a copy, if this file must stay as it is)`);
     }
     throw e;
   }

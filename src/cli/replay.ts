@@ -38,13 +38,13 @@ function summarize(path: string): Summary {
     const over = q.findings({ kind: 'over-unmap' });
     const faults: Record<string, number> = {};
     for (const f of q.faults()) faults[f.cause] = (faults[f.cause] ?? 0) + 1;
-    const rejected = q.db.prepare("SELECT count(*) AS n FROM events WHERE type IN ('map','unmap') AND json_extract(data, '$.body.ok') = 0").get() as { n: bigint };
+    const rejected = q.refusedCommands();
     return {
       overUnmaps: over.length,
       collateralBytes: over.reduce((a, f) => a + f.collateral.reduce((b, c) => b + c.size, 0n), 0n),
       leftMapped: q.findings({ kind: 'left-mapped' }).length,
       divergences: q.findings({ kind: 'divergence' }).length,
-      rejected: Number(rejected.n),
+      rejected,
       faults,
     };
   } finally {

@@ -3,10 +3,13 @@
  * through a JavaScript number, so no precision is lost.
  */
 
+import { LedgerFault } from './errors.js';
+
 export const U64_MAX = (1n << 64n) - 1n;
 
 /** An input value that is not a valid address or size. `field` names what was being read. */
-export class AddressError extends Error {
+export class AddressError extends LedgerFault {
+  readonly exitCode = 2;
   constructor(
     message: string,
     readonly field?: string,

@@ -5,6 +5,7 @@
  * docs/kernel-facts.md for the kernel code each built-in profile describes.
  */
 import { AddressError, ffs, fls, formatSize, hex, isPowerOfTwo, parseSize } from './address.js';
+import { LedgerFault } from './errors.js';
 
 /** How the driver answers an unmap (docs/semantics.md). */
 export type Semantics = 'legacy' | 'split' | 'strict';
@@ -257,7 +258,8 @@ export function findBuiltinProfile(name: string): Profile | undefined {
   return BUILTIN_PROFILES.find((p) => p.name === name);
 }
 
-export class ProfileError extends Error {
+export class ProfileError extends LedgerFault {
+  readonly exitCode = 2;
   constructor(message: string) {
     super(message);
     this.name = 'ProfileError';

@@ -10,13 +10,16 @@
 import { createHash, createPrivateKey, createPublicKey, randomBytes, sign, verify, type KeyObject } from 'node:crypto';
 import { closeSync, existsSync, fsyncSync, linkSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
+import { LedgerFault } from '../core/errors.js';
 import type { DB } from './db.js';
+import type { EventStore } from './store.js';
 
 /** The `format` of a checkpoint file. */
 export const CHECKPOINT_FORMAT = 'iommu-ledger-checkpoint/1';
 
 /** Bad input about checkpoints (a file or key that cannot be read): exit code 2. */
-export class CheckpointError extends Error {
+export class CheckpointError extends LedgerFault {
+  readonly exitCode = 2;
   constructor(message: string) {
     super(message);
     this.name = 'CheckpointError';
@@ -98,8 +101,8 @@ function hashAt(db: DB, position: number): string | undefined {
  * A checkpoint of the head given (taken from a verified chain, or from the last event as stored),
  * signed when a key is given.
  */
-export function makeCheckpoint(db: DB, head: { position: number; hash: string }, key?: KeyObject): Checkpoint {
-  const ledger = head.position > 0 ? hashAt(db, 1) : undefined;
+export function makeCheckpoint(store: EventStore, head: { position: number; hash: string }, key?: KeyObject): Checkpoint {
+  const ledger = head.position > 0 ? hashAt(store.db, 1) : undefined;
   const c: Checkpoint = { format: CHECKPOINT_FORMAT, ...(ledger !== undefined ? { ledger } : {}), position: head.position, head: head.hash, time: new Date().toISOString() };
   if (key) {
     const id = keyId(key);
@@ -109,8 +112,8 @@ export function makeCheckpoint(db: DB, head: { position: number; hash: string },
 }
 
 /** The last event's position and hash as stored (not verified: the writers' own head). */
-export function storedHead(db: DB): { position: number; hash: string } {
-  const r = db.prepare('SELECT position, lower(hex(hash)) AS hash FROM events ORDER BY position DESC LIMIT 1').safeIntegers(false).get() as { position: number; hash: string } | undefined;
+export function storedHead(store: EventStore): { position: number; hash: string } {
+  const r = store.db.prepare('SELECT position, lower(hex(hash)) AS hash FROM events ORDER BY position DESC LIMIT 1').safeIntegers(false).get() as { position: number; hash: string } | undefined;
   return r ?? { position: 0, hash: '0'.repeat(64) };
 }
 
@@ -256,7 +259,7 @@ export interface CheckpointCheck {
  * can be confirmed. With `pub`, the checkpoint must be signed by that key.
  */
 export function checkCheckpoint(
-  db: DB,
+  store: EventStore,
   file: string,
   c: Checkpoint,
   chain: { ok: boolean; events: number; firstBad?: number },
@@ -286,7 +289,7 @@ export function checkCheckpoint(
     return fail('chain-broken', `not confirmed: the hash chain is broken at position ${chain.firstBad}, at or before the checkpoint's position ${c.position} (see the first line)`);
   }
   if (c.position > 0 && c.ledger !== undefined) {
-    const first = hashAt(db, 1);
+    const first = hashAt(store.db, 1);
     if (first !== c.ledger) {
       return fail(
         'other-ledger',
@@ -295,7 +298,7 @@ export function checkCheckpoint(
     }
   }
   if (c.position > 0) {
-    const here = hashAt(db, c.position);
+    const here = hashAt(store.db, c.position);
     if (here !== c.head) {
       return fail(
         'rewritten',

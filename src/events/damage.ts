@@ -13,7 +13,7 @@
  *   table by table when the whole-file check itself stops on a damaged page.
  */
 import Database from 'better-sqlite3';
-import { chainHash, envelope, GENESIS } from './store.js';
+import { chainHash, envelope, GENESIS, type EventStore } from './store.js';
 import { LedgerDamagedError, reasonOf } from './io-errors.js';
 
 /** A table or index found damaged, and the first problem SQLite reports in it. */
@@ -339,8 +339,9 @@ function finish(r: DamageReport, unopened?: string): DamageReport {
  * B-tree, overflow chains, the free list). Damage outside the events (a projection's page)
  * throws a LedgerDamagedError; the command line then prints damageReport().
  */
-export function assertFileIntact(db: Database.Database, path: string): void {
-  const rows = db.pragma('quick_check(1)') as Array<{ quick_check: string }>;
+export function assertFileIntact(store: EventStore): void {
+  const path = store.path;
+  const rows = store.db.pragma('quick_check(1)') as Array<{ quick_check: string }>;
   const first = rows[0]?.quick_check ?? 'ok';
   if (first !== 'ok') throw new LedgerDamagedError(path, `${path} is damaged: ${first.replace(/^\*\*\* in database main \*\*\*\n/, '').split('\n')[0]}`);
 }

@@ -7,13 +7,20 @@ import { existsSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { LedgerFault } from '../core/errors.js';
 import { busyTimeoutMs } from './busy.js';
 import { cannotOpen, describeFault, faultKind, noteFault, notAFile, reasonOf, testPageLimit } from './io-errors.js';
 
 export type DB = Database.Database;
 
-export class LedgerOpenError extends Error {
-  constructor(message: string) {
+/** A ledger that cannot be opened as asked (exit code 2). */
+export class LedgerOpenError extends LedgerFault {
+  readonly exitCode = 2;
+  constructor(
+    message: string,
+    /** Set when a read-only open met a ledger of an older schema (upgrading it takes a read-write open). */
+    readonly olderSchema?: { path: string; version: number },
+  ) {
     super(message);
     this.name = 'LedgerOpenError';
   }
@@ -175,7 +182,7 @@ export function openDatabase(path: string, opts: OpenOptions = {}): DB {
     // process is creating right now, and is checked again under the lock below.
     if (have > 0) check(have);
     if (have < all.length) {
-      if (opts.readonly) throw new LedgerOpenError(`${path} has schema ${have}; open it once read-write to upgrade it to ${all.length}`);
+      if (opts.readonly) throw new LedgerOpenError(`${path} has schema ${have}; open it once read-write to upgrade it to ${all.length}`, { path, version: have });
       // One migration per transaction, each chosen under the write lock from the version then
       // stored: two processes creating the same new file do not both run 001 (and the second
       // does not take the first's tables for a foreign database).

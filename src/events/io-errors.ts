@@ -13,10 +13,12 @@
  * SQLite rolls back the transaction a fault interrupts, so no fault here loses or half-writes a
  * committed event; the messages say how much of the command was committed before it.
  *
- * No dependencies beyond Node's own modules: the command line loads this only after a failure.
+ * No dependencies beyond Node's own modules (and core/errors.ts): the command line loads this only
+ * after a failure.
  */
 import { closeSync, openSync, readSync, statfsSync, type Stats } from 'node:fs';
 import { dirname, resolve } from 'node:path';
+import { LedgerFault } from '../core/errors.js';
 import { busyTimeoutMs } from './busy.js';
 
 export type FaultKind = 'busy' | 'full' | 'io' | 'readonly' | 'cantopen' | 'damaged' | 'not-sqlite';
@@ -49,9 +51,11 @@ export const isSqliteError = (e: unknown): boolean => sqliteCode(e) !== undefine
 
 /**
  * A ledger file found damaged by iommu-ledger itself (not by an SQLite result code): `verify`'s
- * check of the file's structure (damage.ts) throws it.
+ * check of the file's structure (damage.ts) throws it. Exit code 1, as every damaged file; the
+ * command line words it with describeFault() like the damage SQLite reports.
  */
-export class LedgerDamagedError extends Error {
+export class LedgerDamagedError extends LedgerFault {
+  readonly exitCode = 1;
   constructor(
     readonly path: string,
     message: string,
@@ -84,7 +88,7 @@ export function faultContext(e: unknown): FaultContext | undefined {
 
 /** What kind of fault an error is (undefined: not a storage fault; another layer's error, or a bug). */
 export function faultKind(e: unknown, path?: string): FaultKind | undefined {
-  if (e instanceof Error && e.name === 'LedgerDamagedError') return 'damaged';
+  if (e instanceof LedgerDamagedError) return 'damaged';
   const code = sqliteCode(e);
   if (code !== undefined) {
     if (code.startsWith('SQLITE_BUSY')) return 'busy';

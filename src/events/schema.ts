@@ -5,6 +5,7 @@
  */
 import { z } from 'zod';
 import { AddressError, parseAddress, parseSize } from '../core/address.js';
+import { LedgerFault } from '../core/errors.js';
 import { formatProt, parseProt } from './prot.js';
 import type { ProfileDescriptor } from '../core/profile.js';
 import { CustomProfileSpec } from '../core/profile-spec.js';
@@ -138,7 +139,8 @@ export const Command = z.discriminatedUnion('op', [
 export type Command = z.output<typeof Command>;
 export type CommandInput = z.input<typeof Command>;
 
-export class CommandError extends Error {
+export class CommandError extends LedgerFault {
+  readonly exitCode = 2;
   constructor(
     message: string,
     readonly field?: string,

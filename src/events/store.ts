@@ -5,6 +5,7 @@
  */
 import { hash } from 'node:crypto';
 import type Database from 'better-sqlite3';
+import { LedgerFault } from '../core/errors.js';
 import { openDatabase, type DB, type OpenOptions } from './db.js';
 import { noteFault } from './io-errors.js';
 import { decodeStoredEvent, upcast, type DecodedData, type EventType } from './schema.js';
@@ -44,7 +45,8 @@ export function chainHash(prevHex: string, env: string): string {
   return hash('sha256', prevHex + env, 'hex');
 }
 
-export class ConcurrencyError extends Error {
+export class ConcurrencyError extends LedgerFault {
+  readonly exitCode = 2;
   constructor(
     readonly stream: string,
     readonly expected: number,
@@ -154,6 +156,11 @@ export class EventStore {
   /** The position of an event with this id, if one is stored. */
   positionOf(id: string): number | undefined {
     return this.hasId.get(id) as number | undefined;
+  }
+
+  /** True when the file holds no event now: read afresh, other processes' commits included. */
+  isEmpty(): boolean {
+    return this.db.prepare('SELECT 1 FROM events LIMIT 1').get() === undefined;
   }
 
   /**

@@ -1,10 +1,12 @@
 /**
  * Reading stored event bodies (no zod here: query commands load this without the schemas).
  */
+import { LedgerFault } from '../core/errors.js';
 import { profileFromDescriptor, type ProfileDescriptor } from '../core/profile.js';
 
 /** A stored event that cannot be read: the file was changed outside iommu-ledger. */
-export class CorruptEventError extends Error {
+export class CorruptEventError extends LedgerFault {
+  readonly exitCode = 1;
   constructor(message: string) {
     super(message);
     this.name = 'CorruptEventError';

@@ -23,6 +23,7 @@ import { createReadStream, fstatSync, open as openCallback } from 'node:fs';
 import { open, stat, type FileHandle } from 'node:fs/promises';
 import { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
+import { LedgerFault } from '../core/errors.js';
 import {
   decode,
   decompressCommand,
@@ -47,7 +48,7 @@ export const MAX_LINE_BYTES = 1 << 20;
 const CHUNK_BYTES = 64 * 1024;
 
 /** A source that cannot be read (missing, a directory, no permission, damaged, a format that needs a tool): exit code 2. */
-export class ReadError extends Error {
+export class ReadError extends LedgerFault {
   readonly exitCode = 2;
   constructor(message: string) {
     super(message);

@@ -10,6 +10,7 @@
 import { statSync } from 'node:fs';
 import { basename } from 'node:path';
 import { Domain } from '../core/domain.js';
+import { LedgerFault } from '../core/errors.js';
 import { BUILTIN_PROFILES, resolveProfile, type Semantics } from '../core/profile.js';
 import type { Command } from '../events/schema.js';
 import type { Ledger } from '../projections/ledger.js';
@@ -21,11 +22,12 @@ import { guessProfileFromFile, ProfileEvidence } from './profile-guess.js';
 import { openSource, ReadError, type Line } from './read.js';
 import { DestroyedDomainError, type SpaceHost } from './spaces.js';
 
-/** Errors of the input or the options (exit code 2): the name is the one the CLI maps. */
-export class TraceInputError extends Error {
+/** Errors of the input or the options (exit code 2). */
+export class TraceInputError extends LedgerFault {
+  readonly exitCode = 2;
   constructor(message: string) {
     super(message);
-    this.name = 'InputError';
+    this.name = 'TraceInputError';
   }
 }
 

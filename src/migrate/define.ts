@@ -3,6 +3,7 @@
  * (every unmap removes exactly whole maps). A script is a TypeScript (or JavaScript) module
  * whose default export is `defineMigration({...})`; see docs/migrate.md.
  */
+import { LedgerFault } from '../core/errors.js';
 
 /**
  * Built-in strategies. `unmap-as-mapped` is for callers that step by the returned size (VFIO's
@@ -87,7 +88,8 @@ export interface Migration {
   rules: Rule[];
 }
 
-export class MigrationError extends Error {
+export class MigrationError extends LedgerFault {
+  readonly exitCode = 2;
   constructor(message: string) {
     super(message);
     this.name = 'MigrationError';

@@ -21,7 +21,8 @@ import { classifyUnmap, SYMMETRIC, tryUnmap } from '../core/symmetry.js';
 import { commandFromEvent, type StoredData } from '../events/recommand.js';
 import { BEFORE_TRACE_CALLER, followsObserved, parseCommand, type Origin, type UnmapBody } from '../events/schema.js';
 import { EventStore, type RawEvent } from '../events/store.js';
-import { EndReader, markMigrated } from '../projections/compare.js';
+import { EndReader } from '../projections/compare.js';
+import { markMigrated } from '../projections/meta.js';
 import { Ledger, UNKNOWN_CALLER, type Outcome } from '../projections/ledger.js';
 import { loadQueryBuilder, Queries } from '../projections/queries.js';
 import {

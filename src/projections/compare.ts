@@ -5,7 +5,7 @@
  * from the stored projections (the run log and the runs and intent tables), through a `Queries`.
  */
 import type Database from 'better-sqlite3';
-import { UNKNOWN_CALLER, type Ledger } from './ledger.js';
+import { UNKNOWN_CALLER } from './ledger.js';
 import { fromDb, toDb } from './codec.js';
 import type { Queries } from './queries.js';
 
@@ -155,9 +155,4 @@ export class EndReader {
     }
     return r !== undefined;
   }
-}
-
-/** Marks a ledger written by `migrate` (meta: made-by, migrated-from, migration). */
-export function markMigrated(l: Ledger, source: string, migration: string): void {
-  l.db.prepare("INSERT OR REPLACE INTO meta (key, value) VALUES ('made-by', 'migrate'), ('migrated-from', ?), ('migration', ?)").run(source, migration);
 }

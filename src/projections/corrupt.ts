@@ -8,6 +8,7 @@
  * recomputes it (exit 1 on the command line, never an internal error).
  */
 import type Database from 'better-sqlite3';
+import { LedgerFault } from '../core/errors.js';
 import { openDatabase } from '../events/db.js';
 import type { VerifyResult } from '../events/store.js';
 
@@ -27,7 +28,8 @@ export const PROJECTION_TABLES = [
 ] as const;
 
 /** A projection that cannot be read (damaged, or changed outside iommu-ledger). */
-export class CorruptProjectionError extends Error {
+export class CorruptProjectionError extends LedgerFault {
+  readonly exitCode = 1;
   constructor(message: string) {
     super(message);
     this.name = 'CorruptProjectionError';
@@ -52,7 +54,8 @@ export function projectionJson<T>(what: () => string, text: unknown): T {
 }
 
 /** The events as they are do not form the hash chain: `rebuild` refuses to compute projections from them. */
-export class BrokenChainError extends Error {
+export class BrokenChainError extends LedgerFault {
+  readonly exitCode = 1;
   constructor(readonly chain: VerifyResult) {
     super(
       `rebuild refused: the hash chain is broken (${chain.message}); rebuilding would recompute every projection from events changed outside iommu-ledger, so nothing was changed. ` +

@@ -10,6 +10,7 @@ import { IntervalSet } from '../core/intervals.js';
 import { SteppingTracker, type StepCase, type StepVerdict } from '../core/stepping.js';
 import { classifyUnmap, tryUnmap, type SymmetryClass, type UnmapAnalysis } from '../core/symmetry.js';
 import { customProfile } from '../core/profile-spec.js';
+import { LedgerFault } from '../core/errors.js';
 import {
   describeProfile,
   profileFromDescriptor,
@@ -52,6 +53,7 @@ import {
   type LogPiece,
 } from './runlog.js';
 import { decodeIntent, IntentWriter } from './intentsnap.js';
+import { deleteMeta } from './meta.js';
 
 export const UNKNOWN_CALLER = '(unknown)';
 /** Callers that are nobody in particular: their pages are never "another owner's" (core/stepping.ts). */
@@ -205,12 +207,18 @@ interface Batch {
   sym: Map<string, SymCount>;
 }
 
-export class LedgerError extends Error {
+/**
+ * A command the ledger refuses (exit code 2). `index` is the command's place in its batch (from
+ * 0), and the message then begins with "command N: " before the `reason`; a caller that names the
+ * command itself (apply: FILE:LINE) uses the reason.
+ */
+export class LedgerError extends LedgerFault {
+  readonly exitCode = 2;
   constructor(
-    message: string,
+    readonly reason: string,
     readonly index?: number,
   ) {
-    super(message);
+    super(index === undefined ? reason : `command ${index + 1}: ${reason}`);
     this.name = 'LedgerError';
   }
 }
@@ -339,7 +347,7 @@ export class Ledger {
       try {
         return { cmd: parseCommand(r) };
       } catch (e) {
-        throw new LedgerError(`command ${i + 1}: ${(e as Error).message}`, i);
+        throw new LedgerError((e as Error).message, i);
       }
     });
     return this.append(inputs, opts);
@@ -450,12 +458,12 @@ export class Ledger {
       c = this.loadCtx(name);
       if (!c) {
         throw new LedgerError(
-          `command ${index + 1}: domain: no domain ${JSON.stringify(name)} in this ledger (create it first: {"op":"domain","domain":${JSON.stringify(name)},"profile":"intel-vtd"})`,
+          `domain: no domain ${JSON.stringify(name)} in this ledger (create it first: {"op":"domain","domain":${JSON.stringify(name)},"profile":"intel-vtd"})`,
           index,
         );
       }
     }
-    if (c.destroyed) throw new LedgerError(`command ${index + 1}: domain: ${JSON.stringify(name)} was destroyed`, index);
+    if (c.destroyed) throw new LedgerError(`domain: ${JSON.stringify(name)} was destroyed`, index);
     return c;
   }
 
@@ -714,7 +722,7 @@ export class Ledger {
     if (cmd.op === 'domain') {
       const existing = this.ctxs.get(cmd.domain) ?? this.loadCtx(cmd.domain);
       const id = given ?? derivedId(cmd.domain, 1);
-      if (existing) throw new LedgerError(`command ${index + 1}: domain: ${JSON.stringify(cmd.domain)} already exists in this ledger`, index);
+      if (existing) throw new LedgerError(`domain: ${JSON.stringify(cmd.domain)} already exists in this ledger`, index);
       const profile = profileOf(cmd, index);
       const desc = describeProfile(profile);
       const info = this.s.insStream!.run(cmd.domain, JSON.stringify(desc), pos);
@@ -1214,7 +1222,7 @@ export class Ledger {
       if (!chain.ok && !opts.acceptBrokenChain) throw new BrokenChainError(chain);
       recreateProjectionTables(this.db);
       this.prepareStatements();
-      this.db.exec("DELETE FROM meta WHERE key IN ('rebuild-needed', 'run-log-needed')");
+      deleteMeta(this.db, ['rebuild-needed', 'run-log-needed']);
       this.ctxs.clear();
       const streams = new Map<string, { id: number }>();
       for (const s of this.store.streams()) streams.set(s.name, { id: s.id });
@@ -1354,7 +1362,7 @@ function profileOf(cmd: Extract<Command, { op: 'domain' }>, index: number): Prof
     for (const k of ['pgsizes', 'pgsizeBitmap', 'iovaBits', 'semantics', 'emptyUnmapErrno'] as const) if (cmd[k] !== undefined) spec[k] = cmd[k];
     return customProfile(spec);
   } catch (e) {
-    throw new LedgerError(`command ${index + 1}: ${(e as Error).message}`, index);
+    throw new LedgerError((e as Error).message, index);
   }
 }
 

@@ -8,6 +8,7 @@ import { createRequire } from 'node:module';
 import type { Kysely } from 'kysely';
 import { formatSize, hex } from '../core/address.js';
 import { Domain, type Run, type WalkStep, type HwStats } from '../core/domain.js';
+import { LedgerFault } from '../core/errors.js';
 import { profileFromDescriptor, type Profile, type ProfileDescriptor } from '../core/profile.js';
 import { describeStep, type StepReason } from '../core/stepping.js';
 import { openDatabase } from '../events/db.js';
@@ -17,6 +18,7 @@ import { callerAnalysis, type CallerView } from './callers.js';
 import { fromDb, toDb } from './codec.js';
 import { pageSizeOf, runLogComplete, runsByRows, runsFromLog, shiftOf, type RunColumns } from './runlog.js';
 import { CorruptProjectionError, projectionJson, unreadable } from './corrupt.js';
+import { getMeta } from './meta.js';
 
 /** Kysely's view of the tables the queries read (integers arrive as bigint). */
 interface Tables {
@@ -58,7 +60,8 @@ interface Tables {
 /** An ISO 8601 date, or date and time, with an optional zone. */
 const ISO_TIME = /^\d{4}-\d\d-\d\d([T ]\d\d:\d\d(:\d\d(\.\d+)?)?(Z|[+-]\d\d(:?\d\d)?)?)?$/;
 
-export class QueryError extends Error {
+export class QueryError extends LedgerFault {
+  readonly exitCode = 2;
   constructor(message: string) {
     super(message);
     this.name = 'QueryError';
@@ -878,8 +881,13 @@ export class Queries {
 
   /** Why the projections are incomplete (a ledger upgraded from an older schema), if they are. */
   staleProjections(): string | undefined {
-    const r = this.prep("SELECT value FROM meta WHERE key = 'rebuild-needed'").get() as { value: string } | undefined;
-    return r?.value;
+    return getMeta(this.db, 'rebuild-needed');
+  }
+
+  /** Map and unmap commands the domain refused (stored with their errno), for replay's comparison. */
+  refusedCommands(): number {
+    const r = this.prep("SELECT count(*) AS n FROM events WHERE type IN ('map','unmap') AND json_extract(data, '$.body.ok') = 0").get() as { n: bigint };
+    return Number(r.n);
   }
 
   /** Counts of events by type (for summaries). */

@@ -25,6 +25,7 @@ import { endianness } from 'node:os';
 import type Database from 'better-sqlite3';
 import { fromDb } from './codec.js';
 import { unreadable } from './corrupt.js';
+import { getMeta } from './meta.js';
 
 /** Format tags: a blob that does not start with its tag is refused. */
 const RUNS_V1_TAG = 0x52554e31; // "RUN1": before schema 7, no callers
@@ -582,7 +583,7 @@ export function domainText(db: Database.Database, domain: number): string {
 
 /** False while a ledger upgraded to schema 5 has not been rebuilt: its run log starts in the middle. */
 export function runLogComplete(db: Database.Database): boolean {
-  return stmt(db, "SELECT 1 FROM meta WHERE key = 'run-log-needed'").get() === undefined;
+  return getMeta(db, 'run-log-needed') === undefined;
 }
 
 /** The same from the runs table alone: exact, and slow on a long history (a ledger whose log is not filled in yet). */

@@ -1,7 +1,8 @@
 /**
  * The `sources` table: one row per imported or applied file that stored at least one event
  * (digest, name, line count, first and last position), how an import knows a file is in the
- * ledger already. Not covered by the hash chain (docs/import.md, "Idempotency").
+ * ledger already. Not covered by the hash chain (docs/import.md, "Idempotency"). The one module
+ * that reads or writes it (import and apply call these functions).
  */
 import type { Ledger, Outcome } from './ledger.js';
 
