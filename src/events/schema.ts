@@ -67,8 +67,7 @@ export const DomainCommand = z
   })
   .strict();
 
-/** The caller of a mapping an importer inferred to have existed before its trace began. */
-export const BEFORE_TRACE_CALLER = '(before the trace)';
+export { BEFORE_TRACE_CALLER } from './callers.js';
 
 export const MapCommandSchema = z
   .object({

@@ -382,7 +382,10 @@ describe('trace generator: VFIO', () => {
             assert.equal(u.iova, p.iova + p.unmapped, 'the next unmap is at iova + unmapped');
           }
         }
-        for (const d of x.truth.domains) if (d.role === 'vfio') assert.equal(d.fgsp, true);
+        // (A session the trace's record budget cut before its fgsp test ran has no result.)
+        for (const d of x.truth.domains) if (d.role === 'vfio' && d.fgsp !== undefined) assert.equal(d.fgsp, true);
+        const tested = x.truth.domains.filter((d) => d.role === 'vfio');
+        if (tested.length > 1) assert.ok(tested.slice(0, -1).every((d) => d.fgsp === true), 'only the last session can be cut before its fgsp test');
       }),
       { numRuns: RUNS },
     );

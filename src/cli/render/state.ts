@@ -1,7 +1,7 @@
 /** `state`: the heading, the table of runs, the pages as JSON, and the page tables of `--hw`. */
 import { formatSize, hex } from '../../core/address.js';
 import { formatProt } from '../../events/prot.js';
-import { BEFORE_TRACE_CALLER } from '../../events/schema.js';
+import { BEFORE_TRACE_CALLER } from '../../events/callers.js';
 import type { Queries, StateView } from '../../projections/queries.js';
 import type { RunColumns } from '../../projections/runlog.js';
 import { table } from './format.js';
