@@ -31,7 +31,6 @@ const FAMILIES: Array<[string, TraceOptions]> = [
   ['up to 4 domains, clock skew up to 10 µs', { skewUs: 10 }],
 ];
 
-
 for (const [name, opts] of FAMILIES) {
   const c = { traces: 0, divergences: 0, overUnmaps: 0, spaces: 0, end: 0, everyCut: 0 };
   const t0 = Date.now();

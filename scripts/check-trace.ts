@@ -70,7 +70,9 @@ class PlainReplay {
     for (const [k, v] of this.pending) d.set(k, (d.get(k) ?? 0n) + v);
     this.pending.clear();
     // Clamp at 0: an unmap of something never seen mapped (before the trace) removes nothing here.
-    this.depth = pieces(d).map(([s, e, k]) => [s, e, k < 0n ? 0n : k] as [bigint, bigint, bigint]).filter((p) => p[2] > 0n);
+    this.depth = pieces(d)
+      .map(([s, e, k]) => [s, e, k < 0n ? 0n : k] as [bigint, bigint, bigint])
+      .filter((p) => p[2] > 0n);
   }
   /** Is every byte of [s, e) mapped in at least one layer? */
   covers(s: bigint, e: bigint): boolean {
@@ -131,7 +133,9 @@ ledger.close();
 // The ledger's union at a line: every space's state at the last event stored for a line <= it.
 const q = new Queries(db, { readonly: true });
 const posOfLine = new Map<number, number>();
-for (const ev of (q as unknown as { db: import('better-sqlite3').Database }).db.prepare("SELECT position, json_extract(data, '$.from.line') AS line FROM events WHERE type IN ('map', 'unmap')").iterate() as Iterable<{ position: number; line: number | null }>) {
+for (const ev of (q as unknown as { db: import('better-sqlite3').Database }).db
+  .prepare("SELECT position, json_extract(data, '$.from.line') AS line FROM events WHERE type IN ('map', 'unmap')")
+  .iterate() as Iterable<{ position: number; line: number | null }>) {
   if (ev.line !== null) posOfLine.set(Number(ev.line), Math.max(posOfLine.get(Number(ev.line)) ?? 0, Number(ev.position)));
 }
 const replay = new PlainReplay();
@@ -187,7 +191,8 @@ for (let i = 0; i < text.length; i++) {
     for (const [a, b, k] of pieces(dd)) diff += (b - a) * (k < 0n ? -k : k);
     if (diff !== 0n) {
       mismatches.push({ line: no, bytes: `0x${diff.toString(16)}` });
-      if (process.env.CHECK_TRACE_DEBUG) for (const [a, b, k] of pieces(dd).slice(0, 8)) console.error(`line ${no}: 0x${a.toString(16)}..0x${b.toString(16)} ledger-replay ${k}`);
+      if (process.env.CHECK_TRACE_DEBUG)
+        for (const [a, b, k] of pieces(dd).slice(0, 8)) console.error(`line ${no}: 0x${a.toString(16)}..0x${b.toString(16)} ledger-replay ${k}`);
     }
   }
 }

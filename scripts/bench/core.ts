@@ -130,14 +130,7 @@ function partial(sem: Semantics): Mix {
   };
 }
 
-const MIXES: Mix[] = [
-  symmetric('legacy'),
-  symmetric('split'),
-  symmetric('strict'),
-  partial('legacy'),
-  partial('split'),
-  partial('strict'),
-];
+const MIXES: Mix[] = [symmetric('legacy'), symmetric('split'), symmetric('strict'), partial('legacy'), partial('split'), partial('strict')];
 
 /** All mixes interleaved: what the scaling check measures. */
 const ALL: Mix = {
@@ -149,7 +142,7 @@ function measure(d: Domain, slots: Slot[], mix: Mix, ops: number, seed: number):
   const rnd = prng(seed);
   const pick = () => slots[Math.floor(rnd() * slots.length)]!;
   // Warm-up, then the timed part.
-  for (let n = 0; n < Math.min(ops / 10, 20_000); ) n += mix.round(d, pick(), rnd);
+  for (let n = 0; n < Math.min(ops / 10, 20_000);) n += mix.round(d, pick(), rnd);
   const t0 = process.hrtime.bigint();
   let n = 0;
   while (n < ops) n += mix.round(d, pick(), rnd);

@@ -159,8 +159,25 @@ for (let i = 0; i < 3; i++) {
   sample();
 }
 report('reopen + first append (ms, median of 3)', median(reopenTimes).toFixed(0), '', '');
-const sizeOf = (p: string) => ['', '-wal'].reduce((a, x) => a + (() => { try { return statSync(p + x).size; } catch { return 0; } })(), 0);
-report('file size per million events (MB)', ((sizeOf(path) / N) * 1e6 / 2 ** 20).toFixed(0), ((sizeOf(rawPath) / N) * 1e6 / 2 ** 20).toFixed(0), (sizeOf(path) / sizeOf(rawPath)).toFixed(2));
+const sizeOf = (p: string) =>
+  ['', '-wal'].reduce(
+    (a, x) =>
+      a +
+      (() => {
+        try {
+          return statSync(p + x).size;
+        } catch {
+          return 0;
+        }
+      })(),
+    0,
+  );
+report(
+  'file size per million events (MB)',
+  (((sizeOf(path) / N) * 1e6) / 2 ** 20).toFixed(0),
+  (((sizeOf(rawPath) / N) * 1e6) / 2 ** 20).toFixed(0),
+  (sizeOf(path) / sizeOf(rawPath)).toFixed(2),
+);
 clearInterval(timer);
 sample();
 report('peak RSS (MB)', (peakRss / 2 ** 20).toFixed(0), '', '');

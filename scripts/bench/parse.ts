@@ -40,7 +40,9 @@ function line(i: number): string {
 
 // Joined and split again, as an importer reading a file gets them: flat strings, not the
 // concatenation ropes the generator builds.
-const lines = Array.from({ length: N }, (_, i) => line(i)).join('\n').split('\n');
+const lines = Array.from({ length: N }, (_, i) => line(i))
+  .join('\n')
+  .split('\n');
 const counts = { record: 0, skip: 0, error: 0 };
 
 // Warm up the JIT on a slice, then time the whole set.

@@ -150,7 +150,9 @@ async function compare(path: string, label: string): Promise<void> {
   console.log(`${label} (${(size / 1e6).toFixed(0)} MB): ${check}`);
   console.log(`  previous (StringDecoder + indexOf + byteLength): ${o.text}`);
   console.log(`  src/import/read.ts (bytes, isAscii fast path):  ${n.text}`);
-  console.log(`  new/previous: ${(n.median / o.median).toFixed(2)} (median), ${(n.best / o.best).toFixed(2)} (best), ${(n.cpu / o.cpu).toFixed(2)} (per CPU-second)`);
+  console.log(
+    `  new/previous: ${(n.median / o.median).toFixed(2)} (median), ${(n.best / o.best).toFixed(2)} (best), ${(n.cpu / o.cpu).toFixed(2)} (per CPU-second)`,
+  );
 }
 
 async function compressed(plain: string, dir: string): Promise<void> {
@@ -178,7 +180,9 @@ async function compressed(plain: string, dir: string): Promise<void> {
       lines = t.lines;
     }
     const s = median(runs);
-    console.log(`${label}: ${(statSync(f).size / 1e6).toFixed(1)} MB -> ${(size / 1e6).toFixed(0)} MB, ${fmt(lines / s)} lines/s, ${(size / 1e6 / s).toFixed(0)} MB/s of text (median of 3)`);
+    console.log(
+      `${label}: ${(statSync(f).size / 1e6).toFixed(1)} MB -> ${(size / 1e6).toFixed(0)} MB, ${fmt(lines / s)} lines/s, ${(size / 1e6 / s).toFixed(0)} MB/s of text (median of 3)`,
+    );
   }
 }
 

@@ -68,9 +68,19 @@ export function duplicateKey(text: string): { key: string; path: string } | unde
   let expectKey = false;
   const pathOf = (frames: Frame[]) =>
     frames
-      .map((f, k) => (k === 0 ? '$' : '') + (f === frames[frames.length - 1] ? '' : f.obj ? (/^[A-Za-z_$][\w$]*$/.test(f.key ?? '') ? `.${f.key}` : `[${JSON.stringify(f.key)}]`) : `[${f.index}]`))
+      .map(
+        (f, k) =>
+          (k === 0 ? '$' : '') +
+          (f === frames[frames.length - 1]
+            ? ''
+            : f.obj
+              ? /^[A-Za-z_$][\w$]*$/.test(f.key ?? '')
+                ? `.${f.key}`
+                : `[${JSON.stringify(f.key)}]`
+              : `[${f.index}]`),
+      )
       .join('');
-  for (let i = 0; i < text.length; ) {
+  for (let i = 0; i < text.length;) {
     const c = text.charCodeAt(i);
     if (c === 0x7b /* { */) {
       stack.push({ obj: true, seen: new Set() });
@@ -144,7 +154,10 @@ export async function applyFile(ledger: Ledger, file: string): Promise<ApplySumm
           throw new InputError(`${src.name}:${no}: not valid JSON (${(e as Error).message}): ${line.slice(0, 120)}`);
         }
         const dup = duplicateKey(line);
-        if (dup) throw new InputError(`${src.name}:${no}: key ${JSON.stringify(dup.key)} is written twice in ${dup.path} (JSON would keep only the last value): write each key once; nothing was stored`);
+        if (dup)
+          throw new InputError(
+            `${src.name}:${no}: key ${JSON.stringify(dup.key)} is written twice in ${dup.path} (JSON would keep only the last value): write each key once; nothing was stored`,
+          );
         let cmd: Command;
         try {
           cmd = parseCommand(raw);

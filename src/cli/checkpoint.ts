@@ -70,9 +70,14 @@ export function runCheckpointLine(w: { file: string; position: number } | undefi
  * `checkpoint`: the head of a chain just verified, signed when a key is given, to a file, into a
  * folder, or (without --out) as the text to print.
  */
-export function takeCheckpoint(store: EventStore, head: { position: number; hash: string }, o: { out?: string; key?: string }): { checkpoint: Checkpoint; file?: string; text: string } {
+export function takeCheckpoint(
+  store: EventStore,
+  head: { position: number; hash: string },
+  o: { out?: string; key?: string },
+): { checkpoint: Checkpoint; file?: string; text: string } {
   const key = o.key !== undefined ? loadPrivateKey(o.key) : undefined;
-  if (head.position === 0) throw new InputError("the ledger holds no event: a checkpoint of an empty ledger proves nothing; take one after 'import' or 'apply'");
+  if (head.position === 0)
+    throw new InputError("the ledger holds no event: a checkpoint of an empty ledger proves nothing; take one after 'import' or 'apply'");
   const c = makeCheckpoint(store, head, key);
   if (o.out === undefined) return { checkpoint: c, text: checkpointText(c) };
   let isDir = false;
@@ -94,7 +99,10 @@ export function takeCheckpoint(store: EventStore, head: { position: number; hash
 }
 
 /** Reads every checkpoint named (files, or folders of them) before the chain is walked: bad input fails first. */
-export function loadCheckpoints(args: string[], pubkey?: string): { checkpoints: Array<{ file: string; c: Checkpoint }>; pub?: { key: KeyObject; file: string } } {
+export function loadCheckpoints(
+  args: string[],
+  pubkey?: string,
+): { checkpoints: Array<{ file: string; c: Checkpoint }>; pub?: { key: KeyObject; file: string } } {
   const pub = pubkey !== undefined ? { key: loadPublicKey(pubkey), file: pubkey } : undefined;
   const checkpoints = args.flatMap(checkpointFiles).map((file) => ({ file, c: readCheckpoint(file) }));
   return { checkpoints, ...(pub ? { pub } : {}) };

@@ -47,7 +47,11 @@ export async function runDemo(dbPath: string, out: (s: string) => void, asJson: 
     const vfio = await importFile(ledger, join(ex, 'vfio-intel.trace'), { profile: 'intel-vtd' });
     steps.push('', `$ iommu-ledger import examples/vfio-intel.trace --profile intel-vtd`, ...vfio.report);
     const sc = await applyFile(ledger, join(ex, 'scenario.jsonl'));
-    steps.push('', `$ iommu-ledger apply examples/scenario.jsonl`, `${sc.commands} commands, ${sc.stored} stored; ${sc.overUnmaps} over-unmap(s), ${sc.leftMapped} left mapped`);
+    steps.push(
+      '',
+      `$ iommu-ledger apply examples/scenario.jsonl`,
+      `${sc.commands} commands, ${sc.stored} stored; ${sc.overUnmaps} over-unmap(s), ${sc.leftMapped} left mapped`,
+    );
   } finally {
     ledger.close();
   }

@@ -34,15 +34,21 @@ function report(s: ImportSummary, ledgerPath: string): string[] {
     `profile: ${s.profile} (${s.profileWhy})`,
   );
   if (s.kept.length) {
-    lines.push(`existing domains keep their own profile: ${s.kept.map((k) => `${k.domain} ${k.profile}`).join(', ')} (--profile and --semantics apply only to the domains an import creates)`);
+    lines.push(
+      `existing domains keep their own profile: ${s.kept.map((k) => `${k.domain} ${k.profile}`).join(', ')} (--profile and --semantics apply only to the domains an import creates)`,
+    );
   }
-  lines.push(`address spaces: ${s.spaces.length} (${s.spaces.join(', ') || 'none'})${s.spaces.length > 1 ? ' inferred: the same IOVAs were live in several domains at once' : ''}`);
+  lines.push(
+    `address spaces: ${s.spaces.length} (${s.spaces.join(', ') || 'none'})${s.spaces.length > 1 ? ' inferred: the same IOVAs were live in several domains at once' : ''}`,
+  );
   if (s.malformed) {
     lines.push(`malformed lines skipped: ${s.malformed} (use --strict to fail instead)`);
     for (const m of s.malformedExamples) lines.push(`  ${m}`);
   }
   if (s.reordered) {
-    lines.push(`reordered: ${s.reordered} record(s) put back in the order the kernel's unmapped_size proves (records of CPUs printed with the same timestamp, or within the --skew allowance, the other way round)`);
+    lines.push(
+      `reordered: ${s.reordered} record(s) put back in the order the kernel's unmapped_size proves (records of CPUs printed with the same timestamp, or within the --skew allowance, the other way round)`,
+    );
   }
   if (s.beforeTrace) {
     lines.push(
@@ -50,13 +56,17 @@ function report(s: ImportSummary, ledgerPath: string): string[] {
     );
   }
   if (s.neverSeenMapped) {
-    lines.push(`nothing mapped: ${s.neverSeenMapped} unmap(s) removed what no address space held, and no gap the trace left untouched could have held it (already removed by an over-unmap, say)`);
+    lines.push(
+      `nothing mapped: ${s.neverSeenMapped} unmap(s) removed what no address space held, and no gap the trace left untouched could have held it (already removed by an over-unmap, say)`,
+    );
   }
   if (s.rejected) lines.push(`refused: ${s.rejected} command(s) refused by the domain (stored with their errno, as 'iommu-ledger history' shows)`);
   if (s.divergences) {
     const used = s.profilesUsed.length ? s.profilesUsed : [s.profile];
     const whose = used.length === 1 ? `${used[0]}'s prediction` : `the prediction of each domain's profile (${used.join(', ')})`;
-    lines.push(`divergences: ${s.divergences} unmap(s) where the trace's unmapped_size differs from ${whose}; the pages follow the kernel — see 'iommu-ledger audit divergences'`);
+    lines.push(
+      `divergences: ${s.divergences} unmap(s) where the trace's unmapped_size differs from ${whose}; the pages follow the kernel — see 'iommu-ledger audit divergences'`,
+    );
     if (s.profileFit?.length) {
       const best = s.profileFit[0]!;
       const mine = used.map((u) => s.profileFit!.find((f) => f.profile === u));
@@ -67,13 +77,17 @@ function report(s: ImportSummary, ledgerPath: string): string[] {
         ? `try 'iommu-ledger replay --profile ${best.profile}${only} --out other.db'`
         : `try --profile ${best.profile} (or 'iommu-ledger replay --profile ${best.profile} --out other.db')`;
       lines.push(
-        `profile check: replaying ${s.profileFitSampled ? `the first ${s.profileFitSampled} maps and unmaps of ` : ''}these domains under each built-in profile, ${s.profileFit.slice(0, 4).map((f) => `${f.profile} ${f.divergences}`).join(', ')} divergence(s)` +
-          (better ? ` — ${best.profile} fits the trace better: ${how}` : ''),
+        `profile check: replaying ${s.profileFitSampled ? `the first ${s.profileFitSampled} maps and unmaps of ` : ''}these domains under each built-in profile, ${s.profileFit
+          .slice(0, 4)
+          .map((f) => `${f.profile} ${f.divergences}`)
+          .join(', ')} divergence(s)` + (better ? ` — ${best.profile} fits the trace better: ${how}` : ''),
       );
     }
   }
   if (s.splitMismatches) {
-    lines.push(`page split: ${s.splitMismatches} map(s) where the kernel's 'mapping:' lines differ from ${s.splitProfile}'s split (a sign of another page-size bitmap):`);
+    lines.push(
+      `page split: ${s.splitMismatches} map(s) where the kernel's 'mapping:' lines differ from ${s.splitProfile}'s split (a sign of another page-size bitmap):`,
+    );
     for (const e of s.splitExamples) lines.push(`  ${e}`);
   }
   lines.push(`over-unmaps: ${s.overUnmaps}${describeVerdicts(s.verdicts)} — see 'iommu-ledger audit over-unmaps'. Ledger: ${ledgerPath}`);

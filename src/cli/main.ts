@@ -70,7 +70,6 @@ export async function run(argv: string[], io: IO = processIO): Promise<number> {
   }
 }
 
-
 /** A reader that goes away early (`| head`) is not an error. */
 export function quietOnClosedPipe(): void {
   process.stdout.on('error', (e: NodeJS.ErrnoException) => {

@@ -41,7 +41,8 @@ export async function loadMigration(file: string): Promise<Migration> {
   // The default export, or one named `migration`; tsx may wrap a module once more in `default`.
   const isMigration = (x: unknown): x is object => !!x && typeof x === 'object' && 'rules' in x;
   const seen: unknown[] = [mod.default, mod.migration];
-  for (const x of [mod.default, mod.migration]) if (x && typeof x === 'object') seen.push((x as Record<string, unknown>).default, (x as Record<string, unknown>).migration);
+  for (const x of [mod.default, mod.migration])
+    if (x && typeof x === 'object') seen.push((x as Record<string, unknown>).default, (x as Record<string, unknown>).migration);
   const m = seen.find(isMigration) ?? seen.find((x) => !!x && typeof x === 'object' && 'name' in x);
   if (m === undefined) throw new InputError(`--script ${file}: export the migration as the default export (export default defineMigration({...}))`);
   return checkMigration(m, file);
@@ -65,7 +66,8 @@ export async function runMigrate(db: string, o: MigrateCliOptions): Promise<{ re
 function trapExit(script: string, out: string, tmp: string) {
   const real = process.exit;
   const state: { code?: string } = {};
-  const why = () => `--script ${script} called process.exit(${state.code}) during the migration: nothing was written to ${out}; a migration script returns commands and must not end the process`;
+  const why = () =>
+    `--script ${script} called process.exit(${state.code}) during the migration: nothing was written to ${out}; a migration script returns commands and must not end the process`;
   process.exit = ((code?: number | string | null) => {
     state.code ??= code === undefined || code === null ? '' : String(code);
     throw new InputError(why());
@@ -89,7 +91,12 @@ function trapExit(script: string, out: string, tmp: string) {
   };
 }
 
-async function migrateInto(db: string, o: MigrateCliOptions, tmp: string, trap: ReturnType<typeof trapExit>): Promise<{ result: MigrationResult; report: Report; files: string[]; summary: string[] }> {
+async function migrateInto(
+  db: string,
+  o: MigrateCliOptions,
+  tmp: string,
+  trap: ReturnType<typeof trapExit>,
+): Promise<{ result: MigrationResult; report: Report; files: string[]; summary: string[] }> {
   let m: Migration;
   if (o.strategy) {
     if (!STRATEGIES.includes(o.strategy as StrategyName)) throw new InputError(`--strategy ${JSON.stringify(o.strategy)}: one of ${STRATEGIES.join(', ')}`);
@@ -109,7 +116,9 @@ async function migrateInto(db: string, o: MigrateCliOptions, tmp: string, trap: 
     qs0 = new Queries(db, { readonly: true });
   } catch (e) {
     if (e instanceof LedgerOpenError && e.olderSchema) {
-      throw new InputError(`${e.olderSchema.path} has schema ${e.olderSchema.version}: migrate never changes its source; upgrade it first with 'iommu-ledger --db ${db} rebuild' (on a copy, if this file must stay as it is)`);
+      throw new InputError(
+        `${e.olderSchema.path} has schema ${e.olderSchema.version}: migrate never changes its source; upgrade it first with 'iommu-ledger --db ${db} rebuild' (on a copy, if this file must stay as it is)`,
+      );
     }
     throw e;
   }
@@ -153,13 +162,20 @@ async function migrateInto(db: string, o: MigrateCliOptions, tmp: string, trap: 
   const summary = [
     ...(stale ? [`warning: ${db} was upgraded (${stale}) and not rebuilt: the 'before' caller analysis is incomplete; run 'iommu-ledger rebuild' first`] : []),
     `migrated ${result.sourceEvents} events of ${db} by '${result.migration}'${result.scope !== undefined ? ` (caller ${result.scope} only)` : ''} into ${o.out}: ${result.migratedEvents} events (the source is unchanged)`,
-    `strategies: ${Object.entries(result.strategies).map(([k, v]) => `${k} ${v}`).join(', ') || 'none'}`,
+    `strategies: ${
+      Object.entries(result.strategies)
+        .map(([k, v]) => `${k} ${v}`)
+        .join(', ') || 'none'
+    }`,
     ...checkLines(result),
     ...regressionLines(result, 3).map((l) => `  ${l}`),
     ...callerLines(result).map((l) => `  ${l}`),
     ...report.sites
       .filter((s) => s.before && (s.before.readiness < 1 || s.before.foreign))
-      .map((s) => `  ${s.caller}${s.site ? ` at ${s.site}` : ''}: readiness ${Math.round(s.before!.readiness * 100)}% -> ${s.after ? `${Math.round(s.after.readiness * 100)}%` : '-'}; change: ${s.change}`),
+      .map(
+        (s) =>
+          `  ${s.caller}${s.site ? ` at ${s.site}` : ''}: readiness ${Math.round(s.before!.readiness * 100)}% -> ${s.after ? `${Math.round(s.after.readiness * 100)}%` : '-'}; change: ${s.change}`,
+      ),
     `${result.passed ? 'PASSED' : 'FAILED'}: report in ${files.join(' and ')}`,
   ];
   return { result, report, files, summary };

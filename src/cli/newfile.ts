@@ -32,7 +32,9 @@ export function publishTemporary(tmp: string, out: string): void {
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === 'EEXIST' || existsSync(out)) {
-      throw new InputError(`${out} appeared while this run was writing (another run with the same --out?): the result is kept as ${tmp}; rename it yourself, or remove it`);
+      throw new InputError(
+        `${out} appeared while this run was writing (another run with the same --out?): the result is kept as ${tmp}; rename it yourself, or remove it`,
+      );
     }
     if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'ENOSYS' && code !== 'EXDEV') throw e;
     renameSync(tmp, out);

@@ -50,7 +50,9 @@ export function buildProgram(io: IO): Command {
   const program = new Command();
   program
     .name('iommu-ledger')
-    .description('An auditable, event-sourced ledger of IOMMU map/unmap commands: import kernel traces, ask when, by whom and why a region was over-unmapped or left mapped.')
+    .description(
+      'An auditable, event-sourced ledger of IOMMU map/unmap commands: import kernel traces, ask when, by whom and why a region was over-unmapped or left mapped.',
+    )
     .addOption(new Option('--db <path>', 'ledger file').default(process.env.IOMMU_LEDGER_DB || './iommu-ledger.db', '$IOMMU_LEDGER_DB or ./iommu-ledger.db'))
     .option('--json', 'machine-readable output (addresses as "0x" strings)')
     .showHelpAfterError('(add --help for usage)')

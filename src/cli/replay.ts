@@ -71,7 +71,11 @@ export async function replayLedger(source: string, outPath: string, o: { semanti
       for (const ev of src.read()) {
         const data = JSON.parse(ev.data) as StoredData;
         const touched = o.domain === undefined || o.domain === ev.stream;
-        const cmd = commandFromEvent(ev, data, touched ? { ...(o.semantics ? { semantics: o.semantics } : {}), ...(o.profile ? { profile: o.profile } : {}) } : {});
+        const cmd = commandFromEvent(
+          ev,
+          data,
+          touched ? { ...(o.semantics ? { semantics: o.semantics } : {}), ...(o.profile ? { profile: o.profile } : {}) } : {},
+        );
         add({ cmd: parseCommand(cmd) });
         events++;
       }
@@ -87,14 +91,20 @@ export async function replayLedger(source: string, outPath: string, o: { semanti
   publishTemporary(tmp, outPath);
   const before = summarize(source);
   const after = summarize(outPath);
-  const what = [o.profile ? `profile ${o.profile}` : '', o.semantics ? `${o.semantics} unmap` : ''].filter(Boolean).join(', ') + (o.domain !== undefined ? ` for domain ${o.domain} (the others as they were)` : '');
+  const what =
+    [o.profile ? `profile ${o.profile}` : '', o.semantics ? `${o.semantics} unmap` : ''].filter(Boolean).join(', ') +
+    (o.domain !== undefined ? ` for domain ${o.domain} (the others as they were)` : '');
   const rows: Array<[string, string | number, string | number]> = [
     ['over-unmaps', before.overUnmaps, after.overUnmaps],
     ['collateral bytes', formatSize(before.collateralBytes), formatSize(after.collateralBytes)],
     ['unmaps left mapped', before.leftMapped, after.leftMapped],
     ['refused commands', before.rejected, after.rejected],
     ['divergences from trace', before.divergences, after.divergences],
-    ...[...new Set([...Object.keys(before.faults), ...Object.keys(after.faults)])].map((k): [string, number, number] => [`faults: ${k}`, before.faults[k] ?? 0, after.faults[k] ?? 0]),
+    ...[...new Set([...Object.keys(before.faults), ...Object.keys(after.faults)])].map((k): [string, number, number] => [
+      `faults: ${k}`,
+      before.faults[k] ?? 0,
+      after.faults[k] ?? 0,
+    ]),
   ];
   const width = Math.max(...rows.map((r) => r[0].length));
   const report = [

@@ -80,10 +80,7 @@ export function parseAddress(input: string | number | bigint, field?: string): b
   if (typeof input === 'bigint') return checkRange(input, `0x${input.toString(16)}`, field);
   if (typeof input === 'number') {
     if (!Number.isSafeInteger(input)) {
-      throw new AddressError(
-        `${input} is not an exact integer (numbers above 2^53 lose precision: pass a "0x..." string)`,
-        field,
-      );
+      throw new AddressError(`${input} is not an exact integer (numbers above 2^53 lose precision: pass a "0x..." string)`, field);
     }
     return checkRange(BigInt(input), String(input), field);
   }

@@ -75,9 +75,7 @@ export interface RunChanges {
   after: Run[];
 }
 
-export type MapResult =
-  | { ok: true; runs: Run[]; hw: HwDelta; changes: RunChanges }
-  | { ok: false; errno: Errno; reason: string };
+export type MapResult = { ok: true; runs: Run[]; hw: HwDelta; changes: RunChanges } | { ok: false; errno: Errno; reason: string };
 
 export interface UnmapCommand {
   iova: bigint;
@@ -298,13 +296,7 @@ export class Domain {
    * window). `kept` pages of the news were live before and are not rewritten in hardware.
    * Accounts entries, tables (with their descriptors in the parent level) and mapped bytes.
    */
-  private rewrite(
-    olds: readonly Run[],
-    news: readonly Run[],
-    hw: HwDelta,
-    kept: readonly Run[] = NO_RUNS,
-    prevHint: Run | undefined | null = null,
-  ): void {
+  private rewrite(olds: readonly Run[], news: readonly Run[], hw: HwDelta, kept: readonly Run[] = NO_RUNS, prevHint: Run | undefined | null = null): void {
     const o0 = olds[0];
     const n0 = news[0];
     const oz = olds[olds.length - 1];
@@ -400,7 +392,15 @@ export class Domain {
   }
 
   /** chain() on numbers: the runs' first and last bytes are in the scratch arrays from `off`. */
-  private chainNum(prev: Run | undefined, prevLast: number, items: readonly Run[], off: number, next: Run | undefined, nextFirst: number, level: number): number {
+  private chainNum(
+    prev: Run | undefined,
+    prevLast: number,
+    items: readonly Run[],
+    off: number,
+    next: Run | undefined,
+    nextFirst: number,
+    level: number,
+  ): number {
     const P = this.spanBytes[level]!;
     const S = firstByte;
     const E = lastByte;
@@ -733,9 +733,7 @@ export class Domain {
       return;
     }
     res.hw.invalidations = coalesceRanges(
-      [...res.hw.invalidations, ...res.removed.map((r) => ({ start: r.iova, end: runEnd(r) }))].sort((a, b) =>
-        cmp(a.start, b.start),
-      ),
+      [...res.hw.invalidations, ...res.removed.map((r) => ({ start: r.iova, end: runEnd(r) }))].sort((a, b) => cmp(a.start, b.start)),
     );
   }
 
@@ -798,8 +796,7 @@ export class Domain {
       this.reject(res, iommufd ? 'EOVERFLOW' : 'EINVAL', 'iova+size wraps past 2^64');
       return;
     }
-    const cutMsg = (o: MapOrigin) =>
-      `the range cuts through the mapping ${hex(o.iova)}..${hex(o.iova + o.size)} made by #${o.ref}`;
+    const cutMsg = (o: MapOrigin) => `the range cuts through the mapping ${hex(o.iova)}..${hex(o.iova + o.size)} made by #${o.ref}`;
     if (!iommufd) {
       const first = this.find(start);
       if (first && first.origin.iova !== start) {

@@ -68,13 +68,7 @@ export function minPageSize(bitmap: bigint): bigint {
  * A radix format with `granuleShift`-sized leaves and tables of 2^bitsPerLevel entries of
  * `descBytes`, with as many levels as `iovaBits` needs (the top table holds what is left).
  */
-function radixLevels(
-  iovaBits: number,
-  granuleShift: number,
-  bitsPerLevel: number,
-  descBytes: number,
-  names: (i: number, n: number) => string,
-): Level[] {
+function radixLevels(iovaBits: number, granuleShift: number, bitsPerLevel: number, descBytes: number, names: (i: number, n: number) => string): Level[] {
   const nLevels = Math.max(1, Math.ceil((iovaBits - granuleShift) / bitsPerLevel));
   const levels: Level[] = [];
   for (let i = 0; i < nLevels; i++) {
@@ -150,9 +144,7 @@ export function leafLevelOf(format: PageTableFormat, pageShift: number): { level
   throw new RangeError(`page of 2^${pageShift} bytes is smaller than the format's smallest entry`);
 }
 
-function builtin(
-  p: Omit<Profile, 'pgsizeBitmap' | 'format'> & { shifts: number[]; format: PageTableFormat },
-): Profile {
+function builtin(p: Omit<Profile, 'pgsizeBitmap' | 'format'> & { shifts: number[]; format: PageTableFormat }): Profile {
   const { shifts, ...rest } = p;
   return { ...rest, pgsizeBitmap: bitmapOf(shifts) };
 }
@@ -227,7 +219,8 @@ export const BUILTIN_PROFILES: readonly Profile[] = [
   builtin({
     name: 'arm-v7s',
     description: 'ARM short-descriptor (v7s) tables: 4K, 64K, 1M, 16M pages, 32-bit IOVA; unmap splits blocks',
-    kernelRef: 'drivers/iommu/io-pgtable-arm-v7s.c arm_v7s_alloc_pgtable, arm_v7s_split_cont and arm_v7s_split_blk_unmap (removed in v6.13; they remapped the rest in entries of the unmap size, the model greedily)',
+    kernelRef:
+      'drivers/iommu/io-pgtable-arm-v7s.c arm_v7s_alloc_pgtable, arm_v7s_split_cont and arm_v7s_split_blk_unmap (removed in v6.13; they remapped the rest in entries of the unmap size, the model greedily)',
     shifts: [12, 16, 20, 24],
     iovaBits: 32,
     semantics: 'split',
@@ -347,9 +340,7 @@ export function buildProfile(spec: CustomProfileInput): Profile {
 export function resolveProfile(name: string, semantics?: Semantics): Profile {
   const p = findBuiltinProfile(name);
   if (!p) {
-    throw new ProfileError(
-      `unknown profile ${JSON.stringify(name)}; built-in profiles: ${BUILTIN_PROFILES.map((b) => b.name).join(', ')}`,
-    );
+    throw new ProfileError(`unknown profile ${JSON.stringify(name)}; built-in profiles: ${BUILTIN_PROFILES.map((b) => b.name).join(', ')}`);
   }
   return semantics && semantics !== p.semantics ? { ...p, semantics } : p;
 }

@@ -114,7 +114,8 @@ export class SteppingTracker {
       if (c.mappedBy !== f.caller && !f.anonymous?.has(c.mappedBy)) others.add(c.mappedBy);
       for (const o of c.intendedBy) if (o !== f.caller) others.add(o);
     }
-    if (others.size) return { position: f.position, caller: f.caller, stepped: false, reason: 'other-owner', at: f.position, collateral, others: [...others].sort() };
+    if (others.size)
+      return { position: f.position, caller: f.caller, stepped: false, reason: 'other-owner', at: f.position, collateral, others: [...others].sort() };
     const last = f.collateral[f.collateral.length - 1];
     if (last && f.removed.start >= f.request.start && f.collateral.every((c) => c.start >= f.request.end) && last.end === last.mapEnd) {
       return { position: f.position, caller: f.caller, stepped: true, reason: 'ended', at: f.position, collateral };
@@ -132,14 +133,14 @@ export class SteppingTracker {
     const progressed: StepCase[] = [];
     this.open = this.open.filter((c) => {
       if (c.caller !== caller) return true;
-      if (start === c.removedEnd) return this.settle(verdicts, c, true, 'advanced', at), false;
+      if (start === c.removedEnd) return (this.settle(verdicts, c, true, 'advanced', at), false);
       if (c.uncovered.some((u) => overlaps(u, start, end))) {
         c.uncovered = subtract(c.uncovered, start, end);
-        if (!c.uncovered.length) return this.settle(verdicts, c, true, 'covered', at), false;
+        if (!c.uncovered.length) return (this.settle(verdicts, c, true, 'covered', at), false);
         progressed.push(c);
         return true;
       }
-      return this.settle(verdicts, c, false, 'not-stepped', at), false;
+      return (this.settle(verdicts, c, false, 'not-stepped', at), false);
     });
     return { verdicts, progressed };
   }
@@ -175,11 +176,17 @@ export class SteppingTracker {
 }
 
 /** The words for a verdict (audit, explain, callers). */
-export function describeStep(v: { stepped: boolean | undefined; reason?: StepReason | 'pending'; at?: number; others?: string[]; removedEnd?: bigint }): string {
+export function describeStep(v: {
+  stepped: boolean | undefined;
+  reason?: StepReason | 'pending';
+  at?: number;
+  others?: string[];
+  removedEnd?: bigint;
+}): string {
   const at = v.at !== undefined ? ` (#${v.at})` : '';
   switch (v.reason) {
     case 'ended':
-      return 'stepped: the removed page ended where the caller\'s own map ended (the last step of a loop that consumes the returned size)';
+      return "stepped: the removed page ended where the caller's own map ended (the last step of a loop that consumes the returned size)";
     case 'advanced':
       return `stepped: the caller's next unmap${at} started where the removed page ended${v.removedEnd !== undefined ? ` (${hex(v.removedEnd)})` : ''}: it consumed the returned size`;
     case 'covered':

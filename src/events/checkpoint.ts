@@ -54,7 +54,9 @@ export function signedText(c: Omit<Checkpoint, 'signature'>, key: string): strin
 /** A key's id: SHA-256 of its public key (SubjectPublicKeyInfo, DER), hex. */
 export function keyId(key: KeyObject): string {
   const pub = key.type === 'private' ? createPublicKey(key) : key;
-  return createHash('sha256').update(pub.export({ type: 'spki', format: 'der' })).digest('hex');
+  return createHash('sha256')
+    .update(pub.export({ type: 'spki', format: 'der' }))
+    .digest('hex');
 }
 
 function readKeyFile(option: string, file: string): string {
@@ -73,9 +75,14 @@ export function loadPrivateKey(file: string, option = '--key'): KeyObject {
   try {
     key = createPrivateKey(pem);
   } catch (e) {
-    throw new CheckpointError(`${option} ${file}: not a private key in PEM (${(e as Error).message.split('\n')[0]}); make one with 'openssl genpkey -algorithm ed25519 -out ${file}'`);
+    throw new CheckpointError(
+      `${option} ${file}: not a private key in PEM (${(e as Error).message.split('\n')[0]}); make one with 'openssl genpkey -algorithm ed25519 -out ${file}'`,
+    );
   }
-  if (key.asymmetricKeyType !== 'ed25519') throw new CheckpointError(`${option} ${file}: a ${key.asymmetricKeyType ?? 'symmetric'} key, not Ed25519; make one with 'openssl genpkey -algorithm ed25519'`);
+  if (key.asymmetricKeyType !== 'ed25519')
+    throw new CheckpointError(
+      `${option} ${file}: a ${key.asymmetricKeyType ?? 'symmetric'} key, not Ed25519; make one with 'openssl genpkey -algorithm ed25519'`,
+    );
   return key;
 }
 
@@ -86,7 +93,9 @@ export function loadPublicKey(file: string, option = '--pubkey'): KeyObject {
   try {
     key = createPublicKey(pem);
   } catch (e) {
-    throw new CheckpointError(`${option} ${file}: not a public key in PEM (${(e as Error).message.split('\n')[0]}); make one with 'openssl pkey -in PRIVATE.pem -pubout -out ${file}'`);
+    throw new CheckpointError(
+      `${option} ${file}: not a public key in PEM (${(e as Error).message.split('\n')[0]}); make one with 'openssl pkey -in PRIVATE.pem -pubout -out ${file}'`,
+    );
   }
   if (key.asymmetricKeyType !== 'ed25519') throw new CheckpointError(`${option} ${file}: a ${key.asymmetricKeyType ?? 'symmetric'} key, not Ed25519`);
   return key;
@@ -103,7 +112,13 @@ function hashAt(db: DB, position: number): string | undefined {
  */
 export function makeCheckpoint(store: EventStore, head: { position: number; hash: string }, key?: KeyObject): Checkpoint {
   const ledger = head.position > 0 ? hashAt(store.db, 1) : undefined;
-  const c: Checkpoint = { format: CHECKPOINT_FORMAT, ...(ledger !== undefined ? { ledger } : {}), position: head.position, head: head.hash, time: new Date().toISOString() };
+  const c: Checkpoint = {
+    format: CHECKPOINT_FORMAT,
+    ...(ledger !== undefined ? { ledger } : {}),
+    position: head.position,
+    head: head.hash,
+    time: new Date().toISOString(),
+  };
   if (key) {
     const id = keyId(key);
     c.signature = { algorithm: 'ed25519', key: id, value: sign(null, Buffer.from(signedText(c, id), 'utf8'), key).toString('base64') };
@@ -113,7 +128,8 @@ export function makeCheckpoint(store: EventStore, head: { position: number; hash
 
 /** The last event's position and hash as stored (not verified: the writers' own head). */
 export function storedHead(store: EventStore): { position: number; hash: string } {
-  const r = store.db.prepare('SELECT position, lower(hex(hash)) AS hash FROM events ORDER BY position DESC LIMIT 1').safeIntegers(false).get() as { position: number; hash: string } | undefined;
+  const r = store.db.prepare('SELECT position, lower(hex(hash)) AS hash FROM events ORDER BY position DESC LIMIT 1').safeIntegers(false).get() as
+    { position: number; hash: string } | undefined;
   return r ?? { position: 0, hash: '0'.repeat(64) };
 }
 
@@ -159,7 +175,8 @@ function writeNew(path: string, text: string): boolean {
 
 /** Writes the checkpoint to `path`, a new file (CheckpointError when it exists). */
 export function writeCheckpointFile(path: string, c: Checkpoint): string {
-  if (!writeNew(path, checkpointText(c))) throw new CheckpointError(`--out ${path} exists: a checkpoint is never overwritten; choose another file, or give a folder to write it in`);
+  if (!writeNew(path, checkpointText(c)))
+    throw new CheckpointError(`--out ${path} exists: a checkpoint is never overwritten; choose another file, or give a folder to write it in`);
   return path;
 }
 
@@ -209,7 +226,13 @@ export function readCheckpoint(file: string): Checkpoint {
   if (typeof r.head !== 'string' || !HEX64.test(r.head)) return bad('head: 64 lower-case hex digits');
   if (r.ledger !== undefined && (typeof r.ledger !== 'string' || !HEX64.test(r.ledger))) return bad('ledger: 64 lower-case hex digits');
   if (typeof r.time !== 'string' || !ISO.test(r.time)) return bad('time: an ISO time in UTC');
-  const c: Checkpoint = { format: CHECKPOINT_FORMAT, ...(r.ledger !== undefined ? { ledger: r.ledger as string } : {}), position: r.position, head: r.head, time: r.time };
+  const c: Checkpoint = {
+    format: CHECKPOINT_FORMAT,
+    ...(r.ledger !== undefined ? { ledger: r.ledger as string } : {}),
+    position: r.position,
+    head: r.head,
+    time: r.time,
+  };
   if (r.signature !== undefined) {
     const s = r.signature as Record<string, unknown> | null;
     if (!s || typeof s !== 'object' || s.algorithm !== 'ed25519') return bad('signature.algorithm: "ed25519"');
@@ -269,11 +292,20 @@ export function checkCheckpoint(
   const fail = (problem: CheckpointProblem, why: string): CheckpointCheck => ({ ...base, ok: false, problem, message: `checkpoint ${file}: ${why}` });
   const short = (h: string) => `${h.slice(0, 16)}…`;
   if (pub) {
-    if (!c.signature) return fail('unsigned', `it is not signed, and --pubkey ${pub.file} asks for a signed checkpoint: an unsigned one proves nothing about who took it; check it without --pubkey, or sign checkpoints with 'iommu-ledger checkpoint --key'`);
+    if (!c.signature)
+      return fail(
+        'unsigned',
+        `it is not signed, and --pubkey ${pub.file} asks for a signed checkpoint: an unsigned one proves nothing about who took it; check it without --pubkey, or sign checkpoints with 'iommu-ledger checkpoint --key'`,
+      );
     const id = keyId(pub.key);
-    if (c.signature.key !== id) return fail('other-key', `signed with key ${short(c.signature.key)}, not with --pubkey ${pub.file} (key ${short(id)}): give the public key it was signed with, or do not trust it`);
+    if (c.signature.key !== id)
+      return fail(
+        'other-key',
+        `signed with key ${short(c.signature.key)}, not with --pubkey ${pub.file} (key ${short(id)}): give the public key it was signed with, or do not trust it`,
+      );
     const good = verify(null, Buffer.from(signedText(c, id), 'utf8'), pub.key, Buffer.from(c.signature.value, 'base64'));
-    if (!good) return fail('bad-signature', `its signature does not verify with --pubkey ${pub.file}: the checkpoint was changed after it was signed; do not trust it`);
+    if (!good)
+      return fail('bad-signature', `its signature does not verify with --pubkey ${pub.file}: the checkpoint was changed after it was signed; do not trust it`);
     base.signatureVerified = true;
   }
   const sig = base.signatureVerified ? ` (signature verified with ${pub!.file})` : c.signature ? ' (signed; the signature was not checked: give --pubkey)' : '';
@@ -286,7 +318,10 @@ export function checkCheckpoint(
     );
   }
   if (c.position > verified) {
-    return fail('chain-broken', `not confirmed: the hash chain is broken at position ${chain.firstBad}, at or before the checkpoint's position ${c.position} (see the first line)`);
+    return fail(
+      'chain-broken',
+      `not confirmed: the hash chain is broken at position ${chain.firstBad}, at or before the checkpoint's position ${c.position} (see the first line)`,
+    );
   }
   if (c.position > 0 && c.ledger !== undefined) {
     const first = hashAt(store.db, 1);
@@ -307,5 +342,9 @@ export function checkCheckpoint(
     }
   }
   const after = chain.ok ? `and ${chain.events - c.position} event(s) since` : `and the chain breaks later, at position ${chain.firstBad}`;
-  return { ...base, ok: true, message: `checkpoint ${file}: extended: the ledger holds the checkpoint's ${c.position} event(s) unchanged (head ${short(c.head)}, ${c.time}), ${after}${sig}` };
+  return {
+    ...base,
+    ok: true,
+    message: `checkpoint ${file}: extended: the ledger holds the checkpoint's ${c.position} event(s) unchanged (head ${short(c.head)}, ${c.time}), ${after}${sig}`,
+  };
 }

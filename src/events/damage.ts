@@ -68,7 +68,19 @@ const BLIND_SPAN = 65_536;
  * What can be read of a damaged ledger. Opens its own read-only connection; never writes.
  */
 export function damageReport(path: string, reason?: string): DamageReport {
-  const report: DamageReport = { ok: false, damaged: true, path, readable: 0, chain: 'unchecked', later: [], laterEvents: 0, unreadable: 0, objects: [], message: '', lines: [] };
+  const report: DamageReport = {
+    ok: false,
+    damaged: true,
+    path,
+    readable: 0,
+    chain: 'unchecked',
+    later: [],
+    laterEvents: 0,
+    unreadable: 0,
+    objects: [],
+    message: '',
+    lines: [],
+  };
   let db: Database.Database;
   try {
     db = new Database(path, { readonly: true, fileMustExist: true });
@@ -114,7 +126,20 @@ function scanEvents(db: Database.Database, r: DamageReport): void {
       const fits =
         row[0] === expected &&
         stream !== undefined &&
-        chainHash(prev, envelope({ position: row[0], stream, version: row[2], type: row[3], schemaVersion: row[4], id: row[5], recordedAt: row[6], time: row[7], data: row[8] })) === hash;
+        chainHash(
+          prev,
+          envelope({
+            position: row[0],
+            stream,
+            version: row[2],
+            type: row[3],
+            schemaVersion: row[4],
+            id: row[5],
+            recordedAt: row[6],
+            time: row[7],
+            data: row[8],
+          }),
+        ) === hash;
       if (!fits) {
         r.chain = 'broken';
         r.chainBreak = expected;
@@ -155,7 +180,7 @@ function scanEvents(db: Database.Database, r: DamageReport): void {
     after = rows[rows.length - 1]![0];
   }
   let p = after + 1;
-  for (;; p++) {
+  for (; ; p++) {
     let row: Row | undefined;
     try {
       row = one.get(p) as Row | undefined;
@@ -218,7 +243,7 @@ function damagedObjects(db: Database.Database): DamagedObject[] {
   };
   let objects: Array<{ type: string; name: string; tbl_name: string; rootpage: number }>;
   try {
-    objects = db.prepare("SELECT type, name, tbl_name, rootpage FROM sqlite_schema WHERE rootpage > 0").all() as typeof objects;
+    objects = db.prepare('SELECT type, name, tbl_name, rootpage FROM sqlite_schema WHERE rootpage > 0').all() as typeof objects;
   } catch (e) {
     return [{ name: 'the list of tables (sqlite_schema)', role: 'file', problem: reasonOf(e) }];
   }

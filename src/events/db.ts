@@ -152,7 +152,10 @@ export function openDatabase(path: string, opts: OpenOptions = {}): DB {
       untilNotBusy(() => {
         if ((db.pragma('user_version', { simple: true }) as number) !== 0) return;
         const n = db.prepare("SELECT count(*) FROM sqlite_master WHERE type = 'table'").pluck().get() as number;
-        if (n > 0) throw new LedgerOpenError(`${path} is an SQLite file but not an iommu-ledger ledger (it has ${n} table(s) and no ledger schema): it was left unchanged; give --db a ledger file, or a new path`);
+        if (n > 0)
+          throw new LedgerOpenError(
+            `${path} is an SQLite file but not an iommu-ledger ledger (it has ${n} table(s) and no ledger schema): it was left unchanged; give --db a ledger file, or a new path`,
+          );
       });
       // Switching to WAL is refused at once, without the busy handler, while another process's
       // last connection to the file is closing (checkpointing and removing its -wal): retried.
@@ -182,20 +185,23 @@ export function openDatabase(path: string, opts: OpenOptions = {}): DB {
     // process is creating right now, and is checked again under the lock below.
     if (have > 0) check(have);
     if (have < all.length) {
-      if (opts.readonly) throw new LedgerOpenError(`${path} has schema ${have}; open it once read-write to upgrade it to ${all.length}`, { path, version: have });
+      if (opts.readonly)
+        throw new LedgerOpenError(`${path} has schema ${have}; open it once read-write to upgrade it to ${all.length}`, { path, version: have });
       // One migration per transaction, each chosen under the write lock from the version then
       // stored: two processes creating the same new file do not both run 001 (and the second
       // does not take the first's tables for a foreign database).
       for (;;) {
-        const done = db.transaction(() => {
-          const now = version();
-          check(now);
-          const m = all[now];
-          if (!m) return true;
-          db.exec(m.sql);
-          db.pragma(`user_version = ${m.version}`);
-          return false;
-        }).immediate();
+        const done = db
+          .transaction(() => {
+            const now = version();
+            check(now);
+            const m = all[now];
+            if (!m) return true;
+            db.exec(m.sql);
+            db.pragma(`user_version = ${m.version}`);
+            return false;
+          })
+          .immediate();
         if (done) break;
       }
     }

@@ -195,7 +195,9 @@ export function describeFault(e: unknown, where: { db: string; command?: string 
           `${path}: the disk is full (${why}; ${free} bytes free): SQLite needs some space beside a ledger (${path}-wal, ${path}-shm) even to read it; ${safe}; ${againWhen(command, 'free some space')}`,
         );
       }
-      return answer(`${path}: an I/O error (${why}): the disk or file system failed a read or a write; ${safe}; ${againWhen(command, 'check the device and its free space (df, dmesg)')}`);
+      return answer(
+        `${path}: an I/O error (${why}): the disk or file system failed a read or a write; ${safe}; ${againWhen(command, 'check the device and its free space (df, dmesg)')}`,
+      );
     }
     case 'readonly':
       if (systemCode(e)) return answer(`cannot write ${path} (${why}); ${safe}; give a path this user can write`);

@@ -127,14 +127,7 @@ export const DeviceCommand = z
 
 export const DestroyCommand = z.object({ op: z.literal('destroy'), domain: domainName, ...provenance }).strict();
 
-export const Command = z.discriminatedUnion('op', [
-  DomainCommand,
-  MapCommandSchema,
-  UnmapCommandSchema,
-  FaultCommand,
-  DeviceCommand,
-  DestroyCommand,
-]);
+export const Command = z.discriminatedUnion('op', [DomainCommand, MapCommandSchema, UnmapCommandSchema, FaultCommand, DeviceCommand, DestroyCommand]);
 export type Command = z.output<typeof Command>;
 export type CommandInput = z.input<typeof Command>;
 
@@ -412,7 +405,6 @@ export function upcast(type: string, version: number, data: Record<string, unkno
   return d;
 }
 
-
 // ---- stored events, read back ----
 //
 // What iommu-ledger itself writes into `events.data`, by event type. A stored event that does not
@@ -439,7 +431,10 @@ const storedFrom = z
     source: z.string().max(4096).optional(),
     digest: z.string().max(200).optional(),
     line: wholeNumber(0).optional(),
-    derivedFrom: z.object({ position: wholeNumber(1), id: z.string().min(1).max(200), strategy: z.string().max(200) }).strict().optional(),
+    derivedFrom: z
+      .object({ position: wholeNumber(1), id: z.string().min(1).max(200), strategy: z.string().max(200) })
+      .strict()
+      .optional(),
   })
   .strict();
 const storedDevice = z.object({ device: z.string().min(1).max(200), groupId: wholeNumber(Number.MIN_SAFE_INTEGER).optional() }).strict();
@@ -489,7 +484,9 @@ export const StoredBody = {
       followed: z.literal(true).optional(),
     })
     .strict(),
-  fault: z.object({ iova: storedHex, device: z.string().max(200).optional(), driver: z.string().max(200).optional(), flags: wholeNumber(0).optional() }).strict(),
+  fault: z
+    .object({ iova: storedHex, device: z.string().max(200).optional(), driver: z.string().max(200).optional(), flags: wholeNumber(0).optional() })
+    .strict(),
   'device-attached': storedDevice,
   'device-detached': storedDevice,
   'domain-destroyed': z.object({}).strict(),

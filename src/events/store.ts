@@ -11,7 +11,6 @@ import { noteFault } from './io-errors.js';
 import { decodeStoredEvent, upcast, type DecodedData, type EventType } from './schema.js';
 import { eventName, parseStored, shown, unfitEvent } from './stored.js';
 
-
 /**
  * Canonical bytes of an event: what the hash covers. Each field is length-prefixed
  * (`LEN:TEXT`), so no field's content can be mistaken for another's.
@@ -76,7 +75,8 @@ const DOMAIN_NAME = /^[^\s]+$/;
  * migrate turn events back into commands): its domain name, id and source time.
  */
 function envelopeProblem(e: { stream: string; id: string; time: string | null }): string | undefined {
-  if (e.stream.length < 1 || e.stream.length > 200 || !DOMAIN_NAME.test(e.stream)) return `its domain name ${shown(e.stream)} is not one a command can give (1 to 200 characters, no spaces)`;
+  if (e.stream.length < 1 || e.stream.length > 200 || !DOMAIN_NAME.test(e.stream))
+    return `its domain name ${shown(e.stream)} is not one a command can give (1 to 200 characters, no spaces)`;
   if (typeof e.id !== 'string' || e.id.length < 1 || e.id.length > 200) return `its id is not 1 to 200 characters`;
   if (e.time !== null && (typeof e.time !== 'string' || e.time.length > 64)) return `its source time ${shown(e.time)} is not a text of at most 64 characters`;
   return undefined;
@@ -412,7 +412,8 @@ export class EventStore {
       const h = chainHash(prev, envelope({ position, stream: name, version, type, schemaVersion, id, recordedAt, time, data }));
       if (h === stored) return undefined;
     }
-    const last = this.db.prepare('SELECT max(version) FROM events WHERE stream = ? AND position < ?').pluck().safeIntegers(false).get(streamId, position) as number | null;
+    const last = this.db.prepare('SELECT max(version) FROM events WHERE stream = ? AND position < ?').pluck().safeIntegers(false).get(streamId, position) as
+      number | null;
     const lastVersion = last ?? 0;
     const problem = version !== lastVersion + 1 ? 'reordered' : 'changed';
     return {

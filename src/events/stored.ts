@@ -47,13 +47,28 @@ export function shown(v: unknown): string {
 const isPlain = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 type Check = (v: unknown) => string | undefined;
-const str = (max: number, min = 0): Check => (v) =>
-  typeof v !== 'string' ? `expected a string, not ${shown(v)}` : v.length < min ? 'expected a non-empty string' : v.length > max ? `expected at most ${max} characters, not ${v.length}` : undefined;
+const str =
+  (max: number, min = 0): Check =>
+  (v) =>
+    typeof v !== 'string'
+      ? `expected a string, not ${shown(v)}`
+      : v.length < min
+        ? 'expected a non-empty string'
+        : v.length > max
+          ? `expected at most ${max} characters, not ${v.length}`
+          : undefined;
 const hexValue: Check = (v) => (typeof v === 'string' && STORED_HEX.test(v) ? undefined : `expected ${STORED_HEX_TEXT}, not ${shown(v)}`);
-const int = (min: number, max = Number.MAX_SAFE_INTEGER): Check => (v) =>
-  typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max ? undefined : `expected a whole number from ${min}${max === Number.MAX_SAFE_INTEGER ? '' : ` to ${max}`}, not ${shown(v)}`;
+const int =
+  (min: number, max = Number.MAX_SAFE_INTEGER): Check =>
+  (v) =>
+    typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max
+      ? undefined
+      : `expected a whole number from ${min}${max === Number.MAX_SAFE_INTEGER ? '' : ` to ${max}`}, not ${shown(v)}`;
 const bool: Check = (v) => (typeof v === 'boolean' ? undefined : `expected true or false, not ${shown(v)}`);
-const literal = (...values: unknown[]): Check => (v) => (values.includes(v) ? undefined : `expected ${values.map((x) => JSON.stringify(x)).join(' or ')}, not ${shown(v)}`);
+const literal =
+  (...values: unknown[]): Check =>
+  (v) =>
+    values.includes(v) ? undefined : `expected ${values.map((x) => JSON.stringify(x)).join(' or ')}, not ${shown(v)}`;
 
 /** An object with these fields (`?` marks optional ones) and no others. */
 function object(fields: Record<string, Check | ObjectCheck>): ObjectCheck {

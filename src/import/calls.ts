@@ -47,7 +47,14 @@ export class DebugCalls {
     }
     this.flush();
     const last = this.lastDebug;
-    if ((rec.event === 'map' || rec.event === 'unmap') && last && last.event === rec.event && last.iova === rec.iova && last.size === rec.size && line - last.line < COPY_DISTANCE) {
+    if (
+      (rec.event === 'map' || rec.event === 'unmap') &&
+      last &&
+      last.event === rec.event &&
+      last.iova === rec.iova &&
+      last.size === rec.size &&
+      line - last.line < COPY_DISTANCE
+    ) {
       this.lastDebug = undefined;
       return;
     }
@@ -82,7 +89,8 @@ export class DebugCalls {
   private checkSplit(rec: TraceRecord, line: number, chunks: Chunk[]): void {
     const ours = splitRegion(rec.iova!, rec.paddr!, rec.size!, this.split.bitmap);
     const theirs = coalesce(chunks);
-    const same = ours.length === theirs.length && ours.every((o, i) => o.iova === theirs[i]!.iova && o.pageSize === theirs[i]!.pgsize && o.count === theirs[i]!.count);
+    const same =
+      ours.length === theirs.length && ours.every((o, i) => o.iova === theirs[i]!.iova && o.pageSize === theirs[i]!.pgsize && o.count === theirs[i]!.count);
     if (same) return;
     this.splitMismatches++;
     if (this.splitExamples.length < 3) {

@@ -180,7 +180,9 @@ async function* unxz(raw: Chunks, xzTool: string | undefined): AsyncGenerator<Bu
       yield* filterThrough(xzTool, ['-dc'], raw, 'xz -dc');
       return;
     }
-    throw new DecodeError('xz: another xz stream is being read in this process, and xz-decompress reads one at a time (finish or close the other first, or install xz-utils)');
+    throw new DecodeError(
+      'xz: another xz stream is being read in this process, and xz-decompress reads one at a time (finish or close the other first, or install xz-utils)',
+    );
   }
   xzOpen++;
   try {

@@ -164,8 +164,7 @@ const LEVEL_RE = /^<\d{1,3}>/;
 /** dmesg -x: `kern  :debug : `. */
 const DECODE_RE = /^[a-z]+ *:[a-z]+ *: /;
 /** syslog / journalctl (short, short-iso, short-precise): `DATE HOST kernel: `. */
-const SYSLOG_RE =
-  /^([A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d(?:\.\d+)?|\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:[.,]\d+)?(?:Z|[+-]\d\d(?::?\d\d)?)?) (?:\S+ )?kernel: /;
+const SYSLOG_RE = /^([A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d(?:\.\d+)?|\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:[.,]\d+)?(?:Z|[+-]\d\d(?::?\d\d)?)?) (?:\S+ )?kernel: /;
 /** printk time: `[  612.004411] `, also dmesg -d `[  612.004411 <    0.000002>] `. */
 const STAMP_RE = /^\[ *(\d+\.\d+)(?: <[ \d.]*>)?\] ?/;
 /** dmesg -T: `[Mon Nov 23 10:00:00 2026] `. */
@@ -175,8 +174,7 @@ const KERNEL_TAG_RE = /^(?:\S+ )?kernel: /;
 /** CONFIG_PRINTK_CALLER: `[ T1234] ` (task) or `[    C3] ` (CPU). */
 const CALLER_RE = /^\[ *([TC])(\d+)\] ?/;
 /** tp_printk output: `EVENT: IOMMU:...`. */
-const TP_RE =
-  /^(map|unmap|io_page_fault|attach_device_to_domain|detach_device_from_domain|add_device_to_group|remove_device_from_group): +(IOMMU:.*)$/;
+const TP_RE = /^(map|unmap|io_page_fault|attach_device_to_domain|detach_device_from_domain|add_device_to_group|remove_device_from_group): +(IOMMU:.*)$/;
 
 /** An IOMMU event name and its body's `IOMMU:` anywhere in a line (as ftrace, trace-cmd and tp_printk print them). */
 const EMBEDDED_RE =
@@ -244,14 +242,7 @@ function parseLine(raw: string, cut: boolean): ParsedLine {
   // the whole line, and binary data is the reason given first.
   if (result.kind === 'record') {
     const r = result.record;
-    if (
-      hasControl(r.task) ||
-      hasControl(r.flags) ||
-      hasControl(r.device) ||
-      hasControl(r.driver) ||
-      hasControl(r.dev) ||
-      hasControl(r.prefix)
-    ) {
+    if (hasControl(r.task) || hasControl(r.flags) || hasControl(r.device) || hasControl(r.driver) || hasControl(r.dev) || hasControl(r.prefix)) {
       return binaryData(line);
     }
     return result;
@@ -387,7 +378,8 @@ function parseFtrace(line: string, head: RegExpExecArray, cut: boolean): ParsedL
   const kind = FTRACE_EVENTS.get(name);
   if (kind === undefined) {
     // `iommu:` and nothing after it, at the end of a cut input.
-    if (cut && p + evTok.length === line.length && isEventNameStart(evTok)) fail(`ftrace: line ends inside the event name ${JSON.stringify(show(evTok))} (truncated?)`);
+    if (cut && p + evTok.length === line.length && isEventNameStart(evTok))
+      fail(`ftrace: line ends inside the event name ${JSON.stringify(show(evTok))} (truncated?)`);
     return { kind: 'skip', why: 'other-event', event: show(name) };
   }
   const afterName = p + evTok.length;
@@ -509,7 +501,7 @@ function cutMessageStart(s: string): string | undefined {
       return s;
     }
   }
-  for (let i = 0; ; ) {
+  for (let i = 0; ;) {
     const tail = s.slice(i);
     if (tail !== '' && DEBUG_STARTS.some((d) => d.startsWith(tail))) return tail;
     const k = s.indexOf(': ', i);
@@ -577,9 +569,11 @@ function parseDebugLine(msg: string): TraceRecord | undefined {
     else if (key === 'pgsize' && pgsize === undefined && event === 'debug_mapping') pgsize = val;
     else if (key === 'count' && count === undefined && event === 'debug_mapping') count = val;
     else if (key === 'iova' || key === 'pa' || key === 'size' || key === 'pgsize' || key === 'count') {
-      fail((key === 'iova' ? iova : key === 'pa' ? pa : key === 'size' ? size : key === 'pgsize' ? pgsize : count) !== undefined
-        ? `${ctx} ${key} appears twice`
-        : `${ctx} unexpected field ${JSON.stringify(key)}`);
+      fail(
+        (key === 'iova' ? iova : key === 'pa' ? pa : key === 'size' ? size : key === 'pgsize' ? pgsize : count) !== undefined
+          ? `${ctx} ${key} appears twice`
+          : `${ctx} unexpected field ${JSON.stringify(key)}`,
+      );
     } else fail(`${ctx} unexpected field ${JSON.stringify(show(key))}`);
   }
   const record: TraceRecord = { event, source: 'dmesg' };

@@ -39,7 +39,11 @@ export class ImportPipeline {
   private readonly router: Router;
   private readonly calls: DebugCalls;
 
-  constructor(host: SpaceHost, private readonly opts: PipelineOptions, emit: Emit) {
+  constructor(
+    host: SpaceHost,
+    private readonly opts: PipelineOptions,
+    emit: Emit,
+  ) {
     this.spaces = new Spaces(host, opts, emit);
     this.router = new Router(this.spaces, { domain: opts.domain, domainBy: opts.domainBy, skewNs: opts.skewNs });
     this.calls = new DebugCalls((rec, line) => this.router.push(rec, line), opts.split, opts.sourceName);

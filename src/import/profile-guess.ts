@@ -72,7 +72,7 @@ export const IOMMU_DRIVERS: readonly IommuDriver[] = [
     name: 'mtk-iommu',
     hardware: 'MediaTek M4U: ARM v7s tables with MediaTek extensions, 4K|64K|1M|16M pages',
     profiles: ['arm-v7s'],
-    caveat: 'SoCs with 34-bit IOVAs (IOVA_34_EN) go beyond the profile\'s 32 bits',
+    caveat: "SoCs with 34-bit IOVAs (IOVA_34_EN) go beyond the profile's 32 bits",
     namesItselfInFaults: true,
   },
   {
@@ -416,13 +416,19 @@ export class ProfileEvidence {
       const sizes = [...this.overUnmapPages.keys()].sort(cmpBig);
       const count = [...this.overUnmapPages.values()].reduce((n, t) => n + t.count, 0);
       out.push(
-        item('page-size', `${plural(count, 'unmap')} removed ${count === 1 && sizes.length === 1 ? `a whole ${sizeList(sizes)} page` : `whole ${sizeList(sizes)} pages`}, more than asked (unmapped_size > size)`, count, (p) => {
-          if (p.semantics !== 'legacy') return `${p.name} never removes more than asked (it split a large page before v6.13 and refuses since), but the trace has unmapped_size > size`;
-          const can = REMOVABLE.get(p.name)!;
-          const bad = sizes.filter((s) => !can.has(s));
-          if (bad.length === 0) return true;
-          return `${sizeList(bad)} ${bad.length > 1 ? 'are not sizes' : 'is not a size'} ${p.name} can remove in one piece (pages ${bitmapList(p)}${isVtd(p) ? ', or a table level' : ''})`;
-        }),
+        item(
+          'page-size',
+          `${plural(count, 'unmap')} removed ${count === 1 && sizes.length === 1 ? `a whole ${sizeList(sizes)} page` : `whole ${sizeList(sizes)} pages`}, more than asked (unmapped_size > size)`,
+          count,
+          (p) => {
+            if (p.semantics !== 'legacy')
+              return `${p.name} never removes more than asked (it split a large page before v6.13 and refuses since), but the trace has unmapped_size > size`;
+            const can = REMOVABLE.get(p.name)!;
+            const bad = sizes.filter((s) => !can.has(s));
+            if (bad.length === 0) return true;
+            return `${sizeList(bad)} ${bad.length > 1 ? 'are not sizes' : 'is not a size'} ${p.name} can remove in one piece (pages ${bitmapList(p)}${isVtd(p) ? ', or a table level' : ''})`;
+          },
+        ),
       );
     }
     if (this.overUnmapOther) {
@@ -454,16 +460,27 @@ export class ProfileEvidence {
     if (this.pciMasterFaults) {
       const t = this.pciMasterFaults;
       out.push(
-        item('reporter', `${plural(t.count, 'fault record')} name${t.count === 1 ? 's' : ''} a PCI device with its own driver (${t.example}); of the drivers that call report_iommu_fault(), only AMD-Vi passes the faulting PCI device`, t.count, (p) =>
-          p.name === 'amd-v1' ? true : isVtd(p) ? 'VT-d never calls report_iommu_fault(), so a VT-d trace has no io_page_fault records' : `the drivers ${p.name} describes report faults for their own device, not a PCI master`,
+        item(
+          'reporter',
+          `${plural(t.count, 'fault record')} name${t.count === 1 ? 's' : ''} a PCI device with its own driver (${t.example}); of the drivers that call report_iommu_fault(), only AMD-Vi passes the faulting PCI device`,
+          t.count,
+          (p) =>
+            p.name === 'amd-v1'
+              ? true
+              : isVtd(p)
+                ? 'VT-d never calls report_iommu_fault(), so a VT-d trace has no io_page_fault records'
+                : `the drivers ${p.name} describes report faults for their own device, not a PCI master`,
         ),
       );
     }
     if (this.dtMasterFaults) {
       const t = this.dtMasterFaults;
       out.push(
-        item('reporter', `${plural(t.count, 'fault record')} name${t.count === 1 ? 's' : ''} a platform device with its own driver (${t.example}); of the drivers that call report_iommu_fault(), only Exynos SysMMU passes the faulting master`, t.count, (p) =>
-          p.name === 'arm-v7s' || p.name === 'omap' ? true : `Exynos SysMMU (4K|64K|1M pages, 32-bit) is not what ${p.name} describes`,
+        item(
+          'reporter',
+          `${plural(t.count, 'fault record')} name${t.count === 1 ? 's' : ''} a platform device with its own driver (${t.example}); of the drivers that call report_iommu_fault(), only Exynos SysMMU passes the faulting master`,
+          t.count,
+          (p) => (p.name === 'arm-v7s' || p.name === 'omap' ? true : `Exynos SysMMU (4K|64K|1M pages, 32-bit) is not what ${p.name} describes`),
         ),
       );
     }
@@ -471,8 +488,14 @@ export class ProfileEvidence {
     if (this.minAlign !== undefined) {
       const a = this.minAlign;
       out.push(
-        item('alignment', `maps and unmaps are aligned to ${formatSize(a)} at least (e.g. iova ${this.minAlignExample}), and the core refuses any below the smallest page`, 1, (p) =>
-          minPageSize(p.pgsizeBitmap) <= a ? undefined : `${formatSize(a)}-aligned maps or unmaps (e.g. iova ${this.minAlignExample}) are below ${p.name}'s smallest page, ${formatSize(minPageSize(p.pgsizeBitmap))}`,
+        item(
+          'alignment',
+          `maps and unmaps are aligned to ${formatSize(a)} at least (e.g. iova ${this.minAlignExample}), and the core refuses any below the smallest page`,
+          1,
+          (p) =>
+            minPageSize(p.pgsizeBitmap) <= a
+              ? undefined
+              : `${formatSize(a)}-aligned maps or unmaps (e.g. iova ${this.minAlignExample}) are below ${p.name}'s smallest page, ${formatSize(minPageSize(p.pgsizeBitmap))}`,
         ),
       );
     }
@@ -488,8 +511,11 @@ export class ProfileEvidence {
     if (this.dtNames) {
       const t = this.dtNames;
       out.push(
-        item('width', `${plural(t.count, 'record')} name${t.count === 1 ? 's' : ''} device-tree platform devices (e.g. ${t.example}), as SoCs have and x86 machines do not`, t.count, (p) =>
-          isX86(p) ? `device-tree device names (e.g. ${t.example}) are an SoC's, not an x86 machine's` : undefined,
+        item(
+          'width',
+          `${plural(t.count, 'record')} name${t.count === 1 ? 's' : ''} device-tree platform devices (e.g. ${t.example}), as SoCs have and x86 machines do not`,
+          t.count,
+          (p) => (isX86(p) ? `device-tree device names (e.g. ${t.example}) are an SoC's, not an x86 machine's` : undefined),
         ),
       );
     }
@@ -498,7 +524,9 @@ export class ProfileEvidence {
       const t = this.holes;
       out.push(
         item('hole', `${plural(t.count, 'unmap')} stopped at an unmapped page (unmapped_size < size, e.g. ${t.example})`, t.count, (p) =>
-          isVtd(p) ? `VT-d's unmap never stops short (it rounds an unmapped range up to the table level where its walk stopped), but ${plural(t.count, 'unmap')} did` : true,
+          isVtd(p)
+            ? `VT-d's unmap never stops short (it rounds an unmapped range up to the table level where its walk stopped), but ${plural(t.count, 'unmap')} did`
+            : true,
         ),
       );
     }
@@ -537,7 +565,10 @@ export class ProfileEvidence {
     for (const p of BUILTIN_PROFILES) {
       if (p.name === name) continue;
       if (p.semantics === 'strict') {
-        ruledOut.push({ profile: p.name, reason: `never inferred: ${p.name} models the ${p.emptyUnmapErrno ? 'iommufd' : 'VFIO type1'} ioctl contract, not the hardware whose map/unmap the trace events show (choose it with --profile)` });
+        ruledOut.push({
+          profile: p.name,
+          reason: `never inferred: ${p.name} models the ${p.emptyUnmapErrno ? 'iommufd' : 'VFIO type1'} ioctl contract, not the hardware whose map/unmap the trace events show (choose it with --profile)`,
+        });
         continue;
       }
       const reasons = evidence.flatMap((e) => e.contradicts.filter((c) => c.profile === p.name).map((c) => c.reason));

@@ -232,7 +232,9 @@ export async function openSource(file: string, opts: OpenOptions = {}): Promise<
   if (st.isFIFO()) {
     // Blocking open (in the thread pool) waits for a writer, as `cat` does; the pipe is then
     // read through the event loop (epoll), not by blocking reads.
-    const fd = await new Promise<number>((resolve, reject) => openCallback(file, 'r', (e, fd) => (e ? reject(new ReadError(`cannot read ${name}: ${e.message}`)) : resolve(fd))));
+    const fd = await new Promise<number>((resolve, reject) =>
+      openCallback(file, 'r', (e, fd) => (e ? reject(new ReadError(`cannot read ${name}: ${e.message}`)) : resolve(fd))),
+    );
     const sock = new Socket({ fd, readable: true, writable: false });
     return openStream({ file, name, kind: 'fifo', seekable: false }, sock, opts);
   }
@@ -266,7 +268,9 @@ export async function openSource(file: string, opts: OpenOptions = {}): Promise<
     info.via = 'trace-cmd report';
     content = () => ({ chunks: notEmpty(filterThrough(traceCmd, ['report', '-i', file], undefined, 'trace-cmd report')), base: 0 });
   } else if (magic === 'bzip2' || magic === 'lz4') {
-    throw new ReadError(`cannot read ${name}: it is ${magic}-compressed, which is not read directly: decompress it with '${decompressCommand(magic, file)}' and import that`);
+    throw new ReadError(
+      `cannot read ${name}: it is ${magic}-compressed, which is not read directly: decompress it with '${decompressCommand(magic, file)}' and import that`,
+    );
   } else if (magic === 'gzip' || magic === 'zstd' || magic === 'xz') {
     const decoder = pickDecoder(magic, prefix.subarray(0, got), name, file, opts);
     info.compressed = magic;
@@ -512,7 +516,9 @@ async function openStream(info: SourceInfo, stream: Readable, opts: OpenOptions)
       );
     }
     if (magic === 'bzip2' || magic === 'lz4') {
-      throw new ReadError(`cannot read ${name}: it is ${magic}-compressed, which is not read directly: decompress it first (${decompressCommand(magic, info.file)})`);
+      throw new ReadError(
+        `cannot read ${name}: it is ${magic}-compressed, which is not read directly: decompress it first (${decompressCommand(magic, info.file)})`,
+      );
     }
     if (magic === 'gzip' || magic === 'zstd' || magic === 'xz') {
       const d = pickDecoder(magic, raw.peek(MAGIC_BYTES), name, info.file, opts);
@@ -542,7 +548,9 @@ async function openStream(info: SourceInfo, stream: Readable, opts: OpenOptions)
       return Buffer.from(content.peek(HEAD_BYTES));
     },
     async digest() {
-      throw new Error(`${name}: a ${info.kind === 'stdin' ? 'standard input' : info.kind} stream is read once, so its digest is not known before it is read: use headKey()`);
+      throw new Error(
+        `${name}: a ${info.kind === 'stdin' ? 'standard input' : info.kind} stream is read once, so its digest is not known before it is read: use headKey()`,
+      );
     },
     lines(o) {
       const start = o.start ?? 0;
@@ -670,7 +678,13 @@ export async function* splitLines(chunks: AsyncIterable<Uint8Array>, o: SplitOpt
           let from = q;
           if (p === 0 && pos === 0 && bomAllowed && text.charCodeAt(q) === 0xfeff && c[0] === 0xef && c[1] === 0xbb && c[2] === 0xbf) from++;
           no++;
-          yield { no, text: text.slice(from, tnl > from && text.charCodeAt(tnl - 1) === 13 ? tnl - 1 : tnl), start: pos + p, end: pos + nl + 1, unterminated: false };
+          yield {
+            no,
+            text: text.slice(from, tnl > from && text.charCodeAt(tnl - 1) === 13 ? tnl - 1 : tnl),
+            start: pos + p,
+            end: pos + nl + 1,
+            unterminated: false,
+          };
           p = nl + 1;
           q = tnl + 1;
         }

@@ -222,7 +222,12 @@ export class Router {
         return sc;
       }
       if (x.rec.cpu !== rec.cpu) continue;
-      if ((x.rec.event !== 'map' && x.rec.event !== 'debug_map') || x.rec.pid !== rec.pid || x.rec.iova !== sc.end || !oneAllocation(rec.iova!, x.rec.iova! + x.rec.size!)) {
+      if (
+        (x.rec.event !== 'map' && x.rec.event !== 'debug_map') ||
+        x.rec.pid !== rec.pid ||
+        x.rec.iova !== sc.end ||
+        !oneAllocation(rec.iova!, x.rec.iova! + x.rec.size!)
+      ) {
         sc.closed = true;
         return sc;
       }
@@ -379,7 +384,11 @@ export class Router {
     const copies = this.spaces.list.filter((s) => s.core.predictUnmap({ iova: rec.iova!, size: rec.size ?? 0n }) === rec.unmappedSize).length;
     if (copies !== 1) return;
     const r = reach(rec);
-    for (const { x: u2, escorts } of this.earlier(h, (x) => (x.rec.event === 'unmap' || x.rec.event === 'debug_unmap') && same(x) && x.rec.unmappedSize === rec.unmappedSize, r)) {
+    for (const { x: u2, escorts } of this.earlier(
+      h,
+      (x) => (x.rec.event === 'unmap' || x.rec.event === 'debug_unmap') && same(x) && x.rec.unmappedSize === rec.unmappedSize,
+      r,
+    )) {
       // The map of the range again, on the same CPU, after u2.
       const mid: Held[] = [];
       for (const y of this.window.after(u2)) {
@@ -516,13 +525,23 @@ export class Router {
       // Gaps the trace never touched in this space: mapped before the trace began (after the maps
       // just after it, when those fill some of them: the fewest bytes inferred).
       let best: Fit | undefined;
-      for (const [base, withPull] of pulled ? ([[pulled, ok], [core, undefined]] as const) : ([[core, undefined]] as const)) {
+      for (const [base, withPull] of pulled
+        ? ([
+            [pulled, ok],
+            [core, undefined],
+          ] as const)
+        : ([[core, undefined]] as const)) {
         const gaps = holes(base, k.start, k.end);
         if (!gaps.length || (sp && gaps.some((g) => sp.touched.touches(g.start, g.end)))) continue;
         const trial = base.clone();
-        if (!gaps.every((g) => trial.map({ iova: g.start, paddr: g.start, size: g.end - g.start, ref: 0 }).ok) || trial.predictUnmap({ iova, size }) !== observed) continue;
+        if (
+          !gaps.every((g) => trial.map({ iova: g.start, paddr: g.start, size: g.end - g.start, ref: 0 }).ok) ||
+          trial.predictUnmap({ iova, size }) !== observed
+        )
+          continue;
         const inferred = gaps.reduce((a, g) => a + (g.end - g.start), 0n);
-        if (!best || inferred < best.inferred!) best = { space: sp, ...fresh, rank: 3 + penalty, infer: gaps, inferred, ...(withPull ? { pull: [...withPull] } : {}) };
+        if (!best || inferred < best.inferred!)
+          best = { space: sp, ...fresh, rank: 3 + penalty, infer: gaps, inferred, ...(withPull ? { pull: [...withPull] } : {}) };
       }
       if (best) return best;
     }

@@ -105,7 +105,9 @@ export class Spaces {
     const n = name ?? this.host.spaceName(this.opened++);
     const known = this.host.existing(n);
     if (known?.destroyed) {
-      throw new DestroyedDomainError(`${this.opts.sourceName}:${line}: domain: ${JSON.stringify(n)} was destroyed, so this import cannot put records in it (import into another ledger, or give --domain NAME)`);
+      throw new DestroyedDomainError(
+        `${this.opts.sourceName}:${line}: domain: ${JSON.stringify(n)} was destroyed, so this import cannot put records in it (import into another ledger, or give --domain NAME)`,
+      );
     }
     const s: Space = {
       index: this.list.length,
@@ -192,7 +194,16 @@ export class Spaces {
   mapBeforeTrace(s: Space, iova: bigint, size: bigint, line: number, k: number): void {
     if (s.own) s.core.map({ iova, paddr: iova, size, ref: ++this.seq });
     s.touched.add(iova, iova + size);
-    const cmd = { op: 'map', domain: s.name, iova, paddr: iova, size, inferred: 'before-trace', caller: BEFORE_TRACE_CALLER, id: `${this.opts.sourceKey}:${line}:before${k}` };
+    const cmd = {
+      op: 'map',
+      domain: s.name,
+      iova,
+      paddr: iova,
+      size,
+      inferred: 'before-trace',
+      caller: BEFORE_TRACE_CALLER,
+      id: `${this.opts.sourceKey}:${line}:before${k}`,
+    };
     this.emit(cmd as unknown as Command, line);
   }
 

@@ -113,11 +113,15 @@ const FIT_EVENTS = 50_000;
 
 export async function importTrace(ledger: Ledger, file: string, opts: ImportOptions): Promise<ImportSummary> {
   if (opts.profile) resolveProfile(opts.profile); // unknown names fail before anything is read
-  if (opts.domain !== undefined && !/^[^\s]{1,200}$/.test(opts.domain)) throw new TraceInputError(`--domain ${JSON.stringify(opts.domain)}: a domain name has 1 to 200 characters and no spaces`);
-  if (opts.caller !== undefined && (opts.caller.length === 0 || opts.caller.length > 200)) throw new TraceInputError('--caller: a caller name has 1 to 200 characters');
+  if (opts.domain !== undefined && !/^[^\s]{1,200}$/.test(opts.domain))
+    throw new TraceInputError(`--domain ${JSON.stringify(opts.domain)}: a domain name has 1 to 200 characters and no spaces`);
+  if (opts.caller !== undefined && (opts.caller.length === 0 || opts.caller.length > 200))
+    throw new TraceInputError('--caller: a caller name has 1 to 200 characters');
   const skewUs = opts.skewUs === undefined ? SKEW_US : Number(opts.skewUs);
   if (!Number.isFinite(skewUs) || skewUs < 0 || (typeof opts.skewUs === 'string' && !/^\s*\d+(\.\d+)?\s*$/.test(opts.skewUs))) {
-    throw new TraceInputError(`--skew ${JSON.stringify(String(opts.skewUs))}: give the clock skew between CPUs in microseconds, a number 0 or more (default ${SKEW_US})`);
+    throw new TraceInputError(
+      `--skew ${JSON.stringify(String(opts.skewUs))}: give the clock skew between CPUs in microseconds, a number 0 or more (default ${SKEW_US})`,
+    );
   }
   const src = await openSource(file);
   const startedAt = ledger.lastPosition;
@@ -125,7 +129,9 @@ export async function importTrace(ledger: Ledger, file: string, opts: ImportOpti
   try {
     const info = src.info;
     if (opts.follow && info.seekable && (info.compressed || info.via)) {
-      throw new TraceInputError(`--follow reads a growing text file or a stream; ${info.name} is ${info.via ? 'a trace-cmd binary file' : `${info.compressed}-compressed`}: import it without --follow`);
+      throw new TraceInputError(
+        `--follow reads a growing text file or a stream; ${info.name} is ${info.via ? 'a trace-cmd binary file' : `${info.compressed}-compressed`}: import it without --follow`,
+      );
     }
     // Standard input redirected from a file is that file (read.ts).
     const path = file === '-' ? '/dev/stdin' : file;
@@ -201,7 +207,9 @@ export async function importTrace(ledger: Ledger, file: string, opts: ImportOpti
     const seen = continues ? undefined : knownSource(ledger, digest);
     if (seen && !opts.follow && !stream) return already(seen);
     if (opts.domain !== undefined && ledger.peek(opts.domain) === undefined && ledger.domains().some((d) => d.name === opts.domain && d.destroyed)) {
-      throw new TraceInputError(`--domain ${JSON.stringify(opts.domain)}: domain: ${JSON.stringify(opts.domain)} was destroyed, so it takes no more commands; nothing of ${info.name} was stored (give another --domain)`);
+      throw new TraceInputError(
+        `--domain ${JSON.stringify(opts.domain)}: domain: ${JSON.stringify(opts.domain)} was destroyed, so it takes no more commands; nothing of ${info.name} was stored (give another --domain)`,
+      );
     }
     // The profile: as given, or inferred from evidence sampled over the whole file (from the
     // first lines of a stream, a compressed file or trace-cmd's output).
@@ -349,10 +357,16 @@ export async function importTrace(ledger: Ledger, file: string, opts: ImportOpti
     }
     if (importedMeanwhile) return already(importedMeanwhile);
     if (opts.follow && !stream) {
-      await follow(info.name, path, () => offset, () => ({ lines: lineNo, stored: tally.stored }), async () => {
-        lines = src.lines({ start: offset, startLine: lineNo });
-        await runChunk(true);
-      });
+      await follow(
+        info.name,
+        path,
+        () => offset,
+        () => ({ lines: lineNo, stored: tally.stored }),
+        async () => {
+          lines = src.lines({ start: offset, startLine: lineNo });
+          await runChunk(true);
+        },
+      );
     }
     const p = pipeline!;
     s.records = p.records;
@@ -460,11 +474,20 @@ export function profileFit(ledger: Ledger, spaces: string[]): { fits: Array<{ pr
       } else d.unmap({ iova: BigInt(b.iova as string), size: BigInt(b.size as string) });
     }
   }
-  return { fits: fits.map((f) => ({ profile: f.profile.name, divergences: f.divergences })).sort((a, b) => a.divergences - b.divergences), ...(sampled ? { sampled } : {}) };
+  return {
+    fits: fits.map((f) => ({ profile: f.profile.name, divergences: f.divergences })).sort((a, b) => a.divergences - b.divergences),
+    ...(sampled ? { sampled } : {}),
+  };
 }
 
 /** Polls a followed file every 500 ms and imports what was added, until Ctrl-C. */
-async function follow(name: string, path: string, offsetNow: () => number, progress: () => { lines: number; stored: number }, more: () => Promise<void>): Promise<void> {
+async function follow(
+  name: string,
+  path: string,
+  offsetNow: () => number,
+  progress: () => { lines: number; stored: number },
+  more: () => Promise<void>,
+): Promise<void> {
   process.stderr.write(`following ${name} (Ctrl-C to stop)\n`);
   let stop = false;
   const onInterrupt = () => {
@@ -523,4 +546,3 @@ function emptySummary(source: string, profile: string, profileWhy: string): Impo
     continues: false,
   };
 }
-

@@ -25,15 +25,7 @@ import { EndReader } from '../projections/compare.js';
 import { markMigrated } from '../projections/meta.js';
 import { Ledger, UNKNOWN_CALLER, type Outcome } from '../projections/ledger.js';
 import { loadQueryBuilder, Queries } from '../projections/queries.js';
-import {
-  MigrationError,
-  ruleFor,
-  type LiveMap,
-  type Migration,
-  type MigrationContext,
-  type OutCommand,
-  type SourceCommand,
-} from './define.js';
+import { MigrationError, ruleFor, type LiveMap, type Migration, type MigrationContext, type OutCommand, type SourceCommand } from './define.js';
 import { norm, subtract, union, within } from './ranges.js';
 import { Verifier, type CallerTotals, type FixKind, type Issued, type Problem, type ProblemKind, type RegressionKind } from './verify.js';
 
@@ -175,7 +167,10 @@ function data(ev: RawEvent): StoredData {
 /** Pass 1: for each map (by source position), the addresses inside it where later unmaps begin or end. */
 function collectCuts(src: EventStore): Map<number, bigint[]> {
   const cuts = new Map<number, Set<bigint>>();
-  const domains = new Map<string, { alive: IntervalSet<number>; maps: Map<number, { iova: bigint; end: bigint; pieces: number }>; minPage: bigint; spaceEnd: bigint }>();
+  const domains = new Map<
+    string,
+    { alive: IntervalSet<number>; maps: Map<number, { iova: bigint; end: bigint; pieces: number }>; minPage: bigint; spaceEnd: bigint }
+  >();
   for (const ev of src.read()) {
     if (ev.type === 'domain-created') {
       const p = profileFromDescriptor((data(ev).body as { profile: ProfileDescriptor }).profile);
@@ -219,7 +214,11 @@ function collectCuts(src: EventStore): Map<number, bigint[]> {
     for (const iv of removed) if (d.maps.get(iv.value)?.pieces === 0) d.maps.delete(iv.value);
   }
   const out = new Map<number, bigint[]>();
-  for (const [k, s] of cuts) out.set(k, [...s].sort((a, b) => (a < b ? -1 : 1)));
+  for (const [k, s] of cuts)
+    out.set(
+      k,
+      [...s].sort((a, b) => (a < b ? -1 : 1)),
+    );
   return out;
 }
 
@@ -233,7 +232,8 @@ export async function migrate(source: string, outPath: string, m: Migration, o: 
   let dst: Ledger | undefined;
   let made = false;
   try {
-    if (o.caller !== undefined && !new EndReader(srcQ).hasCaller(o.caller)) throw new MigrationError(`--caller ${JSON.stringify(o.caller)}: no command in ${source} has that caller`);
+    if (o.caller !== undefined && !new EndReader(srcQ).hasCaller(o.caller))
+      throw new MigrationError(`--caller ${JSON.stringify(o.caller)}: no command in ${source} has that caller`);
     const cuts = collectCuts(src);
     const t1 = performance.now();
     dst = new Ledger(outPath);
@@ -254,7 +254,17 @@ export async function migrate(source: string, outPath: string, m: Migration, o: 
     }
     const t3 = performance.now();
     result.timings = { pass1: t1 - t0, pass2: t2 - t1, checks: result.timings.checks, ends: t3 - t2, total: t3 - t0 };
-    return { ...result, problems: v.problems, counts: v.counts, bytes: v.bytes, notMigrated: v.notMigrated, fixed: v.fixed, byCaller: v.byCaller, caughtUp: v.caughtUp, passed: v.passed };
+    return {
+      ...result,
+      problems: v.problems,
+      counts: v.counts,
+      bytes: v.bytes,
+      notMigrated: v.notMigrated,
+      fixed: v.fixed,
+      byCaller: v.byCaller,
+      caughtUp: v.caughtUp,
+      passed: v.passed,
+    };
   } catch (e) {
     dst?.close();
     if (made) for (const suffix of ['', '-wal', '-shm']) rmSync(outPath + suffix, { force: true });
@@ -267,7 +277,16 @@ export async function migrate(source: string, outPath: string, m: Migration, o: 
 
 type Partial2 = Omit<MigrationResult, 'problems' | 'counts' | 'bytes' | 'notMigrated' | 'fixed' | 'byCaller' | 'caughtUp' | 'passed'>;
 
-async function run(src: EventStore, dst: Ledger, cuts: Map<number, bigint[]>, m: Migration, o: MigrateOptions, source: string, out: string, verifier: Verifier): Promise<Partial2> {
+async function run(
+  src: EventStore,
+  dst: Ledger,
+  cuts: Map<number, bigint[]>,
+  m: Migration,
+  o: MigrateOptions,
+  source: string,
+  out: string,
+  verifier: Verifier,
+): Promise<Partial2> {
   const total = src.lastPosition;
   const states = new Map<string, DState>();
   const strategies: Record<string, number> = {};
@@ -296,7 +315,13 @@ async function run(src: EventStore, dst: Ledger, cuts: Map<number, bigint[]>, m:
       };
       if (ev.type !== 'map' && ev.type !== 'unmap') {
         const cmd = commandFromEvent(ev, d, ev.type === 'domain-created' ? { semantics: 'strict' } : {}, false);
-        verifier.sourceEvent(ev.position, ev.stream, (d.who?.caller as string | undefined) ?? UNKNOWN_CALLER, (d.who?.site as string | undefined) ?? '', 'copy');
+        verifier.sourceEvent(
+          ev.position,
+          ev.stream,
+          (d.who?.caller as string | undefined) ?? UNKNOWN_CALLER,
+          (d.who?.site as string | undefined) ?? '',
+          'copy',
+        );
         const r = add({ cmd: parseCommand(cmd), from });
         if (r.position !== undefined) verifier.made(r.position, ev.position);
         if (ev.type === 'domain-created') {
@@ -325,7 +350,16 @@ async function run(src: EventStore, dst: Ledger, cuts: Map<number, bigint[]>, m:
       const st = states.get(ev.stream);
       if (!st) throw new MigrationError(`source event ${ev.position}: domain ${ev.stream} has no domain-created event before it`);
       const who = (d.who ?? {}) as { caller?: string; site?: string; task?: string; pid?: number; tgid?: number; cpu?: number };
-      const b = d.body as { iova: string; size: string; paddr?: string; prot?: number; ok?: boolean; unmapped?: string; errno?: string; inferred?: 'before-trace' };
+      const b = d.body as {
+        iova: string;
+        size: string;
+        paddr?: string;
+        prot?: number;
+        ok?: boolean;
+        unmapped?: string;
+        errno?: string;
+        inferred?: 'before-trace';
+      };
       const cmd: SourceCommand = {
         op: ev.type,
         position: ev.position,
@@ -396,7 +430,8 @@ async function run(src: EventStore, dst: Ledger, cuts: Map<number, bigint[]>, m:
           ...(oc.op === 'map' ? { paddr: oc.paddr, prot: oc.prot ?? cmd.prot ?? 3 } : {}),
         };
         const ownCaller = oc.caller === undefined || oc.caller === cmd.caller;
-        for (const [key, v] of Object.entries({ caller: oc.caller ?? cmd.caller, site: oc.site ?? (ownCaller ? cmd.site : undefined), time: cmd.time })) if (v !== undefined) c[key] = v;
+        for (const [key, v] of Object.entries({ caller: oc.caller ?? cmd.caller, site: oc.site ?? (ownCaller ? cmd.site : undefined), time: cmd.time }))
+          if (v !== undefined) c[key] = v;
         if (ownCaller) for (const key of ['task', 'pid', 'tgid', 'cpu'] as const) if (who[key] !== undefined) c[key] = who[key];
         // A map an importer inferred (from before the trace) stays an inference, in pieces too: nobody's intent.
         if (oc.op === 'map' && cmd.op === 'map' && ownCaller && b.inferred !== undefined) c.inferred = b.inferred;
@@ -542,7 +577,14 @@ interface Current {
 }
 
 /** What a transform may ask about the migrated history, and the built-in strategies. */
-function contextFor(st: DState, dst: Ledger, cuts: Map<number, bigint[]>, report: (detail: string) => void, current: Current, uam: UnmapAsMappedStats): MigrationContext {
+function contextFor(
+  st: DState,
+  dst: Ledger,
+  cuts: Map<number, bigint[]>,
+  report: (detail: string) => void,
+  current: Current,
+  uam: UnmapAsMappedStats,
+): MigrationContext {
   const mapsIn = (iova: bigint, size: bigint): LiveMap[] => {
     const d = dst.peek(st.name);
     if (!d) return [];
@@ -572,7 +614,11 @@ function contextFor(st: DState, dst: Ledger, cuts: Map<number, bigint[]>, report
     const d = dst.peek(st.name);
     if (!d) return 'strict unmap carries it out';
     const strict = tryUnmap(d, cmd.iova, cmd.size, 'strict');
-    return strict.errno ? `strict unmap refuses it (${strict.errno})` : strict.over ? `strict unmap removes ${formatSize(strict.over)} more` : 'strict unmap carries it out';
+    return strict.errno
+      ? `strict unmap refuses it (${strict.errno})`
+      : strict.over
+        ? `strict unmap removes ${formatSize(strict.over)} more`
+        : 'strict unmap carries it out';
   };
   const ctx: MigrationContext = {
     mapsIn,
@@ -653,8 +699,12 @@ function contextFor(st: DState, dst: Ledger, cuts: Map<number, bigint[]>, report
       if (bad) {
         uam.flagged++;
         const pages = removed.map((r) => `${hex(r.start)}+${formatSize(r.end - r.start)}`).join(', ');
-        const why = !mine(bad) ? `${mapText({ ref: bad.position, iova: bad.iova, size: bad.size })}, another caller's` : `${mapText({ ref: bad.position, iova: bad.iova, size: bad.size })}, which lies across the edge of a map to unmap whole`;
-        report(`unmap ${hex(cmd.iova)}+${formatSize(cmd.size)} removed ${pages} in the source, which reaches ${why}: not a teardown of its own maps, kept as it is; ${strictText(cmd)}`);
+        const why = !mine(bad)
+          ? `${mapText({ ref: bad.position, iova: bad.iova, size: bad.size })}, another caller's`
+          : `${mapText({ ref: bad.position, iova: bad.iova, size: bad.size })}, which lies across the edge of a map to unmap whole`;
+        report(
+          `unmap ${hex(cmd.iova)}+${formatSize(cmd.size)} removed ${pages} in the source, which reaches ${why}: not a teardown of its own maps, kept as it is; ${strictText(cmd)}`,
+        );
         return [asOut(cmd)];
       }
       const out: OutCommand[] = whole.map((m) => ({ op: 'unmap', iova: m.iova, size: m.size }));

@@ -49,7 +49,22 @@ export const KIND_TEXT: Record<ProblemKind, string> = {
 };
 
 /** Regression kinds in the order of the checks. */
-const ORDER: RegressionKind[] = ['map-refused', 'unmap-empty', 'unmap-refused', 'unmap-early', 'end-mapped', 'end-unmapped', 'end-moved', 'fault-unmapped', 'fault-mapped', 'intent-added', 'intent-lost', 'flagged', 'over-unmap', 'left-mapped'];
+const ORDER: RegressionKind[] = [
+  'map-refused',
+  'unmap-empty',
+  'unmap-refused',
+  'unmap-early',
+  'end-mapped',
+  'end-unmapped',
+  'end-moved',
+  'fault-unmapped',
+  'fault-mapped',
+  'intent-added',
+  'intent-lost',
+  'flagged',
+  'over-unmap',
+  'left-mapped',
+];
 
 export function buildReport(result: MigrationResult, before: CallerView[], after: CallerView[], staleSource?: string): Report {
   const key = (d: string, c: string, s: string) => `${d}\0${c}\0${s}`;
@@ -80,7 +95,8 @@ function changeFor(strategies: Record<string, number>, v: CallerView | undefined
   const advice = v.advice ?? v.verdict.join('; ');
   if (s === 'split-maps') return `${advice} (the migration maps in the pieces its unmaps use)`;
   if (s === 'widen-unmaps') return `${advice} (the migration unmaps whole maps and maps back what must stay)`;
-  if (s === 'unmap-as-mapped') return `${advice} (the migration unmaps each map whole where the source's unmap first removed pages of it, and drops the steps after it)`;
+  if (s === 'unmap-as-mapped')
+    return `${advice} (the migration unmaps each map whole where the source's unmap first removed pages of it, and drops the steps after it)`;
   return advice;
 }
 
@@ -97,7 +113,11 @@ function costRows(name: string, c: { before: Cost; after: Cost }): string[] {
     row('entries at the end per level', lv(c.before.finalEntries, c.before.levels), lv(c.after.finalEntries, c.after.levels)),
     row('page tables allocated', c.before.tablesAllocated, c.after.tablesAllocated),
     row('peak page-table memory', memText(c.before.peakTableBytes), memText(c.after.peakTableBytes)),
-    row('IOTLB invalidations', `${c.before.invalidations} (${formatSize(c.before.invalidatedBytes)})`, `${c.after.invalidations} (${formatSize(c.after.invalidatedBytes)})`),
+    row(
+      'IOTLB invalidations',
+      `${c.before.invalidations} (${formatSize(c.before.invalidatedBytes)})`,
+      `${c.after.invalidations} (${formatSize(c.after.invalidatedBytes)})`,
+    ),
   ];
 }
 
@@ -131,11 +151,16 @@ export function checkLines(r: MigrationResult): string[] {
     `${mark('flagged', 'over-unmap', 'left-mapped')} 6. symmetric: ${n('flagged')} flagged, ${n('over-unmap')} over-unmap, ${n('left-mapped')} leave pages mapped under strict unmap${kept('over-unmap', 'left-mapped')}`,
     `     bugs fixed: ${fixed} (over-unmaps ${f['over-unmap']}, unmaps that left pages mapped ${f['left-mapped']}, refused unmaps ${f.refused})${n('withdrawn') ? `; ${n('withdrawn')} more not counted: a later regression touches their pages` : ''}`,
     `     cost: ${Object.entries(r.cost)
-      .map(([d, c]) => `${d}: ${c.before.maps}+${c.before.unmaps} -> ${c.after.maps}+${c.after.unmaps} map+unmap calls, peak tables ${memText(c.before.peakTableBytes)} -> ${memText(c.after.peakTableBytes)}, ${c.before.invalidations} -> ${c.after.invalidations} invalidations`)
+      .map(
+        ([d, c]) =>
+          `${d}: ${c.before.maps}+${c.before.unmaps} -> ${c.after.maps}+${c.after.unmaps} map+unmap calls, peak tables ${memText(c.before.peakTableBytes)} -> ${memText(c.after.peakTableBytes)}, ${c.before.invalidations} -> ${c.after.invalidations} invalidations`,
+      )
       .join('; ')}`,
     ...(r.unmapAsMapped ? [`     ${uamText(r.unmapAsMapped)}`] : []),
     ...(r.caughtUp.unmaps
-      ? [`     removed before the source did: ${r.caughtUp.unmaps} unmap${r.caughtUp.unmaps === 1 ? '' : 's'} (${formatSize(r.caughtUp.bytes)}), each caught up by the same caller's following unmaps in the source (a teardown that steps)`]
+      ? [
+          `     removed before the source did: ${r.caughtUp.unmaps} unmap${r.caughtUp.unmaps === 1 ? '' : 's'} (${formatSize(r.caughtUp.bytes)}), each caught up by the same caller's following unmaps in the source (a teardown that steps)`,
+        ]
       : []),
     ...(n('not-migrated') ? [`     not migrated (kept as they are, out of scope): ${n('not-migrated')} findings that do not fail the check`] : []),
     ...(n('refused-in-source') ? [`     refused in the source too: ${n('refused-in-source')}`] : []),
@@ -145,7 +170,10 @@ export function checkLines(r: MigrationResult): string[] {
 /** What unmap-as-mapped did with its unmaps, in a line. */
 function uamText(u: UnmapAsMappedStats): string {
   const s = (x: number, one: string, many = `${one}s`) => `${x} ${x === 1 ? one : many}`;
-  const extra = [u.holes ? `${s(u.holes, 'unmap')} of a hole the caller still believed mapped` : '', u.flagged ? `${u.flagged} kept and flagged (they reach another caller's map)` : ''].filter(Boolean);
+  const extra = [
+    u.holes ? `${s(u.holes, 'unmap')} of a hole the caller still believed mapped` : '',
+    u.flagged ? `${u.flagged} kept and flagged (they reach another caller's map)` : '',
+  ].filter(Boolean);
   return `unmap-as-mapped: ${s(u.unmaps, 'unmap')}: ${u.whole} made whole (${s(u.maps, 'whole map')} unmapped), ${u.droppedDone + u.droppedNothing} dropped (${u.droppedDone} whose pages were already unmapped in the new ledger, ${u.droppedNothing} that removed nothing in the source)${extra.length ? `; ${extra.join(', ')}` : ''}`;
 }
 
@@ -198,11 +226,21 @@ export function markdown(rep: Report): string {
   const r = rep.result;
   const L: string[] = [];
   L.push(`# Migration report: ${r.migration}`, '');
-  if (rep.staleSource) L.push(`> The source was upgraded (${rep.staleSource}) and not rebuilt: its caller analysis ("before") is incomplete. Run \`iommu-ledger rebuild\` on it first.`, '');
+  if (rep.staleSource)
+    L.push(
+      `> The source was upgraded (${rep.staleSource}) and not rebuilt: its caller analysis ("before") is incomplete. Run \`iommu-ledger rebuild\` on it first.`,
+      '',
+    );
   L.push(`- source: \`${r.source}\` (${r.sourceEvents} events, unchanged)`);
   L.push(`- migrated ledger: \`${r.out}\` (${r.migratedEvents} events; each linked to its source event by \`from.derivedFrom\`)`);
   if (r.scope !== undefined) L.push(`- scope: caller \`${r.scope}\` only; other callers' commands are kept as they are`);
-  L.push(`- commands per strategy: ${Object.entries(r.strategies).map(([k, v]) => `${k} ${v}`).join(', ') || 'none'}`);
+  L.push(
+    `- commands per strategy: ${
+      Object.entries(r.strategies)
+        .map(([k, v]) => `${k} ${v}`)
+        .join(', ') || 'none'
+    }`,
+  );
   L.push('', `## Verdict: ${r.passed ? 'PASSED' : 'FAILED'}`, '');
   L.push('```', ...checkLines(r), '```', '');
   L.push(
@@ -212,14 +250,28 @@ export function markdown(rep: Report): string {
   if (src.length) {
     L.push(
       'On the source hardware and its own unmap behaviour the migrated commands give: ' +
-        src.map(([d, s]) => `${d} (${s.semantics}): ${s.overUnmaps} over-unmap (${formatSize(s.overBytes)}), ${s.leftMapped} leave mapped (${formatSize(s.leftBytes)})`).join('; ') +
+        src
+          .map(
+            ([d, s]) =>
+              `${d} (${s.semantics}): ${s.overUnmaps} over-unmap (${formatSize(s.overBytes)}), ${s.leftMapped} leave mapped (${formatSize(s.leftBytes)})`,
+          )
+          .join('; ') +
         '.',
     );
   }
   const t = r.timings;
-  L.push('', `Time: ${secs(t.total)} in all; the checks of each command ${secs(t.checks)}, the comparison of the ends ${secs(t.ends)} (first pass ${secs(t.pass1)}, second pass with the appends ${secs(t.pass2)}).`);
+  L.push(
+    '',
+    `Time: ${secs(t.total)} in all; the checks of each command ${secs(t.checks)}, the comparison of the ends ${secs(t.ends)} (first pass ${secs(t.pass1)}, second pass with the appends ${secs(t.pass2)}).`,
+  );
   if (r.byCaller.length) {
-    L.push('', '## Per caller', '', '| domain | caller | maps refused | unmaps removing nothing | unmaps refused | unmaps too early | end: left mapped / missing / elsewhere | faults | intent: new only / source only | flagged, over-unmap, left mapped | fixed | not migrated |', '|---|---|---|---|---|---|---|---|---|---|---|---|');
+    L.push(
+      '',
+      '## Per caller',
+      '',
+      '| domain | caller | maps refused | unmaps removing nothing | unmaps refused | unmaps too early | end: left mapped / missing / elsewhere | faults | intent: new only / source only | flagged, over-unmap, left mapped | fixed | not migrated |',
+      '|---|---|---|---|---|---|---|---|---|---|---|---|',
+    );
     for (const c of r.byCaller) {
       const g = (k: RegressionKind) => c.regressions[k] ?? 0;
       const by = (k: RegressionKind) => formatSize(c.bytes[k] ?? 0n);
@@ -247,10 +299,16 @@ export function markdown(rep: Report): string {
   L.push('', '## Call sites: what to change', '');
   for (const s of rep.sites) {
     L.push(`### ${s.caller}${s.site ? ` at \`${s.site}\`` : ''} (domain ${s.domain})`, '');
-    L.push(`- strategy: ${Object.entries(s.strategies).map(([k, v]) => `${k} (${v} commands)`).join(', ')}`);
+    L.push(
+      `- strategy: ${Object.entries(s.strategies)
+        .map(([k, v]) => `${k} (${v} commands)`)
+        .join(', ')}`,
+    );
     if (s.before) {
       const bv = s.before;
-      L.push(`- before: ${bv.maps} maps, ${bv.unmaps} unmaps (${bv.exact} exact, ${bv.spans} whole maps, ${bv.cuts} cuts, ${bv.straddles} straddles, ${bv.misses} misses, ${bv.foreign} reach another caller's map); readiness ${pct(bv.readiness)}`);
+      L.push(
+        `- before: ${bv.maps} maps, ${bv.unmaps} unmaps (${bv.exact} exact, ${bv.spans} whole maps, ${bv.cuts} cuts, ${bv.straddles} straddles, ${bv.misses} misses, ${bv.foreign} reach another caller's map); readiness ${pct(bv.readiness)}`,
+      );
       if (bv.verdict.length) L.push(`- ${bv.verdict.join('; ')}`);
     }
     if (s.after) L.push(`- after: ${s.after.maps} maps, ${s.after.unmaps} unmaps; readiness ${pct(s.after.readiness)}`);
@@ -265,9 +323,12 @@ export function markdown(rep: Report): string {
     L.push('## Findings by position', '', '| # | new # | kind | caller | ranges | detail |', '|---|---|---|---|---|---|');
     for (const p of listed.slice(0, 200)) {
       const kind = KIND_TEXT[p.kind];
-      L.push(`| ${p.position} | ${p.migratedPosition ?? ''}${p.migratedLast !== undefined ? `-${p.migratedLast}` : ''} | ${kind} | ${p.caller} | ${fmtRanges(p)} | ${p.detail.replace(/\|/g, '\\|')} |`);
+      L.push(
+        `| ${p.position} | ${p.migratedPosition ?? ''}${p.migratedLast !== undefined ? `-${p.migratedLast}` : ''} | ${kind} | ${p.caller} | ${fmtRanges(p)} | ${p.detail.replace(/\|/g, '\\|')} |`,
+      );
     }
-    if (listed.length > 200) L.push('', `… ${listed.length - 200} more in the JSON report (which keeps the first 1000 of each kind; the counts above are complete).`);
+    if (listed.length > 200)
+      L.push('', `… ${listed.length - 200} more in the JSON report (which keeps the first 1000 of each kind; the counts above are complete).`);
     L.push('');
   }
   L.push(`Follow any position with \`iommu-ledger --db ${r.source} explain IOVA --at POSITION\`.`, '');

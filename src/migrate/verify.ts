@@ -337,7 +337,12 @@ export class Verifier {
       // Details are made for listed problems only (a kept history can have hundreds of thousands).
       const detail = typeof q.detail === 'function' ? q.detail() : q.detail;
       const was = q.kind === 'not-migrated' && q.was ? `${q.was}: ` : '';
-      this.problems.push({ ...q, detail: was + detail, ...(first !== undefined ? { migratedPosition: first } : {}), ...(last !== undefined && last !== first ? { migratedLast: last } : {}) });
+      this.problems.push({
+        ...q,
+        detail: was + detail,
+        ...(first !== undefined ? { migratedPosition: first } : {}),
+        ...(last !== undefined && last !== first ? { migratedLast: last } : {}),
+      });
     }
   }
 
@@ -347,12 +352,32 @@ export class Verifier {
    */
   private at(p: number, kind: ProblemKind, domain: string, ranges: readonly Range[], detail: string | (() => string), caller?: string, by = p): void {
     const own = caller === undefined || caller === this.caller(by);
-    this.add({ kind, position: p, domain, caller: caller ?? this.caller(by), site: own ? this.site(by) : '', strategy: this.strategy(by), ranges: asRanges(ranges), bytes: sumBytes(ranges), detail });
+    this.add({
+      kind,
+      position: p,
+      domain,
+      caller: caller ?? this.caller(by),
+      site: own ? this.site(by) : '',
+      strategy: this.strategy(by),
+      ranges: asRanges(ranges),
+      bytes: sumBytes(ranges),
+      detail,
+    });
   }
 
   /** A flagged unmap (a `flag` rule): a regression, reported once. */
   flagged(e: { position: number; domain: string; caller: string; site: string; strategy: string; iova: bigint; size: bigint }, detail: string): void {
-    this.add({ kind: 'flagged', position: e.position, domain: e.domain, caller: e.caller, site: e.site, strategy: e.strategy, ranges: [{ iova: e.iova, size: e.size }], bytes: e.size, detail });
+    this.add({
+      kind: 'flagged',
+      position: e.position,
+      domain: e.domain,
+      caller: e.caller,
+      site: e.site,
+      strategy: e.strategy,
+      ranges: [{ iova: e.iova, size: e.size }],
+      bytes: e.size,
+      detail,
+    });
   }
 
   private withdraw(domain: string, rs: readonly Range[], why: string): void {
@@ -390,18 +415,33 @@ export class Verifier {
       if (e.op === 'map' && !e.ok) {
         this.at(p, 'refused-in-source', e.domain, refusedMaps.map(range), () => `map ${rtext(request)} is refused in both histories${which}: ${why()}`);
       } else if (e.op === 'map') {
-        regressions.push({ kind: 'map-refused', ranges: refusedMaps.map(range), detail: () => `map ${rtext(request)} is refused in the new ledger${which}: ${why()}; the source stored it as ok` });
+        regressions.push({
+          kind: 'map-refused',
+          ranges: refusedMaps.map(range),
+          detail: () => `map ${rtext(request)} is refused in the new ledger${which}: ${why()}; the source stored it as ok`,
+        });
       } else {
         const back = o.backOf !== undefined ? ` (part of #${o.backOf} mapped back)` : '';
-        regressions.push({ kind: 'map-refused', ranges: refusedMaps.map(range), detail: () => `${of(o)}${back}, issued for unmap ${rtext(request)}, is refused: ${why()}`, caller: o.caller });
+        regressions.push({
+          kind: 'map-refused',
+          ranges: refusedMaps.map(range),
+          detail: () => `${of(o)}${back}, issued for unmap ${rtext(request)}, is refused: ${why()}`,
+          caller: o.caller,
+        });
       }
     }
     if (refusedUnmaps.length && !e.flagged) {
       const o = refusedUnmaps[0]!;
       const why = () => `${o.r.errno}: ${this.reasonRefs(o.r.reason)}`;
       const which = unmaps.length > 1 ? ` (${refusedUnmaps.length} of its ${unmaps.length} unmaps; the first: ${of(o)})` : '';
-      if (e.op === 'unmap' && !e.ok) this.at(p, 'refused-in-source', e.domain, [request], () => `unmap ${rtext(request)} is refused in both histories${which}: ${why()}`);
-      else regressions.push({ kind: 'unmap-refused', ranges: refusedUnmaps.map(range), detail: () => `unmap ${rtext(request)} is refused under strict unmap${which}: ${why()}; the source carried it out` });
+      if (e.op === 'unmap' && !e.ok)
+        this.at(p, 'refused-in-source', e.domain, [request], () => `unmap ${rtext(request)} is refused in both histories${which}: ${why()}`);
+      else
+        regressions.push({
+          kind: 'unmap-refused',
+          ranges: refusedUnmaps.map(range),
+          detail: () => `unmap ${rtext(request)} is refused under strict unmap${which}: ${why()}; the source carried it out`,
+        });
     }
     let removed = 0n;
     for (const o of unmaps) if (o.r.ok) removed += o.r.unmapped ?? 0n;
@@ -410,8 +450,15 @@ export class Verifier {
     // is catching up with): that removal is done. Pages still mapped, or never mapped, make it one.
     const done = caught.length > 0 && e.removed !== undefined && subtract(norm(e.removed), caught).length === 0;
     if (e.op === 'unmap' && e.unmapped > 0n && !refusedUnmaps.length && removed === 0n && !done) {
-      const what = unmaps.length === 0 ? 'is dropped (nothing is issued for it)' : `removes nothing in the new ledger${unmaps.length > 1 ? ` (${unmaps.length} unmaps)` : ''}`;
-      regressions.push({ kind: 'unmap-empty', ranges: [request], detail: () => `unmap ${rtext(request)} ${what}; the source removed ${formatSize(e.unmapped)}` });
+      const what =
+        unmaps.length === 0
+          ? 'is dropped (nothing is issued for it)'
+          : `removes nothing in the new ledger${unmaps.length > 1 ? ` (${unmaps.length} unmaps)` : ''}`;
+      regressions.push({
+        kind: 'unmap-empty',
+        ranges: [request],
+        detail: () => `unmap ${rtext(request)} ${what}; the source removed ${formatSize(e.unmapped)}`,
+      });
     }
     for (const o of unmaps) {
       if (!o.r.ok) continue;
@@ -419,7 +466,12 @@ export class Verifier {
         const rs = o.r.collateral.map((c) => ({ start: c.iova, end: c.iova + c.size }));
         regressions.push({ kind: 'over-unmap', ranges: rs, detail: () => `${of(o)} removes pages outside the request in the new ledger` });
       }
-      if (o.r.leftMapped?.length) regressions.push({ kind: 'left-mapped', ranges: o.r.leftMapped.map((l) => ({ start: l.start, end: l.end })), detail: () => `${of(o)} leaves part of the request mapped in the new ledger` });
+      if (o.r.leftMapped?.length)
+        regressions.push({
+          kind: 'left-mapped',
+          ranges: o.r.leftMapped.map((l) => ({ start: l.start, end: l.end })),
+          detail: () => `${of(o)} leaves part of the request mapped in the new ledger`,
+        });
     }
     for (const g of regressions) {
       // (A kept command's regression is out of scope: it withdraws no fix.)
@@ -436,7 +488,10 @@ export class Verifier {
 
     // A map the source refused succeeds where a fix removed what it collided with.
     if (e.op === 'map' && !e.ok && !refusedMaps.length) {
-      const by = fixSet.overlapping(request.start, request.end).map((iv) => this.fixes.get(iv.value)).find((f) => f && !f.withdrawn);
+      const by = fixSet
+        .overlapping(request.start, request.end)
+        .map((iv) => this.fixes.get(iv.value))
+        .find((f) => f && !f.withdrawn);
       if (by) {
         this.fixEffects.add(p);
         const why = by.kind === 'refused' ? `the source had refused to let unmap #${by.position} remove` : `unmap #${by.position} left mapped`;
@@ -458,16 +513,32 @@ export class Verifier {
     let fix: Fix | undefined;
     const base = { position: p, domain: e.domain, caller: e.caller, site: e.site, strategy: e.strategy };
     if (!e.ok) {
-      if (removed > 0n) fix = { ...base, kind: 'refused', ranges: [request], detail: `unmap ${rtext(request)} was refused in the source (${e.errno ?? 'refused'}); the new ledger removes ${formatSize(removed)} as asked` };
+      if (removed > 0n)
+        fix = {
+          ...base,
+          kind: 'refused',
+          ranges: [request],
+          detail: `unmap ${rtext(request)} was refused in the source (${e.errno ?? 'refused'}); the new ledger removes ${formatSize(removed)} as asked`,
+        };
     } else if (finding && finding.collateral.length) {
       const stepped = finding.stepped === true;
       if (!stepped && finding.collateral.every((c) => mapped(c) === c.size)) {
         const kept = finding.collateral.map((c) => ({ start: c.iova, end: c.iova + c.size }));
-        fix = { ...base, kind: 'over-unmap', ranges: kept, detail: `unmap ${rtext(request)} over-unmapped ${finding.collateral.map(rangeText).join(', ')} in the source; the new ledger removes only what was asked and keeps those pages mapped` };
+        fix = {
+          ...base,
+          kind: 'over-unmap',
+          ranges: kept,
+          detail: `unmap ${rtext(request)} over-unmapped ${finding.collateral.map(rangeText).join(', ')} in the source; the new ledger removes only what was asked and keeps those pages mapped`,
+        };
       }
     } else if (finding && finding.leftMapped.length && finding.leftMapped.every((l) => mapped(l) === 0n)) {
       const left = finding.leftMapped.map((l) => ({ start: l.iova, end: l.iova + l.size }));
-      fix = { ...base, kind: 'left-mapped', ranges: left, detail: `unmap ${rtext(request)} left ${finding.leftMapped.map(rangeText).join(', ')} mapped in the source; the new ledger unmaps it as asked` };
+      fix = {
+        ...base,
+        kind: 'left-mapped',
+        ranges: left,
+        detail: `unmap ${rtext(request)} left ${finding.leftMapped.map(rangeText).join(', ')} mapped in the source; the new ledger unmaps it as asked`,
+      };
     }
     if (!fix) return;
     this.fixes.set(p, fix);
@@ -514,7 +585,14 @@ export class Verifier {
   private earlyRegression(c: EarlyCase, why: string): void {
     const { position: p, domain, pages, span } = c;
     if (this.strategy(p) !== 'keep') this.withdraw(domain, pages, `unmap-early at ${this.ref(p)}`);
-    this.at(p, 'unmap-early', domain, pages, () => `${this.ref(p)} removed ${pages.map(rtext).join(', ')} in the new ledger (it unmapped ${span.map(rtext).join(', ')}), which the source still mapped when ${why}: removed too early, not a teardown`);
+    this.at(
+      p,
+      'unmap-early',
+      domain,
+      pages,
+      () =>
+        `${this.ref(p)} removed ${pages.map(rtext).join(', ')} in the new ledger (it unmapped ${span.map(rtext).join(', ')}), which the source still mapped when ${why}: removed too early, not a teardown`,
+    );
   }
 
   private isFix(p: number | undefined): boolean {
@@ -598,7 +676,15 @@ export class Verifier {
         if (f && !f.withdrawn) f.withdrawn = `${kind} at ${this.ref(p)}`;
         this.withdraw(domain, page, `${kind} at ${this.ref(p)}`);
       }
-      this.at(p, kind, domain, page, `${text}${cause !== undefined && cause !== p ? `; the pages differ since ${this.ref(cause)}` : ''}${this.causeNote(cause)}`, undefined, by);
+      this.at(
+        p,
+        kind,
+        domain,
+        page,
+        `${text}${cause !== undefined && cause !== p ? `; the pages differ since ${this.ref(cause)}` : ''}${this.causeNote(cause)}`,
+        undefined,
+        by,
+      );
     }
   }
 
@@ -636,8 +722,8 @@ export class Verifier {
       const sIn = s !== undefined && sStart === start;
       const oIn = o !== undefined && oStart === start;
       // The piece ends at the first edge after start.
-      let end = sIn ? s.end : s ? s.start : (1n << 64n);
-      const oEdge = oIn ? o.end : o ? o.start : (1n << 64n);
+      let end = sIn ? s.end : s ? s.start : 1n << 64n;
+      const oEdge = oIn ? o.end : o ? o.start : 1n << 64n;
       if (oEdge < end) end = oEdge;
       if (sIn && oIn) {
         if (s.paddr + (start - s.start) !== o.paddr + (start - o.start) || s.prot !== o.prot) push('end-moved', start, end, s, o);
@@ -663,7 +749,14 @@ export class Verifier {
       if (last && last.end === pc.start) last.end = pc.end;
       else if (g) g.ranges.push({ start: pc.start, end: pc.end });
       else {
-        const n: Group = { kind: pc.kind, cause, ranges: [{ start: pc.start, end: pc.end }], first: pc, ...(srcEvent !== undefined ? { srcEvent } : {}), ...(outNew !== undefined ? { outNew } : {}) };
+        const n: Group = {
+          kind: pc.kind,
+          cause,
+          ranges: [{ start: pc.start, end: pc.end }],
+          first: pc,
+          ...(srcEvent !== undefined ? { srcEvent } : {}),
+          ...(outNew !== undefined ? { outNew } : {}),
+        };
         byKey.set(key, n);
         groups.push(n);
       }
@@ -679,8 +772,15 @@ export class Verifier {
             : `${where} is mapped at the end of the source (map #${pc.s!.mapPos}${pc.s!.caller ? ` by ${pc.s!.caller}` : ''}), not in the new ledger (${g.outNew !== undefined ? `removed by ${this.newRef(g.outNew)}` : 'never mapped'})`;
       const shown = this.causeNote(cause);
       // A difference the latest event explains: a fix's effect, else a regression (not migrated when that event was kept as it is: add()).
-      const blame = cause ?? (pc.s?.mapPos ?? 0);
-      if (this.isFix(cause)) this.at(blame, 'fix-effect', domain, g.ranges, `${text}: the fix at #${cause} ${pc.kind === 'end-mapped' ? 'keeps it mapped' : 'unmapped it as asked'}`);
+      const blame = cause ?? pc.s?.mapPos ?? 0;
+      if (this.isFix(cause))
+        this.at(
+          blame,
+          'fix-effect',
+          domain,
+          g.ranges,
+          `${text}: the fix at #${cause} ${pc.kind === 'end-mapped' ? 'keeps it mapped' : 'unmapped it as asked'}`,
+        );
       else this.at(blame, g.kind, domain, g.ranges, `${text}${shown}`);
     }
   }

@@ -141,7 +141,9 @@ export function callerAnalysis(db: Database.Database, filter: { domain?: number;
      WHERE a.domain = ? AND a.caller = ? AND a.site = ? AND a.class IN ('cuts','straddles')
      GROUP BY 1, 2 ORDER BY n DESC`,
   );
-  const missesAfter = db.prepare(`SELECT count(*) AS n FROM asymmetric_unmaps WHERE domain = ? AND caller = ? AND site = ? AND class = 'misses' AND missed_after IS NOT NULL`);
+  const missesAfter = db.prepare(
+    `SELECT count(*) AS n FROM asymmetric_unmaps WHERE domain = ? AND caller = ? AND site = ? AND class = 'misses' AND missed_after IS NOT NULL`,
+  );
   const verdicts = db.prepare(
     `SELECT coalesce(step, 'harmful') AS step, count(*) AS n FROM unmap_findings WHERE domain = ? AND caller = ? AND site = ? AND collateral_bytes > ${zero} GROUP BY 1`,
   );
@@ -190,7 +192,10 @@ export function callerAnalysis(db: Database.Database, filter: { domain?: number;
     if (tm) v.typicalMap = BigInt(tm.size);
     const owners = cutOwners.all(...key) as Array<{ caller: string; site: string | null }>;
     v.cutMapsBy = owners.map((o) => (o.site ? `${o.caller} at ${o.site}` : o.caller));
-    describe(v, owners.map((o) => o.caller));
+    describe(
+      v,
+      owners.map((o) => o.caller),
+    );
     return v;
   });
 }
@@ -252,7 +257,9 @@ function describe(v: CallerView, ownerCallers: string[]): void {
     if (st.refused) out.push(`strict unmap (VFIO type1 v2, iommufd) refuses ${st.refused} of them`);
   }
   if (v.behaviours.legacy.leftMapped) {
-    out.push(`leaves pages mapped ${times(v.behaviours.legacy.leftMapped)} under the legacy loop (${formatSize(v.behaviours.legacy.leftBytes)}: it stops at a hole)`);
+    out.push(
+      `leaves pages mapped ${times(v.behaviours.legacy.leftMapped)} under the legacy loop (${formatSize(v.behaviours.legacy.leftBytes)}: it stops at a hole)`,
+    );
   }
   if (v.misses) {
     const after = v.missesAfterOverUnmap;
@@ -294,10 +301,14 @@ function describe(v: CallerView, ownerCallers: string[]): void {
 
 /** One line per example, for the human output (positions let `explain` follow). */
 export function exampleText(e: UnmapExample): string {
-  const maps = e.maps.map((m) => `#${m.position} ${hex(m.iova)}+${formatSize(m.size)}${m.caller ? ` by ${m.caller}${m.site ? ` at ${m.site}` : ''}` : ''}`).join(', ');
-  const what = `#${e.position} unmap ${hex(e.iova)}+${formatSize(e.size)} ${e.class}${e.foreign ? ' (another caller\'s map)' : ''}${maps ? ` [${maps}]` : ''}`;
+  const maps = e.maps
+    .map((m) => `#${m.position} ${hex(m.iova)}+${formatSize(m.size)}${m.caller ? ` by ${m.caller}${m.site ? ` at ${m.site}` : ''}` : ''}`)
+    .join(', ');
+  const what = `#${e.position} unmap ${hex(e.iova)}+${formatSize(e.size)} ${e.class}${e.foreign ? " (another caller's map)" : ''}${maps ? ` [${maps}]` : ''}`;
   if (e.class === 'misses') return `${what}: nothing was mapped there${e.missedAfter !== undefined ? ` (unmap #${e.missedAfter} had over-unmapped it)` : ''}`;
-  const legacy = [e.legacy.over ? `over ${formatSize(e.legacy.over)}` : '', e.legacy.left ? `left ${formatSize(e.legacy.left)}` : ''].filter(Boolean).join(' and ');
+  const legacy = [e.legacy.over ? `over ${formatSize(e.legacy.over)}` : '', e.legacy.left ? `left ${formatSize(e.legacy.left)}` : '']
+    .filter(Boolean)
+    .join(' and ');
   const eff = [
     `legacy ${legacy || 'exact'}`,
     `split ${e.split.left ? `left ${formatSize(e.split.left)}` : 'exact'}`,

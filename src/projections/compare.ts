@@ -145,9 +145,9 @@ export class EndReader {
   /** Does any map or unmap of the ledger have this caller (UNKNOWN_CALLER: one without a caller)? */
   hasCaller(caller: string): boolean {
     // Events SQLite cannot read as JSON take no part; the first one is named by the reading that follows.
-    const r = this.prep("SELECT 1 FROM events WHERE type IN ('map','unmap') AND (CASE WHEN json_valid(data) THEN json_extract(data, '$.who.caller') END) IS ? LIMIT 1").get(
-      caller === UNKNOWN_CALLER ? null : caller,
-    );
+    const r = this.prep(
+      "SELECT 1 FROM events WHERE type IN ('map','unmap') AND (CASE WHEN json_valid(data) THEN json_extract(data, '$.who.caller') END) IS ? LIMIT 1",
+    ).get(caller === UNKNOWN_CALLER ? null : caller);
     if (r === undefined) {
       // Before saying nobody has that caller: an event that cannot be read is the answer to give.
       const bad = this.prep('SELECT position FROM events WHERE NOT json_valid(data) LIMIT 1').pluck().get() as bigint | number | undefined;

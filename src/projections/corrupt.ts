@@ -85,17 +85,21 @@ export function projectionSchema(): SchemaObject[] {
   if (canonical) return canonical;
   const mem = openDatabase(':memory:');
   try {
-    const rows = mem.prepare("SELECT type, name, tbl_name AS \"table\", sql FROM sqlite_master WHERE sql IS NOT NULL AND type IN ('table', 'index')").all() as SchemaObject[];
+    const rows = mem
+      .prepare("SELECT type, name, tbl_name AS \"table\", sql FROM sqlite_master WHERE sql IS NOT NULL AND type IN ('table', 'index')")
+      .all() as SchemaObject[];
     const ours = new Set<string>(PROJECTION_TABLES);
     canonical = rows.filter((r) => ours.has(r.table)).sort((a, b) => (a.type === b.type ? 0 : a.type === 'table' ? -1 : 1));
     columns = { projection: new Set(), other: new Set() };
     for (const t of rows.filter((r) => r.type === 'table')) {
-      for (const c of mem.prepare(`SELECT name FROM pragma_table_info(?)`).pluck().all(t.name) as string[]) (ours.has(t.name) ? columns.projection : columns.other).add(c);
+      for (const c of mem.prepare(`SELECT name FROM pragma_table_info(?)`).pluck().all(t.name) as string[])
+        (ours.has(t.name) ? columns.projection : columns.other).add(c);
     }
   } finally {
     mem.close();
   }
-  for (const t of PROJECTION_TABLES) if (!canonical.some((o) => o.type === 'table' && o.name === t)) throw new Error(`internal: the schema has no projection table ${t}`);
+  for (const t of PROJECTION_TABLES)
+    if (!canonical.some((o) => o.type === 'table' && o.name === t)) throw new Error(`internal: the schema has no projection table ${t}`);
   return canonical;
 }
 

@@ -78,12 +78,15 @@ export function decodeIntent(blob: Uint8Array, callers = Infinity, what: () => s
   const c = columnsOver(bytes, n);
   const whole = (v: number) => Number.isInteger(v) && v >= 1 && v <= Number.MAX_SAFE_INTEGER;
   for (let i = 0; i < n; i++) {
-    const bad =
-      !whole(c.id[i]!) ? `row id ${c.id[i]}`
-      : !whole(c.mapPos[i]!) ? `map event ${c.mapPos[i]}`
-      : c.first[i]! > c.last[i]! ? 'a first byte after its last'
-      : c.caller[i]! >= callers ? `caller ${c.caller[i]} of ${callers} names`
-      : undefined;
+    const bad = !whole(c.id[i]!)
+      ? `row id ${c.id[i]}`
+      : !whole(c.mapPos[i]!)
+        ? `map event ${c.mapPos[i]}`
+        : c.first[i]! > c.last[i]!
+          ? 'a first byte after its last'
+          : c.caller[i]! >= callers
+            ? `caller ${c.caller[i]} of ${callers} names`
+            : undefined;
     if (bad !== undefined) throw unreadable(what(), `entry ${i + 1} of ${n} has ${bad}`);
   }
   return c;

@@ -11,13 +11,7 @@ import { SteppingTracker, type StepCase, type StepVerdict } from '../core/steppi
 import { classifyUnmap, tryUnmap, type SymmetryClass, type UnmapAnalysis } from '../core/symmetry.js';
 import { customProfile } from '../core/profile-spec.js';
 import { LedgerFault } from '../core/errors.js';
-import {
-  describeProfile,
-  profileFromDescriptor,
-  resolveProfile,
-  type Profile,
-  type ProfileDescriptor,
-} from '../core/profile.js';
+import { describeProfile, profileFromDescriptor, resolveProfile, type Profile, type ProfileDescriptor } from '../core/profile.js';
 import type { OpenOptions } from '../events/db.js';
 import {
   BEFORE_TRACE_CALLER,
@@ -35,7 +29,15 @@ import {
 } from '../events/schema.js';
 import { ConcurrencyError, EventStore, type VerifyResult } from '../events/store.js';
 import { CorruptEventError, eventName, shown, unfitEvent } from '../events/stored.js';
-import { BrokenChainError, CorruptProjectionError, missingProjection, missingProjectionError, projectionJson, recreateProjectionTables, unreadable } from './corrupt.js';
+import {
+  BrokenChainError,
+  CorruptProjectionError,
+  missingProjection,
+  missingProjectionError,
+  projectionJson,
+  recreateProjectionTables,
+  unreadable,
+} from './corrupt.js';
 import { fromDb, toDb } from './codec.js';
 import {
   decodeEnds,
@@ -68,7 +70,8 @@ function stepCaseOf(position: number, caller: string, state: string): StepCase {
   const what = () => `the pending over-unmap at event #${position} (unmap_findings.step_state)`;
   const j = projectionJson<{ removedEnd: unknown; uncovered: unknown }>(what, state);
   const big = (v: unknown): bigint => {
-    if (typeof v !== 'string' || !/^0x[0-9a-f]{1,17}$/.test(v)) throw unreadable(what(), `${typeof v === 'string' ? JSON.stringify(v.slice(0, 40)) : typeof v} is not a "0x" address`);
+    if (typeof v !== 'string' || !/^0x[0-9a-f]{1,17}$/.test(v))
+      throw unreadable(what(), `${typeof v === 'string' ? JSON.stringify(v.slice(0, 40)) : typeof v} is not a "0x" address`);
     return BigInt(v);
   };
   if (typeof j !== 'object' || j === null || !Array.isArray(j.uncovered)) throw unreadable(what(), 'not an object with removedEnd and uncovered');
@@ -280,12 +283,16 @@ export class Ledger {
       delLog: p('DELETE FROM run_log WHERE domain = ? AND first_pos = ?'),
       insSnap: p('INSERT OR REPLACE INTO run_snapshots (domain, position, runs, data) VALUES (?,?,?,?)'),
       insIntentFull: p('INSERT INTO intent (domain, caller, iova, iova_last, valid_from, valid_to, map_pos) VALUES (?,?,?,?,?,?,?)'),
-      insIntentSnap: p('INSERT OR REPLACE INTO intent_snapshots (domain, position, max_id, callers, data) VALUES (?, ?, (SELECT coalesce(max(id), 0) FROM intent), ?, ?)'),
+      insIntentSnap: p(
+        'INSERT OR REPLACE INTO intent_snapshots (domain, position, max_id, callers, data) VALUES (?, ?, (SELECT coalesce(max(id), 0) FROM intent), ?, ?)',
+      ),
       intentSnap: p('SELECT position, max_id, callers, data FROM intent_snapshots WHERE domain = ?'),
       // Rows ended after a snapshot, through the partial index of ended rows (schema 6).
       intentEndedSince: p('SELECT id FROM intent INDEXED BY intent_ended WHERE domain = ? AND valid_to > ? AND valid_to IS NOT NULL'),
       // A range of row ids (the domain's index would read every row of the domain).
-      intentBornAfter: p('SELECT id, caller, iova, iova_last, coalesce(map_pos, valid_from) FROM intent WHERE id > ? AND +domain = ? AND valid_to IS NULL ORDER BY id'),
+      intentBornAfter: p(
+        'SELECT id, caller, iova, iova_last, coalesce(map_pos, valid_from) FROM intent WHERE id > ? AND +domain = ? AND valid_to IS NULL ORDER BY id',
+      ),
       closeIntent: p('UPDATE intent SET valid_to = ? WHERE id = ?'),
       insFinding: p(
         `INSERT INTO unmap_findings (position, domain, caller, site, iova, size, unmapped, predicted, collateral_bytes, left_bytes, divergent, reach_first, reach_last, detail,
@@ -294,12 +301,12 @@ export class Ledger {
       setStep: p('UPDATE unmap_findings SET step = ?, step_why = ?, step_pos = ?, step_state = NULL, step_others = ? WHERE position = ?'),
       setStepState: p('UPDATE unmap_findings SET step_state = ? WHERE position = ?'),
       faultOnStepped: p("UPDATE unmap_findings SET step = 'harmful', step_why = 'fault', step_pos = ? WHERE position = ? AND step = 'stepped'"),
-      pendingSteps: p("SELECT position, caller, step_state FROM unmap_findings INDEXED BY unmap_findings_pending WHERE domain = ? AND step = 'pending' ORDER BY position"),
+      pendingSteps: p(
+        "SELECT position, caller, step_state FROM unmap_findings INDEXED BY unmap_findings_pending WHERE domain = ? AND step = 'pending' ORDER BY position",
+      ),
       insFault: p('INSERT INTO faults (position, domain, iova, device, flags, cause, cause_position, detail) VALUES (?,?,?,?,?,?,?,?)'),
       // Runs of up to 2 MiB start at most 2 MiB below the IOVA; longer ones come from their own index (schema 4).
-      lastRemoval: p(
-        `SELECT max(valid_to) FROM runs WHERE domain = @d AND iova <= @x AND iova >= @near AND iova_last >= @x AND valid_to IS NOT NULL`,
-      ),
+      lastRemoval: p(`SELECT max(valid_to) FROM runs WHERE domain = @d AND iova <= @x AND iova >= @near AND iova_last >= @x AND valid_to IS NOT NULL`),
       lastRemovalLong: p(
         `SELECT max(valid_to) FROM runs INDEXED BY runs_long
           WHERE domain = @d AND iova <= @x AND iova >= @far AND iova_last >= @x AND iova_last - iova >= 2097152 AND valid_to IS NOT NULL`,
@@ -502,7 +509,10 @@ export class Ledger {
     // The profile as the hashed domain-created event says (streams.profile is only a copy).
     const created = this.s.createdEvent!.get(row.id) as { position: number; event_id: string; type: string; data: string } | undefined;
     if (created && created.type !== 'domain-created') {
-      throw unfitEvent(eventName(created.position, created.event_id), `the first event of domain ${name} is a ${shown(created.type)} event, not domain-created`);
+      throw unfitEvent(
+        eventName(created.position, created.event_id),
+        `the first event of domain ${name} is a ${shown(created.type)} event, not domain-created`,
+      );
     }
     const desc = created
       ? (decodeStoredEvent(created.type, created.data, () => eventName(created.position, created.event_id)).body as unknown as DomainBody).profile
@@ -526,7 +536,10 @@ export class Ledger {
       const shift = cols.shift[i]!;
       const lv = cols.level[i]!;
       if (profile.format.levels[lv] === undefined || shift < profile.format.levels[lv]!.shift) {
-        throw unreadable(`the live runs of domain ${name} (run_log and run_snapshots)`, `a run at ${hex(cols.iova[i]!)} has level ${lv} and page shift ${shift}, which the ${profile.format.name} format has not`);
+        throw unreadable(
+          `the live runs of domain ${name} (run_log and run_snapshots)`,
+          `a run at ${hex(cols.iova[i]!)} has level ${lv} and page shift ${shift}, which the ${profile.format.name} format has not`,
+        );
       }
       const run: Run = {
         iova: cols.iova[i]!,
@@ -547,7 +560,11 @@ export class Ledger {
       throw unreadable(`the live runs of domain ${name} (run_log and run_snapshots)`, (e as Error).message);
     }
     c.maxSpan = fromDb(row.max_span);
-    c.steps.load((this.s.pendingSteps!.all(row.id) as Array<{ position: number; caller: string; step_state: string }>).map((r) => stepCaseOf(r.position, intern(r.caller), r.step_state)));
+    c.steps.load(
+      (this.s.pendingSteps!.all(row.id) as Array<{ position: number; caller: string; step_state: string }>).map((r) =>
+        stepCaseOf(r.position, intern(r.caller), r.step_state),
+      ),
+    );
     c.invalidations = Number(raw.invalidations);
     c.invalidatedBytes = fromDb(raw.invalidated_bytes);
     if (this.loadIntentFromSnapshot(c)) return c;
@@ -583,7 +600,11 @@ export class Ledger {
   /** The region and caller of a stored map event (for a StoredOrigin). */
   private readonly readOrigin = (pos: number): OriginFields => {
     const ev = this.storedEvent(pos);
-    if (ev?.type !== 'map') throw unreadable('the live runs (run_log and run_snapshots)', `a live run names event #${pos} as its map, which is ${ev ? `a ${ev.type} event` : 'not stored'}`);
+    if (ev?.type !== 'map')
+      throw unreadable(
+        'the live runs (run_log and run_snapshots)',
+        `a live run names event #${pos} as its map, which is ${ev ? `a ${ev.type} event` : 'not stored'}`,
+      );
     const data = ev.data as unknown as { body: MapBody; who?: Who };
     return {
       iova: BigInt(data.body.iova),
@@ -653,11 +674,12 @@ export class Ledger {
     this.flushRows();
     const w = new RunWriter();
     // A destroyed domain's core keeps its last runs (they are ended in the runs table): none are live.
-    if (!ctx.destroyed) for (const r of ctx.core.runs()) {
-      const at = ctx.rowOf.get(r);
-      if (at === undefined) throw new Error(`internal: run at ${hex(r.iova)} has no row`);
-      w.push(at.row, r.iova, r.paddr, shiftOf(r.pageSize), Number(r.count), r.level, r.origin.prot, r.origin.ref, at.from, NaN, this.callerOf(ctx, r.origin));
-    }
+    if (!ctx.destroyed)
+      for (const r of ctx.core.runs()) {
+        const at = ctx.rowOf.get(r);
+        if (at === undefined) throw new Error(`internal: run at ${hex(r.iova)} has no row`);
+        w.push(at.row, r.iova, r.paddr, shiftOf(r.pageSize), Number(r.count), r.level, r.origin.prot, r.origin.ref, at.from, NaN, this.callerOf(ctx, r.origin));
+      }
     this.s.insSnap!.run(ctx.id, pos, w.n, w.encode());
     // Pieces before a snapshot are never read with pieces after it: they are not merged any more.
     ctx.smallPieces = 0;
@@ -818,7 +840,10 @@ export class Ledger {
     const data: Record<string, unknown> = { body };
     if (Object.keys(who).length) data.who = who;
     if (from) data.from = from;
-    this.store.append({ stream: ctx.name, version: ctx.version, type, id, recordedAt: batch.recordedAt, time: time ?? null, data: JSON.stringify(data) }, ctx.id);
+    this.store.append(
+      { stream: ctx.name, version: ctx.version, type, id, recordedAt: batch.recordedAt, time: time ?? null, data: JSON.stringify(data) },
+      ctx.id,
+    );
     batch.touched.add(ctx);
   }
 
@@ -838,7 +863,21 @@ export class Ledger {
     const key = `${ctx.id}\0${caller}\0${site}`;
     let c = batch.sym.get(key);
     if (!c) {
-      c = { domain: ctx.id, caller, site, maps: 0, unmaps: 0, exact: 0, spans: 0, cuts: 0, misses: 0, straddles: 0, foreign_unmaps: 0, unmap_bytes: 0n, cut_bytes: 0n };
+      c = {
+        domain: ctx.id,
+        caller,
+        site,
+        maps: 0,
+        unmaps: 0,
+        exact: 0,
+        spans: 0,
+        cuts: 0,
+        misses: 0,
+        straddles: 0,
+        foreign_unmaps: 0,
+        unmap_bytes: 0n,
+        cut_bytes: 0n,
+      };
       batch.sym.set(key, c);
     }
     return c;
@@ -899,7 +938,13 @@ export class Ledger {
         JSON.stringify(
           a.maps.map((o) => {
             const info = this.infoOf(ctx, o);
-            return { position: o.ref, iova: hex(o.iova), size: hex(o.size), caller: info?.caller ?? UNKNOWN_CALLER, ...(info?.site ? { site: info.site } : {}) };
+            return {
+              position: o.ref,
+              iova: hex(o.iova),
+              size: hex(o.size),
+              caller: info?.caller ?? UNKNOWN_CALLER,
+              ...(info?.site ? { site: info.site } : {}),
+            };
           }),
         ),
         a.class === 'misses' && size > 0n ? this.overUnmapOf(ctx, start) : null,
@@ -1010,7 +1055,19 @@ export class Ledger {
       );
       const row = Number(info.lastInsertRowid);
       if (p.to === undefined) p.ctx.rowOf.set(r, { row, from: p.from });
-      (p.ctx.logBirths ??= new RunWriter()).push(row, r.iova, r.paddr, shiftOf(r.pageSize), Number(r.count), r.level, r.origin.prot, r.origin.ref, p.from, p.to ?? NaN, this.callerOf(p.ctx, r.origin));
+      (p.ctx.logBirths ??= new RunWriter()).push(
+        row,
+        r.iova,
+        r.paddr,
+        shiftOf(r.pageSize),
+        Number(r.count),
+        r.level,
+        r.origin.prot,
+        r.origin.ref,
+        p.from,
+        p.to ?? NaN,
+        this.callerOf(p.ctx, r.origin),
+      );
     }
     this.pendingRuns.clear();
     for (const c of this.ctxs.values()) this.writeLogPiece(c);
@@ -1059,7 +1116,18 @@ export class Ledger {
     c.smallPieces = 0;
   }
 
-  private projectUnmap(ctx: Ctx, pos: number, caller: string, site: string, iova: bigint, size: bigint, r: UnmapResult, recorded: bigint, predicted: bigint, out: Outcome): void {
+  private projectUnmap(
+    ctx: Ctx,
+    pos: number,
+    caller: string,
+    site: string,
+    iova: bigint,
+    size: bigint,
+    r: UnmapResult,
+    recorded: bigint,
+    predicted: bigint,
+    out: Outcome,
+  ): void {
     // This unmap is its caller's next one: it settles the caller's undecided over-unmaps.
     const { verdicts, progressed } = ctx.steps.unmap(caller, iova, iova + size, pos);
     for (const v of verdicts) this.settleStep(ctx, v);
@@ -1101,7 +1169,13 @@ export class Ledger {
         caller,
         request: { start: iova, end: iova + size },
         removed: { start: removedStart, end: iova + recorded },
-        collateral: r.collateral.map((c, i) => ({ start: c.start, end: c.end, mappedBy: collateral[i]!.mappedByCaller, mapEnd: c.origin.iova + c.origin.size, intendedBy: collateral[i]!.owners })),
+        collateral: r.collateral.map((c, i) => ({
+          start: c.start,
+          end: c.end,
+          mappedBy: collateral[i]!.mappedByCaller,
+          mapEnd: c.origin.iova + c.origin.size,
+          intendedBy: collateral[i]!.owners,
+        })),
         anonymous: ANONYMOUS_CALLERS,
       });
       if (!step) stepCase = ctx.steps.pending[ctx.steps.pending.length - 1];
@@ -1212,7 +1286,10 @@ export class Ledger {
    * missing or reshaped is back); then the events are folded, each decoded through the schema of
    * stored events (one that does not fit stops the rebuild and rolls everything back).
    */
-  rebuild(onProgress?: (done: number, total: number) => void, opts: { acceptBrokenChain?: boolean } = {}): { events: number; mismatches: number; chain: VerifyResult } {
+  rebuild(
+    onProgress?: (done: number, total: number) => void,
+    opts: { acceptBrokenChain?: boolean } = {},
+  ): { events: number; mismatches: number; chain: VerifyResult } {
     const total = this.store.lastPosition;
     let mismatches = 0;
     let n = 0;
@@ -1439,7 +1516,7 @@ function intern(s: string): string {
   let v = interned.get(s);
   if (v === undefined) {
     if (interned.size > 100_000) interned.clear(); // names are few; this only bounds a pathological input
-    v = (JSON.parse(JSON.stringify(s)) as string);
+    v = JSON.parse(JSON.stringify(s)) as string;
     interned.set(v, v);
   }
   return v;

@@ -42,7 +42,16 @@ interface Tables {
     step_pos: bigint | null;
     step_others: string | null;
   };
-  faults: { position: bigint; domain: bigint; iova: bigint; device: string | null; flags: bigint | null; cause: string; cause_position: bigint | null; detail: string };
+  faults: {
+    position: bigint;
+    domain: bigint;
+    iova: bigint;
+    device: string | null;
+    flags: bigint | null;
+    cause: string;
+    cause_position: bigint | null;
+    detail: string;
+  };
   caller_symmetry: {
     domain: bigint;
     caller: string;
@@ -264,12 +273,15 @@ export class Queries {
     // Each domain's profile as its hashed domain-created event says (streams.profile is a copy),
     // read through the schema of stored events: a tampered one is named, not half-read.
     const rows = this.prep(
-        `SELECT s.id, s.name, s.version, s.profile, s.created_at, s.destroyed_at, s.max_span, e.position AS created_pos, e.event_id, e.type, e.data
+      `SELECT s.id, s.name, s.version, s.profile, s.created_at, s.destroyed_at, s.max_span, e.position AS created_pos, e.event_id, e.type, e.data
            FROM streams s LEFT JOIN events e ON e.stream = s.id AND e.version = 1 ORDER BY s.id`,
-      )
-      .all() as Array<Tables['streams'] & { created_pos: bigint | null; event_id: string | null; type: string | null; data: string | null }>;
+    ).all() as Array<Tables['streams'] & { created_pos: bigint | null; event_id: string | null; type: string | null; data: string | null }>;
     return rows.map((r) => {
-      if (r.created_pos === null) return this.info(r, projectionJson<ProfileDescriptor>(() => `the profile of domain ${r.name} (streams.profile)`, r.profile));
+      if (r.created_pos === null)
+        return this.info(
+          r,
+          projectionJson<ProfileDescriptor>(() => `the profile of domain ${r.name} (streams.profile)`, r.profile),
+        );
       const what = eventName(Number(r.created_pos), r.event_id!);
       if (r.type !== 'domain-created') throw unfitEvent(what, `the first event of domain ${r.name} is a ${JSON.stringify(r.type)} event, not domain-created`);
       return this.info(r, decodeStored<{ body: { profile: ProfileDescriptor } }>(what, r.type, r.data!).body.profile);
@@ -339,13 +351,16 @@ export class Queries {
     const params: Record<string, unknown> = domain ? { d: domain.id } : {};
     if (/^\d+\.\d+$/.test(t)) {
       // Trace seconds since boot: only times that are plain numbers take part.
-      const r = this.prep(`SELECT max(position) AS p FROM events WHERE time NOT GLOB '*[^0-9.]*' AND time GLOB '*.*' AND CAST(time AS REAL) <= CAST(@t AS REAL)${scope}`)
-        .get({ ...params, t }) as { p: bigint | null };
+      const r = this.prep(
+        `SELECT max(position) AS p FROM events WHERE time NOT GLOB '*[^0-9.]*' AND time GLOB '*.*' AND CAST(time AS REAL) <= CAST(@t AS REAL)${scope}`,
+      ).get({ ...params, t }) as { p: bigint | null };
       if (r.p !== null) return Number(r.p);
       // Nothing of this domain by then (it was opened later, or its first events have no time):
       // the ledger as it was at that time, or before its first event, where the domain is empty.
       if (domain) {
-        const any = this.prep(`SELECT max(position) AS p FROM events WHERE time NOT GLOB '*[^0-9.]*' AND time GLOB '*.*' AND CAST(time AS REAL) <= CAST(@t AS REAL)`).get({ t }) as { p: bigint | null };
+        const any = this.prep(
+          `SELECT max(position) AS p FROM events WHERE time NOT GLOB '*[^0-9.]*' AND time GLOB '*.*' AND CAST(time AS REAL) <= CAST(@t AS REAL)`,
+        ).get({ t }) as { p: bigint | null };
         if (any.p !== null) return Number(any.p);
         if (this.prep(`SELECT 1 FROM events WHERE time NOT GLOB '*[^0-9.]*' AND time GLOB '*.*' LIMIT 1`).get()) return Math.max(0, domain.createdAt - 1);
       }
@@ -354,13 +369,18 @@ export class Queries {
     // An ISO 8601 date or time (Date.parse alone also takes "-1" or "1.2.3" as dates); a time
     // without a zone is UTC, as stored times are read.
     const ms = ISO_TIME.test(t) ? Date.parse(/[T ]\d\d:\d\d(:\d\d(\.\d+)?)?$/.test(t) ? `${t}Z` : t) : NaN;
-    if (Number.isNaN(ms)) throw new QueryError(`${what} ${JSON.stringify(at)}: give a position (1234), trace seconds (511.10) or an ISO time (2026-11-23T10:00:00Z)`);
+    if (Number.isNaN(ms))
+      throw new QueryError(`${what} ${JSON.stringify(at)}: give a position (1234), trace seconds (511.10) or an ISO time (2026-11-23T10:00:00Z)`);
     const iso = new Date(ms).toISOString();
     // Compared as instants (julianday), not as text: "10:00:05Z" and "10:00:05.000+00:00" are equal.
-    const bySource = this.prep(`SELECT max(position) AS p FROM events WHERE time LIKE '____-__-__T%' AND julianday(time) <= julianday(@iso)${scope}`)
-      .get({ ...params, iso }) as { p: bigint | null };
+    const bySource = this.prep(`SELECT max(position) AS p FROM events WHERE time LIKE '____-__-__T%' AND julianday(time) <= julianday(@iso)${scope}`).get({
+      ...params,
+      iso,
+    }) as { p: bigint | null };
     if (bySource.p !== null) return Number(bySource.p);
-    const byRecord = this.prep(`SELECT max(position) AS p FROM events WHERE julianday(recorded_at) <= julianday(@iso)${scope}`).get({ ...params, iso }) as { p: bigint | null };
+    const byRecord = this.prep(`SELECT max(position) AS p FROM events WHERE julianday(recorded_at) <= julianday(@iso)${scope}`).get({ ...params, iso }) as {
+      p: bigint | null;
+    };
     if (byRecord.p === null) throw new QueryError(`${what} ${t}: no event at or before that time`);
     return Number(byRecord.p);
   }
@@ -368,7 +388,11 @@ export class Queries {
   private pageOf(r: Record<string, bigint>): PageView {
     // A row of the runs table, checked before it is trusted (a column missing, or not an integer).
     for (const k of RUN_COLUMNS) {
-      if (typeof r[k] !== 'bigint') throw unreadable(`a row of the runs table (id ${String(r.id)})`, `${k} is ${r[k] === undefined ? 'missing' : r[k] === null ? 'NULL' : `a ${typeof r[k]}`}`);
+      if (typeof r[k] !== 'bigint')
+        throw unreadable(
+          `a row of the runs table (id ${String(r.id)})`,
+          `${k} is ${r[k] === undefined ? 'missing' : r[k] === null ? 'NULL' : `a ${typeof r[k]}`}`,
+        );
     }
     const v: PageView = {
       iova: fromDb(r.iova!),
@@ -444,23 +468,28 @@ export class Queries {
     const [s1, e1] = span(Math.min(1, lv.length - 1));
     const lowest1 = s1 >= d.maxSpan ? s1 - d.maxSpan : 0n;
     const pages = (
-      this.prep('SELECT * FROM runs WHERE domain = ? AND iova >= ? AND iova <= ? AND iova_last >= ? AND valid_from <= ? AND (valid_to IS NULL OR valid_to > ?)')
-        .all(d.id, toDb(lowest1), toDb(e1 - 1n), toDb(s1), p, p) as Array<Record<string, bigint>>
+      this.prep(
+        'SELECT * FROM runs WHERE domain = ? AND iova >= ? AND iova <= ? AND iova_last >= ? AND valid_from <= ? AND (valid_to IS NULL OR valid_to > ?)',
+      ).all(d.id, toDb(lowest1), toDb(e1 - 1n), toDb(s1), p, p) as Array<Record<string, bigint>>
     ).map((r) => this.pageOf(r));
     if (!pages.length && lv.length > 1) {
       const [s0, e0] = span(0);
       const lowest = s0 >= d.maxSpan ? s0 - d.maxSpan : 0n;
-      const w = this.prep('SELECT * FROM runs WHERE domain = ? AND iova >= ? AND iova <= ? AND iova_last >= ? AND valid_from <= ? AND (valid_to IS NULL OR valid_to > ?) LIMIT 1')
-        .get(d.id, toDb(lowest), toDb(e0 - 1n), toDb(s0), p, p) as Record<string, bigint> | undefined;
+      const w = this.prep(
+        'SELECT * FROM runs WHERE domain = ? AND iova >= ? AND iova <= ? AND iova_last >= ? AND valid_from <= ? AND (valid_to IS NULL OR valid_to > ?) LIMIT 1',
+      ).get(d.id, toDb(lowest), toDb(e0 - 1n), toDb(s0), p, p) as Record<string, bigint> | undefined;
       if (w) pages.push(this.pageOf(w));
     }
     return { domain: d, at: p, steps: coreOf(d, pages).walk(iova) };
   }
 
-  hardware(domainName?: string, at?: string | number): { domain: DomainInfo; at: number; stats: HwStats; invalidations?: { count: number; bytes: bigint; asOf: number } } {
+  hardware(
+    domainName?: string,
+    at?: string | number,
+  ): { domain: DomainInfo; at: number; stats: HwStats; invalidations?: { count: number; bytes: bigint; asOf: number } } {
     const c = this.coreAt(domainName, at);
-    const cp = this.prep('SELECT position, stats FROM hw_state WHERE domain = ? AND position <= ? ORDER BY position DESC LIMIT 1')
-      .get(c.domain.id, c.at) as { position: bigint; stats: string } | undefined;
+    const cp = this.prep('SELECT position, stats FROM hw_state WHERE domain = ? AND position <= ? ORDER BY position DESC LIMIT 1').get(c.domain.id, c.at) as
+      { position: bigint; stats: string } | undefined;
     const out: { domain: DomainInfo; at: number; stats: HwStats; invalidations?: { count: number; bytes: bigint; asOf: number } } = {
       domain: c.domain,
       at: c.at,
@@ -471,15 +500,21 @@ export class Queries {
       const what = () => `the hardware checkpoint of domain ${c.domain.name} at event #${cp.position} (hw_state)`;
       const st = projectionJson<{ invalidations?: unknown; invalidatedBytes?: unknown }>(what, cp.stats);
       if (typeof st !== 'object' || st === null) throw unreadable(what(), 'not a JSON object');
-      if (typeof st.invalidations !== 'number' || !Number.isSafeInteger(st.invalidations) || st.invalidations < 0) throw unreadable(what(), `invalidations ${JSON.stringify(st.invalidations) ?? 'missing'} is not a count`);
-      if (typeof st.invalidatedBytes !== 'string' || !/^0x[0-9a-f]{1,16}$/.test(st.invalidatedBytes)) throw unreadable(what(), `invalidatedBytes ${JSON.stringify(st.invalidatedBytes) ?? 'missing'} is not a "0x" size`);
+      if (typeof st.invalidations !== 'number' || !Number.isSafeInteger(st.invalidations) || st.invalidations < 0)
+        throw unreadable(what(), `invalidations ${JSON.stringify(st.invalidations) ?? 'missing'} is not a count`);
+      if (typeof st.invalidatedBytes !== 'string' || !/^0x[0-9a-f]{1,16}$/.test(st.invalidatedBytes))
+        throw unreadable(what(), `invalidatedBytes ${JSON.stringify(st.invalidatedBytes) ?? 'missing'} is not a "0x" size`);
       out.invalidations = { count: st.invalidations, bytes: BigInt(st.invalidatedBytes), asOf: Number(cp.position) };
     }
     return out;
   }
 
   /** Pages added and removed between two points. */
-  diff(domainName: string | undefined, from: string | number, to?: string | number): { domain: DomainInfo; from: number; to: number; added: PageView[]; removed: PageView[] } {
+  diff(
+    domainName: string | undefined,
+    from: string | number,
+    to?: string | number,
+  ): { domain: DomainInfo; from: number; to: number; added: PageView[]; removed: PageView[] } {
     const a = this.stateAt(domainName, from, 'diff from');
     const b = this.stateAt(domainName, to, 'diff to');
     if (a.at > b.at) throw new QueryError(`diff: the first point (event #${a.at}) is after the second (event #${b.at}): give the earlier one first`);
@@ -539,16 +574,25 @@ export class Queries {
     }
     if (missing.length) for (const [p, c] of this.callersOf(missing)) out.set(p, c);
     for (let i = 0; i < runs.n; i++) {
-      if (!out.has(runs.mapPos[i]!)) throw unreadable('the live runs (run_log and run_snapshots)', `a run at 0x${runs.iova[i]!.toString(16)} names event #${runs.mapPos[i]} as its map, which is not stored`);
+      if (!out.has(runs.mapPos[i]!))
+        throw unreadable(
+          'the live runs (run_log and run_snapshots)',
+          `a run at 0x${runs.iova[i]!.toString(16)} names event #${runs.mapPos[i]} as its map, which is not stored`,
+        );
     }
     return out;
   }
 
   event(position: number): EventSummary {
-    const r = this.prep('SELECT e.position, e.event_id, s.name, e.type, e.time, e.recorded_at, e.data FROM events e JOIN streams s ON s.id = e.stream WHERE e.position = ?')
-      .get(position) as { position: bigint; event_id: string; name: string; type: string; time: string | null; recorded_at: string; data: string } | undefined;
+    const r = this.prep(
+      'SELECT e.position, e.event_id, s.name, e.type, e.time, e.recorded_at, e.data FROM events e JOIN streams s ON s.id = e.stream WHERE e.position = ?',
+    ).get(position) as { position: bigint; event_id: string; name: string; type: string; time: string | null; recorded_at: string; data: string } | undefined;
     if (!r) throw new QueryError(`no event at position ${position}`);
-    const data = decodeStored<{ body: Record<string, unknown>; who?: Who; from?: { source?: string; line?: number } }>(eventName(position, r.event_id), r.type, r.data);
+    const data = decodeStored<{ body: Record<string, unknown>; who?: Who; from?: { source?: string; line?: number } }>(
+      eventName(position, r.event_id),
+      r.type,
+      r.data,
+    );
     const e: EventSummary = { position: Number(r.position), domain: r.name, type: r.type, recordedAt: r.recorded_at, who: data.who ?? {}, body: data.body };
     if (r.time) e.time = r.time;
     if (data.from) e.from = data.from;
@@ -558,8 +602,9 @@ export class Queries {
   /** Every lifetime of a page overlapping [start, end) up to `at`, oldest first. */
   private lifetimes(d: DomainInfo, start: bigint, end: bigint, at: number): PageView[] {
     const lowest = start >= d.maxSpan ? start - d.maxSpan : 0n;
-    const rows = this.prep('SELECT * FROM runs WHERE domain = ? AND iova >= ? AND iova <= ? AND iova_last >= ? AND valid_from <= ? ORDER BY valid_from, iova')
-      .all(d.id, toDb(lowest), toDb(end - 1n), toDb(start), at) as Array<Record<string, bigint>>;
+    const rows = this.prep(
+      'SELECT * FROM runs WHERE domain = ? AND iova >= ? AND iova <= ? AND iova_last >= ? AND valid_from <= ? ORDER BY valid_from, iova',
+    ).all(d.id, toDb(lowest), toDb(end - 1n), toDb(start), at) as Array<Record<string, bigint>>;
     return rows.map((r) => this.pageOf(r));
   }
 
@@ -680,7 +725,9 @@ export class Queries {
       return inReq || f.collateral.some((c) => iova >= c.iova && iova < c.iova + c.size);
     });
     const pg = b.chain[0]?.page;
-    const faults = this.faultsIn(d, pg ? pg.iova : iova, pg ? pg.iova + pg.pageSize * pg.count : iova + 1n, b.at).filter((f) => f.iova === iova || inLastPage(f.iova, b));
+    const faults = this.faultsIn(d, pg ? pg.iova : iova, pg ? pg.iova + pg.pageSize * pg.count : iova + 1n, b.at).filter(
+      (f) => f.iova === iova || inLastPage(f.iova, b),
+    );
     const lines: string[] = [];
     const where = `${hex(iova)} in domain ${d.name}`;
     const asOf = `as of event #${b.at}`;
@@ -716,7 +763,11 @@ export class Queries {
         removed = this.removedAround(d, last.run, iova);
         const whole = removed.iova % last.run.pageSize === 0n && removed.size % last.run.pageSize === 0n;
         const what =
-          d.profile.semantics !== 'legacy' ? 'unmap removed more' : whole && removed.size > last.run.pageSize ? 'driver removed whole pages' : 'driver removed the whole page';
+          d.profile.semantics !== 'legacy'
+            ? 'unmap removed more'
+            : whole && removed.size > last.run.pageSize
+              ? 'driver removed whole pages'
+              : 'driver removed the whole page';
         lines.push(
           `${where} is not mapped ${asOf} because of an over-unmap: ${whoText(u.who)} asked to unmap only ${fmtRange(u.body.iova as string, u.body.size as string)} ${when(u)}(event #${u.position}), ` +
             `but the ${what} — ${describeRemoved(last.run, removed)} — ${mapEv.body.inferred === 'before-trace' ? `which was mapped before the trace began (event #${mapEv.position}, inferred)` : `which ${whoText(mapEv.who)} had mapped at event #${mapEv.position}`}` +
@@ -733,7 +784,9 @@ export class Queries {
       // How long after (or before), when both carry trace seconds.
       const gap = ref !== undefined && b.cause?.time && f.time ? secondsApart(b.cause.time, f.time) : undefined;
       if (gap !== undefined) rel = f.position > ref! ? `followed ${gap} later` : `came ${gap} before it`;
-      lines.push(`A fault at ${hex(f.iova)} ${f.device ? `from ${f.device} ` : ''}at event #${f.position}${f.time ? ` (${/^\d+\.\d+$/.test(f.time) ? `${f.time} s` : f.time})` : ''} ${rel} (${f.cause.replace(/-/g, ' ')}).`);
+      lines.push(
+        `A fault at ${hex(f.iova)} ${f.device ? `from ${f.device} ` : ''}at event #${f.position}${f.time ? ` (${/^\d+\.\d+$/.test(f.time) ? `${f.time} s` : f.time})` : ''} ${rel} (${f.cause.replace(/-/g, ' ')}).`,
+      );
     }
     return { text: lines.join(' '), blame: b, findings, faults, ...(removed ? { removed } : {}) };
   }
@@ -741,11 +794,10 @@ export class Queries {
   /** Findings whose request or collateral touches [start, end) (bounds kept in columns: no JSON scan). */
   private findingsTouching(d: DomainInfo, start: bigint, end: bigint, upTo: number): FindingView[] {
     const rows = this.prep(
-        `SELECT f.position, s.name, f.caller, f.site, f.iova, f.size, f.unmapped, f.predicted, f.divergent, f.detail, e.time, f.step, f.step_why, f.step_pos, f.step_others
+      `SELECT f.position, s.name, f.caller, f.site, f.iova, f.size, f.unmapped, f.predicted, f.divergent, f.detail, e.time, f.step, f.step_why, f.step_pos, f.step_others
            FROM unmap_findings f INDEXED BY unmap_findings_reach JOIN streams s ON s.id = f.domain JOIN events e ON e.position = f.position
           WHERE f.domain = ? AND f.position <= ? AND f.reach_first <= ? AND f.reach_last >= ? ORDER BY f.position`,
-      )
-      .all(d.id, upTo, toDb(end - 1n), toDb(start)) as Array<Record<string, bigint | string | null>>;
+    ).all(d.id, upTo, toDb(end - 1n), toDb(start)) as Array<Record<string, bigint | string | null>>;
     return rows.map((r) => this.findingOf(r));
   }
 
@@ -776,7 +828,13 @@ export class Queries {
       predicted: fromDb(r.predicted as bigint),
       divergent: r.divergent === 1n,
       ok: detail.ok,
-      collateral: detail.collateral.map((c) => ({ iova: BigInt(c.iova), size: BigInt(c.size), mappedBy: c.mappedBy, mappedByCaller: c.mappedByCaller, owner: c.owner })),
+      collateral: detail.collateral.map((c) => ({
+        iova: BigInt(c.iova),
+        size: BigInt(c.size),
+        mappedBy: c.mappedBy,
+        mappedByCaller: c.mappedByCaller,
+        owner: c.owner,
+      })),
       leftMapped: detail.leftMapped.map((l) => ({ iova: BigInt(l.iova), size: BigInt(l.size) })),
     };
     if (detail.errno) f.errno = detail.errno;
@@ -785,10 +843,18 @@ export class Queries {
       const verdict = r.step as 'stepped' | 'harmful' | 'pending';
       const reason = (r.step_why as StepReason | null) ?? 'pending';
       const at = r.step_pos !== null && r.step_pos !== undefined ? Number(r.step_pos) : undefined;
-      const others = r.step_others ? projectionJson<string[]>(() => `the finding at event #${r.position} (unmap_findings.step_others)`, r.step_others) : undefined;
+      const others = r.step_others
+        ? projectionJson<string[]>(() => `the finding at event #${r.position} (unmap_findings.step_others)`, r.step_others)
+        : undefined;
       f.stepped = verdict === 'stepped';
       f.step = { verdict, reason, ...(at !== undefined ? { at } : {}), ...(others ? { others } : {}), text: '' };
-      f.step.text = describeStep({ stepped: f.stepped, reason, ...(at !== undefined ? { at } : {}), ...(others ? { others } : {}), removedEnd: f.requested.iova + f.unmappedSize });
+      f.step.text = describeStep({
+        stepped: f.stepped,
+        reason,
+        ...(at !== undefined ? { at } : {}),
+        ...(others ? { others } : {}),
+        removedEnd: f.requested.iova + f.unmappedSize,
+      });
     }
     return f;
   }
@@ -797,12 +863,32 @@ export class Queries {
    * Findings of a kind. Over-unmaps: `stepped` false keeps the harmful (and undecided) ones only,
    * true the stepped ones only; unset, all.
    */
-  findings(filter: { domain?: string; caller?: string; upTo?: number; kind?: 'over-unmap' | 'left-mapped' | 'divergence'; stepped?: boolean } = {}): FindingView[] {
+  findings(
+    filter: { domain?: string; caller?: string; upTo?: number; kind?: 'over-unmap' | 'left-mapped' | 'divergence'; stepped?: boolean } = {},
+  ): FindingView[] {
     let q = this.k
       .selectFrom('unmap_findings as f')
       .innerJoin('streams as s', 's.id', 'f.domain')
       .innerJoin('events as e', 'e.position', 'f.position')
-      .select(['f.position', 's.name', 'f.caller', 'f.site', 'f.iova', 'f.size', 'f.unmapped', 'f.predicted', 'f.divergent', 'f.detail', 'e.time', 'f.collateral_bytes', 'f.left_bytes', 'f.step', 'f.step_why', 'f.step_pos', 'f.step_others'])
+      .select([
+        'f.position',
+        's.name',
+        'f.caller',
+        'f.site',
+        'f.iova',
+        'f.size',
+        'f.unmapped',
+        'f.predicted',
+        'f.divergent',
+        'f.detail',
+        'e.time',
+        'f.collateral_bytes',
+        'f.left_bytes',
+        'f.step',
+        'f.step_why',
+        'f.step_pos',
+        'f.step_others',
+      ])
       .orderBy('f.position');
     if (filter.domain !== undefined) q = q.where('s.id', '=', BigInt(this.domain(filter.domain).id));
     if (filter.caller !== undefined) q = q.where('f.caller', '=', filter.caller);
@@ -821,11 +907,10 @@ export class Queries {
   /** Faults at IOVAs in [start, end) up to a position (a direct query: no query builder to load). */
   private faultsIn(d: DomainInfo, start: bigint, end: bigint, upTo: number): FaultView[] {
     const rows = this.prep(
-        `SELECT f.position, s.name, f.iova, f.device, f.flags, f.cause, f.cause_position, f.detail, e.time
+      `SELECT f.position, s.name, f.iova, f.device, f.flags, f.cause, f.cause_position, f.detail, e.time
            FROM faults f JOIN streams s ON s.id = f.domain JOIN events e ON e.position = f.position
           WHERE f.domain = ? AND f.position <= ? AND f.iova >= ? AND f.iova <= ? ORDER BY f.position`,
-      )
-      .all(d.id, upTo, toDb(start), toDb(end - 1n)) as Array<Record<string, bigint | string | null>>;
+    ).all(d.id, upTo, toDb(start), toDb(end - 1n)) as Array<Record<string, bigint | string | null>>;
     return rows.map((r) => this.faultOf(r));
   }
 
@@ -1051,7 +1136,10 @@ function coreOfRuns(d: DomainInfo, c: RunColumns): Domain {
     }
     const level = c.level[i]!;
     const lv = d.profile.format.levels[level];
-    if (lv === undefined || c.shift[i]! < lv.shift) throw new RangeError(`a run at 0x${c.iova[i]!.toString(16)} has level ${level} and page shift ${c.shift[i]}, which the ${d.profile.format.name} format has not`);
+    if (lv === undefined || c.shift[i]! < lv.shift)
+      throw new RangeError(
+        `a run at 0x${c.iova[i]!.toString(16)} has level ${level} and page shift ${c.shift[i]}, which the ${d.profile.format.name} format has not`,
+      );
     const repeat = 2 ** (c.shift[i]! - lv.shift);
     runs.push({ iova: c.iova[i]!, paddr: c.paddr[i]!, pageSize, count, level, repeat, origin });
   }

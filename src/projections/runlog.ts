@@ -233,16 +233,23 @@ const isWhole = (v: number, min: number): boolean => Number.isInteger(v) && v >=
 function checkRuns(c: RunColumns, what: BlobName): void {
   for (let i = 0; i < c.n; i++) {
     const to = c.to[i]!;
-    const bad =
-      !isWhole(c.id[i]!, 1) ? `row id ${c.id[i]}`
-      : !isWhole(c.count[i]!, 1) ? `page count ${c.count[i]}`
-      : !isWhole(c.mapPos[i]!, 1) ? `map event ${c.mapPos[i]}`
-      : !isWhole(c.from[i]!, 1) ? `start event ${c.from[i]}`
-      : !(Number.isNaN(to) || isWhole(to, 1)) ? `end event ${to}`
-      : c.shift[i]! > 63 ? `page shift ${c.shift[i]}`
-      : c.level[i]! > 15 ? `level ${c.level[i]}`
-      : c.caller[i]! > c.names.length ? `caller ${c.caller[i]} of ${c.names.length} names`
-      : undefined;
+    const bad = !isWhole(c.id[i]!, 1)
+      ? `row id ${c.id[i]}`
+      : !isWhole(c.count[i]!, 1)
+        ? `page count ${c.count[i]}`
+        : !isWhole(c.mapPos[i]!, 1)
+          ? `map event ${c.mapPos[i]}`
+          : !isWhole(c.from[i]!, 1)
+            ? `start event ${c.from[i]}`
+            : !(Number.isNaN(to) || isWhole(to, 1))
+              ? `end event ${to}`
+              : c.shift[i]! > 63
+                ? `page shift ${c.shift[i]}`
+                : c.level[i]! > 15
+                  ? `level ${c.level[i]}`
+                  : c.caller[i]! > c.names.length
+                    ? `caller ${c.caller[i]} of ${c.names.length} names`
+                    : undefined;
     if (bad !== undefined) throw unreadable(nameOf(what), `entry ${i + 1} of ${c.n} has ${bad}`);
   }
 }
@@ -261,7 +268,8 @@ export function decodeRuns(blob: Uint8Array, what: BlobName = 'a run log blob'):
     const dv = new DataView(buf.buffer, buf.byteOffset, 16);
     n = dv.getUint32(4, true);
     namesBytes = dv.getUint32(8, true);
-    if (buf.byteLength !== 16 + n * RUN_BYTES + namesBytes) throw unreadable(nameOf(what), `${buf.byteLength} bytes for ${n} entries and ${namesBytes} bytes of names`);
+    if (buf.byteLength !== 16 + n * RUN_BYTES + namesBytes)
+      throw unreadable(nameOf(what), `${buf.byteLength} bytes for ${n} entries and ${namesBytes} bytes of names`);
   }
   const { ab, at } = aligned(buf);
   let o = at + (v1 ? 8 : 16);
@@ -511,7 +519,19 @@ export function mergePieces(pieces: readonly LogPiece[]): { births: Buffer; ends
   for (const { births: b, ends: e } of pieces) {
     for (let i = 0; i < b.n; i++) {
       const k = b.caller[i]!;
-      w.push(b.id[i]!, b.iova[i]!, b.paddr[i]!, b.shift[i]!, b.count[i]!, b.level[i]!, b.prot[i]!, b.mapPos[i]!, b.from[i]!, b.to[i]!, k ? b.names[k - 1] : undefined);
+      w.push(
+        b.id[i]!,
+        b.iova[i]!,
+        b.paddr[i]!,
+        b.shift[i]!,
+        b.count[i]!,
+        b.level[i]!,
+        b.prot[i]!,
+        b.mapPos[i]!,
+        b.from[i]!,
+        b.to[i]!,
+        k ? b.names[k - 1] : undefined,
+      );
     }
     for (let i = 0; i < e.n; i++) {
       ids.push(e.id[i]!);
@@ -561,8 +581,7 @@ function stmt(db: Database.Database, sql: string): Database.Statement {
  */
 export function runsFromLog(db: Database.Database, domain: number, p: number): RunColumns {
   const snap = stmt(db, 'SELECT position, data FROM run_snapshots WHERE domain = ? AND position <= ? ORDER BY position DESC LIMIT 1').get(domain, p) as
-    | [number, Buffer]
-    | undefined;
+    [number, Buffer] | undefined;
   const s = snap ? snap[0] : 0;
   const rows = stmt(db, 'SELECT first_pos, births, ends FROM run_log WHERE domain = ? AND first_pos > ? AND first_pos <= ?').all(domain, s, p) as Array<
     [number, Buffer, Buffer]

@@ -42,7 +42,8 @@ export function recordSource(ledger: Ledger, digest: string, name: string, lineC
   if (t.first === undefined || t.last === undefined) return;
   // A resumed import stored its first lines in an earlier run: the source starts at the first of them.
   const key = digest.slice(0, 24);
-  const earlier = ledger.db.prepare('SELECT min(position) FROM events WHERE event_id >= ? AND event_id < ?').pluck().get(`${key}:`, `${key};`) as number | bigint | null;
+  const earlier = ledger.db.prepare('SELECT min(position) FROM events WHERE event_id >= ? AND event_id < ?').pluck().get(`${key}:`, `${key};`) as
+    number | bigint | null;
   const first = earlier === null ? t.first : Math.min(t.first, Number(earlier));
   ledger.db
     .prepare(

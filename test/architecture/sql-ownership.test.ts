@@ -31,7 +31,14 @@ function isValue(node: ts.Node): boolean {
   if (ts.isPropertyAccessExpression(node)) return true;
   if (!ts.isIdentifier(node)) return false;
   const p = node.parent;
-  return !(ts.isPropertyAccessExpression(p) && p.name === node) && !ts.isImportSpecifier(p) && !ts.isImportClause(p) && !ts.isExportSpecifier(p) && !ts.isTypeAliasDeclaration(p) && !ts.isInterfaceDeclaration(p);
+  return (
+    !(ts.isPropertyAccessExpression(p) && p.name === node) &&
+    !ts.isImportSpecifier(p) &&
+    !ts.isImportClause(p) &&
+    !ts.isExportSpecifier(p) &&
+    !ts.isTypeAliasDeclaration(p) &&
+    !ts.isInterfaceDeclaration(p)
+  );
 }
 
 /** What the rules find in one source file: `line: what: code`. */
@@ -48,14 +55,24 @@ function scan(sf: ts.SourceFile, checker: ts.TypeChecker): string[] {
   };
   const forbidden = (spec: string) => FORBIDDEN_MODULES.some((re) => re.test(spec));
   const visit = (node: ts.Node, inType: boolean): void => {
-    if ((ts.isImportDeclaration(node) || ts.isExportDeclaration(node)) && node.moduleSpecifier && ts.isStringLiteral(node.moduleSpecifier) && forbidden(node.moduleSpecifier.text)) {
+    if (
+      (ts.isImportDeclaration(node) || ts.isExportDeclaration(node)) &&
+      node.moduleSpecifier &&
+      ts.isStringLiteral(node.moduleSpecifier) &&
+      forbidden(node.moduleSpecifier.text)
+    ) {
       at(node, `imports ${node.moduleSpecifier.text}`);
     }
     if (ts.isCallExpression(node) && node.expression.kind === ts.SyntaxKind.ImportKeyword) {
       const arg = node.arguments[0];
       if (arg && ts.isStringLiteral(arg) && forbidden(arg.text)) at(node, `imports ${arg.text}`);
     }
-    if (ts.isImportTypeNode(node) && ts.isLiteralTypeNode(node.argument) && ts.isStringLiteral(node.argument.literal) && forbidden(node.argument.literal.text)) {
+    if (
+      ts.isImportTypeNode(node) &&
+      ts.isLiteralTypeNode(node.argument) &&
+      ts.isStringLiteral(node.argument.literal) &&
+      forbidden(node.argument.literal.text)
+    ) {
       at(node, `imports ${node.argument.literal.text}`);
     }
     if (ts.isCallExpression(node) && ts.isPropertyAccessExpression(node.expression) && SQL_CALLS.has(node.expression.name.text)) {
@@ -111,14 +128,21 @@ describe('SQL ownership', () => {
       'const path: string = g().db;',
       "/x/.exec('y');",
       "// ledger.db.prepare('in a comment')",
-      "const text = 'q.db.pragma(\"in a string\")';",
+      'const text = \'q.db.pragma("in a string")\';',
       "declare const q: { k: import('kysely').Kysely<{}> };",
       'const builder = q.k;',
       'function count(db: Database.Database): void {}',
       'export { path, text, builder, count };',
     ].join('\n');
     const file = join(ROOT, 'src', 'cli', '__scan_probe__.ts');
-    const options: ts.CompilerOptions = { strict: true, module: ts.ModuleKind.NodeNext, moduleResolution: ts.ModuleResolutionKind.NodeNext, noEmit: true, skipLibCheck: true, types: [] };
+    const options: ts.CompilerOptions = {
+      strict: true,
+      module: ts.ModuleKind.NodeNext,
+      moduleResolution: ts.ModuleResolutionKind.NodeNext,
+      noEmit: true,
+      skipLibCheck: true,
+      types: [],
+    };
     const host = ts.createCompilerHost(options);
     const { fileExists, readFile, getSourceFile } = host;
     host.fileExists = (f) => f === file || fileExists.call(host, f);

@@ -10,7 +10,6 @@ import { cli, EX, tamper } from './helpers.js';
 import { projectionSnapshot, tempDb } from '../ledger/helpers.js';
 import { Ledger } from '../../src/projections/ledger.js';
 
-
 describe('iommu-ledger command line', () => {
   it('applies the example scenario, once, and audits it (JSON shape, --fail-on exit code)', async () => {
     const db = tempDb();
@@ -62,7 +61,19 @@ describe('iommu-ledger command line', () => {
     const rows = lines.slice(3).map((l) => {
       // Every cell starts in its header's column (COUNT is right-aligned: it ends where its header ends).
       const cell = (i: number) => l.slice(cols[i], i + 1 < cols.length ? cols[i + 1] : undefined).trim();
-      return { iova: cell(0), end: cell(1), paddr: cell(2), page: cell(3), count: l.slice(cols[3], cols[4]! + 'COUNT'.length).trim().split(/\s+/).pop()!, prot: cell(5), by: cell(6) };
+      return {
+        iova: cell(0),
+        end: cell(1),
+        paddr: cell(2),
+        page: cell(3),
+        count: l
+          .slice(cols[3], cols[4]! + 'COUNT'.length)
+          .trim()
+          .split(/\s+/)
+          .pop()!,
+        prot: cell(5),
+        by: cell(6),
+      };
     });
     const unit = { '4K': 0x1000n, '2M': 0x200000n } as Record<string, bigint>;
     for (const r of rows) expect(BigInt(r.end)).toBe(BigInt(r.iova) + unit[r.page]! * BigInt(r.count));
@@ -77,7 +88,8 @@ describe('iommu-ledger command line', () => {
     const db = tempDb();
     const bad = `${db}.jsonl`;
     const lines = [JSON.stringify({ op: 'domain', domain: 'a', profile: 'intel-vtd' })];
-    for (let i = 0; i < 20000; i++) lines.push(JSON.stringify({ op: 'map', domain: 'a', iova: `0x${(0x100000 + i * 0x1000).toString(16)}`, paddr: '0x1000', size: '4K' }));
+    for (let i = 0; i < 20000; i++)
+      lines.push(JSON.stringify({ op: 'map', domain: 'a', iova: `0x${(0x100000 + i * 0x1000).toString(16)}`, paddr: '0x1000', size: '4K' }));
     lines.push('{"op":"map","domain":"a","iova":"zzz"}');
     writeFileSync(bad, lines.join('\n'));
     // Alone, the failed run leaves no file.
@@ -96,7 +108,7 @@ describe('iommu-ledger command line', () => {
     check.close();
   });
 
-  it('a writer that waits longer than the busy timeout for another process\'s write lock exits 75 (retry later) and stores nothing', async () => {
+  it("a writer that waits longer than the busy timeout for another process's write lock exits 75 (retry later) and stores nothing", async () => {
     const db = tempDb();
     await cli('--db', db, 'apply', join(EX, 'scenario.jsonl'));
     const holder = new Database(db);
@@ -107,7 +119,9 @@ describe('iommu-ledger command line', () => {
       writeFileSync(one, JSON.stringify({ op: 'map', domain: 'gpu0', iova: '0x900000', paddr: '0x90000000', size: '4K' }));
       const r = await cli('--db', db, 'apply', one);
       expect(r.code).toBe(75);
-      expect(r.err).toBe(`iommu-ledger: ${db} is busy: another process has held its write lock for more than 0.2 s (a rebuild, an import, a large apply); nothing was stored by this command: run it again when that one is done\n`);
+      expect(r.err).toBe(
+        `iommu-ledger: ${db} is busy: another process has held its write lock for more than 0.2 s (a rebuild, an import, a large apply); nothing was stored by this command: run it again when that one is done\n`,
+      );
     } finally {
       delete process.env.IOMMU_LEDGER_BUSY_TIMEOUT;
       holder.exec('ROLLBACK');
@@ -146,10 +160,16 @@ describe('iommu-ledger command line', () => {
     const refused = await cli('--db', db, 'rebuild');
     expect(refused.code).toBe(1);
     expect(refused.err).toMatch(/^iommu-ledger: rebuild refused: the hash chain is broken \(position 3: its content does not match the hash chain/);
-    for (const argv of [['rebuild', '--accept-broken-chain'], ['explain', '0x200000', '--domain', 'gpu0'], ['history', '0x200000', '--domain', 'gpu0']]) {
+    for (const argv of [
+      ['rebuild', '--accept-broken-chain'],
+      ['explain', '0x200000', '--domain', 'gpu0'],
+      ['history', '0x200000', '--domain', 'gpu0'],
+    ]) {
       const r = await cli('--db', db, ...argv);
       expect(r.code).toBe(1);
-      expect(r.err).toMatch(/^iommu-ledger: event #3 \(id ade357a1fcd16486b5f69f95:3\): its stored body is not valid JSON \(.*\): this stored event is not one iommu-ledger writes \(the ledger was changed outside it\); nothing was written; restore the ledger from a copy \('iommu-ledger verify' checks the hash chain\)\n$/);
+      expect(r.err).toMatch(
+        /^iommu-ledger: event #3 \(id ade357a1fcd16486b5f69f95:3\): its stored body is not valid JSON \(.*\): this stored event is not one iommu-ledger writes \(the ledger was changed outside it\); nothing was written; restore the ledger from a copy \('iommu-ledger verify' checks the hash chain\)\n$/,
+      );
     }
     const after = new Database(db);
     expect(projectionSnapshot(after)).toEqual(before);
@@ -161,7 +181,9 @@ describe('iommu-ledger command line', () => {
     const db = tempDb();
     await cli('--db', db, 'apply', join(EX, 'scenario.jsonl'));
     const w = await cli('--db', db, 'walk', '0xfffffffffffff000', '--domain', 'gpu0');
-    expect(w.out).toBe('0xfffffffffffff000 is beyond the 48-bit IOVA space of gpu0 (which ends at 0xffffffffffff): no page-table walk reaches it, and a DMA there faults.\n');
+    expect(w.out).toBe(
+      '0xfffffffffffff000 is beyond the 48-bit IOVA space of gpu0 (which ends at 0xffffffffffff): no page-table walk reaches it, and a DMA there faults.\n',
+    );
     expect(JSON.parse((await cli('--db', db, '--json', 'walk', '0x1000000000000', '--domain', 'gpu0')).out)).toMatchObject({ outside: true, steps: [] });
     expect((await cli('--db', db, 'walk', '0xffffffffffff', '--domain', 'gpu0')).out).toMatch(/invalid PML4 entry/);
     const help = (await cli('--help')).out;
@@ -213,7 +235,9 @@ describe('iommu-ledger command line', () => {
       expect(r.err).toContain(`--at ${JSON.stringify(at)}: give a position (1234), trace seconds (511.10) or an ISO time`);
     }
     expect((await cli('--db', db, 'state', '--at', '2026-11-23 10:00:02', '--domain', 'gpu0')).out).toMatch(/as of event #5:/);
-    expect((await cli('--db', db, 'state', '--at', '2', '--domain', 'dsp')).out).toMatch(/as of event #2: 0 run\(s\), 0 mapped \(the domain was created at event #11\)\n/);
+    expect((await cli('--db', db, 'state', '--at', '2', '--domain', 'dsp')).out).toMatch(
+      /as of event #2: 0 run\(s\), 0 mapped \(the domain was created at event #11\)\n/,
+    );
   });
 
   it('state --json lists pages as {iova, paddr, pageSize, count, prot, mappedBy}, at any point in time', async () => {
@@ -221,7 +245,10 @@ describe('iommu-ledger command line', () => {
     await cli('--db', db, 'apply', join(EX, 'scenario.jsonl'));
     const now = JSON.parse((await cli('--db', db, '--json', 'state', '--domain', 'gpu0')).out) as { pages: Array<Record<string, unknown>> };
     expect(now.pages[0]).toMatchObject({ iova: '0x600000', paddr: '0x81000000', pageSize: '0x1000', count: 16, prot: 'rw', mappedBy: 5 });
-    const before = JSON.parse((await cli('--db', db, '--json', 'state', '--domain', 'gpu0', '--at', '2026-11-23T10:00:02Z')).out) as { at: number; pages: unknown[] };
+    const before = JSON.parse((await cli('--db', db, '--json', 'state', '--domain', 'gpu0', '--at', '2026-11-23T10:00:02Z')).out) as {
+      at: number;
+      pages: unknown[];
+    };
     expect(before.at).toBe(5);
     expect(before.pages).toHaveLength(3); // the 2M page, the 8K and the 64K maps
     const explain = await cli('--db', db, 'explain', '0x202010', '--domain', 'gpu0');

@@ -13,7 +13,6 @@ import { tempDb } from '../ledger/helpers.js';
 const BIN = join(__dirname, '..', '..', 'src', 'cli', 'bin.ts');
 const VITE_NODE = join(__dirname, '..', '..', 'node_modules', '.bin', 'vite-node');
 
-
 /** A file next to the ledger. */
 function file(db: string, name: string, text: string): string {
   const f = join(db, '..', name);
@@ -49,7 +48,12 @@ function pairsTrace(n: number, slots: number): string {
   const lines = ['# tracer: nop'];
   for (let i = 0; i < n; i++) {
     const iova = `0x${(0x100000 + ((i >> 1) % slots) * 0x1000).toString(16).padStart(16, '0')}`;
-    lines.push(L(`${1000 + i}.000001`, i % 2 ? `unmap: IOMMU: iova=${iova} size=4096 unmapped_size=4096` : `map: IOMMU: iova=${iova} paddr=0x0000000080000000 size=4096`));
+    lines.push(
+      L(
+        `${1000 + i}.000001`,
+        i % 2 ? `unmap: IOMMU: iova=${iova} size=4096 unmapped_size=4096` : `map: IOMMU: iova=${iova} paddr=0x0000000080000000 size=4096`,
+      ),
+    );
   }
   return `${lines.join('\n')}\n`;
 }
@@ -87,7 +91,9 @@ describe('iommu-ledger import', () => {
     expect(lines).toContain('existing domains keep their own profile: gpu0 intel-vtd (--profile and --semantics apply only to the domains an import creates)');
     // The 4K unmap that removed a 1M page diverges; the pages follow the kernel, so the later
     // unmap of that 1M (unmapped_size=0) is predicted right.
-    expect(lines).toContain("divergences: 1 unmap(s) where the trace's unmapped_size differs from intel-vtd's prediction; the pages follow the kernel — see 'iommu-ledger audit divergences'");
+    expect(lines).toContain(
+      "divergences: 1 unmap(s) where the trace's unmapped_size differs from intel-vtd's prediction; the pages follow the kernel — see 'iommu-ledger audit divergences'",
+    );
     expect(lines).toContain(
       "profile check: replaying these domains under each built-in profile, omap 0, amd-v1 0, intel-vtd 1, intel-vtd-5level 1 divergence(s) — omap fits the trace better: try 'iommu-ledger replay --profile omap --domain gpu0 --out other.db'",
     );
@@ -98,7 +104,9 @@ describe('iommu-ledger import', () => {
     const db = await scenarioLedger();
     const r = await cli('--db', db, 'import', join(EX, 'dmesg-debug.log'), '--profile', 'omap', '--domain', 'gpu0');
     expect(r.code).toBe(0);
-    expect(r.out.split('\n')).toContain('existing domains keep their own profile: gpu0 intel-vtd (--profile and --semantics apply only to the domains an import creates)');
+    expect(r.out.split('\n')).toContain(
+      'existing domains keep their own profile: gpu0 intel-vtd (--profile and --semantics apply only to the domains an import creates)',
+    );
     // The kernel's 2M chunks are intel-vtd's split (omap's would be 1M pages), and intel-vtd predicts every unmap.
     expect(r.out).not.toMatch(/page split:|divergences:/);
     const fresh = await cli('--db', tempDb(), 'import', join(EX, 'dmesg-debug.log'), '--profile', 'omap');
@@ -121,7 +129,10 @@ describe('iommu-ledger import', () => {
     expect(r).toEqual({
       code: 2,
       out: '',
-      err: 'iommu-ledger: --domain "dsp": domain: "dsp" was destroyed, so it takes no more commands; nothing of ' + join(db, '..', 'o2.trace') + ' was stored (give another --domain)\n',
+      err:
+        'iommu-ledger: --domain "dsp": domain: "dsp" was destroyed, so it takes no more commands; nothing of ' +
+        join(db, '..', 'o2.trace') +
+        ' was stored (give another --domain)\n',
     });
     expect(events(db)).toBe(before);
   });
@@ -269,7 +280,9 @@ describe('iommu-ledger import', () => {
     writeFileSync(trace, pairsTrace(99, 64)); // the first 100 lines
     const r = await following;
     expect(r.code).toBe(2);
-    expect(r.err).toMatch(/grow\.trace shrank from \d+ to \d+ bytes while it was followed \(truncated or rotated\): following stopped; the 401 event\(s\) stored so far stay \(lines 1-401\)/);
+    expect(r.err).toMatch(
+      /grow\.trace shrank from \d+ to \d+ bytes while it was followed \(truncated or rotated\): following stopped; the 401 event\(s\) stored so far stay \(lines 1-401\)/,
+    );
     expect(events(db)).toBe(401);
   }, 30_000);
 

@@ -56,14 +56,19 @@ afterEach(() => {
 });
 
 /** The command in a child process; `done` resolves with its exit code and output. */
-function child(args: string[], env: NodeJS.ProcessEnv = process.env): { p: ChildProcess; done: Promise<{ code: number | null; signal: string | null; out: string; err: string }> } {
+function child(
+  args: string[],
+  env: NodeJS.ProcessEnv = process.env,
+): { p: ChildProcess; done: Promise<{ code: number | null; signal: string | null; out: string; err: string }> } {
   const p = spawn(process.execPath, ['--import', 'tsx', BIN, ...args], { cwd: ROOT, env, stdio: ['pipe', 'pipe', 'pipe'] });
   children.push(p);
   let out = '';
   let err = '';
   p.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   p.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-  const done = new Promise<{ code: number | null; signal: string | null; out: string; err: string }>((r) => p.on('close', (code, signal) => r({ code, signal, out, err })));
+  const done = new Promise<{ code: number | null; signal: string | null; out: string; err: string }>((r) =>
+    p.on('close', (code, signal) => r({ code, signal, out, err })),
+  );
   return { p, done };
 }
 
@@ -91,33 +96,36 @@ describe('compressed traces: the same events as the plain file, and the same sou
     { name: 'xz (the xz command)', ext: 'xz', make: xz ? () => spawnSync(xz, ['-c', '-6'], { input: TEXT }).stdout : undefined },
   ];
   for (const k of kinds) {
-    it.skipIf(!k.make)(`${k.name}: stored exactly as the plain file (ids included), and recognised as imported already (skipped when the tool is not on PATH)`, async () => {
-      const ref = await plainImport();
-      expect(ref.spaces.length).toBeGreaterThan(1);
-      const bytes = k.make!(TRACE);
-      expect(bytes.length).toBeGreaterThan(0);
-      expect(bytes.length).toBeLessThan(TEXT.length / 3);
-      // Into a new ledger: the same events; the ids too, as the source is its decompressed content.
-      const db = tempDb();
-      const f = copy(db, `boot.trace.${k.ext}`, bytes);
-      const r = await cli('--db', db, '--json', 'import', f, '--profile', 'intel-vtd');
-      expect(r.code, r.err).toBe(0);
-      const s = JSON.parse(r.out) as { compressed?: string; records: number };
-      expect(s.compressed).toBeDefined();
-      const evs = storedEvents(db);
-      expect(decisions(evs)).toEqual(decisions(ref.events));
-      expect(evs.map((e) => e.id)).toEqual(ref.events.map((e) => e.id));
-      expect(new Set(evs.map((e) => e.data.from?.source))).toEqual(new Set([`boot.trace.${k.ext}`]));
-      // Into the ledger that holds the plain file: the same source, nothing new.
-      const again = await cli('--db', ref.db, 'import', copy(ref.db, `again.trace.${k.ext}`, bytes), '--profile', 'intel-vtd');
-      expect(again.code, again.err).toBe(0);
-      expect(again.out).toMatch(/: already imported into .* \(as boot\.trace, /);
-      expect(storedEvents(ref.db)).toHaveLength(ref.events.length);
-      // And the other way round: the plain file after the compressed one.
-      const plain = await cli('--db', db, 'import', copy(db, 'plain.trace'), '--profile', 'intel-vtd');
-      expect(plain.out).toMatch(new RegExp(`: already imported into .* \\(as boot\\.trace\\.${k.ext}, `));
-      expect(storedEvents(db)).toHaveLength(evs.length);
-    });
+    it.skipIf(!k.make)(
+      `${k.name}: stored exactly as the plain file (ids included), and recognised as imported already (skipped when the tool is not on PATH)`,
+      async () => {
+        const ref = await plainImport();
+        expect(ref.spaces.length).toBeGreaterThan(1);
+        const bytes = k.make!(TRACE);
+        expect(bytes.length).toBeGreaterThan(0);
+        expect(bytes.length).toBeLessThan(TEXT.length / 3);
+        // Into a new ledger: the same events; the ids too, as the source is its decompressed content.
+        const db = tempDb();
+        const f = copy(db, `boot.trace.${k.ext}`, bytes);
+        const r = await cli('--db', db, '--json', 'import', f, '--profile', 'intel-vtd');
+        expect(r.code, r.err).toBe(0);
+        const s = JSON.parse(r.out) as { compressed?: string; records: number };
+        expect(s.compressed).toBeDefined();
+        const evs = storedEvents(db);
+        expect(decisions(evs)).toEqual(decisions(ref.events));
+        expect(evs.map((e) => e.id)).toEqual(ref.events.map((e) => e.id));
+        expect(new Set(evs.map((e) => e.data.from?.source))).toEqual(new Set([`boot.trace.${k.ext}`]));
+        // Into the ledger that holds the plain file: the same source, nothing new.
+        const again = await cli('--db', ref.db, 'import', copy(ref.db, `again.trace.${k.ext}`, bytes), '--profile', 'intel-vtd');
+        expect(again.code, again.err).toBe(0);
+        expect(again.out).toMatch(/: already imported into .* \(as boot\.trace, /);
+        expect(storedEvents(ref.db)).toHaveLength(ref.events.length);
+        // And the other way round: the plain file after the compressed one.
+        const plain = await cli('--db', db, 'import', copy(db, 'plain.trace'), '--profile', 'intel-vtd');
+        expect(plain.out).toMatch(new RegExp(`: already imported into .* \\(as boot\\.trace\\.${k.ext}, `));
+        expect(storedEvents(db)).toHaveLength(evs.length);
+      },
+    );
   }
 });
 
@@ -262,4 +270,3 @@ describe('streams', () => {
     }
   }, 30_000);
 });
-

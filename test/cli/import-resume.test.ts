@@ -31,7 +31,10 @@ function shifted(name: string, dt: number, di: bigint): string[] {
     .map((l) =>
       l
         .replace(/ (\d+)\.(\d{6}): /, (_m, s: string, f: string) => ` ${Number(s) + dt}.${f}: `)
-        .replace(/iova=0x([0-9a-f]{16}) - 0x([0-9a-f]{16})/, (_m, a: string, b: string) => `iova=${hex16(BigInt(`0x${a}`) + di)} - ${hex16(BigInt(`0x${b}`) + di)}`),
+        .replace(
+          /iova=0x([0-9a-f]{16}) - 0x([0-9a-f]{16})/,
+          (_m, a: string, b: string) => `iova=${hex16(BigInt(`0x${a}`) + di)} - ${hex16(BigInt(`0x${b}`) + di)}`,
+        ),
     );
 }
 
@@ -41,7 +44,9 @@ function shifted(name: string, dt: number, di: bigint): string[] {
  * IOVA + (2k + 1) * 4 GiB; the header lines of the first, once.
  */
 function longTrace(copies: number): string {
-  const header = readFileSync(fixture('lazy-multidev-boot.trace'), 'utf8').split('\n').filter((l) => l.startsWith('#'));
+  const header = readFileSync(fixture('lazy-multidev-boot.trace'), 'utf8')
+    .split('\n')
+    .filter((l) => l.startsWith('#'));
   const out = [...header];
   for (let k = 0; k < copies; k++) {
     out.push(...shifted('lazy-multidev-boot.trace', 30 * k, BigInt(2 * k) << 32n));
@@ -87,7 +92,10 @@ describe('a resumed import of a multi-space trace', () => {
     expect(want).toHaveLength(ws.stored);
 
     // The same import in a child process, killed once its first chunk is committed.
-    const p = spawn(process.execPath, ['--import', 'tsx', BIN, '--db', killed, 'import', trace, '--profile', 'intel-vtd'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn(process.execPath, ['--import', 'tsx', BIN, '--db', killed, 'import', trace, '--profile', 'intel-vtd'], {
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let err = '';
     p.stderr.on('data', (d: Buffer) => (err += d.toString()));
     const exited = new Promise((r) => p.on('close', r));
@@ -105,7 +113,9 @@ describe('a resumed import of a multi-space trace', () => {
     expect(stored).toBeLessThan(want.length); // killed before the end
     // What the killed run stored is a prefix of the uninterrupted import.
     const before = storedEvents(killed);
-    expect(before.map((e) => [e.position, e.id, e.type, e.stream, e.data])).toEqual(want.slice(0, stored).map((e) => [e.position, e.id, e.type, e.stream, e.data]));
+    expect(before.map((e) => [e.position, e.id, e.type, e.stream, e.data])).toEqual(
+      want.slice(0, stored).map((e) => [e.position, e.id, e.type, e.stream, e.data]),
+    );
 
     const again = await cli('--db', killed, 'import', trace, '--profile', 'intel-vtd');
     expect(again.code, again.err).toBe(0);
@@ -135,7 +145,10 @@ describe('a resumed import of a multi-space trace', () => {
     const trace = join(both, '..', 'long.trace');
     writeFileSync(trace, text);
     const run = () => {
-      const p = spawn(process.execPath, ['--import', 'tsx', BIN, '--db', both, 'import', trace, '--profile', 'intel-vtd'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+      const p = spawn(process.execPath, ['--import', 'tsx', BIN, '--db', both, 'import', trace, '--profile', 'intel-vtd'], {
+        cwd: ROOT,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
       let out = '';
       let err = '';
       p.stdout.on('data', (d: Buffer) => (out += d.toString()));

@@ -111,7 +111,7 @@ describe('parseSize', () => {
 
 describe('formatting', () => {
   it('hex and hex64 print lower-case, hex64 padded like %016llx', () => {
-    expect(hex(0xABCn)).toBe('0xabc');
+    expect(hex(0xabcn)).toBe('0xabc');
     expect(hex(0n)).toBe('0x0');
     expect(hex64(0x1000n)).toBe('0x0000000000001000');
     expect(hex64(U64_MAX)).toBe('0xffffffffffffffff');

@@ -35,8 +35,7 @@ function live(d: Domain): Array<[bigint, bigint, bigint, bigint, number]> {
 }
 
 const rng = (start: bigint, end: bigint) => ({ start, end });
-const pieces = (xs: ReadonlyArray<{ start: bigint; end: bigint; origin?: { ref: number } }>) =>
-  xs.map((x) => [x.start, x.end, x.origin?.ref] as const);
+const pieces = (xs: ReadonlyArray<{ start: bigint; end: bigint; origin?: { ref: number } }>) => xs.map((x) => [x.start, x.end, x.origin?.ref] as const);
 const removedOf = (u: UnmapResult) => u.removed.map((r) => [r.iova, r.pageSize, r.count, r.origin.ref] as const);
 
 describe('map (iommu_map)', () => {
@@ -223,7 +222,7 @@ describe('unmap, legacy (the 2011 iommu_unmap loop: the driver removes the whole
     expect([u.ok, u.unmappedSize, u.removed, u.leftMapped]).toEqual([true, 0n, [], []]);
   });
 
-  it('the thread\'s guarantee: unmapping exactly an earlier map removes only it, next to other maps', () => {
+  it("the thread's guarantee: unmapping exactly an earlier map removes only it, next to other maps", () => {
     const d = domain('omap');
     map(d, 0n, 0n, M, 1);
     map(d, M, M, 17n * M, 2); // 1M x15 then a 16M supersection
@@ -270,10 +269,12 @@ describe('unmap, split (io-pgtable-arm before v6.13: arm_lpae_split_blk_unmap)',
     ]);
     const bySize = new Map<bigint, bigint>();
     for (const r of d.runs()) bySize.set(r.pageSize, (bySize.get(r.pageSize) ?? 0n) + r.count);
-    expect(bySize).toEqual(new Map([
-      [2n * M, 511n],
-      [4n * K, 511n],
-    ]));
+    expect(bySize).toEqual(
+      new Map([
+        [2n * M, 511n],
+        [4n * K, 511n],
+      ]),
+    );
     // Hardware: the L1 block entry is replaced by an L2 table (511 blocks + a table descriptor)
     // whose hole's slot points to a new L3 table of 511 pages.
     expect(u.hw.entriesCleared).toEqual([0, 1, 0, 0]);
@@ -477,16 +478,16 @@ describe('Domain bookkeeping', () => {
 describe('profiles', () => {
   it('built-in page sizes and widths are those of the kernel sources', () => {
     const p = (n: string) => findBuiltinProfile(n)!;
-    expect(p('omap').pgsizeBitmap).toBe(4n * K | 64n * K | M | 16n * M); // OMAP_IOMMU_PGSIZES
+    expect(p('omap').pgsizeBitmap).toBe((4n * K) | (64n * K) | M | (16n * M)); // OMAP_IOMMU_PGSIZES
     expect(p('omap').iovaBits).toBe(32);
-    expect(p('intel-vtd').pgsizeBitmap).toBe(4n * K | 2n * M | G);
+    expect(p('intel-vtd').pgsizeBitmap).toBe((4n * K) | (2n * M) | G);
     expect(p('intel-vtd').format.levels.map((l) => l.name)).toEqual(['PML4', 'PDPT', 'PD', 'PT']);
     expect(p('intel-vtd-5level').format.levels.length).toBe(5);
     // AMD_IOMMU_PGSIZES = GENMASK_ULL(51, 12) ^ SZ_512G
     expect(p('amd-v1').pgsizeBitmap).toBe(((1n << 52n) - (1n << 12n)) ^ (1n << 39n));
     expect(p('amd-v1').iovaBits).toBe(52);
-    expect(p('arm-lpae-16k').pgsizeBitmap).toBe(16n * K | 32n * M);
-    expect(p('arm-lpae-64k').pgsizeBitmap).toBe(64n * K | 512n * M);
+    expect(p('arm-lpae-16k').pgsizeBitmap).toBe((16n * K) | (32n * M));
+    expect(p('arm-lpae-64k').pgsizeBitmap).toBe((64n * K) | (512n * M));
     // 16K granule, 48 bits: 11 bits per level, 4 levels, a 2-entry top table.
     expect(p('arm-lpae-16k').format.levels.map((l) => [l.name, l.shift, l.entries])).toEqual([
       ['L0', 47, 2],
@@ -535,7 +536,7 @@ describe('profiles', () => {
       [21, 8],
       [12, 512],
     ]);
-    expect(customProfile({ pgsizeBitmap: '0x40201000' }).pgsizeBitmap).toBe(4n * K | 2n * M | G);
+    expect(customProfile({ pgsizeBitmap: '0x40201000' }).pgsizeBitmap).toBe((4n * K) | (2n * M) | G);
     const v7 = customProfile({ base: 'arm-v7s', pgsizes: ['4K', '1M'] });
     expect(v7.format.name).toBe('arm-v7s');
     expect(v7.semantics).toBe('split');

@@ -22,10 +22,13 @@ const entries = (o: object): Array<[string, unknown]> => Object.entries(o);
 
 describe('parseCommand fast path', () => {
   /** Mostly valid values, sometimes not. */
-  const v = <T,>(good: readonly T[], bad: readonly unknown[]) =>
+  const v = <T>(good: readonly T[], bad: readonly unknown[]) =>
     fc.oneof({ weight: 12, arbitrary: fc.constantFrom(...good) }, { weight: 1, arbitrary: fc.constantFrom(...bad) });
   const badAddr = ['0x10000000000000000', '-1', 'zz', '', -1, 1.5, 2 ** 53, -1n, 1n << 64n, true, null, undefined];
-  const addr = v(['0x1000', '0X2000', '0x0', '4096', '0b1000000000000', '0x1_000', ' 0x3000 ', '0xfffffffffffff000', '0xffffffffffffffff', 4096, 0, 4096n], badAddr);
+  const addr = v(
+    ['0x1000', '0X2000', '0x0', '4096', '0b1000000000000', '0x1_000', ' 0x3000 ', '0xfffffffffffff000', '0xffffffffffffffff', 4096, 0, 4096n],
+    badAddr,
+  );
   const size = v(['0x1000', '4096', '4K', '2 MiB', '0x10K', '1g', '4B', 8192, 4096n], ['4Q', ...badAddr]);
   const str = (max: number) => v(['', 'a', 'vfio', 'x'.repeat(max), undefined], ['x'.repeat(max + 1), 3]);
   const count = v([0, 7, -0, 2 ** 53 - 1, undefined], [-1, 1.5, 2 ** 53, '1']);
@@ -209,18 +212,28 @@ describe('table accounting on numbers and on bigints', () => {
 
 describe('splitRegion size tables', () => {
   it('give the kernel’s page loop for bitmaps anywhere in 64 bits', () => {
-    const bitmap = fc.uniqueArray(fc.integer({ min: 0, max: 63 }), { minLength: 1, maxLength: 5 }).map((bits) => bits.reduce((a, b) => a | (1n << BigInt(b)), 0n));
+    const bitmap = fc
+      .uniqueArray(fc.integer({ min: 0, max: 63 }), { minLength: 1, maxLength: 5 })
+      .map((bits) => bits.reduce((a, b) => a | (1n << BigInt(b)), 0n));
     fc.assert(
-      fc.property(bitmap, fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }), fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }), fc.integer({ min: 1, max: 40 }), (bm, va, pa, n) => {
-        const min = bm & -bm;
-        const iova = va - (va % min);
-        const paddr = pa - (pa % min);
-        const size = min * BigInt(n);
-        const pages = splitRegionPagewise(iova, paddr, size, bm);
-        const runs = splitRegion(iova, paddr, size, bm);
-        const flat = runs.flatMap((r) => Array.from({ length: Number(r.count) }, (_, i) => [r.iova + BigInt(i) * r.pageSize, r.paddr + BigInt(i) * r.pageSize, r.pageSize]));
-        expect(flat).toEqual(pages);
-      }),
+      fc.property(
+        bitmap,
+        fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }),
+        fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }),
+        fc.integer({ min: 1, max: 40 }),
+        (bm, va, pa, n) => {
+          const min = bm & -bm;
+          const iova = va - (va % min);
+          const paddr = pa - (pa % min);
+          const size = min * BigInt(n);
+          const pages = splitRegionPagewise(iova, paddr, size, bm);
+          const runs = splitRegion(iova, paddr, size, bm);
+          const flat = runs.flatMap((r) =>
+            Array.from({ length: Number(r.count) }, (_, i) => [r.iova + BigInt(i) * r.pageSize, r.paddr + BigInt(i) * r.pageSize, r.pageSize]),
+          );
+          expect(flat).toEqual(pages);
+        },
+      ),
       { numRuns: 3000 },
     );
     // A whole 64-bit space in one page, and a size past 2^64 (the general path).

@@ -181,7 +181,13 @@ describe('table and entry counts', () => {
     ok(d.map({ iova: 0n, paddr: 0n, size: 4n * M, ref: 1 }));
     const u = d.unmap({ iova: 0n, size: 2n * M });
     expect(u.errno).toBe('EINVAL');
-    expect(u.hw).toEqual({ entriesWritten: [0, 0, 0, 0], entriesCleared: [0, 0, 0, 0], tablesAllocated: [0, 0, 0, 0], tablesFreed: [0, 0, 0, 0], invalidations: [] });
+    expect(u.hw).toEqual({
+      entriesWritten: [0, 0, 0, 0],
+      entriesCleared: [0, 0, 0, 0],
+      tablesAllocated: [0, 0, 0, 0],
+      tablesFreed: [0, 0, 0, 0],
+      invalidations: [],
+    });
   });
 
   it('invalidations are coalesced across the runs an unmap removes', () => {

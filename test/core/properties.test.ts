@@ -259,7 +259,15 @@ function toShape(pages: Iterable<Shape>): string[] {
   for (const p of pages) {
     const last = out[out.length - 1];
     const n = last ? last.pageSize * last.count : 0n;
-    if (last && last.pageSize === p.pageSize && last.ref === p.ref && last.oIova === p.oIova && last.oSize === p.oSize && last.iova + n === p.iova && last.paddr + n === p.paddr) {
+    if (
+      last &&
+      last.pageSize === p.pageSize &&
+      last.ref === p.ref &&
+      last.oIova === p.oIova &&
+      last.oSize === p.oSize &&
+      last.iova + n === p.iova &&
+      last.paddr + n === p.paddr
+    ) {
       last.count += p.count;
     } else out.push({ ...p });
   }
@@ -325,8 +333,14 @@ function recount(p: Profile, pages: Iterable<RPage>): Recount {
 function checkRecount(d: Domain, m: RefModel): Recount {
   const rc = recount(d.profile, m.pages.values());
   const st = d.stats();
-  assert.deepEqual(st.levels.map((l) => l.entries), rc.entries);
-  assert.deepEqual(st.levels.map((l) => l.tables), rc.tables);
+  assert.deepEqual(
+    st.levels.map((l) => l.entries),
+    rc.entries,
+  );
+  assert.deepEqual(
+    st.levels.map((l) => l.tables),
+    rc.tables,
+  );
   let bytes = 0n;
   for (const p of m.pages.values()) bytes += p.size;
   assert.equal(st.mappedBytes, bytes);
@@ -346,7 +360,10 @@ function checkWalk(d: Domain, m: RefModel, rc: Recount, a: bigint): void {
   const p = m.at(a);
   if (p) {
     const { level, repeat } = leafOf(d.profile, p.size);
-    assert.deepEqual(steps.map((s) => s.kind), [...new Array<string>(level).fill('table'), 'page']);
+    assert.deepEqual(
+      steps.map((s) => s.kind),
+      [...new Array<string>(level).fill('table'), 'page'],
+    );
     const last = steps[steps.length - 1]!;
     assert.equal(last.output, p.paddr + (a - p.start));
     assert.equal(last.pageSize, p.size);
@@ -355,7 +372,10 @@ function checkWalk(d: Domain, m: RefModel, rc: Recount, a: bigint): void {
   } else {
     let t = 0;
     while (t + 1 < lv.length && rc.spans[t + 1]!.has(a >> BigInt(lv[t]!.shift))) t++;
-    assert.deepEqual(steps.map((s) => s.kind), [...new Array<string>(t).fill('table'), 'invalid']);
+    assert.deepEqual(
+      steps.map((s) => s.kind),
+      [...new Array<string>(t).fill('table'), 'invalid'],
+    );
   }
   steps.forEach((s, i) => {
     assert.equal(s.level, i);
@@ -417,8 +437,16 @@ function checkDeltaExact(p: Profile, before: RefModel, after: RefModel, hw: HwDe
   const freed = rb.spans.map((s, L) => (L === 0 ? 0 : [...s].filter((x) => !ra.spans[L]!.has(x)).length));
   assert.deepEqual(hw.tablesAllocated, alloc, `${what}: tables allocated`);
   assert.deepEqual(hw.tablesFreed, freed, `${what}: tables freed`);
-  assert.deepEqual(hw.entriesWritten, leafWritten.map((x, l) => x + (alloc[l + 1] ?? 0)), `${what}: entries written`);
-  assert.deepEqual(hw.entriesCleared, leafCleared.map((x, l) => x + (freed[l + 1] ?? 0)), `${what}: entries cleared`);
+  assert.deepEqual(
+    hw.entriesWritten,
+    leafWritten.map((x, l) => x + (alloc[l + 1] ?? 0)),
+    `${what}: entries written`,
+  );
+  assert.deepEqual(
+    hw.entriesCleared,
+    leafCleared.map((x, l) => x + (freed[l + 1] ?? 0)),
+    `${what}: entries cleared`,
+  );
 }
 
 /** The run objects an operation reports as taken out and put in are exactly the change of the live set. */
@@ -484,19 +512,11 @@ function sizeArb(cfg: Cfg): fc.Arbitrary<bigint> {
 
 /** A signed adjustment of 0 (mostly) or a few pages of one supported size; `down` favours cutting inwards. */
 function adjArb(cfg: Cfg, down = false): fc.Arbitrary<bigint> {
-  const pages = (min: number, max: number) =>
-    fc.tuple(fc.constantFrom(...cfg.gen), fc.integer({ min, max })).map(([s, c]) => s * BigInt(c));
-  return fc.oneof(
-    { weight: 4, arbitrary: fc.constant(0n) },
-    { weight: 3, arbitrary: pages(-2, 2) },
-    { weight: down ? 3 : 0, arbitrary: pages(-2, -1) },
-  );
+  const pages = (min: number, max: number) => fc.tuple(fc.constantFrom(...cfg.gen), fc.integer({ min, max })).map(([s, c]) => s * BigInt(c));
+  return fc.oneof({ weight: 4, arbitrary: fc.constant(0n) }, { weight: 3, arbitrary: pages(-2, 2) }, { weight: down ? 3 : 0, arbitrary: pages(-2, -1) });
 }
 
-const skewArb: fc.Arbitrary<Skew> = fc.oneof(
-  { weight: 25, arbitrary: fc.constant(0 as Skew) },
-  { weight: 1, arbitrary: fc.constantFrom<Skew>(1, 2, 3, 4) },
-);
+const skewArb: fc.Arbitrary<Skew> = fc.oneof({ weight: 25, arbitrary: fc.constant(0 as Skew) }, { weight: 1, arbitrary: fc.constantFrom<Skew>(1, 2, 3, 4) });
 
 function cmdArb(cfg: Cfg): fc.Arbitrary<Cmd> {
   const addr = addrArb(cfg, cfg.top);
@@ -505,7 +525,14 @@ function cmdArb(cfg: Cfg): fc.Arbitrary<Cmd> {
     {
       weight: 5,
       // paddr: 0 = identity, 1 = iova + an offset, 2 = anywhere.
-      arbitrary: fc.record({ k: fc.constant('map' as const), iova: addr, size: sizeArb(cfg), pmode: fc.constantFrom(0, 0, 1, 1, 2), pother: addr, skew: skewArb }),
+      arbitrary: fc.record({
+        k: fc.constant('map' as const),
+        iova: addr,
+        size: sizeArb(cfg),
+        pmode: fc.constantFrom(0, 0, 1, 1, 2),
+        pother: addr,
+        skew: skewArb,
+      }),
     },
     { weight: 2, arbitrary: fc.record({ k: fc.constant('unmap' as const), iova: addr, size: sizeArb(cfg), skew: skewArb, sem }) },
     {
@@ -612,8 +639,12 @@ function step(s: Run1, c: Cmd, semOverride: Semantics | undefined): void {
       if (!res.ok) return;
       s.maps.push({ iova, size });
       const pages: string[] = [];
-      for (const run of res.runs) for (let i = 0n; i < run.count; i++) pages.push(pageKey(run.iova + i * run.pageSize, run.pageSize, run.paddr + i * run.pageSize, ref));
-      assert.deepEqual(pages, greedyPages(m.sizes, iova, paddr, size)!.map(([va, pa, sz]) => pageKey(va, sz, pa, ref)));
+      for (const run of res.runs)
+        for (let i = 0n; i < run.count; i++) pages.push(pageKey(run.iova + i * run.pageSize, run.pageSize, run.paddr + i * run.pageSize, ref));
+      assert.deepEqual(
+        pages,
+        greedyPages(m.sizes, iova, paddr, size)!.map(([va, pa, sz]) => pageKey(va, sz, pa, ref)),
+      );
       assert.ok(ZERO({ ...res.hw, entriesWritten: [], tablesAllocated: [] })); // a map clears nothing
       rejected = false;
       hw = res.hw;
@@ -635,8 +666,16 @@ function step(s: Run1, c: Cmd, semOverride: Semantics | undefined): void {
     assert.deepEqual(normalize(runPieces(res.removed)), normalize(r.removed), what);
     const removedBytes = res.removed.reduce((a, x) => a + runEnd(x) - x.iova, 0n);
     assert.equal(res.unmappedSize, removedBytes);
-    assert.deepEqual(normalize(res.collateral.map((x) => ({ start: x.start, end: x.end, ref: x.origin.ref }))), normalize(refCollateral(r.removed, iova, iova + size)), what);
-    assert.deepEqual(res.leftMapped.map((x) => `${h(x.start)}..${h(x.end)}`), m.mappedIn(iova, iova + size), what);
+    assert.deepEqual(
+      normalize(res.collateral.map((x) => ({ start: x.start, end: x.end, ref: x.origin.ref }))),
+      normalize(refCollateral(r.removed, iova, iova + size)),
+      what,
+    );
+    assert.deepEqual(
+      res.leftMapped.map((x) => `${h(x.start)}..${h(x.end)}`),
+      m.mappedIn(iova, iova + size),
+      what,
+    );
     // Rewritten pages are what map would pick, and are live afterwards.
     for (const w of res.rewritten) {
       for (let i = 0n; i < w.count; i++) assert.equal(m.at(w.iova + i * w.pageSize)?.size, w.pageSize);
@@ -804,13 +843,16 @@ describe('invariants', () => {
           // Aim inside a live page half of the time.
           const runs = [...s.d.runs()];
           const target = runs.length && pick % 2 === 0 ? runs[pick % runs.length]! : undefined;
-          const iova = target ? target.iova + ((BigInt(pick) % target.count) * target.pageSize) + (target.pageSize > s.m.min ? s.m.min : 0n) : iova0;
+          const iova = target ? target.iova + (BigInt(pick) % target.count) * target.pageSize + (target.pageSize > s.m.min ? s.m.min : 0n) : iova0;
           const size = s.m.min * BigInt(1 + (pick % 3));
           const first = s.d.find(iova);
           const firstPage = first ? first.iova + ((iova - first.iova) / first.pageSize) * first.pageSize : undefined;
           const u = s.d.unmap({ iova, size }, 'legacy');
           assert.ok(u.ok);
-          assert.equal(u.unmappedSize, u.removed.reduce((a, r) => a + r.pageSize * r.count, 0n));
+          assert.equal(
+            u.unmappedSize,
+            u.removed.reduce((a, r) => a + r.pageSize * r.count, 0n),
+          );
           if (first && firstPage !== undefined) {
             assert.ok(u.removed.some((r) => r.iova <= firstPage && runEnd(r) >= firstPage + first.pageSize && r.pageSize === first.pageSize));
             assert.ok(u.unmappedSize >= first.pageSize);
@@ -944,9 +986,7 @@ describe('invariants', () => {
 // The page split.
 
 describe('splitRegion', () => {
-  const bitmapArb = fc
-    .subarray([12, 13, 14, 16, 20, 21, 24, 25, 30], { minLength: 1 })
-    .map((shifts) => shifts.reduce((a, s) => a | (1n << BigInt(s)), 0n));
+  const bitmapArb = fc.subarray([12, 13, 14, 16, 20, 21, 24, 25, 30], { minLength: 1 }).map((shifts) => shifts.reduce((a, s) => a | (1n << BigInt(s)), 0n));
   const caseArb = bitmapArb
     .chain((bitmap) => {
       const min = bitmap & -bitmap;

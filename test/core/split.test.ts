@@ -9,16 +9,13 @@ import { runBytes, splitRegion, splitRegionPagewise, type PageRun } from '../../
 const K = 1n << 10n;
 const M = 1n << 20n;
 const G = 1n << 30n;
-const VTD = 4n * K | 2n * M | G; // 4K|2M|1G (Intel with 1G superpages, ARM LPAE 4K granule)
-const OMAP = 4n * K | 64n * K | M | 16n * M;
+const VTD = (4n * K) | (2n * M) | G; // 4K|2M|1G (Intel with 1G superpages, ARM LPAE 4K granule)
+const OMAP = (4n * K) | (64n * K) | M | (16n * M);
 const run = (iova: bigint, paddr: bigint, pageSize: bigint, count: bigint): PageRun => ({ iova, paddr, pageSize, count });
 
 describe('splitRegion: worked examples', () => {
   it("kernel-facts' iommu_pgsize example: iova = pa = 0x1ff000, size 0x401000 on 4K|2M|1G -> 4K x1, then 2M x2", () => {
-    expect(splitRegion(0x1ff000n, 0x1ff000n, 0x401000n, VTD)).toEqual([
-      run(0x1ff000n, 0x1ff000n, 4n * K, 1n),
-      run(0x200000n, 0x200000n, 2n * M, 2n),
-    ]);
+    expect(splitRegion(0x1ff000n, 0x1ff000n, 0x401000n, VTD)).toEqual([run(0x1ff000n, 0x1ff000n, 4n * K, 1n), run(0x200000n, 0x200000n, 2n * M, 2n)]);
   });
 
   it('a 1 GiB region at a 1G-aligned iova and paddr is one 1G page', () => {
@@ -59,7 +56,7 @@ describe('splitRegion: worked examples', () => {
   });
 
   it('AMD v1 sizes that are not level sizes (8K, 16K, ...) are pages like any other', () => {
-    const AMD_LOW = 4n * K | 8n * K | 16n * K | 32n * K; // a slice of AMD_IOMMU_PGSIZES
+    const AMD_LOW = (4n * K) | (8n * K) | (16n * K) | (32n * K); // a slice of AMD_IOMMU_PGSIZES
     // 0x3000..0x1f000: 4K to 0x4000 (16K-aligned), 16K to 0x8000 (32K-aligned), 32K x2 to 0x18000,
     // then 0x7000 left: 16K, 8K, 4K.
     expect(splitRegion(0x3000n, 0x3000n, 0x1c000n, AMD_LOW)).toEqual([

@@ -171,8 +171,14 @@ describe('trace generator: the text', () => {
     ]);
     const rest = t.lines.slice(13);
     // A 1-page allocation below 4 GiB lands at the top: 0xfffff000.
-    assert.match(rest[0]!, /^ {14}dd-223 {5}\[001\] \.{5} {5}6\.\d{6}: map: IOMMU: iova=0x00000000fffff000 - 0x0000000100000000 paddr=0x[0-9a-f]{16} size=4096$/);
-    assert.match(rest[1]!, /^ {10}<idle>-0 {7}\[000\] d\.h\d\. {5}6\.\d{6}: unmap: IOMMU: iova=0x00000000fffff000 - 0x0000000100000000 size=4096 unmapped_size=4096$/);
+    assert.match(
+      rest[0]!,
+      /^ {14}dd-223 {5}\[001\] \.{5} {5}6\.\d{6}: map: IOMMU: iova=0x00000000fffff000 - 0x0000000100000000 paddr=0x[0-9a-f]{16} size=4096$/,
+    );
+    assert.match(
+      rest[1]!,
+      /^ {10}<idle>-0 {7}\[000\] d\.h\d\. {5}6\.\d{6}: unmap: IOMMU: iova=0x00000000fffff000 - 0x0000000100000000 size=4096 unmapped_size=4096$/,
+    );
     // The sg: one allocation (rounded up to a power of two, size-aligned), maps ascending.
     const sg = t.truth.events.filter((e): e is MapEvent => e.kind === 'map' && e.op === t.truth.events.at(-1)!.op);
     assert.ok(sg.length >= 2);
@@ -385,14 +391,21 @@ describe('trace generator: VFIO', () => {
         // (A session the trace's record budget cut before its fgsp test ran has no result.)
         for (const d of x.truth.domains) if (d.role === 'vfio' && d.fgsp !== undefined) assert.equal(d.fgsp, true);
         const tested = x.truth.domains.filter((d) => d.role === 'vfio');
-        if (tested.length > 1) assert.ok(tested.slice(0, -1).every((d) => d.fgsp === true), 'only the last session can be cut before its fgsp test');
+        if (tested.length > 1)
+          assert.ok(
+            tested.slice(0, -1).every((d) => d.fgsp === true),
+            'only the last session can be cut before its fgsp test',
+          );
       }),
       { numRuns: RUNS },
     );
   });
 
   it('intel-vtd (no fgsp) never over-unmaps; stepping off leaves only the fgsp test; force steps on intel too', () => {
-    fc.assert(fc.property(traceArb({ profiles: ['intel-vtd'] }), (t) => assert.equal(t.oracle.overUnmaps, 0)), { numRuns: RUNS });
+    fc.assert(
+      fc.property(traceArb({ profiles: ['intel-vtd'] }), (t) => assert.equal(t.oracle.overUnmaps, 0)),
+      { numRuns: RUNS },
+    );
     fc.assert(
       fc.property(traceArb({ vfioStepping: 'off' }), (t) => {
         for (const r of t.oracle.records) {

@@ -65,17 +65,21 @@ const everyFamily: Array<{ name: string; opts: TraceOptions }> = [
 
 describe('importing generated traces: divergences, over-unmaps and spaces as the truth says', () => {
   for (const f of everyFamily) {
-    it(f.name, async () => {
-      await fc.assert(
-        fc.asyncProperty(traceArb(f.opts), async (t) => {
-          const r = await check(t, SKEW_US, false);
-          expect(r.divergences).toBe(t.oracle.expectedDivergences);
-          expect(r.overUnmaps).toBe(t.oracle.overUnmaps);
-          expect(r.spaces).toBeLessThanOrEqual(usedDomains(t) + 1);
-        }),
-        { numRuns: RUNS, endOnFailure: process.env.PROP_NO_SHRINK !== undefined },
-      );
-    }, 300_000);
+    it(
+      f.name,
+      async () => {
+        await fc.assert(
+          fc.asyncProperty(traceArb(f.opts), async (t) => {
+            const r = await check(t, SKEW_US, false);
+            expect(r.divergences).toBe(t.oracle.expectedDivergences);
+            expect(r.overUnmaps).toBe(t.oracle.overUnmaps);
+            expect(r.spaces).toBeLessThanOrEqual(usedDomains(t) + 1);
+          }),
+          { numRuns: RUNS, endOnFailure: process.env.PROP_NO_SHRINK !== undefined },
+        );
+      },
+      300_000,
+    );
   }
 });
 
@@ -93,13 +97,17 @@ const exactFamily: Array<{ name: string; opts: TraceOptions; seed: number }> = [
 
 describe('importing generated traces: the union of the spaces is the truth at every point', () => {
   for (const f of exactFamily) {
-    it(f.name, async () => {
-      await fc.assert(
-        fc.asyncProperty(traceArb(f.opts), async (t) => {
-          await check(t, SKEW_US, true);
-        }),
-        { numRuns: RUNS * 2, seed: f.seed, endOnFailure: process.env.PROP_NO_SHRINK !== undefined },
-      );
-    }, 300_000);
+    it(
+      f.name,
+      async () => {
+        await fc.assert(
+          fc.asyncProperty(traceArb(f.opts), async (t) => {
+            await check(t, SKEW_US, true);
+          }),
+          { numRuns: RUNS * 2, seed: f.seed, endOnFailure: process.env.PROP_NO_SHRINK !== undefined },
+        );
+      },
+      300_000,
+    );
   }
 });

@@ -2,13 +2,7 @@ import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { parseAddress, parseSize, U64_MAX } from '../../src/core/address.js';
-import {
-  MAX_LINE_LENGTH,
-  parseTraceLine,
-  parseTraceText,
-  type ParsedLine,
-  type TraceRecord,
-} from '../../src/import/parse.js';
+import { MAX_LINE_LENGTH, parseTraceLine, parseTraceText, type ParsedLine, type TraceRecord } from '../../src/import/parse.js';
 
 const EXAMPLES = new URL('../../examples/', import.meta.url);
 const example = (name: string): string => readFileSync(new URL(name, EXAMPLES), 'utf8');
@@ -43,10 +37,8 @@ const h16 = (v: bigint): string => `0x${v.toString(16).padStart(16, '0')}`;
 const pad = (s: string | number, w: number): string => String(s).padStart(w);
 const padR = (s: string | number, w: number): string => String(s).padEnd(w);
 
-const MAP_RANGE =
-  'IOMMU: iova=0x0000000000400000 - 0x0000000000600000 paddr=0x0000000240200000 size=2097152';
-const UNMAP_RANGE =
-  'IOMMU: iova=0x0000000000401000 - 0x0000000000402000 size=4096 unmapped_size=2097152';
+const MAP_RANGE = 'IOMMU: iova=0x0000000000400000 - 0x0000000000600000 paddr=0x0000000240200000 size=2097152';
+const UNMAP_RANGE = 'IOMMU: iova=0x0000000000401000 - 0x0000000000402000 size=4096 unmapped_size=2097152';
 
 describe('ftrace text', () => {
   it('reads the reference sample', () => {
@@ -212,7 +204,13 @@ describe('ftrace text', () => {
   });
 
   it('skips header lines and the ftrace buffer-start marker', () => {
-    for (const line of ['# tracer: nop', '#', '#           TASK-PID     CPU#  |||||  TIMESTAMP  FUNCTION', '##### CPU 2 buffer started ####', '   # indented']) {
+    for (const line of [
+      '# tracer: nop',
+      '#',
+      '#           TASK-PID     CPU#  |||||  TIMESTAMP  FUNCTION',
+      '##### CPU 2 buffer started ####',
+      '   # indented',
+    ]) {
       expect(parseTraceLine(line)).toEqual({ kind: 'skip', why: 'header' });
     }
     for (const line of ['', '   ', '\t', '\r', '\r\n', '\n']) expect(parseTraceLine(line)).toEqual({ kind: 'skip', why: 'blank' });
@@ -333,7 +331,16 @@ describe('kernel log', () => {
       '',
     ].join('\n');
     expect(records(text)).toEqual([
-      { event: 'debug_map', source: 'dmesg', prefix: 'iommu', iova: 0x7f000000n, paddr: 0x3a1400000n, size: 0x400000n, timestamp: '612.004411', timestampNs: 612_004_411_000n },
+      {
+        event: 'debug_map',
+        source: 'dmesg',
+        prefix: 'iommu',
+        iova: 0x7f000000n,
+        paddr: 0x3a1400000n,
+        size: 0x400000n,
+        timestamp: '612.004411',
+        timestampNs: 612_004_411_000n,
+      },
       {
         event: 'debug_mapping',
         source: 'dmesg',
@@ -346,8 +353,24 @@ describe('kernel log', () => {
         timestampNs: 612_004_413_000n,
       },
       { event: 'debug_unmap', source: 'dmesg', prefix: 'iommu', iova: 0x7f000000n, size: 0x400000n, timestamp: '613.118002', timestampNs: 613_118_002_000n },
-      { event: 'debug_unmapped', source: 'dmesg', prefix: 'iommu', iova: 0x7f000000n, unmappedSize: 0x200000n, timestamp: '613.118010', timestampNs: 613_118_010_000n },
-      { event: 'debug_unmapped', source: 'dmesg', prefix: 'iommu', iova: 0x7f200000n, unmappedSize: 0x200000n, timestamp: '613.118012', timestampNs: 613_118_012_000n },
+      {
+        event: 'debug_unmapped',
+        source: 'dmesg',
+        prefix: 'iommu',
+        iova: 0x7f000000n,
+        unmappedSize: 0x200000n,
+        timestamp: '613.118010',
+        timestampNs: 613_118_010_000n,
+      },
+      {
+        event: 'debug_unmapped',
+        source: 'dmesg',
+        prefix: 'iommu',
+        iova: 0x7f200000n,
+        unmappedSize: 0x200000n,
+        timestamp: '613.118012',
+        timestampNs: 613_118_012_000n,
+      },
     ]);
   });
 
@@ -447,9 +470,7 @@ describe('errors', () => {
     expect(err(at('io_page_fault', 'IOMMU:nvme 0000:02:00.0 iova=0x0000000000400200'))).toBe('io_page_fault: missing flags=');
     expect(err(at('io_page_fault', 'IOMMU:nvme0000:02:00.0 iova=0x0000000000400200 flags=0x0'))).toMatch(/no device name/);
     expect(err(at('add_device_to_group', 'IOMMU: groupID=x device=a'))).toBe('add_device_to_group: groupID=x is not a decimal number');
-    expect(err(at('add_device_to_group', 'IOMMU: groupID=99999999999 device=a'))).toBe(
-      'add_device_to_group: groupID=99999999999 does not fit in 31 bits',
-    );
+    expect(err(at('add_device_to_group', 'IOMMU: groupID=99999999999 device=a'))).toBe('add_device_to_group: groupID=99999999999 does not fit in 31 bits');
     expect(err(at('attach_device_to_domain', 'IOMMU: dev=a'))).toBe('attach_device_to_domain: expected "device=NAME", found "dev=a"');
     expect(err('[  1.0] iommu: mapping: iova 0x1000 pa 0x2000 pgsize 0x1000 count x')).toBe('debug mapping: count x is not a decimal number');
     expect(err('[  1.0] iommu: map: iova 0x1000 pa 0x2000')).toBe('debug map: missing size');
@@ -464,15 +485,11 @@ describe('errors', () => {
     expect(err(at('unmap', 'IOMMU: iova=0x0000000000401000 - 0x0000000000401000 size=4096 unmapped_size=4096'))).toMatch(
       /^unmap: range end 0x0000000000401000 is not iova \+ size/,
     );
-    expect(err(at('map', 'IOMMU: iova=0x0000000000400000 paddr=0x0000000240200000 - 0x0000000000600000 size=2097152'))).toMatch(
-      /^map: unexpected "-"/,
-    );
+    expect(err(at('map', 'IOMMU: iova=0x0000000000400000 paddr=0x0000000240200000 - 0x0000000000600000 size=2097152'))).toMatch(/^map: unexpected "-"/);
   });
 
   it('reports values over 64 bits, naming the field', () => {
-    expect(err(at('map', 'IOMMU: iova=0x10000000000000000 paddr=0x0000000000001000 size=4096'))).toBe(
-      'map: iova=0x10000000000000000 does not fit in 64 bits',
-    );
+    expect(err(at('map', 'IOMMU: iova=0x10000000000000000 paddr=0x0000000000001000 size=4096'))).toBe('map: iova=0x10000000000000000 does not fit in 64 bits');
     expect(err(at('map', 'IOMMU: iova=0x0000000000001000 paddr=0x0000000000001000 size=18446744073709551616'))).toBe(
       'map: size=18446744073709551616 does not fit in 64 bits',
     );
@@ -508,12 +525,12 @@ describe('errors', () => {
     expect(err(`     vfio-test-1201    [003] .....   511.102331: map: IOMMU: iova=0x0000000000400000 - 0x0000000000600000 paddr=0x00000002`)).toBe(
       'map: missing size=',
     );
-    expect(err(`     vfio-test-1201    [003] .....   511.102331: map: IOMMU: iova=0x0000000000400000 - 0x0000000000600000 paddr=0x0000000240200000 size=`)).toBe(
-      'map: size= has no value (truncated line?)',
-    );
-    expect(err(`     vfio-test-1201    [003] .....   511.102331: map: IOMMU: iova=0x0000000000400000 - 0x0000000000600000 paddr=0x0000000240200000 size=20971`)).toMatch(
-      /^map: range end 0x0000000000600000 is not iova \+ size/,
-    );
+    expect(
+      err(`     vfio-test-1201    [003] .....   511.102331: map: IOMMU: iova=0x0000000000400000 - 0x0000000000600000 paddr=0x0000000240200000 size=`),
+    ).toBe('map: size= has no value (truncated line?)');
+    expect(
+      err(`     vfio-test-1201    [003] .....   511.102331: map: IOMMU: iova=0x0000000000400000 - 0x0000000000600000 paddr=0x0000000240200000 size=20971`),
+    ).toMatch(/^map: range end 0x0000000000600000 is not iova \+ size/);
     expect(err(`     vfio-test-1201    [003] .....   511.102331: map: IOMMU: iova=0x0000000000400000 -`)).toBe(
       'map: missing end address after "iova=0x0000000000400000 -" (truncated line?)',
     );
@@ -522,9 +539,7 @@ describe('errors', () => {
     expect(err(`     vfio-test-1201    [003] .....   511.102331: map`)).toBe('map: line ends after the event name (truncated?)');
     expect(err(`     vfio-test-1201    [003] .....`)).toBe('ftrace: line ends after the flags column ..... (truncated?)');
     expect(err(`     vfio-test-1201    [003] `)).toBe('ftrace: line ends after the CPU column [003] (truncated?)');
-    expect(err('[  612.004413] iommu: mapping: iova 0x7f000000 pa 0x00000003a1400000 pgsize')).toBe(
-      'debug mapping: pgsize has no value (truncated line?)',
-    );
+    expect(err('[  612.004413] iommu: mapping: iova 0x7f000000 pa 0x00000003a1400000 pgsize')).toBe('debug mapping: pgsize has no value (truncated line?)');
     // An unterminated last line that is complete is still reported, because it cannot be told apart.
     expect(parseTraceLine(`  a-1 [000] ..... 1.000000: map: ${MAP_RANGE}`, { unterminated: true })).toMatchObject({ kind: 'error' });
     expect(parseTraceLine('# tracer: nop', { unterminated: true })).toEqual({ kind: 'skip', why: 'header' });
@@ -548,12 +563,28 @@ describe('errors', () => {
       }
     }
     const cut = (line: string) => parseTraceLine(line, { unterminated: true });
-    expect(cut('  gst-launch-1.0-606   [000] ....  1303.120310: unm')).toEqual({ kind: 'error', reason: 'ftrace: line ends inside the event name "unm" (truncated?)' });
-    expect(cut('  gst-launch-1.0-606   [000] ....  1303.120310: iommu:')).toEqual({ kind: 'error', reason: 'ftrace: line ends inside the event name "iommu:" (truncated?)' });
-    expect(cut('[  613.118002] iommu: unmap th')).toEqual({ kind: 'error', reason: 'dmesg: line ends after "unmap th", the start of an IOMMU message (truncated?)' });
-    expect(cut('[  612.004420] map: IOMM')).toEqual({ kind: 'error', reason: 'dmesg: line ends after "map: IOMM", the start of an IOMMU message (truncated?)' });
+    expect(cut('  gst-launch-1.0-606   [000] ....  1303.120310: unm')).toEqual({
+      kind: 'error',
+      reason: 'ftrace: line ends inside the event name "unm" (truncated?)',
+    });
+    expect(cut('  gst-launch-1.0-606   [000] ....  1303.120310: iommu:')).toEqual({
+      kind: 'error',
+      reason: 'ftrace: line ends inside the event name "iommu:" (truncated?)',
+    });
+    expect(cut('[  613.118002] iommu: unmap th')).toEqual({
+      kind: 'error',
+      reason: 'dmesg: line ends after "unmap th", the start of an IOMMU message (truncated?)',
+    });
+    expect(cut('[  612.004420] map: IOMM')).toEqual({
+      kind: 'error',
+      reason: 'dmesg: line ends after "map: IOMM", the start of an IOMMU message (truncated?)',
+    });
     // Other events and other log text stay skipped, cut or not, and a whole line is never "cut".
-    expect(cut('      queue0:src-611   [000] d...  1302.498803: sched_switch: prev_comm=queue0:src prev_pid=611 ==> next_comm=swa')).toEqual({ kind: 'skip', why: 'other-event', event: 'sched_switch' });
+    expect(cut('      queue0:src-611   [000] d...  1302.498803: sched_switch: prev_comm=queue0:src prev_pid=611 ==> next_comm=swa')).toEqual({
+      kind: 'skip',
+      why: 'other-event',
+      event: 'sched_switch',
+    });
     expect(cut('      queue0:src-611   [000] d...  1302.498803: sched_sw')).toEqual({ kind: 'skip', why: 'other-event', event: 'sched_sw' });
     expect(cut('          <idle>-0     [000] d...  1302.498803: mutex_lock <-dma_map_sg')).toEqual({ kind: 'skip', why: 'other-event', event: 'mutex_lock' });
     expect(cut('[    1.930311] iommu: Default domain type: Transl')).toEqual({ kind: 'skip', why: 'other-text' });
@@ -682,7 +713,9 @@ describe('examples/', () => {
   });
 
   it('scenario.jsonl: every line is a command with valid addresses and sizes', () => {
-    const lines = example('scenario.jsonl').split('\n').filter((l) => l.trim() !== '');
+    const lines = example('scenario.jsonl')
+      .split('\n')
+      .filter((l) => l.trim() !== '');
     const ops = new Set<string>();
     for (const line of lines) {
       const cmd = JSON.parse(line) as Record<string, unknown>;
@@ -704,9 +737,7 @@ describe('examples/', () => {
 
 /** Characters a task name may hold in these generated lines (no '[': the CPU column opens with it). */
 const TASK_CHAR = fc.constantFrom(...'abcXYZ019 -_/:.<>()#é'.split(''));
-const taskArb = fc
-  .tuple(fc.constantFrom(...'abkqW<'.split('')), fc.string({ unit: TASK_CHAR, maxLength: 14 }))
-  .map(([a, b]) => a + b);
+const taskArb = fc.tuple(fc.constantFrom(...'abkqW<'.split('')), fc.string({ unit: TASK_CHAR, maxLength: 14 })).map(([a, b]) => a + b);
 const FLAG_CHAR = fc.constantFrom(...'.dDNnhHsz0123456789bpX'.split(''));
 const flagsArb = fc.option(
   fc.constantFrom(4, 5, 7).chain((n) => fc.string({ unit: FLAG_CHAR, minLength: n, maxLength: n })),
@@ -723,16 +754,16 @@ interface Generated {
 }
 
 const bodyArb: fc.Arbitrary<Generated> = fc.oneof(
-  fc.record({ iova: u64, paddr: u64, size: sizeArb, range: fc.boolean(), dev: fc.option(devNameArb, { nil: undefined }) }).map(
-    ({ iova, paddr, size, range, dev }) => {
+  fc
+    .record({ iova: u64, paddr: u64, size: sizeArb, range: fc.boolean(), dev: fc.option(devNameArb, { nil: undefined }) })
+    .map(({ iova, paddr, size, range, dev }) => {
       const end = (iova + size) & U64_MAX;
       const body = `IOMMU: ${dev !== undefined ? `dev=${dev} ` : ''}iova=${h16(iova)}${range ? ` - ${h16(end)}` : ''} paddr=${h16(paddr)} size=${size}`;
       const expected: Partial<TraceRecord> = { event: 'map', iova, paddr, size };
       if (range) expected.iovaEnd = end;
       if (dev !== undefined) expected.dev = dev;
       return { body, name: 'map', expected };
-    },
-  ),
+    }),
   fc.record({ iova: u64, size: sizeArb, unmapped: sizeArb, range: fc.boolean() }).map(({ iova, size, unmapped, range }) => {
     const end = (iova + size) & U64_MAX;
     const body = `IOMMU: iova=${h16(iova)}${range ? ` - ${h16(end)}` : ''} size=${size} unmapped_size=${unmapped}`;
@@ -741,7 +772,12 @@ const bodyArb: fc.Arbitrary<Generated> = fc.oneof(
     return { body, name: 'unmap', expected };
   }),
   fc
-    .record({ driver: fc.string({ unit: fc.constantFrom(...'abcdefghijklmnopqrstuvwxyz0123456789-_'.split('')), maxLength: 12 }), device: devNameArb, iova: u64, flags: fc.integer({ min: 0, max: 0xffff }) })
+    .record({
+      driver: fc.string({ unit: fc.constantFrom(...'abcdefghijklmnopqrstuvwxyz0123456789-_'.split('')), maxLength: 12 }),
+      device: devNameArb,
+      iova: u64,
+      flags: fc.integer({ min: 0, max: 0xffff }),
+    })
     .map(({ driver, device, iova, flags }) => ({
       body: `IOMMU:${driver} ${device} iova=${h16(iova)} flags=0x${flags.toString(16).padStart(4, '0')}`,
       name: 'io_page_fault',
@@ -866,19 +902,13 @@ describe('properties', () => {
     });
     // Mutations of well-formed lines: cut, spliced, characters replaced.
     fc.assert(
-      fc.property(
-        fc.oneof(ftraceLineArb, dmesgLineArb),
-        fc.nat(),
-        fc.nat(),
-        fc.string({ unit: 'binary', maxLength: 8 }),
-        ({ line }, a, b, insert) => {
-          const i = a % (line.length + 1);
-          const j = i + (b % (line.length + 1 - i));
-          check(line.slice(0, i));
-          check(line.slice(0, i) + insert + line.slice(j));
-          check(line.slice(0, i) + line.slice(j));
-        },
-      ),
+      fc.property(fc.oneof(ftraceLineArb, dmesgLineArb), fc.nat(), fc.nat(), fc.string({ unit: 'binary', maxLength: 8 }), ({ line }, a, b, insert) => {
+        const i = a % (line.length + 1);
+        const j = i + (b % (line.length + 1 - i));
+        check(line.slice(0, i));
+        check(line.slice(0, i) + insert + line.slice(j));
+        check(line.slice(0, i) + line.slice(j));
+      }),
       { numRuns: 2000 },
     );
   });

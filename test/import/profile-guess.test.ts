@@ -129,10 +129,7 @@ describe('the evidence tiers', () => {
 
   it('arm-smmu in the kernel log and 64K pages in mapping: lines: arm-lpae-64k; 4K-aligned maps rule out the 16K and 64K granules', () => {
     const log = ['[    0.912000] arm-smmu 5040000.iommu: probing hardware configuration...'];
-    const m64 = records([
-      mapLine(0x1_0000_0000n, 128n * K),
-      '[  612.004413] iommu: mapping: iova 0x100000000 pa 0x0000000200000000 pgsize 0x10000 count 2',
-    ]);
+    const m64 = records([mapLine(0x1_0000_0000n, 128n * K), '[  612.004413] iommu: mapping: iova 0x100000000 pa 0x0000000200000000 pgsize 0x10000 count 2']);
     const g = guessProfile(m64, log);
     expect(g.name).toBe('arm-lpae-64k');
     expect(ruledOut(g)).toContain('arm-lpae-4k'); // 64K is not a 4K-granule page
@@ -232,13 +229,18 @@ describe('inputs', () => {
     const logs = ['[ 1.0] DMAR: IOMMU enabled', '[ 2.0] pci 0000:00:02.0: AMD-Vi: Found IOMMU cap 0x40', '[ 3.0] rk_iommu ff650800.iommu: x'];
     const first = guessProfile(rs, logs);
     let seed = 12345;
-    const rnd = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
-    const shuffle = <T>(a: T[]) => a.map((v) => [rnd(), v] as const).sort((x, y) => x[0] - y[0]).map(([, v]) => v);
+    const rnd = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+    const shuffle = <T>(a: T[]) =>
+      a
+        .map((v) => [rnd(), v] as const)
+        .sort((x, y) => x[0] - y[0])
+        .map(([, v]) => v);
     for (let i = 0; i < 5; i++) {
       const ev = new ProfileEvidence();
       const items: Array<TraceRecord | string> = shuffle([...rs, ...logs]);
-      for (const x of items) if (typeof x === 'string') ev.addLogLine(x);
-      else ev.add(x);
+      for (const x of items)
+        if (typeof x === 'string') ev.addLogLine(x);
+        else ev.add(x);
       expect(ev.result()).toEqual(first);
     }
     // The examples kept are the smallest, not the first seen.

@@ -114,7 +114,12 @@ describe('lines from bytes', () => {
     expect(lines[1]!.text).toBe('\ufffd'.repeat(300));
     expect(lines[2]!.text.startsWith('  gst-launch\ufffd-606   [000]')).toBe(true);
     // The lines after them are the trace, byte for byte.
-    expect(lines.slice(3).map((l) => l.text).join('\n')).toBe(traceText(2000).slice(0, -1));
+    expect(
+      lines
+        .slice(3)
+        .map((l) => l.text)
+        .join('\n'),
+    ).toBe(traceText(2000).slice(0, -1));
     expect(lines.at(-1)!.end).toBe(bytes.length);
     // The line after the bad bytes parses as it would anywhere.
     expect(parseTraceLine(lines[3]!.text).kind).toBe('record');
@@ -252,7 +257,10 @@ describe('compressed files', () => {
   });
 
   it.skipIf(!zstd)('zstd (fzstd): the same lines as the plain file, also made with --long and as two frames (zstd not on PATH: skipped)', async () => {
-    for (const args of [['-q', '-19'], ['-q', '--long=27', '-3']]) {
+    for (const args of [
+      ['-q', '-19'],
+      ['-q', '--long=27', '-3'],
+    ]) {
       const out = join(DIR, `c${++seq}.zst`);
       expect(spawnSync(zstd!, [...args, plain, '-o', out]).status).toBe(0);
       const src = await openSource(out);
@@ -265,19 +273,24 @@ describe('compressed files', () => {
     expect(await linesOf(file(Buffer.concat([a, b])))).toEqual(want);
   });
 
-  it.skipIf(!xz)('xz (xz-decompress): the same lines; a SHA-256 check goes to the system xz, or names the command when there is none (xz not on PATH: skipped)', async () => {
-    const x = spawnSync(xz!, ['-c', '-6'], { input: text }).stdout;
-    const src = await openSource(file(x, 'c.trace.xz'));
-    expect(src.info).toMatchObject({ compressed: 'xz', decoder: 'xz-decompress' });
-    expect(await all(src.lines())).toEqual(want);
-    const sha = file(spawnSync(xz!, ['-c', '--check=sha256'], { input: text }).stdout, 'sha.trace.xz');
-    const viaTool = await openSource(sha);
-    expect(viaTool.info.decoder).toBe('xz -dc');
-    expect(await all(viaTool.lines())).toEqual(want);
-    const err = await openSource(sha, { path: join(DIR, 'empty-path') }).catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(ReadError);
-    expect((err as ReadError).message).toBe(`cannot read ${sha}: its xz integrity check (SHA-256, or another than CRC32/CRC64) needs the xz tool, which is not on PATH: decompress it with 'xz -dc ${sha} > ${sha.replace(/\.xz$/, '')}.txt' (Debian package xz-utils) and import that`);
-  });
+  it.skipIf(!xz)(
+    'xz (xz-decompress): the same lines; a SHA-256 check goes to the system xz, or names the command when there is none (xz not on PATH: skipped)',
+    async () => {
+      const x = spawnSync(xz!, ['-c', '-6'], { input: text }).stdout;
+      const src = await openSource(file(x, 'c.trace.xz'));
+      expect(src.info).toMatchObject({ compressed: 'xz', decoder: 'xz-decompress' });
+      expect(await all(src.lines())).toEqual(want);
+      const sha = file(spawnSync(xz!, ['-c', '--check=sha256'], { input: text }).stdout, 'sha.trace.xz');
+      const viaTool = await openSource(sha);
+      expect(viaTool.info.decoder).toBe('xz -dc');
+      expect(await all(viaTool.lines())).toEqual(want);
+      const err = await openSource(sha, { path: join(DIR, 'empty-path') }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(ReadError);
+      expect((err as ReadError).message).toBe(
+        `cannot read ${sha}: its xz integrity check (SHA-256, or another than CRC32/CRC64) needs the xz tool, which is not on PATH: decompress it with 'xz -dc ${sha} > ${sha.replace(/\.xz$/, '')}.txt' (Debian package xz-utils) and import that`,
+      );
+    },
+  );
 
   it.skipIf(!xz)('xz: a read left early releases the decoder, so later reads of xz files go on (xz not on PATH: skipped)', async () => {
     const p = file(spawnSync(xz!, ['-c'], { input: text }).stdout);
@@ -293,20 +306,23 @@ describe('compressed files', () => {
     expect(done).toEqual(want);
   });
 
-  it.skipIf(!xz)('xz: a second xz stream while one is open goes to the system xz, or fails at once without it (never waits) (xz not on PATH: skipped)', async () => {
-    const p = file(spawnSync(xz!, ['-c'], { input: text }).stdout);
-    const held = (await openSource(p)).lines()[Symbol.asyncIterator]();
-    expect((await held.next()).value).toEqual(want[0]);
-    const stuck = new Promise<'stuck'>((r) => setTimeout(() => r('stuck'), 20_000));
-    // The digest while the lines are read.
-    expect(await Promise.race([contentDigest(p), stuck])).toBe(sha256(Buffer.from(text)));
-    const without = await Promise.race([contentDigest(p, { path: join(DIR, 'no-such-dir') }).catch((e: unknown) => e), stuck]);
-    expect((without as Error).message).toBe(
-      `cannot read ${p}: xz: another xz stream is being read in this process, and xz-decompress reads one at a time (finish or close the other first, or install xz-utils) (to decompress it by hand: xz -dc ${p} > ${p}.txt)`,
-    );
-    await held.return!(undefined);
-    expect(await Promise.race([contentDigest(p, { path: join(DIR, 'no-such-dir') }), stuck])).toBe(sha256(Buffer.from(text)));
-  });
+  it.skipIf(!xz)(
+    'xz: a second xz stream while one is open goes to the system xz, or fails at once without it (never waits) (xz not on PATH: skipped)',
+    async () => {
+      const p = file(spawnSync(xz!, ['-c'], { input: text }).stdout);
+      const held = (await openSource(p)).lines()[Symbol.asyncIterator]();
+      expect((await held.next()).value).toEqual(want[0]);
+      const stuck = new Promise<'stuck'>((r) => setTimeout(() => r('stuck'), 20_000));
+      // The digest while the lines are read.
+      expect(await Promise.race([contentDigest(p), stuck])).toBe(sha256(Buffer.from(text)));
+      const without = await Promise.race([contentDigest(p, { path: join(DIR, 'no-such-dir') }).catch((e: unknown) => e), stuck]);
+      expect((without as Error).message).toBe(
+        `cannot read ${p}: xz: another xz stream is being read in this process, and xz-decompress reads one at a time (finish or close the other first, or install xz-utils) (to decompress it by hand: xz -dc ${p} > ${p}.txt)`,
+      );
+      await held.return!(undefined);
+      expect(await Promise.race([contentDigest(p, { path: join(DIR, 'no-such-dir') }), stuck])).toBe(sha256(Buffer.from(text)));
+    },
+  );
 
   it('a compressed file cut short or damaged is a ReadError that says how to decompress by hand', async () => {
     const gz = gzipSync(text);
@@ -314,22 +330,30 @@ describe('compressed files', () => {
     const err = await linesOf(cut).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ReadError);
     expect((err as ReadError).exitCode).toBe(2);
-    expect((err as Error).message).toBe(`cannot read ${cut}: gzip: unexpected end of input (the file is cut short) (to decompress it by hand: gzip -dc ${cut} > ${cut.slice(0, -3)}.txt)`);
+    expect((err as Error).message).toBe(
+      `cannot read ${cut}: gzip: unexpected end of input (the file is cut short) (to decompress it by hand: gzip -dc ${cut} > ${cut.slice(0, -3)}.txt)`,
+    );
     if (zstd) {
       const z = spawnSync(zstd, ['-q', '-c'], { input: text }).stdout;
       const zcut = file(z.subarray(0, z.length >> 1), 'cut.trace.zst');
-      await expect(linesOf(zcut)).rejects.toThrow(`cannot read ${zcut}: zstd: unexpected end of input (the file is cut short) (to decompress it by hand: zstd -dc ${zcut} > ${zcut.slice(0, -4)}.txt)`);
+      await expect(linesOf(zcut)).rejects.toThrow(
+        `cannot read ${zcut}: zstd: unexpected end of input (the file is cut short) (to decompress it by hand: zstd -dc ${zcut} > ${zcut.slice(0, -4)}.txt)`,
+      );
     }
     if (xz) {
       const x = spawnSync(xz, ['-c'], { input: text }).stdout;
       const bad = Buffer.from(x);
       const mid = bad.length >> 1;
       bad[mid] = bad[mid]! ^ 0xff;
-      await expect(linesOf(file(bad, 'bad.trace.xz'))).rejects.toThrow(/^cannot read .*bad\.trace\.xz: xz: data is corrupt \(to decompress it by hand: xz -dc /);
+      await expect(linesOf(file(bad, 'bad.trace.xz'))).rejects.toThrow(
+        /^cannot read .*bad\.trace\.xz: xz: data is corrupt \(to decompress it by hand: xz -dc /,
+      );
     }
     // bzip2 and lz4 are told by their magic bytes and refused with the command to use.
     const bz = file(Buffer.concat([Buffer.from('BZh91AY&SY'), Buffer.alloc(40, 7)]), 'x.trace.bz2');
-    await expect(openSource(bz)).rejects.toThrow(`cannot read ${bz}: it is bzip2-compressed, which is not read directly: decompress it with 'bzip2 -dc ${bz} > ${bz.slice(0, -4)}.txt' and import that`);
+    await expect(openSource(bz)).rejects.toThrow(
+      `cannot read ${bz}: it is bzip2-compressed, which is not read directly: decompress it with 'bzip2 -dc ${bz} > ${bz.slice(0, -4)}.txt' and import that`,
+    );
   });
 });
 
@@ -418,7 +442,9 @@ describe('trace-cmd binary files (trace.dat)', () => {
     );
     // The same bytes gzip-compressed, or on a stream, are refused too (trace-cmd reads a file of its own).
     const gz = file(gzipSync(readFileSync(p)), 'trace.dat.gz');
-    await expect(linesOf(gz)).rejects.toThrow(`cannot read ${gz}: it is a gzip-compressed trace-cmd binary file (trace.dat): decompress it (gzip -dc ${gz} > ${gz.slice(0, -3)}.txt), then convert it`);
+    await expect(linesOf(gz)).rejects.toThrow(
+      `cannot read ${gz}: it is a gzip-compressed trace-cmd binary file (trace.dat): decompress it (gzip -dc ${gz} > ${gz.slice(0, -3)}.txt), then convert it`,
+    );
   });
 
   it.skipIf(!traceCmd)('is read through `trace-cmd report` when trace-cmd is on PATH (not on PATH: skipped; Debian package trace-cmd)', async () => {
@@ -548,12 +574,19 @@ describe('streams: FIFO, standard input, character devices', () => {
     p.stdin.write(half);
     await until(() => out.split('\n').length > 4, 'the first 3 lines');
     expect(p.exitCode).toBeNull(); // still running: stdin is open
-    const got = out.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    const got = out
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(got[0]).toEqual({ file: '-', name: '<stdin>', kind: 'stdin', seekable: false });
     expect(got.slice(1).map((l) => l.no)).toEqual([1, 2, 3]);
     p.stdin.end(text.slice(half.length));
     expect(await exited).toBe(0);
-    const lines = out.trim().split('\n').slice(1).map((l) => JSON.parse(l) as Line);
+    const lines = out
+      .trim()
+      .split('\n')
+      .slice(1)
+      .map((l) => JSON.parse(l) as Line);
     expect(lines).toEqual(reference(Buffer.from(text)));
   });
 

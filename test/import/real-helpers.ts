@@ -39,7 +39,15 @@ export function realRecords(text: string): RealRecord[] {
   text.split('\n').forEach((l, i) => {
     const m = RECORD.exec(l);
     if (!m) return;
-    const r: RealRecord = { line: i + 1, task: m[1]!.trim(), cpu: Number(m[3]), ts: m[4]!, event: m[5] as 'map' | 'unmap', iova: BigInt(`0x${m[6]}`), size: BigInt(m[9]!) };
+    const r: RealRecord = {
+      line: i + 1,
+      task: m[1]!.trim(),
+      cpu: Number(m[3]),
+      ts: m[4]!,
+      event: m[5] as 'map' | 'unmap',
+      iova: BigInt(`0x${m[6]}`),
+      size: BigInt(m[9]!),
+    };
     if (BigInt(`0x${m[7]}`) !== r.iova + r.size) throw new Error(`line ${r.line}: the range's end is not iova + size`);
     if (m[8] !== undefined) r.paddr = BigInt(`0x${m[8]}`);
     if (m[10] !== undefined) r.unmapped = BigInt(m[10]);
@@ -211,7 +219,9 @@ export interface StoredEvent {
 export function storedEvents(db: string): StoredEvent[] {
   const raw = new Database(db, { readonly: true });
   try {
-    const rows = raw.prepare('SELECT e.position, e.event_id, e.type, s.name, e.data FROM events e JOIN streams s ON s.id = e.stream ORDER BY e.position').all() as Array<{
+    const rows = raw
+      .prepare('SELECT e.position, e.event_id, e.type, s.name, e.data FROM events e JOIN streams s ON s.id = e.stream ORDER BY e.position')
+      .all() as Array<{
       position: number;
       event_id: string;
       type: string;

@@ -16,7 +16,19 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { cli } from '../cli/helpers.js';
 import { tempDb } from '../ledger/helpers.js';
-import { fixture, ledgerDepth, linesOf, mappedRanges, pauses, plainReplay, positionAfterLine, realRecords, runsOf, storedEvents, type StoredEvent } from './real-helpers.js';
+import {
+  fixture,
+  ledgerDepth,
+  linesOf,
+  mappedRanges,
+  pauses,
+  plainReplay,
+  positionAfterLine,
+  realRecords,
+  runsOf,
+  storedEvents,
+  type StoredEvent,
+} from './real-helpers.js';
 
 interface Summary {
   lines: number;
@@ -192,15 +204,31 @@ describe('a trace that starts mid-stream (amd-midstream-nvme.trace), --profile a
     const m = ev.find((e) => e.type === 'map' && e.data.body.inferred === 'before-trace' && e.data.body.iova === '0xffd7f000')!;
     expect(m).toBeDefined();
     const st = await queryJson<{ pages: Array<Record<string, unknown>> }>(db, 'state', '--domain', m.stream, '--at', String(m.position));
-    expect(st.pages.filter((p) => p.mappedBy === m.position)).toEqual([expect.objectContaining({ iova: '0xffd7f000', caller: '(before the trace)', inferred: 'before-trace' })]);
+    expect(st.pages.filter((p) => p.mappedBy === m.position)).toEqual([
+      expect.objectContaining({ iova: '0xffd7f000', caller: '(before the trace)', inferred: 'before-trace' }),
+    ]);
     const text = await cli('--db', db, 'state', '--domain', m.stream, '--at', String(m.position));
     expect(text.out).toMatch(new RegExp(`^0xffd7f000 .*#${m.position} \\(before the trace\\)$`, 'm'));
-    const h = await queryJson<Array<{ position: number; type: string; who: { caller?: string }; body: Record<string, unknown> }>>(db, 'history', '0xffd7f000', '--domain', m.stream);
+    const h = await queryJson<Array<{ position: number; type: string; who: { caller?: string }; body: Record<string, unknown> }>>(
+      db,
+      'history',
+      '0xffd7f000',
+      '--domain',
+      m.stream,
+    );
     expect(h.map((e) => [e.position, e.type, e.who.caller, e.body.inferred])).toEqual([
       [m.position, 'map', '(before the trace)', 'before-trace'],
       [m.position + 1, 'unmap', 'init', undefined],
     ]);
-    const b = await queryJson<{ page?: { mappedBy: number }; cause?: { position: number; who: { caller?: string } } }>(db, 'blame', '0xffd7f000', '--domain', m.stream, '--at', String(m.position));
+    const b = await queryJson<{ page?: { mappedBy: number }; cause?: { position: number; who: { caller?: string } } }>(
+      db,
+      'blame',
+      '0xffd7f000',
+      '--domain',
+      m.stream,
+      '--at',
+      String(m.position),
+    );
     expect(b.page?.mappedBy).toBe(m.position);
     expect(b.cause?.position).toBe(m.position);
     expect(b.cause?.who.caller).toBe('(before the trace)');
@@ -231,7 +259,9 @@ describe('a trace that starts mid-stream (amd-midstream-nvme.trace), --profile a
     expect(ex.out).toMatch(/\binit\b.*unmapped it at 25\.863707/);
     expect(ex.out).toMatch(new RegExp(`A fault at 0xffd7f010 from 0000:00:03\\.0 at event #${flt.position}.* followed.*\\(use after unmap\\)`));
     const faults = await queryJson<Array<{ position: number; domain: string; cause: string; causePosition?: number; device?: string }>>(db, 'audit', 'faults');
-    expect(faults).toEqual([expect.objectContaining({ position: flt.position, domain: u.stream, cause: 'use-after-unmap', causePosition: u.position, device: '0000:00:03.0' })]);
+    expect(faults).toEqual([
+      expect.objectContaining({ position: flt.position, domain: u.stream, cause: 'use-after-unmap', causePosition: u.position, device: '0000:00:03.0' }),
+    ]);
   });
 });
 
@@ -362,7 +392,12 @@ describe('attach records', () => {
     expect(ev.map(lineOf).sort((a, b) => a! - b!)).toEqual(attaches);
     expect(s.spaces.length).toBe(1);
     // The runtime switch of 0000:00:00.0 at 32.239235 (line 27) is stored as well as its boot attach.
-    expect(ev.filter((e) => e.data.body.device === '0000:00:00.0').map(lineOf).sort((a, b) => a! - b!)).toEqual([13, 20, 27]);
+    expect(
+      ev
+        .filter((e) => e.data.body.device === '0000:00:00.0')
+        .map(lineOf)
+        .sort((a, b) => a! - b!),
+    ).toEqual([13, 20, 27]);
   });
 
   it("vfio-domain-switch.trace (res-intel-vtd-strict-vfio-edu/trace.txt lines 1-60): 0000:00:02.0 attached at boot and twice by VFIO: all stored, VFIO's in the space of its task's first map", async () => {
@@ -381,7 +416,9 @@ describe('attach records', () => {
     expect(vfioAttaches.every((e) => e.position < firstVfioMap.position)).toBe(true);
     const floppy = ev.find((e) => e.type === 'map' && e.data.body.size === '0x1000000')!;
     expect(floppy.stream).not.toBe(firstVfioMap.stream);
-    expect(linesOf(text, 'attach_device_to_domain').length + linesOf(text, 'add_device_to_group').length).toBe(ev.filter((e) => e.type === 'device-attached').length);
+    expect(linesOf(text, 'attach_device_to_domain').length + linesOf(text, 'add_device_to_group').length).toBe(
+      ev.filter((e) => e.type === 'device-attached').length,
+    );
   });
 });
 
@@ -412,7 +449,7 @@ describe("a VFIO task's maps and its device's faults (vfio-domain-switch.trace)"
 });
 
 describe('state --at a trace time before a space existed', () => {
-  it('prints the empty state of that space and exits 0 (fl.trace: VFIO\'s space begins at 11.890369)', async () => {
+  it("prints the empty state of that space and exits 0 (fl.trace: VFIO's space begins at 11.890369)", async () => {
     const { db } = await importJson(fixture('fl.trace'), 'intel-vtd');
     const ev = storedEvents(db);
     const vfio = ev.find((e) => e.type === 'map' && e.data.who?.task === 'vfio-dma')!.stream;

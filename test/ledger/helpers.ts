@@ -61,7 +61,15 @@ export function historyArb(profile: string, maxLen = 60) {
       // Align big pieces so that 2M pages appear.
       const page = c.pages >= 512 ? c.page & ~511 : c.page;
       const iova = `0x${(0x4000_0000 + page * PAGE).toString(16)}`;
-      if (c.op === 'map') return { op: 'map', domain: 'd0', iova, paddr: `0x${(0x8_0000_0000 + page * PAGE).toString(16)}`, size: `0x${(c.pages * PAGE).toString(16)}`, caller: c.caller };
+      if (c.op === 'map')
+        return {
+          op: 'map',
+          domain: 'd0',
+          iova,
+          paddr: `0x${(0x8_0000_0000 + page * PAGE).toString(16)}`,
+          size: `0x${(c.pages * PAGE).toString(16)}`,
+          caller: c.caller,
+        };
       if (c.op === 'unmap') return { op: 'unmap', domain: 'd0', iova, size: `0x${(c.pages * PAGE).toString(16)}`, caller: c.caller };
       return { op: 'fault', domain: 'd0', iova: `0x${(0x4000_0000 + page * PAGE + 0x10).toString(16)}`, device: '0000:00:02.0' };
     }),
@@ -74,17 +82,19 @@ export function historyArb(profile: string, maxLen = 60) {
  * rarely hit their own caller's intent).
  */
 export function mirroredHistoryArb(profile: string, maxLen = 60) {
-  return fc.tuple(historyArb(profile, maxLen), fc.array(fc.tuple(fc.nat(), fc.integer({ min: 1, max: 30 })), { minLength: 3, maxLength: maxLen })).map(([cmds, mirrors]) => {
-    const maps = cmds.flatMap((c, i) => ((c as { op: string }).op === 'map' ? [i] : []));
-    if (!maps.length) return cmds;
-    // Each mirror goes `after` commands after its map (or at the end).
-    const inserts = new Map<number, unknown[]>();
-    for (const [pick, after] of mirrors) {
-      const at = maps[pick % maps.length]!;
-      const m = cmds[at] as { domain: string; iova: string; size: string; caller: string };
-      const where = Math.min(cmds.length - 1, at + after);
-      inserts.set(where, [...(inserts.get(where) ?? []), { op: 'unmap', domain: m.domain, iova: m.iova, size: m.size, caller: m.caller }]);
-    }
-    return cmds.flatMap((c, i) => [c, ...(inserts.get(i) ?? [])]);
-  });
+  return fc
+    .tuple(historyArb(profile, maxLen), fc.array(fc.tuple(fc.nat(), fc.integer({ min: 1, max: 30 })), { minLength: 3, maxLength: maxLen }))
+    .map(([cmds, mirrors]) => {
+      const maps = cmds.flatMap((c, i) => ((c as { op: string }).op === 'map' ? [i] : []));
+      if (!maps.length) return cmds;
+      // Each mirror goes `after` commands after its map (or at the end).
+      const inserts = new Map<number, unknown[]>();
+      for (const [pick, after] of mirrors) {
+        const at = maps[pick % maps.length]!;
+        const m = cmds[at] as { domain: string; iova: string; size: string; caller: string };
+        const where = Math.min(cmds.length - 1, at + after);
+        inserts.set(where, [...(inserts.get(where) ?? []), { op: 'unmap', domain: m.domain, iova: m.iova, size: m.size, caller: m.caller }]);
+      }
+      return cmds.flatMap((c, i) => [c, ...(inserts.get(i) ?? [])]);
+    });
 }

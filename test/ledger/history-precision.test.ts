@@ -19,7 +19,8 @@ function ledgerOf(cmds: object[]): string {
   return path;
 }
 
-const positions = (q: Queries, domain: string | undefined, start: bigint, end: bigint, at?: number) => q.history(domain, start, end, at).events.map((e) => e.position);
+const positions = (q: Queries, domain: string | undefined, start: bigint, end: bigint, at?: number) =>
+  q.history(domain, start, end, at).events.map((e) => e.position);
 
 /** /work/shared/repro/h.jsonl: a 64K map, then two 4K unmaps elsewhere in it. */
 const H = [
@@ -70,7 +71,13 @@ describe('history and blame: only the events that changed the pages at the addre
     q.close();
 
     expect((await cli('--db', path, 'history', '0x0')).out).toBe(
-      ['history of 0x0..0x1 in d up to event #4: 1 event(s)', '#  TIME  EVENT  WHAT                 WHO', '-  ----  -----  -------------------  ---', '2        map    0x0+64K -> 0x100000  a', ''].join('\n'),
+      [
+        'history of 0x0..0x1 in d up to event #4: 1 event(s)',
+        '#  TIME  EVENT  WHAT                 WHO',
+        '-  ----  -----  -------------------  ---',
+        '2        map    0x0+64K -> 0x100000  a',
+        '',
+      ].join('\n'),
     );
     expect((await cli('--db', path, 'blame', '0x0')).out).toBe(
       [
@@ -204,14 +211,16 @@ describe('explain names the pages an unmap removed, not the run they were in', (
     const e = q.explain('d', 0x3000n);
     expect(e.text).toBe(
       '0x3000 in domain d is not mapped as of event #3 because of an over-unmap: b asked to unmap only 0x2000+4K (event #3), ' +
-        'but the driver removed the whole page — an 8K page at 0x2000..0x4000 -> 0x104000 (rw) — which a had mapped at event #2; a still meant it to be mapped. Harmful: the collateral was a\'s.',
+        "but the driver removed the whole page — an 8K page at 0x2000..0x4000 -> 0x104000 (rw) — which a had mapped at event #2; a still meant it to be mapped. Harmful: the collateral was a's.",
     );
     expect(e.removed).toEqual({ iova: 0x2000n, size: 0x2000n, paddr: 0x104000n });
     expect(e.blame.chain.map((c) => [c.page.iova, c.page.pageSize, c.page.count, c.run.count])).toEqual([[0x2000n, 0x2000n, 1n, 8n]]);
     expect(positions(q, 'd', 0x3000n, 0x3001n)).toEqual([2, 3]);
     expect(positions(q, 'd', 0x6000n, 0x6001n)).toEqual([2]);
     // A page that stayed: mapped by #2, the page and not the run.
-    expect(q.explain('d', 0x4000n).text).toBe('0x4000 in domain d is mapped as of event #3: an 8K page at 0x4000..0x6000 -> 0x106000 (rw), mapped by a (event #2, map of 0x0+64K).');
+    expect(q.explain('d', 0x4000n).text).toBe(
+      '0x4000 in domain d is mapped as of event #3: an 8K page at 0x4000..0x6000 -> 0x106000 (rw), mapped by a (event #2, map of 0x0+64K).',
+    );
     q.close();
     const json = JSON.parse((await cli('--db', path, '--json', 'explain', '0x3000')).out) as { text: string; removed: unknown };
     expect(json.removed).toEqual({ iova: '0x2000', size: '0x2000', paddr: '0x104000' });
@@ -223,7 +232,7 @@ describe('explain names the pages an unmap removed, not the run they were in', (
     const q = new Queries(ledgerOf([...E.slice(0, 2), { op: 'unmap', domain: 'd', iova: '0x2000', size: '12K', caller: 'b' }]));
     expect(q.explain('d', 0x5000n).text).toBe(
       '0x5000 in domain d is not mapped as of event #3 because of an over-unmap: b asked to unmap only 0x2000+12K (event #3), ' +
-        'but the driver removed whole pages — 2 8K pages at 0x2000..0x6000 -> 0x104000 (rw) — which a had mapped at event #2; a still meant it to be mapped. Harmful: the collateral was a\'s.',
+        "but the driver removed whole pages — 2 8K pages at 0x2000..0x6000 -> 0x104000 (rw) — which a had mapped at event #2; a still meant it to be mapped. Harmful: the collateral was a's.",
     );
     q.close();
   });
@@ -239,7 +248,7 @@ describe('explain names the pages an unmap removed, not the run they were in', (
     const e = q.explain('s', 0x200000n);
     expect(e.text).toBe(
       '0x200000 in domain s is not mapped as of event #3 because of an over-unmap: c asked to unmap only 0x201000+4K (event #3), ' +
-        'but the unmap removed more — 8K at 0x200000..0x202000 -> 0x80000000 (rw) of a 2M page at 0x200000..0x400000 -> 0x80000000 (rw) — which a had mapped at event #2; a still meant it to be mapped. Harmful: the collateral was a\'s.',
+        "but the unmap removed more — 8K at 0x200000..0x202000 -> 0x80000000 (rw) of a 2M page at 0x200000..0x400000 -> 0x80000000 (rw) — which a had mapped at event #2; a still meant it to be mapped. Harmful: the collateral was a's.",
     );
     expect(e.removed).toEqual({ iova: 0x200000n, size: 0x2000n, paddr: 0x80000000n });
     // The rest of the block is mapped again in 4K pages: the page at 0x300000 changed at #3.
@@ -247,4 +256,3 @@ describe('explain names the pages an unmap removed, not the run they were in', (
     q.close();
   });
 });
-

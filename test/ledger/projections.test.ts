@@ -50,48 +50,52 @@ describe('projections', () => {
 
   it('stateAt(p) equals replaying the commands up to p in the core', () => {
     fc.assert(
-      fc.property(fc.constantFrom('intel-vtd', 'arm-lpae-4k', 'omap').chain((p) => historyArb(p, 60)), fc.double({ min: 0, max: 1, noNaN: true }), (cmds, frac) => {
-        const path = tempDb();
-        const l = new Ledger(path);
-        l.appendRaw(cmds);
-        l.close();
-        const q = new Queries(path);
-        const last = q.lastPosition;
-        const p = Math.max(1, Math.round(frac * last));
-        const got = q.stateAt('d0', p).pages.map((x) => [x.iova, x.paddr, x.pageSize, x.count, x.mappedBy]);
-        const profile = (cmds[0] as { profile: string }).profile;
-        const d = new Domain(resolveProfile(profile));
-        cmds.slice(1, p).forEach((raw, i) => {
-          const c = parseCommand(raw);
-          if (c.op === 'map') d.map({ iova: c.iova, paddr: c.paddr, size: c.size, ref: i + 2 });
-          if (c.op === 'unmap') d.unmap({ iova: c.iova, size: c.size });
-        });
-        const want = [...d.runs()].map((r) => [r.iova, r.paddr, r.pageSize, r.count, r.origin.ref]);
-        // Same pages; runs may be cut differently in time (a row per rewrite), so compare per page byte ranges.
-        const flat = (rows: unknown[][]) =>
-          rows.flatMap((r) => {
-            const [iova, paddr, ps, count, ref] = r as [bigint, bigint, bigint, bigint, number];
-            return Array.from({ length: Number(count) }, (_, k) => `${iova + BigInt(k) * ps}:${paddr + BigInt(k) * ps}:${ps}:${ref}`);
+      fc.property(
+        fc.constantFrom('intel-vtd', 'arm-lpae-4k', 'omap').chain((p) => historyArb(p, 60)),
+        fc.double({ min: 0, max: 1, noNaN: true }),
+        (cmds, frac) => {
+          const path = tempDb();
+          const l = new Ledger(path);
+          l.appendRaw(cmds);
+          l.close();
+          const q = new Queries(path);
+          const last = q.lastPosition;
+          const p = Math.max(1, Math.round(frac * last));
+          const got = q.stateAt('d0', p).pages.map((x) => [x.iova, x.paddr, x.pageSize, x.count, x.mappedBy]);
+          const profile = (cmds[0] as { profile: string }).profile;
+          const d = new Domain(resolveProfile(profile));
+          cmds.slice(1, p).forEach((raw, i) => {
+            const c = parseCommand(raw);
+            if (c.op === 'map') d.map({ iova: c.iova, paddr: c.paddr, size: c.size, ref: i + 2 });
+            if (c.op === 'unmap') d.unmap({ iova: c.iova, size: c.size });
           });
-        expect(flat(got)).toEqual(flat(want));
-        const hw = q.hardware('d0', p).stats;
-        expect(hw).toEqual(d.stats());
-        // walk() loads only the runs near the IOVA; it must walk exactly as the full state does,
-        // for mapped IOVAs, holes next to them and far-away empty spans.
-        const probes = [...d.runs()].slice(0, 4).flatMap((r) => [r.iova, r.iova - 0x1000n, r.iova + 0x20_0000n]);
-        probes.push(0x4000_0000n, 0x7f00_0000_0000n, 0x4000_0000n + 512n * 0x20_0000n);
-        // (A run's origin is rebuilt from the runs table: only its map event is compared.)
-        const steps = (xs: ReturnType<Domain['walk']>) => xs.map((x) => ({ ...x, run: x.run && { ...x.run, origin: x.run.origin.ref } }));
-        for (const iova of probes) {
-          if (iova < 0n) continue;
-          const w = q.walk('d0', iova, p);
-          expect(steps(w.steps)).toEqual(steps(d.walk(iova)));
-          // Beyond the domain's input space there is no walk, and the answer says why.
-          expect(w.outside === true).toBe(iova >= 1n << BigInt(d.profile.iovaBits));
-          if (w.outside) expect(w.steps).toEqual([]);
-        }
-        q.close();
-      }),
+          const want = [...d.runs()].map((r) => [r.iova, r.paddr, r.pageSize, r.count, r.origin.ref]);
+          // Same pages; runs may be cut differently in time (a row per rewrite), so compare per page byte ranges.
+          const flat = (rows: unknown[][]) =>
+            rows.flatMap((r) => {
+              const [iova, paddr, ps, count, ref] = r as [bigint, bigint, bigint, bigint, number];
+              return Array.from({ length: Number(count) }, (_, k) => `${iova + BigInt(k) * ps}:${paddr + BigInt(k) * ps}:${ps}:${ref}`);
+            });
+          expect(flat(got)).toEqual(flat(want));
+          const hw = q.hardware('d0', p).stats;
+          expect(hw).toEqual(d.stats());
+          // walk() loads only the runs near the IOVA; it must walk exactly as the full state does,
+          // for mapped IOVAs, holes next to them and far-away empty spans.
+          const probes = [...d.runs()].slice(0, 4).flatMap((r) => [r.iova, r.iova - 0x1000n, r.iova + 0x20_0000n]);
+          probes.push(0x4000_0000n, 0x7f00_0000_0000n, 0x4000_0000n + 512n * 0x20_0000n);
+          // (A run's origin is rebuilt from the runs table: only its map event is compared.)
+          const steps = (xs: ReturnType<Domain['walk']>) => xs.map((x) => ({ ...x, run: x.run && { ...x.run, origin: x.run.origin.ref } }));
+          for (const iova of probes) {
+            if (iova < 0n) continue;
+            const w = q.walk('d0', iova, p);
+            expect(steps(w.steps)).toEqual(steps(d.walk(iova)));
+            // Beyond the domain's input space there is no walk, and the answer says why.
+            expect(w.outside === true).toBe(iova >= 1n << BigInt(d.profile.iovaBits));
+            if (w.outside) expect(w.steps).toEqual([]);
+          }
+          q.close();
+        },
+      ),
       { numRuns: 40 },
     );
   });
@@ -118,10 +122,12 @@ describe('projections', () => {
           // Now and then, the ledger is closed and opened again: the live state is loaded from the
           // run log and the intent snapshot, and must be what the intent table says is live.
           const liveIntent = (domain: number) =>
-            (l.db
-              .prepare('SELECT caller, iova, iova_last, map_pos, id FROM intent WHERE domain = ? AND valid_to IS NULL ORDER BY caller, iova')
-              .safeIntegers(true)
-              .all(domain) as Array<Record<string, bigint | string>>).map((r) => ({
+            (
+              l.db
+                .prepare('SELECT caller, iova, iova_last, map_pos, id FROM intent WHERE domain = ? AND valid_to IS NULL ORDER BY caller, iova')
+                .safeIntegers(true)
+                .all(domain) as Array<Record<string, bigint | string>>
+            ).map((r) => ({
               caller: r.caller as string,
               iova: fromDb(r.iova as bigint),
               size: fromDb(r.iova_last as bigint) - fromDb(r.iova as bigint) + 1n,
@@ -132,7 +138,10 @@ describe('projections', () => {
             if (k % reopenEvery === reopenEvery - 1) {
               l.close();
               l = new Ledger(path, { snapshotEvery });
-              for (const [name, id] of [['d0', 1], ['d1', 2]] as const) {
+              for (const [name, id] of [
+                ['d0', 1],
+                ['d1', 2],
+              ] as const) {
                 if (l.domains().some((d) => d.name === name)) expect(l.intentNow(name)).toEqual(liveIntent(id));
               }
             }
@@ -144,7 +153,10 @@ describe('projections', () => {
                 WHERE domain = ? AND valid_from <= ? AND (valid_to IS NULL OR valid_to > ?) ORDER BY iova`,
             );
             const q = new Queries(path);
-            for (const [name, id] of [['d0', 1], ['d1', 2]] as const) {
+            for (const [name, id] of [
+              ['d0', 1],
+              ['d1', 2],
+            ] as const) {
               for (let p = 1; p <= q.lastPosition; p++) {
                 const want = (exact.safeIntegers(true).all(id, p, p) as Array<Record<string, bigint>>).map((r) => ({
                   row: Number(r.id),
@@ -172,7 +184,9 @@ describe('projections', () => {
           const versions = l.db.prepare('SELECT version FROM streams').pluck().all() as number[];
           expect(snaps).toBe(versions.reduce((a, v) => a + Math.floor(v / snapshotEvery), 0));
           const small = l.db
-            .prepare('SELECT count(*) FROM run_log r WHERE small = 1 AND first_pos > (SELECT coalesce(max(position), 0) FROM run_snapshots s WHERE s.domain = r.domain) GROUP BY domain')
+            .prepare(
+              'SELECT count(*) FROM run_log r WHERE small = 1 AND first_pos > (SELECT coalesce(max(position), 0) FROM run_snapshots s WHERE s.domain = r.domain) GROUP BY domain',
+            )
             .pluck()
             .all() as number[];
           for (const n of small) expect(n).toBeLessThan(32);
@@ -191,25 +205,31 @@ describe('projections', () => {
 
   it("a fault's cause is the last event that removed its page, found the way a full scan would", () => {
     fc.assert(
-      fc.property(fc.constantFrom('intel-vtd', 'omap', 'arm-lpae-4k').chain((p) => faultyHistoryArb(p)), fc.integer({ min: 1, max: 9 }), (cmds, batch) => {
-        const path = tempDb();
-        const l = new Ledger(path);
-        for (let i = 0; i < cmds.length; i += batch) l.appendRaw(cmds.slice(i, i + batch));
-        const runs = l.db.prepare('SELECT iova, iova_last, valid_from, valid_to FROM runs').safeIntegers(true).all() as Array<Record<string, bigint | null>>;
-        const faults = l.db.prepare('SELECT position, iova, cause, cause_position FROM faults').safeIntegers(true).all() as Array<Record<string, bigint | string | null>>;
-        for (const f of faults) {
-          const pos = f.position as bigint;
-          const at = fromDb(f.iova as bigint);
-          const holding = runs.filter((r) => fromDb(r.iova!) <= at && fromDb(r.iova_last!) >= at);
-          const live = holding.some((r) => r.valid_from! <= pos && (r.valid_to === null || r.valid_to! > pos));
-          const ends = holding.filter((r) => r.valid_to !== null && r.valid_to! < pos).map((r) => r.valid_to!);
-          const last = ends.length ? ends.reduce((a, b) => (a > b ? a : b)) : null;
-          if (live) expect(f.cause).toBe('mapped');
-          else if (last === null) expect([f.cause, f.cause_position]).toEqual(['never-mapped', null]);
-          else expect(f.cause_position).toBe(last);
-        }
-        l.close();
-      }),
+      fc.property(
+        fc.constantFrom('intel-vtd', 'omap', 'arm-lpae-4k').chain((p) => faultyHistoryArb(p)),
+        fc.integer({ min: 1, max: 9 }),
+        (cmds, batch) => {
+          const path = tempDb();
+          const l = new Ledger(path);
+          for (let i = 0; i < cmds.length; i += batch) l.appendRaw(cmds.slice(i, i + batch));
+          const runs = l.db.prepare('SELECT iova, iova_last, valid_from, valid_to FROM runs').safeIntegers(true).all() as Array<Record<string, bigint | null>>;
+          const faults = l.db.prepare('SELECT position, iova, cause, cause_position FROM faults').safeIntegers(true).all() as Array<
+            Record<string, bigint | string | null>
+          >;
+          for (const f of faults) {
+            const pos = f.position as bigint;
+            const at = fromDb(f.iova as bigint);
+            const holding = runs.filter((r) => fromDb(r.iova!) <= at && fromDb(r.iova_last!) >= at);
+            const live = holding.some((r) => r.valid_from! <= pos && (r.valid_to === null || r.valid_to! > pos));
+            const ends = holding.filter((r) => r.valid_to !== null && r.valid_to! < pos).map((r) => r.valid_to!);
+            const last = ends.length ? ends.reduce((a, b) => (a > b ? a : b)) : null;
+            if (live) expect(f.cause).toBe('mapped');
+            else if (last === null) expect([f.cause, f.cause_position]).toEqual(['never-mapped', null]);
+            else expect(f.cause_position).toBe(last);
+          }
+          l.close();
+        },
+      ),
       { numRuns: 60 },
     );
   });
@@ -285,7 +305,10 @@ describe('projections', () => {
   it('a Queries kept open sees what other connections append and destroy (no stale domain info), and refuses a position that is not a whole number in range', () => {
     const path = tempDb();
     const l = new Ledger(path);
-    l.appendRaw([{ op: 'domain', domain: 'd', profile: 'intel-vtd' }, { op: 'map', domain: 'd', iova: '0x200000', paddr: '0x80000000', size: '2M', caller: 'a' }]);
+    l.appendRaw([
+      { op: 'domain', domain: 'd', profile: 'intel-vtd' },
+      { op: 'map', domain: 'd', iova: '0x200000', paddr: '0x80000000', size: '2M', caller: 'a' },
+    ]);
     const q = new Queries(path);
     expect(q.blame('d', 0x70000000n).page).toBeUndefined();
     l.appendRaw([{ op: 'map', domain: 'd', iova: '0x40000000', paddr: '0xc0000000', size: '1G', caller: 'b' }]);

@@ -26,7 +26,10 @@ function intentOf(path: string, caller: string): Array<[string, string]> {
   const q = new Queries(path, { readonly: true });
   try {
     return (
-      q.db.prepare('SELECT iova, iova_last FROM intent WHERE caller = ? AND valid_to IS NULL ORDER BY iova').safeIntegers(true).all(caller) as Array<{ iova: bigint; iova_last: bigint }>
+      q.db.prepare('SELECT iova, iova_last FROM intent WHERE caller = ? AND valid_to IS NULL ORDER BY iova').safeIntegers(true).all(caller) as Array<{
+        iova: bigint;
+        iova_last: bigint;
+      }>
     ).map((r) => [hex(r.iova + (1n << 63n)), hex(r.iova_last + (1n << 63n) + 1n)]);
   } finally {
     q.close();
@@ -61,7 +64,14 @@ const REPRO: Record<string, unknown[]> = {
 const jsonl = (name: string) => REPRO[name]!;
 
 const D = (profile = 'amd-v1') => ({ op: 'domain', domain: 'd', profile });
-const map = (iova: number, size: number, caller: string) => ({ op: 'map', domain: 'd', iova: hex(iova), paddr: hex(0x4000_0000 + iova), size: hex(size), caller });
+const map = (iova: number, size: number, caller: string) => ({
+  op: 'map',
+  domain: 'd',
+  iova: hex(iova),
+  paddr: hex(0x4000_0000 + iova),
+  size: hex(size),
+  caller,
+});
 const unmap = (iova: number, size: number, caller: string) => ({ op: 'unmap', domain: 'd', iova: hex(iova), size: hex(size), caller });
 const K = 0x1000;
 const M = 0x10_0000;
@@ -92,8 +102,13 @@ describe('stepped and harmful over-unmaps', () => {
     expect(intentOf(p, 'vfio')).toEqual([]);
   });
 
-  it("a caller that unmaps 4K at a time without reading the result covers the collateral: stepped (covered)", () => {
-    const p = ledgerOf([D('intel-vtd'), map(0x20_0000, 4 * M, 'legacy'), unmap(0x20_0000, K, 'legacy'), ...Array.from({ length: 511 }, (_, i) => unmap(0x20_0000 + (i + 1) * K, K, 'legacy'))]);
+  it('a caller that unmaps 4K at a time without reading the result covers the collateral: stepped (covered)', () => {
+    const p = ledgerOf([
+      D('intel-vtd'),
+      map(0x20_0000, 4 * M, 'legacy'),
+      unmap(0x20_0000, K, 'legacy'),
+      ...Array.from({ length: 511 }, (_, i) => unmap(0x20_0000 + (i + 1) * K, K, 'legacy')),
+    ]);
     expect(verdicts(p)).toEqual([[3, 'stepped', 'covered', 514, undefined]]);
     // The 2M page at 0x400000 was not touched: still intended.
     expect(intentOf(p, 'legacy')).toEqual([['0x400000', '0x600000']]);
@@ -145,7 +160,11 @@ describe('stepped and harmful over-unmaps', () => {
       fc.property(
         fc.constantFrom('amd-v1', 'intel-vtd'),
         // Regions: [start in 2M units, length in 4K pages]; each region is mapped in one to three maps.
-        fc.uniqueArray(fc.record({ slot: fc.integer({ min: 0, max: 63 }), pages: fc.integer({ min: 1, max: 1100 }), cuts: fc.integer({ min: 1, max: 3 }) }), { minLength: 1, maxLength: 6, selector: (r) => r.slot }),
+        fc.uniqueArray(fc.record({ slot: fc.integer({ min: 0, max: 63 }), pages: fc.integer({ min: 1, max: 1100 }), cuts: fc.integer({ min: 1, max: 3 }) }), {
+          minLength: 1,
+          maxLength: 6,
+          selector: (r) => r.slot,
+        }),
         fc.array(fc.integer({ min: 0, max: 5 }), { maxLength: 12 }),
         (profile, regions, order) => {
           const path = tempDb();
@@ -166,7 +185,7 @@ describe('stepped and harmful over-unmaps', () => {
           teardown.push(...left);
           for (const i of teardown) {
             const { start, end } = region(regions[i]!);
-            for (let a = start; a < end; ) {
+            for (let a = start; a < end;) {
               const [out] = l.appendRaw([unmap(a, K, 'vfio')]);
               a += Number(out!.unmapped ?? 0n) || K;
             }
@@ -185,7 +204,15 @@ describe('stepped and harmful over-unmaps', () => {
     fc.assert(
       fc.property(
         fc.constantFrom('amd-v1', 'intel-vtd'),
-        fc.array(fc.record({ slot: fc.integer({ min: 0, max: 15 }), offsetPages: fc.integer({ min: 0, max: 511 }), owner: fc.constantFrom('a', 'b', 'c'), taker: fc.constantFrom('a', 'b', 'c') }), { minLength: 1, maxLength: 10 }),
+        fc.array(
+          fc.record({
+            slot: fc.integer({ min: 0, max: 15 }),
+            offsetPages: fc.integer({ min: 0, max: 511 }),
+            owner: fc.constantFrom('a', 'b', 'c'),
+            taker: fc.constantFrom('a', 'b', 'c'),
+          }),
+          { minLength: 1, maxLength: 10 },
+        ),
         (profile, cases) => {
           const path = tempDb();
           const l = new Ledger(path);

@@ -45,7 +45,11 @@ describe('event store', () => {
     for (const tamper of ['change', 'remove', 'reorder'] as const) {
       const path = tempDb();
       const l = new Ledger(path);
-      l.appendRaw([...scenario, { op: 'map', domain: 'dsp', iova: '0x200000', paddr: '0x90000000', size: '64K' }, { op: 'unmap', domain: 'dsp', iova: '0x200000', size: '64K' }]);
+      l.appendRaw([
+        ...scenario,
+        { op: 'map', domain: 'dsp', iova: '0x200000', paddr: '0x90000000', size: '64K' },
+        { op: 'unmap', domain: 'dsp', iova: '0x200000', size: '64K' },
+      ]);
       l.close();
       const db = new Database(path);
       db.exec('DROP TRIGGER events_no_update; DROP TRIGGER events_no_delete;');
@@ -90,7 +94,10 @@ describe('event store', () => {
       const db = new Database(path);
       db.exec('DROP TRIGGER events_no_update; DROP TRIGGER events_no_delete;');
       if (tamper === 'change') db.prepare("UPDATE events SET data = replace(data, 'isp', 'isq') WHERE position = 1101").run();
-      if (tamper === 'before-first') db.prepare('INSERT INTO events SELECT 0, stream, version + 10000, type, schema_version, event_id || \'x\', recorded_at, time, data, hash FROM events WHERE position = 1').run();
+      if (tamper === 'before-first')
+        db.prepare(
+          "INSERT INTO events SELECT 0, stream, version + 10000, type, schema_version, event_id || 'x', recorded_at, time, data, hash FROM events WHERE position = 1",
+        ).run();
       db.close();
       const l2 = new Ledger(path);
       const v = l2.store.verify();
@@ -101,7 +108,8 @@ describe('event store', () => {
         expect(v.firstBad).toBe(tamper === 'change' ? 1101 : 1);
         expect(v.events).toBe(tamper === 'change' ? 1100 : 0);
         expect(v.problem).toBe(tamper === 'change' ? 'changed' : 'inserted');
-        if (tamper === 'before-first') expect(v.message).toBe('position 1: an extra event, stored at position 0, comes before it; the chain is broken from there');
+        if (tamper === 'before-first')
+          expect(v.message).toBe('position 1: an extra event, stored at position 0, comes before it; the chain is broken from there');
       }
       l2.close();
     }
@@ -158,7 +166,9 @@ describe('event store', () => {
     const b = new Ledger(path);
     a.appendRaw(scenario.slice(0, 2));
     b.appendRaw([{ op: 'unmap', domain: 'dsp', iova: '0x100000', size: '1M', caller: 'b' }], { expectedVersions: { dsp: 2 } });
-    expect(() => a.appendRaw([{ op: 'unmap', domain: 'dsp', iova: '0x100000', size: '1M', caller: 'a' }], { expectedVersions: { dsp: 2 } })).toThrow(ConcurrencyError);
+    expect(() => a.appendRaw([{ op: 'unmap', domain: 'dsp', iova: '0x100000', size: '1M', caller: 'a' }], { expectedVersions: { dsp: 2 } })).toThrow(
+      ConcurrencyError,
+    );
     // Without an expectation, a sees b's event and its own lands after it, on the current state.
     const o = a.appendRaw([{ op: 'unmap', domain: 'dsp', iova: '0x100000', size: '1M', caller: 'a' }]);
     expect(o[0]!.position).toBe(4);

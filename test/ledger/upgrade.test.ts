@@ -42,14 +42,18 @@ function encodeRunsV1(c: RunColumns): Buffer {
 
 /** Takes a current ledger back to schema 7: over-unmaps without a stepped or harmful verdict. */
 function toSchema7(path: string): void {
-  rewind(path, 7, `
+  rewind(
+    path,
+    7,
+    `
     DROP INDEX unmap_findings_pending;
     ALTER TABLE unmap_findings DROP COLUMN step;
     ALTER TABLE unmap_findings DROP COLUMN step_why;
     ALTER TABLE unmap_findings DROP COLUMN step_pos;
     ALTER TABLE unmap_findings DROP COLUMN step_state;
     ALTER TABLE unmap_findings DROP COLUMN step_others;
-  `);
+  `,
+  );
 }
 
 /** Takes a current ledger back to schema 6: its run log blobs without callers. */
@@ -71,28 +75,39 @@ function toSchema6(path: string): void {
 /** Takes a current ledger back to schema 5: no intent snapshots, and no map event in intent rows. */
 function toSchema5(path: string): void {
   toSchema6(path);
-  rewind(path, 5, `
+  rewind(
+    path,
+    5,
+    `
     DROP TABLE intent_snapshots;
     DROP INDEX intent_ended;
     ALTER TABLE intent DROP COLUMN map_pos;
-  `);
+  `,
+  );
 }
 
 /** Takes a current ledger back to schema 4: no run log, and the lifetime classes of the old stateAt query. */
 function toSchema4(path: string): void {
   toSchema5(path);
-  rewind(path, 4, `
+  rewind(
+    path,
+    4,
+    `
     DROP TABLE run_log;
     DROP TABLE run_snapshots;
     ALTER TABLE runs ADD COLUMN lifetime_class INTEGER NOT NULL DEFAULT 63;
     CREATE INDEX runs_time ON runs(domain, lifetime_class, valid_from);
-  `);
+  `,
+  );
 }
 
 /** Takes a current ledger back to what schema 1 had (what version 0.1.0 of the first session wrote). */
 function toSchema1(path: string): void {
   toSchema4(path);
-  rewind(path, 1, `
+  rewind(
+    path,
+    1,
+    `
     DROP TABLE asymmetric_unmaps;
     DROP INDEX unmap_findings_reach;
     DROP INDEX runs_long;
@@ -100,7 +115,8 @@ function toSchema1(path: string): void {
     ALTER TABLE caller_symmetry DROP COLUMN unmap_bytes;
     ALTER TABLE caller_symmetry DROP COLUMN cut_bytes;
     DELETE FROM meta WHERE key = 'rebuild-needed';
-  `);
+  `,
+  );
 }
 
 /** A new ledger file holding `history`. */
@@ -198,9 +214,12 @@ describe('a ledger written at schema 5', () => {
     const path = ledgerWithHistory({ snapshotEvery: 3 });
     toSchema5(path);
     const live = (db: Database.Database) =>
-      (db.prepare('SELECT caller, iova, iova_last - iova + 1 AS size, id FROM intent WHERE valid_to IS NULL ORDER BY caller, iova').safeIntegers(true).all() as Array<Record<string, bigint | string>>).map(
-        (r) => ({ caller: r.caller, row: Number(r.id) }),
-      );
+      (
+        db
+          .prepare('SELECT caller, iova, iova_last - iova + 1 AS size, id FROM intent WHERE valid_to IS NULL ORDER BY caller, iova')
+          .safeIntegers(true)
+          .all() as Array<Record<string, bigint | string>>
+      ).map((r) => ({ caller: r.caller, row: Number(r.id) }));
     for (const [i, cmd] of more.entries()) {
       const a = new Ledger(path, { snapshotEvery: 3 });
       expect(Number(a.db.pragma('user_version', { simple: true }))).toBe(SCHEMA_VERSION());
@@ -224,14 +243,16 @@ describe('a ledger written at schema 5', () => {
 });
 
 describe('a ledger written at schema 6', () => {
-  it("upgrades to schema 7: states name the callers of runs whose blobs have none from the events, appends write blobs with callers, rebuild rewrites them all", () => {
+  it('upgrades to schema 7: states name the callers of runs whose blobs have none from the events, appends write blobs with callers, rebuild rewrites them all', () => {
     const more = [
       { op: 'map', domain: 'isp', iova: '0x70000000', paddr: '0x91000000', size: '64K', caller: 'gst' },
       { op: 'unmap', domain: 'isp', iova: '0x70001000', size: '4K', caller: 'queue0' },
       { op: 'map', domain: 'isp', iova: '0x71000000', paddr: '0x92000000', size: '8K' },
     ];
     const blobsWithCallers = (db: Database.Database) =>
-      (db.prepare('SELECT births FROM run_log UNION ALL SELECT data FROM run_snapshots').pluck().all() as Buffer[]).map((b) => decodeRuns(b).caller.every((k) => k > 0));
+      (db.prepare('SELECT births FROM run_log UNION ALL SELECT data FROM run_snapshots').pluck().all() as Buffer[]).map((b) =>
+        decodeRuns(b).caller.every((k) => k > 0),
+      );
     const callersAt = (q: Queries) => Array.from({ length: q.lastPosition }, (_, i) => [...q.callersOfRuns(q.stateAt('isp', i + 1).runs)]);
     const fresh = tempDb();
     const f = new Ledger(fresh, { snapshotEvery: 2 });

@@ -17,7 +17,11 @@ if (mode === 'batches') {
     for (let j = 0; j < size; j++) {
       const k = i * size + j;
       const iova = `0x${(0x1000_0000 + (k % 4096) * 0x2000).toString(16)}`;
-      cmds.push(k % 2 === 0 ? { op: 'map', domain: 'd0', iova, paddr: '0x40000000', size: '8K', caller: tag } : { op: 'unmap', domain: 'd0', iova: `0x${(0x1000_0000 + ((k - 1) % 4096) * 0x2000).toString(16)}`, size: '8K', caller: tag });
+      cmds.push(
+        k % 2 === 0
+          ? { op: 'map', domain: 'd0', iova, paddr: '0x40000000', size: '8K', caller: tag }
+          : { op: 'unmap', domain: 'd0', iova: `0x${(0x1000_0000 + ((k - 1) % 4096) * 0x2000).toString(16)}`, size: '8K', caller: tag },
+      );
     }
     ledger.appendRaw(cmds);
     process.stdout.write(`committed ${i + 1}\n`);
@@ -26,7 +30,9 @@ if (mode === 'batches') {
   const tag = a!;
   const base = tag === 'A' ? 0x1000_0000 : 0x2000_0000;
   for (let i = 0; i < n; i++) {
-    ledger.appendRaw([{ op: 'map', domain: 'd0', iova: `0x${(base + i * 0x1000).toString(16)}`, paddr: '0x40000000', size: '4K', caller: tag, id: `${tag}-${i}` }]);
+    ledger.appendRaw([
+      { op: 'map', domain: 'd0', iova: `0x${(base + i * 0x1000).toString(16)}`, paddr: '0x40000000', size: '4K', caller: tag, id: `${tag}-${i}` },
+    ]);
   }
   process.stdout.write(`committed ${n}\n`);
 }

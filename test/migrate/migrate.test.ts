@@ -87,7 +87,9 @@ describe('callers: the analysis behind a migration', () => {
     expect(v.behaviours.legacy).toMatchObject({ overUnmaps: 0, leftMapped: 0 });
     expect(v.behaviours.strict.refused).toBe(2);
     expect(v.verdict.join('; ')).toContain('cuts a map 2 times; harmless on 4K pages, over-unmaps if that map used a page larger than 4K');
-    expect(v.advice).toContain('unmaps 4K pieces of 8K maps made by vfio at drivers/vfio/vfio_iommu_type1.c:1502: map in 4K pieces there, or unmap the whole 8K here');
+    expect(v.advice).toContain(
+      'unmaps 4K pieces of 8K maps made by vfio at drivers/vfio/vfio_iommu_type1.c:1502: map in 4K pieces there, or unmap the whole 8K here',
+    );
     expect(v.examples.map((e) => e.position)).toEqual([3, 4]);
   });
 
@@ -181,10 +183,12 @@ describe('migrate: worked scenarios', () => {
     const { r, out } = await migrated(src, strategy('split-maps'));
     expect(r.problems.filter((p) => REGRESSIONS.has(p.kind))).toEqual([]);
     expect(r.passed).toBe(true);
-    const unmaps = withQueries(out, (q) => q.db.prepare("SELECT data FROM events WHERE type = 'unmap' ORDER BY position").all() as Array<{ data: string }>).map((e) => {
-      const d = JSON.parse(e.data) as { body: { iova: string; size: string }; who: { caller: string } };
-      return [d.who.caller, d.body.iova, d.body.size];
-    });
+    const unmaps = withQueries(out, (q) => q.db.prepare("SELECT data FROM events WHERE type = 'unmap' ORDER BY position").all() as Array<{ data: string }>).map(
+      (e) => {
+        const d = JSON.parse(e.data) as { body: { iova: string; size: string }; who: { caller: string } };
+        return [d.who.caller, d.body.iova, d.body.size];
+      },
+    );
     expect(unmaps).toEqual([
       ['queue0', '0x60042000', '0x1000'],
       ['gst', '0x60000000', '0x42000'],
@@ -197,9 +201,16 @@ describe('migrate: worked scenarios', () => {
     const src = ledgerOf(intel);
     const { r, out } = await migrated(src, strategy('widen-unmaps'));
     expect(r.passed).toBe(true);
-    const ev = withQueries(out, (q) => q.db.prepare("SELECT type, data FROM events WHERE type IN ('map','unmap') ORDER BY position").all() as Array<{ type: string; data: string }>);
+    const ev = withQueries(
+      out,
+      (q) => q.db.prepare("SELECT type, data FROM events WHERE type IN ('map','unmap') ORDER BY position").all() as Array<{ type: string; data: string }>,
+    );
     const cmds = ev.map((e) => {
-      const d = JSON.parse(e.data) as { body: { iova: string; size: string }; who?: { caller?: string }; from: { derivedFrom: { position: number; strategy: string } } };
+      const d = JSON.parse(e.data) as {
+        body: { iova: string; size: string };
+        who?: { caller?: string };
+        from: { derivedFrom: { position: number; strategy: string } };
+      };
       return [e.type, d.body.iova, d.body.size, d.who?.caller, d.from.derivedFrom.position];
     });
     expect(cmds).toEqual([
@@ -241,7 +252,11 @@ describe('migrate: worked scenarios', () => {
   });
 
   it('--caller limits the migration; the other callers are kept and reported as not migrated', async () => {
-    const src = ledgerOf([...intel, { op: 'map', domain: 'gpu0', iova: '0x400000', paddr: '0x81000000', size: '8K', caller: 'dma' }, { op: 'unmap', domain: 'gpu0', iova: '0x400000', size: '4K', caller: 'dma' }]);
+    const src = ledgerOf([
+      ...intel,
+      { op: 'map', domain: 'gpu0', iova: '0x400000', paddr: '0x81000000', size: '8K', caller: 'dma' },
+      { op: 'unmap', domain: 'gpu0', iova: '0x400000', size: '4K', caller: 'dma' },
+    ]);
     const { r } = await migrated(src, strategy('widen-unmaps'), { caller: 'kvm' });
     expect(r.passed).toBe(true);
     expect(r.strategies).toMatchObject({ 'widen-unmaps': 1, keep: 3 });
@@ -267,7 +282,10 @@ describe('migrate: worked scenarios', () => {
   it('a custom transform that returns a bad command is named with its rule and source position; nothing is left behind', async () => {
     const src = ledgerOf(vfio8k);
     const out = join(dirname(src), 'bad.db');
-    const m = defineMigration({ name: 'bad', rules: [{ caller: 'vfio', strategy: (c) => (c.op === 'map' ? [{ op: 'map', iova: c.iova, size: 0n, paddr: c.paddr! }] : []) }] });
+    const m = defineMigration({
+      name: 'bad',
+      rules: [{ caller: 'vfio', strategy: (c) => (c.op === 'map' ? [{ op: 'map', iova: c.iova, size: 0n, paddr: c.paddr! }] : []) }],
+    });
     // size 0 is a valid command that the core refuses, so this one verifies as a refused map (and
     // the unmaps it drops as unmaps that remove nothing)...
     const r = await migrate(src, out, m);
@@ -295,7 +313,8 @@ const mjsonl = [
 ];
 
 const regressions = (r: MigrationResult) => Object.fromEntries(Object.entries(r.counts).filter(([k]) => REGRESSIONS.has(k as never)));
-const found1 = (r: MigrationResult, kind: string) => r.problems.filter((p) => p.kind === kind).map((p) => ({ at: p.position, new: p.migratedPosition, caller: p.caller, ranges: p.ranges, detail: p.detail }));
+const found1 = (r: MigrationResult, kind: string) =>
+  r.problems.filter((p) => p.kind === kind).map((p) => ({ at: p.position, new: p.migratedPosition, caller: p.caller, ranges: p.ranges, detail: p.detail }));
 
 describe('migrate: the verification (issue 13)', () => {
   it('m.jsonl under split-maps FAILS: the refused map, the unmap that removes nothing and the 2044K left mapped are named', async () => {
@@ -340,7 +359,14 @@ describe('migrate: the verification (issue 13)', () => {
       ['intent-added', 5, 6],
     ]);
     expect(js.result.byCaller).toEqual([
-      { domain: 'd', caller: 'vfio', regressions: { 'map-refused': 1, 'unmap-empty': 1, 'end-mapped': 1, 'intent-added': 1 }, bytes: { 'end-mapped': '0x1ff000', 'intent-added': '0x1ff000' }, fixed: 0, notMigrated: 0 },
+      {
+        domain: 'd',
+        caller: 'vfio',
+        regressions: { 'map-refused': 1, 'unmap-empty': 1, 'end-mapped': 1, 'intent-added': 1 },
+        bytes: { 'end-mapped': '0x1ff000', 'intent-added': '0x1ff000' },
+        fixed: 0,
+        notMigrated: 0,
+      },
     ]);
   });
 
@@ -361,7 +387,7 @@ describe('migrate: the verification (issue 13)', () => {
     ]);
   });
 
-  it('widen-unmaps passes honestly where it works: kvm\'s over-unmap of vfio\'s 2M page is fixed, and what differs at the end follows from that fix', async () => {
+  it("widen-unmaps passes honestly where it works: kvm's over-unmap of vfio's 2M page is fixed, and what differs at the end follows from that fix", async () => {
     const { r } = await migrated(ledgerOf(intel), strategy('widen-unmaps'));
     expect(r.passed).toBe(true);
     expect(regressions(r)).toEqual({});
@@ -375,7 +401,8 @@ describe('migrate: the verification (issue 13)', () => {
           { iova: 0x200000n, size: 0x1000n },
           { iova: 0x202000n, size: 0x1fe000n },
         ],
-        detail: 'unmap 0x201000+4K over-unmapped 0x200000+4K, 0x202000+2040K in the source; the new ledger removes only what was asked and keeps those pages mapped',
+        detail:
+          'unmap 0x201000+4K over-unmapped 0x200000+4K, 0x202000+2040K in the source; the new ledger removes only what was asked and keeps those pages mapped',
       },
     ]);
     expect(found1(r, 'fix-effect').map((p) => p.detail)).toEqual([
@@ -412,9 +439,21 @@ describe('migrate: the verification (issue 13)', () => {
     expect(regressions(r)).toEqual({ 'map-refused': 1, 'end-unmapped': 1, 'end-moved': 1 });
     expect(r.fixed).toEqual({ 'over-unmap': 0, 'left-mapped': 0, refused: 0 });
     expect(r.problems.map((p) => [p.kind, p.position, p.detail])).toEqual([
-      ['withdrawn', 3, 'unmap 0x201000+4K over-unmapped 0x200000+4K, 0x202000+2040K in the source; the new ledger removes only what was asked and keeps those pages mapped; not a fix: map-refused at #4 (new #6) touches those pages'],
-      ['map-refused', 4, 'map 0x200000+2M is refused in the new ledger: EEXIST: 0x202000..0x400000 is already mapped (by #2, new #4); the source stored it as ok'],
-      ['end-moved', 4, 'gpu0: 0x200000+4K, 0x202000+2040K is mapped at the end of both, to 0x90000000 in the source (map #4) and to 0x80000000 in the new ledger (map new #2, made from #2)'],
+      [
+        'withdrawn',
+        3,
+        'unmap 0x201000+4K over-unmapped 0x200000+4K, 0x202000+2040K in the source; the new ledger removes only what was asked and keeps those pages mapped; not a fix: map-refused at #4 (new #6) touches those pages',
+      ],
+      [
+        'map-refused',
+        4,
+        'map 0x200000+2M is refused in the new ledger: EEXIST: 0x202000..0x400000 is already mapped (by #2, new #4); the source stored it as ok',
+      ],
+      [
+        'end-moved',
+        4,
+        'gpu0: 0x200000+4K, 0x202000+2040K is mapped at the end of both, to 0x90000000 in the source (map #4) and to 0x80000000 in the new ledger (map new #2, made from #2)',
+      ],
       ['end-unmapped', 4, 'gpu0: 0x201000+4K is mapped at the end of the source (map #4 by vfio), not in the new ledger (removed by new #5, made from #3)'],
     ]);
   });
@@ -437,14 +476,27 @@ describe('migrate: the verification (issue 13)', () => {
       { op: 'unmap', domain: 'g', iova: '0x100000', size: '4K', caller: 'a' },
       { op: 'fault', domain: 'g', iova: '0x100010', device: 'nic' },
     ]);
-    const drop = defineMigration({ name: 'drop unmaps', rules: [{ strategy: (c) => (c.op === 'unmap' ? [] : [{ op: 'map', iova: c.iova, size: c.size, paddr: c.paddr! }]) }] });
+    const drop = defineMigration({
+      name: 'drop unmaps',
+      rules: [{ strategy: (c) => (c.op === 'unmap' ? [] : [{ op: 'map', iova: c.iova, size: c.size, paddr: c.paddr! }]) }],
+    });
     const { r } = await migrated(src, drop);
     expect(r.passed).toBe(false);
     expect(r.problems.map((p) => [p.kind, p.position, p.caller, p.detail])).toEqual([
       ['unmap-empty', 3, 'a', 'unmap 0x100000+4K is dropped (nothing is issued for it); the source removed 4K'],
       ['end-mapped', 3, 'a', 'g: 0x100000+4K is still mapped at the end of the new ledger (map new #2, made from #2, by a), not in the source (removed by #3)'],
-      ['intent-added', 3, 'a', 'a believes 0x100000+4K mapped at the end of g in the new ledger (map new #2, made from #2), not in the source (its intent there ended at #3)'],
-      ['fault-mapped', 4, 'a', 'the fault at 0x100010 from nic hits a page the new ledger has mapped (map new #2, made from #2) and the source had unmapped (use after unmap at #3); the pages differ since #3 (nothing in the new ledger)'],
+      [
+        'intent-added',
+        3,
+        'a',
+        'a believes 0x100000+4K mapped at the end of g in the new ledger (map new #2, made from #2), not in the source (its intent there ended at #3)',
+      ],
+      [
+        'fault-mapped',
+        4,
+        'a',
+        'the fault at 0x100010 from nic hits a page the new ledger has mapped (map new #2, made from #2) and the source had unmapped (use after unmap at #3); the pages differ since #3 (nothing in the new ledger)',
+      ],
     ]);
   });
 
@@ -458,7 +510,9 @@ describe('migrate: the verification (issue 13)', () => {
     const { r } = await migrated(src, drop);
     expect(r.passed).toBe(false);
     expect(regressions(r)).toEqual({ 'fault-unmapped': 1, 'end-unmapped': 1, 'intent-lost': 1 });
-    expect(r.problems.find((p) => p.kind === 'fault-unmapped')!.detail).toBe('the fault at 0x100010 from nic hits a page the new ledger has unmapped (never mapped) and the source had mapped (map #2); the pages differ since #2 (nothing in the new ledger)');
+    expect(r.problems.find((p) => p.kind === 'fault-unmapped')!.detail).toBe(
+      'the fault at 0x100010 from nic hits a page the new ledger has unmapped (never mapped) and the source had mapped (map #2); the pages differ since #2 (nothing in the new ledger)',
+    );
   });
 });
 
@@ -501,7 +555,15 @@ describe('migrate on the command line', () => {
 /** Histories where unmaps are drawn relative to earlier maps: exact, cuts, straddles, whole-space. */
 function relatedHistoryArb(profile: string) {
   const op = fc.oneof(
-    { weight: 3, arbitrary: fc.record({ kind: fc.constant('map' as const), slot: fc.integer({ min: 0, max: 15 }), pages: fc.constantFrom(1, 2, 4, 16, 512), caller: fc.constantFrom('a', 'b') }) },
+    {
+      weight: 3,
+      arbitrary: fc.record({
+        kind: fc.constant('map' as const),
+        slot: fc.integer({ min: 0, max: 15 }),
+        pages: fc.constantFrom(1, 2, 4, 16, 512),
+        caller: fc.constantFrom('a', 'b'),
+      }),
+    },
     {
       weight: 3,
       arbitrary: fc.record({
@@ -549,7 +611,11 @@ function eventsOf(path: string): Row[] {
 function endPages(path: string): Map<string, string> {
   return withQueries(path, (q) => {
     const out = new Map<string, string>();
-    const rows = q.db.prepare('SELECT iova, iova_last, paddr FROM runs WHERE valid_to IS NULL').safeIntegers(true).all() as Array<{ iova: bigint; iova_last: bigint; paddr: bigint }>;
+    const rows = q.db.prepare('SELECT iova, iova_last, paddr FROM runs WHERE valid_to IS NULL').safeIntegers(true).all() as Array<{
+      iova: bigint;
+      iova_last: bigint;
+      paddr: bigint;
+    }>;
     for (const r of rows) {
       const s = fromDb(r.iova);
       for (let a = s; a <= fromDb(r.iova_last); a += 0x1000n) out.set(a.toString(16), (fromDb(r.paddr) + (a - s)).toString(16));
@@ -562,7 +628,11 @@ function endPages(path: string): Map<string, string> {
 function endIntent(path: string): Set<string> {
   return withQueries(path, (q) => {
     const out = new Set<string>();
-    const rows = q.db.prepare('SELECT caller, iova, iova_last FROM intent WHERE valid_to IS NULL').safeIntegers(true).all() as Array<{ caller: string; iova: bigint; iova_last: bigint }>;
+    const rows = q.db.prepare('SELECT caller, iova, iova_last FROM intent WHERE valid_to IS NULL').safeIntegers(true).all() as Array<{
+      caller: string;
+      iova: bigint;
+      iova_last: bigint;
+    }>;
     for (const r of rows) for (let a = fromDb(r.iova); a <= fromDb(r.iova_last); a += 0x1000n) out.add(`${r.caller} ${a.toString(16)}`);
     return out;
   });
@@ -570,7 +640,8 @@ function endIntent(path: string): Set<string> {
 
 function pagesOf(ps: MigrationResult['problems'], prefix = ''): Set<string> {
   const out = new Set<string>();
-  for (const p of ps) for (const r of p.ranges) for (let a = r.iova; a < r.iova + r.size; a += 0x1000n) out.add(`${prefix ? `${p.caller} ` : ''}${a.toString(16)}`);
+  for (const p of ps)
+    for (const r of p.ranges) for (let a = r.iova; a < r.iova + r.size; a += 0x1000n) out.add(`${prefix ? `${p.caller} ` : ''}${a.toString(16)}`);
   return out;
 }
 
@@ -584,7 +655,14 @@ function pagesOf(ps: MigrationResult['problems'], prefix = ''): Set<string> {
 /** The runs a ledger stored (one domain), to tell the pages mapped just after any position. */
 function runsOf(path: string): Array<{ start: bigint; last: bigint; from: number; to: number }> {
   return withQueries(path, (q) =>
-    (q.db.prepare('SELECT iova, iova_last, valid_from, valid_to FROM runs').safeIntegers(true).all() as Array<{ iova: bigint; iova_last: bigint; valid_from: bigint; valid_to: bigint | null }>).map((r) => ({
+    (
+      q.db.prepare('SELECT iova, iova_last, valid_from, valid_to FROM runs').safeIntegers(true).all() as Array<{
+        iova: bigint;
+        iova_last: bigint;
+        valid_from: bigint;
+        valid_to: bigint | null;
+      }>
+    ).map((r) => ({
       start: fromDb(r.iova),
       last: fromDb(r.iova_last),
       from: Number(r.valid_from),
@@ -650,7 +728,8 @@ function oracle(src: string, out: string) {
       if (ds.some((d) => d.type === 'map' && d.body.ok === false) && !(e.type === 'map' && e.body.ok === false)) refusedMaps.add(e.position);
       const unmaps = ds.filter((d) => d.type === 'unmap');
       const removed = unmaps.reduce((a, d) => a + BigInt(d.body.unmapped as string), 0n);
-      if (e.type === 'unmap' && BigInt(e.body.unmapped as string) > 0n && !unmaps.some((d) => d.body.ok === false) && removed === 0n) emptyUnmaps.add(e.position);
+      if (e.type === 'unmap' && BigInt(e.body.unmapped as string) > 0n && !unmaps.some((d) => d.body.ok === false) && removed === 0n)
+        emptyUnmaps.add(e.position);
     }
     if (e.type === 'fault') {
       const mine = outFaults.get(ds[0]!.position);
@@ -687,7 +766,9 @@ function checkAgainstOracle(src: string, out: string, r: MigrationResult): void 
   expect([...o.emptyUnmaps].filter((p) => !empty.has(p) && !o.exempt.has(p))).toEqual([]);
   // Pages reported as removed too early were removed at that event in the new ledger, outside its request, and the source still mapped them.
   for (const p of of('unmap-early')) expect(subset(pagesOf([p]), o.early.get(p.position) ?? new Set())).toEqual([]);
-  const faultPositions = new Set([...of('fault-unmapped'), ...of('fault-mapped'), ...effects.filter((p) => p.detail.startsWith('the fault'))].map((p) => p.position));
+  const faultPositions = new Set(
+    [...of('fault-unmapped'), ...of('fault-mapped'), ...effects.filter((p) => p.detail.startsWith('the fault'))].map((p) => p.position),
+  );
   expect(faultPositions).toEqual(o.faults);
   // Pages that differ at the end: each is a reported regression or follows from a fix; no other page is reported.
   const endReported = pagesOf([...of('end-mapped'), ...of('end-unmapped'), ...of('end-moved')]);
@@ -801,7 +882,9 @@ describe('migrate --strategy unmap-as-mapped (callers that step by the returned 
     expect(withQueries(src, (q) => q.callers())[0]!.advice).toBe(
       'vfio steps by the returned size (correct under the 2011 semantics): to make it symmetric, unmap each map as it was mapped — migrate --strategy unmap-as-mapped --caller vfio',
     );
-    expect(await run(['--db', src, 'migrate', '--strategy', 'unmap-as-mapped', '--caller', 'vfio', '--out', join(dir, 'uam.db'), '--fail-on-regression'], cap)).toBe(0);
+    expect(
+      await run(['--db', src, 'migrate', '--strategy', 'unmap-as-mapped', '--caller', 'vfio', '--out', join(dir, 'uam.db'), '--fail-on-regression'], cap),
+    ).toBe(0);
     expect(io.e).toBe('');
     expect(io.o.split('\n')).toEqual([
       `migrated 5 events of ${src} by 'unmap-as-mapped' (caller vfio only) into ${join(dir, 'uam.db')}: 5 events (the source is unchanged)`,
@@ -815,7 +898,7 @@ describe('migrate --strategy unmap-as-mapped (callers that step by the returned 
       '     bugs fixed: 0 (over-unmaps 0, unmaps that left pages mapped 0, refused unmaps 0)',
       '     cost: d: 2+2 -> 2+2 map+unmap calls, peak tables 12K -> 12K, 2 -> 2 invalidations',
       '     unmap-as-mapped: 2 unmaps: 2 made whole (2 whole maps unmapped), 0 dropped (0 whose pages were already unmapped in the new ledger, 0 that removed nothing in the source)',
-      '  vfio: readiness 0% -> 100%; change: vfio steps by the returned size (correct under the 2011 semantics): to make it symmetric, unmap each map as it was mapped — migrate --strategy unmap-as-mapped --caller vfio (the migration unmaps each map whole where the source\'s unmap first removed pages of it, and drops the steps after it)',
+      "  vfio: readiness 0% -> 100%; change: vfio steps by the returned size (correct under the 2011 semantics): to make it symmetric, unmap each map as it was mapped — migrate --strategy unmap-as-mapped --caller vfio (the migration unmaps each map whole where the source's unmap first removed pages of it, and drops the steps after it)",
       `PASSED: report in ${join(dir, 'uam.report.md')} and ${join(dir, 'uam.report.json')}`,
       '',
     ]);
@@ -841,7 +924,11 @@ describe('migrate --strategy unmap-as-mapped (callers that step by the returned 
     // paddr 0x40400000 for iova 0x300000: 1M off the 2M grid, so the driver uses 1M pages only.
     const steps = ['0x300000', '0x400000', '0x500000', '0x600000', '0x700000', '0x800000', '0x900000', '0xa00000'];
     const src = ledgerOf(amdTeardown('0x40400000', steps));
-    expect(commandsOf(src).slice(1).map((c) => c[4])).toEqual(steps.map(() => '0x100000')); // each step removed 1M
+    expect(
+      commandsOf(src)
+        .slice(1)
+        .map((c) => c[4]),
+    ).toEqual(steps.map(() => '0x100000')); // each step removed 1M
     expect(withQueries(src, (q) => q.callers())[0]!.advice).toContain('migrate --strategy unmap-as-mapped --caller vfio-dma');
     const { r, out } = await migrated(src, builtin('unmap-as-mapped'));
     expect(regressions(r)).toEqual({});
@@ -858,7 +945,11 @@ describe('migrate --strategy unmap-as-mapped (callers that step by the returned 
     expect(r.cost.as1!.after.unmaps).toBe(1);
     // The same map with paddr on the 2M grid: 1M, 4M, 2M, 1M pages, 4 steps, the 3 later ones dropped.
     const src2 = ledgerOf(amdTeardown('0x40300000', ['0x300000', '0x400000', '0x800000', '0xa00000']));
-    expect(commandsOf(src2).slice(1).map((c) => c[4])).toEqual(['0x100000', '0x400000', '0x200000', '0x100000']);
+    expect(
+      commandsOf(src2)
+        .slice(1)
+        .map((c) => c[4]),
+    ).toEqual(['0x100000', '0x400000', '0x200000', '0x100000']);
     const m2 = await migrated(src2, builtin('unmap-as-mapped'));
     expect(m2.r.passed).toBe(true);
     expect(m2.r.unmapAsMapped).toMatchObject({ unmaps: 4, whole: 1, droppedDone: 3 });
@@ -891,14 +982,18 @@ describe('migrate --strategy unmap-as-mapped (callers that step by the returned 
           "#3 (new #3) removed 0x102000+4K in the new ledger (it unmapped 0x101000+8K), which the source still mapped when vfio-dma's next unmap, 0x200000+4K at #5 (new #5), went elsewhere: removed too early, not a teardown",
       },
     ]);
-    expect(found1(r, 'unmap-empty').map((p) => [p.at, p.detail])).toEqual([[6, 'unmap 0x102000+4K is dropped (nothing is issued for it); the source removed 4K']]);
+    expect(found1(r, 'unmap-empty').map((p) => [p.at, p.detail])).toEqual([
+      [6, 'unmap 0x102000+4K is dropped (nothing is issued for it); the source removed 4K'],
+    ]);
     expect(r.caughtUp).toEqual({ unmaps: 0, bytes: 0n });
     const dir = dirname(src);
     const io = { o: '', e: '' };
     const cap = { out: (x: string) => (io.o += x), err: (x: string) => (io.e += x) };
     expect(await run(['--db', src, 'migrate', '--strategy', 'unmap-as-mapped', '--out', join(dir, 'cut.db'), '--fail-on-regression'], cap)).toBe(1);
     const lines = io.o.split('\n');
-    expect(lines[3]).toBe('FAIL 2. unmaps: 1 removing nothing where the source removed something, 0 refused that the source carried out, 1 removing pages the source still maps');
+    expect(lines[3]).toBe(
+      'FAIL 2. unmaps: 1 removing nothing where the source removed something, 0 refused that the source carried out, 1 removing pages the source still maps',
+    );
     expect(lines).toContain(
       "  unmap removes pages too early at #3 (new #3), vfio-dma: #3 (new #3) removed 0x102000+4K in the new ledger (it unmapped 0x101000+8K), which the source still mapped when vfio-dma's next unmap, 0x200000+4K at #5 (new #5), went elsewhere: removed too early, not a teardown",
     );
@@ -918,7 +1013,13 @@ describe('migrate --strategy unmap-as-mapped (callers that step by the returned 
     const src = ledgerOf([
       ...amdTeardown('0x40400000', ['0x300000']),
       { op: 'unmap', domain: 'as1', iova: '0x500000', size: '1M', caller: 'qemu' },
-      ...['0x400000', '0x500000', '0x600000', '0x700000', '0x800000', '0x900000', '0xa00000'].map((iova) => ({ op: 'unmap', domain: 'as1', iova, size: '4K', caller: 'vfio-dma' })),
+      ...['0x400000', '0x500000', '0x600000', '0x700000', '0x800000', '0x900000', '0xa00000'].map((iova) => ({
+        op: 'unmap',
+        domain: 'as1',
+        iova,
+        size: '4K',
+        caller: 'vfio-dma',
+      })),
     ]);
     const { r } = await migrated(src, builtin('unmap-as-mapped'), { caller: 'vfio-dma' });
     expect(r.passed).toBe(false);
@@ -936,7 +1037,11 @@ describe('migrate --strategy unmap-as-mapped (callers that step by the returned 
     expect(r.passed).toBe(false);
     expect(r.unmapAsMapped).toEqual({ unmaps: 1, whole: 0, maps: 0, droppedDone: 0, droppedNothing: 0, holes: 0, flagged: 1 });
     expect(found1(r, 'flagged').map((p) => [p.at, p.caller, p.detail])).toEqual([
-      [3, 'kvm', "unmap 0x201000+4K removed 0x200000+2M in the source, which reaches the map 0x200000+2M (source #2, by vfio), another caller's: not a teardown of its own maps, kept as it is; strict unmap refuses it (EINVAL)"],
+      [
+        3,
+        'kvm',
+        "unmap 0x201000+4K removed 0x200000+2M in the source, which reaches the map 0x200000+2M (source #2, by vfio), another caller's: not a teardown of its own maps, kept as it is; strict unmap refuses it (EINVAL)",
+      ],
     ]);
   });
 
@@ -986,12 +1091,25 @@ type Other = { kind: 'qemu'; slot: number; pages: number } | { kind: 'vmap'; slo
 type StepOp = Other | { kind: 'teardown'; slot: number; pause: number; mid: Other[] };
 const otherArb: fc.Arbitrary<Other> = fc.oneof(
   fc.record({ kind: fc.constant('qemu' as const), slot: fc.integer({ min: 0, max: 3 }), pages: fc.integer({ min: 1, max: 16 }) }),
-  fc.record({ kind: fc.constant('vmap' as const), slot: fc.integer({ min: 0, max: 4 }), shape: fc.integer({ min: 0, max: 4 }), pages: fc.integer({ min: 1, max: 40 }) }),
+  fc.record({
+    kind: fc.constant('vmap' as const),
+    slot: fc.integer({ min: 0, max: 4 }),
+    shape: fc.integer({ min: 0, max: 4 }),
+    pages: fc.integer({ min: 1, max: 40 }),
+  }),
 );
 const stepOpsArb: fc.Arbitrary<StepOp[]> = fc.array(
   fc.oneof(
     { weight: 2, arbitrary: otherArb },
-    { weight: 2, arbitrary: fc.record({ kind: fc.constant('teardown' as const), slot: fc.integer({ min: 0, max: 4 }), pause: fc.integer({ min: 0, max: 6 }), mid: fc.array(otherArb, { maxLength: 2 }) }) },
+    {
+      weight: 2,
+      arbitrary: fc.record({
+        kind: fc.constant('teardown' as const),
+        slot: fc.integer({ min: 0, max: 4 }),
+        pause: fc.integer({ min: 0, max: 6 }),
+        mid: fc.array(otherArb, { maxLength: 2 }),
+      }),
+    },
   ),
   { minLength: 1, maxLength: 14 },
 );
@@ -1081,7 +1199,14 @@ describe('migrate --strategy unmap-as-mapped: properties', () => {
           expect(endPages(out)).toEqual(endPages(src));
           expect(endIntent(out)).toEqual(endIntent(src));
           // Every vfio-dma unmap is a whole map in the new ledger.
-          withQueries(out, (q) => expect(q.callers().filter((c) => c.caller === 'vfio-dma' && c.unmaps > 0).every((c) => c.exact === c.unmaps)).toBe(true));
+          withQueries(out, (q) =>
+            expect(
+              q
+                .callers()
+                .filter((c) => c.caller === 'vfio-dma' && c.unmaps > 0)
+                .every((c) => c.exact === c.unmaps),
+            ).toBe(true),
+          );
           checkAgainstOracle(src, out, r);
           seen.stepped += withQueries(src, (q) => q.findings({ kind: 'over-unmap' }).filter((f) => f.stepped === true).length);
           seen.dropped += r.unmapAsMapped?.droppedDone ?? 0;

@@ -24,7 +24,30 @@ const mutationArb = fc.oneof(
   fc.record({ kind: fc.constant('flip' as const), at: fc.nat(), byte: fc.integer({ min: 0, max: 255 }) }),
   fc.record({ kind: fc.constant('cut' as const), at: fc.nat() }),
   fc.record({ kind: fc.constant('join' as const), at: fc.nat() }),
-  fc.record({ kind: fc.constant('insert' as const), at: fc.nat(), text: fc.constantFrom('\xff\xfe', '\0', '\r', '\uFEFF', 'iova=0xzz ', ' size=-4096', ' size=18446744073709551616', ' unmapped_size=99999999999999999999', '0x', ': map: IOMMU: ', '{', '"', '}', ']', 'null', '-1', '1e309', '\n\n\n') }),
+  fc.record({
+    kind: fc.constant('insert' as const),
+    at: fc.nat(),
+    text: fc.constantFrom(
+      '\xff\xfe',
+      '\0',
+      '\r',
+      '\uFEFF',
+      'iova=0xzz ',
+      ' size=-4096',
+      ' size=18446744073709551616',
+      ' unmapped_size=99999999999999999999',
+      '0x',
+      ': map: IOMMU: ',
+      '{',
+      '"',
+      '}',
+      ']',
+      'null',
+      '-1',
+      '1e309',
+      '\n\n\n',
+    ),
+  }),
   fc.record({ kind: fc.constant('drop' as const), at: fc.nat(), len: fc.integer({ min: 1, max: 40 }) }),
   fc.record({ kind: fc.constant('repeat' as const), at: fc.nat(), len: fc.integer({ min: 1, max: 80 }) }),
 );
@@ -54,7 +77,16 @@ const oddInputArb = fc.oneof(
   fc.jsonValue().map((v) => Buffer.from(`${JSON.stringify(v) ?? 'undefined'}\n`)),
   fc.array(fc.jsonValue(), { maxLength: 5 }).map((vs) => Buffer.from(vs.map((v) => JSON.stringify(v) ?? 'null').join('\n'))),
   fc
-    .record({ op: fc.constantFrom('map', 'unmap', 'fault', 'attach', 'detach', 'destroy', 'domain', 'nope'), domain: fc.constantFrom('d', '', ' ', 'x'.repeat(300)), iova: fc.constantFrom('0x0', '0xfffffffffffff000', '0x10000000000000000', '-0x1000', '12', 'zz'), size: fc.constantFrom('4K', '0', '2M', '16E', '-4K', '0x1001'), paddr: fc.constantFrom('0x1000', '0x1', 'abc') }, { requiredKeys: [] })
+    .record(
+      {
+        op: fc.constantFrom('map', 'unmap', 'fault', 'attach', 'detach', 'destroy', 'domain', 'nope'),
+        domain: fc.constantFrom('d', '', ' ', 'x'.repeat(300)),
+        iova: fc.constantFrom('0x0', '0xfffffffffffff000', '0x10000000000000000', '-0x1000', '12', 'zz'),
+        size: fc.constantFrom('4K', '0', '2M', '16E', '-4K', '0x1001'),
+        paddr: fc.constantFrom('0x1000', '0x1', 'abc'),
+      },
+      { requiredKeys: [] },
+    )
     .map((o) => Buffer.from(`${JSON.stringify(o)}\n`)),
 );
 
@@ -78,7 +110,11 @@ describe('a bad-input corpus (generated)', () => {
     await fc.assert(
       fc.asyncProperty(
         fc.oneof(
-          fc.record({ to: fc.constantFrom('import' as const, 'apply' as const), from: fc.constantFrom('trace', 'commands'), muts: fc.array(mutationArb, { minLength: 1, maxLength: 6 }) }),
+          fc.record({
+            to: fc.constantFrom('import' as const, 'apply' as const),
+            from: fc.constantFrom('trace', 'commands'),
+            muts: fc.array(mutationArb, { minLength: 1, maxLength: 6 }),
+          }),
           fc.record({ to: fc.constantFrom('import' as const, 'apply' as const), odd: oddInputArb }),
         ),
         fc.boolean(),
@@ -104,7 +140,15 @@ describe('a bad-input corpus (generated)', () => {
     expect(codes.get(0) ?? 0, JSON.stringify([...codes])).toBeGreaterThan(10);
     expect(codes.get(2) ?? 0, JSON.stringify([...codes])).toBeGreaterThan(10);
     // And the queries answer on whatever was accepted.
-    for (const q of [['audit', 'over-unmaps', '--all'], ['audit', 'faults'], ['callers'], ['state', '--domain', 'gpu0'], ['history', '0x200000', '2M', '--domain', 'gpu0'], ['explain', '0x202010', '--domain', 'gpu0'], ['diff', '1', '5', '--domain', 'gpu0']]) {
+    for (const q of [
+      ['audit', 'over-unmaps', '--all'],
+      ['audit', 'faults'],
+      ['callers'],
+      ['state', '--domain', 'gpu0'],
+      ['history', '0x200000', '2M', '--domain', 'gpu0'],
+      ['explain', '0x202010', '--domain', 'gpu0'],
+      ['diff', '1', '5', '--domain', 'gpu0'],
+    ]) {
       expectClean(q.join(' '), await cli('--db', db, ...q));
     }
   }, 300_000);

@@ -33,7 +33,16 @@ async function checkpointed(): Promise<{ db: string; dir: string; cp: string; he
 /** More commands, in a domain of their own, applied after the checkpoint. */
 async function applyMore(db: string, n = 3): Promise<void> {
   const file = `${db}.more.jsonl`;
-  const lines = [{ op: 'domain', domain: 'later', profile: 'intel-vtd' }, ...Array.from({ length: n - 1 }, (_, i) => ({ op: 'map', domain: 'later', iova: `0x${(0x100000 + i * 0x1000).toString(16)}`, paddr: '0x1000', size: '4K' }))];
+  const lines = [
+    { op: 'domain', domain: 'later', profile: 'intel-vtd' },
+    ...Array.from({ length: n - 1 }, (_, i) => ({
+      op: 'map',
+      domain: 'later',
+      iova: `0x${(0x100000 + i * 0x1000).toString(16)}`,
+      paddr: '0x1000',
+      size: '4K',
+    })),
+  ];
   writeFileSync(file, lines.map((l) => JSON.stringify(l)).join('\n'));
   const r = await cli('--db', db, 'apply', file);
   expect(r.code, r.err).toBe(0);
@@ -53,7 +62,17 @@ function rehash(d: Database.Database): void {
       `SELECT e.position, s.name AS stream, e.version, e.type, e.schema_version AS schemaVersion, e.event_id AS id, e.recorded_at AS recordedAt, e.time, e.data
          FROM events e JOIN streams s ON s.id = e.stream ORDER BY e.position`,
     )
-    .all() as Array<{ position: number; stream: string; version: number; type: string; schemaVersion: number; id: string; recordedAt: string; time: string | null; data: string }>;
+    .all() as Array<{
+    position: number;
+    stream: string;
+    version: number;
+    type: string;
+    schemaVersion: number;
+    id: string;
+    recordedAt: string;
+    time: string | null;
+    data: string;
+  }>;
   const upd = d.prepare('UPDATE events SET hash = ? WHERE position = ?');
   let prev = GENESIS;
   for (const r of rows) {
@@ -137,7 +156,9 @@ describe('checkpoints: verify --checkpoint proves the ledger extends what was ch
     const v = await cli('--db', db, 'verify', '--checkpoint', cp);
     expect(v.code).toBe(1);
     expect(v.err).toMatch(
-      new RegExp(`^iommu-ledger: checkpoint ${cp}: the ledger's first event differs from the checkpoint's \\(ledger id [0-9a-f]{16}… here, [0-9a-f]{16}… in the checkpoint\\): it is a checkpoint of another ledger, or this ledger was rewritten from its first event and re-hashed\\n$`),
+      new RegExp(
+        `^iommu-ledger: checkpoint ${cp}: the ledger's first event differs from the checkpoint's \\(ledger id [0-9a-f]{16}… here, [0-9a-f]{16}… in the checkpoint\\): it is a checkpoint of another ledger, or this ledger was rewritten from its first event and re-hashed\\n$`,
+      ),
     );
   });
 
@@ -147,9 +168,22 @@ describe('checkpoints: verify --checkpoint proves the ledger extends what was ch
     const d = raw(db);
     const last = d.prepare('SELECT * FROM events WHERE position = 17').get() as Record<string, unknown>;
     d.exec('DELETE FROM events WHERE position = 17');
-    const ins = d.prepare('INSERT INTO events (position, stream, version, type, schema_version, event_id, recorded_at, time, data, hash) VALUES (?,?,?,?,?,?,?,?,?,?)');
+    const ins = d.prepare(
+      'INSERT INTO events (position, stream, version, type, schema_version, event_id, recorded_at, time, data, hash) VALUES (?,?,?,?,?,?,?,?,?,?)',
+    );
     ins.run(17, last.stream, last.version, last.type, last.schema_version, 'forged-17', last.recorded_at, last.time, last.data, Buffer.alloc(32));
-    ins.run(18, last.stream, (last.version as number) + 1, last.type, last.schema_version, 'forged-18', last.recorded_at, last.time, last.data, Buffer.alloc(32));
+    ins.run(
+      18,
+      last.stream,
+      (last.version as number) + 1,
+      last.type,
+      last.schema_version,
+      'forged-18',
+      last.recorded_at,
+      last.time,
+      last.data,
+      Buffer.alloc(32),
+    );
     rehash(d);
     const forged = (d.prepare('SELECT lower(hex(hash)) FROM events WHERE position = 17').pluck().get() as string).slice(0, 16);
     d.close();
@@ -166,7 +200,16 @@ describe('checkpoints: verify --checkpoint proves the ledger extends what was ch
     const e = raw(db2);
     const l2 = e.prepare('SELECT * FROM events WHERE position = 17').get() as Record<string, unknown>;
     e.prepare('INSERT INTO events (position, stream, version, type, schema_version, event_id, recorded_at, time, data, hash) VALUES (?,?,?,?,?,?,?,?,?,?)').run(
-      18, l2.stream, (l2.version as number) + 1, l2.type, l2.schema_version, 'forged', l2.recorded_at, l2.time, l2.data, Buffer.alloc(32),
+      18,
+      l2.stream,
+      (l2.version as number) + 1,
+      l2.type,
+      l2.schema_version,
+      'forged',
+      l2.recorded_at,
+      l2.time,
+      l2.data,
+      Buffer.alloc(32),
     );
     e.close();
     const w = await cli('--db', db2, 'verify', '--checkpoint', cp2);
@@ -195,7 +238,9 @@ describe('checkpoints: verify --checkpoint proves the ledger extends what was ch
     const other = await cli('--db', db, 'verify', '--checkpoint', cp, '--pubkey', b.pub);
     expect(other.code).toBe(1);
     expect(other.err).toMatch(
-      new RegExp(`^iommu-ledger: checkpoint ${cp}: signed with key ${c.signature.key.slice(0, 16)}…, not with --pubkey ${b.pub} \\(key [0-9a-f]{16}…\\): give the public key it was signed with, or do not trust it\\n$`),
+      new RegExp(
+        `^iommu-ledger: checkpoint ${cp}: signed with key ${c.signature.key.slice(0, 16)}…, not with --pubkey ${b.pub} \\(key [0-9a-f]{16}…\\): give the public key it was signed with, or do not trust it\\n$`,
+      ),
     );
 
     // The checkpoint moved back to an earlier head, the signature kept (the key id too).
@@ -203,7 +248,9 @@ describe('checkpoints: verify --checkpoint proves the ledger extends what was ch
     writeFileSync(changed, JSON.stringify({ ...c, position: 16, head: 'f'.repeat(64) }));
     const bad = await cli('--db', db, 'verify', '--checkpoint', changed, '--pubkey', a.pub);
     expect(bad.code).toBe(1);
-    expect(bad.err).toBe(`iommu-ledger: checkpoint ${changed}: its signature does not verify with --pubkey ${a.pub}: the checkpoint was changed after it was signed; do not trust it\n`);
+    expect(bad.err).toBe(
+      `iommu-ledger: checkpoint ${changed}: its signature does not verify with --pubkey ${a.pub}: the checkpoint was changed after it was signed; do not trust it\n`,
+    );
 
     // A signature stripped: refused when --pubkey asks for one.
     const stripped = join(dir, 'stripped.json');
@@ -229,13 +276,29 @@ describe('checkpoints: verify --checkpoint proves the ledger extends what was ch
     const a = await cli('--db', db, 'apply', SCENARIO, '--checkpoint-to', dir, '--checkpoint-key', k.priv);
     expect(a.code, a.err).toBe(0);
     expect(a.out).toMatch(new RegExp(`\\ncheckpoint: ${dir}/checkpoint-000000000017-[0-9a-f]{12}\\.json \\(position 17\\)\\n$`));
-    const i = await cli('--db', db, '--json', 'import', join(EX, 'vfio-intel.trace'), '--profile', 'intel-vtd', '--checkpoint-to', dir, '--checkpoint-key', k.priv);
+    const i = await cli(
+      '--db',
+      db,
+      '--json',
+      'import',
+      join(EX, 'vfio-intel.trace'),
+      '--profile',
+      'intel-vtd',
+      '--checkpoint-to',
+      dir,
+      '--checkpoint-key',
+      k.priv,
+    );
     expect(i.code, i.err).toBe(0);
     const s = JSON.parse(i.out) as { stored: number; checkpoint: { file: string; position: number } };
     expect(s.checkpoint.position).toBe(17 + s.stored);
     // The same file again stores nothing: the checkpoint of the same head is already there.
     expect((await cli('--db', db, 'import', join(EX, 'vfio-intel.trace'), '--checkpoint-to', dir)).code).toBe(0);
-    expect(readdirSync(dir).sort()).toEqual([`checkpoint-000000000017-`, `checkpoint-${String(17 + s.stored).padStart(12, '0')}-`].map((p) => expect.stringMatching(new RegExp(`^${p}[0-9a-f]{12}\\.json$`)) as unknown as string));
+    expect(readdirSync(dir).sort()).toEqual(
+      [`checkpoint-000000000017-`, `checkpoint-${String(17 + s.stored).padStart(12, '0')}-`].map(
+        (p) => expect.stringMatching(new RegExp(`^${p}[0-9a-f]{12}\\.json$`)) as unknown as string,
+      ),
+    );
     const v = await cli('--db', db, 'verify', '--checkpoint', dir, '--pubkey', k.pub);
     expect(v.code, v.err).toBe(0);
     expect(v.out.match(/: extended: /g)).toHaveLength(2);
@@ -254,7 +317,10 @@ describe('checkpoints: verify --checkpoint proves the ledger extends what was ch
     expect(printed.code).toBe(0);
     expect(JSON.parse(printed.out)).toMatchObject({ format: 'iommu-ledger-checkpoint/1', position: 17 });
     const again = await cli('--db', db, 'checkpoint', '--out', cp);
-    expect(again).toMatchObject({ code: 2, err: `iommu-ledger: --out ${cp} exists: a checkpoint is never overwritten; choose another file, or give a folder to write it in\n` });
+    expect(again).toMatchObject({
+      code: 2,
+      err: `iommu-ledger: --out ${cp} exists: a checkpoint is never overwritten; choose another file, or give a folder to write it in\n`,
+    });
     const folder = join(dir, 'f');
     mkdirSync(folder);
     const f = await cli('--db', db, 'checkpoint', '--out', folder);
@@ -266,7 +332,9 @@ describe('checkpoints: verify --checkpoint proves the ledger extends what was ch
     d.close();
     const broken = await cli('--db', db, 'checkpoint', '--out', join(dir, 'x.json'));
     expect(broken.code).toBe(1);
-    expect(broken.err).toBe("iommu-ledger: the hash chain is broken at position 3: no checkpoint written (it would vouch for a tampered history); see 'iommu-ledger verify'\n");
+    expect(broken.err).toBe(
+      "iommu-ledger: the hash chain is broken at position 3: no checkpoint written (it would vouch for a tampered history); see 'iommu-ledger verify'\n",
+    );
     expect(existsSync(join(dir, 'x.json'))).toBe(false);
 
     const empty = tempDb();
@@ -289,8 +357,14 @@ describe('checkpoints: verify --checkpoint proves the ledger extends what was ch
     });
     const rsa = join(dir, 'rsa.pem');
     writeFileSync(rsa, generateKeyPairSync('rsa', { modulusLength: 1024 }).privateKey.export({ type: 'pkcs8', format: 'pem' }));
-    expect(await cli('--db', db, 'checkpoint', '--key', rsa)).toMatchObject({ code: 2, err: `iommu-ledger: --key ${rsa}: a rsa key, not Ed25519; make one with 'openssl genpkey -algorithm ed25519'\n` });
-    expect(await cli('--db', db, 'verify', '--pubkey', rsa)).toMatchObject({ code: 2, err: 'iommu-ledger: --pubkey checks the signatures of checkpoints: give --checkpoint FILE too\n' });
+    expect(await cli('--db', db, 'checkpoint', '--key', rsa)).toMatchObject({
+      code: 2,
+      err: `iommu-ledger: --key ${rsa}: a rsa key, not Ed25519; make one with 'openssl genpkey -algorithm ed25519'\n`,
+    });
+    expect(await cli('--db', db, 'verify', '--pubkey', rsa)).toMatchObject({
+      code: 2,
+      err: 'iommu-ledger: --pubkey checks the signatures of checkpoints: give --checkpoint FILE too\n',
+    });
     expect((await cli('--db', db, 'verify', '--checkpoint', cp, '--pubkey', garbage)).code).toBe(2);
   });
 });

@@ -17,7 +17,8 @@ import { cli } from '../cli/helpers.js';
 import { tempDb } from '../ledger/helpers.js';
 import { eventCount, scenarioCopy, withRaw } from './tamper-helpers.js';
 
-const REPAIR = "the projection was damaged or changed outside iommu-ledger; the events are not affected: 'iommu-ledger rebuild' recomputes the projections from them";
+const REPAIR =
+  "the projection was damaged or changed outside iommu-ledger; the events are not affected: 'iommu-ledger rebuild' recomputes the projections from them";
 
 let small: string | undefined;
 /**
@@ -101,7 +102,12 @@ describe('corrupt run snapshots and run log pieces (issue 14 item 6)', () => {
         return d.fn(b);
       });
       const what = 'the snapshot of domain gpu0 at event #10 (run_snapshots)';
-      for (const argv of [['state', '--domain', 'gpu0'], ['state', '--domain', 'gpu0', '--hw'], ['--json', 'state', '--domain', 'gpu0', '--hw'], ['diff', '3', '12', '--domain', 'gpu0']]) {
+      for (const argv of [
+        ['state', '--domain', 'gpu0'],
+        ['state', '--domain', 'gpu0', '--hw'],
+        ['--json', 'state', '--domain', 'gpu0', '--hw'],
+        ['diff', '3', '12', '--domain', 'gpu0'],
+      ]) {
         const err = await expectUnreadable(db, argv, what);
         const reason = d.reason(original);
         if (reason) expect(err).toContain(`(${reason})`);
@@ -113,13 +119,17 @@ describe('corrupt run snapshots and run log pieces (issue 14 item 6)', () => {
   it('every damage names the blob and its sizes: a cut blob and a huge count say how many bytes for how many entries', async () => {
     const db = await snapshotted();
     editBlobs(db, 'run_snapshots', 'data', ['domain', 'position'], 'domain = 1 AND position = 10', (b) => b.subarray(0, 40));
-    expect(await expectUnreadable(db, ['state', '--domain', 'gpu0'], 'the snapshot of domain gpu0 at event #10 (run_snapshots)')).toContain('(40 bytes for 1 entries and 8 bytes of names)');
+    expect(await expectUnreadable(db, ['state', '--domain', 'gpu0'], 'the snapshot of domain gpu0 at event #10 (run_snapshots)')).toContain(
+      '(40 bytes for 1 entries and 8 bytes of names)',
+    );
     const db2 = await snapshotted();
     editBlobs(db2, 'run_snapshots', 'data', ['domain', 'position'], 'domain = 1 AND position = 10', (b) => {
       b.writeUInt32LE(0xffffffff, 4);
       return b;
     });
-    expect(await expectUnreadable(db2, ['state', '--domain', 'gpu0'], 'the snapshot of domain gpu0 at event #10 (run_snapshots)')).toContain('(87 bytes for 4294967295 entries and 8 bytes of names)');
+    expect(await expectUnreadable(db2, ['state', '--domain', 'gpu0'], 'the snapshot of domain gpu0 at event #10 (run_snapshots)')).toContain(
+      '(87 bytes for 4294967295 entries and 8 bytes of names)',
+    );
   });
 
   it('entries with impossible values (a NaN page count, a page shift of 200, a caller index past the names) are refused, not printed', async () => {
@@ -134,7 +144,10 @@ describe('corrupt run snapshots and run log pieces (issue 14 item 6)', () => {
         c.write(b, c.at(b.readUInt32LE(4)));
         return b;
       });
-      for (const argv of [['state', '--domain', 'gpu0'], ['state', '--domain', 'gpu0', '--hw']]) {
+      for (const argv of [
+        ['state', '--domain', 'gpu0'],
+        ['state', '--domain', 'gpu0', '--hw'],
+      ]) {
         expect(await expectUnreadable(db, argv, 'the snapshot of domain gpu0 at event #10 (run_snapshots)')).toContain(`(${c.reason})`);
       }
       expect((await cli('--db', db, 'rebuild')).code).toBe(0);
@@ -164,7 +177,9 @@ describe('corrupt run snapshots and run log pieces (issue 14 item 6)', () => {
     writeFileSync(file, `${lines.join('\n')}\n`);
     expect((await cli('--db', db, 'apply', file)).code).toBe(0);
     // Durable single appends write small pieces; damage the first, then append until they merge.
-    editBlobs(db, 'run_log', 'births', ['domain', 'first_pos'], 'first_pos = (SELECT min(first_pos) FROM run_log)', () => Buffer.from('garbage, not a blob of any format'));
+    editBlobs(db, 'run_log', 'births', ['domain', 'first_pos'], 'first_pos = (SELECT min(first_pos) FROM run_log)', () =>
+      Buffer.from('garbage, not a blob of any format'),
+    );
     let last: { code: number; err: string } = { code: 0, err: '' };
     for (let i = 0; i < 40 && last.code === 0; i++) {
       writeFileSync(file, `{"op":"map","domain":"d","iova":"${0x10000000 + i * 0x1000}","paddr":"0x1000","size":"4K","caller":"c"}\n`);
@@ -211,7 +226,9 @@ describe('bad hw_state JSON (issue 14 item 6)', () => {
   ] as const) {
     it(`stats ${stats}: state --hw names the checkpoint and prints no half answer; state without --hw is unaffected; rebuild repairs it`, async () => {
       const db = await scenarioCopy();
-      withRaw(db, (raw) => raw.prepare("INSERT INTO hw_state (domain, position, stats) VALUES ((SELECT id FROM streams WHERE name = 'gpu0'), 3, ?)").run(stats));
+      withRaw(db, (raw) =>
+        raw.prepare("INSERT INTO hw_state (domain, position, stats) VALUES ((SELECT id FROM streams WHERE name = 'gpu0'), 3, ?)").run(stats),
+      );
       const what = 'the hardware checkpoint of domain gpu0 at event #3 (hw_state)';
       expect(await expectUnreadable(db, ['state', '--domain', 'gpu0', '--hw'], what)).toContain(`(${reason}`);
       expect(await expectUnreadable(db, ['--json', 'state', '--domain', 'gpu0', '--hw'], what)).toContain(`(${reason}`);
@@ -243,18 +260,38 @@ describe('projection tables and indexes dropped outside iommu-ledger (issue 14 i
 
   it('every projection table dropped at once: the questions name a missing table; rebuild recreates them all as the schema has them', async () => {
     const db = await scenarioCopy();
-    const schema = () => withRaw(db, (raw) => raw.prepare("SELECT type, name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY type, name").all());
+    const schema = () =>
+      withRaw(db, (raw) => raw.prepare("SELECT type, name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY type, name").all());
     const want = schema();
-    const answers = async () => [(await cli('--db', db, '--json', 'audit', 'over-unmaps', '--all')).out, (await cli('--db', db, '--json', 'callers')).out, (await cli('--db', db, '--json', 'explain', '0x201000', '--domain', 'gpu0')).out];
+    const answers = async () => [
+      (await cli('--db', db, '--json', 'audit', 'over-unmaps', '--all')).out,
+      (await cli('--db', db, '--json', 'callers')).out,
+      (await cli('--db', db, '--json', 'explain', '0x201000', '--domain', 'gpu0')).out,
+    ];
     const before = await answers();
     withRaw(db, (raw) => {
-      for (const t of ['runs', 'run_log', 'run_snapshots', 'intent_snapshots', 'hw_state', 'intent', 'unmap_findings', 'faults', 'caller_symmetry', 'asymmetric_unmaps', 'checkpoints']) raw.exec(`DROP TABLE ${t}`);
+      for (const t of [
+        'runs',
+        'run_log',
+        'run_snapshots',
+        'intent_snapshots',
+        'hw_state',
+        'intent',
+        'unmap_findings',
+        'faults',
+        'caller_symmetry',
+        'asymmetric_unmaps',
+        'checkpoints',
+      ])
+        raw.exec(`DROP TABLE ${t}`);
     });
     expect((await cli('--db', db, 'verify')).code).toBe(0);
     for (const argv of [['state', '--domain', 'gpu0'], ['explain', '0x201000', '--domain', 'gpu0'], ['callers']]) {
       const r = await cli('--db', db, ...argv);
       expect(r.code).toBe(1);
-      expect(r.err).toMatch(/^iommu-ledger: .*: the table \w+ is missing \(part of the projections, not of the events\): .*'iommu-ledger rebuild' .* recreates it\n$/);
+      expect(r.err).toMatch(
+        /^iommu-ledger: .*: the table \w+ is missing \(part of the projections, not of the events\): .*'iommu-ledger rebuild' .* recreates it\n$/,
+      );
     }
     expect((await cli('--db', db, 'rebuild')).code).toBe(0);
     expect(schema()).toEqual(want);
@@ -266,7 +303,9 @@ describe('projection tables and indexes dropped outside iommu-ledger (issue 14 i
     withRaw(db, (raw) => raw.exec('DROP INDEX unmap_findings_reach'));
     const e = await cli('--db', db, 'explain', '0x201000', '--domain', 'gpu0');
     expect(e.code).toBe(1);
-    expect(e.err).toBe(`iommu-ledger: ${db}: the index unmap_findings_reach is missing (part of the projections, not of the events): the events are not affected: 'iommu-ledger rebuild' recomputes the projections from them and recreates it\n`);
+    expect(e.err).toBe(
+      `iommu-ledger: ${db}: the index unmap_findings_reach is missing (part of the projections, not of the events): the events are not affected: 'iommu-ledger rebuild' recomputes the projections from them and recreates it\n`,
+    );
     expect((await cli('--db', db, 'rebuild')).code).toBe(0);
     expect((await cli('--db', db, 'explain', '0x201000', '--domain', 'gpu0')).code).toBe(0);
   });
@@ -309,7 +348,9 @@ describe('corrupt JSON in the finding and caller projections (issue 14 item 6)',
     });
     const f = await cli('--db', db, 'audit', 'over-unmaps');
     expect(f.code).toBe(1);
-    expect(f.err).toMatch(/^iommu-ledger: the finding at event #6 \(unmap_findings\.detail\) cannot be read \(not valid JSON: .*\): the projection was damaged/);
+    expect(f.err).toMatch(
+      /^iommu-ledger: the finding at event #6 \(unmap_findings\.detail\) cannot be read \(not valid JSON: .*\): the projection was damaged/,
+    );
     const a = await cli('--db', db, 'audit', 'faults');
     expect(a.code).toBe(1);
     expect(a.err).toMatch(/^iommu-ledger: the fault at event #7 \(faults\.detail\) cannot be read \(not valid JSON: /);

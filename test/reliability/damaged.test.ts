@@ -117,7 +117,9 @@ function runs(later: Array<{ from: number; to: number }>, max: number): string {
 
 /** The one line `verify` prints on stderr for damage in the events, given what the oracle says and the damaged tables. */
 function verifyLine(db: string, f: ReturnType<typeof foretell>, objects: string[]): string {
-  const readable = f.readable ? `events #1..#${f.readable} can be read and their hash chain is intact from the first event (head hash ${hashAt(f.readable)})` : 'no event can be read from the first on';
+  const readable = f.readable
+    ? `events #1..#${f.readable} can be read and their hash chain is intact from the first event (head hash ${hashAt(f.readable)})`
+    : 'no event can be read from the first on';
   const laterEvents = f.later.reduce((s, r) => s + r.to - r.from + 1, 0);
   const later = laterEvents ? `; ${laterEvents} later event(s) can still be read (${runs(f.later, 4)})` : '';
   return `iommu-ledger: ${db} is damaged: ${readable}; event #${f.firstBad} cannot be read (${MALFORMED})${later}; damaged: ${objects.join(', ')}; ${RESTORE}\n`;
@@ -176,7 +178,15 @@ describe('verify reports the damage, exit 1', () => {
     const j = await cli('--db', db, '--json', 'verify');
     expect(j.code).toBe(1);
     const rep = JSON.parse(j.out) as Report;
-    expect(rep).toMatchObject({ readable: f.readable, firstBad: f.firstBad, later: f.later, unreadable: f.unreadable, end: total, chain: 'intact', head: hashAt(f.readable) });
+    expect(rep).toMatchObject({
+      readable: f.readable,
+      firstBad: f.firstBad,
+      later: f.later,
+      unreadable: f.unreadable,
+      end: total,
+      chain: 'intact',
+      head: hashAt(f.readable),
+    });
     const names = rep.objects.map((o) => o.name);
     expect(names).toContain('table events');
     expect(rep.objects.find((o) => o.name === 'table events')?.role).toBe('log');
@@ -187,7 +197,9 @@ describe('verify reports the damage, exit 1', () => {
       `${db} is damaged:`,
       `  events: #1..#${f.readable} can be read (${f.readable} events); their hash chain is intact from the first event (head hash ${hashAt(f.readable)})`,
       `  first bad position: #${f.firstBad} (${MALFORMED})`,
-      f.later.length ? `  after it: ${rep.laterEvents} event(s) can still be read, ${runs(f.later, 12)}; ${f.unreadable} position(s) cannot; the log ends at #${total}` : `  after it: no event can be read; the log ends at #${total}`,
+      f.later.length
+        ? `  after it: ${rep.laterEvents} event(s) can still be read, ${runs(f.later, 12)}; ${f.unreadable} position(s) cannot; the log ends at #${total}`
+        : `  after it: no event can be read; the log ends at #${total}`,
     ]);
     // SQLite refuses a file shorter than its header says before any table is read: every command.
     const before = sha(db);
@@ -203,7 +215,12 @@ describe('verify reports the damage, exit 1', () => {
     const db = damaged(zeroPage(leaf));
     const f = foretell((p) => p === leaf);
     const onLeaf = [...paths].filter(([, p]) => p.includes(leaf)).map(([pos]) => pos);
-    expect(f).toEqual({ readable: onLeaf[0]! - 1, firstBad: onLeaf[0]!, later: [{ from: onLeaf[onLeaf.length - 1]! + 1, to: total }], unreadable: onLeaf.length });
+    expect(f).toEqual({
+      readable: onLeaf[0]! - 1,
+      firstBad: onLeaf[0]!,
+      later: [{ from: onLeaf[onLeaf.length - 1]! + 1, to: total }],
+      unreadable: onLeaf.length,
+    });
     const v = await cli('--db', db, 'verify');
     expect(v.code).toBe(1);
     expect(v.err).toBe(verifyLine(db, f, ['table events']));
@@ -237,11 +254,19 @@ describe('verify reports the damage, exit 1', () => {
     expect(JSON.parse(v.out)).toMatchObject({ readable: 0, firstBad: 1, later: [], laterEvents: 0, unreadable: total, end: total });
     expect(v.err).toBe(verifyLine(db, f, ['table events']));
     const t = await cli('--db', db, 'verify');
-    expect(t.out.split('\n').slice(0, 4)).toEqual([`${db} is damaged:`, '  events: none can be read from the first on', `  first bad position: #1 (${MALFORMED})`, `  after it: no event can be read; the log ends at #${total}`]);
+    expect(t.out.split('\n').slice(0, 4)).toEqual([
+      `${db} is damaged:`,
+      '  events: none can be read from the first on',
+      `  first bad position: #1 (${MALFORMED})`,
+      `  after it: no event can be read; the log ends at #${total}`,
+    ]);
   });
 
   it('a zeroed page of a projection: all events read and verify, and the damaged table is named; rebuild cannot write over it (exit 1)', async () => {
-    const leaf = withRead(ledger, (raw) => raw.prepare("SELECT pageno FROM dbstat WHERE name = 'runs' AND pagetype = 'leaf' ORDER BY path LIMIT 1 OFFSET 3").pluck().get() as number);
+    const leaf = withRead(
+      ledger,
+      (raw) => raw.prepare("SELECT pageno FROM dbstat WHERE name = 'runs' AND pagetype = 'leaf' ORDER BY path LIMIT 1 OFFSET 3").pluck().get() as number,
+    );
     const db = damaged(zeroPage(leaf));
     const v = await cli('--db', db, 'verify');
     expect(v.code).toBe(1);
@@ -264,7 +289,8 @@ describe('verify reports the damage, exit 1', () => {
       err: `iommu-ledger: ${db} is damaged: its first page (SQLite's header and the list of tables) cannot be read (${notadb}), so no event can be read; ${RESTORE}\n`,
     });
     const before = sha(db);
-    for (const argv of COMMANDS(more)) expect(await cli('--db', db, ...argv), argv.join(' ')).toEqual({ code: 1, out: '', err: elsewhere(db, argv[0]!, notadb) });
+    for (const argv of COMMANDS(more))
+      expect(await cli('--db', db, ...argv), argv.join(' ')).toEqual({ code: 1, out: '', err: elsewhere(db, argv[0]!, notadb) });
     expect(sha(db)).toBe(before);
   }, 60_000);
 

@@ -43,11 +43,13 @@ async function importJson(db: string, file: string, ...more: string[]): Promise<
 function bodies(db: string): unknown[] {
   const d = new Database(db, { readonly: true });
   try {
-    return (d.prepare('SELECT e.type, s.name, e.data FROM events e JOIN streams s ON s.id = e.stream ORDER BY position').all() as Array<{ type: string; name: string; data: string }>).map((r) => [
-      r.type,
-      r.name,
-      (JSON.parse(r.data) as { body: unknown }).body,
-    ]);
+    return (
+      d.prepare('SELECT e.type, s.name, e.data FROM events e JOIN streams s ON s.id = e.stream ORDER BY position').all() as Array<{
+        type: string;
+        name: string;
+        data: string;
+      }>
+    ).map((r) => [r.type, r.name, (JSON.parse(r.data) as { body: unknown }).body]);
   } finally {
     d.close();
   }
@@ -92,7 +94,11 @@ describe('input that is accepted, and input that is refused', () => {
 
     const strict = await importJson(tempDb(), trace, '--strict');
     expect(strict.code).toBe(2);
-    expect(strict.err).toMatch(new RegExp(`^iommu-ledger: .*garbled\\.trace:3: an IOMMU event \\(map\\) at column ${at} follows text .* \\(--strict: nothing of this import was stored\\)\\n$`));
+    expect(strict.err).toMatch(
+      new RegExp(
+        `^iommu-ledger: .*garbled\\.trace:3: an IOMMU event \\(map\\) at column ${at} follows text .* \\(--strict: nothing of this import was stored\\)\\n$`,
+      ),
+    );
   });
 
   it('apply refuses a duplicate JSON key with the line and the key (exit 2, nothing stored); accepts a BOM', async () => {
@@ -108,13 +114,23 @@ describe('input that is accepted, and input that is refused', () => {
     );
     const r = await cli('--db', db, 'apply', file);
     expect(r.code).toBe(2);
-    expect(r.err).toBe(`iommu-ledger: ${file}:3: key "caller" is written twice in $.who (JSON would keep only the last value): write each key once; nothing was stored\n`);
+    expect(r.err).toBe(
+      `iommu-ledger: ${file}:3: key "caller" is written twice in $.who (JSON would keep only the last value): write each key once; nothing was stored\n`,
+    );
     expect(existsSync(db)).toBe(false); // the new ledger of a failed first apply is removed
     // A key spelled with an escape is the same key.
     writeFileSync(file, '{"op":"domain","domain":"d","profile":"intel-vtd","dom\\u0061in":"e"}\n');
-    expect((await cli('--db', db, 'apply', file)).err).toBe(`iommu-ledger: ${file}:1: key "domain" is written twice in $ (JSON would keep only the last value): write each key once; nothing was stored\n`);
+    expect((await cli('--db', db, 'apply', file)).err).toBe(
+      `iommu-ledger: ${file}:1: key "domain" is written twice in $ (JSON would keep only the last value): write each key once; nothing was stored\n`,
+    );
 
-    writeFileSync(file, Buffer.concat([BOM, Buffer.from('{"op":"domain","domain":"d","profile":"intel-vtd"}\n{"op":"map","domain":"d","iova":"0x1000","paddr":"0x1000","size":"4K"}\n')]));
+    writeFileSync(
+      file,
+      Buffer.concat([
+        BOM,
+        Buffer.from('{"op":"domain","domain":"d","profile":"intel-vtd"}\n{"op":"map","domain":"d","iova":"0x1000","paddr":"0x1000","size":"4K"}\n'),
+      ]),
+    );
     const bom = await cli('--db', db, 'apply', file);
     expect(bom.code, bom.err).toBe(0);
     expect(bom.out).toMatch(/: 2 commands, 2 stored,/);
@@ -167,7 +183,10 @@ describe('input that is accepted, and input that is refused', () => {
 
     // In a real process: the process's own exit code is not 0, and nothing is left.
     const out = join(dir, 'child.db');
-    const p = spawn(process.execPath, ['--import', 'tsx', BIN, '--db', db, 'migrate', '--script', join(dir, 'in-transform.mjs'), '--out', out], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn(process.execPath, ['--import', 'tsx', BIN, '--db', db, 'migrate', '--script', join(dir, 'in-transform.mjs'), '--out', out], {
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let err = '';
     p.stderr.on('data', (d: Buffer) => (err += d.toString()));
     const code = await new Promise<number | null>((r) => p.on('close', r));
@@ -194,7 +213,10 @@ describe('input that is accepted, and input that is refused', () => {
     const out = join(dir, 'strict.db');
     const temporary = () => readdirSync(dir).filter((f) => f.startsWith('.strict.db.') && f.endsWith('.tmp'));
 
-    const p = spawn(process.execPath, ['--import', 'tsx', BIN, '--db', db, 'replay', '--semantics', 'strict', '--out', out], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn(process.execPath, ['--import', 'tsx', BIN, '--db', db, 'replay', '--semantics', 'strict', '--out', out], {
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let err = '';
     p.stderr.on('data', (d: Buffer) => (err += d.toString()));
     const closed = new Promise((r) => p.on('close', r));

@@ -18,7 +18,21 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TEST_MAX_PAGES_ENV } from '../../src/events/io-errors.js';
 import { cli, EX } from '../cli/helpers.js';
 import { tempDb } from '../ledger/helpers.js';
-import { eventCount, eventRows, fill, freeBytes, mapCommands, mapTrace, mountTmpfs, openDir, projections, remount, runAsOther, unmount, withRead } from './io-helpers.js';
+import {
+  eventCount,
+  eventRows,
+  fill,
+  freeBytes,
+  mapCommands,
+  mapTrace,
+  mountTmpfs,
+  openDir,
+  projections,
+  remount,
+  runAsOther,
+  unmount,
+  withRead,
+} from './io-helpers.js';
 
 const SCENARIO = join(EX, 'scenario.jsonl');
 
@@ -125,7 +139,6 @@ describe('a full disk (SQLite page limit: SQLITE_FULL, as any user)', () => {
     expect((await cli('--db', db, 'apply', SCENARIO)).code).toBe(0);
     expect(eventCount(db)).toBe(17);
   });
-
 });
 
 describe('a path that is no ledger file: exit 2, and nothing written beside it', () => {
@@ -133,7 +146,16 @@ describe('a path that is no ledger file: exit 2, and nothing written beside it',
 
   it('--db /dev/null: every command refuses it, and no /dev/null-journal appears', async () => {
     const journal = existsSync('/dev/null-journal');
-    for (const argv of [['apply', SCENARIO], ['import', trace], ['state'], ['verify'], ['rebuild'], ['audit', 'over-unmaps'], ['history', '0x0'], ['callers']]) {
+    for (const argv of [
+      ['apply', SCENARIO],
+      ['import', trace],
+      ['state'],
+      ['verify'],
+      ['rebuild'],
+      ['audit', 'over-unmaps'],
+      ['history', '0x0'],
+      ['callers'],
+    ]) {
       const r = await cli('--db', '/dev/null', ...argv);
       expect(r, argv.join(' ')).toEqual({ code: 2, out: '', err: `iommu-ledger: ${characterDevice}\n` });
     }
@@ -144,11 +166,19 @@ describe('a path that is no ledger file: exit 2, and nothing written beside it',
   it('a folder and a named pipe', async () => {
     const dir = openDir('iommu-ledger-notfile-');
     try {
-      expect(await cli('--db', dir, 'apply', SCENARIO)).toEqual({ code: 2, out: '', err: `iommu-ledger: ${dir} is a folder, not a ledger file: give the path of a ledger file (import and apply create one)\n` });
+      expect(await cli('--db', dir, 'apply', SCENARIO)).toEqual({
+        code: 2,
+        out: '',
+        err: `iommu-ledger: ${dir} is a folder, not a ledger file: give the path of a ledger file (import and apply create one)\n`,
+      });
       const fifo = join(dir, 'pipe');
       const mk = spawnSync('mkfifo', [fifo]);
       if (mk.status === 0) {
-        expect(await cli('--db', fifo, 'state')).toEqual({ code: 2, out: '', err: `iommu-ledger: ${fifo} is a named pipe (FIFO), not a ledger file: give the path of a ledger file (import and apply create one)\n` });
+        expect(await cli('--db', fifo, 'state')).toEqual({
+          code: 2,
+          out: '',
+          err: `iommu-ledger: ${fifo} is a named pipe (FIFO), not a ledger file: give the path of a ledger file (import and apply create one)\n`,
+        });
         expect(await cli('--db', fifo, 'apply', SCENARIO)).toMatchObject({ code: 2 });
       }
       expect(readdirSync(dir).sort()).toEqual(mk.status === 0 ? ['pipe'] : []);
@@ -180,12 +210,24 @@ describe('a ledger this user may not write (as root: run as nobody)', () => {
     chmodSync(more, 0o644);
     const apply = runAsOther('--db', db, 'apply', more);
     if (!apply) return ctx.skip('user nobody cannot read the repository (a private checkout)');
-    expect(apply).toEqual({ code: 2, out: '', err: readonly('apply', 'nothing of this apply was stored (it stores all its commands or none); every event committed before is intact') });
+    expect(apply).toEqual({
+      code: 2,
+      out: '',
+      err: readonly('apply', 'nothing of this apply was stored (it stores all its commands or none); every event committed before is intact'),
+    });
     const trace = join(dir, 'maps.trace');
     writeFileSync(trace, mapTrace(50));
     chmodSync(trace, 0o644);
-    expect(runAsOther('--db', db, 'import', trace, '--profile', 'intel-vtd')).toEqual({ code: 2, out: '', err: readonly('import', 'this import stored nothing; every event committed before is intact') });
-    expect(runAsOther('--db', db, 'rebuild')).toEqual({ code: 2, out: '', err: readonly('rebuild', 'the rebuild was rolled back: the events and the projections are as they were') });
+    expect(runAsOther('--db', db, 'import', trace, '--profile', 'intel-vtd')).toEqual({
+      code: 2,
+      out: '',
+      err: readonly('import', 'this import stored nothing; every event committed before is intact'),
+    });
+    expect(runAsOther('--db', db, 'rebuild')).toEqual({
+      code: 2,
+      out: '',
+      err: readonly('rebuild', 'the rebuild was rolled back: the events and the projections are as they were'),
+    });
     const state = runAsOther('--db', db, 'state', '--domain', 'gpu0');
     expect(state?.code, state?.err).toBe(0);
     expect(state?.out).toMatch(/^domain gpu0 \(intel-vtd, legacy unmap\) as of event #17:/);
@@ -202,7 +244,10 @@ describe('a ledger this user may not write (as root: run as nobody)', () => {
     chmodSync(folder, 0o555);
     try {
       const refused = `iommu-ledger: cannot open ${db} (SQLITE_READONLY_DIRECTORY: attempt to write a readonly database): SQLite keeps ${db}-wal and ${db}-shm next to a ledger, even to read it, so the ledger and its folder must be writable by you; copy it to a folder you can write\n`;
-      for (const argv of [['state', '--domain', 'gpu0'], ['apply', SCENARIO]]) {
+      for (const argv of [
+        ['state', '--domain', 'gpu0'],
+        ['apply', SCENARIO],
+      ]) {
         const r = runAsOther('--db', db, ...argv);
         if (!r) return ctx.skip('user nobody cannot read the repository (a private checkout)');
         expect(r, argv.join(' ')).toEqual({ code: 2, out: '', err: refused });
@@ -271,13 +316,20 @@ describe('a real full disk (a small tmpfs, as root)', () => {
       const full = (safe: string, todo: string) =>
         `iommu-ledger: ${db}: the disk is full (SQLITE_IOERR_SHMSIZE: disk I/O error; ${free} bytes free): SQLite needs some space beside a ledger (${db}-wal, ${db}-shm) even to read it; ${safe}; free some space, ${todo}\n`;
       const expected: Record<string, string> = {
-        apply: full('nothing of this apply was stored (it stores all its commands or none); every event committed before is intact', 'then run the same apply again'),
+        apply: full(
+          'nothing of this apply was stored (it stores all its commands or none); every event committed before is intact',
+          'then run the same apply again',
+        ),
         import: full('this import stored nothing; every event committed before is intact', 'then run the same import again: it stores only what is missing'),
         rebuild: `iommu-ledger: ${db}: the disk is full (SQLITE_IOERR_SHMSIZE: disk I/O error; ${free} bytes free): SQLite needs some space beside a ledger (${db}-wal, ${db}-shm) even to read it; the rebuild was rolled back: the events and the projections are as they were; free some space (a rebuild can need as much free space as the ledger's size), then run rebuild again\n`,
       };
       for (const argv of commands(db, t, more)) {
         const r = await cli('--db', db, ...argv);
-        expect(r, argv.join(' ')).toEqual({ code: 75, out: '', err: expected[argv[0]!] ?? full('nothing was changed; every committed event is intact', 'then run the command again') });
+        expect(r, argv.join(' ')).toEqual({
+          code: 75,
+          out: '',
+          err: expected[argv[0]!] ?? full('nothing was changed; every committed event is intact', 'then run the command again'),
+        });
       }
       rmSync(filler);
       const v = await cli('--db', db, 'verify');

@@ -26,8 +26,11 @@ export function mapTrace(pairs: number): string {
     const iova = BigInt(i) * 0x1000n;
     const t = (1 + i * 0.000002).toFixed(6);
     const t2 = (1 + i * 0.000002 + 0.000001).toFixed(6);
-    out.push(`        vfio-dma-185     [000] .....    ${t}: map: IOMMU: iova=${hex16(iova)} - ${hex16(iova + 0x1000n)} paddr=${hex16(0x10000000n + iova)} size=4096`);
-    if (i % 2) out.push(`        vfio-dma-185     [000] .....    ${t2}: unmap: IOMMU: iova=${hex16(iova)} - ${hex16(iova + 0x1000n)} size=4096 unmapped_size=4096`);
+    out.push(
+      `        vfio-dma-185     [000] .....    ${t}: map: IOMMU: iova=${hex16(iova)} - ${hex16(iova + 0x1000n)} paddr=${hex16(0x10000000n + iova)} size=4096`,
+    );
+    if (i % 2)
+      out.push(`        vfio-dma-185     [000] .....    ${t2}: unmap: IOMMU: iova=${hex16(iova)} - ${hex16(iova + 0x1000n)} size=4096 unmapped_size=4096`);
   }
   return `${out.join('\n')}\n`;
 }
@@ -35,7 +38,17 @@ export function mapTrace(pairs: number): string {
 /** JSON Lines of `n` map commands in domain `domain` (created by the first line). */
 export function mapCommands(n: number, domain = 'big', base = 0x4000_0000n): string {
   const lines = [JSON.stringify({ op: 'domain', domain, profile: 'intel-vtd' })];
-  for (let i = 0; i < n; i++) lines.push(JSON.stringify({ op: 'map', domain, iova: hex16(base + BigInt(i) * 0x1000n), paddr: hex16(0x8000_0000n + BigInt(i) * 0x1000n), size: '4K', caller: 'filler' }));
+  for (let i = 0; i < n; i++)
+    lines.push(
+      JSON.stringify({
+        op: 'map',
+        domain,
+        iova: hex16(base + BigInt(i) * 0x1000n),
+        paddr: hex16(0x8000_0000n + BigInt(i) * 0x1000n),
+        size: '4K',
+        caller: 'filler',
+      }),
+    );
   return `${lines.join('\n')}\n`;
 }
 
@@ -53,7 +66,14 @@ export const eventCount = (db: string): number => withRead(db, (r) => r.prepare(
 
 /** Every event as the ledger's content (not its storage time or hash): position, id, type, domain, body. */
 export function eventRows(db: string): unknown[][] {
-  return withRead(db, (r) => r.prepare('SELECT e.position, e.event_id, e.type, s.name, e.data FROM events e JOIN streams s ON s.id = e.stream ORDER BY e.position').raw(true).all() as unknown[][]);
+  return withRead(
+    db,
+    (r) =>
+      r
+        .prepare('SELECT e.position, e.event_id, e.type, s.name, e.data FROM events e JOIN streams s ON s.id = e.stream ORDER BY e.position')
+        .raw(true)
+        .all() as unknown[][],
+  );
 }
 
 export const projections = (db: string): Record<string, unknown[]> => withRead(db, projectionSnapshot);

@@ -13,13 +13,20 @@ import { CorruptEventError, EVENT_TYPES, storedProblem } from '../../src/events/
 
 /** One valid stored data of each type, every optional field present. */
 const VALID: Record<EventType, Record<string, unknown>> = {
-  'domain-created': { body: { profile: { name: 'intel-vtd', pgsizeBitmap: '0x40201000', iovaBits: 48, semantics: 'legacy' } }, who: { caller: 'c' }, from: { source: 's.jsonl', digest: 'ab', line: 1 } },
+  'domain-created': {
+    body: { profile: { name: 'intel-vtd', pgsizeBitmap: '0x40201000', iovaBits: 48, semantics: 'legacy' } },
+    who: { caller: 'c' },
+    from: { source: 's.jsonl', digest: 'ab', line: 1 },
+  },
   map: {
     body: { iova: '0x200000', paddr: '0x80000000', size: '0x200000', prot: 3, ok: false, errno: 'EEXIST', reason: 'overlaps', inferred: 'before-trace' },
     who: { caller: 'vfio', site: 'x.c:1', task: 't', pid: 1, tgid: 2, cpu: 3 },
     from: { source: 's', digest: 'd', line: 3, derivedFrom: { position: 3, id: 'x:3', strategy: 'copy' } },
   },
-  unmap: { body: { iova: '0x201000', size: '0x1000', ok: true, errno: 'E', reason: 'r', unmapped: '0x200000', predicted: '0x1000', observed: true, followed: true }, who: { caller: 'kvm' } },
+  unmap: {
+    body: { iova: '0x201000', size: '0x1000', ok: true, errno: 'E', reason: 'r', unmapped: '0x200000', predicted: '0x1000', observed: true, followed: true },
+    who: { caller: 'kvm' },
+  },
   fault: { body: { iova: '0x202010', device: '0000:00:02.0', driver: 'd', flags: 0 } },
   'device-attached': { body: { device: 'dev', groupId: -1 } },
   'device-detached': { body: { device: 'dev', groupId: 7 } },
@@ -38,8 +45,43 @@ function paths(o: Record<string, unknown>, at: string[] = []): string[][] {
 
 const DELETE = Symbol('delete');
 const value = fc.oneof(
-  fc.constantFrom<unknown>(DELETE, null, true, false, 0, -1, 1, 1.5, 255, 256, 64, 65, 2 ** 53, -(2 ** 53), '', 'x', 'legacy', 'split', 'strict', 'ENOENT', 'before-trace'),
-  fc.constantFrom('0x0', '0x1000', '0xFFFF', '0xzz', '-0x1000', '0x', '0x10000000000000000', '0xffffffffffffffff', '4096', ' 0x1000', '0x1_000', '0x0000000000000001'),
+  fc.constantFrom<unknown>(
+    DELETE,
+    null,
+    true,
+    false,
+    0,
+    -1,
+    1,
+    1.5,
+    255,
+    256,
+    64,
+    65,
+    2 ** 53,
+    -(2 ** 53),
+    '',
+    'x',
+    'legacy',
+    'split',
+    'strict',
+    'ENOENT',
+    'before-trace',
+  ),
+  fc.constantFrom(
+    '0x0',
+    '0x1000',
+    '0xFFFF',
+    '0xzz',
+    '-0x1000',
+    '0x',
+    '0x10000000000000000',
+    '0xffffffffffffffff',
+    '4096',
+    ' 0x1000',
+    '0x1_000',
+    '0x0000000000000001',
+  ),
   fc.jsonValue({ maxDepth: 2 }),
   fc.string({ minLength: 195, maxLength: 205 }),
   fc.string({ minLength: 60, maxLength: 70 }),

@@ -59,7 +59,10 @@ export function rewriteEvent(db: string, position: number, change: { data?: stri
 
 /** The stored data of an event. */
 export function eventData(db: string, position: number): { type: string; id: string; data: string } {
-  return withRaw(db, (raw) => raw.prepare('SELECT type, event_id AS id, data FROM events WHERE position = ?').get(position) as { type: string; id: string; data: string });
+  return withRaw(
+    db,
+    (raw) => raw.prepare('SELECT type, event_id AS id, data FROM events WHERE position = ?').get(position) as { type: string; id: string; data: string },
+  );
 }
 
 let scenario: string | undefined;
@@ -84,7 +87,9 @@ export async function scenarioCopy(): Promise<string> {
 /** Every row of every table of the file (events and projections), for "nothing changed" checks. */
 export function fileSnapshot(db: string): Record<string, unknown[]> {
   return withRaw(db, (raw) => {
-    const tables = (raw.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").pluck().all() as string[]).filter((t) => !t.startsWith('sqlite_'));
+    const tables = (raw.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").pluck().all() as string[]).filter(
+      (t) => !t.startsWith('sqlite_'),
+    );
     const out: Record<string, unknown[]> = {};
     for (const t of tables) {
       out[t] = raw

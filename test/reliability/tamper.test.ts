@@ -26,7 +26,12 @@ const ID5 = 'ade357a1fcd16486b5f69f95:5';
 describe('rebuild refuses a broken hash chain (issue 14 item 5)', () => {
   // `changes`: a rebuild from the tampered events drops one of the two over-unmaps of the audit.
   const tampers: Array<{ name: string; apply: (db: string) => void; verify: RegExp; changes: boolean }> = [
-    { name: 'an event deleted (the over-unmap)', apply: (db) => rawSql(db, 'DELETE FROM events WHERE position = 6'), verify: /^position 6: missing \(the next stored event is 7\)/, changes: true },
+    {
+      name: 'an event deleted (the over-unmap)',
+      apply: (db) => rawSql(db, 'DELETE FROM events WHERE position = 6'),
+      verify: /^position 6: missing \(the next stored event is 7\)/,
+      changes: true,
+    },
     {
       name: 'an event edited (the over-unmap made a 4K unmap of a 4K map)',
       apply: (db) => rawSql(db, `UPDATE events SET data = replace(data, '"size":"0x200000"', '"size":"0x1000"') WHERE position = 3`),
@@ -74,7 +79,9 @@ describe('rebuild refuses a broken hash chain (issue 14 item 5)', () => {
       expect(j.chain).toMatchObject({ ok: false, message: chainMessage });
       const warned = await cli('--db', db, 'rebuild', '--accept-broken-chain');
       expect(warned.code).toBe(0);
-      expect(warned.err).toBe(`iommu-ledger: warning: rebuilt from a broken hash chain (--accept-broken-chain): ${chainMessage}; the projections follow the events as they are now\n`);
+      expect(warned.err).toBe(
+        `iommu-ledger: warning: rebuilt from a broken hash chain (--accept-broken-chain): ${chainMessage}; the projections follow the events as they are now\n`,
+      );
       expect(fileSnapshot(db)).not.toEqual(file);
       // What the attacker wanted: the over-unmap of gpu0 is gone from the answers.
       if (t.changes) expect(JSON.parse(await audit())).toHaveLength(1);
@@ -121,7 +128,11 @@ const HOSTILE: Array<{ name: string; data?: string; type?: string; problem: stri
     data: `{"body":{"iova":"0x201000","size":"0x1000","ok":true,"unmapped":"0x200000"},"who":{"caller":"kvm","x":${'{"a":'.repeat(100_000)}1${'}'.repeat(100_000)}}}`,
     problem: 'who: unknown field "x"',
   },
-  { name: 'an unknown event type', type: 'teleport', problem: 'type "teleport" is not an event type (domain-created, device-attached, device-detached, map, unmap, fault, domain-destroyed)' },
+  {
+    name: 'an unknown event type',
+    type: 'teleport',
+    problem: 'type "teleport" is not an event type (domain-created, device-attached, device-detached, map, unmap, fault, domain-destroyed)',
+  },
   {
     name: 'a map body under an unmap type',
     data: '{"body":{"iova":"0x201000","paddr":"0x1000","size":"0x1000","prot":3,"ok":true},"who":{"caller":"kvm"}}',
@@ -169,7 +180,9 @@ describe('hostile event bodies with a valid hash chain (issue 14 item 7)', () =>
     ]) {
       const r = await cli('--db', db, ...argv);
       expect({ argv, code: r.code }).toEqual({ argv, code: 1 });
-      expect(r.err).toMatch(/^iommu-ledger: event #6 \(id ade357a1fcd16486b5f69f95:6\): its stored body is not valid JSON \(.+\): this stored event is not one iommu-ledger writes \(the ledger was changed outside it\); nothing was written; restore the ledger from a copy \('iommu-ledger verify' checks the hash chain\)\n$/);
+      expect(r.err).toMatch(
+        /^iommu-ledger: event #6 \(id ade357a1fcd16486b5f69f95:6\): its stored body is not valid JSON \(.+\): this stored event is not one iommu-ledger writes \(the ledger was changed outside it\); nothing was written; restore the ledger from a copy \('iommu-ledger verify' checks the hash chain\)\n$/,
+      );
       expect(existsSync(out)).toBe(false);
     }
   });
@@ -209,7 +222,11 @@ describe('hostile event bodies with a valid hash chain (issue 14 item 7)', () =>
     for (const argv of [['rebuild'], ['state', '--domain', 'gpu0'], ['replay', '--semantics', 'strict', '--out', join(db, '..', 'x.db')]]) {
       const r = await cli('--db', db, ...argv);
       expect(r.code).toBe(1);
-      expect(r.err).toMatch(new RegExp(`^iommu-ledger: event #1 \\(id ${id.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\): body\\.profile: .+: this stored event is not one iommu-ledger writes`));
+      expect(r.err).toMatch(
+        new RegExp(
+          `^iommu-ledger: event #1 \\(id ${id.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\): body\\.profile: .+: this stored event is not one iommu-ledger writes`,
+        ),
+      );
       expect(r.err.split('\n')).toHaveLength(2);
     }
   });

@@ -10,7 +10,7 @@ export function register(program: Command, { g, out, ledgerLib }: Context): void
     .command('apply')
     .description('store hand-written commands (JSON Lines, one command a line; see docs/commands.md)')
     .argument('<file>', 'a .jsonl file, or - for standard input')
-    .option('--checkpoint-to <dir>', 'after the run, write a checkpoint of the ledger\'s head into this folder (see `checkpoint`)')
+    .option('--checkpoint-to <dir>', "after the run, write a checkpoint of the ledger's head into this folder (see `checkpoint`)")
     .option('--checkpoint-key <pem>', 'sign those checkpoints with this Ed25519 private key')
     .action(async (file: string, o: CheckpointToOptions) => {
       const { Ledger } = await ledgerLib();

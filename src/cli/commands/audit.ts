@@ -15,7 +15,13 @@ export function register(program: Command, { g, out, queries }: Context): void {
     .addOption(filterDomainOption())
     .option('--caller <name>', 'only this caller')
     .option('--all', 'over-unmaps: list the stepped ones too (the caller consumed the returned size; hidden by default)')
-    .addOption(new Option('--fail-on <kinds...>', 'exit 1 when any such finding exists (for CI gates; over-unmap counts the harmful ones)').choices(['over-unmap', 'left-mapped', 'divergence']))
+    .addOption(
+      new Option('--fail-on <kinds...>', 'exit 1 when any such finding exists (for CI gates; over-unmap counts the harmful ones)').choices([
+        'over-unmap',
+        'left-mapped',
+        'divergence',
+      ]),
+    )
     .action(async (what: string, o: { domain?: string; caller?: string; all?: boolean; failOn?: FailOn[] }) => {
       const q = await queries({ builder: true });
       if (what === 'faults') {

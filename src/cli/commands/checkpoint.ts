@@ -29,13 +29,17 @@ Examples:
       const ledger = new Ledger(g().db, { mustExist: true });
       try {
         // The chain is walked first: a checkpoint must not vouch for a history already tampered with.
-        const r = await withProgress('verify', async (tick) => ledger.store.verify((n) => {
+        const r = await withProgress('verify', async (tick) =>
+          ledger.store.verify((n) => {
             tick(n, ledger.lastPosition);
             collectGarbage();
-          }));
+          }),
+        );
         if (!r.ok) {
           out(r.message);
-          throw new Findings(`the hash chain is broken at position ${r.firstBad}: no checkpoint written (it would vouch for a tampered history); see 'iommu-ledger verify'`);
+          throw new Findings(
+            `the hash chain is broken at position ${r.firstBad}: no checkpoint written (it would vouch for a tampered history); see 'iommu-ledger verify'`,
+          );
         }
         const t = takeCheckpoint(ledger.store, { position: r.events, hash: r.head! }, o);
         if (g().json || t.file === undefined) return out(t.text);

@@ -13,14 +13,14 @@ export function register(program: Command, { g, out, ledgerLib }: Context): void
     .description('import kernel output: ftrace text, trace-cmd report, or dmesg (tp_printk and iommu.c debug lines)')
     .argument('<file>', 'a trace file, or - for standard input')
     .option('--profile <name>', 'the hardware (see `profiles`); by default inferred from the trace and said')
-    .addOption(new Option('--semantics <s>', 'override the profile\'s unmap behaviour').choices([...SEMANTICS]))
+    .addOption(new Option('--semantics <s>', "override the profile's unmap behaviour").choices([...SEMANTICS]))
     .option('--domain <name>', 'put every record in this one domain')
     .addOption(new Option('--domain-by <how>', 'how to split records into domains').choices(['infer', 'dev']).default('infer').conflicts('domain'))
     .option('--strict', 'fail on the first malformed line and store nothing')
     .option('--follow', 'keep reading a growing file (Ctrl-C to stop)')
     .option('--caller <name>', 'caller name for records (default: the task name)')
     .option('--skew <us>', 'clock skew between CPUs to allow for when ordering records, in microseconds (default 20)')
-    .option('--checkpoint-to <dir>', 'after the run, write a checkpoint of the ledger\'s head into this folder (see `checkpoint`)')
+    .option('--checkpoint-to <dir>', "after the run, write a checkpoint of the ledger's head into this folder (see `checkpoint`)")
     .option('--checkpoint-key <pem>', 'sign those checkpoints with this Ed25519 private key')
     .action(async (file: string, o: ImportOptions & { skew?: string } & CheckpointToOptions) => {
       const { Ledger } = await ledgerLib();

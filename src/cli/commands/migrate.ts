@@ -6,9 +6,14 @@ import { json } from '../render/format.js';
 export function register(program: Command, { g, out }: Context): void {
   program
     .command('migrate')
-    .description('make callers symmetric (unmap exactly what was mapped) by a script or a built-in strategy, into a new ledger, verified by replay under strict unmap')
+    .description(
+      'make callers symmetric (unmap exactly what was mapped) by a script or a built-in strategy, into a new ledger, verified by replay under strict unmap',
+    )
     .option('--script <file>', 'a migration module (TypeScript or JavaScript) whose default export is defineMigration({...})')
-    .option('--strategy <name>', 'a built-in strategy for every command: split-maps, widen-unmaps, unmap-as-mapped (callers that step by the returned size), flag (or keep: copy as is)')
+    .option(
+      '--strategy <name>',
+      'a built-in strategy for every command: split-maps, widen-unmaps, unmap-as-mapped (callers that step by the returned size), flag (or keep: copy as is)',
+    )
     .option('--caller <name>', "only this caller's commands are migrated; the others are kept as they are")
     .requiredOption('--out <path>', 'the migrated ledger (a new file; the source is never changed)')
     .option('--report <stem>', 'write the report to STEM.md and STEM.json (default: next to --out)')

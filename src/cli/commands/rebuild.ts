@@ -15,10 +15,15 @@ export function register(program: Command, { io, g, out, ledgerLib }: Context): 
       const { Ledger } = await ledgerLib();
       const ledger = new Ledger(g().db, { mustExist: true });
       try {
-        const r = await withProgress('rebuild', async (tick) => ledger.rebuild((n, total) => {
-            tick(n, total);
-            collectGarbage();
-          }, { acceptBrokenChain: o.acceptBrokenChain ?? false }));
+        const r = await withProgress('rebuild', async (tick) =>
+          ledger.rebuild(
+            (n, total) => {
+              tick(n, total);
+              collectGarbage();
+            },
+            { acceptBrokenChain: o.acceptBrokenChain ?? false },
+          ),
+        );
         if (g().json) return out(json(rebuildJson(r)));
         if (!r.chain.ok) io.err(brokenChainWarning(r));
         out(rebuildText(r));

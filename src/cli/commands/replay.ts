@@ -8,7 +8,7 @@ import { json } from '../render/format.js';
 export function register(program: Command, { g, out }: Context): void {
   program
     .command('replay')
-    .description('what if: re-run the ledger\'s commands under another profile or unmap behaviour into a new ledger, and compare')
+    .description("what if: re-run the ledger's commands under another profile or unmap behaviour into a new ledger, and compare")
     .addOption(new Option('--semantics <s>', 'unmap behaviour to use').choices([...SEMANTICS]))
     .option('--profile <name>', 'hardware profile to use')
     .requiredOption('--out <path>', 'the new ledger file (the original is never changed)')

@@ -21,10 +21,12 @@ export function register(program: Command, { g, out, ledgerLib }: Context): void
       const loaded = cp && o.checkpoint ? cp.loadCheckpoints(o.checkpoint, o.pubkey) : undefined;
       const ledger = new Ledger(g().db, { mustExist: true });
       try {
-        const r = await withProgress('verify', async (tick) => ledger.store.verify((n) => {
+        const r = await withProgress('verify', async (tick) =>
+          ledger.store.verify((n) => {
             tick(n, ledger.lastPosition);
             collectGarbage();
-          }));
+          }),
+        );
         // Every page of the file too: damage outside the events (a projection's page) fails
         // here, and the damage report follows (exit 1; events/damage.ts).
         (await import('../../events/damage.js')).assertFileIntact(ledger.store);

@@ -22,7 +22,13 @@ export function blameText(b: BlameView, { describePage, whoText }: PageWords): s
     blocks.push(
       table(
         ['FROM', 'TO', 'PAGES', 'MAPPED BY', 'ENDED BY'],
-        b.chain.map((c) => [`#${c.began.position}`, c.ended ? `#${c.ended.position}` : 'live', describePage(c.page), `#${c.page.mappedBy}`, c.ended ? `${c.ended.type} by ${whoText(c.ended.who)}` : '']),
+        b.chain.map((c) => [
+          `#${c.began.position}`,
+          c.ended ? `#${c.ended.position}` : 'live',
+          describePage(c.page),
+          `#${c.page.mappedBy}`,
+          c.ended ? `${c.ended.type} by ${whoText(c.ended.who)}` : '',
+        ]),
       ),
     );
   }

@@ -7,7 +7,20 @@ import { table } from './format.js';
 export function callersTable(c: CallerView[]): string {
   return table(
     ['DOMAIN', 'CALLER', 'SITE', 'MAPS', 'UNMAPS', 'EXACT', 'WHOLE MAPS', 'CUTS', 'STRADDLES', 'MISSES', "OTHERS'", 'READY'],
-    c.map((x) => [x.domain, x.caller, x.site, x.maps, x.unmaps, x.exact, x.spans, x.cuts, x.straddles, x.misses, x.foreign, `${Math.round(x.readiness * 100)}%`]),
+    c.map((x) => [
+      x.domain,
+      x.caller,
+      x.site,
+      x.maps,
+      x.unmaps,
+      x.exact,
+      x.spans,
+      x.cuts,
+      x.straddles,
+      x.misses,
+      x.foreign,
+      `${Math.round(x.readiness * 100)}%`,
+    ]),
     { right: [3, 4, 5, 6, 7, 8, 9, 10, 11] },
   );
 }

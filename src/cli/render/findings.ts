@@ -62,7 +62,15 @@ export function findingsText(what: string, f: FindingView[], hidden = 0): string
       heading,
       table(
         ['#', 'DOMAIN', 'CALLER', 'REQUESTED', 'UNMAPPED', 'STILL MAPPED', 'RESULT'],
-        f.map((x) => [String(x.position), x.domain, x.caller, `${hex(x.requested.iova)}+${formatSize(x.requested.size)}`, formatSize(x.unmappedSize), x.leftMapped.map((l) => `${hex(l.iova)}+${formatSize(l.size)}`).join(', '), x.ok ? 'ok' : (x.errno ?? 'error')]),
+        f.map((x) => [
+          String(x.position),
+          x.domain,
+          x.caller,
+          `${hex(x.requested.iova)}+${formatSize(x.requested.size)}`,
+          formatSize(x.unmappedSize),
+          x.leftMapped.map((l) => `${hex(l.iova)}+${formatSize(l.size)}`).join(', '),
+          x.ok ? 'ok' : (x.errno ?? 'error'),
+        ]),
       ),
     ];
   }
@@ -72,7 +80,14 @@ export function findingsText(what: string, f: FindingView[], hidden = 0): string
     heading,
     table(
       ['#', 'DOMAIN', 'CALLER', 'REQUESTED', 'OBSERVED', 'PREDICTED'],
-      f.map((x) => [String(x.position), x.domain, x.caller, `${hex(x.requested.iova)}+${formatSize(x.requested.size)}`, formatSize(x.unmappedSize), formatSize(x.predicted)]),
+      f.map((x) => [
+        String(x.position),
+        x.domain,
+        x.caller,
+        `${hex(x.requested.iova)}+${formatSize(x.requested.size)}`,
+        formatSize(x.unmappedSize),
+        formatSize(x.predicted),
+      ]),
     ),
     'Many divergences usually mean a wrong --profile: try `iommu-ledger replay --profile NAME --out other.db` and compare.',
   ];
@@ -82,5 +97,11 @@ export function findingsText(what: string, f: FindingView[], hidden = 0): string
 export function faultsText(f: FaultView[]): string[] {
   const heading = `${f.length} IO page fault(s)`;
   if (!f.length) return [heading];
-  return [heading, table(['#', 'DOMAIN', 'IOVA', 'DEVICE', 'CAUSE', 'BY EVENT'], f.map((x) => [String(x.position), x.domain, hex(x.iova), x.device ?? '', x.cause, x.causePosition ? `#${x.causePosition}` : '']))];
+  return [
+    heading,
+    table(
+      ['#', 'DOMAIN', 'IOVA', 'DEVICE', 'CAUSE', 'BY EVENT'],
+      f.map((x) => [String(x.position), x.domain, hex(x.iova), x.device ?? '', x.cause, x.causePosition ? `#${x.causePosition}` : '']),
+    ),
+  ];
 }

@@ -16,7 +16,11 @@ export function checkpointWrittenText(db: string, t: { checkpoint: Checkpoint; f
 }
 
 export function rebuildJson(r: Rebuild): unknown {
-  return { events: r.events, mismatches: r.mismatches, chain: { ok: r.chain.ok, ...(r.chain.ok ? {} : { firstBad: r.chain.firstBad, problem: r.chain.problem }), message: r.chain.message } };
+  return {
+    events: r.events,
+    mismatches: r.mismatches,
+    chain: { ok: r.chain.ok, ...(r.chain.ok ? {} : { firstBad: r.chain.firstBad, problem: r.chain.problem }), message: r.chain.message },
+  };
 }
 
 /** The warning (standard error) of `rebuild --accept-broken-chain` over a broken chain. */
@@ -25,5 +29,8 @@ export function brokenChainWarning(r: Rebuild): string {
 }
 
 export function rebuildText(r: Rebuild): string {
-  return `rebuilt the projections from ${r.events} events` + (r.mismatches ? `; ${r.mismatches} stored outcome(s) differ from what the core computes now` : '; every stored outcome matches the core');
+  return (
+    `rebuilt the projections from ${r.events} events` +
+    (r.mismatches ? `; ${r.mismatches} stored outcome(s) differ from what the core computes now` : '; every stored outcome matches the core')
+  );
 }

@@ -12,7 +12,14 @@ export function profilesText(): string {
     ['PROFILE', 'PAGE SIZES', 'IOVA BITS', 'UNMAP', 'FORMAT', 'KERNEL'],
     BUILTIN_PROFILES.map((p) => {
       const sizes = pageSizes(p.pgsizeBitmap).map(formatSize);
-      return [p.name, sizes.length > 6 ? `${sizes[0]}..${sizes[sizes.length - 1]} (${sizes.length} sizes)` : sizes.join('|'), String(p.iovaBits), p.semantics, p.format.name, p.kernelRef];
+      return [
+        p.name,
+        sizes.length > 6 ? `${sizes[0]}..${sizes[sizes.length - 1]} (${sizes.length} sizes)` : sizes.join('|'),
+        String(p.iovaBits),
+        p.semantics,
+        p.format.name,
+        p.kernelRef,
+      ];
     }),
   );
 }

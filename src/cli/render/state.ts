@@ -44,12 +44,19 @@ export function hwText(h: Hardware): string {
     `page tables (${f.description}):`,
     table(
       ['LEVEL', 'ENTRY MAPS', 'LEAF ENTRIES', 'TABLES', 'TABLE BYTES'],
-      h.stats.levels.map((l, i) => [l.name, formatSize(1n << BigInt(f.levels[i]!.shift)), String(l.entries), String(l.tables), String(l.tables * l.tableBytes)]),
+      h.stats.levels.map((l, i) => [
+        l.name,
+        formatSize(1n << BigInt(f.levels[i]!.shift)),
+        String(l.entries),
+        String(l.tables),
+        String(l.tables * l.tableBytes),
+      ]),
       { right: [2, 3, 4] },
     ),
     `table memory: ${h.stats.tableMemoryBytes} bytes; ${h.stats.runs} run(s), ${formatSize(h.stats.mappedBytes)} mapped`,
   ];
-  if (h.invalidations) lines.push(`IOTLB invalidations up to event #${h.invalidations.asOf}: ${h.invalidations.count} range(s), ${formatSize(h.invalidations.bytes)}`);
+  if (h.invalidations)
+    lines.push(`IOTLB invalidations up to event #${h.invalidations.asOf}: ${h.invalidations.count} range(s), ${formatSize(h.invalidations.bytes)}`);
   return lines.join('\n');
 }
 
@@ -94,7 +101,15 @@ export function runJson(c: RunColumns, callerOf: (mapPos: number) => string): Ar
   for (let i = 0; i < c.n; i++) {
     const mapPos = c.mapPos[i]!;
     const caller = callerOf(mapPos);
-    const page: Record<string, string | number | null> = { iova: hex(c.iova[i]!), paddr: hex(c.paddr[i]!), pageSize: hex(1n << BigInt(c.shift[i]!)), count: c.count[i]!, prot: protOf(c.prot[i]!), mappedBy: mapPos, caller };
+    const page: Record<string, string | number | null> = {
+      iova: hex(c.iova[i]!),
+      paddr: hex(c.paddr[i]!),
+      pageSize: hex(1n << BigInt(c.shift[i]!)),
+      count: c.count[i]!,
+      prot: protOf(c.prot[i]!),
+      mappedBy: mapPos,
+      caller,
+    };
     if (caller === BEFORE_TRACE_CALLER) {
       page.paddr = null; // unknown: inferred from the unmap that removed it
       page.inferred = 'before-trace';

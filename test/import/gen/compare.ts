@@ -21,7 +21,9 @@ export interface LedgerView {
 }
 
 export function ledgerView(q: Queries, spaces: readonly string[]): LedgerView {
-  const evs = q.db.prepare("SELECT position, json_extract(data, '$.from.line') AS line FROM events WHERE type IN ('map','unmap') ORDER BY position").all() as Array<{ position: bigint; line: bigint }>;
+  const evs = q.db
+    .prepare("SELECT position, json_extract(data, '$.from.line') AS line FROM events WHERE type IN ('map','unmap') ORDER BY position")
+    .all() as Array<{ position: bigint; line: bigint }>;
   return {
     lastPosition: q.lastPosition,
     unionAt(at: number): string {

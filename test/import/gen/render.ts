@@ -90,7 +90,7 @@ export function printedOrder(truth: Truth): number[] {
   const modes = truth.options.ties ? truth.recipe.tieModes : [];
   const out: number[] = [];
   let group = 0;
-  for (let i = 0; i < printed.length; ) {
+  for (let i = 0; i < printed.length;) {
     let j = i + 1;
     const us = usOf(printed[i]!);
     while (j < printed.length && usOf(printed[j]!) === us) j++;

@@ -55,10 +55,26 @@ const M2 = 2n << 20n;
 
 /** What Step.op selects (op % 20): weights of a busy block-I/O machine. */
 export const STEP_KINDS = [
-  'single', 'single', 'single', 'single', 'single',
-  'complete', 'complete', 'complete', 'complete', 'complete', 'complete', 'complete',
-  'sg', 'sg', 'sg',
-  'large', 'coherent', 'fault', 'vfio', 'vfio',
+  'single',
+  'single',
+  'single',
+  'single',
+  'single',
+  'complete',
+  'complete',
+  'complete',
+  'complete',
+  'complete',
+  'complete',
+  'complete',
+  'sg',
+  'sg',
+  'sg',
+  'large',
+  'coherent',
+  'fault',
+  'vfio',
+  'vfio',
 ] as const;
 export type StepKind = (typeof STEP_KINDS)[number];
 
@@ -110,16 +126,26 @@ export function mix(...xs: number[]): number {
 export function gapNs(g: number): number {
   const m = Math.floor(g / 10) % 26;
   switch (g % 10) {
-    case 0: return 10_000 + m * 1_600; // 10-50 µs
-    case 1: return 50_000 + m * 6_000; // 50-200 µs
-    case 2: return 80 + m * 35; // < 1 µs
-    case 3: return 1_000 + m * 80; // 1-3 µs
-    case 4: return 3_000 + m * 280; // 3-10 µs
-    case 5: return 200_000 + m * 32_000; // 0.2-1 ms
-    case 6: return 1_000_000 + m * 160_000; // 1-5 ms
-    case 7: return 150 + m * 31; // < 1 µs
-    case 8: return 1_000 + m * 40; // 1-2 µs
-    default: return 5_000_000 + m * 1_800_000; // 5-50 ms
+    case 0:
+      return 10_000 + m * 1_600; // 10-50 µs
+    case 1:
+      return 50_000 + m * 6_000; // 50-200 µs
+    case 2:
+      return 80 + m * 35; // < 1 µs
+    case 3:
+      return 1_000 + m * 80; // 1-3 µs
+    case 4:
+      return 3_000 + m * 280; // 3-10 µs
+    case 5:
+      return 200_000 + m * 32_000; // 0.2-1 ms
+    case 6:
+      return 1_000_000 + m * 160_000; // 1-5 ms
+    case 7:
+      return 150 + m * 31; // < 1 µs
+    case 8:
+      return 1_000 + m * 40; // 1-2 µs
+    default:
+      return 5_000_000 + m * 1_800_000; // 5-50 ms
   }
 }
 
@@ -426,7 +452,7 @@ export class WorkloadBuilder {
       const p = this.recipe.probe[i] ?? 0;
       for (let k = 0; k < p % 3; k++) {
         const cpu = (p >> 2) % this.cpus;
-        const pages = 1 + ((p >> 4) + k) % 4;
+        const pages = 1 + (((p >> 4) + k) % 4);
         const o = this.dmaMap(this.dma[i]!, [{ pages, paddr: this.phys.chunk(BigInt(pages) * K4, K4) }], MODPROBE, cpu, '.....');
         if (o) this.coherent.push(o);
         this.now += 20_000 + (mix(i, k, p) % 200_000);
@@ -611,7 +637,7 @@ export class WorkloadBuilder {
     } else {
       // The THP arena: 2 MiB pages, the buffer at a MiB offset, sometimes a few pages further.
       const start = BigInt((s.a >> 3) % 48) * M1 + ((s.b >> 1) % 3 === 1 ? K4 * BigInt(1 + ((s.b >> 3) % 5)) : 0n);
-      for (let pos = start; pos < start + size; ) {
+      for (let pos = start; pos < start + size;) {
         const h = Number(pos / M2);
         let base = sess.thp.get(h);
         if (base === undefined) {
@@ -641,7 +667,7 @@ export class WorkloadBuilder {
   private vfioUnmap(sess: Session, m: VfioMapping): void {
     const stepping = this.domains[sess.domain]!.stepping === true;
     const end = m.iova + m.size;
-    for (let iova = m.iova; iova < end; ) {
+    for (let iova = m.iova; iova < end;) {
       let len = K4;
       if (!stepping) {
         const ch = m.chunks.find((c) => c.iova <= iova && iova < c.iova + c.size)!;
