@@ -2,6 +2,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
+import { BUILTIN_PROFILES } from '../../src/core/profile.js';
 import type Database from 'better-sqlite3';
 
 export function tempDb(name = 'ledger.db'): string {
@@ -98,3 +99,6 @@ export function mirroredHistoryArb(profile: string, maxLen = 60) {
       return cmds.flatMap((c, i) => [c, ...(inserts.get(i) ?? [])]);
     });
 }
+
+/** Every built-in profile's name, from the profile list: the properties sweep them all (issue 15). */
+export const PROFILE_NAMES: readonly string[] = BUILTIN_PROFILES.map((p) => p.name);

@@ -9,7 +9,7 @@ import fc from 'fast-check';
 import { Ledger } from '../../src/projections/ledger.js';
 import { Queries } from '../../src/projections/queries.js';
 import { cli } from '../cli/helpers.js';
-import { historyArb, tempDb } from './helpers.js';
+import { historyArb, tempDb, PROFILE_NAMES } from './helpers.js';
 
 function ledgerOf(cmds: object[]): string {
   const path = tempDb();
@@ -143,7 +143,7 @@ describe('history and blame: only the events that changed the pages at the addre
   it('matches the states before and after every event (random histories)', () => {
     fc.assert(
       fc.property(
-        fc.constantFrom('intel-vtd', 'arm-lpae-4k', 'omap', 'amd-v1').chain((p) => historyArb(p, 40)),
+        fc.constantFrom(...PROFILE_NAMES).chain((p) => historyArb(p, 40)),
         fc.integer({ min: 0, max: 4095 }),
         fc.constantFrom(1n, 0x1000n, 0x3000n, 0x200000n),
         (cmds, page, size) => {

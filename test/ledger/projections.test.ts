@@ -6,13 +6,13 @@ import { parseCommand } from '../../src/events/schema.js';
 import { Ledger } from '../../src/projections/ledger.js';
 import { Queries } from '../../src/projections/queries.js';
 import { fromDb } from '../../src/projections/codec.js';
-import { historyArb, mirroredHistoryArb, projectionSnapshot, tempDb } from './helpers.js';
+import { historyArb, mirroredHistoryArb, projectionSnapshot, tempDb, PROFILE_NAMES } from './helpers.js';
 
 describe('projections', () => {
   it('rebuilt tables equal the incrementally maintained ones, whatever the batching', () => {
     fc.assert(
       fc.property(
-        fc.constantFrom('intel-vtd', 'arm-lpae-4k', 'vfio-type1v2', 'iommufd').chain((p) => historyArb(p, 50)),
+        fc.constantFrom(...PROFILE_NAMES).chain((p) => historyArb(p, 50)),
         fc.integer({ min: 1, max: 9 }),
         (cmds, batch) => {
           const path = tempDb();
@@ -51,7 +51,7 @@ describe('projections', () => {
   it('stateAt(p) equals replaying the commands up to p in the core', () => {
     fc.assert(
       fc.property(
-        fc.constantFrom('intel-vtd', 'arm-lpae-4k', 'omap').chain((p) => historyArb(p, 60)),
+        fc.constantFrom(...PROFILE_NAMES).chain((p) => historyArb(p, 60)),
         fc.double({ min: 0, max: 1, noNaN: true }),
         (cmds, frac) => {
           const path = tempDb();
@@ -103,7 +103,7 @@ describe('projections', () => {
   it('stateAt from the run log (snapshots, pieces, merged small pieces) equals the runs table at every position, with the callers of the map events, and reopened ledgers load the live intent the intent table holds, whatever the batching', () => {
     fc.assert(
       fc.property(
-        fc.constantFrom('intel-vtd', 'arm-lpae-4k', 'omap').chain((p) => mirroredHistoryArb(p, 80)),
+        fc.constantFrom(...PROFILE_NAMES).chain((p) => mirroredHistoryArb(p, 80)),
         fc.integer({ min: 1, max: 9 }),
         fc.integer({ min: 1, max: 40 }),
         fc.boolean(),
@@ -206,7 +206,7 @@ describe('projections', () => {
   it("a fault's cause is the last event that removed its page, found the way a full scan would", () => {
     fc.assert(
       fc.property(
-        fc.constantFrom('intel-vtd', 'omap', 'arm-lpae-4k').chain((p) => faultyHistoryArb(p)),
+        fc.constantFrom(...PROFILE_NAMES).chain((p) => faultyHistoryArb(p)),
         fc.integer({ min: 1, max: 9 }),
         (cmds, batch) => {
           const path = tempDb();

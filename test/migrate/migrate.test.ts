@@ -11,7 +11,7 @@ import { Ledger } from '../../src/projections/ledger.js';
 import { Queries } from '../../src/projections/queries.js';
 import { EventStore } from '../../src/events/store.js';
 import { fromDb } from '../../src/projections/codec.js';
-import { historyArb, tempDb } from '../ledger/helpers.js';
+import { historyArb, PROFILE_NAMES, tempDb } from '../ledger/helpers.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const M = 0x100000n;
@@ -816,7 +816,7 @@ const found: unknown[][] = [
 ];
 
 describe('migrate: properties', () => {
-  for (const profile of ['intel-vtd', 'omap', 'arm-lpae-4k', 'iommufd']) {
+  for (const profile of PROFILE_NAMES) {
     for (const name of ['split-maps', 'widen-unmaps', 'unmap-as-mapped'] as const) {
       it(`${name}: the verdict finds every regression an independent comparison of the two ledgers finds, and nothing else (${profile})`, async () => {
         await fc.assert(
@@ -828,9 +828,18 @@ describe('migrate: properties', () => {
             // (but for an unmap it kept as it is and flagged: unmap-as-mapped keeps one that reaches another caller's map).
             const flagged = new Set(r.problems.filter((p) => p.kind === 'flagged').map((p) => p.position));
             const from = new Map(eventsOf(out).map((e) => [e.position, e.from?.derivedFrom?.position]));
+            // An unmap the hardware itself refused in the source (e.g. 4K on a 64K granule: EINVAL)
+            // is no migration's doing: it stays refused. (Found when the sweep reached arm-lpae-64k.)
+            const refusedInSource = new Set(
+              eventsOf(src)
+                .filter((e) => e.type === 'unmap' && (e as unknown as { body: { ok: boolean } }).body.ok === false)
+                .map((e) => e.position),
+            );
             withQueries(out, (q) => {
               expect(q.findings({ kind: 'over-unmap' })).toEqual([]);
-              expect(q.findings({ kind: 'left-mapped' }).filter((f) => !flagged.has(from.get(f.position) ?? -1))).toEqual([]);
+              expect(
+                q.findings({ kind: 'left-mapped' }).filter((f) => !flagged.has(from.get(f.position) ?? -1) && !refusedInSource.has(from.get(f.position) ?? -1)),
+              ).toEqual([]);
             });
           }),
           { numRuns: Number(process.env.MIGRATE_RUNS ?? 25), examples: profile === 'arm-lpae-4k' ? found.map((cmds) => [cmds] as [unknown[]]) : [] },
