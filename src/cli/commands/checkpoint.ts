@@ -1,8 +1,7 @@
 /** `checkpoint`: the head of the verified hash chain, optionally signed, to keep outside the ledger. */
 import type { Command } from 'commander';
 import { Findings, type Context } from '../context.js';
-import { collectGarbage } from '../gc.js';
-import { withProgress } from '../progress.js';
+import { walkChain } from '../chain.js';
 import { checkpointWrittenText } from '../render/integrity.js';
 
 export function register(program: Command, { g, out, ledgerLib }: Context): void {
@@ -29,12 +28,7 @@ Examples:
       const ledger = new Ledger(g().db, { mustExist: true });
       try {
         // The chain is walked first: a checkpoint must not vouch for a history already tampered with.
-        const r = await withProgress('verify', async (tick) =>
-          ledger.store.verify((n) => {
-            tick(n, ledger.lastPosition);
-            collectGarbage();
-          }),
-        );
+        const r = await walkChain(ledger);
         if (!r.ok) {
           out(r.message);
           throw new Findings(

@@ -2,8 +2,7 @@
 import type { Command } from 'commander';
 import { Findings, type Context } from '../context.js';
 import { InputError } from '../errors.js';
-import { collectGarbage } from '../gc.js';
-import { withProgress } from '../progress.js';
+import { walkChain } from '../chain.js';
 import { json } from '../render/format.js';
 import { verifyText } from '../render/integrity.js';
 
@@ -21,12 +20,7 @@ export function register(program: Command, { g, out, ledgerLib }: Context): void
       const loaded = cp && o.checkpoint ? cp.loadCheckpoints(o.checkpoint, o.pubkey) : undefined;
       const ledger = new Ledger(g().db, { mustExist: true });
       try {
-        const r = await withProgress('verify', async (tick) =>
-          ledger.store.verify((n) => {
-            tick(n, ledger.lastPosition);
-            collectGarbage();
-          }),
-        );
+        const r = await walkChain(ledger);
         // Every page of the file too: damage outside the events (a projection's page) fails
         // here, and the damage report follows (exit 1; events/damage.ts).
         (await import('../../events/damage.js')).assertFileIntact(ledger.store);
