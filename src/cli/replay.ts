@@ -5,7 +5,7 @@
 import { existsSync } from 'node:fs';
 import { formatSize } from '../core/address.js';
 import { resolveProfile, type Semantics } from '../core/profile.js';
-import { commandFromEvent, type StoredData } from '../events/recommand.js';
+import { commandFromEvent } from '../events/recommand.js';
 import { EventStore } from '../events/store.js';
 import { parseCommand } from '../events/schema.js';
 import { Ledger } from '../projections/ledger.js';
@@ -68,14 +68,9 @@ export async function replayLedger(source: string, outPath: string, o: { semanti
   let events = 0;
   try {
     dst.session((add) => {
-      for (const ev of src.read()) {
-        const data = JSON.parse(ev.data) as StoredData;
+      for (const ev of src.events()) {
         const touched = o.domain === undefined || o.domain === ev.stream;
-        const cmd = commandFromEvent(
-          ev,
-          data,
-          touched ? { ...(o.semantics ? { semantics: o.semantics } : {}), ...(o.profile ? { profile: o.profile } : {}) } : {},
-        );
+        const cmd = commandFromEvent(ev, touched ? { ...(o.semantics ? { semantics: o.semantics } : {}), ...(o.profile ? { profile: o.profile } : {}) } : {});
         add({ cmd: parseCommand(cmd) });
         events++;
       }

@@ -294,23 +294,8 @@ export const EVENT_SCHEMA_VERSION = 1;
 
 export type EventType = 'domain-created' | 'device-attached' | 'device-detached' | 'map' | 'unmap' | 'fault' | 'domain-destroyed';
 
-export interface Who {
-  caller?: string;
-  site?: string;
-  task?: string;
-  pid?: number;
-  tgid?: number;
-  cpu?: number;
-}
-
-export interface Origin {
-  /** The source file (name as given) and its SHA-256, and the line, for imports. */
-  source?: string;
-  digest?: string;
-  line?: number;
-  /** For a migrated ledger: the source event this one was derived from, and the strategy. */
-  derivedFrom?: { position: number; id: string; strategy: string };
-}
+export type { Who, Origin } from './decode.js';
+import type { Who, Origin, CheckedData } from './decode.js';
 
 /** Bodies as stored (JSON): addresses as "0x" strings. */
 export interface MapBody {
@@ -348,7 +333,7 @@ export interface UnmapBody {
  * rather than the profile's prediction? Yes for every observed unmap, except divergent ones
  * stored without `followed`: by a what-if replay, or before the flag existed.
  */
-export function followsObserved(b: Pick<UnmapBody, 'observed' | 'predicted' | 'followed'>): boolean {
+export function followsObserved(b: { observed?: boolean; predicted?: unknown; followed?: true }): boolean {
   return b.observed === true && (b.predicted === undefined || b.followed === true);
 }
 
@@ -497,12 +482,8 @@ export const StoredEventData = Object.fromEntries(
   Object.entries(StoredBody).map(([type, body]) => [type, z.object({ body, who: storedWho.optional(), from: storedFrom.optional() }).strict()]),
 ) as unknown as Record<EventType, z.ZodType>;
 
-/** A stored event's data as decoded. */
-export interface DecodedData {
-  body: Record<string, unknown>;
-  who?: Who;
-  from?: Origin;
-}
+/** A stored event's data as decoded (checked, not yet typed: `decodeBody` in decode.ts types it). */
+export type DecodedData = CheckedData;
 
 /**
  * A stored event's data, parsed (when given as text) and checked against its type's schema.

@@ -10,6 +10,7 @@ import { openDatabase, type DB, type OpenOptions } from './db.js';
 import { noteFault } from './io-errors.js';
 import { decodeStoredEvent, upcast, type DecodedData, type EventType } from './schema.js';
 import { eventName, parseStored, shown, unfitEvent } from './stored.js';
+import { decodeChecked, type DecodedEvent } from './decode.js';
 
 /**
  * Canonical bytes of an event: what the hash covers. Each field is length-prefixed
@@ -247,6 +248,19 @@ export class EventStore {
    * CorruptEventError naming it (position and id), as does an event whose domain is missing.
    */
   *read(from = 1, to = Number.MAX_SAFE_INTEGER, pageSize = 8192): IterableIterator<RawEvent> {
+    for (const [ev, data] of this.readChecked(from, to, pageSize)) {
+      ev.data = typeof data === 'string' ? data : JSON.stringify(data);
+      yield ev;
+    }
+  }
+
+  /** Events in position order, read and checked as `read()` does, decoded (decode.ts: a typed body, addresses as bigint). */
+  *events(from = 1, to = Number.MAX_SAFE_INTEGER, pageSize = 8192): IterableIterator<DecodedEvent> {
+    for (const [ev, , checked] of this.readChecked(from, to, pageSize)) yield decodeChecked(ev, checked);
+  }
+
+  /** The rows of read(), each with its (upcast) data and that data parsed and checked. */
+  private *readChecked(from: number, to: number, pageSize: number): IterableIterator<[RawEvent, string | Record<string, unknown>, DecodedData]> {
     const stmt = this.db.prepare(
       `SELECT e.position, s.name AS stream, e.stream AS streamId, e.version, e.type, e.schema_version AS schemaVersion, e.event_id AS id,
               e.recorded_at AS recordedAt, e.time, e.data
@@ -262,10 +276,9 @@ export class EventStore {
         const bad = envelopeProblem(row);
         if (bad !== undefined) throw unfitEvent(what(), bad);
         const data = row.schemaVersion === 1 ? row.data : this.upcastOf(row.type, row.schemaVersion, row.data, what);
-        decodeStoredEvent(row.type, data, what);
-        row.data = typeof data === 'string' ? data : JSON.stringify(data);
+        const checked = decodeStoredEvent(row.type, data, what);
         const { streamId: _, ...ev } = row;
-        yield ev as RawEvent;
+        yield [ev as RawEvent, data, checked];
       }
       if (rows.length < pageSize) return;
       next = rows[rows.length - 1]!.position + 1;

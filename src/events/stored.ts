@@ -174,14 +174,3 @@ export function unfitEvent(what: string, problem: string): CorruptEventError {
     `${what}: ${problem}: this stored event is not one iommu-ledger writes (the ledger was changed outside it); nothing was written; restore the ledger from a copy ('iommu-ledger verify' checks the hash chain)`,
   );
 }
-
-/**
- * A stored event parsed and checked against the schema of stored events, for readers that do not
- * load zod (the question commands). `what` names the event in the error.
- */
-export function decodeStored<T>(what: string, type: string, data: string): T {
-  const parsed = parseStored<unknown>(what, data);
-  const problem = storedProblem(type, parsed);
-  if (problem !== undefined) throw unfitEvent(what, problem);
-  return parsed as T;
-}

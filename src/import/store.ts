@@ -453,13 +453,12 @@ export function profileFit(ledger: Ledger, spaces: string[]): { fits: Array<{ pr
   const fits = BUILTIN_PROFILES.map((p) => ({ profile: p, domains: new Map<string, Domain>(), divergences: 0 }));
   let n = 0;
   let sampled: number | undefined;
-  for (const ev of ledger.store.read()) {
+  for (const ev of ledger.store.events()) {
     if (!wanted.has(ev.stream) || (ev.type !== 'map' && ev.type !== 'unmap')) continue;
     if (++n > FIT_EVENTS) {
       sampled = FIT_EVENTS;
       break;
     }
-    const b = (JSON.parse(ev.data) as { body: Record<string, unknown> }).body;
     for (const f of fits) {
       let d = f.domains.get(ev.stream);
       if (!d) {
@@ -467,11 +466,11 @@ export function profileFit(ledger: Ledger, spaces: string[]): { fits: Array<{ pr
         f.domains.set(ev.stream, d);
       }
       if (ev.type === 'map') {
-        d.map({ iova: BigInt(b.iova as string), paddr: BigInt(b.paddr as string), size: BigInt(b.size as string), ref: ev.position });
-      } else if (b.observed === true) {
-        const r = d.unmapObserved({ iova: BigInt(b.iova as string), size: BigInt(b.size as string) }, BigInt(b.unmapped as string));
+        d.map({ iova: ev.body.iova, paddr: ev.body.paddr, size: ev.body.size, ref: ev.position });
+      } else if (ev.body.observed === true) {
+        const r = d.unmapObserved({ iova: ev.body.iova, size: ev.body.size }, ev.body.unmapped);
         if (r.predicted !== undefined) f.divergences++;
-      } else d.unmap({ iova: BigInt(b.iova as string), size: BigInt(b.size as string) });
+      } else d.unmap({ iova: ev.body.iova, size: ev.body.size });
     }
   }
   return {

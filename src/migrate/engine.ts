@@ -16,11 +16,12 @@ import { formatSize, hex, type Range } from '../core/address.js';
 import { Domain, runEnd, type HwDelta, type MapResult, type UnmapResult } from '../core/domain.js';
 import { kernelRange } from '../core/observed.js';
 import { IntervalSet } from '../core/intervals.js';
-import { minPageSize, profileFromDescriptor, type Profile, type ProfileDescriptor } from '../core/profile.js';
+import { minPageSize, profileFromDescriptor, type Profile } from '../core/profile.js';
 import { classifyUnmap, SYMMETRIC, tryUnmap } from '../core/symmetry.js';
-import { commandFromEvent, type StoredData } from '../events/recommand.js';
-import { BEFORE_TRACE_CALLER, followsObserved, parseCommand, type Origin, type UnmapBody } from '../events/schema.js';
-import { EventStore, type RawEvent } from '../events/store.js';
+import { commandFromEvent } from '../events/recommand.js';
+import { BEFORE_TRACE_CALLER, followsObserved, parseCommand, type Origin } from '../events/schema.js';
+import type { UnmapFields } from '../events/decode.js';
+import { EventStore } from '../events/store.js';
 import { EndReader } from '../projections/compare.js';
 import { markMigrated } from '../projections/meta.js';
 import { Ledger, UNKNOWN_CALLER, type Outcome } from '../projections/ledger.js';
@@ -160,10 +161,6 @@ interface DState {
   onSource: { overUnmaps: number; overBytes: bigint; leftMapped: number; leftBytes: bigint };
 }
 
-function data(ev: RawEvent): StoredData {
-  return JSON.parse(ev.data) as StoredData;
-}
-
 /** Pass 1: for each map (by source position), the addresses inside it where later unmaps begin or end. */
 function collectCuts(src: EventStore): Map<number, bigint[]> {
   const cuts = new Map<number, Set<bigint>>();
@@ -171,9 +168,9 @@ function collectCuts(src: EventStore): Map<number, bigint[]> {
     string,
     { alive: IntervalSet<number>; maps: Map<number, { iova: bigint; end: bigint; pieces: number }>; minPage: bigint; spaceEnd: bigint }
   >();
-  for (const ev of src.read()) {
+  for (const ev of src.events()) {
     if (ev.type === 'domain-created') {
-      const p = profileFromDescriptor((data(ev).body as { profile: ProfileDescriptor }).profile);
+      const p = profileFromDescriptor(ev.body.profile);
       domains.set(ev.stream, { alive: new IntervalSet(), maps: new Map(), minPage: minPageSize(p.pgsizeBitmap), spaceEnd: 1n << BigInt(p.iovaBits) });
       continue;
     }
@@ -185,15 +182,14 @@ function collectCuts(src: EventStore): Map<number, bigint[]> {
       continue;
     }
     if (ev.type !== 'map' && ev.type !== 'unmap') continue;
-    const b = data(ev).body as { iova: string; size: string; paddr?: string };
-    const iova = BigInt(b.iova);
-    const size = BigInt(b.size);
+    const iova = ev.body.iova;
+    const size = ev.body.size;
     const end = iova + size;
     const aligned = size > 0n && iova % d.minPage === 0n && size % d.minPage === 0n && end <= d.spaceEnd;
     if (!aligned) continue;
     // The symmetric world: a map takes its range if it is free; an unmap frees exactly its request.
     if (ev.type === 'map') {
-      if (BigInt(b.paddr!) % d.minPage !== 0n || d.alive.overlapping(iova, end).length) continue;
+      if (ev.body.paddr % d.minPage !== 0n || d.alive.overlapping(iova, end).length) continue;
       d.alive.add(iova, end, ev.position);
       d.maps.set(ev.position, { iova, end, pieces: 1 });
       continue;
@@ -298,34 +294,27 @@ async function run(
   const uam: UnmapAsMappedStats = { unmaps: 0, whole: 0, maps: 0, droppedDone: 0, droppedNothing: 0, holes: 0, flagged: 0 };
 
   await dst.sessionAsync(async (add) => {
-    for (const ev of src.read()) {
+    for (const ev of src.events()) {
       sourceEvents++;
       if (o.onProgress && sourceEvents % 32768 === 0) {
         o.onProgress(sourceEvents, total);
         await new Promise((r) => setImmediate(r)); // let a progress bar draw
       }
-      const d = data(ev);
       // Where the source event came from (file and line), without the file digest: the ledger
       // derives ids from digest+line, and one source line may become several migrated commands.
-      const srcFrom = (d.from as Origin | undefined) ?? {};
+      const srcFrom = ev.from ?? {};
       const from: Origin = {
         ...(srcFrom.source !== undefined ? { source: srcFrom.source } : {}),
         ...(srcFrom.line !== undefined ? { line: srcFrom.line } : {}),
         derivedFrom: { position: ev.position, id: ev.id, strategy: 'copy' },
       };
       if (ev.type !== 'map' && ev.type !== 'unmap') {
-        const cmd = commandFromEvent(ev, d, ev.type === 'domain-created' ? { semantics: 'strict' } : {}, false);
-        verifier.sourceEvent(
-          ev.position,
-          ev.stream,
-          (d.who?.caller as string | undefined) ?? UNKNOWN_CALLER,
-          (d.who?.site as string | undefined) ?? '',
-          'copy',
-        );
+        const cmd = commandFromEvent(ev, ev.type === 'domain-created' ? { semantics: 'strict' } : {}, false);
+        verifier.sourceEvent(ev.position, ev.stream, ev.who.caller ?? UNKNOWN_CALLER, ev.who.site ?? '', 'copy');
         const r = add({ cmd: parseCommand(cmd), from });
         if (r.position !== undefined) verifier.made(r.position, ev.position);
         if (ev.type === 'domain-created') {
-          const profile = profileFromDescriptor((d.body as { profile: ProfileDescriptor }).profile);
+          const profile = profileFromDescriptor(ev.body.profile);
           verifier.domainCreated(ev.stream);
           states.set(ev.stream, {
             name: ev.stream,
@@ -349,30 +338,23 @@ async function run(
       }
       const st = states.get(ev.stream);
       if (!st) throw new MigrationError(`source event ${ev.position}: domain ${ev.stream} has no domain-created event before it`);
-      const who = (d.who ?? {}) as { caller?: string; site?: string; task?: string; pid?: number; tgid?: number; cpu?: number };
-      const b = d.body as {
-        iova: string;
-        size: string;
-        paddr?: string;
-        prot?: number;
-        ok?: boolean;
-        unmapped?: string;
-        errno?: string;
-        inferred?: 'before-trace';
-      };
+      const who = ev.who;
+      const b = ev.body;
+      const mb = ev.type === 'map' ? ev.body : undefined;
+      const ub = ev.type === 'unmap' ? ev.body : undefined;
       const cmd: SourceCommand = {
         op: ev.type,
         position: ev.position,
         domain: ev.stream,
-        iova: BigInt(b.iova),
-        size: BigInt(b.size),
-        ...(b.paddr !== undefined ? { paddr: BigInt(b.paddr), prot: b.prot ?? 3 } : {}),
+        iova: b.iova,
+        size: b.size,
+        ...(mb ? { paddr: mb.paddr, prot: mb.prot } : {}),
         ...(who.caller !== undefined ? { caller: who.caller } : {}),
         ...(who.site !== undefined ? { site: who.site } : {}),
         ...(who.task !== undefined ? { task: who.task } : {}),
         ...(who.pid !== undefined ? { pid: who.pid } : {}),
         ...(ev.time ? { time: ev.time } : {}),
-        ...(ev.type === 'unmap' ? { unmapped: b.ok !== false && b.unmapped !== undefined ? BigInt(b.unmapped) : 0n } : {}),
+        ...(ub ? { unmapped: ub.ok ? ub.unmapped : 0n } : {}),
       };
       const caller = cmd.caller ?? UNKNOWN_CALLER;
       const site = cmd.site ?? '';
@@ -387,7 +369,7 @@ async function run(
 
       // The source on its own hardware, for the cost before (the pages follow the kernel where the source did),
       // and what the source's unmap removed (the same fold as the source ledger's projection).
-      const su = applySource(st, cmd, b as UnmapBody);
+      const su = applySource(st, cmd, ub);
       const srcRemoved = su ? removedBy(su) : [];
 
       // The migration's commands for it.
@@ -434,7 +416,7 @@ async function run(
           if (v !== undefined) c[key] = v;
         if (ownCaller) for (const key of ['task', 'pid', 'tgid', 'cpu'] as const) if (who[key] !== undefined) c[key] = who[key];
         // A map an importer inferred (from before the trace) stays an inference, in pieces too: nobody's intent.
-        if (oc.op === 'map' && cmd.op === 'map' && ownCaller && b.inferred !== undefined) c.inferred = b.inferred;
+        if (oc.op === 'map' && cmd.op === 'map' && ownCaller && mb?.inferred !== undefined) c.inferred = mb.inferred;
         let parsed;
         try {
           parsed = parseCommand(c);
@@ -480,7 +462,7 @@ async function run(
           size: cmd.size,
           ok: b.ok !== false,
           ...(b.errno !== undefined ? { errno: b.errno } : {}),
-          unmapped: b.unmapped !== undefined ? BigInt(b.unmapped) : 0n,
+          unmapped: ub ? ub.unmapped : 0n,
           flagged,
           ...(ev.type === 'unmap' ? { removed: srcRemoved } : {}),
           ...(early.length ? { early } : {}),
@@ -521,14 +503,14 @@ function intentOf(m: Map<string, IntervalSet<number>>, caller: string): Interval
 }
 
 /** Applies a source command to the source model (cost before); the pages follow the kernel where the source's did. */
-function applySource(st: DState, cmd: SourceCommand, b: UnmapBody): UnmapResult | undefined {
+function applySource(st: DState, cmd: SourceCommand, b: UnmapFields | undefined): UnmapResult | undefined {
   if (cmd.op === 'map') {
     const r = st.src.map({ iova: cmd.iova, paddr: cmd.paddr!, size: cmd.size, prot: cmd.prot ?? 3, ref: cmd.position });
     st.before.map(r, st.src);
     return undefined;
   }
   const u = { iova: cmd.iova, size: cmd.size };
-  const r = followsObserved(b) ? st.src.unmapObserved(u, BigInt(b.unmapped)) : st.src.unmap(u);
+  const r = b && followsObserved(b) ? st.src.unmapObserved(u, b.unmapped) : st.src.unmap(u);
   st.before.unmap(r, st.src);
   return r;
 }

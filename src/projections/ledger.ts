@@ -19,14 +19,13 @@ import {
   followsObserved,
   parseCommand,
   type Command,
-  type DecodedData,
-  type DomainBody,
   type EventType,
   type MapBody,
   type Origin,
   type UnmapBody,
   type Who,
 } from '../events/schema.js';
+import { decodeBody, type DecodedBody } from '../events/decode.js';
 import { ConcurrencyError, EventStore, type VerifyResult } from '../events/store.js';
 import { CorruptEventError, eventName, shown, unfitEvent } from '../events/stored.js';
 import {
@@ -140,6 +139,9 @@ export interface AppendOptions {
   /** Optimistic concurrency: the version each named stream must be at before this batch. */
   expectedVersions?: Record<string, number>;
 }
+
+/** A stored event read back by the ledger: its typed body, who asked, and the body as stored. */
+type StoredRead = DecodedBody & { who: Who; stored: Record<string, unknown> };
 
 interface IntentValue {
   mapPos: number;
@@ -515,7 +517,7 @@ export class Ledger {
       );
     }
     const desc = created
-      ? (decodeStoredEvent(created.type, created.data, () => eventName(created.position, created.event_id)).body as unknown as DomainBody).profile
+      ? (this.decodeRow(created) as StoredRead & { type: 'domain-created' }).body.profile
       : projectionJson<ProfileDescriptor>(() => `the profile of domain ${name} (streams.profile)`, raw.profile);
     const profile = profileOfStream(name, desc);
     const c = this.newCtx(row.id, name, profile, row.version, row.destroyed_at !== null);
@@ -605,20 +607,27 @@ export class Ledger {
         'the live runs (run_log and run_snapshots)',
         `a live run names event #${pos} as its map, which is ${ev ? `a ${ev.type} event` : 'not stored'}`,
       );
-    const data = ev.data as unknown as { body: MapBody; who?: Who };
     return {
-      iova: BigInt(data.body.iova),
-      paddr: BigInt(data.body.paddr),
-      size: BigInt(data.body.size),
-      info: { caller: intern(data.who?.caller ?? UNKNOWN_CALLER), site: intern(data.who?.site ?? '') },
+      iova: ev.body.iova,
+      paddr: ev.body.paddr,
+      size: ev.body.size,
+      info: { caller: intern(ev.who.caller ?? UNKNOWN_CALLER), site: intern(ev.who.site ?? '') },
     };
   };
 
   /** A stored event read by its position, decoded through the schema of stored events (one that does not fit is named). */
-  private storedEvent(pos: number): { type: string; data: DecodedData } | undefined {
+  private storedEvent(pos: number): StoredRead | undefined {
     const ev = this.s.eventData!.get(pos) as { position: number; event_id: string; type: string; data: string } | undefined;
-    if (!ev) return undefined;
-    return { type: ev.type, data: decodeStoredEvent(ev.type, ev.data, () => eventName(ev.position, ev.event_id)) };
+    return ev && this.decodeRow(ev);
+  }
+
+  /** A stored event row checked (decodeStoredEvent) and typed (decodeBody), with who asked and its body as stored. */
+  private decodeRow(ev: { position: number; event_id: string; type: string; data: string }): StoredRead {
+    const data = decodeStoredEvent(ev.type, ev.data, () => eventName(ev.position, ev.event_id));
+    const d = decodeBody(ev.type as EventType, data.body) as StoredRead;
+    d.who = data.who ?? {};
+    d.stored = data.body;
+    return d;
   }
 
   /** The caller and site of a map origin: recorded when mapped in this process, else read from its event. */
@@ -968,9 +977,8 @@ export class Ledger {
     if (at === undefined) return null;
     const ev = this.storedEvent(at);
     if (ev?.type !== 'unmap') return null;
-    const b = ev.data.body as unknown as UnmapBody;
-    const s = BigInt(b.iova);
-    return iova >= s && iova < s + BigInt(b.size) ? null : at;
+    const s = ev.body.iova;
+    return iova >= s && iova < s + ev.body.size ? null : at;
   }
 
   /** The position of the event that last removed the page at iova (stored rows and this batch's). */
@@ -1256,14 +1264,13 @@ export class Ledger {
         causePos = removedAt;
         const ev = this.storedEvent(causePos);
         if (!ev) throw unreadable(`the runs of domain ${ctx.name}`, `a run ends at event #${causePos}, which is not stored`);
-        const data = ev.data as unknown as { body: UnmapBody; who?: Who };
         if (ev.type === 'unmap') {
-          const s = BigInt(data.body.iova);
-          const e = s + BigInt(data.body.size);
+          const s = ev.body.iova;
+          const e = s + ev.body.size;
           cause = iova >= s && iova < e ? 'use-after-unmap' : 'use-after-collateral-unmap';
           // A fault on the collateral of a stepped over-unmap: somebody still relied on it.
           if (cause === 'use-after-collateral-unmap') this.s.faultOnStepped!.run(pos, causePos);
-          detail = { unmap: { iova: data.body.iova, size: data.body.size }, caller: data.who?.caller ?? UNKNOWN_CALLER };
+          detail = { unmap: { iova: ev.stored.iova, size: ev.stored.size }, caller: ev.who.caller ?? UNKNOWN_CALLER };
         } else {
           cause = ev.type === 'domain-destroyed' ? 'use-after-destroy' : 'use-after-unmap';
         }
@@ -1309,36 +1316,34 @@ export class Ledger {
         const caller = who.caller ?? UNKNOWN_CALLER;
         const site = who.site ?? '';
         let ctx = this.ctxs.get(stream);
-        if (type === 'domain-created') {
+        const ev = decodeBody(type, data.body);
+        if (ev.type === 'domain-created') {
           // The profile from the event itself (covered by the hash chain), not the streams table.
           const s = streams.get(stream)!;
-          ctx = this.newCtx(s.id, stream, profileFromDescriptor((data.body as unknown as DomainBody).profile), 0, false);
+          ctx = this.newCtx(s.id, stream, profileFromDescriptor(ev.body.profile), 0, false);
         }
         if (!ctx) throw unfitEvent(this.store.describe(pos), `its domain ${stream} has no domain-created event before it`);
         ctx.version = version;
         batch.touched.add(ctx);
-        const b = data.body;
-        if (type === 'map') {
-          const body = b as unknown as MapBody;
-          const r = ctx.core.map({ iova: BigInt(body.iova), paddr: BigInt(body.paddr), size: BigInt(body.size), prot: body.prot, ref: pos });
+        if (ev.type === 'map') {
+          const body = ev.body;
+          const r = ctx.core.map({ iova: body.iova, paddr: body.paddr, size: body.size, prot: body.prot, ref: pos });
           if (r.ok !== body.ok) mismatches++;
-          this.projectMap(ctx, pos, caller, site, r, BigInt(body.iova), BigInt(body.size), batch, body.inferred !== undefined);
-        } else if (type === 'unmap') {
-          const body = b as unknown as UnmapBody;
-          const iova = BigInt(body.iova);
-          const size = BigInt(body.size);
+          this.projectMap(ctx, pos, caller, site, r, body.iova, body.size, batch, body.inferred !== undefined);
+        } else if (ev.type === 'unmap') {
+          const body = ev.body;
+          const { iova, size } = body;
           const { a, foreign } = this.classify(ctx, pos, iova, size, caller, site);
-          const r = followsObserved(body) ? ctx.core.unmapObserved({ iova, size }, BigInt(body.unmapped)) : ctx.core.unmap({ iova, size });
-          const stored = body.predicted !== undefined ? BigInt(body.predicted) : BigInt(body.unmapped);
+          const r = followsObserved(body) ? ctx.core.unmapObserved({ iova, size }, body.unmapped) : ctx.core.unmap({ iova, size });
+          const stored = body.predicted ?? body.unmapped;
           const predicted = r.predicted ?? r.unmappedSize;
           if (r.ok !== body.ok || predicted !== stored) mismatches++;
           const out: Outcome = { index: 0, op: 'unmap', domain: stream, ok: r.ok };
-          this.projectUnmap(ctx, pos, caller, site, iova, size, r, BigInt(body.unmapped), predicted, out);
+          this.projectUnmap(ctx, pos, caller, site, iova, size, r, body.unmapped, predicted, out);
           this.countUnmap(batch, ctx, caller, site, a, foreign, size);
-        } else if (type === 'fault') {
-          const body = b as { iova: string; device?: string; flags?: number };
-          this.projectFault(ctx, pos, BigInt(body.iova), body.device, body.flags);
-        } else if (type === 'domain-destroyed') {
+        } else if (ev.type === 'fault') {
+          this.projectFault(ctx, pos, ev.body.iova, ev.body.device, ev.body.flags);
+        } else if (ev.type === 'domain-destroyed') {
           this.destroyState(ctx, pos);
         }
         this.maybeCheckpoint(ctx, pos);
@@ -1381,19 +1386,17 @@ export class Ledger {
   domainBefore(name: string, position: number): { core: Domain; destroyed: boolean } | undefined {
     let core: Domain | undefined;
     let destroyed = false;
-    for (const ev of this.store.read(1, position - 1)) {
+    for (const ev of this.store.events(1, position - 1)) {
       if (ev.stream !== name) continue;
-      // read() checked it against the schema of stored events.
-      const b = (JSON.parse(ev.data) as { body: Record<string, unknown> }).body;
-      if (ev.type === 'domain-created') core = new Domain(profileFromDescriptor((b as unknown as DomainBody).profile));
+      if (ev.type === 'domain-created') core = new Domain(profileFromDescriptor(ev.body.profile));
       else if (!core) continue;
       else if (ev.type === 'map') {
-        const m = b as unknown as MapBody;
-        core.map({ iova: BigInt(m.iova), paddr: BigInt(m.paddr), size: BigInt(m.size), prot: m.prot, ref: ev.position });
+        const m = ev.body;
+        core.map({ iova: m.iova, paddr: m.paddr, size: m.size, prot: m.prot, ref: ev.position });
       } else if (ev.type === 'unmap') {
-        const u = b as unknown as UnmapBody;
-        const cmd = { iova: BigInt(u.iova), size: BigInt(u.size) };
-        if (followsObserved(u)) core.unmapObserved(cmd, BigInt(u.unmapped));
+        const u = ev.body;
+        const cmd = { iova: u.iova, size: u.size };
+        if (followsObserved(u)) core.unmapObserved(cmd, u.unmapped);
         else core.unmap(cmd);
       } else if (ev.type === 'domain-destroyed') destroyed = true;
     }

@@ -12,7 +12,8 @@ import { LedgerFault } from '../core/errors.js';
 import { profileFromDescriptor, type Profile, type ProfileDescriptor } from '../core/profile.js';
 import { describeStep, type StepReason } from '../core/stepping.js';
 import { openDatabase } from '../events/db.js';
-import { decodeStored, eventName, profileProblem, unfitEvent } from '../events/stored.js';
+import { eventName, profileProblem, unfitEvent } from '../events/stored.js';
+import { decodeBody, decodeEvent, type DecodedBody, type DecodedEvent, type EventType, type Who } from '../events/decode.js';
 import { formatProt } from '../events/prot.js';
 import { callerAnalysis, type CallerView } from './callers.js';
 import { fromDb, toDb } from './codec.js';
@@ -88,13 +89,7 @@ export interface DomainInfo {
   createdAt: number;
 }
 
-export interface Who {
-  caller?: string;
-  site?: string;
-  task?: string;
-  pid?: number;
-  cpu?: number;
-}
+export type { Who };
 
 export interface EventSummary {
   position: number;
@@ -284,7 +279,8 @@ export class Queries {
         );
       const what = eventName(Number(r.created_pos), r.event_id!);
       if (r.type !== 'domain-created') throw unfitEvent(what, `the first event of domain ${r.name} is a ${JSON.stringify(r.type)} event, not domain-created`);
-      return this.info(r, decodeStored<{ body: { profile: ProfileDescriptor } }>(what, r.type, r.data!).body.profile);
+      const ev = decodeEvent({ position: Number(r.created_pos), stream: r.name, version: 1, type: r.type, id: r.event_id!, data: r.data! });
+      return this.info(r, (ev as DecodedEvent & { type: 'domain-created' }).body.profile);
     });
   }
 
@@ -585,17 +581,14 @@ export class Queries {
 
   event(position: number): EventSummary {
     const r = this.prep(
-      'SELECT e.position, e.event_id, s.name, e.type, e.time, e.recorded_at, e.data FROM events e JOIN streams s ON s.id = e.stream WHERE e.position = ?',
-    ).get(position) as { position: bigint; event_id: string; name: string; type: string; time: string | null; recorded_at: string; data: string } | undefined;
+      'SELECT e.position, e.event_id, s.name, e.version, e.type, e.time, e.recorded_at, e.data FROM events e JOIN streams s ON s.id = e.stream WHERE e.position = ?',
+    ).get(position) as
+      { position: bigint; event_id: string; name: string; version: bigint; type: string; time: string | null; recorded_at: string; data: string } | undefined;
     if (!r) throw new QueryError(`no event at position ${position}`);
-    const data = decodeStored<{ body: Record<string, unknown>; who?: Who; from?: { source?: string; line?: number } }>(
-      eventName(position, r.event_id),
-      r.type,
-      r.data,
-    );
-    const e: EventSummary = { position: Number(r.position), domain: r.name, type: r.type, recordedAt: r.recorded_at, who: data.who ?? {}, body: data.body };
+    const ev = decodeEvent({ position, stream: r.name, version: Number(r.version), type: r.type, id: r.event_id, data: r.data });
+    const e: EventSummary = { position: Number(r.position), domain: r.name, type: r.type, recordedAt: r.recorded_at, who: ev.who, body: ev.stored };
     if (r.time) e.time = r.time;
-    if (data.from) e.from = data.from;
+    if (ev.from) e.from = ev.from;
     return e;
   }
 
@@ -736,25 +729,26 @@ export class Queries {
       lines.push(
         m.body.inferred === 'before-trace'
           ? `${where} is mapped ${asOf}: ${describePage(b.page)}; it was mapped before the trace began (event #${m.position}, inferred from the unmap that removes it: its physical address and caller are unknown).`
-          : `${where} is mapped ${asOf}: ${describePage(b.page)}, mapped ${when(m)}by ${whoText(m.who)} (event #${m.position}, map of ${fmtRange(m.body.iova as string, m.body.size as string)}).`,
+          : `${where} is mapped ${asOf}: ${describePage(b.page)}, mapped ${when(m)}by ${whoText(m.who)} (event #${m.position}, map of ${rangeOf(m)}).`,
       );
       const left = findings.filter((f) => f.leftMapped.some((l) => iova >= l.iova && iova < l.iova + l.size));
       for (const f of left.slice(-3)) {
         lines.push(
-          `It was left mapped: ${f.caller} asked to unmap ${fmtRange(hex(f.requested.iova), hex(f.requested.size))} at event #${f.position}, but the unmap ${f.ok ? `returned ${formatSize(f.unmappedSize)} and stopped before it` : `was refused (${f.errno})`}.`,
+          `It was left mapped: ${f.caller} asked to unmap ${fmtRange(f.requested.iova, f.requested.size)} at event #${f.position}, but the unmap ${f.ok ? `returned ${formatSize(f.unmappedSize)} and stopped before it` : `was refused (${f.errno})`}.`,
         );
       }
     } else if (b.cause) {
       const u = b.cause;
       const last = b.chain[0]!;
-      const req = u.type === 'unmap' ? { iova: BigInt(u.body.iova as string), size: BigInt(u.body.size as string) } : undefined;
+      const ub = typed(u);
+      const req = ub.type === 'unmap' ? { iova: ub.body.iova, size: ub.body.size } : undefined;
       const inside = req ? iova >= req.iova && iova < req.iova + req.size : false;
       const mapEv = this.event(last.page.mappedBy);
       if (u.type === 'domain-destroyed') {
         lines.push(`${where} is not mapped ${asOf}: the domain was destroyed ${when(u)}(event #${u.position}).`);
       } else if (inside) {
         lines.push(
-          `${where} is not mapped ${asOf}: ${whoText(u.who)} unmapped it ${when(u)}(event #${u.position}, unmap of ${fmtRange(u.body.iova as string, u.body.size as string)}); ${mappedByText(mapEv)}.`,
+          `${where} is not mapped ${asOf}: ${whoText(u.who)} unmapped it ${when(u)}(event #${u.position}, unmap of ${rangeOf(u)}); ${mappedByText(mapEv)}.`,
         );
       } else {
         const f = findings.find((x) => x.position === u.position);
@@ -769,7 +763,7 @@ export class Queries {
               ? 'driver removed whole pages'
               : 'driver removed the whole page';
         lines.push(
-          `${where} is not mapped ${asOf} because of an over-unmap: ${whoText(u.who)} asked to unmap only ${fmtRange(u.body.iova as string, u.body.size as string)} ${when(u)}(event #${u.position}), ` +
+          `${where} is not mapped ${asOf} because of an over-unmap: ${whoText(u.who)} asked to unmap only ${rangeOf(u)} ${when(u)}(event #${u.position}), ` +
             `but the ${what} — ${describeRemoved(last.run, removed)} — ${mapEv.body.inferred === 'before-trace' ? `which was mapped before the trace began (event #${mapEv.position}, inferred)` : `which ${whoText(mapEv.who)} had mapped at event #${mapEv.position}`}` +
             stepWords(f, owners, b.at),
         );
@@ -1075,10 +1069,19 @@ export function describePage(p: PageView): string {
   return `${pages} at ${hex(p.iova)}..${hex(p.iova + bytes)} -> ${hex(p.paddr)} (${formatProt(p.prot)})`;
 }
 
-function fmtRange(iova: string, size: string): string {
-  const s = BigInt(iova);
-  const z = BigInt(size);
-  return `${hex(s)}+${formatSize(z)}`;
+function fmtRange(iova: bigint, size: bigint): string {
+  return `${hex(iova)}+${formatSize(size)}`;
+}
+
+/** A summarized event's body, typed (the summary's body was checked when it was read). */
+function typed(e: EventSummary): DecodedBody {
+  return decodeBody(e.type as EventType, e.body);
+}
+
+/** The range of a summarized map or unmap event, as `0x…+SIZE`. */
+function rangeOf(e: EventSummary): string {
+  const b = typed(e);
+  return b.type === 'map' || b.type === 'unmap' ? fmtRange(b.body.iova, b.body.size) : '';
 }
 
 function when(e: EventSummary): string {
