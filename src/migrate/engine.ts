@@ -30,7 +30,7 @@ import { MigrationError, ruleFor, type LiveMap, type Migration, type MigrationCo
 import { norm, subtract, union, within } from './ranges.js';
 import { Verifier, type CallerTotals, type FixKind, type Issued, type Problem, type ProblemKind, type RegressionKind } from './verify.js';
 
-export { FAILING, REGRESSIONS, type CallerTotals, type FixKind, type Problem, type ProblemKind, type RegressionKind } from './verify.js';
+export { FAILING, REGRESSION_ORDER, REGRESSIONS, type CallerTotals, type FixKind, type Problem, type ProblemKind, type RegressionKind } from './verify.js';
 
 export interface Cost {
   maps: number;

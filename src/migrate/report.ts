@@ -4,7 +4,16 @@
  */
 import { formatSize, hex } from '../core/address.js';
 import type { CallerView } from '../projections/callers.js';
-import { FAILING, type Cost, type MigrationResult, type Problem, type ProblemKind, type RegressionKind, type UnmapAsMappedStats } from './engine.js';
+import {
+  FAILING,
+  REGRESSION_ORDER,
+  type Cost,
+  type MigrationResult,
+  type Problem,
+  type ProblemKind,
+  type RegressionKind,
+  type UnmapAsMappedStats,
+} from './engine.js';
 
 export interface SiteReport {
   domain: string;
@@ -47,24 +56,6 @@ export const KIND_TEXT: Record<ProblemKind, string> = {
   'not-migrated': 'not migrated (kept as is)',
   'refused-in-source': 'refused in the source too',
 };
-
-/** Regression kinds in the order of the checks. */
-const ORDER: RegressionKind[] = [
-  'map-refused',
-  'unmap-empty',
-  'unmap-refused',
-  'unmap-early',
-  'end-mapped',
-  'end-unmapped',
-  'end-moved',
-  'fault-unmapped',
-  'fault-mapped',
-  'intent-added',
-  'intent-lost',
-  'flagged',
-  'over-unmap',
-  'left-mapped',
-];
 
 export function buildReport(result: MigrationResult, before: CallerView[], after: CallerView[], staleSource?: string): Report {
   const key = (d: string, c: string, s: string) => `${d}\0${c}\0${s}`;
@@ -180,7 +171,7 @@ function uamText(u: UnmapAsMappedStats): string {
 /** Up to `per` regressions of each kind, one line each: kind, where, who, what. */
 export function regressionLines(r: MigrationResult, per: number): string[] {
   const out: string[] = [];
-  for (const k of ORDER) {
+  for (const k of REGRESSION_ORDER) {
     const list = r.problems.filter((p) => p.kind === k);
     for (const p of list.slice(0, per)) out.push(`${KIND_TEXT[k]} at ${refText(p)}, ${p.caller}: ${p.detail}`);
     const more = (r.counts[k] ?? 0) - Math.min(per, list.length);

@@ -52,10 +52,11 @@ export type InfoKind =
 
 export type ProblemKind = RegressionKind | InfoKind;
 
-export const REGRESSIONS: ReadonlySet<ProblemKind> = new Set<RegressionKind>([
+/** The regression kinds, in the order of the checks (the report lists them so). */
+export const REGRESSION_ORDER: readonly RegressionKind[] = [
   'map-refused',
-  'unmap-refused',
   'unmap-empty',
+  'unmap-refused',
   'unmap-early',
   'end-mapped',
   'end-unmapped',
@@ -64,10 +65,12 @@ export const REGRESSIONS: ReadonlySet<ProblemKind> = new Set<RegressionKind>([
   'fault-mapped',
   'intent-added',
   'intent-lost',
+  'flagged',
   'over-unmap',
   'left-mapped',
-  'flagged',
-]);
+];
+
+export const REGRESSIONS: ReadonlySet<ProblemKind> = new Set<RegressionKind>(REGRESSION_ORDER);
 
 /** Kinds that fail the verification. */
 export const FAILING = REGRESSIONS;
@@ -689,6 +692,12 @@ export class Verifier {
   }
 
   /** What the source's unmap at p did, for a detail ("#5 over-unmapped 2044K in the source, ..."). */
+  /** What explains a difference: the later of the source's event and the source event the new ledger's came from. */
+  private causeOf(srcEvent: number | undefined, outNew: number | undefined): number | undefined {
+    const outEvent = outNew === undefined ? undefined : this.newToSrc.get(outNew);
+    return Math.max(srcEvent ?? 0, outEvent ?? 0) || undefined;
+  }
+
   private causeNote(p: number | undefined): string {
     if (p === undefined) return '';
     const f = this.findings.get(p);
@@ -733,34 +742,12 @@ export class Verifier {
       if (s && s.end <= cur) i++;
       if (o && o.end <= cur) j++;
     }
-    // Group pieces that one event explains into ranges.
     // Pieces one event explains (same kind and cause), in IOVA order of their first piece.
-    type Group = { kind: Piece['kind']; cause: number | undefined; ranges: Range[]; first: Piece; srcEvent?: number; outNew?: number };
-    const groups: Group[] = [];
-    const byKey = new Map<string, Group>();
-    for (const pc of pieces) {
+    const groups = groupByCause(pieces, (pc) => {
       const srcEvent = pc.s ? pc.s.mapPos : se.lastRemoval(domain, pc.start, sAt);
       const outNew = pc.o ? pc.o.mapPos : oe.lastRemoval(domain, pc.start, oAt);
-      const outEvent = outNew === undefined ? undefined : this.newToSrc.get(outNew);
-      const cause = Math.max(srcEvent ?? 0, outEvent ?? 0) || undefined;
-      const key = `${pc.kind} ${cause}`;
-      const g = byKey.get(key);
-      const last = g?.ranges[g.ranges.length - 1];
-      if (last && last.end === pc.start) last.end = pc.end;
-      else if (g) g.ranges.push({ start: pc.start, end: pc.end });
-      else {
-        const n: Group = {
-          kind: pc.kind,
-          cause,
-          ranges: [{ start: pc.start, end: pc.end }],
-          first: pc,
-          ...(srcEvent !== undefined ? { srcEvent } : {}),
-          ...(outNew !== undefined ? { outNew } : {}),
-        };
-        byKey.set(key, n);
-        groups.push(n);
-      }
-    }
+      return { cause: this.causeOf(srcEvent, outNew), note: { srcEvent, outNew } };
+    });
     for (const g of groups) {
       const { first: pc, cause } = g;
       const where = `${domain}: ${g.ranges.map(rtext).join(', ')}`;
@@ -768,8 +755,8 @@ export class Verifier {
         pc.kind === 'end-moved'
           ? `${where} is mapped at the end of both, to ${hex(pc.s!.paddr + (pc.start - pc.s!.start))} in the source (map #${pc.s!.mapPos}) and to ${hex(pc.o!.paddr + (pc.start - pc.o!.start))} in the new ledger (map ${this.newRef(pc.o!.mapPos)})`
           : pc.kind === 'end-mapped'
-            ? `${where} is still mapped at the end of the new ledger (map ${this.newRef(pc.o!.mapPos)}${pc.o!.caller ? `, by ${pc.o!.caller}` : ''}), not in the source (${g.srcEvent !== undefined ? `removed by #${g.srcEvent}` : 'never mapped'})`
-            : `${where} is mapped at the end of the source (map #${pc.s!.mapPos}${pc.s!.caller ? ` by ${pc.s!.caller}` : ''}), not in the new ledger (${g.outNew !== undefined ? `removed by ${this.newRef(g.outNew)}` : 'never mapped'})`;
+            ? `${where} is still mapped at the end of the new ledger (map ${this.newRef(pc.o!.mapPos)}${pc.o!.caller ? `, by ${pc.o!.caller}` : ''}), not in the source (${g.note.srcEvent !== undefined ? `removed by #${g.note.srcEvent}` : 'never mapped'})`
+            : `${where} is mapped at the end of the source (map #${pc.s!.mapPos}${pc.s!.caller ? ` by ${pc.s!.caller}` : ''}), not in the new ledger (${g.note.outNew !== undefined ? `removed by ${this.newRef(g.note.outNew)}` : 'never mapped'})`;
       const shown = this.causeNote(cause);
       // A difference the latest event explains: a fix's effect, else a regression (not migrated when that event was kept as it is: add()).
       const blame = cause ?? pc.s?.mapPos ?? 0;
@@ -811,39 +798,51 @@ export class Verifier {
       diff(x, y, 'intent-lost');
       diff(y, x, 'intent-added');
       pieces.sort((p, q) => (p.start < q.start ? -1 : p.start > q.start ? 1 : 0));
-      type Group = { kind: Piece['kind']; cause: number | undefined; ranges: Range[]; first: Piece; ended?: number };
-      const groups: Group[] = [];
-      const byKey = new Map<string, Group>();
-      for (const pc of pieces) {
+      const groups = groupByCause(pieces, (pc) => {
         const added = pc.kind === 'intent-added';
         // The side that intends it: its map; the other: where its intent there ended.
         const srcEvent = added ? se.lastIntentEnd(domain, caller, pc.start, sAt) : pc.has.mapPos;
         const outNew = added ? pc.has.mapPos : oe.lastIntentEnd(domain, caller, pc.start, oAt);
-        const outEvent = outNew === undefined ? undefined : this.newToSrc.get(outNew);
-        const cause = Math.max(srcEvent ?? 0, outEvent ?? 0) || undefined;
-        const ended = added ? srcEvent : outNew;
-        const key = `${pc.kind} ${cause}`;
-        const g = byKey.get(key);
-        const last = g?.ranges[g.ranges.length - 1];
-        if (last && last.end === pc.start) last.end = pc.end;
-        else if (g) g.ranges.push({ start: pc.start, end: pc.end });
-        else {
-          const n: Group = { kind: pc.kind, cause, ranges: [{ start: pc.start, end: pc.end }], first: pc, ...(ended !== undefined ? { ended } : {}) };
-          byKey.set(key, n);
-          groups.push(n);
-        }
-      }
+        return { cause: this.causeOf(srcEvent, outNew), note: added ? srcEvent : outNew };
+      });
       for (const g of groups) {
         const { first: pc, cause } = g;
         const what = `${caller} believes ${g.ranges.map(rtext).join(', ')} mapped at the end of ${domain}`;
         const text =
           pc.kind === 'intent-added'
-            ? `${what} in the new ledger (map ${this.newRef(pc.has.mapPos)}), not in the source (${g.ended !== undefined ? `its intent there ended at #${g.ended}` : 'never intended'})`
-            : `${what} in the source (map #${pc.has.mapPos}), not in the new ledger (${g.ended !== undefined ? `its intent there ended at ${this.newRef(g.ended)}` : 'never intended'})`;
+            ? `${what} in the new ledger (map ${this.newRef(pc.has.mapPos)}), not in the source (${g.note !== undefined ? `its intent there ended at #${g.note}` : 'never intended'})`
+            : `${what} in the source (map #${pc.has.mapPos}), not in the new ledger (${g.note !== undefined ? `its intent there ended at ${this.newRef(g.note)}` : 'never intended'})`;
         const blame = cause ?? pc.has.mapPos;
         if (this.isFix(cause)) this.at(blame, 'fix-effect', domain, g.ranges, `${text}: follows the fix at #${cause}`, caller);
         else this.at(blame, g.kind, domain, g.ranges, `${text}${this.causeNote(cause)}`, caller);
       }
     }
   }
+}
+
+/**
+ * Pieces of a difference grouped by what explains them (the same kind and cause), each group's
+ * ranges merged where they touch, in the IOVA order of each group's first piece. `explain` gives
+ * a piece's cause and a note kept from the group's first piece.
+ */
+function groupByCause<P extends { kind: ProblemKind; start: bigint; end: bigint }, N>(
+  pieces: readonly P[],
+  explain: (pc: P) => { cause: number | undefined; note: N },
+): Array<{ kind: P['kind']; cause: number | undefined; ranges: Range[]; first: P; note: N }> {
+  const groups: Array<{ kind: P['kind']; cause: number | undefined; ranges: Range[]; first: P; note: N }> = [];
+  const byKey = new Map<string, (typeof groups)[number]>();
+  for (const pc of pieces) {
+    const { cause, note } = explain(pc);
+    const key = `${pc.kind} ${cause}`;
+    const g = byKey.get(key);
+    const last = g?.ranges[g.ranges.length - 1];
+    if (last && last.end === pc.start) last.end = pc.end;
+    else if (g) g.ranges.push({ start: pc.start, end: pc.end });
+    else {
+      const n = { kind: pc.kind, cause, ranges: [{ start: pc.start, end: pc.end }], first: pc, note };
+      byKey.set(key, n);
+      groups.push(n);
+    }
+  }
+  return groups;
 }

@@ -62,17 +62,7 @@ function rehash(d: Database.Database): void {
       `SELECT e.position, s.name AS stream, e.version, e.type, e.schema_version AS schemaVersion, e.event_id AS id, e.recorded_at AS recordedAt, e.time, e.data
          FROM events e JOIN streams s ON s.id = e.stream ORDER BY e.position`,
     )
-    .all() as Array<{
-    position: number;
-    stream: string;
-    version: number;
-    type: string;
-    schemaVersion: number;
-    id: string;
-    recordedAt: string;
-    time: string | null;
-    data: string;
-  }>;
+    .all() as Array<Parameters<typeof envelope>[0]>;
   const upd = d.prepare('UPDATE events SET hash = ? WHERE position = ?');
   let prev = GENESIS;
   for (const r of rows) {

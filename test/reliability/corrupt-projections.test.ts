@@ -16,6 +16,7 @@ import { Ledger } from '../../src/projections/ledger.js';
 import { cli } from '../cli/helpers.js';
 import { tempDb } from '../ledger/helpers.js';
 import { eventCount, scenarioCopy, withRaw } from './tamper-helpers.js';
+import { PROJECTION_TABLES } from '../../src/projections/corrupt.js';
 
 const REPAIR =
   "the projection was damaged or changed outside iommu-ledger; the events are not affected: 'iommu-ledger rebuild' recomputes the projections from them";
@@ -270,20 +271,7 @@ describe('projection tables and indexes dropped outside iommu-ledger (issue 14 i
     ];
     const before = await answers();
     withRaw(db, (raw) => {
-      for (const t of [
-        'runs',
-        'run_log',
-        'run_snapshots',
-        'intent_snapshots',
-        'hw_state',
-        'intent',
-        'unmap_findings',
-        'faults',
-        'caller_symmetry',
-        'asymmetric_unmaps',
-        'checkpoints',
-      ])
-        raw.exec(`DROP TABLE ${t}`);
+      for (const t of PROJECTION_TABLES) raw.exec(`DROP TABLE ${t}`);
     });
     expect((await cli('--db', db, 'verify')).code).toBe(0);
     for (const argv of [['state', '--domain', 'gpu0'], ['explain', '0x201000', '--domain', 'gpu0'], ['callers']]) {
