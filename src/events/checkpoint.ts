@@ -103,7 +103,7 @@ export function loadPublicKey(file: string, option = '--pubkey'): KeyObject {
 
 /** The hash stored at a position, as lower-case hex (undefined when there is no such event). */
 function hashAt(db: DB, position: number): string | undefined {
-  return db.prepare('SELECT lower(hex(hash)) FROM events WHERE position = ?').pluck().safeIntegers(false).get(position) as string | undefined;
+  return db.prepare<[position: number], string>('SELECT lower(hex(hash)) FROM events WHERE position = ?').pluck().safeIntegers(false).get(position);
 }
 
 /**

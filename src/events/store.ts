@@ -103,6 +103,20 @@ export interface StreamRow {
   destroyed_at: number | null;
 }
 
+/** What `events` gets for one new event, in column order. */
+type EventInsert = [
+  position: number,
+  stream: number,
+  version: number,
+  type: EventType,
+  schemaVersion: number,
+  id: string,
+  recordedAt: string,
+  time: string | null,
+  data: string,
+  hash: Buffer,
+];
+
 export class EventStore {
   readonly db: DB;
   readonly path: string;
@@ -111,9 +125,9 @@ export class EventStore {
   /** Events this store committed since it was opened (its own, not another writer's). */
   private committed = 0;
   private txnStart = 0;
-  private readonly insEvent: Database.Statement;
-  private readonly hasId: Database.Statement;
-  private readonly headStmt: Database.Statement;
+  private readonly insEvent: Database.Statement<EventInsert>;
+  private readonly hasId: Database.Statement<[id: string], number>;
+  private readonly headStmt: Database.Statement<[], { position: number; hash: Buffer }>;
   /**
    * The transaction function of write(), made once: better-sqlite3 builds its wrapper per
    * `transaction()` call, ~14 µs that a one-command append paid every time.
@@ -123,11 +137,11 @@ export class EventStore {
   constructor(path: string, opts: OpenOptions = {}) {
     this.path = path;
     this.db = openDatabase(path, opts);
-    this.insEvent = this.db.prepare(
+    this.insEvent = this.db.prepare<EventInsert>(
       'INSERT INTO events (position, stream, version, type, schema_version, event_id, recorded_at, time, data, hash) VALUES (?,?,?,?,?,?,?,?,?,?)',
     );
-    this.hasId = this.db.prepare('SELECT position FROM events WHERE event_id = ?').pluck();
-    this.headStmt = this.db.prepare('SELECT position, hash FROM events ORDER BY position DESC LIMIT 1');
+    this.hasId = this.db.prepare<[id: string], number>('SELECT position FROM events WHERE event_id = ?').pluck();
+    this.headStmt = this.db.prepare<[], { position: number; hash: Buffer }>('SELECT position, hash FROM events ORDER BY position DESC LIMIT 1');
     this.txn = this.db.transaction((fn: () => unknown, onMoved?: () => void) => {
       if (this.refreshHead()) onMoved?.();
       this.txnStart = this.headPos;
@@ -142,7 +156,7 @@ export class EventStore {
 
   /** Re-reads the last position and hash; true when another writer moved them. */
   refreshHead(): boolean {
-    const row = this.headStmt.get() as { position: number; hash: Buffer } | undefined;
+    const row = this.headStmt.get();
     const pos = row?.position ?? 0;
     const moved = pos !== this.headPos;
     this.headPos = pos;
@@ -156,7 +170,7 @@ export class EventStore {
 
   /** The position of an event with this id, if one is stored. */
   positionOf(id: string): number | undefined {
-    return this.hasId.get(id) as number | undefined;
+    return this.hasId.get(id);
   }
 
   /** True when the file holds no event now: read afresh, other processes' commits included. */
@@ -261,7 +275,7 @@ export class EventStore {
 
   /** The rows of read(), each with its (upcast) data and that data parsed and checked. */
   private *readChecked(from: number, to: number, pageSize: number): IterableIterator<[RawEvent, string | Record<string, unknown>, DecodedData]> {
-    const stmt = this.db.prepare(
+    const stmt = this.db.prepare<[from: number, to: number, limit: number], RawEvent & { stream: string | null; streamId: number }>(
       `SELECT e.position, s.name AS stream, e.stream AS streamId, e.version, e.type, e.schema_version AS schemaVersion, e.event_id AS id,
               e.recorded_at AS recordedAt, e.time, e.data
          FROM events e LEFT JOIN streams s ON s.id = e.stream
@@ -269,7 +283,7 @@ export class EventStore {
     );
     let next = from;
     for (;;) {
-      const rows = stmt.all(next, to, pageSize) as Array<RawEvent & { stream: string | null; streamId: number }>;
+      const rows = stmt.all(next, to, pageSize);
       for (const row of rows) {
         const what = () => eventName(row.position, row.id);
         if (row.stream === null) throw unfitEvent(what(), `its domain (stream ${row.streamId}) is missing from the streams table`);
@@ -297,7 +311,7 @@ export class EventStore {
 
   /** `event #N (id X)`, read when an event must be named (the fold does not read ids). */
   describe(position: number): string {
-    const id = this.db.prepare('SELECT event_id FROM events WHERE position = ?').pluck().safeIntegers(false).get(position) as string | undefined;
+    const id = this.db.prepare<[position: number], string>('SELECT event_id FROM events WHERE position = ?').pluck().safeIntegers(false).get(position);
     return eventName(position, id);
   }
 
@@ -311,19 +325,21 @@ export class EventStore {
   *readForFold(): IterableIterator<[number, string, number, EventType, DecodedData]> {
     const page = 1024;
     const stmt = this.db
-      .prepare(`SELECT position, stream, version, type, schema_version, data FROM events WHERE position > ? ORDER BY position LIMIT ${page}`)
+      .prepare<[after: number | bigint], [position: number, stream: number, version: number, type: EventType, schemaVersion: number, data: string]>(
+        `SELECT position, stream, version, type, schema_version, data FROM events WHERE position > ? ORDER BY position LIMIT ${page}`,
+      )
       .raw(true)
       .safeIntegers(false);
-    const nameStmt = this.db.prepare('SELECT id, name FROM streams').raw(true).safeIntegers(false);
-    let names = new Map(nameStmt.all() as Array<[number, string]>);
+    const nameStmt = this.db.prepare<[], [id: number, name: string]>('SELECT id, name FROM streams').raw(true).safeIntegers(false);
+    let names = new Map(nameStmt.all());
     let after: number | bigint = -(1n << 63n);
     for (;;) {
-      const rows = stmt.all(after) as Array<[number, number, number, EventType, number, string]>;
+      const rows = stmt.all(after);
       for (const r of rows) {
         const what = () => this.describe(r[0]);
         let name = names.get(r[1]);
         if (name === undefined) {
-          names = new Map(nameStmt.all() as Array<[number, string]>);
+          names = new Map(nameStmt.all());
           name = names.get(r[1]);
           if (name === undefined) throw unfitEvent(what(), `its domain (stream ${r[1]}) is missing from the streams table`);
         }
@@ -438,6 +454,6 @@ export class EventStore {
   }
 
   streams(): StreamRow[] {
-    return this.db.prepare('SELECT * FROM streams ORDER BY id').all() as StreamRow[];
+    return this.db.prepare<[], StreamRow>('SELECT * FROM streams ORDER BY id').all();
   }
 }

@@ -12,6 +12,7 @@ import { basename } from 'node:path';
 import { Domain } from '../core/domain.js';
 import { LedgerFault } from '../core/errors.js';
 import { BUILTIN_PROFILES, resolveProfile, type Semantics } from '../core/profile.js';
+import { DomainReplay } from '../events/replay.js';
 import type { Command } from '../events/schema.js';
 import type { Ledger } from '../projections/ledger.js';
 import { overUnmapVerdicts, type VerdictCounts } from '../projections/verdicts.js';
@@ -442,35 +443,27 @@ function spaceHost(ledger: Ledger, sourceKey: string): SpaceHost {
 }
 
 /**
- * Replays the imported domains' maps and unmaps under every built-in profile, in memory, and
- * counts the unmaps whose observed unmapped_size each would predict wrongly: the best fit is
- * usually the real hardware. (Each replay follows the kernel's report, as the ledger does.) A big
- * import is judged on its first FIT_EVENTS maps and unmaps (a prefix is a history of its own:
- * every unmap in it finds what the maps before it made).
+ * Replays the imported domains' events under every built-in profile, in memory (events/replay.ts),
+ * and counts the unmaps whose observed unmapped_size each would predict wrongly: the best fit is
+ * usually the real hardware. Each replay follows the kernel's report on every observed unmap
+ * (`followObserved: 'always'`): the stored prediction is the stored profile's, not the
+ * candidate's. A big import is judged on its first FIT_EVENTS maps and unmaps (a prefix is a
+ * history of its own: every unmap in it finds what the maps before it made).
  */
 export function profileFit(ledger: Ledger, spaces: string[]): { fits: Array<{ profile: string; divergences: number }>; sampled?: number } {
   const wanted = new Set(spaces);
-  const fits = BUILTIN_PROFILES.map((p) => ({ profile: p, domains: new Map<string, Domain>(), divergences: 0 }));
+  const fits = BUILTIN_PROFILES.map((p) => ({ profile: p, replay: new DomainReplay({ profile: p, followObserved: 'always' }), divergences: 0 }));
   let n = 0;
   let sampled: number | undefined;
   for (const ev of ledger.store.events()) {
-    if (!wanted.has(ev.stream) || (ev.type !== 'map' && ev.type !== 'unmap')) continue;
-    if (++n > FIT_EVENTS) {
+    if (!wanted.has(ev.stream)) continue;
+    if ((ev.type === 'map' || ev.type === 'unmap') && ++n > FIT_EVENTS) {
       sampled = FIT_EVENTS;
       break;
     }
     for (const f of fits) {
-      let d = f.domains.get(ev.stream);
-      if (!d) {
-        d = new Domain(f.profile);
-        f.domains.set(ev.stream, d);
-      }
-      if (ev.type === 'map') {
-        d.map({ iova: ev.body.iova, paddr: ev.body.paddr, size: ev.body.size, ref: ev.position });
-      } else if (ev.body.observed === true) {
-        const r = d.unmapObserved({ iova: ev.body.iova, size: ev.body.size }, ev.body.unmapped);
-        if (r.predicted !== undefined) f.divergences++;
-      } else d.unmap({ iova: ev.body.iova, size: ev.body.size });
+      const r = f.replay.apply(ev);
+      if (r?.type === 'unmap' && r.result.predicted !== undefined) f.divergences++;
     }
   }
   return {

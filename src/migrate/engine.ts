@@ -19,8 +19,8 @@ import { IntervalSet } from '../core/intervals.js';
 import { minPageSize, profileFromDescriptor, type Profile } from '../core/profile.js';
 import { classifyUnmap, SYMMETRIC, tryUnmap } from '../core/symmetry.js';
 import { commandFromEvent } from '../events/recommand.js';
-import { BEFORE_TRACE_CALLER, followsObserved, parseCommand, type Origin } from '../events/schema.js';
-import type { UnmapFields } from '../events/decode.js';
+import { BEFORE_TRACE_CALLER, parseCommand, type Origin } from '../events/schema.js';
+import { createdDomain, replayMap, replayUnmap, type ReplayEvent } from '../events/replay.js';
 import { EventStore } from '../events/store.js';
 import { EndReader } from '../projections/compare.js';
 import { markMigrated } from '../projections/meta.js';
@@ -319,7 +319,7 @@ async function run(
           states.set(ev.stream, {
             name: ev.stream,
             profile,
-            src: new Domain(profile),
+            src: createdDomain(ev.body, profile), // the profile just decoded from this event
             chk: new Domain(profile),
             migIntent: new Map(),
             migInfo: new Map(),
@@ -369,7 +369,7 @@ async function run(
 
       // The source on its own hardware, for the cost before (the pages follow the kernel where the source did),
       // and what the source's unmap removed (the same fold as the source ledger's projection).
-      const su = applySource(st, cmd, ub);
+      const su = applySource(st, ev);
       const srcRemoved = su ? removedBy(su) : [];
 
       // The migration's commands for it.
@@ -502,15 +502,18 @@ function intentOf(m: Map<string, IntervalSet<number>>, caller: string): Interval
   return s;
 }
 
-/** Applies a source command to the source model (cost before); the pages follow the kernel where the source's did. */
-function applySource(st: DState, cmd: SourceCommand, b: UnmapFields | undefined): UnmapResult | undefined {
-  if (cmd.op === 'map') {
-    const r = st.src.map({ iova: cmd.iova, paddr: cmd.paddr!, size: cmd.size, prot: cmd.prot ?? 3, ref: cmd.position });
+/**
+ * Applies a source event to the source model (cost before) through the shared replay
+ * (events/replay.ts), as the source ledger's rebuild does: the pages follow the kernel where the
+ * source's did.
+ */
+function applySource(st: DState, ev: Extract<ReplayEvent, { type: 'map' | 'unmap' }>): UnmapResult | undefined {
+  if (ev.type === 'map') {
+    const r = replayMap(st.src, ev.position, ev.body);
     st.before.map(r, st.src);
     return undefined;
   }
-  const u = { iova: cmd.iova, size: cmd.size };
-  const r = b && followsObserved(b) ? st.src.unmapObserved(u, b.unmapped) : st.src.unmap(u);
+  const r = replayUnmap(st.src, ev.body);
   st.before.unmap(r, st.src);
   return r;
 }

@@ -36,10 +36,11 @@ export class EndReader {
 
   constructor(readonly q: Queries) {}
 
-  private prep(sql: string): Database.Statement {
+  /** A statement prepared once per reader, typed by what it binds (`P`) and returns (`R`) as its call site declares. */
+  private prep<P extends unknown[], R>(sql: string): Database.Statement<P, R> {
     let st = this.statements.get(sql);
     if (!st) this.statements.set(sql, (st = this.q.db.prepare(sql)));
-    return st;
+    return st as unknown as Database.Statement<P, R>;
   }
 
   /** A domain's mapped pages just after event `at`, one range per run, in IOVA order. */
@@ -64,13 +65,13 @@ export class EndReader {
   /** What each caller of a domain intends just after event `at` (its maps minus its own unmaps), sorted by IOVA. */
   intentAt(domain: string, at: number): Map<string, IntentRange[]> {
     const d = this.q.domain(domain);
-    const rows = this.prep(
+    const rows = this.prep<[domain: number, at: number, at: number], [caller: string, iova: bigint, iovaLast: bigint, mapPos: bigint]>(
       `SELECT caller, iova, iova_last, coalesce(map_pos, valid_from) FROM intent INDEXED BY intent_caller
         WHERE domain = ? AND valid_from <= ? AND (valid_to IS NULL OR valid_to > ?) ORDER BY caller, iova`,
     )
       .raw(true)
       .safeIntegers(true)
-      .all(d.id, at, at) as Array<[string, bigint, bigint, bigint]>;
+      .all(d.id, at, at);
     const out = new Map<string, IntentRange[]>();
     let list: IntentRange[] | undefined;
     let of = '';
@@ -90,22 +91,23 @@ export class EndReader {
     const d = this.q.domain(domain);
     const x = toDb(iova);
     const near = toDb(iova >= SHORT ? iova - SHORT : 0n);
-    const short = this.prep(
+    const short = this.prep<[{ d: number; x: bigint; near: bigint; at: number }], number | null>(
       `SELECT max(valid_to) FROM runs WHERE domain = @d AND iova <= @x AND iova >= @near AND iova_last >= @x AND valid_to IS NOT NULL AND valid_to <= @at`,
     )
       .pluck()
       .safeIntegers(false)
-      .get({ d: d.id, x, near, at }) as number | null;
+      .get({ d: d.id, x, near, at });
     let last = short ?? undefined;
     if (d.maxSpan > SHORT) {
       const far = toDb(iova >= d.maxSpan ? iova - d.maxSpan : 0n);
-      const long = this.prep(
-        `SELECT max(valid_to) FROM runs INDEXED BY runs_long
+      const long =
+        this.prep<[{ d: number; x: bigint; far: bigint; at: number }], number | null>(
+          `SELECT max(valid_to) FROM runs INDEXED BY runs_long
           WHERE domain = @d AND iova <= @x AND iova >= @far AND iova_last >= @x AND iova_last - iova >= 2097152 AND valid_to IS NOT NULL AND valid_to <= @at`,
-      )
-        .pluck()
-        .safeIntegers(false)
-        .get({ d: d.id, x, far, at }) as number | null;
+        )
+          .pluck()
+          .safeIntegers(false)
+          .get({ d: d.id, x, far, at }) ?? null; // max(): always one row
       if (long !== null && (last === undefined || long > last)) last = long;
     }
     return last;
@@ -116,25 +118,25 @@ export class EndReader {
     const d = this.q.domain(domain);
     const x = toDb(iova);
     const near = toDb(iova >= SHORT ? iova - SHORT : 0n);
-    const short = this.prep(
+    const short = this.prep<[{ d: number; c: string; x: bigint; near: bigint; at: number }], number | null>(
       `SELECT max(valid_to) FROM intent INDEXED BY intent_caller
         WHERE domain = @d AND caller = @c AND iova <= @x AND iova >= @near AND iova_last >= @x AND valid_to IS NOT NULL AND valid_to <= @at`,
     )
       .pluck()
       .safeIntegers(false)
-      .get({ d: d.id, c: caller, x, near, at }) as number | null;
+      .get({ d: d.id, c: caller, x, near, at });
     let last = short ?? undefined;
     // Intervals longer than the window: read once per caller (intent has no index for them).
     const key = `${d.id}\0${caller}`;
     let long = this.longIntent.get(key);
     if (!long) {
-      const rows = this.prep(
+      const rows = this.prep<[domain: number, caller: string], [iova: bigint, iovaLast: bigint, validTo: bigint]>(
         `SELECT iova, iova_last, valid_to FROM intent INDEXED BY intent_caller
           WHERE domain = ? AND caller = ? AND valid_to IS NOT NULL AND iova_last - iova >= 2097152`,
       )
         .raw(true)
         .safeIntegers(true)
-        .all(d.id, caller) as Array<[bigint, bigint, bigint]>;
+        .all(d.id, caller);
       long = rows.map(([s, l, t]) => ({ start: fromDb(s), end: fromDb(l) + 1n, to: Number(t) }));
       this.longIntent.set(key, long);
     }

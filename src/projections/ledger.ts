@@ -16,7 +16,6 @@ import type { OpenOptions } from '../events/db.js';
 import {
   BEFORE_TRACE_CALLER,
   decodeStoredEvent,
-  followsObserved,
   parseCommand,
   type Command,
   type EventType,
@@ -26,17 +25,10 @@ import {
   type Who,
 } from '../events/schema.js';
 import { decodeBody, type DecodedBody } from '../events/decode.js';
+import { DomainReplay, replayMap, replayUnmap, type ReplayedDomain } from '../events/replay.js';
 import { ConcurrencyError, EventStore, type VerifyResult } from '../events/store.js';
 import { CorruptEventError, eventName, shown, unfitEvent } from '../events/stored.js';
-import {
-  BrokenChainError,
-  CorruptProjectionError,
-  missingProjection,
-  missingProjectionError,
-  projectionJson,
-  recreateProjectionTables,
-  unreadable,
-} from './corrupt.js';
+import { BrokenChainError, CorruptProjectionError, projectionJson, recreateProjectionTables, unreadable } from './corrupt.js';
 import { fromDb, toDb } from './codec.js';
 import {
   decodeEnds,
@@ -55,6 +47,7 @@ import {
 } from './runlog.js';
 import { decodeIntent, IntentWriter } from './intentsnap.js';
 import { deleteMeta } from './meta.js';
+import { prepareLedgerStatements, type EventRow, type IntentRowRaw, type LedgerStatements } from './statements.js';
 
 export const UNKNOWN_CALLER = '(unknown)';
 /** Callers that are nobody in particular: their pages are never "another owner's" (core/stepping.ts). */
@@ -238,7 +231,7 @@ export class Ledger {
    */
   private pendingRuns = new Map<Run, PendingRow & { ctx: Ctx }>();
   private pendingIntent = new Map<IntentInterval, PendingRow & { caller: string }>();
-  private s: Record<string, Database.Statement> = {};
+  private s: LedgerStatements;
 
   private readonly snapshotEvery: number;
 
@@ -248,98 +241,12 @@ export class Ledger {
     if (!Number.isInteger(this.snapshotEvery) || this.snapshotEvery < 1) throw new RangeError(`snapshotEvery: ${snapshotEvery} is not a positive integer`);
     this.store = new EventStore(path, open);
     this.db = this.store.db;
-    this.prepareStatements();
+    this.s = prepareLedgerStatements(this.db, this.store.path);
   }
 
-  /**
-   * The statements of the write path. A statement on a projection table that is missing (dropped
-   * outside iommu-ledger) fails only when it is used, saying so: `verify` and `rebuild` need none
-   * of them, and `rebuild` recreates the tables, then prepares them again.
-   */
+  /** (Re)prepares the write path's statements (statements.ts): at open, and on the tables `rebuild` recreated. */
   private prepareStatements(): void {
-    const p = (sql: string) => {
-      try {
-        return this.db.prepare(sql);
-      } catch (e) {
-        const message = (e as Error).message;
-        // A statement on the projections alone names any column it misses as theirs.
-        const column = /\b(events|streams)\b/.test(sql) ? undefined : /^no such column: (?:\w+\.)?(\w+)/.exec(message)?.[1];
-        const missing = missingProjection(message) ?? (column !== undefined ? { kind: 'column' as const, name: column } : undefined);
-        if (!missing) throw e;
-        return failingStatement(missingProjectionError(this.store.path, missing));
-      }
-    };
-    this.s = {
-      insStream: p('INSERT INTO streams (name, version, profile, created_at) VALUES (?, 0, ?, ?)'),
-      setVersion: p('UPDATE streams SET version = ?, max_span = ?, invalidations = ?, invalidated_bytes = ? WHERE id = ?'),
-      setDestroyed: p('UPDATE streams SET destroyed_at = ?, version = ? WHERE id = ?'),
-      stream: p('SELECT id, version, profile, destroyed_at, max_span, invalidations, invalidated_bytes FROM streams WHERE name = ?').safeIntegers(true),
-      insRunFull: p(
-        'INSERT INTO runs (domain, iova, iova_last, paddr, page_size, count, level, prot, map_pos, valid_from, valid_to) VALUES (?,?,?,?,?,?,?,?,?,?,?)',
-      ),
-      closeRun: p('UPDATE runs SET valid_to = ? WHERE id = ?'),
-      insLog: p('INSERT INTO run_log (domain, first_pos, last_pos, small, births, ends) VALUES (?,?,?,?,?,?)'),
-      // Small pieces are merged only among those after the domain's latest snapshot.
-      smallCount: p(`SELECT count(*) FROM run_log WHERE domain = @d AND first_pos > (${LATEST_SNAPSHOT}) AND small = 1`),
-      smallPieces: p(`SELECT first_pos, births, ends FROM run_log WHERE domain = @d AND first_pos > (${LATEST_SNAPSHOT}) AND small = 1 ORDER BY first_pos`),
-      delLog: p('DELETE FROM run_log WHERE domain = ? AND first_pos = ?'),
-      insSnap: p('INSERT OR REPLACE INTO run_snapshots (domain, position, runs, data) VALUES (?,?,?,?)'),
-      insIntentFull: p('INSERT INTO intent (domain, caller, iova, iova_last, valid_from, valid_to, map_pos) VALUES (?,?,?,?,?,?,?)'),
-      insIntentSnap: p(
-        'INSERT OR REPLACE INTO intent_snapshots (domain, position, max_id, callers, data) VALUES (?, ?, (SELECT coalesce(max(id), 0) FROM intent), ?, ?)',
-      ),
-      intentSnap: p('SELECT position, max_id, callers, data FROM intent_snapshots WHERE domain = ?'),
-      // Rows ended after a snapshot, through the partial index of ended rows (schema 6).
-      intentEndedSince: p('SELECT id FROM intent INDEXED BY intent_ended WHERE domain = ? AND valid_to > ? AND valid_to IS NOT NULL'),
-      // A range of row ids (the domain's index would read every row of the domain).
-      intentBornAfter: p(
-        'SELECT id, caller, iova, iova_last, coalesce(map_pos, valid_from) FROM intent WHERE id > ? AND +domain = ? AND valid_to IS NULL ORDER BY id',
-      ),
-      closeIntent: p('UPDATE intent SET valid_to = ? WHERE id = ?'),
-      insFinding: p(
-        `INSERT INTO unmap_findings (position, domain, caller, site, iova, size, unmapped, predicted, collateral_bytes, left_bytes, divergent, reach_first, reach_last, detail,
-           step, step_why, step_pos, step_state, step_others) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
-      ),
-      setStep: p('UPDATE unmap_findings SET step = ?, step_why = ?, step_pos = ?, step_state = NULL, step_others = ? WHERE position = ?'),
-      setStepState: p('UPDATE unmap_findings SET step_state = ? WHERE position = ?'),
-      faultOnStepped: p("UPDATE unmap_findings SET step = 'harmful', step_why = 'fault', step_pos = ? WHERE position = ? AND step = 'stepped'"),
-      pendingSteps: p(
-        "SELECT position, caller, step_state FROM unmap_findings INDEXED BY unmap_findings_pending WHERE domain = ? AND step = 'pending' ORDER BY position",
-      ),
-      insFault: p('INSERT INTO faults (position, domain, iova, device, flags, cause, cause_position, detail) VALUES (?,?,?,?,?,?,?,?)'),
-      // Runs of up to 2 MiB start at most 2 MiB below the IOVA; longer ones come from their own index (schema 4).
-      lastRemoval: p(`SELECT max(valid_to) FROM runs WHERE domain = @d AND iova <= @x AND iova >= @near AND iova_last >= @x AND valid_to IS NOT NULL`),
-      lastRemovalLong: p(
-        `SELECT max(valid_to) FROM runs INDEXED BY runs_long
-          WHERE domain = @d AND iova <= @x AND iova >= @far AND iova_last >= @x AND iova_last - iova >= 2097152 AND valid_to IS NOT NULL`,
-      ),
-      eventData: p('SELECT position, event_id, type, data FROM events WHERE position = ?'),
-      createdEvent: p('SELECT position, event_id, type, data FROM events WHERE stream = ? AND version = 1'),
-      upsertSym: p(
-        `INSERT INTO caller_symmetry (domain, caller, site, maps, unmaps, exact, spans, cuts, misses, straddles, foreign_unmaps, unmap_bytes, cut_bytes)
-         VALUES (@domain, @caller, @site, @maps, @unmaps, @exact, @spans, @cuts, @misses, @straddles, @foreign_unmaps, @unmap_bytes, @cut_bytes)
-         ON CONFLICT (domain, caller, site) DO UPDATE SET maps = maps + excluded.maps, unmaps = unmaps + excluded.unmaps,
-           exact = exact + excluded.exact, spans = spans + excluded.spans, cuts = cuts + excluded.cuts,
-           misses = misses + excluded.misses, straddles = straddles + excluded.straddles, foreign_unmaps = foreign_unmaps + excluded.foreign_unmaps,
-           unmap_bytes = excluded.unmap_bytes, cut_bytes = excluded.cut_bytes`,
-      ),
-      symBytes: p('SELECT unmap_bytes, cut_bytes FROM caller_symmetry WHERE domain = ? AND caller = ? AND site = ?').safeIntegers(true),
-      insAsym: p(
-        `INSERT INTO asymmetric_unmaps (position, domain, caller, site, class, foreign_map, iova, size, maps, missed_after, kept_bytes, largest_page, safe_page,
-           legacy_over, legacy_left, split_over, split_left, strict_left, strict_errno)
-         VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
-      ),
-      insHw: p('INSERT OR REPLACE INTO hw_state (domain, position, stats) VALUES (?,?,?)'),
-      checkpoint: p("INSERT INTO checkpoints (projection, position) VALUES ('inline', ?) ON CONFLICT (projection) DO UPDATE SET position = excluded.position"),
-    };
-    this.s.lastRemoval!.safeIntegers(false).pluck();
-    this.s.lastRemovalLong!.safeIntegers(false).pluck();
-    this.s.smallCount!.safeIntegers(false).pluck();
-    this.s.smallPieces!.safeIntegers(false);
-    this.s.intentSnap!.safeIntegers(false);
-    this.s.intentEndedSince!.safeIntegers(false).pluck();
-    this.s.intentBornAfter!.raw(true).safeIntegers(true);
-    this.s.pendingSteps!.safeIntegers(false);
+    this.s = prepareLedgerStatements(this.db, this.store.path);
   }
 
   close(): void {
@@ -417,7 +324,7 @@ export class Ledger {
   /** Optimistic concurrency: every named stream must still be at the version the caller saw. */
   private checkExpected(opts: AppendOptions): void {
     for (const [name, expected] of Object.entries(opts.expectedVersions ?? {})) {
-      const row = this.s.stream!.get(name) as { version: bigint } | undefined;
+      const row = this.s.stream.get(name);
       const actual = Number(row?.version ?? 0n);
       if (actual !== expected) throw new ConcurrencyError(name, expected, actual);
     }
@@ -436,16 +343,16 @@ export class Ledger {
       this.saveStream(ctx);
     }
     for (const c of batch.sym.values()) this.writeSym(c);
-    this.s.checkpoint!.run(this.store.lastPosition);
+    this.s.checkpoint.run(this.store.lastPosition);
   }
 
   private saveStream(ctx: Ctx): void {
-    this.s.setVersion!.run(ctx.version, toDb(ctx.maxSpan), ctx.invalidations, toDb(ctx.invalidatedBytes), ctx.id);
+    this.s.setVersion.run(ctx.version, toDb(ctx.maxSpan), ctx.invalidations, toDb(ctx.invalidatedBytes), ctx.id);
   }
 
   private writeHw(ctx: Ctx, pos: number): void {
     const st = ctx.core.stats();
-    this.s.insHw!.run(
+    this.s.insHw.run(
       ctx.id,
       pos,
       JSON.stringify({
@@ -503,13 +410,11 @@ export class Ledger {
 
   /** Rebuilds one domain's live state from the projection tables. */
   private loadCtx(name: string): Ctx | undefined {
-    const raw = this.s.stream!.get(name) as
-      | { id: bigint; version: bigint; profile: string; destroyed_at: bigint | null; max_span: bigint; invalidations: bigint; invalidated_bytes: bigint }
-      | undefined;
+    const raw = this.s.stream.get(name);
     if (!raw) return undefined;
     const row = { id: Number(raw.id), version: Number(raw.version), destroyed_at: raw.destroyed_at, max_span: raw.max_span };
     // The profile as the hashed domain-created event says (streams.profile is only a copy).
-    const created = this.s.createdEvent!.get(row.id) as { position: number; event_id: string; type: string; data: string } | undefined;
+    const created = this.s.createdEvent.get(row.id);
     if (created && created.type !== 'domain-created') {
       throw unfitEvent(
         eventName(created.position, created.event_id),
@@ -562,11 +467,7 @@ export class Ledger {
       throw unreadable(`the live runs of domain ${name} (run_log and run_snapshots)`, (e as Error).message);
     }
     c.maxSpan = fromDb(row.max_span);
-    c.steps.load(
-      (this.s.pendingSteps!.all(row.id) as Array<{ position: number; caller: string; step_state: string }>).map((r) =>
-        stepCaseOf(r.position, intern(r.caller), r.step_state),
-      ),
-    );
+    c.steps.load(this.s.pendingSteps.all(row.id).map((r) => stepCaseOf(r.position, intern(r.caller), r.step_state)));
     c.invalidations = Number(raw.invalidations);
     c.invalidatedBytes = fromDb(raw.invalidated_bytes);
     if (this.loadIntentFromSnapshot(c)) return c;
@@ -574,7 +475,7 @@ export class Ledger {
     // hundreds of thousands of live intent rows, and an object per row (or an iterator) cost
     // ~1.3x as much. A caller's intervals never overlap, so (caller, iova) identifies a row.
     const intents = this.db
-      .prepare(
+      .prepare<[domain: number, caller: string, iova: bigint], IntentRowRaw>(
         `SELECT id, caller, iova, iova_last, coalesce(map_pos, valid_from) FROM intent INDEXED BY intent_caller
           WHERE domain = ? AND (caller, iova) >= (?, ?) AND valid_to IS NULL ORDER BY caller, iova LIMIT 4096`,
       )
@@ -582,7 +483,7 @@ export class Ledger {
       .safeIntegers(true);
     let from: [string, bigint] = ['', toDb(0n)];
     for (;;) {
-      const rows = intents.all(row.id, from[0], from[1]) as Array<[bigint, string, bigint, bigint, bigint]>;
+      const rows = intents.all(row.id, from[0], from[1]);
       let set: IntervalSet<IntentValue> | undefined;
       let setOf = '';
       for (const r of rows) {
@@ -617,12 +518,12 @@ export class Ledger {
 
   /** A stored event read by its position, decoded through the schema of stored events (one that does not fit is named). */
   private storedEvent(pos: number): StoredRead | undefined {
-    const ev = this.s.eventData!.get(pos) as { position: number; event_id: string; type: string; data: string } | undefined;
+    const ev = this.s.eventData.get(pos);
     return ev && this.decodeRow(ev);
   }
 
   /** A stored event row checked (decodeStoredEvent) and typed (decodeBody), with who asked and its body as stored. */
-  private decodeRow(ev: { position: number; event_id: string; type: string; data: string }): StoredRead {
+  private decodeRow(ev: EventRow): StoredRead {
     const data = decodeStoredEvent(ev.type, ev.data, () => eventName(ev.position, ev.event_id));
     const d = decodeBody(ev.type as EventType, data.body) as StoredRead;
     d.who = data.who ?? {};
@@ -689,7 +590,7 @@ export class Ledger {
         if (at === undefined) throw new Error(`internal: run at ${hex(r.iova)} has no row`);
         w.push(at.row, r.iova, r.paddr, shiftOf(r.pageSize), Number(r.count), r.level, r.origin.prot, r.origin.ref, at.from, NaN, this.callerOf(ctx, r.origin));
       }
-    this.s.insSnap!.run(ctx.id, pos, w.n, w.encode());
+    this.s.insSnap.run(ctx.id, pos, w.n, w.encode());
     // Pieces before a snapshot are never read with pieces after it: they are not merged any more.
     ctx.smallPieces = 0;
     this.writeIntentSnapshot(ctx, pos);
@@ -706,7 +607,7 @@ export class Ledger {
         w.push(iv.tag, iv.start, iv.end - 1n, iv.value.mapPos, k);
       }
     });
-    this.s.insIntentSnap!.run(ctx.id, pos, JSON.stringify(callers), w.encode());
+    this.s.insIntentSnap.run(ctx.id, pos, JSON.stringify(callers), w.encode());
   }
 
   /**
@@ -715,9 +616,9 @@ export class Ledger {
    * from before schema 6, or fewer events than the cadence).
    */
   private loadIntentFromSnapshot(c: Ctx): boolean {
-    const snap = this.s.intentSnap!.get(c.id) as { position: number; max_id: number; callers: string; data: Buffer } | undefined;
+    const snap = this.s.intentSnap.get(c.id);
     if (!snap) return false;
-    const ended = new Set(this.s.intentEndedSince!.all(c.id, snap.position) as number[]);
+    const ended = new Set(this.s.intentEndedSince.all(c.id, snap.position));
     const what = () => `the intent snapshot of domain ${c.name} at event #${snap.position} (intent_snapshots)`;
     const callers = projectionJson<unknown>(what, snap.callers);
     if (!Array.isArray(callers) || !callers.every((x) => typeof x === 'string')) throw unreadable(what(), 'its callers are not a list of names');
@@ -729,7 +630,7 @@ export class Ledger {
       if (ended.has(id)) continue;
       sets[cols.caller[i]!]!.load({ start: cols.first[i]!, end: cols.last[i]! + 1n, value: { mapPos: cols.mapPos[i]! }, tag: id });
     }
-    for (const r of this.s.intentBornAfter!.all(snap.max_id, c.id) as Array<[bigint, string, bigint, bigint, bigint]>) {
+    for (const r of this.s.intentBornAfter.all(snap.max_id, c.id)) {
       this.intentOf(c, intern(r[1])).load({ start: fromDb(r[2]), end: fromDb(r[3]) + 1n, value: { mapPos: Number(r[4]) }, tag: Number(r[0]) });
     }
     return true;
@@ -756,7 +657,7 @@ export class Ledger {
       if (existing) throw new LedgerError(`domain: ${JSON.stringify(cmd.domain)} already exists in this ledger`, index);
       const profile = profileOf(cmd, index);
       const desc = describeProfile(profile);
-      const info = this.s.insStream!.run(cmd.domain, JSON.stringify(desc), pos);
+      const info = this.s.insStream.run(cmd.domain, JSON.stringify(desc), pos);
       const ctx = this.newCtx(Number(info.lastInsertRowid), cmd.domain, profile, 0, false);
       this.appendEvent(ctx, 'domain-created', id, cmd.time, { profile: desc }, who, inp.from, batch);
       return { ...out, position: pos };
@@ -838,7 +739,7 @@ export class Ledger {
       case 'destroy': {
         this.appendEvent(ctx, 'domain-destroyed', id, cmd.time, {}, who, inp.from, batch);
         this.destroyState(ctx, pos);
-        this.s.setDestroyed!.run(pos, ctx.version, ctx.id);
+        this.s.setDestroyed.run(pos, ctx.version, ctx.id);
         return out;
       }
     }
@@ -862,10 +763,10 @@ export class Ledger {
    * they saturate at 2^64 - 1 instead.
    */
   private writeSym(c: SymCount): void {
-    const had = this.s.symBytes!.get(c.domain, c.caller, c.site) as { unmap_bytes: bigint; cut_bytes: bigint } | undefined;
+    const had = this.s.symBytes.get(c.domain, c.caller, c.site);
     const unmap = had ? saturated(fromDb(had.unmap_bytes) + c.unmap_bytes) : c.unmap_bytes;
     const cut = had ? saturated(fromDb(had.cut_bytes) + c.cut_bytes) : c.cut_bytes;
-    this.s.upsertSym!.run({ ...c, unmap_bytes: toDb(unmap), cut_bytes: toDb(cut) });
+    this.s.upsertSym.run({ ...c, unmap_bytes: toDb(unmap), cut_bytes: toDb(cut) });
   }
 
   private sym(batch: Batch, ctx: Ctx, caller: string, site: string): SymCount {
@@ -935,7 +836,7 @@ export class Ledger {
         : a.class === 'misses' && ctx.profile.emptyUnmapErrno
           ? { over: 0n, left: 0n, errno: ctx.profile.emptyUnmapErrno }
           : { over: 0n, left: 0n };
-      this.s.insAsym!.run(
+      this.s.insAsym.run(
         pos,
         ctx.id,
         caller,
@@ -985,10 +886,10 @@ export class Ledger {
   private lastRemovalOf(ctx: Ctx, iova: bigint): number | undefined {
     const x = toDb(iova);
     const near = toDb(iova >= LONG_RUN ? iova - LONG_RUN : 0n);
-    let at = (this.s.lastRemoval!.get({ d: ctx.id, x, near }) as number | null) ?? undefined;
+    let at = this.s.lastRemoval.get({ d: ctx.id, x, near }) ?? undefined;
     if (ctx.maxSpan > LONG_RUN) {
       const far = toDb(iova >= ctx.maxSpan ? iova - ctx.maxSpan : 0n);
-      const long = this.s.lastRemovalLong!.get({ d: ctx.id, x, far }) as number | null;
+      const long = this.s.lastRemovalLong.get({ d: ctx.id, x, far }) ?? null;
       if (long !== null && (at === undefined || long > at)) at = long;
     }
     // Pages removed in this batch are not written yet: the latest such end is the last match.
@@ -1013,7 +914,7 @@ export class Ledger {
       }
       const at = ctx.rowOf.get(r);
       if (at === undefined) throw new Error(`internal: run at ${hex(r.iova)} has no row`);
-      this.s.closeRun!.run(pos, at.row);
+      this.s.closeRun.run(pos, at.row);
       ctx.logEndIds.push(at.row);
       ctx.logEndTos.push(pos);
     }
@@ -1035,7 +936,7 @@ export class Ledger {
     if (pending) pending.to = pos;
     else {
       if (iv.tag < 0) throw new Error(`internal: intent ${hex(iv.start)}..${hex(iv.end)} has no row`);
-      this.s.closeIntent!.run(pos, iv.tag);
+      this.s.closeIntent.run(pos, iv.tag);
     }
   }
 
@@ -1048,7 +949,7 @@ export class Ledger {
   /** Writes the rows born since the last flush, in creation order (so ids do not depend on batching). */
   private flushRows(): void {
     for (const [r, p] of this.pendingRuns) {
-      const info = this.s.insRunFull!.run(
+      const info = this.s.insRunFull.run(
         p.domain,
         toDb(r.iova),
         toDb(runEnd(r) - 1n),
@@ -1081,7 +982,7 @@ export class Ledger {
     for (const c of this.ctxs.values()) this.writeLogPiece(c);
     for (const c of this.ctxs.values()) c.endedPending.length = 0;
     for (const [iv, p] of this.pendingIntent) {
-      const info = this.s.insIntentFull!.run(p.domain, p.caller, toDb(iv.start), toDb(iv.end - 1n), p.from, p.to ?? null, iv.value.mapPos);
+      const info = this.s.insIntentFull.run(p.domain, p.caller, toDb(iv.start), toDb(iv.end - 1n), p.from, p.to ?? null, iv.value.mapPos);
       iv.tag = Number(info.lastInsertRowid);
     }
     this.pendingIntent.clear();
@@ -1101,26 +1002,26 @@ export class Ledger {
     }
     const n = (births?.n ?? 0) + nEnds;
     const small = n < SMALL_PIECE ? 1 : 0;
-    this.s.insLog!.run(c.id, first, last, small, births ? births.encode() : encodeRuns(emptyRuns(0)), encodeEnds(c.logEndIds, c.logEndTos));
+    this.s.insLog.run(c.id, first, last, small, births ? births.encode() : encodeRuns(emptyRuns(0)), encodeEnds(c.logEndIds, c.logEndTos));
     c.logBirths = undefined;
     c.logEndIds = [];
     c.logEndTos = [];
     if (small) {
-      c.smallPieces ??= this.s.smallCount!.get({ d: c.id }) as number;
+      c.smallPieces ??= this.s.smallCount.get({ d: c.id }) ?? 0; // count(*): always one row
       if (++c.smallPieces >= MERGE_SMALL) this.mergeSmallPieces(c);
     }
   }
 
   /** Many small pieces make stateAt read many rows: merge them into one. */
   private mergeSmallPieces(c: Ctx): void {
-    const rows = this.s.smallPieces!.all({ d: c.id }) as Array<{ first_pos: number; births: Buffer; ends: Buffer }>;
+    const rows = this.s.smallPieces.all({ d: c.id });
     const pieces: LogPiece[] = rows.map((r) => ({
       births: decodeRuns(r.births, () => `the run log of domain ${c.name} (run_log row from event #${r.first_pos}, births)`),
       ends: decodeEnds(r.ends, () => `the run log of domain ${c.name} (run_log row from event #${r.first_pos}, ends)`),
     }));
     const m = mergePieces(pieces);
-    for (const r of rows) this.s.delLog!.run(c.id, r.first_pos);
-    this.s.insLog!.run(c.id, m.first, m.last, 0, m.births, m.ends);
+    for (const r of rows) this.s.delLog.run(c.id, r.first_pos);
+    this.s.insLog.run(c.id, m.first, m.last, 0, m.births, m.ends);
     c.smallPieces = 0;
   }
 
@@ -1139,7 +1040,7 @@ export class Ledger {
     // This unmap is its caller's next one: it settles the caller's undecided over-unmaps.
     const { verdicts, progressed } = ctx.steps.unmap(caller, iova, iova + size, pos);
     for (const v of verdicts) this.settleStep(ctx, v);
-    for (const c of progressed) this.s.setStepState!.run(stepStateOf(c), c.position);
+    for (const c of progressed) this.s.setStepState.run(stepStateOf(c), c.position);
     this.writeRuns(ctx, pos, r.changes);
     if (r.hw.invalidations.length) {
       ctx.invalidations += r.hw.invalidations.length;
@@ -1200,7 +1101,7 @@ export class Ledger {
       if (c.iova + c.size - 1n > last) last = c.iova + c.size - 1n;
     }
     if (last >= 1n << 64n) last = (1n << 64n) - 1n;
-    this.s.insFinding!.run(
+    this.s.insFinding.run(
       pos,
       ctx.id,
       caller,
@@ -1231,7 +1132,7 @@ export class Ledger {
 
   /** Stores a verdict on an earlier over-unmap; a stepped one's collateral leaves its caller's intent. */
   private settleStep(ctx: Ctx, v: StepVerdict): void {
-    this.s.setStep!.run(v.stepped ? 'stepped' : 'harmful', v.reason, v.at, v.others ? JSON.stringify(v.others) : null, v.position);
+    this.s.setStep.run(v.stepped ? 'stepped' : 'harmful', v.reason, v.at, v.others ? JSON.stringify(v.others) : null, v.position);
     if (v.stepped) this.forgetCollateral(ctx, v);
   }
 
@@ -1269,14 +1170,14 @@ export class Ledger {
           const e = s + ev.body.size;
           cause = iova >= s && iova < e ? 'use-after-unmap' : 'use-after-collateral-unmap';
           // A fault on the collateral of a stepped over-unmap: somebody still relied on it.
-          if (cause === 'use-after-collateral-unmap') this.s.faultOnStepped!.run(pos, causePos);
+          if (cause === 'use-after-collateral-unmap') this.s.faultOnStepped.run(pos, causePos);
           detail = { unmap: { iova: ev.stored.iova, size: ev.stored.size }, caller: ev.who.caller ?? UNKNOWN_CALLER };
         } else {
           cause = ev.type === 'domain-destroyed' ? 'use-after-destroy' : 'use-after-unmap';
         }
       }
     }
-    this.s.insFault!.run(pos, ctx.id, toDb(iova), device ?? null, flags ?? null, cause, causePos, JSON.stringify(detail));
+    this.s.insFault.run(pos, ctx.id, toDb(iova), device ?? null, flags ?? null, cause, causePos, JSON.stringify(detail));
     return cause;
   }
 
@@ -1327,14 +1228,14 @@ export class Ledger {
         batch.touched.add(ctx);
         if (ev.type === 'map') {
           const body = ev.body;
-          const r = ctx.core.map({ iova: body.iova, paddr: body.paddr, size: body.size, prot: body.prot, ref: pos });
+          const r = replayMap(ctx.core, pos, body);
           if (r.ok !== body.ok) mismatches++;
           this.projectMap(ctx, pos, caller, site, r, body.iova, body.size, batch, body.inferred !== undefined);
         } else if (ev.type === 'unmap') {
           const body = ev.body;
           const { iova, size } = body;
           const { a, foreign } = this.classify(ctx, pos, iova, size, caller, site);
-          const r = followsObserved(body) ? ctx.core.unmapObserved({ iova, size }, body.unmapped) : ctx.core.unmap({ iova, size });
+          const r = replayUnmap(ctx.core, body);
           const stored = body.predicted ?? body.unmapped;
           const predicted = r.predicted ?? r.unmappedSize;
           if (r.ok !== body.ok || predicted !== stored) mismatches++;
@@ -1354,7 +1255,7 @@ export class Ledger {
       this.flushRows();
       for (const c of batch.sym.values()) this.writeSym(c);
       for (const c of this.ctxs.values()) this.saveStream(c);
-      this.s.checkpoint!.run(total);
+      this.s.checkpoint.run(total);
     });
     try {
       fold.immediate();
@@ -1378,29 +1279,15 @@ export class Ledger {
   }
 
   /**
-   * A domain's pages as they were before event `position` (the same fold as rebuild, of that
-   * domain's maps and unmaps only), with whether it was destroyed by then; undefined when it did
-   * not exist yet. For an import that resumes: its decisions start from the state its first
-   * event found.
+   * A domain's pages as they were before event `position` (the same replay as rebuild's, of that
+   * domain's events only: events/replay.ts), with whether it was destroyed by then; undefined
+   * when it did not exist yet. For an import that resumes: its decisions start from the state its
+   * first event found.
    */
-  domainBefore(name: string, position: number): { core: Domain; destroyed: boolean } | undefined {
-    let core: Domain | undefined;
-    let destroyed = false;
-    for (const ev of this.store.events(1, position - 1)) {
-      if (ev.stream !== name) continue;
-      if (ev.type === 'domain-created') core = new Domain(profileFromDescriptor(ev.body.profile));
-      else if (!core) continue;
-      else if (ev.type === 'map') {
-        const m = ev.body;
-        core.map({ iova: m.iova, paddr: m.paddr, size: m.size, prot: m.prot, ref: ev.position });
-      } else if (ev.type === 'unmap') {
-        const u = ev.body;
-        const cmd = { iova: u.iova, size: u.size };
-        if (followsObserved(u)) core.unmapObserved(cmd, u.unmapped);
-        else core.unmap(cmd);
-      } else if (ev.type === 'domain-destroyed') destroyed = true;
-    }
-    return core ? { core, destroyed } : undefined;
+  domainBefore(name: string, position: number): ReplayedDomain | undefined {
+    const replay = new DomainReplay();
+    for (const ev of this.store.events(1, position - 1)) if (ev.stream === name) replay.apply(ev);
+    return replay.domains.get(name);
   }
 
   /**
@@ -1504,8 +1391,6 @@ class StoredOrigin implements MapOrigin {
   }
 }
 
-const LATEST_SNAPSHOT = 'SELECT coalesce(max(position), 0) FROM run_snapshots WHERE domain = @d';
-
 /** Runs longer than this are found through the runs_long index (schema 4). */
 const LONG_RUN = 2n * 1024n * 1024n;
 
@@ -1525,7 +1410,6 @@ function intern(s: string): string {
   return v;
 }
 
-/** A statement that could not be prepared (its table is missing): every use throws `err`, configuring it does nothing. */
 /** A domain's profile from its stored descriptor; one that does not describe a profile is named. */
 function profileOfStream(name: string, desc: ProfileDescriptor): Profile {
   try {
@@ -1533,13 +1417,4 @@ function profileOfStream(name: string, desc: ProfileDescriptor): Profile {
   } catch (e) {
     throw unreadable(`the profile of domain ${name} (streams.profile)`, (e as Error).message);
   }
-}
-
-function failingStatement(err: Error): Database.Statement {
-  const fail = (): never => {
-    throw err;
-  };
-  const stub: Record<string, unknown> = { run: fail, get: fail, all: fail, iterate: fail };
-  for (const k of ['pluck', 'raw', 'expand', 'safeIntegers', 'bind']) stub[k] = () => stub;
-  return stub as unknown as Database.Statement;
 }

@@ -20,16 +20,16 @@ export type MetaKey = 'made-by' | 'migrated-from' | 'migration' | 'rebuild-neede
 const statements = new WeakMap<Database.Database, Map<string, Database.Statement>>();
 
 /** Statements made once per connection: `runLogComplete` asks on every state read. */
-function stmt(db: Database.Database, sql: string): Database.Statement {
+function stmt<P extends unknown[], R = unknown>(db: Database.Database, sql: string): Database.Statement<P, R> {
   let m = statements.get(db);
   if (!m) statements.set(db, (m = new Map()));
   let st = m.get(sql);
   if (!st) m.set(sql, (st = db.prepare(sql)));
-  return st;
+  return st as unknown as Database.Statement<P, R>;
 }
 
 export function getMeta(db: Database.Database, key: MetaKey): string | undefined {
-  return stmt(db, 'SELECT value FROM meta WHERE key = ?').pluck().get(key) as string | undefined;
+  return stmt<[key: MetaKey], string>(db, 'SELECT value FROM meta WHERE key = ?').pluck().get(key);
 }
 
 /** Sets the keys given, in one statement (the keys are written together or not at all). */

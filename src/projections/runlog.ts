@@ -596,7 +596,7 @@ export function runsFromLog(db: Database.Database, domain: number, p: number): R
 
 /** A domain by its name (and its number, when the streams table does not name it), for messages. */
 export function domainText(db: Database.Database, domain: number): string {
-  const name = db.prepare('SELECT name FROM streams WHERE id = ?').pluck().safeIntegers(false).get(domain) as string | undefined;
+  const name = db.prepare<[id: number], string>('SELECT name FROM streams WHERE id = ?').pluck().safeIntegers(false).get(domain);
   return name === undefined ? `#${domain}` : name;
 }
 

@@ -42,11 +42,14 @@ export function recordSource(ledger: Ledger, digest: string, name: string, lineC
   if (t.first === undefined || t.last === undefined) return;
   // A resumed import stored its first lines in an earlier run: the source starts at the first of them.
   const key = digest.slice(0, 24);
-  const earlier = ledger.db.prepare('SELECT min(position) FROM events WHERE event_id >= ? AND event_id < ?').pluck().get(`${key}:`, `${key};`) as
-    number | bigint | null;
+  const earlier =
+    ledger.db
+      .prepare<[from: string, to: string], number | bigint | null>('SELECT min(position) FROM events WHERE event_id >= ? AND event_id < ?')
+      .pluck()
+      .get(`${key}:`, `${key};`) ?? null; // min(): always one row
   const first = earlier === null ? t.first : Math.min(t.first, Number(earlier));
   ledger.db
-    .prepare(
+    .prepare<[digest: string, name: string, lines: number, first: number, last: number, importedAt: string]>(
       `INSERT INTO sources (digest, name, lines, first_position, last_position, imported_at) VALUES (?,?,?,?,?,?)
        ON CONFLICT (digest) DO UPDATE SET lines = excluded.lines, last_position = excluded.last_position`,
     )
@@ -60,30 +63,36 @@ export interface SourceRow {
 
 /** The row of a source already imported (by digest or head key), if any. */
 export function knownSource(ledger: Ledger, key: string): SourceRow | undefined {
-  return ledger.db.prepare('SELECT name, imported_at FROM sources WHERE digest = ?').get(key) as SourceRow | undefined;
+  return ledger.db.prepare<[digest: string], SourceRow>('SELECT name, imported_at FROM sources WHERE digest = ?').get(key);
 }
 
 /** Has any event of this source (ids `KEY:…`) been stored? (An interrupted import, or a followed file.) */
 export function sourceHasEvents(ledger: Ledger, key: string): boolean {
-  return ledger.db.prepare('SELECT 1 FROM events WHERE event_id >= ? AND event_id < ? LIMIT 1').get(`${key}:`, `${key};`) !== undefined;
+  return (
+    ledger.db.prepare<[from: string, to: string]>('SELECT 1 FROM events WHERE event_id >= ? AND event_id < ? LIMIT 1').get(`${key}:`, `${key};`) !== undefined
+  );
 }
 
 /** The domains a source created (ids `KEY:domain:NAME`), in the order it created them, and where. */
 export function domainsCreatedBy(ledger: Ledger, key: string): Array<{ name: string; position: number }> {
   const prefix = `${key}:domain:`;
   const rows = ledger.db
-    .prepare('SELECT event_id, position FROM events WHERE event_id >= ? AND event_id < ? ORDER BY position')
-    .all(prefix, `${key}:domain;`) as Array<{ event_id: string; position: number | bigint }>;
+    .prepare<[from: string, to: string], { event_id: string; position: number | bigint }>(
+      'SELECT event_id, position FROM events WHERE event_id >= ? AND event_id < ? ORDER BY position',
+    )
+    .all(prefix, `${key}:domain;`);
   return rows.map((r) => ({ name: r.event_id.slice(prefix.length), position: Number(r.position) }));
 }
 
 /** The first position a source stored in a domain, if it stored any there. */
 export function firstPositionIn(ledger: Ledger, key: string, domain: string): number | undefined {
   const r = ledger.db
-    .prepare('SELECT min(e.position) FROM events e JOIN streams s ON s.id = e.stream WHERE s.name = ? AND e.event_id >= ? AND e.event_id < ?')
+    .prepare<[domain: string, from: string, to: string], number | bigint | null>(
+      'SELECT min(e.position) FROM events e JOIN streams s ON s.id = e.stream WHERE s.name = ? AND e.event_id >= ? AND e.event_id < ?',
+    )
     .pluck()
-    .get(domain, `${key}:`, `${key};`) as number | bigint | null;
-  return r === null ? undefined : Number(r);
+    .get(domain, `${key}:`, `${key};`);
+  return r === null || r === undefined ? undefined : Number(r);
 }
 
 /**
@@ -92,7 +101,7 @@ export function firstPositionIn(ledger: Ledger, key: string, domain: string): nu
  */
 export function recordWholeFile(ledger: Ledger, digest: string, headKey: string, name: string, lines: number): void {
   ledger.db
-    .prepare(
+    .prepare<[digest: string, name: string, lines: number, importedAt: string, headKey: string]>(
       `INSERT OR IGNORE INTO sources (digest, name, lines, first_position, last_position, imported_at)
        SELECT ?, ?, ?, first_position, last_position, ? FROM sources WHERE digest = ?`,
     )

@@ -12,10 +12,11 @@ export interface VerdictCounts {
 }
 
 export function overUnmapVerdicts(ledger: Ledger, after: number): VerdictCounts {
-  const rows = ledger.db.prepare('SELECT step, count(*) AS n FROM unmap_findings WHERE position > ? AND step IS NOT NULL GROUP BY step').all(after) as Array<{
-    step: string;
-    n: number;
-  }>;
+  const rows = ledger.db
+    .prepare<[after: number], { step: string; n: number }>(
+      'SELECT step, count(*) AS n FROM unmap_findings WHERE position > ? AND step IS NOT NULL GROUP BY step',
+    )
+    .all(after);
   const c: VerdictCounts = { stepped: 0, harmful: 0, pending: 0 };
   for (const r of rows) if (r.step === 'stepped' || r.step === 'harmful' || r.step === 'pending') c[r.step] = r.n;
   return c;

@@ -1,0 +1,256 @@
+/**
+ * The prepared statements of the ledger's write path, typed: each one is declared with the tuple
+ * of what it binds and the row it returns (after its `pluck`/`raw`/`safeIntegers` settings), so a
+ * call site that binds the wrong parameters or reads a column that is not there fails to compile.
+ * `prepareLedgerStatements` prepares them all on one database; `Ledger` does it when it opens,
+ * and again after `rebuild` has recreated the projection tables.
+ */
+import type Database from 'better-sqlite3';
+import { missingProjection, missingProjectionError } from './corrupt.js';
+
+/**
+ * A prepared statement with the tuple it binds (`P`) and the row it returns (`R`): the part of
+ * better-sqlite3's `Statement` the write path uses.
+ */
+export interface Statement<P extends unknown[], R = unknown> {
+  run(...params: P): Database.RunResult;
+  get(...params: P): R | undefined;
+  all(...params: P): R[];
+  pluck(on?: boolean): this;
+  raw(on?: boolean): this;
+  safeIntegers(on?: boolean): this;
+}
+
+/** A stored event row as the write path reads it (its data still JSON text). */
+export interface EventRow {
+  position: number;
+  event_id: string;
+  type: string;
+  data: string;
+}
+
+/** A `streams` row (safe integers: every integer column is a bigint). */
+export interface StreamRow {
+  id: bigint;
+  version: bigint;
+  profile: string;
+  destroyed_at: bigint | null;
+  max_span: bigint;
+  invalidations: bigint;
+  invalidated_bytes: bigint;
+}
+
+/** The counts of one (domain, caller, site) that a batch adds to `caller_symmetry`; byte totals biased (codec.ts). */
+export interface SymmetryRow {
+  domain: number;
+  caller: string;
+  site: string;
+  maps: number;
+  unmaps: number;
+  exact: number;
+  spans: number;
+  cuts: number;
+  misses: number;
+  straddles: number;
+  foreign_unmaps: number;
+  unmap_bytes: bigint;
+  cut_bytes: bigint;
+}
+
+/** Biased 64-bit values (codec.ts toDb) are bound as bigints; NULL as null. */
+type U64 = bigint;
+
+/** The `(id, caller, iova, iova_last, map_pos)` of a live intent row, raw and with safe integers. */
+export type IntentRowRaw = [id: bigint, caller: string, iova: bigint, iovaLast: bigint, mapPos: bigint];
+
+const LATEST_SNAPSHOT = 'SELECT coalesce(max(position), 0) FROM run_snapshots WHERE domain = @d';
+
+/**
+ * Prepares every statement of the write path on `db`. A statement on a projection table that is
+ * missing (dropped outside iommu-ledger) fails only when it is used, saying so (CorruptProjectionError
+ * naming `path`): `verify` and `rebuild` need none of them.
+ */
+export function prepareLedgerStatements(db: Database.Database, path: string) {
+  const p = <P extends unknown[], R = unknown>(sql: string): Statement<P, R> => {
+    try {
+      return db.prepare<P, R>(sql);
+    } catch (e) {
+      const message = (e as Error).message;
+      // A statement on the projections alone names any column it misses as theirs.
+      const column = /\b(events|streams)\b/.test(sql) ? undefined : /^no such column: (?:\w+\.)?(\w+)/.exec(message)?.[1];
+      const missing = missingProjection(message) ?? (column !== undefined ? { kind: 'column' as const, name: column } : undefined);
+      if (!missing) throw e;
+      return failingStatement<P, R>(missingProjectionError(path, missing));
+    }
+  };
+  return {
+    insStream: p<[name: string, profile: string, createdAt: number]>('INSERT INTO streams (name, version, profile, created_at) VALUES (?, 0, ?, ?)'),
+    setVersion: p<[version: number, maxSpan: U64, invalidations: number, invalidatedBytes: U64, id: number]>(
+      'UPDATE streams SET version = ?, max_span = ?, invalidations = ?, invalidated_bytes = ? WHERE id = ?',
+    ),
+    setDestroyed: p<[destroyedAt: number, version: number, id: number]>('UPDATE streams SET destroyed_at = ?, version = ? WHERE id = ?'),
+    stream: p<[name: string], StreamRow>(
+      'SELECT id, version, profile, destroyed_at, max_span, invalidations, invalidated_bytes FROM streams WHERE name = ?',
+    ).safeIntegers(true),
+    insRunFull: p<
+      [
+        domain: number,
+        iova: U64,
+        iovaLast: U64,
+        paddr: U64,
+        pageSize: U64,
+        count: bigint,
+        level: number,
+        prot: number,
+        mapPos: number,
+        validFrom: number,
+        validTo: number | null,
+      ]
+    >('INSERT INTO runs (domain, iova, iova_last, paddr, page_size, count, level, prot, map_pos, valid_from, valid_to) VALUES (?,?,?,?,?,?,?,?,?,?,?)'),
+    closeRun: p<[validTo: number, id: number]>('UPDATE runs SET valid_to = ? WHERE id = ?'),
+    insLog: p<[domain: number, firstPos: number, lastPos: number, small: 0 | 1, births: Buffer, ends: Buffer]>(
+      'INSERT INTO run_log (domain, first_pos, last_pos, small, births, ends) VALUES (?,?,?,?,?,?)',
+    ),
+    // Small pieces are merged only among those after the domain's latest snapshot.
+    smallCount: p<[{ d: number }], number>(`SELECT count(*) FROM run_log WHERE domain = @d AND first_pos > (${LATEST_SNAPSHOT}) AND small = 1`)
+      .safeIntegers(false)
+      .pluck(),
+    smallPieces: p<[{ d: number }], { first_pos: number; births: Buffer; ends: Buffer }>(
+      `SELECT first_pos, births, ends FROM run_log WHERE domain = @d AND first_pos > (${LATEST_SNAPSHOT}) AND small = 1 ORDER BY first_pos`,
+    ).safeIntegers(false),
+    delLog: p<[domain: number, firstPos: number]>('DELETE FROM run_log WHERE domain = ? AND first_pos = ?'),
+    insSnap: p<[domain: number, position: number, runs: number, data: Buffer]>(
+      'INSERT OR REPLACE INTO run_snapshots (domain, position, runs, data) VALUES (?,?,?,?)',
+    ),
+    insIntentFull: p<[domain: number, caller: string, iova: U64, iovaLast: U64, validFrom: number, validTo: number | null, mapPos: number]>(
+      'INSERT INTO intent (domain, caller, iova, iova_last, valid_from, valid_to, map_pos) VALUES (?,?,?,?,?,?,?)',
+    ),
+    insIntentSnap: p<[domain: number, position: number, callers: string, data: Buffer]>(
+      'INSERT OR REPLACE INTO intent_snapshots (domain, position, max_id, callers, data) VALUES (?, ?, (SELECT coalesce(max(id), 0) FROM intent), ?, ?)',
+    ),
+    intentSnap: p<[domain: number], { position: number; max_id: number; callers: string; data: Buffer }>(
+      'SELECT position, max_id, callers, data FROM intent_snapshots WHERE domain = ?',
+    ).safeIntegers(false),
+    // Rows ended after a snapshot, through the partial index of ended rows (schema 6).
+    intentEndedSince: p<[domain: number, since: number], number>(
+      'SELECT id FROM intent INDEXED BY intent_ended WHERE domain = ? AND valid_to > ? AND valid_to IS NOT NULL',
+    )
+      .safeIntegers(false)
+      .pluck(),
+    // A range of row ids (the domain's index would read every row of the domain).
+    intentBornAfter: p<[maxId: number, domain: number], IntentRowRaw>(
+      'SELECT id, caller, iova, iova_last, coalesce(map_pos, valid_from) FROM intent WHERE id > ? AND +domain = ? AND valid_to IS NULL ORDER BY id',
+    )
+      .raw(true)
+      .safeIntegers(true),
+    closeIntent: p<[validTo: number, id: number]>('UPDATE intent SET valid_to = ? WHERE id = ?'),
+    insFinding: p<
+      [
+        position: number,
+        domain: number,
+        caller: string,
+        site: string,
+        iova: U64,
+        size: U64,
+        unmapped: U64,
+        predicted: U64,
+        collateralBytes: U64,
+        leftBytes: U64,
+        divergent: 0 | 1,
+        reachFirst: U64,
+        reachLast: U64,
+        detail: string,
+        step: 'stepped' | 'harmful' | 'pending' | null,
+        stepWhy: string | null,
+        stepPos: number | null,
+        stepState: string | null,
+        stepOthers: string | null,
+      ]
+    >(
+      `INSERT INTO unmap_findings (position, domain, caller, site, iova, size, unmapped, predicted, collateral_bytes, left_bytes, divergent, reach_first, reach_last, detail,
+           step, step_why, step_pos, step_state, step_others) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+    ),
+    setStep: p<[step: 'stepped' | 'harmful', why: string, at: number, others: string | null, position: number]>(
+      'UPDATE unmap_findings SET step = ?, step_why = ?, step_pos = ?, step_state = NULL, step_others = ? WHERE position = ?',
+    ),
+    setStepState: p<[state: string, position: number]>('UPDATE unmap_findings SET step_state = ? WHERE position = ?'),
+    faultOnStepped: p<[faultPos: number, position: number]>(
+      "UPDATE unmap_findings SET step = 'harmful', step_why = 'fault', step_pos = ? WHERE position = ? AND step = 'stepped'",
+    ),
+    pendingSteps: p<[domain: number], { position: number; caller: string; step_state: string }>(
+      "SELECT position, caller, step_state FROM unmap_findings INDEXED BY unmap_findings_pending WHERE domain = ? AND step = 'pending' ORDER BY position",
+    ).safeIntegers(false),
+    insFault: p<
+      [position: number, domain: number, iova: U64, device: string | null, flags: number | null, cause: string, causePos: number | null, detail: string]
+    >('INSERT INTO faults (position, domain, iova, device, flags, cause, cause_position, detail) VALUES (?,?,?,?,?,?,?,?)'),
+    // Runs of up to 2 MiB start at most 2 MiB below the IOVA; longer ones come from their own index (schema 4).
+    lastRemoval: p<[{ d: number; x: U64; near: U64 }], number | null>(
+      `SELECT max(valid_to) FROM runs WHERE domain = @d AND iova <= @x AND iova >= @near AND iova_last >= @x AND valid_to IS NOT NULL`,
+    )
+      .safeIntegers(false)
+      .pluck(),
+    lastRemovalLong: p<[{ d: number; x: U64; far: U64 }], number | null>(
+      `SELECT max(valid_to) FROM runs INDEXED BY runs_long
+          WHERE domain = @d AND iova <= @x AND iova >= @far AND iova_last >= @x AND iova_last - iova >= 2097152 AND valid_to IS NOT NULL`,
+    )
+      .safeIntegers(false)
+      .pluck(),
+    eventData: p<[position: number], EventRow>('SELECT position, event_id, type, data FROM events WHERE position = ?'),
+    createdEvent: p<[stream: number], EventRow>('SELECT position, event_id, type, data FROM events WHERE stream = ? AND version = 1'),
+    upsertSym: p<[SymmetryRow]>(
+      `INSERT INTO caller_symmetry (domain, caller, site, maps, unmaps, exact, spans, cuts, misses, straddles, foreign_unmaps, unmap_bytes, cut_bytes)
+         VALUES (@domain, @caller, @site, @maps, @unmaps, @exact, @spans, @cuts, @misses, @straddles, @foreign_unmaps, @unmap_bytes, @cut_bytes)
+         ON CONFLICT (domain, caller, site) DO UPDATE SET maps = maps + excluded.maps, unmaps = unmaps + excluded.unmaps,
+           exact = exact + excluded.exact, spans = spans + excluded.spans, cuts = cuts + excluded.cuts,
+           misses = misses + excluded.misses, straddles = straddles + excluded.straddles, foreign_unmaps = foreign_unmaps + excluded.foreign_unmaps,
+           unmap_bytes = excluded.unmap_bytes, cut_bytes = excluded.cut_bytes`,
+    ),
+    symBytes: p<[domain: number, caller: string, site: string], { unmap_bytes: bigint; cut_bytes: bigint }>(
+      'SELECT unmap_bytes, cut_bytes FROM caller_symmetry WHERE domain = ? AND caller = ? AND site = ?',
+    ).safeIntegers(true),
+    insAsym: p<
+      [
+        position: number,
+        domain: number,
+        caller: string,
+        site: string,
+        cls: string,
+        foreignMap: 0 | 1,
+        iova: U64,
+        size: U64,
+        maps: string,
+        missedAfter: number | null,
+        keptBytes: U64,
+        largestPage: U64,
+        safePage: U64,
+        legacyOver: U64,
+        legacyLeft: U64,
+        splitOver: U64,
+        splitLeft: U64,
+        strictLeft: U64,
+        strictErrno: string | null,
+      ]
+    >(
+      `INSERT INTO asymmetric_unmaps (position, domain, caller, site, class, foreign_map, iova, size, maps, missed_after, kept_bytes, largest_page, safe_page,
+           legacy_over, legacy_left, split_over, split_left, strict_left, strict_errno)
+         VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+    ),
+    insHw: p<[domain: number, position: number, stats: string]>('INSERT OR REPLACE INTO hw_state (domain, position, stats) VALUES (?,?,?)'),
+    checkpoint: p<[position: number]>(
+      "INSERT INTO checkpoints (projection, position) VALUES ('inline', ?) ON CONFLICT (projection) DO UPDATE SET position = excluded.position",
+    ),
+  };
+}
+
+/** The write path's statements, by name. */
+export type LedgerStatements = ReturnType<typeof prepareLedgerStatements>;
+
+/** A statement that could not be prepared (its table is missing): every use throws `err`, configuring it does nothing. */
+function failingStatement<P extends unknown[], R>(err: Error): Statement<P, R> {
+  const fail = (): never => {
+    throw err;
+  };
+  const stub: Record<string, unknown> = { run: fail, get: fail, all: fail, iterate: fail };
+  for (const k of ['pluck', 'raw', 'expand', 'safeIntegers', 'bind']) stub[k] = () => stub;
+  return stub as unknown as Statement<P, R>;
+}
