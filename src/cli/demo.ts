@@ -12,6 +12,7 @@ import { madeBy, markMadeByDemo } from '../projections/meta.js';
 import { InputError } from './errors.js';
 import { Queries } from '../projections/queries.js';
 import { applyFile } from './apply.js';
+import { explainText } from './render/explain.js';
 import { table } from './render/format.js';
 import { importFile } from './import.js';
 
@@ -62,8 +63,9 @@ export async function runDemo(dbPath: string, out: (s: string) => void, asJson: 
     const fault = q.faults({ domain: 'omap-isp' })[0];
     const explainIova = fault?.iova ?? first?.collateral[0]?.iova;
     const explanation = explainIova !== undefined ? q.explain(fault?.domain ?? first!.domain, explainIova) : undefined;
+    const explanationText = explanation ? explainText(explanation) : undefined;
     if (asJson) {
-      out(JSON.stringify({ ledger: dbPath, overUnmaps: over.length, explain: explanation?.text }, null, 2));
+      out(JSON.stringify({ ledger: dbPath, overUnmaps: over.length, explain: explanationText }, null, 2));
       return;
     }
     out(steps.join('\n'));
@@ -85,7 +87,7 @@ export async function runDemo(dbPath: string, out: (s: string) => void, asJson: 
     );
     if (explanation && explainIova !== undefined) {
       out(`\n$ iommu-ledger --db ${dbPath} explain ${hex(explainIova)} --domain ${explanation.blame.domain}`);
-      out(explanation.text);
+      out(explanationText!);
     }
     out(`\nNext: iommu-ledger --db ${dbPath} callers | state --domain gpu0 | history 0x200000 2M --domain gpu0 | audit faults`);
     out(`Make the callers symmetric, verified by replay: iommu-ledger --db ${dbPath} migrate --strategy split-maps --out migrated.db`);

@@ -8,6 +8,7 @@ import { pathToFileURL } from 'node:url';
 import { LedgerOpenError } from '../events/db.js';
 import { builtinMigration, checkMigration, STRATEGIES, type Migration, type StrategyName } from '../migrate/define.js';
 import { migrate, type MigrationResult } from '../migrate/engine.js';
+import { withWords } from './render/callers.js';
 import { buildReport, callerLines, checkLines, markdown, regressionLines, reportJson, type Report } from '../migrate/report.js';
 import { Queries } from '../projections/queries.js';
 import { InputError } from './errors.js';
@@ -151,7 +152,7 @@ async function migrateInto(
   const qo = new Queries(o.out);
   let report: Report;
   try {
-    report = buildReport(result, qs.callers(), qo.callers(), stale);
+    report = buildReport(result, qs.callers().map(withWords), qo.callers().map(withWords), stale);
   } finally {
     qs.close();
     qo.close();

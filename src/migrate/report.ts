@@ -4,6 +4,9 @@
  */
 import { formatSize, hex } from '../core/address.js';
 import type { CallerView } from '../projections/callers.js';
+
+/** A site of the caller analysis with its sentences (the CLI's renderer words them: cli/render/callers.ts). */
+export type SiteCaller = CallerView & { verdict: string[]; advice?: string };
 import {
   FAILING,
   REGRESSION_ORDER,
@@ -20,8 +23,8 @@ export interface SiteReport {
   caller: string;
   site: string;
   strategies: Record<string, number>;
-  before?: CallerView;
-  after?: CallerView;
+  before?: SiteCaller;
+  after?: SiteCaller;
   /** What to change in the source, in a sentence. */
   change: string;
   problems: Problem[];
@@ -57,7 +60,7 @@ export const KIND_TEXT: Record<ProblemKind, string> = {
   'refused-in-source': 'refused in the source too',
 };
 
-export function buildReport(result: MigrationResult, before: CallerView[], after: CallerView[], staleSource?: string): Report {
+export function buildReport(result: MigrationResult, before: SiteCaller[], after: SiteCaller[], staleSource?: string): Report {
   const key = (d: string, c: string, s: string) => `${d}\0${c}\0${s}`;
   const b = new Map(before.map((v) => [key(v.domain, v.caller, v.site), v]));
   const a = new Map(after.map((v) => [key(v.domain, v.caller, v.site), v]));
@@ -76,7 +79,7 @@ function main(strategies: Record<string, number>): string {
 }
 
 /** The sentence a developer acts on: what this site must do differently. */
-function changeFor(strategies: Record<string, number>, v: CallerView | undefined): string {
+function changeFor(strategies: Record<string, number>, v: SiteCaller | undefined): string {
   if (!v || v.unmaps === 0) return 'nothing: it only maps (its maps are split or kept as the unmapping sites need)';
   if (!v.advice && !v.foreign && v.cuts + v.straddles === 0 && v.misses === v.missesAfterOverUnmap && !v.behaviours.legacy.leftMapped) {
     return "nothing: its unmaps that hit nothing follow another unmap's over-unmap (change that site)";

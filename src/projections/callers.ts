@@ -4,7 +4,6 @@
  * to change. Read from the caller_symmetry and asymmetric_unmaps projections (no replay).
  */
 import type Database from 'better-sqlite3';
-import { formatSize, hex } from '../core/address.js';
 import type { Semantics } from '../core/profile.js';
 import type { SymmetryClass } from '../core/symmetry.js';
 import { fromDb } from './codec.js';
@@ -73,10 +72,59 @@ export interface CallerView {
   overUnmaps: { stepped: number; harmful: number; pending: number };
   /** The worst unmaps (most over-unmapped, then most kept bytes), with positions for `explain`. */
   examples: UnmapExample[];
-  /** Plain sentences: what its unmaps do, and what to change in the source. */
-  verdict: string[];
-  advice?: string;
+  /** What its unmaps do, in order (`cli/render/callers.ts` words each one). */
+  notes: CallerNote[];
+  /** What to change in the source, when the analysis can say. */
+  fix?: CallerFix;
 }
+
+/**
+ * The outcome of a site's partial unmaps (cuts and straddles) on this hardware: over-unmaps in
+ * the legacy loop (pages up to `largestPage`; `safePage`, when not 0, the largest page on which the
+ * cuts would be harmless), harmless on these pages but not on pages larger than `safePage`, or
+ * harmless.
+ */
+export type PartialRisk =
+  | { kind: 'over-unmapped'; bytes: bigint; unmaps: number; largestPage: bigint; safePage: bigint }
+  | { kind: 'page-dependent'; largestPage: bigint; safePage: bigint }
+  | { kind: 'harmless' };
+
+/** One finding of the caller analysis about a site, in the order they are listed. */
+export type CallerNote =
+  | { kind: 'no-unmaps' }
+  /** Every unmap removes whole maps, and none reaches another caller's. */
+  | { kind: 'symmetric' }
+  | { kind: 'partial'; cuts: number; straddles: number; risk: PartialRisk }
+  /** Over-unmaps that stepped by the returned size (`stepped`), and the others (harmful or not decided). */
+  | { kind: 'steps'; stepped: number; others: number }
+  /** Partial unmaps that strict unmap (VFIO type1 v2, iommufd) refuses. */
+  | { kind: 'strict-refuses'; refused: number }
+  /** Unmaps the legacy loop stops short of (a hole), and the bytes left mapped. */
+  | { kind: 'leaves-mapped'; unmaps: number; bytes: bigint }
+  /** Unmaps that hit nothing, `afterOverUnmap` of them right after another unmap over-unmapped the range. */
+  | { kind: 'misses'; misses: number; afterOverUnmap: number }
+  /** Unmaps that removed another caller's mapping. */
+  | { kind: 'foreign'; unmaps: number };
+
+/**
+ * What to change at a site. `unmapSize` and `mapSize` are the most common sizes of its partial
+ * unmaps and of the maps they cut; `mappers`, who made those maps (its `cutMapsBy`).
+ */
+export type CallerFix =
+  /** It steps by the returned size: correct under the 2011 semantics; symmetric by unmapping each map as mapped. */
+  | { kind: 'stepper' }
+  /** It cuts other callers' maps (`others`): they should map in its pieces, or it unmap whole maps of its own. */
+  | { kind: 'others-map-pieces'; unmapSize: bigint; mapSize: bigint; mappers: string[]; others: string[] }
+  /** Its unmaps are as large as the maps, or larger, but cross them: unmap each map as mapped. */
+  | { kind: 'unmap-as-mapped'; unmapSize: bigint; mapSize: bigint }
+  /** It maps large and unmaps in pieces, all its own maps. */
+  | { kind: 'own-pieces'; unmapSize: bigint; mapSize: bigint }
+  /** It unmaps pieces of maps made at other sites. */
+  | { kind: 'pieces'; unmapSize: bigint; mapSize: bigint; mappers: string[] }
+  /** It unmaps ranges another caller mapped. */
+  | { kind: 'foreign' }
+  /** Its misses are not explained by over-unmaps: double unmaps, or a trace that starts mid-stream. */
+  | { kind: 'double-unmaps' };
 
 const B = 9223372036854775808n;
 
@@ -181,7 +229,7 @@ export function callerAnalysis(db: Database.Database, filter: { domain?: number;
       cutMapsBy: [],
       missesAfterOverUnmap: n((missesAfter.get(...key) as { n: number }).n),
       overUnmaps: { stepped: 0, harmful: 0, pending: 0 },
-      verdict: [],
+      notes: [],
     };
     for (const x of verdicts.all(...key) as Array<{ step: string; n: bigint }>) {
       if (x.step === 'stepped' || x.step === 'harmful' || x.step === 'pending') v.overUnmaps[x.step] = n(x.n);
@@ -220,99 +268,49 @@ function exampleOf(r: Record<string, bigint | string | null>): UnmapExample {
   return e;
 }
 
-const times = (k: number) => (k === 1 ? 'once' : `${k} times`);
-
-/** Sentences for a caller: what its unmaps do, under which behaviour they go wrong, what to change. */
+/** What a caller's unmaps do, under which behaviour they go wrong, and what to change (as data). */
 function describe(v: CallerView, ownerCallers: string[]): void {
-  const out = v.verdict;
-  const where = v.site ? `${v.caller} at ${v.site}` : v.caller;
+  const out = v.notes;
   if (v.unmaps === 0) {
-    out.push('no unmaps');
+    out.push({ kind: 'no-unmaps' });
     return;
   }
-  if (v.exact + v.spans === v.unmaps && v.foreign === 0) out.push('symmetric: every unmap removes whole maps');
+  if (v.exact + v.spans === v.unmaps && v.foreign === 0) out.push({ kind: 'symmetric' });
   const partial = v.cuts + v.straddles;
   if (partial) {
-    const what = [v.cuts ? `cuts a map ${times(v.cuts)}` : '', v.straddles ? `crosses a map's edge ${times(v.straddles)}` : ''].filter(Boolean).join(' and ');
     const lg = v.behaviours.legacy;
-    let risk: string;
-    if (lg.overBytes > 0n) {
-      risk = `over-unmapped ${formatSize(lg.overBytes)} in ${lg.overUnmaps} unmap${lg.overUnmaps === 1 ? '' : 's'} on this hardware (pages up to ${formatSize(v.largestPage)}`;
-      risk += v.safePage ? `; the cuts are harmless only on pages up to ${formatSize(v.safePage)})` : ')';
-    } else if (v.safePage) {
-      risk = `harmless on ${formatSize(v.largestPage)} pages, over-unmaps if that map used a page larger than ${formatSize(v.safePage)}`;
-    } else {
-      risk = 'harmless on these pages';
-    }
-    out.push(`${what}; ${risk}`);
+    const risk: PartialRisk =
+      lg.overBytes > 0n
+        ? { kind: 'over-unmapped', bytes: lg.overBytes, unmaps: lg.overUnmaps, largestPage: v.largestPage, safePage: v.safePage }
+        : v.safePage
+          ? { kind: 'page-dependent', largestPage: v.largestPage, safePage: v.safePage }
+          : { kind: 'harmless' };
+    out.push({ kind: 'partial', cuts: v.cuts, straddles: v.straddles, risk });
     const ou = v.overUnmaps;
-    if (ou.stepped) {
-      out.push(
-        ou.harmful + ou.pending === 0
-          ? `steps by the returned size: each of its ${ou.stepped} over-unmap${ou.stepped === 1 ? '' : 's'} removed a whole page of its own map and its next unmap started where that page ended (or the map did): nothing it still wanted was lost (VFIO's vfio_unmap_unpin() works this way)`
-          : `steps by the returned size in ${ou.stepped} of its over-unmaps; ${ou.harmful + ou.pending} took pages somebody still relied on (audit over-unmaps --caller ${v.caller} lists them)`,
-      );
-    }
+    if (ou.stepped) out.push({ kind: 'steps', stepped: ou.stepped, others: ou.harmful + ou.pending });
     const st = v.behaviours.strict;
-    if (st.refused) out.push(`strict unmap (VFIO type1 v2, iommufd) refuses ${st.refused} of them`);
+    if (st.refused) out.push({ kind: 'strict-refuses', refused: st.refused });
   }
-  if (v.behaviours.legacy.leftMapped) {
-    out.push(
-      `leaves pages mapped ${times(v.behaviours.legacy.leftMapped)} under the legacy loop (${formatSize(v.behaviours.legacy.leftBytes)}: it stops at a hole)`,
-    );
-  }
-  if (v.misses) {
-    const after = v.missesAfterOverUnmap;
-    const why =
-      after === v.misses
-        ? "each right after another unmap had over-unmapped the range: not this caller's bug"
-        : after
-          ? `${after} of them right after another unmap had over-unmapped the range; the others: a double unmap, or a trace that starts mid-stream`
-          : 'a double unmap, or a trace that starts mid-stream';
-    out.push(`unmaps nothing ${times(v.misses)} (${why})`);
-  }
-  if (v.foreign) out.push(`removes another caller's mapping ${times(v.foreign)}`);
+  if (v.behaviours.legacy.leftMapped) out.push({ kind: 'leaves-mapped', unmaps: v.behaviours.legacy.leftMapped, bytes: v.behaviours.legacy.leftBytes });
+  if (v.misses) out.push({ kind: 'misses', misses: v.misses, afterOverUnmap: v.missesAfterOverUnmap });
+  if (v.foreign) out.push({ kind: 'foreign', unmaps: v.foreign });
   const stepper = v.overUnmaps.stepped > 0 && v.overUnmaps.harmful + v.overUnmaps.pending === 0 && v.foreign === 0;
   if (stepper) {
     // Nothing to fix under the legacy loop; what breaks is a move to strict unmap (VFIO type1 v2,
     // iommufd) or to kernels where a partial unmap of a large page removes nothing.
-    v.advice = `${where} steps by the returned size (correct under the 2011 semantics): to make it symmetric, unmap each map as it was mapped — migrate --strategy unmap-as-mapped --caller ${v.caller}`;
+    v.fix = { kind: 'stepper' };
   } else if (partial && v.typicalMap !== undefined && v.typicalUnmap !== undefined) {
-    const m = formatSize(v.typicalMap);
-    const u = formatSize(v.typicalUnmap);
+    const sizes = { unmapSize: v.typicalUnmap, mapSize: v.typicalMap };
+    const where = v.site ? `${v.caller} at ${v.site}` : v.caller;
     const others = [...new Set(ownerCallers)].filter((c) => c !== v.caller);
-    const mapper = v.cutMapsBy.join(', ');
-    if (others.length) {
-      v.advice = `${where} unmaps ${u} pieces of ${m} maps made by ${mapper}: ${others.join(', ')} should map in ${u} pieces, or ${v.caller} unmap the whole ${m} (and only its own maps)`;
-    } else if (v.typicalUnmap >= v.typicalMap) {
-      v.advice = `${where} unmaps ${u} across maps of ${m}: unmap each map as it was mapped`;
-    } else if (v.maps > 0 && v.cutMapsBy.every((o) => o === where || o === v.caller)) {
-      // (every cut map was made here: the same caller, and the same site or none)
-      v.advice = `${where} maps ${m} and unmaps ${u} pieces: map in ${u} pieces or unmap the whole ${m}`;
-    } else {
-      v.advice = `${where} unmaps ${u} pieces of ${m} maps made by ${mapper}: map in ${u} pieces there, or unmap the whole ${m} here`;
-    }
+    if (others.length) v.fix = { kind: 'others-map-pieces', ...sizes, mappers: v.cutMapsBy, others };
+    else if (v.typicalUnmap >= v.typicalMap) v.fix = { kind: 'unmap-as-mapped', ...sizes };
+    // (every cut map was made here: the same caller, and the same site or none)
+    else if (v.maps > 0 && v.cutMapsBy.every((o) => o === where || o === v.caller)) v.fix = { kind: 'own-pieces', ...sizes };
+    else v.fix = { kind: 'pieces', ...sizes, mappers: v.cutMapsBy };
   } else if (v.foreign) {
-    v.advice = `${where} unmaps ranges another caller mapped: unmap only what it mapped itself`;
+    v.fix = { kind: 'foreign' };
   } else if (v.misses > v.missesAfterOverUnmap && v.exact + v.spans + v.misses === v.unmaps) {
-    v.advice = `${where}: check for double unmaps (or import the trace from its start)`;
+    v.fix = { kind: 'double-unmaps' };
   }
-}
-
-/** One line per example, for the human output (positions let `explain` follow). */
-export function exampleText(e: UnmapExample): string {
-  const maps = e.maps
-    .map((m) => `#${m.position} ${hex(m.iova)}+${formatSize(m.size)}${m.caller ? ` by ${m.caller}${m.site ? ` at ${m.site}` : ''}` : ''}`)
-    .join(', ');
-  const what = `#${e.position} unmap ${hex(e.iova)}+${formatSize(e.size)} ${e.class}${e.foreign ? " (another caller's map)" : ''}${maps ? ` [${maps}]` : ''}`;
-  if (e.class === 'misses') return `${what}: nothing was mapped there${e.missedAfter !== undefined ? ` (unmap #${e.missedAfter} had over-unmapped it)` : ''}`;
-  const legacy = [e.legacy.over ? `over ${formatSize(e.legacy.over)}` : '', e.legacy.left ? `left ${formatSize(e.legacy.left)}` : '']
-    .filter(Boolean)
-    .join(' and ');
-  const eff = [
-    `legacy ${legacy || 'exact'}`,
-    `split ${e.split.left ? `left ${formatSize(e.split.left)}` : 'exact'}`,
-    `strict ${e.strict.errno ? `refused (${e.strict.errno})` : e.strict.left ? `left ${formatSize(e.strict.left)}` : 'exact'}`,
-  ];
-  return `${what}: ${eff.join(', ')}`;
 }

@@ -6,7 +6,6 @@
 import type Database from 'better-sqlite3';
 import { createRequire } from 'node:module';
 import type { Kysely } from 'kysely';
-import { formatSize, hex } from '../core/address.js';
 import { Domain, type Run, type WalkStep, type HwStats } from '../core/domain.js';
 import { LedgerFault } from '../core/errors.js';
 import { profileFromDescriptor, type Profile, type ProfileDescriptor } from '../core/profile.js';
@@ -14,7 +13,6 @@ import { describeStep, type StepReason } from '../core/stepping.js';
 import { openDatabase } from '../events/db.js';
 import { eventName, profileProblem, unfitEvent } from '../events/stored.js';
 import { decodeBody, decodeEvent, type DecodedBody, type DecodedEvent, type EventType, type Who } from '../events/decode.js';
-import { formatProt } from '../events/prot.js';
 import { callerAnalysis, type CallerView } from './callers.js';
 import { fromDb, toDb } from './codec.js';
 import { pageSizeOf, runLogComplete, runsByRows, runsFromLog, shiftOf, type RunColumns } from './runlog.js';
@@ -204,6 +202,78 @@ export interface RemovedView {
   size: bigint;
   paddr: bigint;
 }
+
+export interface IovaRange {
+  iova: bigint;
+  size: bigint;
+}
+
+/**
+ * Which removal an over-unmap was: the legacy driver removed the whole page at the IOVA
+ * (`driver-removed-page`) or several whole pages (`driver-removed-pages`); on a profile that is
+ * not legacy, the unmap removed more than asked (the kernel's report cut part of a block).
+ */
+export type Removal = 'driver-removed-page' | 'driver-removed-pages' | 'unmap-removed-more';
+
+/** What `explain` answers, by kind (the events are the ones its sentence names). */
+export type ExplainAnswer =
+  | {
+      /** Mapped at the point: the page, and the map event that made it (`inferred`: a mapping from before the trace). */
+      kind: 'mapped';
+      page: PageView;
+      map: EventSummary;
+      inferred: boolean;
+      /** The range that map event asked for. */
+      mapRange?: IovaRange;
+      /** The unmaps that asked to remove it and stopped before it or were refused (the last three). */
+      leftBy: FindingView[];
+    }
+  | { kind: 'destroyed'; event: EventSummary }
+  | {
+      /** An unmap whose request held the IOVA removed it; `map` had mapped it. */
+      kind: 'unmapped';
+      event: EventSummary;
+      request?: IovaRange;
+      map: EventSummary;
+      inferred: boolean;
+    }
+  | {
+      /** An unmap removed it though its request did not hold the IOVA: an over-unmap. */
+      kind: 'over-unmapped';
+      event: EventSummary;
+      request?: IovaRange;
+      map: EventSummary;
+      inferred: boolean;
+      /** The run that held the IOVA, and the bytes of it around the IOVA that the unmap removed. */
+      run: PageView;
+      removed: RemovedView;
+      removal: Removal;
+      /** Who still meant the IOVA to be mapped (the finding's collateral owners). */
+      owners: string[];
+      /** The finding of that unmap, with its stepped/harmful verdict. */
+      finding?: FindingView;
+    }
+  | { kind: 'never-mapped' };
+
+/**
+ * A fault at the page, placed relative to the event the answer names: after it, before it, or
+ * (never mapped) merely recorded; `apartMicros` when both carry trace seconds.
+ */
+export interface ExplainFault {
+  fault: FaultView;
+  relation: 'followed' | 'came-before' | 'recorded';
+  apartMicros?: number;
+}
+
+/** `explain`'s answer: the IOVA, the point, the answer by kind, the faults it names, and the data behind it. */
+export type Explanation = { domain: string; iova: bigint; asOf: number } & ExplainAnswer & {
+    /** The last three faults at the page. */
+    faultNotes: ExplainFault[];
+    blame: BlameView;
+    /** Findings whose request or collateral holds the IOVA, and faults at its page. */
+    findings: FindingView[];
+    faults: FaultView[];
+  };
 
 let builderModule: typeof import('kysely') | undefined;
 
@@ -704,14 +774,13 @@ export class Queries {
     return { iova: s, size: e - s, paddr: run.paddr + (s - run.iova) };
   }
 
-  /** A sentence: when, by whom and why this iova is mapped or not at `at`. */
-  explain(
-    domainName: string | undefined,
-    iova: bigint,
-    at?: string | number,
-  ): { text: string; blame: BlameView; findings: FindingView[]; faults: FaultView[]; removed?: RemovedView } {
+  /**
+   * When, by whom and why this iova is mapped or not at `at`, as data (`cli/render/explain.ts`
+   * words it): what the page is or what removed it, the events and findings behind that, and the
+   * faults at the page placed relative to the event named.
+   */
+  explain(domainName: string | undefined, iova: bigint, at?: string | number): Explanation {
     const b = this.blame(domainName, iova, at);
-    let removed: RemovedView | undefined;
     const d = this.domain(domainName);
     const findings = this.findingsTouching(d, iova, iova + 1n, b.at).filter((f) => {
       const inReq = iova >= f.requested.iova && iova < f.requested.iova + f.requested.size;
@@ -721,68 +790,56 @@ export class Queries {
     const faults = this.faultsIn(d, pg ? pg.iova : iova, pg ? pg.iova + pg.pageSize * pg.count : iova + 1n, b.at).filter(
       (f) => f.iova === iova || inLastPage(f.iova, b),
     );
-    const lines: string[] = [];
-    const where = `${hex(iova)} in domain ${d.name}`;
-    const asOf = `as of event #${b.at}`;
+    let answer: ExplainAnswer;
     if (b.page && b.cause) {
       const m = b.cause;
-      lines.push(
-        m.body.inferred === 'before-trace'
-          ? `${where} is mapped ${asOf}: ${describePage(b.page)}; it was mapped before the trace began (event #${m.position}, inferred from the unmap that removes it: its physical address and caller are unknown).`
-          : `${where} is mapped ${asOf}: ${describePage(b.page)}, mapped ${when(m)}by ${whoText(m.who)} (event #${m.position}, map of ${rangeOf(m)}).`,
-      );
-      const left = findings.filter((f) => f.leftMapped.some((l) => iova >= l.iova && iova < l.iova + l.size));
-      for (const f of left.slice(-3)) {
-        lines.push(
-          `It was left mapped: ${f.caller} asked to unmap ${fmtRange(f.requested.iova, f.requested.size)} at event #${f.position}, but the unmap ${f.ok ? `returned ${formatSize(f.unmappedSize)} and stopped before it` : `was refused (${f.errno})`}.`,
-        );
-      }
+      const range = rangeOf(m);
+      // The unmaps that asked to remove it and stopped before it (the last three).
+      const leftBy = findings.filter((f) => f.leftMapped.some((l) => iova >= l.iova && iova < l.iova + l.size)).slice(-3);
+      answer = { kind: 'mapped', page: b.page, map: m, inferred: isInferred(m), ...(range ? { mapRange: range } : {}), leftBy };
     } else if (b.cause) {
       const u = b.cause;
       const last = b.chain[0]!;
-      const ub = typed(u);
-      const req = ub.type === 'unmap' ? { iova: ub.body.iova, size: ub.body.size } : undefined;
-      const inside = req ? iova >= req.iova && iova < req.iova + req.size : false;
+      const req = rangeOf(u);
+      const inside = req && u.type === 'unmap' ? iova >= req.iova && iova < req.iova + req.size : false;
       const mapEv = this.event(last.page.mappedBy);
+      const request = req ? { request: req } : {};
       if (u.type === 'domain-destroyed') {
-        lines.push(`${where} is not mapped ${asOf}: the domain was destroyed ${when(u)}(event #${u.position}).`);
+        answer = { kind: 'destroyed', event: u };
       } else if (inside) {
-        lines.push(
-          `${where} is not mapped ${asOf}: ${whoText(u.who)} unmapped it ${when(u)}(event #${u.position}, unmap of ${rangeOf(u)}); ${mappedByText(mapEv)}.`,
-        );
+        answer = { kind: 'unmapped', event: u, ...request, map: mapEv, inferred: isInferred(mapEv) };
       } else {
         const f = findings.find((x) => x.position === u.position);
         const owners = f?.collateral.find((c) => iova >= c.iova && iova < c.iova + c.size)?.owner ?? [];
         // What the unmap removed of the run that held iova (not the whole run: it may have kept the rest).
-        removed = this.removedAround(d, last.run, iova);
+        const removed = this.removedAround(d, last.run, iova);
         const whole = removed.iova % last.run.pageSize === 0n && removed.size % last.run.pageSize === 0n;
-        const what =
-          d.profile.semantics !== 'legacy'
-            ? 'unmap removed more'
-            : whole && removed.size > last.run.pageSize
-              ? 'driver removed whole pages'
-              : 'driver removed the whole page';
-        lines.push(
-          `${where} is not mapped ${asOf} because of an over-unmap: ${whoText(u.who)} asked to unmap only ${rangeOf(u)} ${when(u)}(event #${u.position}), ` +
-            `but the ${what} — ${describeRemoved(last.run, removed)} — ${mapEv.body.inferred === 'before-trace' ? `which was mapped before the trace began (event #${mapEv.position}, inferred)` : `which ${whoText(mapEv.who)} had mapped at event #${mapEv.position}`}` +
-            stepWords(f, owners, b.at),
-        );
+        const removal: Removal =
+          d.profile.semantics !== 'legacy' ? 'unmap-removed-more' : whole && removed.size > last.run.pageSize ? 'driver-removed-pages' : 'driver-removed-page';
+        answer = {
+          kind: 'over-unmapped',
+          event: u,
+          ...request,
+          map: mapEv,
+          inferred: isInferred(mapEv),
+          run: last.run,
+          removed,
+          removal,
+          owners,
+          ...(f ? { finding: f } : {}),
+        };
       }
     } else {
-      lines.push(`${where} was never mapped up to event #${b.at}.`);
+      answer = { kind: 'never-mapped' };
     }
-    // Faults are placed relative to the event the sentence above names (none: never mapped).
-    const ref = b.cause?.position;
-    for (const f of faults.slice(-3)) {
-      let rel = ref === undefined ? 'was recorded' : f.position > ref ? 'followed' : 'came before it';
-      // How long after (or before), when both carry trace seconds.
-      const gap = ref !== undefined && b.cause?.time && f.time ? secondsApart(b.cause.time, f.time) : undefined;
-      if (gap !== undefined) rel = f.position > ref! ? `followed ${gap} later` : `came ${gap} before it`;
-      lines.push(
-        `A fault at ${hex(f.iova)} ${f.device ? `from ${f.device} ` : ''}at event #${f.position}${f.time ? ` (${/^\d+\.\d+$/.test(f.time) ? `${f.time} s` : f.time})` : ''} ${rel} (${f.cause.replace(/-/g, ' ')}).`,
-      );
-    }
-    return { text: lines.join(' '), blame: b, findings, faults, ...(removed ? { removed } : {}) };
+    // Faults are placed relative to the event the answer names (none: never mapped).
+    const ref = b.cause;
+    const faultNotes = faults.slice(-3).map((f): ExplainFault => {
+      if (ref === undefined) return { fault: f, relation: 'recorded' };
+      const apart = ref.time && f.time ? microsApart(ref.time, f.time) : undefined;
+      return { fault: f, relation: f.position > ref.position ? 'followed' : 'came-before', ...(apart !== undefined ? { apartMicros: apart } : {}) };
+    });
+    return { domain: d.name, iova, asOf: b.at, ...answer, faultNotes, blame: b, findings, faults };
   }
 
   /** Findings whose request or collateral touches [start, end) (bounds kept in columns: no JSON scan). */
@@ -976,24 +1033,31 @@ export class Queries {
   }
 }
 
-/** The article before a size as it is read aloud: an 8K, an 80K, an 18M page; a 4K, a 16K, a 110K page. */
-function anOrA(size: string): 'a' | 'an' {
-  return /^8|^(11|18)(\D|$)/.test(size) ? 'an' : 'a';
+/** A summarized event's body, typed (the summary's body was checked when it was read). */
+function typed(e: EventSummary): DecodedBody {
+  return decodeBody(e.type as EventType, e.body);
 }
 
-/**
- * The end of explain's over-unmap sentence: who still meant the page to be mapped, and whether the
- * over-unmap was stepped (the caller consumed the returned size) or harmful (core/stepping.ts).
- */
-function stepWords(f: FindingView | undefined, owners: string[], at: number): string {
-  const st = f?.step;
-  const wanted = (who: string[]) => (who.length ? `; ${who.join(', ')} still meant it to be mapped.` : '.');
-  if (!f || !st) return wanted(owners);
-  const words = st.text.replace(/^(stepped|harmful)( until shown otherwise)?: /, '');
-  const later = st.at !== undefined && st.at > at ? ` — shown after #${at}` : '';
-  if (st.verdict === 'stepped') return `${wanted(owners.filter((o) => o !== f.caller))} It was a stepped over-unmap, not a loss: ${words}${later}.`;
-  if (st.verdict === 'harmful') return `${wanted(owners)} Harmful: ${words}${later}.`;
-  return `${wanted(owners)} Whether ${f.caller} stepped past it is not known yet: no later unmap by it.`;
+/** The range of a summarized map or unmap event. */
+function rangeOf(e: EventSummary): IovaRange | undefined {
+  const b = typed(e);
+  return b.type === 'map' || b.type === 'unmap' ? { iova: b.body.iova, size: b.body.size } : undefined;
+}
+
+/** Is this a map inferred from before the trace (from the unmap that removed it)? */
+function isInferred(e: EventSummary): boolean {
+  return e.body.inferred === 'before-trace';
+}
+
+/** Microseconds between two trace timestamps in seconds ("511.102331"); undefined for other times. */
+function microsApart(a: string, b: string): number | undefined {
+  if (!/^\d+\.\d+$/.test(a) || !/^\d+\.\d+$/.test(b)) return undefined;
+  const us = (t: string) => {
+    const [i, f = ''] = t.split('.');
+    return BigInt(i!) * 1_000_000n + BigInt((f + '000000').slice(0, 6));
+  };
+  const d = us(b) - us(a);
+  return Number(d < 0n ? -d : d);
 }
 
 /** Is the iova inside the most recent page lifetime of a blame (the page a fault would have hit)? */
@@ -1001,13 +1065,6 @@ function inLastPage(iova: bigint, b: BlameView): boolean {
   const pg = b.chain[0]?.page;
   if (!pg) return false;
   return iova >= pg.iova && iova < pg.iova + pg.pageSize * pg.count;
-}
-
-/** Bytes of a run that an unmap removed: whole pages of it, or part of one (a block cut by the kernel's report). */
-function describeRemoved(run: PageView, r: RemovedView): string {
-  const ps = run.pageSize;
-  if (r.iova % ps === 0n && r.size % ps === 0n) return describePage({ ...run, iova: r.iova, paddr: r.paddr, count: r.size / ps });
-  return `${formatSize(r.size)} at ${hex(r.iova)}..${hex(r.iova + r.size)} -> ${hex(r.paddr)} (${formatProt(run.prot)}) of ${describePage(run)}`;
 }
 
 /** The page of a run that holds iova (count 1; the run's other fields). */
@@ -1061,63 +1118,6 @@ function pagesIn(runs: readonly PageView[], start: bigint, end: bigint): PageVie
     } else out.push(r);
   }
   return out;
-}
-
-export function describePage(p: PageView): string {
-  const bytes = p.pageSize * p.count;
-  const pages = p.count === 1n ? `${anOrA(formatSize(p.pageSize))} ${formatSize(p.pageSize)} page` : `${p.count} ${formatSize(p.pageSize)} pages`;
-  return `${pages} at ${hex(p.iova)}..${hex(p.iova + bytes)} -> ${hex(p.paddr)} (${formatProt(p.prot)})`;
-}
-
-function fmtRange(iova: bigint, size: bigint): string {
-  return `${hex(iova)}+${formatSize(size)}`;
-}
-
-/** A summarized event's body, typed (the summary's body was checked when it was read). */
-function typed(e: EventSummary): DecodedBody {
-  return decodeBody(e.type as EventType, e.body);
-}
-
-/** The range of a summarized map or unmap event, as `0x…+SIZE`. */
-function rangeOf(e: EventSummary): string {
-  const b = typed(e);
-  return b.type === 'map' || b.type === 'unmap' ? fmtRange(b.body.iova, b.body.size) : '';
-}
-
-function when(e: EventSummary): string {
-  if (!e.time) return '';
-  return /^\d+\.\d+$/.test(e.time) ? `at ${e.time} s ` : `at ${e.time} `;
-}
-
-/** The time between two trace timestamps in seconds ("511.102331"), as text (ms or s); undefined for other times. */
-function secondsApart(a: string, b: string): string | undefined {
-  if (!/^\d+\.\d+$/.test(a) || !/^\d+\.\d+$/.test(b)) return undefined;
-  const us = (t: string) => {
-    const [i, f = ''] = t.split('.');
-    return BigInt(i!) * 1_000_000n + BigInt((f + '000000').slice(0, 6));
-  };
-  let d = us(b) - us(a);
-  if (d < 0n) d = -d;
-  if (d < 1000n) return `${d} µs`;
-  if (d < 1_000_000n) return `${(Number(d) / 1000).toFixed(d % 1000n === 0n ? 0 : 1)} ms`;
-  return `${(Number(d) / 1e6).toFixed(3)} s`;
-}
-
-/** Who had mapped a page, for explain: a caller and event, or a mapping inferred from before the trace. */
-function mappedByText(mapEv: EventSummary): string {
-  if (mapEv.body.inferred === 'before-trace') {
-    return `it had been mapped before the trace began (event #${mapEv.position}: inferred from that unmap's unmapped_size, which proves a mapping the trace never showed)`;
-  }
-  return `it had been mapped by ${whoText(mapEv.who)} at event #${mapEv.position}`;
-}
-
-export function whoText(w: Who): string {
-  const parts: string[] = [w.caller ?? (w.task ? `${w.task}` : 'an unknown caller')];
-  if (w.site) parts.push(`at ${w.site}`);
-  if (w.task && w.caller && w.task !== w.caller) parts.push(`(task ${w.task}${w.pid !== undefined ? `, pid ${w.pid}` : ''})`);
-  else if (w.task && w.caller && w.pid !== undefined) parts.push(`(pid ${w.pid})`);
-  else if (w.pid !== undefined) parts.push(`(pid ${w.pid})`);
-  return parts.join(' ');
 }
 
 /** A core domain holding the given live runs (for hardware statistics). */

@@ -8,6 +8,7 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { Ledger } from '../../src/projections/ledger.js';
 import { Queries } from '../../src/projections/queries.js';
+import { explainText } from '../../src/cli/render/explain.js';
 import { cli } from '../cli/helpers.js';
 import { historyArb, tempDb, PROFILE_NAMES } from './helpers.js';
 
@@ -209,16 +210,16 @@ describe('explain names the pages an unmap removed, not the run they were in', (
     const path = ledgerOf(E);
     const q = new Queries(path);
     const e = q.explain('d', 0x3000n);
-    expect(e.text).toBe(
+    expect(explainText(e)).toBe(
       '0x3000 in domain d is not mapped as of event #3 because of an over-unmap: b asked to unmap only 0x2000+4K (event #3), ' +
         "but the driver removed the whole page — an 8K page at 0x2000..0x4000 -> 0x104000 (rw) — which a had mapped at event #2; a still meant it to be mapped. Harmful: the collateral was a's.",
     );
-    expect(e.removed).toEqual({ iova: 0x2000n, size: 0x2000n, paddr: 0x104000n });
+    expect(e.kind === 'over-unmapped' && e.removed).toEqual({ iova: 0x2000n, size: 0x2000n, paddr: 0x104000n });
     expect(e.blame.chain.map((c) => [c.page.iova, c.page.pageSize, c.page.count, c.run.count])).toEqual([[0x2000n, 0x2000n, 1n, 8n]]);
     expect(positions(q, 'd', 0x3000n, 0x3001n)).toEqual([2, 3]);
     expect(positions(q, 'd', 0x6000n, 0x6001n)).toEqual([2]);
     // A page that stayed: mapped by #2, the page and not the run.
-    expect(q.explain('d', 0x4000n).text).toBe(
+    expect(explainText(q.explain('d', 0x4000n))).toBe(
       '0x4000 in domain d is mapped as of event #3: an 8K page at 0x4000..0x6000 -> 0x106000 (rw), mapped by a (event #2, map of 0x0+64K).',
     );
     q.close();
@@ -230,7 +231,7 @@ describe('explain names the pages an unmap removed, not the run they were in', (
 
   it('legacy: two pages removed by one unmap are named as two pages', () => {
     const q = new Queries(ledgerOf([...E.slice(0, 2), { op: 'unmap', domain: 'd', iova: '0x2000', size: '12K', caller: 'b' }]));
-    expect(q.explain('d', 0x5000n).text).toBe(
+    expect(explainText(q.explain('d', 0x5000n))).toBe(
       '0x5000 in domain d is not mapped as of event #3 because of an over-unmap: b asked to unmap only 0x2000+12K (event #3), ' +
         "but the driver removed whole pages — 2 8K pages at 0x2000..0x6000 -> 0x104000 (rw) — which a had mapped at event #2; a still meant it to be mapped. Harmful: the collateral was a's.",
     );
@@ -246,11 +247,11 @@ describe('explain names the pages an unmap removed, not the run they were in', (
       ]),
     );
     const e = q.explain('s', 0x200000n);
-    expect(e.text).toBe(
+    expect(explainText(e)).toBe(
       '0x200000 in domain s is not mapped as of event #3 because of an over-unmap: c asked to unmap only 0x201000+4K (event #3), ' +
         "but the unmap removed more — 8K at 0x200000..0x202000 -> 0x80000000 (rw) of a 2M page at 0x200000..0x400000 -> 0x80000000 (rw) — which a had mapped at event #2; a still meant it to be mapped. Harmful: the collateral was a's.",
     );
-    expect(e.removed).toEqual({ iova: 0x200000n, size: 0x2000n, paddr: 0x80000000n });
+    expect(e.kind === 'over-unmapped' && e.removed).toEqual({ iova: 0x200000n, size: 0x2000n, paddr: 0x80000000n });
     // The rest of the block is mapped again in 4K pages: the page at 0x300000 changed at #3.
     expect(positions(q, 's', 0x300000n, 0x300001n)).toEqual([2, 3]);
     q.close();

@@ -3,6 +3,7 @@ import fc from 'fast-check';
 import { Domain } from '../../src/core/domain.js';
 import { resolveProfile } from '../../src/core/profile.js';
 import { parseCommand } from '../../src/events/schema.js';
+import { explainText } from '../../src/cli/render/explain.js';
 import { Ledger } from '../../src/projections/ledger.js';
 import { Queries } from '../../src/projections/queries.js';
 import { fromDb } from '../../src/projections/codec.js';
@@ -250,11 +251,11 @@ describe('projections', () => {
     expect(b.cause?.position).toBe(3);
     expect(b.chain[0]?.page.mappedBy).toBe(2);
     const e = q.explain(undefined, 0x180000n);
-    expect(e.text).toContain('over-unmap');
-    expect(e.text).toContain('isp asked to unmap only 0x101000+4K');
-    expect(e.text).toContain('camera');
+    expect(explainText(e)).toContain('over-unmap');
+    expect(explainText(e)).toContain('isp asked to unmap only 0x101000+4K');
+    expect(explainText(e)).toContain('camera');
     const before = q.explain(undefined, 0x180000n, '2026-11-23T10:00:01Z');
-    expect(before.text).toContain('is mapped');
+    expect(explainText(before)).toContain('is mapped');
     expect(q.history(undefined, 0x180000n, 0x181000n).events.map((x) => x.position)).toEqual([2, 3, 4]);
     const over = q.findings({ kind: 'over-unmap' });
     expect(over).toHaveLength(1);
@@ -315,7 +316,7 @@ describe('projections', () => {
     // max_span grew from 2M to 1G: look-ups by IOVA must start far enough below.
     expect(q.blame('d', 0x70000000n).page?.mappedBy).toBe(3);
     expect(q.history('d', 0x70000000n, 0x70000001n).events.map((e) => e.position)).toEqual([3]);
-    expect(q.explain('d', 0x70000000n).text).toMatch(/is mapped as of event #3/);
+    expect(explainText(q.explain('d', 0x70000000n))).toMatch(/is mapped as of event #3/);
     l.appendRaw([{ op: 'destroy', domain: 'd' }]);
     expect(q.domain('d').destroyed).toBe(true);
     for (const bad of [1.5, -3, Number.NaN]) expect(() => q.stateAt('d', bad)).toThrow(/a position is a whole number, 0 or more/);

@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { run } from '../../src/cli/main.js';
+import { withWords } from '../../src/cli/render/callers.js';
 import { defineMigration, MigrationError, type Migration, type StrategyName } from '../../src/migrate/define.js';
 import { migrate, REGRESSIONS, type MigrationResult } from '../../src/migrate/engine.js';
 import { Ledger } from '../../src/projections/ledger.js';
@@ -82,7 +83,7 @@ const kvmTeardown = [
 describe('callers: the analysis behind a migration', () => {
   it('classifies the VFIO 8K-as-two-4K pattern as cuts: harmless on 4K pages, over-unmaps with a larger page, refused by strict unmap', () => {
     const src = ledgerOf(vfio8k);
-    const v = withQueries(src, (q) => q.callers()).find((c) => c.site.endsWith(':1090'))!;
+    const v = withQueries(src, (q) => q.callers().map(withWords)).find((c) => c.site.endsWith(':1090'))!;
     expect(v).toMatchObject({ unmaps: 2, cuts: 2, exact: 0, straddles: 0, readiness: 0, safePage: 0x1000n, largestPage: 0x1000n });
     expect(v.behaviours.legacy).toMatchObject({ overUnmaps: 0, leftMapped: 0 });
     expect(v.behaviours.strict.refused).toBe(2);
@@ -100,7 +101,7 @@ describe('callers: the analysis behind a migration', () => {
       // crosses the edge of the 64K map: 32K inside, 32K outside
       { op: 'unmap', domain: 'isp', iova: '0x60108000', size: '64K', caller: 'isp', site: 'x.c:1' },
     ]);
-    const all = withQueries(src, (q) => q.callers());
+    const all = withQueries(src, (q) => q.callers().map(withWords));
     const cut = all.find((c) => c.site.endsWith(':410'))!;
     expect(cut).toMatchObject({ cuts: 1, cutBytes: M - 0x1000n, largestPage: M, safePage: 0x1000n });
     expect(cut.behaviours.legacy).toMatchObject({ overUnmaps: 1, overBytes: M - 0x1000n });
@@ -108,7 +109,7 @@ describe('callers: the analysis behind a migration', () => {
     expect(cut.behaviours.strict.refused).toBe(1);
     expect(cut.advice).toContain('unmaps 4K pieces of 1M maps made by isp at drivers/media/omap3isp/ispvideo.c:300');
     // The advice does not depend on how many examples are shown.
-    expect(withQueries(src, (q) => q.callers({ examples: 0 })).find((c) => c.site.endsWith(':410'))!.advice).toBe(cut.advice);
+    expect(withQueries(src, (q) => q.callers({ examples: 0 }).map(withWords)).find((c) => c.site.endsWith(':410'))!.advice).toBe(cut.advice);
     const straddle = all.find((c) => c.site === 'x.c:1')!;
     expect(straddle).toMatchObject({ straddles: 1, cuts: 0, cutBytes: 0x8000n });
   });
@@ -119,7 +120,7 @@ describe('callers: the analysis behind a migration', () => {
       { op: 'unmap', domain: 'isp', iova: '0x60080000', size: '4K', caller: 'isp2' }, // gone with the over-unmap
       { op: 'unmap', domain: 'isp', iova: '0x70000000', size: '4K', caller: 'isp3' }, // never mapped
     ]);
-    const all = withQueries(src, (q) => q.callers());
+    const all = withQueries(src, (q) => q.callers().map(withWords));
     const after = all.find((c) => c.caller === 'isp2')!;
     expect(after).toMatchObject({ misses: 1, missesAfterOverUnmap: 1 });
     expect(after.examples[0]!.missedAfter).toBe(3);
@@ -131,7 +132,7 @@ describe('callers: the analysis behind a migration', () => {
 
   it('counts a whole-address-space unmap over whole maps as symmetric', () => {
     const src = ledgerOf(kvmTeardown);
-    const v = withQueries(src, (q) => q.callers()).find((c) => c.unmaps > 0)!;
+    const v = withQueries(src, (q) => q.callers().map(withWords)).find((c) => c.unmaps > 0)!;
     expect(v).toMatchObject({ spans: 1, cuts: 0, readiness: 1 });
   });
 });
@@ -888,7 +889,7 @@ describe('migrate --strategy unmap-as-mapped (callers that step by the returned 
     const io = { o: '', e: '' };
     const cap = { out: (x: string) => (io.o += x), err: (x: string) => (io.e += x) };
     // callers recommends it for this caller.
-    expect(withQueries(src, (q) => q.callers())[0]!.advice).toBe(
+    expect(withQueries(src, (q) => q.callers().map(withWords))[0]!.advice).toBe(
       'vfio steps by the returned size (correct under the 2011 semantics): to make it symmetric, unmap each map as it was mapped — migrate --strategy unmap-as-mapped --caller vfio',
     );
     expect(
@@ -938,7 +939,7 @@ describe('migrate --strategy unmap-as-mapped (callers that step by the returned 
         .slice(1)
         .map((c) => c[4]),
     ).toEqual(steps.map(() => '0x100000')); // each step removed 1M
-    expect(withQueries(src, (q) => q.callers())[0]!.advice).toContain('migrate --strategy unmap-as-mapped --caller vfio-dma');
+    expect(withQueries(src, (q) => q.callers().map(withWords))[0]!.advice).toContain('migrate --strategy unmap-as-mapped --caller vfio-dma');
     const { r, out } = await migrated(src, builtin('unmap-as-mapped'));
     expect(regressions(r)).toEqual({});
     expect(r.passed).toBe(true);

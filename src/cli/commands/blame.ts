@@ -4,7 +4,7 @@ import { addressArg, atOption, domainOption, type Context } from '../context.js'
 import { blameText } from '../render/blame.js';
 import { json } from '../render/format.js';
 
-export function register(program: Command, { g, out, queries, queriesLib }: Context): void {
+export function register(program: Command, { g, out, queries }: Context): void {
   program
     .command('blame')
     .description('which event made the page at an IOVA what it is, and the chain before it')
@@ -12,9 +12,8 @@ export function register(program: Command, { g, out, queries, queriesLib }: Cont
     .addOption(domainOption())
     .addOption(atOption())
     .action(async (iovaText: string, o: { domain?: string; at?: string }) => {
-      const words = await queriesLib();
       const b = (await queries()).blame(o.domain, addressArg(iovaText), o.at);
       if (g().json) return out(json(b));
-      for (const block of blameText(b, words)) out(block);
+      for (const block of blameText(b)) out(block);
     });
 }

@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 import { filterDomainOption, type Context } from '../context.js';
 import { InputError } from '../errors.js';
-import { callerNotes, callersTable } from '../render/callers.js';
+import { callerNotes, callersTable, withWords } from '../render/callers.js';
 import { json } from '../render/format.js';
 
 export function register(program: Command, { io, g, out, queries }: Context): void {
@@ -31,10 +31,9 @@ Examples:
       const stale = q.staleProjections();
       if (stale) io.err(`warning: this ledger was upgraded (${stale}); run 'iommu-ledger rebuild' to fill in the caller analysis\n`);
       const c = q.callers({ ...(o.domain !== undefined ? { domain: o.domain } : {}), ...(o.caller !== undefined ? { caller: o.caller } : {}), examples });
-      if (g().json) return out(json(c));
+      if (g().json) return out(json(c.map(withWords)));
       if (!c.length) return out(o.caller !== undefined ? `no commands by caller ${JSON.stringify(o.caller)}` : 'no map or unmap commands yet');
       out(callersTable(c));
-      const { exampleText } = await import('../../projections/callers.js');
-      for (const x of c) for (const block of callerNotes(x, exampleText)) out(block);
+      for (const x of c) for (const block of callerNotes(x)) out(block);
     });
 }

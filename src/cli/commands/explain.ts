@@ -1,7 +1,7 @@
 /** `explain`: a plain answer: when, by whom and why this IOVA is mapped or not. */
 import type { Command } from 'commander';
 import { addressArg, atOption, domainOption, type Context } from '../context.js';
-import { explainJson } from '../render/explain.js';
+import { explainJson, explainText } from '../render/explain.js';
 import { json } from '../render/format.js';
 
 export function register(program: Command, { g, out, queries }: Context): void {
@@ -14,7 +14,6 @@ export function register(program: Command, { g, out, queries }: Context): void {
     .action(async (iovaText: string, o: { domain?: string; at?: string }) => {
       const e = (await queries()).explain(o.domain, addressArg(iovaText), o.at);
       if (g().json) return out(json(explainJson(e)));
-      // The sentences are still composed by the read layer (Queries.explain), not here.
-      out(e.text);
+      out(explainText(e));
     });
 }

@@ -5,7 +5,7 @@ import { InputError } from '../errors.js';
 import { json } from '../render/format.js';
 import { historyText } from '../render/history.js';
 
-export function register(program: Command, { g, out, queries, queriesLib }: Context): void {
+export function register(program: Command, { g, out, queries }: Context): void {
   program
     .command('history')
     .description('every event that touched an IOVA range, in order')
@@ -20,9 +20,8 @@ export function register(program: Command, { g, out, queries, queriesLib }: Cont
       // A range past the end of the 64-bit space is cut there (nothing can be mapped beyond it).
       let end = start + bytes;
       if (end > 1n << 64n) end = 1n << 64n;
-      const { whoText } = await queriesLib();
       const h = (await queries()).history(o.domain, start, end, o.at);
       if (g().json) return out(json(h.events.map((e) => ({ ...e }))));
-      for (const block of historyText(h, start, end, whoText)) out(block);
+      for (const block of historyText(h, start, end)) out(block);
     });
 }

@@ -1,16 +1,11 @@
 /** `blame`: what made the page at an IOVA what it is, and the lifetimes of that page before. */
 import { hex } from '../../core/address.js';
-import type { BlameView, PageView, Who } from '../../projections/queries.js';
+import type { BlameView } from '../../projections/queries.js';
 import { table } from './format.js';
-
-/** The read layer's sentences of pages and callers (loaded with it: this module must not load it). */
-export interface PageWords {
-  describePage(p: PageView): string;
-  whoText(w: Who): string;
-}
+import { describePage, whoText } from './words.js';
 
 /** The text of a blame, as blocks to print one after another. */
-export function blameText(b: BlameView, { describePage, whoText }: PageWords): string[] {
+export function blameText(b: BlameView): string[] {
   const blocks = [
     b.page
       ? `${hex(b.iova)} is mapped as of #${b.at}: ${describePage(b.page)}, by event #${b.cause!.position} (${b.cause!.body.inferred === 'before-trace' ? 'mapped before the trace began: inferred, physical address unknown' : whoText(b.cause!.who)})`

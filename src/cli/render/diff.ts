@@ -1,10 +1,11 @@
 /** `diff`: the runs removed and added between two points. */
-import type { PageView, Queries } from '../../projections/queries.js';
+import type { Queries } from '../../projections/queries.js';
+import { describePage } from './words.js';
 
 type Diff = ReturnType<Queries['diff']>;
 
-/** The text of a diff, one line per run (`describePage` is the read layer's, loaded with it). */
-export function diffText(d: Diff, describePage: (p: PageView) => string): string[] {
+/** The text of a diff, one line per run. */
+export function diffText(d: Diff): string[] {
   return [
     `${d.domain.name}: from #${d.from} to #${d.to}: ${d.added.length} run(s) added, ${d.removed.length} removed`,
     ...d.removed.map((p) => `- ${describePage(p)}  (mapped by #${p.mappedBy}, removed at #${p.validTo})`),

@@ -1,13 +1,14 @@
 /** `history`: the events that touched a range, one row each. */
 import { formatSize, hex } from '../../core/address.js';
 import type { Queries } from '../../projections/queries.js';
-import { decodeBody, type EventType, type Who } from '../../events/decode.js';
+import { decodeBody, type EventType } from '../../events/decode.js';
 import { table } from './format.js';
+import { whoText } from './words.js';
 
 type History = ReturnType<Queries['history']>;
 
-/** The text of a history, as blocks to print one after another. `whoText` is the read layer's (loaded with it). */
-export function historyText(h: History, start: bigint, end: bigint, whoText: (w: Who) => string): string[] {
+/** The text of a history, as blocks to print one after another. */
+export function historyText(h: History, start: bigint, end: bigint): string[] {
   return [
     `history of ${hex(start)}..${hex(end)} in ${h.domain.name} up to event #${h.at}: ${h.events.length} event(s)`,
     table(
