@@ -37,8 +37,6 @@ export interface Context {
   queries(opts?: { builder?: boolean }): Promise<Queries>;
   /** The write path (`projections/ledger.ts`), loaded on first use. */
   ledgerLib: typeof ledgerLib;
-  /** The read path (`projections/queries.ts`), loaded on first use. */
-  queriesLib: typeof queriesLib;
 }
 
 /** A command module: adds its command (options, help, action) to the program. */
@@ -60,7 +58,6 @@ export function createContext(program: Command, io: IO): Context {
       return new lib.Queries(g().db);
     },
     ledgerLib,
-    queriesLib,
   };
 }
 

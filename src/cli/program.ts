@@ -18,6 +18,7 @@ import * as migrate from './commands/migrate.js';
 import * as profiles from './commands/profiles.js';
 import * as rebuild from './commands/rebuild.js';
 import * as replay from './commands/replay.js';
+import * as reroute from './commands/reroute.js';
 import * as state from './commands/state.js';
 import * as verify from './commands/verify.js';
 import * as walk from './commands/walk.js';
@@ -41,6 +42,7 @@ const COMMANDS: CommandModule[] = [
   checkpoint,
   rebuild,
   replay,
+  reroute,
   migrate,
   profiles,
   demo,

@@ -315,7 +315,8 @@ function smallInt(text: string, what: string, max: number): number {
   return Number(text);
 }
 
-function nanoseconds(ts: string): bigint | undefined {
+/** A `SECONDS.FRACTION` timestamp (ftrace, printk) in nanoseconds; undefined without a fraction. Exported for reroute.ts, which re-reads stored times. */
+export function nanoseconds(ts: string): bigint | undefined {
   const dot = ts.indexOf('.');
   // Without a fraction it is a raw counter (trace_clock counter, x86-tsc), not seconds.
   if (dot < 0) return undefined;

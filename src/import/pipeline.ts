@@ -65,6 +65,16 @@ export class ImportPipeline {
     return {};
   }
 
+  /**
+   * One record that was not read from a line of this source: a stored event read back
+   * (reroute.ts), already one call (the calls stage ran when it was imported). It goes straight to
+   * the order and route stages.
+   */
+  record(rec: TraceRecord, line: number): void {
+    this.records++;
+    this.router.push(rec, line);
+  }
+
   /** A pause of a stream: the records held are decided (attaches keep waiting for their task's map). */
   idle(): void {
     this.calls.flush();

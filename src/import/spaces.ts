@@ -24,6 +24,12 @@ export { BEFORE_TRACE_CALLER };
 
 export type Emit = (cmd: Command, line: number) => void;
 
+/**
+ * A record read back from a stored event (reroute.ts) rather than parsed from a line: the caller
+ * and site it was stored with stand instead of --caller, the task or a debug line's prefix.
+ */
+export type StoredRecord = TraceRecord & { stored?: { caller?: string; site?: string } };
+
 export interface SpaceHost {
   /**
    * A domain of this name as the ledger held it before this import stored anything in it;
@@ -143,10 +149,17 @@ export class Spaces {
   /** Provenance of a record as command fields (names clipped to what the schema takes). */
   private base(op: string, s: Space, rec: TraceRecord, extra: Record<string, unknown>): Record<string, unknown> {
     const c: Record<string, unknown> = { op, domain: s.name, ...extra };
-    const origin = rec.prefix !== undefined ? debugOrigin(rec.prefix) : undefined;
-    const caller = this.opts.caller ?? rec.task ?? origin?.caller;
-    if (caller !== undefined) c.caller = caller.slice(0, 200);
-    if (origin?.site !== undefined) c.site = origin.site.slice(0, 500);
+    const kept = (rec as StoredRecord).stored;
+    if (kept) {
+      // A record read back from a stored event (reroute.ts): its caller and site as they were stored.
+      if (kept.caller !== undefined) c.caller = kept.caller;
+      if (kept.site !== undefined) c.site = kept.site;
+    } else {
+      const origin = rec.prefix !== undefined ? debugOrigin(rec.prefix) : undefined;
+      const caller = this.opts.caller ?? rec.task ?? origin?.caller;
+      if (caller !== undefined) c.caller = caller.slice(0, 200);
+      if (origin?.site !== undefined) c.site = origin.site.slice(0, 500);
+    }
     if (rec.task !== undefined) c.task = rec.task.slice(0, 200);
     if (rec.pid !== undefined) c.pid = rec.pid;
     if (rec.tgid !== undefined) c.tgid = rec.tgid;

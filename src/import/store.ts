@@ -112,18 +112,24 @@ const GC_EVERY_LINES = Number(process.env.IOMMU_LEDGER_GC_LINES ?? 32768);
 /** The profile check replays at most this many maps and unmaps (every profile in memory). */
 const FIT_EVENTS = 50_000;
 
-export async function importTrace(ledger: Ledger, file: string, opts: ImportOptions): Promise<ImportSummary> {
-  if (opts.profile) resolveProfile(opts.profile); // unknown names fail before anything is read
+/** Checks --domain and --skew (import and reroute): the skew in microseconds, or a TraceInputError (exit 2). */
+export function checkRouteOptions(opts: { domain?: string; skewUs?: number | string }): number {
   if (opts.domain !== undefined && !/^[^\s]{1,200}$/.test(opts.domain))
     throw new TraceInputError(`--domain ${JSON.stringify(opts.domain)}: a domain name has 1 to 200 characters and no spaces`);
-  if (opts.caller !== undefined && (opts.caller.length === 0 || opts.caller.length > 200))
-    throw new TraceInputError('--caller: a caller name has 1 to 200 characters');
   const skewUs = opts.skewUs === undefined ? SKEW_US : Number(opts.skewUs);
   if (!Number.isFinite(skewUs) || skewUs < 0 || (typeof opts.skewUs === 'string' && !/^\s*\d+(\.\d+)?\s*$/.test(opts.skewUs))) {
     throw new TraceInputError(
       `--skew ${JSON.stringify(String(opts.skewUs))}: give the clock skew between CPUs in microseconds, a number 0 or more (default ${SKEW_US})`,
     );
   }
+  return skewUs;
+}
+
+export async function importTrace(ledger: Ledger, file: string, opts: ImportOptions): Promise<ImportSummary> {
+  if (opts.profile) resolveProfile(opts.profile); // unknown names fail before anything is read
+  if (opts.caller !== undefined && (opts.caller.length === 0 || opts.caller.length > 200))
+    throw new TraceInputError('--caller: a caller name has 1 to 200 characters');
+  const skewUs = checkRouteOptions(opts);
   const src = await openSource(file);
   const startedAt = ledger.lastPosition;
   let interrupt: (() => void) | undefined;
@@ -407,13 +413,16 @@ export async function importTrace(ledger: Ledger, file: string, opts: ImportOpti
 /**
  * What the pipeline needs to know of the ledger: a domain's state before this source stored
  * anything in it (for a resumed import, as it was before the first run), and the names of the
- * spaces this source opens (the ones it opened before, then free `asN` names).
+ * spaces this source opens (the ones it opened before, then free `asN` names). For reroute
+ * (cli/reroute.ts): `shadows` keeps the spaces' own shadows even for a new source (the ledger's
+ * domains are not what the routing decided when spaces are merged), and `reserved` names count as
+ * taken (spaces an earlier source opened and a merge removed).
  */
-function spaceHost(ledger: Ledger, sourceKey: string): SpaceHost {
+export function spaceHost(ledger: Ledger, sourceKey: string, o: { shadows?: boolean; reserved?: Iterable<string> } = {}): SpaceHost {
   const resumed = sourceHasEvents(ledger, sourceKey);
   const ours = resumed ? domainsCreatedBy(ledger, sourceKey).map((d) => d.name) : [];
   const oursSet = new Set(ours);
-  const taken = new Set(ledger.domains().map((d) => d.name));
+  const taken = new Set([...ledger.domains().map((d) => d.name), ...(o.reserved ?? [])]);
   const given: string[] = [];
   return {
     existing(name: string): { core: Domain; destroyed: boolean } | undefined {
@@ -428,7 +437,7 @@ function spaceHost(ledger: Ledger, sourceKey: string): SpaceHost {
     // A resumed import re-emits what was stored: the ledger skips those, so the spaces keep
     // shadows; otherwise each command is applied as it is emitted, and the ledger's own domain
     // is the space's state.
-    ...(resumed ? {} : { live: (name: string) => ledger.peek(name) }),
+    ...(resumed || o.shadows ? {} : { live: (name: string) => ledger.peek(name) }),
     spaceName(k: number): string {
       if (k < ours.length) return ours[k]!;
       for (let n = 1; ; n++) {
