@@ -4,7 +4,7 @@
  * the domains that map anything plus one, the union of the spaces equal to the truth at the end
  * and at every consistent cut (the first k printed records are the first k events).
  *
- *   node dist/scripts/check-generated.js [traces per family = 500] [seed = 1]
+ *   node dist/scripts/check-generated.js [traces per family = 500] [seed = 1] [a word of the family names]
  *
  * Prints one line per family. A trace whose printed records could have come from several
  * histories (a domain's pre-trace mapping unmapped while another domain has the same range
@@ -31,8 +31,9 @@ const FAMILIES: Array<[string, TraceOptions]> = [
   ['up to 4 domains, clock skew up to 10 µs', { skewUs: 10 }],
 ];
 
-for (const [name, opts] of FAMILIES) {
-  const c = { traces: 0, divergences: 0, overUnmaps: 0, spaces: 0, end: 0, everyCut: 0 };
+const ONLY = process.argv[4]; // a word of the family names, to run only those
+for (const [name, opts] of FAMILIES.filter(([n]) => ONLY === undefined || n.includes(ONLY))) {
+  const c = { traces: 0, divergences: 0, overUnmaps: 0, spaces: 0, end: 0, everyCut: 0, otherHistory: 0 };
   const t0 = Date.now();
   for (const recipe of fc.sample(recipeArb(opts), { numRuns: N, seed: SEED })) {
     const t = generateTrace(recipe, opts);
@@ -51,7 +52,13 @@ for (const [name, opts] of FAMILIES) {
       const used = new Set(t.oracle.records.filter((r) => r.kind === 'map' || r.kind === 'unmap').map((r) => r.domain)).size;
       if (s.spaces.length > used + 1) c.spaces++;
       if (view.unionAt(view.lastPosition) !== show(t.oracle.liveUnionPrintedAfter(t.oracle.records.length))) c.end++;
-      if (firstWrongCut(t, view)) c.everyCut++;
+      if (firstWrongCut(t, view)) {
+        c.everyCut++;
+        // Our reading is itself a history that prints these lines when every map it stores
+        // succeeds and every unmap removes what the kernel reported (no refused command, no
+        // divergence): the trace cannot tell the two apart.
+        if (q.refusedCommands() === 0 && q.findings({ kind: 'divergence' }).length === 0) c.otherHistory++;
+      }
       q.close();
     } finally {
       rmSync(dir, { recursive: true, force: true });
@@ -59,6 +66,6 @@ for (const [name, opts] of FAMILIES) {
   }
   const pct = (n: number) => `${n} (${((100 * n) / c.traces).toFixed(1)}%)`;
   console.log(
-    `${name}: ${c.traces} traces in ${((Date.now() - t0) / 1000).toFixed(0)} s; disagreeing with the truth: divergences ${pct(c.divergences)}, over-unmaps ${pct(c.overUnmaps)}, too many spaces ${pct(c.spaces)}, union at the end ${pct(c.end)}, union at some consistent cut ${pct(c.everyCut)}`,
+    `${name}: ${c.traces} traces in ${((Date.now() - t0) / 1000).toFixed(0)} s; disagreeing with the truth: divergences ${pct(c.divergences)}, over-unmaps ${pct(c.overUnmaps)}, too many spaces ${pct(c.spaces)}, union at the end ${pct(c.end)}, union at some consistent cut ${pct(c.everyCut)}, of which our reading is another history printing the same lines ${c.otherHistory}`,
   );
 }
