@@ -1,14 +1,15 @@
 /**
- * The ledger: validates commands, runs them through the core, appends the events, and updates
- * every projection in the same transaction (inline). `rebuild()` recomputes the projections
- * from the events alone, with the very same code.
+ * The ledger: validates commands, decides them with the core, appends the events, and updates
+ * every projection in the same transaction: the registered ones (registry.ts) by handing them the
+ * decided events in batches, the rest inline. `rebuild()` recomputes the projections from the
+ * events alone, with the very same code.
  */
 import type Database from 'better-sqlite3';
-import { hex, U64_MAX, type Range } from '../core/address.js';
+import { hex, type Range } from '../core/address.js';
 import { Domain, runEnd, type MapOrigin, type MapResult, type Run, type UnmapResult } from '../core/domain.js';
 import { IntervalSet } from '../core/intervals.js';
 import { SteppingTracker, type StepCase, type StepVerdict } from '../core/stepping.js';
-import { classifyUnmap, tryUnmap, type SymmetryClass, type UnmapAnalysis } from '../core/symmetry.js';
+import { classifyUnmap, tryUnmap, type SymmetryClass } from '../core/symmetry.js';
 import { customProfile } from '../core/profile-spec.js';
 import { LedgerFault } from '../core/errors.js';
 import { describeProfile, profileFromDescriptor, resolveProfile, type Profile, type ProfileDescriptor } from '../core/profile.js';
@@ -24,7 +25,7 @@ import {
   type UnmapBody,
   type Who,
 } from '../events/schema.js';
-import { decodeBody, type DecodedBody } from '../events/decode.js';
+import { decodeBody, type DecodedBody, type MapFields, type UnmapFields } from '../events/decode.js';
 import { DomainReplay, replayMap, replayUnmap, type ReplayedDomain } from '../events/replay.js';
 import { ConcurrencyError, EventStore, type VerifyResult } from '../events/store.js';
 import { CorruptEventError, eventName, shown, unfitEvent } from '../events/stored.js';
@@ -48,6 +49,9 @@ import {
 import { decodeIntent, IntentWriter } from './intentsnap.js';
 import { deleteMeta } from './meta.js';
 import { prepareLedgerStatements, type EventRow, type IntentRowRaw, type LedgerStatements } from './statements.js';
+import { ProjectionSet, type Decided, type Decision, type FaultCause, type UnmapClassification } from './registry.js';
+import { HW_CHECKPOINT_EVERY } from './hardware.js';
+import { saturated } from './symmetry.js';
 
 export const UNKNOWN_CALLER = '(unknown)';
 /** Callers that are nobody in particular: their pages are never "another owner's" (core/stepping.ts). */
@@ -77,7 +81,6 @@ function stepCaseOf(position: number, caller: string, state: string): StepCase {
     }),
   };
 }
-const HW_CHECKPOINT_EVERY = 4096;
 /** Pending projection rows are written once this many have gathered. */
 const FLUSH_EVERY = 16384;
 /** A snapshot of a domain's live runs (run_snapshots, schema 5) and intent (intent_snapshots, schema 6) every this many of its events. */
@@ -86,6 +89,13 @@ export const SNAPSHOT_EVERY = 65536;
 const MERGE_SMALL = 32;
 /** A piece with fewer entries than this counts as small. */
 const SMALL_PIECE = 256;
+/**
+ * The registered projections (registry.ts) are handed the decided events at most this many at a
+ * time. Small: a decided event holds the core's results, and items kept longer than a young-
+ * generation collection get copied and promoted (1,024 made the batched bench ~15% slower,
+ * almost all of it in the garbage collector).
+ */
+const PROJECT_EVERY = 64;
 
 export interface LedgerOptions extends OpenOptions {
   /** Snapshot cadence of the run log (tests use small values; the default suits real ledgers). */
@@ -182,27 +192,10 @@ interface Ctx {
   steps: SteppingTracker;
 }
 
-interface SymCount {
-  domain: number;
-  caller: string;
-  site: string;
-  maps: number;
-  unmaps: number;
-  exact: number;
-  spans: number;
-  cuts: number;
-  misses: number;
-  straddles: number;
-  foreign_unmaps: number;
-  unmap_bytes: bigint;
-  cut_bytes: bigint;
-}
-
 /** Mutable parts of the projection writer, one per append or rebuild. */
 interface Batch {
   recordedAt: string;
   touched: Set<Ctx>;
-  sym: Map<string, SymCount>;
 }
 
 /**
@@ -231,7 +224,10 @@ export class Ledger {
    */
   private pendingRuns = new Map<Run, PendingRow & { ctx: Ctx }>();
   private pendingIntent = new Map<IntentInterval, PendingRow & { caller: string }>();
+  /** Events decided since the registered projections were last applied, in position order. */
+  private decided: Decided[] = [];
   private s: LedgerStatements;
+  private projections: ProjectionSet;
 
   private readonly snapshotEvery: number;
 
@@ -242,11 +238,13 @@ export class Ledger {
     this.store = new EventStore(path, open);
     this.db = this.store.db;
     this.s = prepareLedgerStatements(this.db, this.store.path);
+    this.projections = new ProjectionSet(this.db, this.store.path);
   }
 
   /** (Re)prepares the write path's statements (statements.ts): at open, and on the tables `rebuild` recreated. */
   private prepareStatements(): void {
     this.s = prepareLedgerStatements(this.db, this.store.path);
+    this.projections = new ProjectionSet(this.db, this.store.path);
   }
 
   close(): void {
@@ -316,7 +314,7 @@ export class Ledger {
   }
 
   private begin(): { batch: Batch; add: (inp: Input) => Outcome } {
-    const batch: Batch = { recordedAt: new Date().toISOString(), touched: new Set(), sym: new Map() };
+    const batch: Batch = { recordedAt: new Date().toISOString(), touched: new Set() };
     let index = 0;
     return { batch, add: (inp) => this.execute(inp, index++, batch) };
   }
@@ -335,35 +333,22 @@ export class Ledger {
     this.ctxs.clear();
     this.pendingRuns.clear();
     this.pendingIntent.clear();
+    this.decided = [];
+    // What the projections gathered for the rolled-back transaction goes with it.
+    this.projections = new ProjectionSet(this.db, this.store.path);
   }
 
   private finishBatch(batch: Batch): void {
     this.flushRows();
+    this.projections.flush();
     for (const ctx of batch.touched) {
       this.saveStream(ctx);
     }
-    for (const c of batch.sym.values()) this.writeSym(c);
     this.s.checkpoint.run(this.store.lastPosition);
   }
 
   private saveStream(ctx: Ctx): void {
     this.s.setVersion.run(ctx.version, toDb(ctx.maxSpan), ctx.invalidations, toDb(ctx.invalidatedBytes), ctx.id);
-  }
-
-  private writeHw(ctx: Ctx, pos: number): void {
-    const st = ctx.core.stats();
-    this.s.insHw.run(
-      ctx.id,
-      pos,
-      JSON.stringify({
-        levels: st.levels,
-        runs: st.runs,
-        mappedBytes: hex(st.mappedBytes),
-        tableMemoryBytes: st.tableMemoryBytes,
-        invalidations: ctx.invalidations,
-        invalidatedBytes: hex(ctx.invalidatedBytes),
-      }),
-    );
   }
 
   // ---- domain state ----
@@ -565,14 +550,27 @@ export class Ledger {
     if (out.position !== undefined) this.maybeCheckpoint(this.ctxs.get(out.domain), out.position);
     // A long session (a big import) writes its pending rows as it goes: memory stays flat.
     if (this.pendingRuns.size + this.pendingIntent.size > FLUSH_EVERY) this.flushRows();
+    else if (this.decided.length >= PROJECT_EVERY) this.applyProjections();
     return out;
   }
 
   /** Hardware snapshots at every HW_CHECKPOINT_EVERY-th event of a domain (the same in rebuild). */
   private maybeCheckpoint(ctx: Ctx | undefined, pos: number): void {
     if (!ctx) return;
-    if (ctx.version % HW_CHECKPOINT_EVERY === 0) this.writeHw(ctx, pos);
+    if (ctx.version % HW_CHECKPOINT_EVERY === 0) {
+      const item = this.decided[this.decided.length - 1];
+      if (item?.position !== pos) throw new Error(`internal: event #${pos} was not decided`);
+      item.hardware = { stats: ctx.core.stats(), invalidations: ctx.invalidations, invalidatedBytes: ctx.invalidatedBytes };
+    }
     if (ctx.version % this.snapshotEvery === 0) this.writeSnapshot(ctx, pos);
+  }
+
+  /** Hands the events decided since the last call to the registered projections (registry.ts). */
+  private applyProjections(): void {
+    if (this.decided.length === 0) return;
+    const batch = this.decided;
+    this.decided = [];
+    this.projections.apply(batch);
   }
 
   /**
@@ -660,6 +658,7 @@ export class Ledger {
       const info = this.s.insStream.run(cmd.domain, JSON.stringify(desc), pos);
       const ctx = this.newCtx(Number(info.lastInsertRowid), cmd.domain, profile, 0, false);
       this.appendEvent(ctx, 'domain-created', id, cmd.time, { profile: desc }, who, inp.from, batch);
+      this.decide(ctx, pos, who, inp.from, UNKNOWN_CALLER, '', { type: 'domain-created', body: { profile: desc } });
       return { ...out, position: pos };
     }
 
@@ -685,12 +684,19 @@ export class Ledger {
           out.reason = r.reason;
         }
         this.appendEvent(ctx, 'map', id, cmd.time, body, who, inp.from, batch);
-        this.projectMap(ctx, pos, caller, site, r, cmd.iova, cmd.size, batch, cmd.inferred !== undefined);
+        const fields: MapFields = { iova: cmd.iova, paddr: cmd.paddr, size: cmd.size, prot, ok: r.ok };
+        if (!r.ok) {
+          fields.errno = r.errno;
+          fields.reason = r.reason;
+        }
+        if (cmd.inferred !== undefined) fields.inferred = cmd.inferred;
+        this.projectMap(ctx, pos, caller, site, r, cmd.iova, cmd.size, cmd.inferred !== undefined);
+        this.decide(ctx, pos, who, inp.from, caller, site, { type: 'map', body: fields, result: r });
         return out;
       }
       case 'unmap': {
         const start = cmd.iova;
-        const { a, foreign } = this.classify(ctx, pos, start, cmd.size, caller, site);
+        const classification = this.classify(ctx, start, cmd.size, caller);
         const observed = cmd.observedUnmapped;
         // What a trace saw the kernel do is the authority: the pages follow it (core/observed.ts),
         // unless a what-if asks for the prediction's pages.
@@ -711,35 +717,45 @@ export class Ledger {
           }
         }
         this.appendEvent(ctx, 'unmap', id, cmd.time, body, who, inp.from, batch);
-        Object.assign(out, { ok: r.ok, errno: r.errno, reason: r.reason, unmapped: recorded, predicted, symmetry: a.class });
+        Object.assign(out, { ok: r.ok, errno: r.errno, reason: r.reason, unmapped: recorded, predicted, symmetry: classification.analysis.class });
         this.projectUnmap(ctx, pos, caller, site, cmd.iova, cmd.size, r, recorded, predicted, out);
-        this.countUnmap(batch, ctx, caller, site, a, foreign, cmd.size);
+        const fields: UnmapFields = { iova: cmd.iova, size: cmd.size, ok: r.ok, unmapped: recorded };
+        if (!r.ok) {
+          fields.errno = r.errno;
+          fields.reason = r.reason;
+        }
+        if (observed !== undefined) {
+          fields.observed = true;
+          if (observed !== predicted) {
+            fields.predicted = predicted;
+            if (follow) fields.followed = true;
+          }
+        }
+        this.decide(ctx, pos, who, inp.from, caller, site, { type: 'unmap', body: fields, result: r, recorded, predicted, classification });
         return out;
       }
       case 'fault': {
-        this.appendEvent(
-          ctx,
-          'fault',
-          id,
-          cmd.time,
-          dropUndefined({ iova: hex(cmd.iova), device: cmd.device, driver: cmd.driver, flags: cmd.flags }),
-          who,
-          inp.from,
-          batch,
-        );
-        out.faultCause = this.projectFault(ctx, pos, cmd.iova, cmd.device, cmd.flags);
+        const stored = dropUndefined({ iova: hex(cmd.iova), device: cmd.device, driver: cmd.driver, flags: cmd.flags });
+        this.appendEvent(ctx, 'fault', id, cmd.time, stored, who, inp.from, batch);
+        const fields = dropUndefined({ iova: cmd.iova, device: cmd.device, driver: cmd.driver, flags: cmd.flags });
+        const cause = this.faultCause(ctx, pos, cmd.iova);
+        out.faultCause = cause.cause;
+        this.decide(ctx, pos, who, inp.from, caller, site, { type: 'fault', body: fields, cause });
         return out;
       }
       case 'attach':
       case 'detach': {
-        const type: EventType = cmd.op === 'attach' ? 'device-attached' : 'device-detached';
-        this.appendEvent(ctx, type, id, cmd.time, dropUndefined({ device: cmd.device, groupId: cmd.groupId }), who, inp.from, batch);
+        const type = cmd.op === 'attach' ? 'device-attached' : 'device-detached';
+        const fields = dropUndefined({ device: cmd.device, groupId: cmd.groupId });
+        this.appendEvent(ctx, type, id, cmd.time, fields, who, inp.from, batch);
+        this.decide(ctx, pos, who, inp.from, caller, site, { type, body: fields });
         return out;
       }
       case 'destroy': {
         this.appendEvent(ctx, 'domain-destroyed', id, cmd.time, {}, who, inp.from, batch);
         this.destroyState(ctx, pos);
         this.s.setDestroyed.run(pos, ctx.version, ctx.id);
+        this.decide(ctx, pos, who, inp.from, caller, site, { type: 'domain-destroyed', body: {} });
         return out;
       }
     }
@@ -757,44 +773,22 @@ export class Ledger {
     batch.touched.add(ctx);
   }
 
-  /**
-   * Adds a batch's counts to a caller_symmetry row. The byte totals are summed here, not in SQL:
-   * stored biased, a sum past 2^63 would overflow SQLite's integers (and past 2^64 the column), so
-   * they saturate at 2^64 - 1 instead.
-   */
-  private writeSym(c: SymCount): void {
-    const had = this.s.symBytes.get(c.domain, c.caller, c.site);
-    const unmap = had ? saturated(fromDb(had.unmap_bytes) + c.unmap_bytes) : c.unmap_bytes;
-    const cut = had ? saturated(fromDb(had.cut_bytes) + c.cut_bytes) : c.cut_bytes;
-    this.s.upsertSym.run({ ...c, unmap_bytes: toDb(unmap), cut_bytes: toDb(cut) });
+  /** Queues a decided event for the registered projections (registry.ts). */
+  private decide(ctx: Ctx, position: number, who: Who, from: Origin | undefined, caller: string, site: string, what: Decision): void {
+    const item = what as Decided;
+    item.position = position;
+    item.domain = ctx.id;
+    item.stream = ctx.name;
+    item.version = ctx.version;
+    item.who = who;
+    if (from !== undefined) item.from = from;
+    item.caller = caller;
+    item.site = site;
+    this.decided.push(item);
   }
 
-  private sym(batch: Batch, ctx: Ctx, caller: string, site: string): SymCount {
-    const key = `${ctx.id}\0${caller}\0${site}`;
-    let c = batch.sym.get(key);
-    if (!c) {
-      c = {
-        domain: ctx.id,
-        caller,
-        site,
-        maps: 0,
-        unmaps: 0,
-        exact: 0,
-        spans: 0,
-        cuts: 0,
-        misses: 0,
-        straddles: 0,
-        foreign_unmaps: 0,
-        unmap_bytes: 0n,
-        cut_bytes: 0n,
-      };
-      batch.sym.set(key, c);
-    }
-    return c;
-  }
-
-  /** A map's projections (runs, intent, symmetry counts), the same when appending and rebuilding. */
-  private projectMap(ctx: Ctx, pos: number, caller: string, site: string, r: MapResult, iova: bigint, size: bigint, batch: Batch, inferred = false): void {
+  /** A map's inline projections (runs, intent), the same when appending and rebuilding. */
+  private projectMap(ctx: Ctx, pos: number, caller: string, site: string, r: MapResult, iova: bigint, size: bigint, inferred: boolean): void {
     if (r.ok) {
       if (!inferred) for (const v of ctx.steps.map(caller, iova, iova + size, pos)) this.settleStep(ctx, v);
       ctx.info.set(r.runs[0]!.origin, { caller, site });
@@ -803,73 +797,41 @@ export class Ledger {
       // and the unmap that shows it removes it at once): no intent, no caller count.
       if (!inferred) this.addIntent(ctx, caller, iova, iova + size, pos);
     }
-    if (!inferred) this.sym(batch, ctx, caller, site).maps++;
-  }
-
-  private countUnmap(batch: Batch, ctx: Ctx, caller: string, site: string, a: UnmapAnalysis, foreign: boolean, size: bigint): void {
-    const sc = this.sym(batch, ctx, caller, site);
-    sc.unmaps++;
-    sc[a.class]++;
-    if (foreign) sc.foreign_unmaps++;
-    sc.unmap_bytes = saturated(sc.unmap_bytes + size);
-    sc.cut_bytes = saturated(sc.cut_bytes + a.keptBytes);
   }
 
   /**
    * How an unmap relates to the maps alive when it is issued (core/symmetry.ts), and whether it
-   * reaches another caller's map. Partial unmaps, misses and unmaps across a hole also get an
-   * asymmetric_unmaps row with what they would do under each unmap behaviour.
+   * reaches another caller's map: taken before the core carries it out. Partial unmaps, misses
+   * and unmaps across a hole also get what they would do under each unmap behaviour (the
+   * caller-symmetry projection writes their asymmetric_unmaps rows: symmetry.ts).
    */
-  private classify(ctx: Ctx, pos: number, start: bigint, size: bigint, caller: string, site: string): { a: UnmapAnalysis; foreign: boolean } {
+  private classify(ctx: Ctx, start: bigint, size: bigint, caller: string): UnmapClassification {
     const a = classifyUnmap(ctx.core, start, size);
     let foreign = false;
-    for (const o of a.maps) if ((this.infoOf(ctx, o)?.caller ?? UNKNOWN_CALLER) !== caller) foreign = true;
-    // Rows for the unmaps an audit of callers needs: partial ones (tried under each behaviour on
-    // O(1) clones), misses, and whole-map unmaps across a hole (which the loops stop at).
+    const mapsBy = a.maps.map((o) => {
+      const info = this.infoOf(ctx, o);
+      const by = { caller: info?.caller ?? UNKNOWN_CALLER, site: info?.site ?? '' };
+      if (by.caller !== caller) foreign = true;
+      return by;
+    });
+    const c: UnmapClassification = { analysis: a, mapsBy, foreign };
+    // What each behaviour would do, for the unmaps an audit of callers needs: partial ones (tried
+    // on O(1) clones), misses, and whole-map unmaps across a hole (which the loops stop at).
     // Exact mirrors and hole-free spans do the same under every behaviour: counted only.
     const partial = a.class === 'cuts' || a.class === 'straddles';
     if (partial || a.class === 'misses' || a.afterHole > 0n) {
-      const legacy = partial ? tryUnmap(ctx.core, start, size, 'legacy') : { over: 0n, left: a.afterHole };
-      const split = { over: 0n, left: a.afterHole }; // io-pgtable-arm's split removes exactly the request, up to a hole
-      const strict = partial
-        ? tryUnmap(ctx.core, start, size, 'strict')
-        : a.class === 'misses' && ctx.profile.emptyUnmapErrno
-          ? { over: 0n, left: 0n, errno: ctx.profile.emptyUnmapErrno }
-          : { over: 0n, left: 0n };
-      this.s.insAsym.run(
-        pos,
-        ctx.id,
-        caller,
-        site,
-        a.class,
-        foreign ? 1 : 0,
-        toDb(start),
-        toDb(size),
-        JSON.stringify(
-          a.maps.map((o) => {
-            const info = this.infoOf(ctx, o);
-            return {
-              position: o.ref,
-              iova: hex(o.iova),
-              size: hex(o.size),
-              caller: info?.caller ?? UNKNOWN_CALLER,
-              ...(info?.site ? { site: info.site } : {}),
-            };
-          }),
-        ),
-        a.class === 'misses' && size > 0n ? this.overUnmapOf(ctx, start) : null,
-        toDb(a.keptBytes),
-        toDb(a.largestPage),
-        toDb(a.safePage),
-        toDb(legacy.over),
-        toDb(legacy.left),
-        toDb(split.over),
-        toDb(split.left),
-        toDb(strict.left),
-        strict.errno ?? null,
-      );
+      c.behaviours = {
+        legacy: partial ? tryUnmap(ctx.core, start, size, 'legacy') : { over: 0n, left: a.afterHole },
+        split: { over: 0n, left: a.afterHole }, // io-pgtable-arm's split removes exactly the request, up to a hole
+        strict: partial
+          ? tryUnmap(ctx.core, start, size, 'strict')
+          : a.class === 'misses' && ctx.profile.emptyUnmapErrno
+            ? { over: 0n, left: 0n, errno: ctx.profile.emptyUnmapErrno }
+            : { over: 0n, left: 0n },
+      };
+      c.missedAfter = a.class === 'misses' && size > 0n ? this.overUnmapOf(ctx, start) : null;
     }
-    return { a, foreign };
+    return c;
   }
 
   /** The unmap that removed the page at iova as collateral (outside its request), if one did: why an unmap missed. */
@@ -986,6 +948,7 @@ export class Ledger {
       iv.tag = Number(info.lastInsertRowid);
     }
     this.pendingIntent.clear();
+    this.applyProjections();
   }
 
   /** The run-log piece of one domain's changes since the last flush (nothing when there are none). */
@@ -1147,38 +1110,26 @@ export class Ledger {
     }
   }
 
-  /** Why an IO page fault happened: what last removed the page at iova, if anything. */
-  private projectFault(ctx: Ctx, pos: number, iova: bigint, device: string | undefined, flags: number | undefined): string {
-    let cause: string;
-    let causePos: number | null = null;
-    let detail: Record<string, unknown> = {};
+  /**
+   * Why an IO page fault happened: what last removed the page at iova, if anything (the faults
+   * projection stores it: faults.ts). The fault settles the over-unmaps whose collateral it hits.
+   */
+  private faultCause(ctx: Ctx, pos: number, iova: bigint): FaultCause {
     for (const v of ctx.steps.fault(iova, pos)) this.settleStep(ctx, v);
     const live = ctx.core.find(iova);
-    if (live) {
-      cause = 'mapped';
-      detail = { mappedBy: live.origin.ref, note: 'the page is mapped: a permission or a device-side fault' };
-    } else {
-      const removedAt = this.lastRemovalOf(ctx, iova);
-      if (removedAt === undefined) {
-        cause = 'never-mapped';
-      } else {
-        causePos = removedAt;
-        const ev = this.storedEvent(causePos);
-        if (!ev) throw unreadable(`the runs of domain ${ctx.name}`, `a run ends at event #${causePos}, which is not stored`);
-        if (ev.type === 'unmap') {
-          const s = ev.body.iova;
-          const e = s + ev.body.size;
-          cause = iova >= s && iova < e ? 'use-after-unmap' : 'use-after-collateral-unmap';
-          // A fault on the collateral of a stepped over-unmap: somebody still relied on it.
-          if (cause === 'use-after-collateral-unmap') this.s.faultOnStepped.run(pos, causePos);
-          detail = { unmap: { iova: ev.stored.iova, size: ev.stored.size }, caller: ev.who.caller ?? UNKNOWN_CALLER };
-        } else {
-          cause = ev.type === 'domain-destroyed' ? 'use-after-destroy' : 'use-after-unmap';
-        }
-      }
-    }
-    this.s.insFault.run(pos, ctx.id, toDb(iova), device ?? null, flags ?? null, cause, causePos, JSON.stringify(detail));
-    return cause;
+    if (live)
+      return { cause: 'mapped', position: null, detail: { mappedBy: live.origin.ref, note: 'the page is mapped: a permission or a device-side fault' } };
+    const removedAt = this.lastRemovalOf(ctx, iova);
+    if (removedAt === undefined) return { cause: 'never-mapped', position: null, detail: {} };
+    const ev = this.storedEvent(removedAt);
+    if (!ev) throw unreadable(`the runs of domain ${ctx.name}`, `a run ends at event #${removedAt}, which is not stored`);
+    if (ev.type !== 'unmap') return { cause: ev.type === 'domain-destroyed' ? 'use-after-destroy' : 'use-after-unmap', position: removedAt, detail: {} };
+    const s = ev.body.iova;
+    return {
+      cause: iova >= s && iova < s + ev.body.size ? 'use-after-unmap' : 'use-after-collateral-unmap',
+      position: removedAt,
+      detail: { unmap: { iova: ev.stored.iova, size: ev.stored.size }, caller: ev.who.caller ?? UNKNOWN_CALLER },
+    };
   }
 
   // ---- rebuild ----
@@ -1211,9 +1162,10 @@ export class Ledger {
       this.ctxs.clear();
       const streams = new Map<string, { id: number }>();
       for (const s of this.store.streams()) streams.set(s.name, { id: s.id });
-      const batch: Batch = { recordedAt: '', touched: new Set(), sym: new Map() };
+      const batch: Batch = { recordedAt: '', touched: new Set() };
       for (const [pos, stream, version, type, data] of this.store.readForFold()) {
         const who = data.who ?? {};
+        const from = data.from;
         const caller = who.caller ?? UNKNOWN_CALLER;
         const site = who.site ?? '';
         let ctx = this.ctxs.get(stream);
@@ -1230,30 +1182,33 @@ export class Ledger {
           const body = ev.body;
           const r = replayMap(ctx.core, pos, body);
           if (r.ok !== body.ok) mismatches++;
-          this.projectMap(ctx, pos, caller, site, r, body.iova, body.size, batch, body.inferred !== undefined);
+          this.projectMap(ctx, pos, caller, site, r, body.iova, body.size, body.inferred !== undefined);
+          this.decide(ctx, pos, who, from, caller, site, { type: 'map', body, result: r });
         } else if (ev.type === 'unmap') {
           const body = ev.body;
           const { iova, size } = body;
-          const { a, foreign } = this.classify(ctx, pos, iova, size, caller, site);
+          const classification = this.classify(ctx, iova, size, caller);
           const r = replayUnmap(ctx.core, body);
           const stored = body.predicted ?? body.unmapped;
           const predicted = r.predicted ?? r.unmappedSize;
           if (r.ok !== body.ok || predicted !== stored) mismatches++;
           const out: Outcome = { index: 0, op: 'unmap', domain: stream, ok: r.ok };
           this.projectUnmap(ctx, pos, caller, site, iova, size, r, body.unmapped, predicted, out);
-          this.countUnmap(batch, ctx, caller, site, a, foreign, size);
+          this.decide(ctx, pos, who, from, caller, site, { type: 'unmap', body, result: r, recorded: body.unmapped, predicted, classification });
         } else if (ev.type === 'fault') {
-          this.projectFault(ctx, pos, ev.body.iova, ev.body.device, ev.body.flags);
-        } else if (ev.type === 'domain-destroyed') {
-          this.destroyState(ctx, pos);
+          this.decide(ctx, pos, who, from, caller, site, { type: 'fault', body: ev.body, cause: this.faultCause(ctx, pos, ev.body.iova) });
+        } else {
+          if (ev.type === 'domain-destroyed') this.destroyState(ctx, pos);
+          this.decide(ctx, pos, who, from, caller, site, ev);
         }
         this.maybeCheckpoint(ctx, pos);
         n++;
         if (n % 8192 === 0) this.flushRows();
+        else if (this.decided.length >= PROJECT_EVERY) this.applyProjections();
         if (onProgress && n % 65536 === 0) onProgress(n, total);
       }
       this.flushRows();
-      for (const c of batch.sym.values()) this.writeSym(c);
+      this.projections.flush();
       for (const c of this.ctxs.values()) this.saveStream(c);
       this.s.checkpoint.run(total);
     });
@@ -1344,11 +1299,6 @@ function derivedId(stream: string, version: number): string {
 function dropUndefined<T extends Record<string, unknown>>(o: T): T {
   for (const k of Object.keys(o)) if (o[k] === undefined) delete o[k];
   return o;
-}
-
-/** A byte total, held at 2^64 - 1 when it would pass it (one caller can unmap a whole 64-bit space many times). */
-function saturated(v: bigint): bigint {
-  return v > U64_MAX ? U64_MAX : v;
 }
 
 interface OriginFields {

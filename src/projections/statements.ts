@@ -40,25 +40,8 @@ export interface StreamRow {
   invalidated_bytes: bigint;
 }
 
-/** The counts of one (domain, caller, site) that a batch adds to `caller_symmetry`; byte totals biased (codec.ts). */
-export interface SymmetryRow {
-  domain: number;
-  caller: string;
-  site: string;
-  maps: number;
-  unmaps: number;
-  exact: number;
-  spans: number;
-  cuts: number;
-  misses: number;
-  straddles: number;
-  foreign_unmaps: number;
-  unmap_bytes: bigint;
-  cut_bytes: bigint;
-}
-
 /** Biased 64-bit values (codec.ts toDb) are bound as bigints; NULL as null. */
-type U64 = bigint;
+export type U64 = bigint;
 
 /** The `(id, caller, iova, iova_last, map_pos)` of a live intent row, raw and with safe integers. */
 export type IntentRowRaw = [id: bigint, caller: string, iova: bigint, iovaLast: bigint, mapPos: bigint];
@@ -71,18 +54,7 @@ const LATEST_SNAPSHOT = 'SELECT coalesce(max(position), 0) FROM run_snapshots WH
  * naming `path`): `verify` and `rebuild` need none of them.
  */
 export function prepareLedgerStatements(db: Database.Database, path: string) {
-  const p = <P extends unknown[], R = unknown>(sql: string): Statement<P, R> => {
-    try {
-      return db.prepare<P, R>(sql);
-    } catch (e) {
-      const message = (e as Error).message;
-      // A statement on the projections alone names any column it misses as theirs.
-      const column = /\b(events|streams)\b/.test(sql) ? undefined : /^no such column: (?:\w+\.)?(\w+)/.exec(message)?.[1];
-      const missing = missingProjection(message) ?? (column !== undefined ? { kind: 'column' as const, name: column } : undefined);
-      if (!missing) throw e;
-      return failingStatement<P, R>(missingProjectionError(path, missing));
-    }
-  };
+  const p = statementPreparer(db, path);
   return {
     insStream: p<[name: string, profile: string, createdAt: number]>('INSERT INTO streams (name, version, profile, created_at) VALUES (?, 0, ?, ?)'),
     setVersion: p<[version: number, maxSpan: U64, invalidations: number, invalidatedBytes: U64, id: number]>(
@@ -174,15 +146,9 @@ export function prepareLedgerStatements(db: Database.Database, path: string) {
       'UPDATE unmap_findings SET step = ?, step_why = ?, step_pos = ?, step_state = NULL, step_others = ? WHERE position = ?',
     ),
     setStepState: p<[state: string, position: number]>('UPDATE unmap_findings SET step_state = ? WHERE position = ?'),
-    faultOnStepped: p<[faultPos: number, position: number]>(
-      "UPDATE unmap_findings SET step = 'harmful', step_why = 'fault', step_pos = ? WHERE position = ? AND step = 'stepped'",
-    ),
     pendingSteps: p<[domain: number], { position: number; caller: string; step_state: string }>(
       "SELECT position, caller, step_state FROM unmap_findings INDEXED BY unmap_findings_pending WHERE domain = ? AND step = 'pending' ORDER BY position",
     ).safeIntegers(false),
-    insFault: p<
-      [position: number, domain: number, iova: U64, device: string | null, flags: number | null, cause: string, causePos: number | null, detail: string]
-    >('INSERT INTO faults (position, domain, iova, device, flags, cause, cause_position, detail) VALUES (?,?,?,?,?,?,?,?)'),
     // Runs of up to 2 MiB start at most 2 MiB below the IOVA; longer ones come from their own index (schema 4).
     lastRemoval: p<[{ d: number; x: U64; near: U64 }], number | null>(
       `SELECT max(valid_to) FROM runs WHERE domain = @d AND iova <= @x AND iova >= @near AND iova_last >= @x AND valid_to IS NOT NULL`,
@@ -197,48 +163,29 @@ export function prepareLedgerStatements(db: Database.Database, path: string) {
       .pluck(),
     eventData: p<[position: number], EventRow>('SELECT position, event_id, type, data FROM events WHERE position = ?'),
     createdEvent: p<[stream: number], EventRow>('SELECT position, event_id, type, data FROM events WHERE stream = ? AND version = 1'),
-    upsertSym: p<[SymmetryRow]>(
-      `INSERT INTO caller_symmetry (domain, caller, site, maps, unmaps, exact, spans, cuts, misses, straddles, foreign_unmaps, unmap_bytes, cut_bytes)
-         VALUES (@domain, @caller, @site, @maps, @unmaps, @exact, @spans, @cuts, @misses, @straddles, @foreign_unmaps, @unmap_bytes, @cut_bytes)
-         ON CONFLICT (domain, caller, site) DO UPDATE SET maps = maps + excluded.maps, unmaps = unmaps + excluded.unmaps,
-           exact = exact + excluded.exact, spans = spans + excluded.spans, cuts = cuts + excluded.cuts,
-           misses = misses + excluded.misses, straddles = straddles + excluded.straddles, foreign_unmaps = foreign_unmaps + excluded.foreign_unmaps,
-           unmap_bytes = excluded.unmap_bytes, cut_bytes = excluded.cut_bytes`,
-    ),
-    symBytes: p<[domain: number, caller: string, site: string], { unmap_bytes: bigint; cut_bytes: bigint }>(
-      'SELECT unmap_bytes, cut_bytes FROM caller_symmetry WHERE domain = ? AND caller = ? AND site = ?',
-    ).safeIntegers(true),
-    insAsym: p<
-      [
-        position: number,
-        domain: number,
-        caller: string,
-        site: string,
-        cls: string,
-        foreignMap: 0 | 1,
-        iova: U64,
-        size: U64,
-        maps: string,
-        missedAfter: number | null,
-        keptBytes: U64,
-        largestPage: U64,
-        safePage: U64,
-        legacyOver: U64,
-        legacyLeft: U64,
-        splitOver: U64,
-        splitLeft: U64,
-        strictLeft: U64,
-        strictErrno: string | null,
-      ]
-    >(
-      `INSERT INTO asymmetric_unmaps (position, domain, caller, site, class, foreign_map, iova, size, maps, missed_after, kept_bytes, largest_page, safe_page,
-           legacy_over, legacy_left, split_over, split_left, strict_left, strict_errno)
-         VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
-    ),
-    insHw: p<[domain: number, position: number, stats: string]>('INSERT OR REPLACE INTO hw_state (domain, position, stats) VALUES (?,?,?)'),
     checkpoint: p<[position: number]>(
       "INSERT INTO checkpoints (projection, position) VALUES ('inline', ?) ON CONFLICT (projection) DO UPDATE SET position = excluded.position",
     ),
+  };
+}
+
+/**
+ * What prepares one typed statement on `db` (the projection modules of registry.ts prepare theirs
+ * with it too): a statement on a projection table that is missing fails only when it is used,
+ * naming the table and `path` (CorruptProjectionError).
+ */
+export function statementPreparer(db: Database.Database, path: string) {
+  return <P extends unknown[], R = unknown>(sql: string): Statement<P, R> => {
+    try {
+      return db.prepare<P, R>(sql);
+    } catch (e) {
+      const message = (e as Error).message;
+      // A statement on the projections alone names any column it misses as theirs.
+      const column = /\b(events|streams)\b/.test(sql) ? undefined : /^no such column: (?:\w+\.)?(\w+)/.exec(message)?.[1];
+      const missing = missingProjection(message) ?? (column !== undefined ? { kind: 'column' as const, name: column } : undefined);
+      if (!missing) throw e;
+      return failingStatement<P, R>(missingProjectionError(path, missing));
+    }
   };
 }
 

@@ -1,0 +1,158 @@
+/**
+ * The registry of projections and the batch contract (docs/architecture.md, "Projections: the
+ * registry and the batch contract").
+ *
+ * The write path is decide → append → project. `Ledger` decides each command with the core
+ * (src/core) and appends its event (src/events/store.ts); every projection registered here then
+ * receives the decided events as batches (`Decided`: the stored event, decoded, plus the facts the
+ * core produced for it that the event does not carry) and writes its own tables. Append and
+ * rebuild hand the registry the same items, so a projection has one code path for both.
+ *
+ * The contract a projection keeps:
+ * - it writes only the tables it declares (no other projection writes them); it may update a row
+ *   of an earlier projection's table only where its docs say so, and then order-independently;
+ * - `apply` gets items in position order, inside the caller's write transaction, in batches
+ *   whose boundaries it must not depend on: one batch of 10 events leaves its tables exactly as
+ *   ten batches of one (the property "rebuild equals incremental", test/ledger/projections.test.ts,
+ *   checks it, append and rebuild cutting batches differently);
+ * - what it sums over many events (counts per caller) it may gather over several batches and write
+ *   in `flush`, which the ledger calls before each transaction commits (append and rebuild alike);
+ * - it reads nothing of the core's state: what it needs from the moment of the event is a fact of
+ *   the item, taken by the ledger before the next event changes it.
+ *
+ * Adding a projection is adding its file and listing it in `PROJECTIONS`. The tables not listed
+ * by any projection here are still written by `Ledger` inline (`LEDGER_TABLES`), until they move.
+ */
+import type Database from 'better-sqlite3';
+import type { HwStats, MapResult, UnmapResult } from '../core/domain.js';
+import type { BehaviourEffect, UnmapAnalysis } from '../core/symmetry.js';
+import type { DeviceFields, DomainCreatedFields, FaultFields, MapFields, Origin, UnmapFields, Who } from '../events/decode.js';
+import type { PROJECTION_TABLES } from './corrupt.js';
+import { callerSymmetry } from './symmetry.js';
+import { faults } from './faults.js';
+import { hardware } from './hardware.js';
+
+export type ProjectionTable = (typeof PROJECTION_TABLES)[number];
+
+/** What every decided event carries: the stored event and who it was for. */
+interface DecidedBase {
+  position: number;
+  /** The domain's stream id (streams.id) and name. */
+  domain: number;
+  stream: string;
+  /** Its place in the stream (from 1). */
+  version: number;
+  who: Who;
+  from?: Origin;
+  /** `who.caller` and `who.site` as the projections key them: interned, `(unknown)` and '' when absent. */
+  caller: string;
+  site: string;
+  /**
+   * The domain's hardware counters just after the event, on every HW_CHECKPOINT_EVERY-th event of
+   * its stream (hardware.ts), else absent.
+   */
+  hardware?: HardwareFacts;
+}
+
+export interface HardwareFacts {
+  stats: HwStats;
+  /** IOTLB invalidations of the domain so far, and their bytes (held at 2^64 - 1). */
+  invalidations: number;
+  invalidatedBytes: bigint;
+}
+
+/** What an unmap would do under each unmap behaviour, on the pages live just before it. */
+export interface Behaviours {
+  legacy: BehaviourEffect;
+  split: BehaviourEffect;
+  strict: BehaviourEffect;
+}
+
+/** How an unmap relates to the maps live just before it (core/symmetry.ts), as the ledger decided it. */
+export interface UnmapClassification {
+  analysis: UnmapAnalysis;
+  /** Caller and site of each map of `analysis.maps` (the map event's `who`; `(unknown)` when not known). */
+  mapsBy: Array<{ caller: string; site: string }>;
+  /** Whether a map it reaches is another caller's. */
+  foreign: boolean;
+  /**
+   * For the unmaps that cut or straddle a map, miss, or remove whole maps across a hole: what it
+   * would do under each behaviour; absent for exact mirrors and hole-free spans (the same under all).
+   */
+  behaviours?: Behaviours;
+  /** For a miss of a non-empty request: the unmap whose over-unmap last removed the request's first page, else null. */
+  missedAfter?: number | null;
+}
+
+/** Why an IO page fault happened, as the ledger found it from the pages and the runs history at the fault. */
+export interface FaultCause {
+  cause: 'mapped' | 'never-mapped' | 'use-after-unmap' | 'use-after-collateral-unmap' | 'use-after-destroy';
+  /** The event that last removed the page (null when mapped or never mapped). */
+  position: number | null;
+  detail: Record<string, unknown>;
+}
+
+/** One decided event: the stored event (decoded body) and the facts of its decision. */
+export type Decided = DecidedBase &
+  (
+    | { type: 'map'; body: MapFields; result: MapResult }
+    | {
+        type: 'unmap';
+        body: UnmapFields;
+        result: UnmapResult;
+        /** The bytes the ledger records as unmapped (observed when imported) and the profile's prediction. */
+        recorded: bigint;
+        predicted: bigint;
+        classification: UnmapClassification;
+      }
+    | { type: 'fault'; body: FaultFields; cause: FaultCause }
+    | { type: 'device-attached' | 'device-detached'; body: DeviceFields }
+    | { type: 'domain-created'; body: DomainCreatedFields }
+    | { type: 'domain-destroyed'; body: Record<string, never> }
+  );
+
+/** A decided event without the fields every event has (what the ledger's decision adds to them). */
+export type Decision = Decided extends infer D ? (D extends unknown ? Omit<D, keyof DecidedBase> : never) : never;
+
+/** A projection opened on one database: its statements prepared. */
+export interface ProjectionWriter {
+  /** Writes the projection's rows for a batch of decided events (position order, inside the caller's transaction). */
+  apply(batch: readonly Decided[]): void;
+  /**
+   * Writes what `apply` gathered and has not written yet (totals summed over several batches):
+   * called before the caller's transaction commits. After it, the tables hold every batch applied.
+   */
+  flush?(): void;
+}
+
+/** A projection: its name, the tables it owns, and how to open it on a database. */
+export interface Projection {
+  readonly name: string;
+  readonly tables: readonly ProjectionTable[];
+  /** Prepares its statements (statements.ts `statementPreparer`; again after `rebuild` recreated the tables). */
+  open(db: Database.Database, path: string): ProjectionWriter;
+}
+
+/** The registered projections, in the order they apply to each batch. */
+export const PROJECTIONS: readonly Projection[] = [callerSymmetry, faults, hardware];
+
+/** The projection tables `Ledger` still writes inline, by hand (they move here one at a time). */
+export const LEDGER_TABLES: readonly ProjectionTable[] = ['runs', 'run_log', 'run_snapshots', 'intent_snapshots', 'intent', 'unmap_findings', 'checkpoints'];
+
+/** Every registered projection opened on `db`: `apply` hands each batch to each of them in order. */
+export class ProjectionSet {
+  private readonly writers: ProjectionWriter[];
+  constructor(db: Database.Database, path: string, projections: readonly Projection[] = PROJECTIONS) {
+    this.writers = projections.map((p) => p.open(db, path));
+  }
+
+  apply(batch: readonly Decided[]): void {
+    if (batch.length === 0) return;
+    for (const w of this.writers) w.apply(batch);
+  }
+
+  /** Every projection's gathered totals written (before the transaction commits). */
+  flush(): void {
+    for (const w of this.writers) w.flush?.();
+  }
+}
