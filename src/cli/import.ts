@@ -5,7 +5,7 @@
 import { formatSize } from '../core/address.js';
 import { importTrace, type ImportOptions, type ImportSummary } from '../import/store.js';
 import type { Ledger } from '../projections/ledger.js';
-import { describeVerdicts } from '../projections/verdicts.js';
+import { verdictCountsText } from './render/verdicts.js';
 import { collectGarbage } from './gc.js';
 
 export type { ImportOptions, ImportSummary };
@@ -90,6 +90,6 @@ function report(s: ImportSummary, ledgerPath: string): string[] {
     );
     for (const e of s.splitExamples) lines.push(`  ${e}`);
   }
-  lines.push(`over-unmaps: ${s.overUnmaps}${describeVerdicts(s.verdicts)} — see 'iommu-ledger audit over-unmaps'. Ledger: ${ledgerPath}`);
+  lines.push(`over-unmaps: ${s.overUnmaps}${verdictCountsText(s.verdicts)} — see 'iommu-ledger audit over-unmaps'. Ledger: ${ledgerPath}`);
   return lines;
 }

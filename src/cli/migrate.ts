@@ -9,6 +9,7 @@ import { LedgerOpenError } from '../events/db.js';
 import { builtinMigration, checkMigration, STRATEGIES, type Migration, type StrategyName } from '../migrate/define.js';
 import { migrate, type MigrationResult } from '../migrate/engine.js';
 import { withWords } from './render/callers.js';
+import { stepText } from './render/verdicts.js';
 import { buildReport, callerLines, checkLines, markdown, regressionLines, reportJson, type Report } from '../migrate/report.js';
 import { Queries } from '../projections/queries.js';
 import { InputError } from './errors.js';
@@ -131,6 +132,7 @@ async function migrateInto(
   const result = await withProgress('migrate', (tick) =>
     migrate(db, tmp, m, {
       ...(o.caller !== undefined ? { caller: o.caller } : {}),
+      stepText,
       onProgress: (done, total) => {
         tick(done, total);
         collectGarbage();

@@ -30,8 +30,6 @@
  * that: it knows which unmap last removed a page). This module is pure: it sees facts, returns
  * verdicts, and keeps the undecided cases so that a ledger can store and reload them.
  */
-import { hex } from './address.js';
-
 export type StepReason = 'ended' | 'advanced' | 'covered' | 'remapped' | 'fault' | 'reused' | 'not-stepped' | 'other-owner';
 
 export const STEPPED_REASONS: ReadonlySet<StepReason> = new Set(['ended', 'advanced', 'covered', 'remapped']);
@@ -172,36 +170,5 @@ export class SteppingTracker {
     const v: StepVerdict = { position: c.position, caller: c.caller, stepped, reason, at, collateral: c.uncovered };
     if (others) v.others = others;
     out.push(v);
-  }
-}
-
-/** The words for a verdict (audit, explain, callers). */
-export function describeStep(v: {
-  stepped: boolean | undefined;
-  reason?: StepReason | 'pending';
-  at?: number;
-  others?: string[];
-  removedEnd?: bigint;
-}): string {
-  const at = v.at !== undefined ? ` (#${v.at})` : '';
-  switch (v.reason) {
-    case 'ended':
-      return "stepped: the removed page ended where the caller's own map ended (the last step of a loop that consumes the returned size)";
-    case 'advanced':
-      return `stepped: the caller's next unmap${at} started where the removed page ended${v.removedEnd !== undefined ? ` (${hex(v.removedEnd)})` : ''}: it consumed the returned size`;
-    case 'covered':
-      return `stepped: the caller's following unmaps asked for all the collateral${at}, before anybody else used it`;
-    case 'remapped':
-      return `stepped: the caller mapped into the collateral again itself${at}: it knew the range was free`;
-    case 'fault':
-      return `harmful: an IO page fault${at} hit the collateral`;
-    case 'reused':
-      return `harmful: ${v.others?.join(', ') ?? 'another caller'} mapped into the collateral${at} before the caller stepped past it`;
-    case 'not-stepped':
-      return `harmful: the caller's next unmap${at} went elsewhere: it did not step past the collateral, so it may still count on it`;
-    case 'other-owner':
-      return `harmful: the collateral was ${v.others?.join(', ') ?? 'another caller'}'s`;
-    default:
-      return 'harmful until shown otherwise: no later unmap by the caller yet';
   }
 }

@@ -25,7 +25,7 @@ import { EventStore } from '../events/store.js';
 import { EndReader } from '../projections/compare.js';
 import { markMigrated } from '../projections/meta.js';
 import { Ledger, UNKNOWN_CALLER, type Outcome } from '../projections/ledger.js';
-import { loadQueryBuilder, Queries } from '../projections/queries.js';
+import { loadQueryBuilder, Queries, type FindingView } from '../projections/queries.js';
 import { MigrationError, ruleFor, type LiveMap, type Migration, type MigrationContext, type OutCommand, type SourceCommand } from './define.js';
 import { norm, subtract, union, within } from './ranges.js';
 import { Verifier, type CallerTotals, type FixKind, type Issued, type Problem, type ProblemKind, type RegressionKind } from './verify.js';
@@ -102,6 +102,8 @@ export interface MigrateOptions {
   /** Only this caller's commands are transformed; the others are kept as they are. */
   caller?: string;
   onProgress?: (done: number, total: number) => void;
+  /** The words for a source over-unmap's stepped/harmful verdict, in the verification's details (the CLI's: cli/render/verdicts.ts). */
+  stepText?: (f: FindingView) => string | undefined;
 }
 
 class CostMeter {
@@ -234,7 +236,7 @@ export async function migrate(source: string, outPath: string, m: Migration, o: 
     const t1 = performance.now();
     dst = new Ledger(outPath);
     made = true;
-    const verifier = new Verifier(srcQ);
+    const verifier = new Verifier(srcQ, o.stepText);
     const result = await run(src, dst, cuts, m, o, source, outPath, verifier);
     markMigrated(dst, source, m.name);
     const outLast = dst.lastPosition;

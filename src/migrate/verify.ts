@@ -240,7 +240,14 @@ export class Verifier {
   readonly notMigrated: Partial<Record<RegressionKind, number>> = {};
   private readonly byCaller = new Map<string, CallerTotals>();
 
-  constructor(private readonly src: Queries) {
+  /**
+   * `stepText` words a source finding's stepped/harmful verdict in the details (the CLI gives its
+   * own, cli/render/verdicts.ts); without it, a detail names the over-unmap and not its verdict.
+   */
+  constructor(
+    private readonly src: Queries,
+    private readonly stepText: (f: FindingView) => string | undefined = () => undefined,
+  ) {
     for (const f of src.findings()) this.findings.set(f.position, f);
   }
 
@@ -702,9 +709,9 @@ export class Verifier {
     if (p === undefined) return '';
     const f = this.findings.get(p);
     if (!f || !f.collateral.length) return '';
-    const step = f.step;
     const bytes = f.collateral.reduce((a, c) => a + c.size, 0n);
-    const stepped = step?.text ? ` (${step.text})` : '';
+    const words = this.stepText(f);
+    const stepped = words ? ` (${words})` : '';
     return `; in the source, #${p} over-unmapped ${formatSize(bytes)}${stepped}`;
   }
 

@@ -128,12 +128,74 @@ export type CallerFix =
 
 const B = 9223372036854775808n;
 
+/*
+ * The rows the analysis reads, with safe integers (the `Queries` connection's default): every
+ * integer is a bigint, and 64-bit values are biased (codec.ts).
+ */
+
+/** A `caller_symmetry` row, with its domain's name. */
+interface SiteRow {
+  name: string;
+  domain: bigint;
+  caller: string;
+  site: string;
+  maps: bigint;
+  unmaps: bigint;
+  exact: bigint;
+  spans: bigint;
+  cuts: bigint;
+  straddles: bigint;
+  misses: bigint;
+  foreign_unmaps: bigint;
+  unmap_bytes: bigint;
+  cut_bytes: bigint;
+}
+
+/** A site: its domain, caller and call site (the key of `caller_symmetry` and of a site's `asymmetric_unmaps`). */
+type SiteKey = [domain: bigint, caller: string, site: string];
+
+/** A site's asymmetric unmaps summed per behaviour: counts, unbiased byte sums, biased pages (NULL when none). */
+interface TotalsRow {
+  lo: bigint | null;
+  lob: bigint | null;
+  ll: bigint | null;
+  llb: bigint | null;
+  so: bigint | null;
+  sob: bigint | null;
+  sl: bigint | null;
+  slb: bigint | null;
+  sr: bigint | null;
+  tl: bigint | null;
+  tlb: bigint | null;
+  safe: bigint | null;
+  largest: bigint | null;
+}
+
+/** An `asymmetric_unmaps` row (`maps` is JSON text). */
+interface AsymmetricRow {
+  position: bigint;
+  class: SymmetryClass;
+  foreign_map: bigint;
+  iova: bigint;
+  size: bigint;
+  maps: string;
+  kept_bytes: bigint;
+  largest_page: bigint;
+  legacy_over: bigint;
+  legacy_left: bigint;
+  split_over: bigint;
+  split_left: bigint;
+  strict_left: bigint;
+  strict_errno: string | null;
+  missed_after: bigint | null;
+}
+
 /** A biased column summed without overflow: SUM(x + 2^63) as an unbiased integer. */
 const sumOf = (col: string, when: string) => `SUM(CASE WHEN ${when} THEN ${col} + 9223372036854775807 + 1 ELSE 0 END)`;
 
 export function callerAnalysis(db: Database.Database, filter: { domain?: number; caller?: string; examples?: number } = {}): CallerView[] {
   const where: string[] = [];
-  const args: unknown[] = [];
+  const args: Array<number | string> = [];
   if (filter.domain !== undefined) {
     where.push('c.domain = ?');
     args.push(filter.domain);
@@ -143,15 +205,15 @@ export function callerAnalysis(db: Database.Database, filter: { domain?: number;
     args.push(filter.caller);
   }
   const rows = db
-    .prepare(
+    .prepare<Array<number | string>, SiteRow>(
       `SELECT s.name AS name, c.* FROM caller_symmetry c JOIN streams s ON s.id = c.domain
        ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY s.id, c.caller, c.site`,
     )
     .safeIntegers(true)
-    .all(...args) as Array<Record<string, bigint | string>>;
+    .all(...args);
   const zero = -B;
   const agg = db
-    .prepare(
+    .prepare<SiteKey, TotalsRow>(
       `SELECT
          SUM(legacy_over > ${zero}) AS lo, ${sumOf('legacy_over', `legacy_over > ${zero}`)} AS lob,
          SUM(legacy_left > ${zero}) AS ll, ${sumOf('legacy_left', `legacy_left > ${zero}`)} AS llb,
@@ -165,48 +227,49 @@ export function callerAnalysis(db: Database.Database, filter: { domain?: number;
     )
     .safeIntegers(true);
   const examples = db
-    .prepare(
+    .prepare<[...SiteKey, limit: number], AsymmetricRow>(
       `SELECT * FROM asymmetric_unmaps WHERE domain = ? AND caller = ? AND site = ?
        ORDER BY legacy_over DESC, kept_bytes DESC, position LIMIT ?`,
     )
     .safeIntegers(true);
   const typicalUnmap = db
-    .prepare(
+    .prepare<SiteKey, { size: bigint }>(
       `SELECT size FROM asymmetric_unmaps WHERE domain = ? AND caller = ? AND site = ? AND class IN ('cuts','straddles')
        GROUP BY size ORDER BY count(*) DESC, size LIMIT 1`,
     )
     .safeIntegers(true);
   const typicalMap = db
-    .prepare(
+    .prepare<SiteKey, { size: string }>(
       `SELECT json_extract(m.value, '$.size') AS size FROM asymmetric_unmaps a, json_each(a.maps) m
        WHERE a.domain = ? AND a.caller = ? AND a.site = ? AND a.class IN ('cuts','straddles')
        GROUP BY 1 ORDER BY count(*) DESC LIMIT 1`,
     )
     .safeIntegers(true);
-  const cutOwners = db.prepare(
+  const cutOwners = db.prepare<SiteKey, { caller: string; site: string | null; n: bigint }>(
     `SELECT json_extract(m.value, '$.caller') AS caller, json_extract(m.value, '$.site') AS site, count(*) AS n
      FROM asymmetric_unmaps a, json_each(a.maps) m
      WHERE a.domain = ? AND a.caller = ? AND a.site = ? AND a.class IN ('cuts','straddles')
      GROUP BY 1, 2 ORDER BY n DESC`,
   );
-  const missesAfter = db.prepare(
+  const missesAfter = db.prepare<SiteKey, { n: bigint }>(
     `SELECT count(*) AS n FROM asymmetric_unmaps WHERE domain = ? AND caller = ? AND site = ? AND class = 'misses' AND missed_after IS NOT NULL`,
   );
-  const verdicts = db.prepare(
+  const verdicts = db.prepare<SiteKey, { step: string; n: bigint }>(
     `SELECT coalesce(step, 'harmful') AS step, count(*) AS n FROM unmap_findings WHERE domain = ? AND caller = ? AND site = ? AND collateral_bytes > ${zero} GROUP BY 1`,
   );
-  const n = (v: unknown) => Number(v ?? 0);
-  const big = (v: unknown) => (v === null || v === undefined ? 0n : BigInt(v as bigint));
+  const n = (v: bigint | null) => Number(v ?? 0);
+  const big = (v: bigint | null) => v ?? 0n;
   return rows.map((r) => {
-    const key = [r.domain, r.caller, r.site] as const;
-    const a = agg.get(...key) as Record<string, bigint | null>;
+    const key: SiteKey = [r.domain, r.caller, r.site];
+    // An aggregate without GROUP BY returns one row, always.
+    const a = agg.get(...key)!;
     const unmaps = n(r.unmaps);
     const exact = n(r.exact);
     const spans = n(r.spans);
     const v: CallerView = {
-      domain: r.name as string,
-      caller: r.caller as string,
-      site: r.site as string,
+      domain: r.name,
+      caller: r.caller,
+      site: r.site,
       maps: n(r.maps),
       unmaps,
       exact,
@@ -215,30 +278,30 @@ export function callerAnalysis(db: Database.Database, filter: { domain?: number;
       straddles: n(r.straddles),
       misses: n(r.misses),
       foreign: n(r.foreign_unmaps),
-      unmapBytes: fromDb(r.unmap_bytes as bigint),
-      cutBytes: fromDb(r.cut_bytes as bigint),
+      unmapBytes: fromDb(r.unmap_bytes),
+      cutBytes: fromDb(r.cut_bytes),
       readiness: unmaps ? (exact + spans) / unmaps : 1,
       behaviours: {
         legacy: { overUnmaps: n(a.lo), overBytes: big(a.lob), leftMapped: n(a.ll), leftBytes: big(a.llb), refused: 0 },
         split: { overUnmaps: n(a.so), overBytes: big(a.sob), leftMapped: n(a.sl), leftBytes: big(a.slb), refused: 0 },
         strict: { overUnmaps: 0, overBytes: 0n, leftMapped: n(a.tl), leftBytes: big(a.tlb), refused: n(a.sr) },
       },
-      safePage: a.safe === null || a.safe === undefined ? 0n : fromDb(a.safe),
-      largestPage: a.largest === null || a.largest === undefined ? 0n : fromDb(a.largest),
-      examples: (examples.all(...key, filter.examples ?? 3) as Array<Record<string, bigint | string | null>>).map(exampleOf),
+      safePage: a.safe === null ? 0n : fromDb(a.safe),
+      largestPage: a.largest === null ? 0n : fromDb(a.largest),
+      examples: examples.all(...key, filter.examples ?? 3).map(exampleOf),
       cutMapsBy: [],
-      missesAfterOverUnmap: n((missesAfter.get(...key) as { n: number }).n),
+      missesAfterOverUnmap: n(missesAfter.get(...key)!.n),
       overUnmaps: { stepped: 0, harmful: 0, pending: 0 },
       notes: [],
     };
-    for (const x of verdicts.all(...key) as Array<{ step: string; n: bigint }>) {
+    for (const x of verdicts.all(...key)) {
       if (x.step === 'stepped' || x.step === 'harmful' || x.step === 'pending') v.overUnmaps[x.step] = n(x.n);
     }
-    const tu = typicalUnmap.get(...key) as { size: bigint } | undefined;
-    const tm = typicalMap.get(...key) as { size: string } | undefined;
+    const tu = typicalUnmap.get(...key);
+    const tm = typicalMap.get(...key);
     if (tu) v.typicalUnmap = fromDb(tu.size);
     if (tm) v.typicalMap = BigInt(tm.size);
-    const owners = cutOwners.all(...key) as Array<{ caller: string; site: string | null }>;
+    const owners = cutOwners.all(...key);
     v.cutMapsBy = owners.map((o) => (o.site ? `${o.caller} at ${o.site}` : o.caller));
     describe(
       v,
@@ -248,22 +311,22 @@ export function callerAnalysis(db: Database.Database, filter: { domain?: number;
   });
 }
 
-function exampleOf(r: Record<string, bigint | string | null>): UnmapExample {
-  const maps = JSON.parse(r.maps as string) as Array<{ position: number; iova: string; size: string; caller: string; site?: string }>;
+function exampleOf(r: AsymmetricRow): UnmapExample {
+  const maps = JSON.parse(r.maps) as Array<{ position: number; iova: string; size: string; caller: string; site?: string }>;
   const e: UnmapExample = {
     position: Number(r.position),
-    class: r.class as SymmetryClass,
+    class: r.class,
     foreign: Number(r.foreign_map) === 1,
-    iova: fromDb(r.iova as bigint),
-    size: fromDb(r.size as bigint),
+    iova: fromDb(r.iova),
+    size: fromDb(r.size),
     maps: maps.map((m) => ({ position: m.position, iova: BigInt(m.iova), size: BigInt(m.size), caller: m.caller, ...(m.site ? { site: m.site } : {}) })),
-    keptBytes: fromDb(r.kept_bytes as bigint),
-    largestPage: fromDb(r.largest_page as bigint),
-    legacy: { over: fromDb(r.legacy_over as bigint), left: fromDb(r.legacy_left as bigint) },
-    split: { over: fromDb(r.split_over as bigint), left: fromDb(r.split_left as bigint) },
-    strict: { left: fromDb(r.strict_left as bigint) },
+    keptBytes: fromDb(r.kept_bytes),
+    largestPage: fromDb(r.largest_page),
+    legacy: { over: fromDb(r.legacy_over), left: fromDb(r.legacy_left) },
+    split: { over: fromDb(r.split_over), left: fromDb(r.split_left) },
+    strict: { left: fromDb(r.strict_left) },
   };
-  if (r.strict_errno) e.strict.errno = r.strict_errno as string;
+  if (r.strict_errno) e.strict.errno = r.strict_errno;
   if (r.missed_after !== null && r.missed_after !== undefined) e.missedAfter = Number(r.missed_after);
   return e;
 }

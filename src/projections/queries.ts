@@ -9,7 +9,7 @@ import type { Kysely } from 'kysely';
 import { Domain, type Run, type WalkStep, type HwStats } from '../core/domain.js';
 import { LedgerFault } from '../core/errors.js';
 import { profileFromDescriptor, type Profile, type ProfileDescriptor } from '../core/profile.js';
-import { describeStep, type StepReason } from '../core/stepping.js';
+import type { StepReason } from '../core/stepping.js';
 import { openDatabase } from '../events/db.js';
 import { eventName, profileProblem, unfitEvent } from '../events/stored.js';
 import { decodeBody, decodeEvent, type DecodedBody, type DecodedEvent, type EventType, type Who } from '../events/decode.js';
@@ -64,6 +64,44 @@ interface Tables {
     foreign_unmaps: bigint;
   };
 }
+
+/** A `runs` row as `SELECT *` reads it: `pageOf` checks each column it needs before it is trusted. */
+type RunRow = Record<string, bigint | null>;
+
+/** An `unmap_findings` row with its domain's name and its event's time, as the finding queries select it. */
+interface FindingRow {
+  position: bigint;
+  name: string;
+  caller: string | null;
+  site: string | null;
+  iova: bigint;
+  size: bigint;
+  unmapped: bigint;
+  predicted: bigint;
+  divergent: bigint;
+  detail: string;
+  time: string | null;
+  step: StepView['verdict'] | null;
+  step_why: StepReason | null;
+  step_pos: bigint | null;
+  step_others: string | null;
+}
+
+/** A `faults` row with its domain's name and its event's time. */
+interface FaultRow {
+  position: bigint;
+  name: string;
+  iova: bigint;
+  device: string | null;
+  flags: bigint | null;
+  cause: string;
+  cause_position: bigint | null;
+  detail: string;
+  time: string | null;
+}
+
+/** The largest position among some events (NULL when there are none). */
+type MaxRow = { p: bigint | null };
 
 /** An ISO 8601 date, or date and time, with an optional zone. */
 const ISO_TIME = /^\d{4}-\d\d-\d\d([T ]\d\d:\d\d(:\d\d(\.\d+)?)?(Z|[+-]\d\d(:?\d\d)?)?)?$/;
@@ -147,7 +185,19 @@ export interface FindingView {
   time?: string;
   /** Over-unmaps only (core/stepping.ts): did the caller step past the collateral, and why that verdict. */
   stepped?: boolean;
-  step?: { verdict: 'stepped' | 'harmful' | 'pending'; reason: StepReason | 'pending'; at?: number; others?: string[]; text: string };
+  step?: StepView;
+}
+
+/**
+ * An over-unmap's verdict (core/stepping.ts): stepped, harmful, or pending (not decided yet,
+ * counted as harmful); why; the event that settled it; the other callers it names (`other-owner`,
+ * `reused`). `cli/render/verdicts.ts` words it.
+ */
+export interface StepView {
+  verdict: 'stepped' | 'harmful' | 'pending';
+  reason: StepReason | 'pending';
+  at?: number;
+  others?: string[];
 }
 
 export interface FaultView {
@@ -314,33 +364,38 @@ export class Queries {
     this.db.close();
   }
 
-  private readonly prepared = new Map<string, Database.Statement>();
+  private readonly prepared = new Map<string, Database.Statement<unknown[]>>();
   /**
    * A prepared statement, kept per SQL text: preparing costs more than running a point query,
    * and some commands ask one per row they print (`state` names the caller of each map event).
+   * Typed with what it binds (`P`: a tuple, or an object of named parameters) and the row it
+   * returns (`R`, after its `pluck`/`raw`/`safeIntegers` settings; integers are bigints unless
+   * the statement turns safe integers off), as the write path's statements are (statements.ts).
    */
-  private prep(sql: string): Database.Statement {
+  private prep<P extends unknown[] | object = unknown[], R = unknown>(sql: string): Database.Statement<P, R> {
     let st = this.prepared.get(sql);
     if (!st) {
       if (this.prepared.size > 200) this.prepared.clear();
       st = this.db.prepare(sql);
       this.prepared.set(sql, st);
     }
-    return st;
+    // One SQL text is always prepared with the same types (the text names its parameters and columns).
+    return st as unknown as Database.Statement<P, R>;
   }
 
   get lastPosition(): number {
-    const r = this.prep('SELECT max(position) AS p FROM events').get() as { p: bigint | null };
+    // An aggregate without GROUP BY returns one row, always.
+    const r = this.prep<[], MaxRow>('SELECT max(position) AS p FROM events').get()!;
     return Number(r.p ?? 0n);
   }
 
   domains(): DomainInfo[] {
     // Each domain's profile as its hashed domain-created event says (streams.profile is a copy),
     // read through the schema of stored events: a tampered one is named, not half-read.
-    const rows = this.prep(
+    const rows = this.prep<[], Tables['streams'] & { created_pos: bigint | null; event_id: string | null; type: string | null; data: string | null }>(
       `SELECT s.id, s.name, s.version, s.profile, s.created_at, s.destroyed_at, s.max_span, e.position AS created_pos, e.event_id, e.type, e.data
            FROM streams s LEFT JOIN events e ON e.stream = s.id AND e.version = 1 ORDER BY s.id`,
-    ).all() as Array<Tables['streams'] & { created_pos: bigint | null; event_id: string | null; type: string | null; data: string | null }>;
+    ).all();
     return rows.map((r) => {
       if (r.created_pos === null)
         return this.info(
@@ -414,19 +469,19 @@ export class Queries {
       return p;
     }
     const scope = domain ? ' AND stream = @d' : '';
-    const params: Record<string, unknown> = domain ? { d: domain.id } : {};
+    const params: { d?: number } = domain ? { d: domain.id } : {};
     if (/^\d+\.\d+$/.test(t)) {
       // Trace seconds since boot: only times that are plain numbers take part.
-      const r = this.prep(
+      const r = this.prep<{ t: string; d?: number }, MaxRow>(
         `SELECT max(position) AS p FROM events WHERE time NOT GLOB '*[^0-9.]*' AND time GLOB '*.*' AND CAST(time AS REAL) <= CAST(@t AS REAL)${scope}`,
-      ).get({ ...params, t }) as { p: bigint | null };
+      ).get({ ...params, t })!;
       if (r.p !== null) return Number(r.p);
       // Nothing of this domain by then (it was opened later, or its first events have no time):
       // the ledger as it was at that time, or before its first event, where the domain is empty.
       if (domain) {
-        const any = this.prep(
+        const any = this.prep<{ t: string }, MaxRow>(
           `SELECT max(position) AS p FROM events WHERE time NOT GLOB '*[^0-9.]*' AND time GLOB '*.*' AND CAST(time AS REAL) <= CAST(@t AS REAL)`,
-        ).get({ t }) as { p: bigint | null };
+        ).get({ t })!;
         if (any.p !== null) return Number(any.p);
         if (this.prep(`SELECT 1 FROM events WHERE time NOT GLOB '*[^0-9.]*' AND time GLOB '*.*' LIMIT 1`).get()) return Math.max(0, domain.createdAt - 1);
       }
@@ -439,19 +494,18 @@ export class Queries {
       throw new QueryError(`${what} ${JSON.stringify(at)}: give a position (1234), trace seconds (511.10) or an ISO time (2026-11-23T10:00:00Z)`);
     const iso = new Date(ms).toISOString();
     // Compared as instants (julianday), not as text: "10:00:05Z" and "10:00:05.000+00:00" are equal.
-    const bySource = this.prep(`SELECT max(position) AS p FROM events WHERE time LIKE '____-__-__T%' AND julianday(time) <= julianday(@iso)${scope}`).get({
-      ...params,
-      iso,
-    }) as { p: bigint | null };
+    const bySource = this.prep<{ iso: string; d?: number }, MaxRow>(
+      `SELECT max(position) AS p FROM events WHERE time LIKE '____-__-__T%' AND julianday(time) <= julianday(@iso)${scope}`,
+    ).get({ ...params, iso })!;
     if (bySource.p !== null) return Number(bySource.p);
-    const byRecord = this.prep(`SELECT max(position) AS p FROM events WHERE julianday(recorded_at) <= julianday(@iso)${scope}`).get({ ...params, iso }) as {
-      p: bigint | null;
-    };
+    const byRecord = this.prep<{ iso: string; d?: number }, MaxRow>(
+      `SELECT max(position) AS p FROM events WHERE julianday(recorded_at) <= julianday(@iso)${scope}`,
+    ).get({ ...params, iso })!;
     if (byRecord.p === null) throw new QueryError(`${what} ${t}: no event at or before that time`);
     return Number(byRecord.p);
   }
 
-  private pageOf(r: Record<string, bigint>): PageView {
+  private pageOf(r: RunRow): PageView {
     // A row of the runs table, checked before it is trusted (a column missing, or not an integer).
     for (const k of RUN_COLUMNS) {
       if (typeof r[k] !== 'bigint')
@@ -533,17 +587,17 @@ export class Queries {
     };
     const [s1, e1] = span(Math.min(1, lv.length - 1));
     const lowest1 = s1 >= d.maxSpan ? s1 - d.maxSpan : 0n;
-    const pages = (
-      this.prep(
-        'SELECT * FROM runs WHERE domain = ? AND iova >= ? AND iova <= ? AND iova_last >= ? AND valid_from <= ? AND (valid_to IS NULL OR valid_to > ?)',
-      ).all(d.id, toDb(lowest1), toDb(e1 - 1n), toDb(s1), p, p) as Array<Record<string, bigint>>
-    ).map((r) => this.pageOf(r));
+    const pages = this.prep<[domain: number, lowest: bigint, highest: bigint, reaching: bigint, from: number, to: number], RunRow>(
+      'SELECT * FROM runs WHERE domain = ? AND iova >= ? AND iova <= ? AND iova_last >= ? AND valid_from <= ? AND (valid_to IS NULL OR valid_to > ?)',
+    )
+      .all(d.id, toDb(lowest1), toDb(e1 - 1n), toDb(s1), p, p)
+      .map((r) => this.pageOf(r));
     if (!pages.length && lv.length > 1) {
       const [s0, e0] = span(0);
       const lowest = s0 >= d.maxSpan ? s0 - d.maxSpan : 0n;
-      const w = this.prep(
+      const w = this.prep<[domain: number, lowest: bigint, highest: bigint, reaching: bigint, from: number, to: number], RunRow>(
         'SELECT * FROM runs WHERE domain = ? AND iova >= ? AND iova <= ? AND iova_last >= ? AND valid_from <= ? AND (valid_to IS NULL OR valid_to > ?) LIMIT 1',
-      ).get(d.id, toDb(lowest), toDb(e0 - 1n), toDb(s0), p, p) as Record<string, bigint> | undefined;
+      ).get(d.id, toDb(lowest), toDb(e0 - 1n), toDb(s0), p, p);
       if (w) pages.push(this.pageOf(w));
     }
     return { domain: d, at: p, steps: coreOf(d, pages).walk(iova) };
@@ -554,8 +608,9 @@ export class Queries {
     at?: string | number,
   ): { domain: DomainInfo; at: number; stats: HwStats; invalidations?: { count: number; bytes: bigint; asOf: number } } {
     const c = this.coreAt(domainName, at);
-    const cp = this.prep('SELECT position, stats FROM hw_state WHERE domain = ? AND position <= ? ORDER BY position DESC LIMIT 1').get(c.domain.id, c.at) as
-      { position: bigint; stats: string } | undefined;
+    const cp = this.prep<[domain: number, at: number], { position: bigint; stats: string }>(
+      'SELECT position, stats FROM hw_state WHERE domain = ? AND position <= ? ORDER BY position DESC LIMIT 1',
+    ).get(c.domain.id, c.at);
     const out: { domain: DomainInfo; at: number; stats: HwStats; invalidations?: { count: number; bytes: bigint; asOf: number } } = {
       domain: c.domain,
       at: c.at,
@@ -588,9 +643,9 @@ export class Queries {
     const rb = new Set(b.runs.id);
     const removed = a.pages.filter((p) => !rb.has(p.row));
     // When each removed page ended (in (from, to] when from < to), from its row.
-    const end = this.prep('SELECT valid_to FROM runs WHERE id = ?').pluck();
+    const end = this.prep<[id: number], bigint | null>('SELECT valid_to FROM runs WHERE id = ?').pluck();
     for (const pg of removed) {
-      const t = end.get(pg.row) as bigint | null | undefined;
+      const t = end.get(pg.row);
       if (t !== null && t !== undefined) pg.validTo = Number(t);
     }
     return {
@@ -611,14 +666,14 @@ export class Queries {
     const all = [...new Set(positions)].sort((a, b) => a - b);
     // SQLite reads the caller; an event whose text SQLite cannot read as JSON, or whose caller is
     // not a text, is read in JavaScript, which names what does not fit.
-    const st = this.prep(
+    const st = this.prep<[positions: string], [position: number, caller: unknown, valid: number]>(
       `SELECT e.position, CASE WHEN json_valid(e.data) THEN json_extract(e.data, '$.who.caller') END, json_valid(e.data) FROM events e WHERE e.position IN (SELECT value FROM json_each(?))`,
     )
       .raw(true)
       .safeIntegers(false);
     const out = new Map<number, string>();
     for (let i = 0; i < all.length; i += 4096) {
-      for (const [pos, caller, valid] of st.all(JSON.stringify(all.slice(i, i + 4096))) as Array<[number, unknown, number]>) {
+      for (const [pos, caller, valid] of st.all(JSON.stringify(all.slice(i, i + 4096)))) {
         if (!valid || (caller !== null && typeof caller !== 'string')) this.event(pos);
         out.set(pos, typeof caller === 'string' ? caller : '(unknown)');
       }
@@ -650,10 +705,12 @@ export class Queries {
   }
 
   event(position: number): EventSummary {
-    const r = this.prep(
+    const r = this.prep<
+      [position: number],
+      { position: bigint; event_id: string; name: string; version: bigint; type: string; time: string | null; recorded_at: string; data: string }
+    >(
       'SELECT e.position, e.event_id, s.name, e.version, e.type, e.time, e.recorded_at, e.data FROM events e JOIN streams s ON s.id = e.stream WHERE e.position = ?',
-    ).get(position) as
-      { position: bigint; event_id: string; name: string; version: bigint; type: string; time: string | null; recorded_at: string; data: string } | undefined;
+    ).get(position);
     if (!r) throw new QueryError(`no event at position ${position}`);
     const ev = decodeEvent({ position, stream: r.name, version: Number(r.version), type: r.type, id: r.event_id, data: r.data });
     const e: EventSummary = { position: Number(r.position), domain: r.name, type: r.type, recordedAt: r.recorded_at, who: ev.who, body: ev.stored };
@@ -665,9 +722,9 @@ export class Queries {
   /** Every lifetime of a page overlapping [start, end) up to `at`, oldest first. */
   private lifetimes(d: DomainInfo, start: bigint, end: bigint, at: number): PageView[] {
     const lowest = start >= d.maxSpan ? start - d.maxSpan : 0n;
-    const rows = this.prep(
+    const rows = this.prep<[domain: number, lowest: bigint, highest: bigint, reaching: bigint, at: number], RunRow>(
       'SELECT * FROM runs WHERE domain = ? AND iova >= ? AND iova <= ? AND iova_last >= ? AND valid_from <= ? ORDER BY valid_from, iova',
-    ).all(d.id, toDb(lowest), toDb(end - 1n), toDb(start), at) as Array<Record<string, bigint>>;
+    ).all(d.id, toDb(lowest), toDb(end - 1n), toDb(start), at);
     return rows.map((r) => this.pageOf(r));
   }
 
@@ -758,12 +815,9 @@ export class Queries {
     let s = run.iova;
     let e = runEnd;
     if (run.validTo !== undefined) {
-      const rows = this.prep('SELECT iova, iova_last FROM runs WHERE domain = ? AND iova >= ? AND iova <= ? AND valid_from = ?').all(
-        d.id,
-        toDb(run.iova),
-        toDb(runEnd - 1n),
-        run.validTo,
-      ) as Array<{ iova: bigint; iova_last: bigint }>;
+      const rows = this.prep<[domain: number, lowest: bigint, highest: bigint, from: number], { iova: bigint; iova_last: bigint }>(
+        'SELECT iova, iova_last FROM runs WHERE domain = ? AND iova >= ? AND iova <= ? AND valid_from = ?',
+      ).all(d.id, toDb(run.iova), toDb(runEnd - 1n), run.validTo);
       for (const r of rows) {
         const rs = fromDb(r.iova);
         const re = fromDb(r.iova_last) + 1n;
@@ -844,16 +898,16 @@ export class Queries {
 
   /** Findings whose request or collateral touches [start, end) (bounds kept in columns: no JSON scan). */
   private findingsTouching(d: DomainInfo, start: bigint, end: bigint, upTo: number): FindingView[] {
-    const rows = this.prep(
+    const rows = this.prep<[domain: number, upTo: number, highest: bigint, lowest: bigint], FindingRow>(
       `SELECT f.position, s.name, f.caller, f.site, f.iova, f.size, f.unmapped, f.predicted, f.divergent, f.detail, e.time, f.step, f.step_why, f.step_pos, f.step_others
            FROM unmap_findings f INDEXED BY unmap_findings_reach JOIN streams s ON s.id = f.domain JOIN events e ON e.position = f.position
           WHERE f.domain = ? AND f.position <= ? AND f.reach_first <= ? AND f.reach_last >= ? ORDER BY f.position`,
-    ).all(d.id, upTo, toDb(end - 1n), toDb(start)) as Array<Record<string, bigint | string | null>>;
+    ).all(d.id, upTo, toDb(end - 1n), toDb(start));
     return rows.map((r) => this.findingOf(r));
   }
 
   /** A finding row as a view; a row whose JSON does not have the finding's shape is named (a projection: `rebuild` recomputes it). */
-  private findingOf(r: Record<string, bigint | string | null>): FindingView {
+  private findingOf(r: FindingRow): FindingView {
     try {
       return this.findingOfRow(r);
     } catch (e) {
@@ -862,7 +916,7 @@ export class Queries {
     }
   }
 
-  private findingOfRow(r: Record<string, bigint | string | null>): FindingView {
+  private findingOfRow(r: FindingRow): FindingView {
     const detail = projectionJson<unknown>(() => `the finding at event #${r.position} (unmap_findings.detail)`, r.detail) as {
       ok: boolean;
       errno?: string;
@@ -871,12 +925,12 @@ export class Queries {
     };
     const f: FindingView = {
       position: Number(r.position),
-      domain: r.name as string,
-      caller: (r.caller as string | null) ?? '(unknown)',
-      site: (r.site as string | null) ?? '',
-      requested: { iova: fromDb(r.iova as bigint), size: fromDb(r.size as bigint) },
-      unmappedSize: fromDb(r.unmapped as bigint),
-      predicted: fromDb(r.predicted as bigint),
+      domain: r.name,
+      caller: r.caller ?? '(unknown)',
+      site: r.site ?? '',
+      requested: { iova: fromDb(r.iova), size: fromDb(r.size) },
+      unmappedSize: fromDb(r.unmapped),
+      predicted: fromDb(r.predicted),
       divergent: r.divergent === 1n,
       ok: detail.ok,
       collateral: detail.collateral.map((c) => ({
@@ -889,23 +943,16 @@ export class Queries {
       leftMapped: detail.leftMapped.map((l) => ({ iova: BigInt(l.iova), size: BigInt(l.size) })),
     };
     if (detail.errno) f.errno = detail.errno;
-    if (r.time) f.time = r.time as string;
+    if (r.time) f.time = r.time;
     if (r.step !== null && r.step !== undefined) {
-      const verdict = r.step as 'stepped' | 'harmful' | 'pending';
-      const reason = (r.step_why as StepReason | null) ?? 'pending';
+      const verdict = r.step;
+      const reason = r.step_why ?? 'pending';
       const at = r.step_pos !== null && r.step_pos !== undefined ? Number(r.step_pos) : undefined;
       const others = r.step_others
         ? projectionJson<string[]>(() => `the finding at event #${r.position} (unmap_findings.step_others)`, r.step_others)
         : undefined;
       f.stepped = verdict === 'stepped';
-      f.step = { verdict, reason, ...(at !== undefined ? { at } : {}), ...(others ? { others } : {}), text: '' };
-      f.step.text = describeStep({
-        stepped: f.stepped,
-        reason,
-        ...(at !== undefined ? { at } : {}),
-        ...(others ? { others } : {}),
-        removedEnd: f.requested.iova + f.unmappedSize,
-      });
+      f.step = { verdict, reason, ...(at !== undefined ? { at } : {}), ...(others ? { others } : {}) };
     }
     return f;
   }
@@ -951,32 +998,32 @@ export class Queries {
     if (filter.kind === 'left-mapped') q = q.where('f.left_bytes', '>', toDb(0n));
     if (filter.kind === 'divergence') q = q.where('f.divergent', '=', 1n);
     const compiled = q.compile();
-    const rows = this.prep(compiled.sql).all(...(compiled.parameters as unknown[])) as Array<Record<string, bigint | string | null>>;
+    const rows = this.prep<unknown[], FindingRow>(compiled.sql).all(...compiled.parameters);
     return rows.map((r) => this.findingOf(r));
   }
 
   /** Faults at IOVAs in [start, end) up to a position (a direct query: no query builder to load). */
   private faultsIn(d: DomainInfo, start: bigint, end: bigint, upTo: number): FaultView[] {
-    const rows = this.prep(
+    const rows = this.prep<[domain: number, upTo: number, lowest: bigint, highest: bigint], FaultRow>(
       `SELECT f.position, s.name, f.iova, f.device, f.flags, f.cause, f.cause_position, f.detail, e.time
            FROM faults f JOIN streams s ON s.id = f.domain JOIN events e ON e.position = f.position
           WHERE f.domain = ? AND f.position <= ? AND f.iova >= ? AND f.iova <= ? ORDER BY f.position`,
-    ).all(d.id, upTo, toDb(start), toDb(end - 1n)) as Array<Record<string, bigint | string | null>>;
+    ).all(d.id, upTo, toDb(start), toDb(end - 1n));
     return rows.map((r) => this.faultOf(r));
   }
 
-  private faultOf(r: Record<string, bigint | string | null>): FaultView {
+  private faultOf(r: FaultRow): FaultView {
     const f: FaultView = {
       position: Number(r.position),
-      domain: r.name as string,
-      iova: fromDb(r.iova as bigint),
-      cause: r.cause as string,
+      domain: r.name,
+      iova: fromDb(r.iova),
+      cause: r.cause,
       detail: projectionJson<Record<string, unknown>>(() => `the fault at event #${r.position} (faults.detail)`, r.detail),
     };
-    if (r.device !== null) f.device = r.device as string;
+    if (r.device !== null) f.device = r.device;
     if (r.flags !== null) f.flags = Number(r.flags);
     if (r.cause_position !== null) f.causePosition = Number(r.cause_position);
-    if (r.time) f.time = r.time as string;
+    if (r.time) f.time = r.time;
     return f;
   }
 
@@ -991,7 +1038,7 @@ export class Queries {
     if (filter.upTo !== undefined) q = q.where('f.position', '<=', BigInt(filter.upTo));
     if (filter.cause !== undefined) q = q.where('f.cause', '=', filter.cause);
     const c = q.compile();
-    const rows = this.prep(c.sql).all(...(c.parameters as unknown[])) as Array<Record<string, bigint | string | null>>;
+    const rows = this.prep<unknown[], FaultRow>(c.sql).all(...c.parameters);
     return rows.map((r) => this.faultOf(r));
   }
 
@@ -1022,13 +1069,13 @@ export class Queries {
 
   /** Map and unmap commands the domain refused (stored with their errno), for replay's comparison. */
   refusedCommands(): number {
-    const r = this.prep("SELECT count(*) AS n FROM events WHERE type IN ('map','unmap') AND json_extract(data, '$.body.ok') = 0").get() as { n: bigint };
+    const r = this.prep<[], { n: bigint }>("SELECT count(*) AS n FROM events WHERE type IN ('map','unmap') AND json_extract(data, '$.body.ok') = 0").get()!;
     return Number(r.n);
   }
 
   /** Counts of events by type (for summaries). */
   counts(): Record<string, number> {
-    const rows = this.prep('SELECT type, count(*) AS n FROM events GROUP BY type').all() as Array<{ type: string; n: bigint }>;
+    const rows = this.prep<[], { type: string; n: bigint }>('SELECT type, count(*) AS n FROM events GROUP BY type').all();
     return Object.fromEntries(rows.map((r) => [r.type, Number(r.n)]));
   }
 }

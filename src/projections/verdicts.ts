@@ -1,7 +1,7 @@
 /**
- * How the over-unmaps stored after a position were judged (core/stepping.ts): for the summaries
- * of `apply` and `import`. Pending ones (no later unmap by their caller yet) count as harmful
- * until a later event shows otherwise.
+ * How the over-unmaps stored after a position were judged (core/stepping.ts): the counts for the
+ * summaries of `apply` and `import` (`cli/render/verdicts.ts` words them). Pending ones (no later
+ * unmap by their caller yet) count as harmful until a later event shows otherwise.
  */
 import type { Ledger } from './ledger.js';
 
@@ -20,12 +20,4 @@ export function overUnmapVerdicts(ledger: Ledger, after: number): VerdictCounts 
   const c: VerdictCounts = { stepped: 0, harmful: 0, pending: 0 };
   for (const r of rows) if (r.step === 'stepped' || r.step === 'harmful' || r.step === 'pending') c[r.step] = r.n;
   return c;
-}
-
-/** The verdicts, to follow a count of over-unmaps: " (H harmful, S stepped ...)", or nothing when all are harmful. */
-export function describeVerdicts(v: VerdictCounts): string {
-  if (!v.stepped && !v.pending) return '';
-  const parts = [`${v.harmful} harmful`, `${v.stepped} stepped: the caller consumed the returned size`];
-  if (v.pending) parts.push(`${v.pending} not decided yet: no later unmap by the caller`);
-  return ` (${parts.join('; ')})`;
 }

@@ -1,12 +1,14 @@
 /**
  * The renderers word the read layer's data (issue 15): each kind of `explain` answer, each note and
- * fix of the caller analysis, from hand-built values, so that a sentence can be checked without a
- * ledger that happens to produce it.
+ * fix of the caller analysis, each stepped/harmful verdict, from hand-built values, so that a
+ * sentence can be checked without a ledger that happens to produce it.
  */
 import { describe, expect, it } from 'vitest';
 import { apartText, explainJson, explainText } from '../../src/cli/render/explain.js';
 import { callerAdvice, callerVerdict, exampleText, withWords } from '../../src/cli/render/callers.js';
 import { describePage, whoText } from '../../src/cli/render/words.js';
+import { findingJson } from '../../src/cli/render/findings.js';
+import { stepText, verdictCountsText } from '../../src/cli/render/verdicts.js';
 import type { CallerFix, CallerNote, CallerView } from '../../src/projections/callers.js';
 import type { BlameView, EventSummary, Explanation, ExplainAnswer, FaultView, FindingView, PageView } from '../../src/projections/queries.js';
 
@@ -110,17 +112,18 @@ describe('explain: one sentence per kind of answer', () => {
     expect(explainText(explanation(overUnmapped({ inferred: true, owners: [] })))).toContain(
       '— which was mapped before the trace began (event #23, inferred).',
     );
-    const harmful = finding({ step: { verdict: 'harmful', reason: 'other-owner', at: 26, others: ['vfio'], text: "harmful: the collateral was vfio's" } });
+    const harmful = finding({ step: { verdict: 'harmful', reason: 'other-owner', at: 26, others: ['vfio'] } });
     expect(explainText(explanation(overUnmapped({ finding: harmful })))).toMatch(/; vfio still meant it to be mapped\. Harmful: the collateral was vfio's\.$/);
     // Stepped: the caller itself no longer wants it; a verdict settled after the point says so.
     const stepped = finding({
       caller: 'vfio',
-      step: { verdict: 'stepped', reason: 'advanced', at: 40, text: "stepped: the caller's next unmap (#40) started where the removed page ended" },
+      step: { verdict: 'stepped', reason: 'advanced', at: 40 },
     });
+    // (Where the removal ended, as the finding has it: the request's start plus the size the unmap returned.)
     expect(explainText(explanation(overUnmapped({ finding: stepped })))).toMatch(
-      /had mapped at event #23\. It was a stepped over-unmap, not a loss: the caller's next unmap \(#40\) started where the removed page ended — shown after #37\.$/,
+      /had mapped at event #23\. It was a stepped over-unmap, not a loss: the caller's next unmap \(#40\) started where the removed page ended \(0x401000\): it consumed the returned size — shown after #37\.$/,
     );
-    const pending = finding({ step: { verdict: 'pending', reason: 'pending', text: 'harmful until shown otherwise: …' } });
+    const pending = finding({ step: { verdict: 'pending', reason: 'pending' } });
     expect(explainText(explanation(overUnmapped({ finding: pending })))).toMatch(
       /; vfio still meant it to be mapped\. Whether kvm stepped past it is not known yet: no later unmap by it\.$/,
     );
@@ -154,6 +157,49 @@ describe('explain: one sentence per kind of answer', () => {
     expect(Object.keys(j)).toEqual(expect.arrayContaining(['text', 'blame', 'findings', 'faults', 'removed', 'faultNotes', 'event', 'map', 'request']));
     expect((j.finding as { requested: unknown }).requested).toEqual({ iova: '0x201000', size: '0x1000' });
     expect(explainJson(explanation({ kind: 'never-mapped' })).removed).toBeUndefined();
+  });
+});
+
+describe('verdicts: the words of each stepped/harmful verdict, and of the counts', () => {
+  it('each reason, in `audit --json` after the data (the read layer gives the data only)', () => {
+    const words = (step: NonNullable<FindingView['step']>) => findingJson(finding({ step })).step;
+    expect(words({ verdict: 'stepped', reason: 'advanced', at: 40 })).toEqual({
+      verdict: 'stepped',
+      reason: 'advanced',
+      at: 40,
+      text: "stepped: the caller's next unmap (#40) started where the removed page ended (0x401000): it consumed the returned size",
+    });
+    expect(Object.keys(words({ verdict: 'harmful', reason: 'reused', at: 41, others: ['y'] })!)).toEqual(['verdict', 'reason', 'at', 'others', 'text']);
+    const text = (step: NonNullable<FindingView['step']>) => stepText(finding({ step }));
+    expect([
+      text({ verdict: 'stepped', reason: 'ended', at: 26 }),
+      text({ verdict: 'stepped', reason: 'covered', at: 30 }),
+      text({ verdict: 'stepped', reason: 'remapped', at: 31 }),
+      text({ verdict: 'harmful', reason: 'fault', at: 27 }),
+      text({ verdict: 'harmful', reason: 'reused', at: 28, others: ['y', 'z'] }),
+      text({ verdict: 'harmful', reason: 'not-stepped', at: 29 }),
+      text({ verdict: 'harmful', reason: 'other-owner', at: 26, others: ['vfio'] }),
+      text({ verdict: 'pending', reason: 'pending' }),
+    ]).toEqual([
+      "stepped: the removed page ended where the caller's own map ended (the last step of a loop that consumes the returned size)",
+      "stepped: the caller's following unmaps asked for all the collateral (#30), before anybody else used it",
+      'stepped: the caller mapped into the collateral again itself (#31): it knew the range was free',
+      'harmful: an IO page fault (#27) hit the collateral',
+      'harmful: y, z mapped into the collateral (#28) before the caller stepped past it',
+      "harmful: the caller's next unmap (#29) went elsewhere: it did not step past the collateral, so it may still count on it",
+      "harmful: the collateral was vfio's",
+      'harmful until shown otherwise: no later unmap by the caller yet',
+    ]);
+    expect(stepText(finding())).toBeUndefined();
+    expect(findingJson(finding())).not.toHaveProperty('step');
+  });
+
+  it('the counts after a summary: nothing when all are harmful', () => {
+    expect(verdictCountsText({ stepped: 0, harmful: 3, pending: 0 })).toBe('');
+    expect(verdictCountsText({ stepped: 2, harmful: 1, pending: 0 })).toBe(' (1 harmful; 2 stepped: the caller consumed the returned size)');
+    expect(verdictCountsText({ stepped: 0, harmful: 0, pending: 1 })).toBe(
+      ' (0 harmful; 0 stepped: the caller consumed the returned size; 1 not decided yet: no later unmap by the caller)',
+    );
   });
 });
 

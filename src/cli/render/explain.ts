@@ -3,6 +3,7 @@ import { formatSize, hex } from '../../core/address.js';
 import { formatProt } from '../../events/prot.js';
 import type { EventSummary, ExplainFault, Explanation, FindingView, IovaRange, PageView, RemovedView, Removal } from '../../projections/queries.js';
 import { findingJson } from './findings.js';
+import { stepText } from './verdicts.js';
 import { describePage, rangeText, whoText } from './words.js';
 
 /** The answer as one paragraph: what the IOVA is and why, the unmaps that left it mapped, the faults at it. */
@@ -137,7 +138,7 @@ function stepWords(f: FindingView | undefined, owners: string[], at: number): st
   const st = f?.step;
   const wanted = (who: string[]) => (who.length ? `; ${who.join(', ')} still meant it to be mapped.` : '.');
   if (!f || !st) return wanted(owners);
-  const words = st.text.replace(/^(stepped|harmful)( until shown otherwise)?: /, '');
+  const words = stepText(f)!.replace(/^(stepped|harmful)( until shown otherwise)?: /, '');
   const later = st.at !== undefined && st.at > at ? ` — shown after #${at}` : '';
   if (st.verdict === 'stepped') return `${wanted(owners.filter((o) => o !== f.caller))} It was a stepped over-unmap, not a loss: ${words}${later}.`;
   if (st.verdict === 'harmful') return `${wanted(owners)} Harmful: ${words}${later}.`;

@@ -2,8 +2,9 @@
 import { formatSize, hex } from '../../core/address.js';
 import type { FaultView, FindingView } from '../../projections/queries.js';
 import { table } from './format.js';
+import { stepText } from './verdicts.js';
 
-/** A finding for --json, its 64-bit values already "0x" text (thousands are printed: no replacer needed). */
+/** A finding for --json, its 64-bit values already "0x" text (thousands are printed: no replacer needed), its verdict with its words. */
 export function findingJson(f: FindingView) {
   return {
     position: f.position,
@@ -18,7 +19,7 @@ export function findingJson(f: FindingView) {
     errno: f.errno,
     collateral: f.collateral.map((c) => ({ iova: hex(c.iova), size: hex(c.size), mappedBy: c.mappedBy, mappedByCaller: c.mappedByCaller, owner: c.owner })),
     leftMapped: f.leftMapped.map((l) => ({ iova: hex(l.iova), size: hex(l.size) })),
-    ...(f.step ? { stepped: f.step.verdict === 'stepped', step: f.step } : {}),
+    ...(f.step ? { stepped: f.step.verdict === 'stepped', step: { ...f.step, text: stepText(f) } } : {}),
   };
 }
 
