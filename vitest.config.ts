@@ -4,5 +4,7 @@ export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
     testTimeout: 60_000,
+    // One temporary directory per run, removed at its end (test/setup/temp-root.ts).
+    globalSetup: ['test/setup/temp-root.ts'],
   },
 });
