@@ -569,7 +569,8 @@ export class Domain {
     }
     if (semantics === 'strict') this.unmapStrict(cmd, res);
     else if (semantics === 'split') this.unmapSplit(cmd, res);
-    else this.unmapLegacy(cmd, res);
+    else if (semantics === 'refuse-partial') this.unmapRefusePartial(cmd, res);
+    else this.unmapLegacy(cmd, res, semantics === 'iommupt');
     this.finish(res);
     res.changes = this.takeLog();
     return res;
@@ -581,7 +582,7 @@ export class Domain {
    */
   predictUnmap(cmd: UnmapCommand, semantics = this.profile.semantics): bigint {
     if (((cmd.iova | cmd.size) & this.alignMask) !== 0n) return 0n;
-    if (semantics === 'strict') return this.clone().unmap(cmd, semantics).unmappedSize;
+    if (semantics === 'strict' || semantics === 'refuse-partial') return this.clone().unmap(cmd, semantics).unmappedSize;
     const end = cmd.iova + cmd.size;
     let cur = cmd.iova;
     let unmapped = 0n;
@@ -596,7 +597,7 @@ export class Domain {
       }
       return unmapped;
     }
-    for (const st of this.legacySteps(cmd)) unmapped += st.k * st.r.pageSize;
+    for (const st of this.legacySteps(cmd, semantics === 'iommupt')) unmapped += st.k * st.r.pageSize;
     return unmapped;
   }
 
@@ -606,7 +607,7 @@ export class Domain {
    * twice, and the pages a step removes end at or before the next look-up: the steps are the
    * same whether the tree is changed as they go or not.
    */
-  private legacySteps(cmd: UnmapCommand): Array<{ r: Run; j: bigint; k: bigint }> {
+  private legacySteps(cmd: UnmapCommand, fromHeadOnly = false): Array<{ r: Run; j: bigint; k: bigint }> {
     const steps: Array<{ r: Run; j: bigint; k: bigint }> = [];
     let cur = cmd.iova;
     let unmapped = 0n;
@@ -614,6 +615,9 @@ export class Domain {
       const r = this.find(cur);
       if (!r) break;
       const s = r.pageSize;
+      // iommupt: a request that starts inside a page, not at its head, removes nothing. (Only
+      // the first step can: each later one starts where the page before it ended.)
+      if (fromHeadOnly && (cur - r.iova) % s !== 0n) break;
       const j = (cur - r.iova) / s;
       const need = (cmd.size - unmapped + s - 1n) / s;
       const k = r.count - j < need ? r.count - j : need;
@@ -756,9 +760,13 @@ export class Domain {
   /**
    * The 2011 iommu_unmap() with a driver that removes the whole page at iova: loop while
    * unmapped < size, iova += removed page size; stop at the first unmapped iova.
+   *
+   * `fromHeadOnly`: the generic page table (drivers/iommu/generic_pt/iommu_pt.h, `__unmap_range`;
+   * AMD and VT-d since v6.19): the same, except that a request starting inside a page, not at its
+   * head, removes nothing and returns 0.
    */
-  private unmapLegacy(cmd: UnmapCommand, res: UnmapResult): void {
-    for (const { r, j, k } of this.legacySteps(cmd)) {
+  private unmapLegacy(cmd: UnmapCommand, res: UnmapResult, fromHeadOnly = false): void {
+    for (const { r, j, k } of this.legacySteps(cmd, fromHeadOnly)) {
       res.removed.push(this.cutPages(r, j, j + k, res.hw));
       res.unmappedSize += k * r.pageSize;
     }
@@ -780,6 +788,52 @@ export class Domain {
       res.unmappedSize += cutEnd - cur;
       cur = cutEnd;
     }
+  }
+
+  /**
+   * io-pgtable-arm and io-pgtable-arm-v7s since v6.13 (`__arm_lpae_unmap`, `__arm_v7s_unmap`,
+   * after "iommu/io-pgtable-arm: Remove split on unmap behavior"): the core's loop
+   * (`__iommu_unmap`) hands the driver the request in chunks of the largest supported page size
+   * that fits the chunk's alignment and the bytes left (`iommu_pgsize`), and for each chunk the
+   * driver:
+   * - finds a leaf larger than the chunk (the chunk is part of a large IOPTE, at its head or not):
+   *   warns "Unmap of a partial large IOPTE is not allowed", removes nothing and returns 0;
+   * - finds nothing at the chunk's level: returns 0;
+   * - else clears the chunk's entry: a leaf of the chunk's size, or a table, which it frees with
+   *   every page under it (holes inside included), and returns the chunk's size.
+   * A 0 ends the core's loop; what earlier chunks removed stays removed.
+   */
+  private unmapRefusePartial(cmd: UnmapCommand, res: UnmapResult): void {
+    // The chunks are read first, then [iova, stop) removed in one pass, so that a run spanning
+    // several chunks is cut once.
+    const end = cmd.iova + cmd.size;
+    let cur = cmd.iova;
+    while (cur < end) {
+      const c = this.unmapChunk(cur, end - cur);
+      if (c === 0n) break;
+      const at = this.find(cur);
+      if (at && at.pageSize > c) break;
+      if (!at && this.runsIn(cur, cur + c).length === 0) break;
+      cur += c;
+    }
+    // Pages no larger than their chunk, aligned to their size: each lies whole inside [iova,
+    // stop) or, for a run that goes on past it, is cut at a page boundary (no rest to map again).
+    if (cur > cmd.iova)
+      for (const r of this.runsIn(cmd.iova, cur)) {
+        const re = runEnd(r);
+        this.cutRun(r, r.iova > cmd.iova ? r.iova : cmd.iova, re < cur ? re : cur, res);
+      }
+    res.unmappedSize = cur - cmd.iova;
+  }
+
+  /**
+   * iommu_pgsize() as __iommu_unmap uses it: the largest supported page size no larger than the
+   * bytes left and than the alignment of iova; 0 when none fits.
+   */
+  private unmapChunk(iova: bigint, left: bigint): bigint {
+    let sizes = this.profile.pgsizeBitmap & ((2n << BigInt(fls(left))) - 1n);
+    if (iova !== 0n) sizes &= (iova & -iova) * 2n - 1n;
+    return sizes === 0n ? 0n : 1n << BigInt(fls(sizes));
   }
 
   /**

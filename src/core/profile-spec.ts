@@ -16,7 +16,7 @@ export const CustomProfileSpec = z
     /** ... or as the kernel's bitmap (`"0x40201000"`). */
     pgsizeBitmap: sizeValue.optional(),
     iovaBits: z.number().int().optional(),
-    semantics: z.enum(['legacy', 'split', 'strict']).optional(),
+    semantics: z.enum(['legacy', 'split', 'strict', 'refuse-partial', 'iommupt']).optional(),
     /** Base a custom profile on a built-in one (its format, width and semantics). */
     base: z.string().optional(),
     emptyUnmapErrno: z.literal('ENOENT').optional(),

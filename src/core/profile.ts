@@ -7,9 +7,14 @@
 import { AddressError, ffs, fls, formatSize, hex, isPowerOfTwo, parseSize } from './address.js';
 import { LedgerFault } from './errors.js';
 
-/** How the driver answers an unmap (docs/semantics.md). */
-export type Semantics = 'legacy' | 'split' | 'strict';
-export const SEMANTICS: readonly Semantics[] = ['legacy', 'split', 'strict'];
+/**
+ * How the driver answers an unmap (docs/semantics.md). A behaviour, once stored in a ledger's
+ * `domain-created` event, is never changed: a kernel that behaves differently gets a new one
+ * (`refuse-partial`: io-pgtable-arm since v6.13; `iommupt`: the generic page table of AMD and VT-d
+ * since v6.19), so `rebuild` gives the same answers forever.
+ */
+export type Semantics = 'legacy' | 'split' | 'strict' | 'refuse-partial' | 'iommupt';
+export const SEMANTICS: readonly Semantics[] = ['legacy', 'split', 'strict', 'refuse-partial', 'iommupt'];
 
 /** One level of a radix page table, from the root down. */
 export interface Level {
@@ -47,6 +52,17 @@ export interface Profile {
   format: PageTableFormat;
   /** For a custom profile: the built-in profile it is based on (kept so its descriptor rebuilds the same format). */
   base?: string;
+  /**
+   * Built-in profiles: the kernel releases whose driver behaves as this profile models
+   * (docs/kernel-facts.md § 6c), `since` and `until` inclusive, each absent when not pinned.
+   */
+  kernels?: KernelRange;
+}
+
+/** A range of kernel releases ("6.13"), both ends inclusive; an absent end is open. */
+export interface KernelRange {
+  since?: string;
+  until?: string;
 }
 
 function bitmapOf(shifts: number[]): bigint {
@@ -164,6 +180,7 @@ export const BUILTIN_PROFILES: readonly Profile[] = [
   }),
   builtin({
     name: 'intel-vtd',
+    kernels: { since: '5.15', until: '6.18' },
     description: 'Intel VT-d, 4-level (48-bit) tables: 4K, 2M, 1G pages; unmap removes the whole large page',
     kernelRef: 'drivers/iommu/intel/iommu.c intel_iommu_unmap ("horrid API" comment), domain_super_pgsize_bitmap (domain_update_iommu_superpage before v5.15)',
     shifts: [12, 21, 30],
@@ -173,6 +190,7 @@ export const BUILTIN_PROFILES: readonly Profile[] = [
   }),
   builtin({
     name: 'intel-vtd-5level',
+    kernels: { since: '5.15', until: '6.18' },
     description: 'Intel VT-d, 5-level (57-bit) tables: 4K, 2M, 1G pages',
     kernelRef: 'drivers/iommu/intel/iommu.c intel_iommu_unmap; 5-level paging (agaw 57)',
     shifts: [12, 21, 30],
@@ -182,6 +200,7 @@ export const BUILTIN_PROFILES: readonly Profile[] = [
   }),
   builtin({
     name: 'amd-v1',
+    kernels: { until: '6.18' },
     description: 'AMD IOMMU v1 page table: every power of two from 4K to 2^51 except 512G, 52-bit IOVA; unmap removes the whole page',
     kernelRef: 'drivers/iommu/amd/amd_iommu_types.h AMD_IOMMU_PGSIZES; drivers/iommu/amd/io_pgtable.c iommu_v1_unmap_pages',
     shifts: AMD_V1_SHIFTS,
@@ -191,6 +210,7 @@ export const BUILTIN_PROFILES: readonly Profile[] = [
   }),
   builtin({
     name: 'arm-lpae-4k',
+    kernels: { until: '6.12' },
     description: 'ARM SMMU, LPAE 4K granule: 4K, 2M, 1G pages, 48-bit IOVA; unmap splits blocks',
     kernelRef: 'drivers/iommu/io-pgtable-arm.c arm_lpae_restrict_pgsizes, arm_lpae_split_blk_unmap (removed in v6.13)',
     shifts: [12, 21, 30],
@@ -200,6 +220,7 @@ export const BUILTIN_PROFILES: readonly Profile[] = [
   }),
   builtin({
     name: 'arm-lpae-16k',
+    kernels: { until: '6.12' },
     description: 'ARM SMMU, LPAE 16K granule: 16K, 32M pages, 48-bit IOVA; unmap splits blocks',
     kernelRef: 'drivers/iommu/io-pgtable-arm.c arm_lpae_restrict_pgsizes (SZ_16K | SZ_32M)',
     shifts: [14, 25],
@@ -209,6 +230,7 @@ export const BUILTIN_PROFILES: readonly Profile[] = [
   }),
   builtin({
     name: 'arm-lpae-64k',
+    kernels: { until: '6.12' },
     description: 'ARM SMMU, LPAE 64K granule: 64K, 512M pages, 48-bit IOVA; unmap splits blocks',
     kernelRef: 'drivers/iommu/io-pgtable-arm.c arm_lpae_restrict_pgsizes (SZ_64K | SZ_512M)',
     shifts: [16, 29],
@@ -218,6 +240,7 @@ export const BUILTIN_PROFILES: readonly Profile[] = [
   }),
   builtin({
     name: 'arm-v7s',
+    kernels: { until: '6.12' },
     description: 'ARM short-descriptor (v7s) tables: 4K, 64K, 1M, 16M pages, 32-bit IOVA; unmap splits blocks',
     kernelRef:
       'drivers/iommu/io-pgtable-arm-v7s.c arm_v7s_alloc_pgtable, arm_v7s_split_cont and arm_v7s_split_blk_unmap (removed in v6.13; they remapped the rest in entries of the unmap size, the model greedily)',
@@ -237,6 +260,7 @@ export const BUILTIN_PROFILES: readonly Profile[] = [
   }),
   builtin({
     name: 'iommufd',
+    kernels: { since: '6.2' },
     description: 'iommufd IOAS over 4K|2M|1G hardware: unmaps that cut an area are refused; unmapping nothing is ENOENT',
     kernelRef: 'drivers/iommu/iommufd/io_pagetable.c iopt_unmap_iova_range, iopt_map_pages',
     shifts: [12, 21, 30],
@@ -247,8 +271,124 @@ export const BUILTIN_PROFILES: readonly Profile[] = [
   }),
 ];
 
+/** A built-in profile under the behaviour of later kernels: same hardware, another unmap. */
+function later(name: string, since: string, semantics: Semantics, description: string, kernelRef: string): Profile {
+  const base = BUILTIN_PROFILES.find((p) => p.name === name)!;
+  const p: Profile = { ...base, name: `${name}@${since}`, description, kernelRef, semantics, kernels: { since } };
+  delete p.emptyUnmapErrno;
+  return p;
+}
+
+const ARM_REFUSE_REF =
+  'drivers/iommu/io-pgtable-arm.c __arm_lpae_unmap: WARN_ONCE "Unmap of a partial large IOPTE is not allowed", returns 0 (33729a5fc0ca "iommu/io-pgtable-arm: Remove split on unmap behavior", v6.13)';
+const V7S_REFUSE_REF =
+  'drivers/iommu/io-pgtable-arm-v7s.c __arm_v7s_unmap: WARN_ONCE "Unmap of a partial large IOPTE is not allowed", returns 0 (fd50651636fb, v6.13)';
+const IOMMUPT_REF = 'drivers/iommu/generic_pt/iommu_pt.h __unmap_range (iommupt)';
+
+/**
+ * The built-in profiles as later kernels behave: a new behaviour is added here, never edited into
+ * an existing profile, so a ledger's stored profile rebuilds the same forever. Named
+ * `<profile>@<first release>`; `resolveProfile('<profile>@<release>')` picks the one of a family
+ * that holds for a release.
+ */
+export const LATER_PROFILES: readonly Profile[] = [
+  later(
+    'intel-vtd',
+    '6.19',
+    'iommupt',
+    'Intel VT-d on the generic page table: 4K, 2M, 1G pages; an unmap starting inside a large page removes nothing',
+    `${IOMMUPT_REF}; drivers/iommu/intel/iommu.c (d373449d8e97, v6.19)`,
+  ),
+  later(
+    'intel-vtd-5level',
+    '6.19',
+    'iommupt',
+    'Intel VT-d 5-level on the generic page table: an unmap starting inside a large page removes nothing',
+    `${IOMMUPT_REF}; drivers/iommu/intel/iommu.c (d373449d8e97, v6.19)`,
+  ),
+  later(
+    'amd-v1',
+    '6.19',
+    'iommupt',
+    'AMD IOMMU v1 on the generic page table: an unmap starting inside a large page removes nothing',
+    `${IOMMUPT_REF}; drivers/iommu/amd/iommu.c (789a5913b29c, v6.19)`,
+  ),
+  later(
+    'arm-lpae-4k',
+    '6.13',
+    'refuse-partial',
+    'ARM SMMU, LPAE 4K granule since v6.13: an unmap of part of a block is refused (0, nothing removed)',
+    ARM_REFUSE_REF,
+  ),
+  later('arm-lpae-16k', '6.13', 'refuse-partial', 'ARM SMMU, LPAE 16K granule since v6.13: an unmap of part of a block is refused', ARM_REFUSE_REF),
+  later('arm-lpae-64k', '6.13', 'refuse-partial', 'ARM SMMU, LPAE 64K granule since v6.13: an unmap of part of a block is refused', ARM_REFUSE_REF),
+  later(
+    'arm-v7s',
+    '6.13',
+    'refuse-partial',
+    'ARM short-descriptor (v7s) tables since v6.13: an unmap of part of a section or large page is refused',
+    V7S_REFUSE_REF,
+  ),
+];
+
+/** Every built-in profile: the defaults (what each name has always meant) and the later behaviours. */
+export const ALL_PROFILES: readonly Profile[] = [...BUILTIN_PROFILES, ...LATER_PROFILES];
+
+/** The family of a built-in profile: its name without the `@release`. */
+export function familyOf(name: string): string {
+  const at = name.indexOf('@');
+  return at < 0 ? name : name.slice(0, at);
+}
+
+/** A release as numbers: "6.13" -> [6, 13]; undefined when it is not one. */
+export function parseRelease(v: string): number[] | undefined {
+  const m = /^v?(\d+)\.(\d+)(?:\.(\d+))?(?:[-+.~][\w.+~-]*)?$/.exec(v.trim());
+  return m ? [Number(m[1]), Number(m[2]), Number(m[3] ?? 0)] : undefined;
+}
+
+function cmpRelease(a: number[], b: number[]): number {
+  for (let i = 0; i < 3; i++) if ((a[i] ?? 0) !== (b[i] ?? 0)) return (a[i] ?? 0) - (b[i] ?? 0);
+  return 0;
+}
+
+/** Whether a release lies in a profile's range (a profile without a range holds for every release). */
+export function holdsFor(p: Profile, release: number[]): boolean {
+  const k = p.kernels;
+  if (!k) return true;
+  // "until 6.18" covers every 6.18.y.
+  if (k.since && cmpRelease(release, parseRelease(k.since)!) < 0) return false;
+  if (k.until && cmpRelease(release.slice(0, 2), parseRelease(k.until)!.slice(0, 2)) > 0) return false;
+  return true;
+}
+
+/** The range of a profile as people write it: "6.13+", "5.15-6.18", "-6.12", "all". */
+export function describeKernels(k: KernelRange | undefined): string {
+  if (!k || (!k.since && !k.until)) return 'all';
+  if (k.since && k.until) return `${k.since}-${k.until}`;
+  return k.since ? `${k.since}+` : `-${k.until}`;
+}
+
+/**
+ * The built-in profile of a family that holds for a kernel release ("6.13", "v6.19-rc1",
+ * "6.1.0-27-amd64"). Throws ProfileError, naming the family's ranges, when the release is not one
+ * or no profile of the family holds for it.
+ */
+export function profileForKernel(family: string, release: string): Profile {
+  const v = parseRelease(release);
+  if (!v) throw new ProfileError(`kernel ${JSON.stringify(release)} is not a release such as 6.13 or 6.1.0-27-amd64`);
+  const members = ALL_PROFILES.filter((p) => familyOf(p.name) === family);
+  if (members.length === 0)
+    throw new ProfileError(`unknown profile ${JSON.stringify(family)}; built-in profiles: ${BUILTIN_PROFILES.map((b) => b.name).join(', ')}`);
+  const hit = members.find((p) => holdsFor(p, v));
+  if (!hit) {
+    const ranges = members.map((p) => `${p.name} models ${describeKernels(p.kernels)}`).join('; ');
+    throw new ProfileError(`no built-in behaviour of ${family} models kernel ${release} (${ranges})`);
+  }
+  return hit;
+}
+
 export function findBuiltinProfile(name: string): Profile | undefined {
-  return BUILTIN_PROFILES.find((p) => p.name === name);
+  return ALL_PROFILES.find((p) => p.name === name);
 }
 
 export class ProfileError extends LedgerFault {
@@ -338,7 +478,10 @@ export function buildProfile(spec: CustomProfileInput): Profile {
 
 /** A built-in profile, optionally with another unmap behaviour (for what-if replays). */
 export function resolveProfile(name: string, semantics?: Semantics): Profile {
-  const p = findBuiltinProfile(name);
+  // `family@release` names the behaviour of that family for that kernel (arm-lpae-4k@6.1 is
+  // arm-lpae-4k, arm-lpae-4k@6.15 is arm-lpae-4k@6.13).
+  const at = name.indexOf('@');
+  const p = findBuiltinProfile(name) ?? (at > 0 && findBuiltinProfile(name.slice(0, at)) ? profileForKernel(name.slice(0, at), name.slice(at + 1)) : undefined);
   if (!p) {
     throw new ProfileError(`unknown profile ${JSON.stringify(name)}; built-in profiles: ${BUILTIN_PROFILES.map((b) => b.name).join(', ')}`);
   }

@@ -48,7 +48,12 @@ export interface UnmapAnalysis {
   afterHole: bigint;
 }
 
-export const BEHAVIOURS: readonly Semantics[] = ['legacy', 'split', 'strict'];
+/**
+ * The behaviours the caller analysis compares every asymmetric unmap under (its table has a
+ * column per behaviour, schema 2): the three unmap designs of docs/semantics.md.
+ */
+export type AnalysedBehaviour = 'legacy' | 'split' | 'strict';
+export const BEHAVIOURS: readonly AnalysedBehaviour[] = ['legacy', 'split', 'strict'];
 
 /** Classifies an unmap of [iova, iova+size) against the maps live in `d`. */
 export function classifyUnmap(d: Domain, iova: bigint, size: bigint): UnmapAnalysis {

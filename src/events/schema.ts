@@ -433,7 +433,7 @@ export const StoredBody = {
           name: z.string().min(1).max(200),
           pgsizeBitmap: storedHex,
           iovaBits: wholeNumber(1, 64),
-          semantics: z.enum(['legacy', 'split', 'strict']),
+          semantics: z.enum(['legacy', 'split', 'strict', 'refuse-partial', 'iommupt']),
           base: z.string().min(1).max(200).optional(),
           emptyUnmapErrno: z.literal('ENOENT').optional(),
         })

@@ -112,7 +112,7 @@ const BODIES: Record<string, ObjectCheck> = {
       name: str(200, 1),
       pgsizeBitmap: hexValue,
       iovaBits: int(1, 64),
-      semantics: literal('legacy', 'split', 'strict'),
+      semantics: literal('legacy', 'split', 'strict', 'refuse-partial', 'iommupt'),
       'base?': str(200, 1),
       'emptyUnmapErrno?': literal('ENOENT'),
     }),

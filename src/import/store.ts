@@ -11,7 +11,7 @@ import { statSync } from 'node:fs';
 import { basename } from 'node:path';
 import { Domain } from '../core/domain.js';
 import { LedgerFault } from '../core/errors.js';
-import { BUILTIN_PROFILES, resolveProfile, type Semantics } from '../core/profile.js';
+import { BUILTIN_PROFILES, familyOf, profileForKernel, resolveProfile, type Semantics } from '../core/profile.js';
 import { DomainReplay } from '../events/replay.js';
 import type { Command } from '../events/schema.js';
 import type { Ledger } from '../projections/ledger.js';
@@ -34,6 +34,8 @@ export class TraceInputError extends LedgerFault {
 
 export interface ImportOptions {
   profile?: string;
+  /** A kernel release ("6.13"): the profile (given or inferred) behaves as that release's driver (core/profile.ts LATER_PROFILES). */
+  kernel?: string;
   semantics?: Semantics;
   domain?: string;
   domainBy?: 'infer' | 'dev';
@@ -127,6 +129,7 @@ export function checkRouteOptions(opts: { domain?: string; skewUs?: number | str
 
 export async function importTrace(ledger: Ledger, file: string, opts: ImportOptions): Promise<ImportSummary> {
   if (opts.profile) resolveProfile(opts.profile); // unknown names fail before anything is read
+  if (opts.kernel !== undefined) profileForKernel(familyOf(opts.profile ?? 'omap'), opts.kernel); // so does a release that is not one
   if (opts.caller !== undefined && (opts.caller.length === 0 || opts.caller.length > 200))
     throw new TraceInputError('--caller: a caller name has 1 to 200 characters');
   const skewUs = checkRouteOptions(opts);
@@ -252,6 +255,12 @@ export async function importTrace(ledger: Ledger, file: string, opts: ImportOpti
       }
       profileName = g.name;
       profileWhy = `inferred: ${g.why}`;
+    }
+    if (opts.kernel !== undefined) {
+      const k = profileForKernel(familyOf(profileName), opts.kernel);
+      if (k.name !== profileName) profileWhy += `; ${k.name} for kernel ${opts.kernel} (--kernel)`;
+      else profileWhy += `; the behaviour of kernel ${opts.kernel} (--kernel)`;
+      profileName = k.name;
     }
     const profile = resolveProfile(profileName, opts.semantics);
     const s = emptySummary(info.name, profileName, profileWhy);

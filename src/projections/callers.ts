@@ -4,7 +4,7 @@
  * to change. Read from the caller_symmetry and asymmetric_unmaps projections (no replay).
  */
 import type Database from 'better-sqlite3';
-import type { Semantics } from '../core/profile.js';
+import type { AnalysedBehaviour } from '../core/symmetry.js';
 import type { SymmetryClass } from '../core/symmetry.js';
 import { fromDb } from './codec.js';
 
@@ -53,7 +53,7 @@ export interface CallerView {
   cutBytes: bigint;
   /** Share of unmaps that mirror whole maps (exact or spanning whole maps). */
   readiness: number;
-  behaviours: Record<Semantics, BehaviourSummary>;
+  behaviours: Record<AnalysedBehaviour, BehaviourSummary>;
   /** The largest page size at which every cut edge of this site is harmless (0: no cuts). */
   safePage: bigint;
   /** The largest page that backed a map it cut. */

@@ -354,7 +354,7 @@ describe('iommu-ledger command line', () => {
     const amb = await cli('--db', db, 'state');
     expect(amb.code).toBe(2);
     expect(amb.err).toMatch(/2 domains \(gpu0, dsp\): choose one with --domain NAME/);
-    expect((await cli('--db', db, 'replay', '--out', join(db, '..', 'r.db'))).err).toMatch(/give --semantics and\/or --profile/);
+    expect((await cli('--db', db, 'replay', '--out', join(db, '..', 'r.db'))).err).toMatch(/give --kernel, or --semantics and\/or --profile/);
   });
 
   it('replays under another behaviour into a new ledger and compares', async () => {

@@ -13,6 +13,7 @@ export function register(program: Command, { g, out, ledgerLib }: Context): void
     .description('import kernel output: ftrace text, trace-cmd report, or dmesg (tp_printk and iommu.c debug lines)')
     .argument('<file>', 'a trace file, or - for standard input')
     .option('--profile <name>', 'the hardware (see `profiles`); by default inferred from the trace and said')
+    .option('--kernel <release>', "the kernel release that produced the trace (e.g. 6.13): the profile behaves as that release's driver (see `profiles`)")
     .addOption(new Option('--semantics <s>', "override the profile's unmap behaviour").choices([...SEMANTICS]))
     .option('--domain <name>', 'put every record in this one domain')
     .addOption(new Option('--domain-by <how>', 'how to split records into domains').choices(['infer', 'dev']).default('infer').conflicts('domain'))

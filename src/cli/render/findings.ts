@@ -2,6 +2,7 @@
 import { formatSize, hex } from '../../core/address.js';
 import type { FaultView, FindingView } from '../../projections/queries.js';
 import { table } from './format.js';
+import type { Refusal } from '../../projections/refusals.js';
 import { stepText } from './verdicts.js';
 
 /** A finding for --json, its 64-bit values already "0x" text (thousands are printed: no replacer needed), its verdict with its words. */
@@ -105,4 +106,31 @@ export function faultsText(f: FaultView[]): string[] {
       f.map((x) => [String(x.position), x.domain, hex(x.iova), x.device ?? '', x.cause, x.causePosition ? `#${x.causePosition}` : '']),
     ),
   ];
+}
+
+/** `audit refused-unmaps`: unmaps the driver refused (projections/refusals.ts), with the kernel's words. */
+export function refusedText(f: Array<{ finding: FindingView; refusal: Refusal }>): string[] {
+  const heading = `${f.length} unmap(s) refused by the driver: it removed nothing from the page at the address shown and the unmap stopped there, leaving the rest of the request mapped`;
+  if (!f.length) return [heading];
+  return [
+    heading,
+    table(
+      ['#', 'DOMAIN', 'CALLER', 'REQUESTED', 'UNMAPPED', 'REFUSED AT', 'STILL MAPPED', 'THE KERNEL'],
+      f.map(({ finding: x, refusal: r }) => [
+        String(x.position),
+        x.domain,
+        x.caller + (x.site ? ` (${x.site})` : ''),
+        `${hex(x.requested.iova)}+${formatSize(x.requested.size)}`,
+        formatSize(x.unmappedSize),
+        hex(r.at),
+        x.leftMapped.map((l) => `${hex(l.iova)}+${formatSize(l.size)}`).join(', '),
+        r.warning ? `WARN "${r.warning}" (${r.where})` : `returns 0 for a start inside a large IOPTE (${r.where})`,
+      ]),
+    ),
+  ];
+}
+
+export function refusedJson(x: { finding: FindingView; refusal: Refusal }) {
+  const r = x.refusal;
+  return { ...findingJson(x.finding), refused: { at: hex(r.at), behaviour: r.behaviour, ...(r.warning ? { warning: r.warning } : {}), where: r.where } };
 }
