@@ -195,6 +195,13 @@ export interface ProfileGuess {
   conflicts: string[];
   /** Records and log lines seen. */
   seen: { records: number; logLines: number };
+  /** The kernel release a `Linux version` log line names (the first one), if any. */
+  kernel?: string;
+}
+
+/** The release in the kernel's banner, `Linux version 6.1.0-27-amd64 (…)`, printed first in every boot log. */
+export function kernelOfLogLine(line: string): string | undefined {
+  return /\bLinux version (\d+\.\d+[\w.+~-]*)/.exec(line)?.[1];
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -257,6 +264,8 @@ export function driverOfLogLine(line: string): { driver: string; device?: string
  * constant memory; {@link result} gives the guess at any time.
  */
 export class ProfileEvidence {
+  /** The release of the first `Linux version` line seen. */
+  kernel: string | undefined = undefined;
   private records = 0;
   private logLines = 0;
   /** Identified drivers: key `source\0driver` (source: fault, log, prefix). */
@@ -322,6 +331,7 @@ export class ProfileEvidence {
 
   /** Feeds one kernel-log line that is not a trace record (dmesg text the parser skips). */
   addLogLine(line: string): void {
+    if (this.kernel === undefined) this.kernel = kernelOfLogLine(line);
     const hit = driverOfLogLine(line);
     if (!hit) return;
     this.logLines++;
@@ -537,6 +547,7 @@ export class ProfileEvidence {
   result(): ProfileGuess {
     const evidence = this.evidence();
     const seen = { records: this.records, logLines: this.logLines };
+    const kernel = this.kernel !== undefined ? { kernel: this.kernel } : {};
     const tierScore = new Map<string, Record<Tier, number>>();
     for (const p of INFERABLE) tierScore.set(p.name, { driver: 0, 'page-size': 0, reporter: 0, alignment: 0, width: 0, hole: 0 });
     for (const e of evidence) {
@@ -586,6 +597,7 @@ export class ProfileEvidence {
         evidence,
         conflicts,
         seen,
+        ...kernel,
       };
     }
     const supporting = evidence.filter((e) => e.supports.includes(name));
@@ -625,7 +637,7 @@ export class ProfileEvidence {
     const dfltOut = ruledOut.find((r) => r.profile === dflt);
     if (name !== dflt && dfltOut && deciding !== 'driver') why += `; ${dflt}, the usual default, is ruled out: ${dfltOut.reason.split('; ')[0]}`;
     if (conflicts.length) why += `; but ${conflicts.join('; ')}`;
-    return { name, why, confidence, ruledOut, scores, evidence, conflicts, seen };
+    return { name, why, confidence, ruledOut, scores, evidence, conflicts, seen, ...kernel };
   }
 }
 

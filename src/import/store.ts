@@ -8,10 +8,11 @@
  * uninterrupted import would have made it. See docs/import.md.
  */
 import { statSync } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { Domain } from '../core/domain.js';
 import { LedgerFault } from '../core/errors.js';
-import { BUILTIN_PROFILES, familyOf, profileForKernel, resolveProfile, type Semantics } from '../core/profile.js';
+import { BUILTIN_PROFILES, familyOf, profileForKernel, ProfileError, resolveProfile, type Semantics } from '../core/profile.js';
 import { DomainReplay } from '../events/replay.js';
 import type { Command } from '../events/schema.js';
 import type { Ledger } from '../projections/ledger.js';
@@ -19,7 +20,7 @@ import { overUnmapVerdicts, type VerdictCounts } from '../projections/verdicts.j
 import { domainsCreatedBy, firstPositionIn, knownSource, recordSource, recordWholeFile, sourceHasEvents, Tally } from '../projections/sources.js';
 import { ImportPipeline } from './pipeline.js';
 import { parseTraceLine } from './parse.js';
-import { guessProfileFromFile, ProfileEvidence } from './profile-guess.js';
+import { guessProfileFromFile, kernelOfLogLine, ProfileEvidence } from './profile-guess.js';
 import { openSource, ReadError, type Line } from './read.js';
 import { DestroyedDomainError, type SpaceHost } from './spaces.js';
 
@@ -225,8 +226,11 @@ export async function importTrace(ledger: Ledger, file: string, opts: ImportOpti
     // first lines of a stream, a compressed file or trace-cmd's output).
     let profileName = opts.profile;
     let profileWhy = 'given with --profile';
+    /** The release a `Linux version` line of the input names (seen while inferring the profile, or in the first 64 KiB of a plain file). */
+    let detectedKernel: string | undefined;
+    if (profileName && size > 0 && !info.compressed && !info.via) detectedKernel = await kernelInHead(path);
     if (!profileName) {
-      let g: { name: string; why: string };
+      let g: { name: string; why: string; kernel?: string };
       if (size > 0) g = await guessProfileFromFile(path);
       else {
         const ev = new ProfileEvidence();
@@ -255,12 +259,28 @@ export async function importTrace(ledger: Ledger, file: string, opts: ImportOpti
       }
       profileName = g.name;
       profileWhy = `inferred: ${g.why}`;
+      detectedKernel = g.kernel;
     }
     if (opts.kernel !== undefined) {
       const k = profileForKernel(familyOf(profileName), opts.kernel);
       if (k.name !== profileName) profileWhy += `; ${k.name} for kernel ${opts.kernel} (--kernel)`;
       else profileWhy += `; the behaviour of kernel ${opts.kernel} (--kernel)`;
       profileName = k.name;
+    } else if (detectedKernel !== undefined) {
+      // The input says which kernel wrote it: its release picks the behaviour, unless no member
+      // of the family models that release (then the profile stays, and the report says so).
+      const said = `the input's 'Linux version ${detectedKernel}' line`;
+      try {
+        const k = profileForKernel(familyOf(profileName), detectedKernel);
+        profileWhy +=
+          k.name !== profileName
+            ? `; ${k.name} for kernel ${detectedKernel} (${said}; --kernel overrides)`
+            : `; the behaviour of kernel ${detectedKernel} (${said})`;
+        profileName = k.name;
+      } catch (e) {
+        if (!(e instanceof ProfileError)) throw e;
+        profileWhy += `; ${said}: ${e.message}, so ${profileName} is kept (--kernel overrides)`;
+      }
     }
     const profile = resolveProfile(profileName, opts.semantics);
     const s = emptySummary(info.name, profileName, profileWhy);
@@ -555,4 +575,20 @@ function emptySummary(source: string, profile: string, profileWhy: string): Impo
     splitProfile: profile,
     continues: false,
   };
+}
+
+/** The release named by a `Linux version` line in the first 64 KiB of a plain file (a boot log starts with it). */
+async function kernelInHead(path: string): Promise<string | undefined> {
+  const fh = await open(path, 'r');
+  try {
+    const buf = Buffer.alloc(65536);
+    const { bytesRead } = await fh.read(buf, 0, buf.length, 0);
+    for (const line of buf.subarray(0, bytesRead).toString('latin1').split('\n')) {
+      const k = kernelOfLogLine(line);
+      if (k !== undefined) return k;
+    }
+    return undefined;
+  } finally {
+    await fh.close();
+  }
 }

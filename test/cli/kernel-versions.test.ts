@@ -2,10 +2,10 @@
  * Kernel releases on the command line (issue 17): versioned profiles, `audit refused-unmaps`,
  * `replay --kernel` and `import --kernel`, end to end on real ledger files.
  */
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { cli } from './helpers.js';
+import { cli, EX } from './helpers.js';
 import { tempDb } from '../ledger/helpers.js';
 
 const REAL = join(__dirname, '..', 'fixtures', 'real');
@@ -103,5 +103,27 @@ describe('kernel releases on the command line', () => {
     const none = await cli('--db', tempDb(), 'import', join(REAL, 'fl.trace'), '--kernel', '5.4');
     expect(none.code).toBe(2);
     expect(none.err).toMatch(/no built-in behaviour of intel-vtd models kernel 5\.4/);
+  });
+
+  it("a 'Linux version' line in the input picks the release, unless --kernel says otherwise", async () => {
+    const dir = dirname(tempDb());
+    const log = (release: string) => {
+      const f = join(dir, `boot-${release}.log`);
+      const banner = `[    0.000000] Linux version ${release} (debian-kernel@lists.debian.org) (gcc-14) #1 SMP PREEMPT_DYNAMIC Debian\n`;
+      // The example boot log without its own banner (Linux 6.8.12), under another one.
+      const body = readFileSync(join(EX, 'dmesg-debug.log'), 'utf8').split('\n').slice(1).join('\n');
+      writeFileSync(f, banner + body);
+      return f;
+    };
+    const a = await cli('--db', tempDb(), 'import', log('6.19.0-1-amd64'), '--profile', 'amd-v1');
+    expect(a.code).toBe(0);
+    expect(a.out).toMatch(
+      /^profile: amd-v1@6\.19 \(given with --profile; amd-v1@6\.19 for kernel 6\.19\.0-1-amd64 \(the input's 'Linux version 6\.19\.0-1-amd64' line; --kernel overrides\)\)/m,
+    );
+    const b = await cli('--db', tempDb(), 'import', log('6.19.0-1-amd64'), '--profile', 'amd-v1', '--kernel', '6.1');
+    expect(b.out).toMatch(/^profile: amd-v1 \(given with --profile; the behaviour of kernel 6\.1 \(--kernel\)\)/m);
+    const c = await cli('--db', tempDb(), 'import', log('5.4.0'), '--profile', 'intel-vtd');
+    expect(c.code).toBe(0);
+    expect(c.out).toMatch(/the input's 'Linux version 5\.4\.0' line: no built-in behaviour of intel-vtd models kernel 5\.4\.0 .*, so intel-vtd is kept/);
   });
 });
