@@ -123,7 +123,10 @@ function profilesForKernel(src: EventStore, release: string, only?: string): Map
     const d = (ev.body as { profile: Parameters<typeof profileFromDescriptor>[0] }).profile;
     const stored = findBuiltinProfile(d.name);
     if (!stored || profileFromDescriptor(d).format !== stored.format) continue;
-    out.set(ev.stream, { from: d.name, to: profileForKernel(familyOf(d.name), release) });
+    // A stored behaviour other than the profile's own (a what-if replay's, or migrate's strict
+    // target) is named with it: the kernel's behaviour replaces it too.
+    const from = d.semantics === stored.semantics ? d.name : `${d.name} with ${d.semantics} unmap`;
+    out.set(ev.stream, { from, to: profileForKernel(familyOf(d.name), release) });
   }
   return out;
 }
@@ -162,7 +165,7 @@ export async function replayLedger(
         const change = byKernel
           ? (() => {
               const k = byKernel.get(ev.stream);
-              return k && k.to.name !== k.from ? { profile: k.to.name } : {};
+              return k && k.to.name !== k.from ? { profile: k.to.name, semantics: k.to.semantics } : {};
             })()
           : touched
             ? { ...(o.semantics ? { semantics: o.semantics } : {}), ...(o.profile ? { profile: o.profile } : {}) }

@@ -126,4 +126,23 @@ describe('kernel releases on the command line', () => {
     expect(c.code).toBe(0);
     expect(c.out).toMatch(/the input's 'Linux version 5\.4\.0' line: no built-in behaviour of intel-vtd models kernel 5\.4\.0 .*, so intel-vtd is kept/);
   });
+
+  it("widen-unmaps does what Panthor did by hand, and the result holds under 6.13's refusal", async () => {
+    // drm/panthor "Support partial unmaps of huge pages": expand the unmap to the whole block,
+    // unmap it, map the survivors back. migrate --strategy widen-unmaps issues exactly that.
+    const db = tempDb();
+    expect((await cli('--db', db, 'apply', armHistory('arm-lpae-4k@6.13'))).code).toBe(0);
+    const out = join(dirname(db), 'fixed.db');
+    const m = await cli('--db', db, 'migrate', '--strategy', 'widen-unmaps', '--out', out);
+    expect(m.code).toBe(0);
+    expect(m.out).toMatch(/bugs fixed: 2 \(over-unmaps 0, unmaps that left pages mapped 2, refused unmaps 0\)/);
+    expect(m.out).toMatch(/^PASSED/m);
+    // The migrated ledger is verified under strict unmap; replayed under the 6.13 driver it
+    // leaves nothing mapped and meets no refusal.
+    const r = await cli('--db', out, 'replay', '--kernel', '6.13', '--out', join(dirname(db), 'fixed-6.13.db'));
+    expect(r.out).toMatch(/gpu: arm-lpae-4k@6\.13 with strict unmap -> arm-lpae-4k@6\.13/);
+    expect(r.out).toMatch(/unmaps left mapped\s+0\s+->\s+0/);
+    expect((await cli('--db', join(dirname(db), 'fixed-6.13.db'), 'audit', 'refused-unmaps')).out).toMatch(/^0 unmap\(s\) refused/);
+    expect((await cli('--db', join(dirname(db), 'fixed-6.13.db'), 'state')).out).toMatch(/refuse-partial unmap\) as of event #\d+: 0 run\(s\), 0 mapped/);
+  });
 });
