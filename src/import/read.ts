@@ -18,6 +18,7 @@
  * src/import does not depend on src/cli: errors are ReadError (exit code 2), for the CLI to map.
  */
 import { isAscii } from 'node:buffer';
+import { spawnSync } from 'node:child_process';
 import { createHash, type Hash } from 'node:crypto';
 import { createReadStream, fstatSync, open as openCallback } from 'node:fs';
 import { open, stat, type FileHandle } from 'node:fs/promises';
@@ -76,6 +77,8 @@ export interface SourceInfo {
    */
   seekable: boolean;
   compressed?: Compression;
+  /** A trace-cmd `trace.dat`: the kernel release its recorder saved (`trace-cmd report --uname`), when it did. */
+  kernel?: string;
   /** What decompresses it: node:zlib (gzip), fzstd (zstd), xz-decompress, or the system's `xz -dc`. */
   decoder?: Decoder;
   /** A trace-cmd binary file: the lines are `trace-cmd report`'s output. */
@@ -266,6 +269,8 @@ export async function openSource(file: string, opts: OpenOptions = {}): Promise<
     const traceCmd = findCommand('trace-cmd', opts.path ?? process.env.PATH);
     if (!traceCmd) throw new ReadError(traceCmdMissing(name));
     info.via = 'trace-cmd report';
+    const kernel = traceDatRelease(traceCmd, file);
+    if (kernel !== undefined) info.kernel = kernel;
     content = () => ({ chunks: notEmpty(filterThrough(traceCmd, ['report', '-i', file], undefined, 'trace-cmd report')), base: 0 });
   } else if (magic === 'bzip2' || magic === 'lz4') {
     throw new ReadError(
@@ -709,4 +714,19 @@ export async function* splitLines(chunks: AsyncIterable<Uint8Array>, o: SplitOpt
     no++;
     yield make(joined(), len, last, lineStart, pos, true);
   }
+}
+
+/**
+ * The kernel release a trace.dat's recorder saved: `trace-cmd report --uname` prints the
+ * recording machine's `uname` ("Linux HOST 6.1.0-57-amd64 x86_64") and nothing else. Undefined when
+ * the file has none (an old trace-cmd) or the command fails: the release is a hint, never an error.
+ */
+function traceDatRelease(traceCmd: string, file: string): string | undefined {
+  const r = spawnSync(traceCmd, ['report', '--uname', '-i', file], { encoding: 'latin1', timeout: 10_000, maxBuffer: 1 << 20 });
+  if (r.status !== 0 || typeof r.stdout !== 'string') return undefined;
+  for (const line of r.stdout.split('\n')) {
+    const m = /^Linux \S+ (\d+\.\d+[\w.+~-]*) \S+$/.exec(line.trim());
+    if (m) return m[1];
+  }
+  return undefined;
 }

@@ -227,7 +227,8 @@ export async function importTrace(ledger: Ledger, file: string, opts: ImportOpti
     let profileName = opts.profile;
     let profileWhy = 'given with --profile';
     /** The release a `Linux version` line of the input names (seen while inferring the profile, or in the first 64 KiB of a plain file). */
-    let detectedKernel: string | undefined;
+    let detectedKernel: string | undefined = info.kernel;
+    let detectedFrom = detectedKernel !== undefined ? `the trace.dat's uname (trace-cmd report --uname)` : '';
     if (profileName && size > 0 && !info.compressed && !info.via) detectedKernel = await kernelInHead(path);
     if (!profileName) {
       let g: { name: string; why: string; kernel?: string };
@@ -259,7 +260,7 @@ export async function importTrace(ledger: Ledger, file: string, opts: ImportOpti
       }
       profileName = g.name;
       profileWhy = `inferred: ${g.why}`;
-      detectedKernel = g.kernel;
+      detectedKernel ??= g.kernel;
     }
     if (opts.kernel !== undefined) {
       const k = profileForKernel(familyOf(profileName), opts.kernel);
@@ -269,7 +270,7 @@ export async function importTrace(ledger: Ledger, file: string, opts: ImportOpti
     } else if (detectedKernel !== undefined) {
       // The input says which kernel wrote it: its release picks the behaviour, unless no member
       // of the family models that release (then the profile stays, and the report says so).
-      const said = `the input's 'Linux version ${detectedKernel}' line`;
+      const said = detectedFrom || `the input's 'Linux version ${detectedKernel}' line`;
       try {
         const k = profileForKernel(familyOf(profileName), detectedKernel);
         profileWhy +=

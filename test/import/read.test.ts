@@ -358,7 +358,7 @@ describe('compressed files', () => {
 });
 
 /** A real trace.dat (trace-cmd file format v6, one CPU, iommu:map events), as `trace-cmd record` writes one. */
-function traceDat(maps: Array<{ iova: bigint; paddr: bigint; size: bigint }>): Buffer {
+function traceDat(maps: Array<{ iova: bigint; paddr: bigint; size: bigint }>, uname?: string): Buffer {
   const PAGE = 4096;
   const u32 = (v: number) => {
     const b = Buffer.alloc(4);
@@ -405,7 +405,9 @@ function traceDat(maps: Array<{ iova: bigint; paddr: bigint; size: bigint }>): B
     sized8('606 gst-launch-1.0\n'), // saved cmdlines
     u32(1), // CPUs
     Buffer.from('options  \0'),
-    Buffer.from([0, 0]), // no options
+    // The recorder's uname (option 5, TRACECMD_OPTION_UNAME), when given; then the end of options.
+    ...(uname !== undefined ? [Buffer.from([5, 0]), u32(Buffer.byteLength(uname) + 1), cstr(uname)] : []),
+    Buffer.from([0, 0]),
     Buffer.from('flyrecord\0'),
   ]);
   // One ring-buffer page: timestamp, commit (bytes of data), then events of 4-byte header + 32 bytes.
@@ -452,9 +454,11 @@ describe('trace-cmd binary files (trace.dat)', () => {
       { iova: 0x60000000n, paddr: 0x87400000n, size: 0x100000n },
       { iova: 0x60100000n, paddr: 0x87500000n, size: 0x1000n },
     ];
-    const p = file(traceDat(maps), 'real.dat');
+    const p = file(traceDat(maps, 'Linux rig 6.13.2-arch1-1 x86_64'), 'real.dat');
     const src = await openSource(p, { path: process.env.PATH });
-    expect(src.info).toMatchObject({ kind: 'file', seekable: true, via: 'trace-cmd report' });
+    // The release the recorder saved (trace-cmd report --uname): import picks the profile's behaviour for it.
+    expect(src.info).toMatchObject({ kind: 'file', seekable: true, via: 'trace-cmd report', kernel: '6.13.2-arch1-1' });
+    expect((await openSource(file(traceDat(maps), 'no-uname.dat'), { path: process.env.PATH })).info.kernel).toBeUndefined();
     const lines = await all(src.lines());
     const records = lines.map((l) => parseTraceLine(l.text)).filter((r) => r.kind === 'record');
     expect(records.map((r) => (r.kind === 'record' ? [r.record.event, r.record.iova, r.record.paddr, r.record.size, r.record.pid] : []))).toEqual(
