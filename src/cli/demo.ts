@@ -3,6 +3,7 @@
  * modern VFIO trace on Intel, and a hand-written scenario) and shows the over-unmap audit and
  * an explanation: the first thing a newcomer sees.
  */
+import { writeReport } from './report.js';
 import { existsSync, rmSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -64,8 +65,11 @@ export async function runDemo(dbPath: string, out: (s: string) => void, asJson: 
     const explainIova = fault?.iova ?? first?.collateral[0]?.iova;
     const explanation = explainIova !== undefined ? q.explain(fault?.domain ?? first!.domain, explainIova) : undefined;
     const explanationText = explanation ? explainText(explanation) : undefined;
+    // The picture too: the demo's report, beside its ledger (render/report.ts).
+    const htmlPath = dbPath.replace(/\.db$/, '') + '.html';
+    writeReport(dbPath, htmlPath);
     if (asJson) {
-      out(JSON.stringify({ ledger: dbPath, overUnmaps: over.length, explain: explanationText }, null, 2));
+      out(JSON.stringify({ ledger: dbPath, overUnmaps: over.length, explain: explanationText, report: htmlPath }, null, 2));
       return;
     }
     out(steps.join('\n'));
@@ -91,6 +95,7 @@ export async function runDemo(dbPath: string, out: (s: string) => void, asJson: 
     }
     out(`\nNext: iommu-ledger --db ${dbPath} callers | state --domain gpu0 | history 0x200000 2M --domain gpu0 | audit faults`);
     out(`Make the callers symmetric, verified by replay: iommu-ledger --db ${dbPath} migrate --strategy split-maps --out migrated.db`);
+    out(`The timeline of every address space, to open in a browser: ${htmlPath} (iommu-ledger --db ${dbPath} report --out FILE)`);
   } finally {
     q.close();
   }

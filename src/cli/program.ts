@@ -18,6 +18,7 @@ import * as migrate from './commands/migrate.js';
 import * as profiles from './commands/profiles.js';
 import * as rebuild from './commands/rebuild.js';
 import * as replay from './commands/replay.js';
+import * as report from './commands/report.js';
 import * as reroute from './commands/reroute.js';
 import * as state from './commands/state.js';
 import * as verify from './commands/verify.js';
@@ -37,6 +38,7 @@ const COMMANDS: CommandModule[] = [
   diff,
   audit,
   callers,
+  report,
   // integrity and what-if
   verify,
   checkpoint,

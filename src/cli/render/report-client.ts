@@ -1,0 +1,243 @@
+/**
+ * The script of the HTML report (report.ts), run by the browser that opens it: hand-written canvas
+ * drawing of the timeline (no library, so the file needs nothing from the network), zoom and pan,
+ * hover details, and the finding panel. It reads the page's data from the JSON script element
+ * `#report-data` and exposes it as `window.iommuLedgerReport` (the browser tests read it there).
+ * Kept free of backquotes and dollar-brace so that it can live in this template string.
+ */
+export const CLIENT_JS = String.raw`
+(function () {
+  'use strict';
+  var data = JSON.parse(document.getElementById('report-data').textContent);
+  window.iommuLedgerReport = data;
+  var canvas = document.getElementById('timeline');
+  var ctx = canvas.getContext('2d');
+  var tip = document.getElementById('tip');
+  var panel = document.getElementById('explain');
+  var select = document.getElementById('domain');
+  var dom = null, view = null, layout = null, markers = [];
+  var PAD_L = 110, PAD_B = 28, PAD_T = 8, PAD_R = 8;
+
+  function big(h) { return BigInt(h); }
+  function hue(name) {
+    var h = 0;
+    for (var i = 0; i < name.length; i++) h = (h * 31 + name.charCodeAt(i)) >>> 0;
+    return h % 360;
+  }
+  function fmtSize(b) {
+    var units = ['', 'K', 'M', 'G', 'T', 'P', 'E'];
+    var u = 0;
+    while (b >= 1024n && b % 1024n === 0n && u < units.length - 1) { b = b / 1024n; u++; }
+    return b.toString() + units[u];
+  }
+
+  // The used ranges are stacked from the top, each a band of height proportional to the square
+  // root of its bytes (so small regions stay visible), with a fold line between bands.
+  function makeLayout(d) {
+    var bands = [], total = 0;
+    d.used.forEach(function (u) {
+      var s = big(u[0]), e = big(u[1]);
+      var w = Math.max(1, Math.sqrt(Number(e - s)));
+      bands.push({ start: s, end: e, weight: w });
+      total += w;
+    });
+    var y = 0;
+    bands.forEach(function (b) { b.y0 = y / total; y += b.weight; b.y1 = y / total; });
+    return { bands: bands };
+  }
+  // An IOVA (BigInt) to a fraction of the height [0, 1], or -1 when it lies in a folded gap.
+  function yOf(a) {
+    var bs = layout.bands;
+    for (var i = 0; i < bs.length; i++) {
+      var b = bs[i];
+      if (a >= b.start && a <= b.end) {
+        var span = Number(b.end - b.start) || 1;
+        return b.y0 + (b.y1 - b.y0) * (Number(a - b.start) / span);
+      }
+      if (a < b.start) return b.y0;
+    }
+    return 1;
+  }
+  // The trace time of the last sampled event at or before a position ([position, time] pairs, sorted).
+  function timeAt(pos) {
+    var t = data.times, lo = 0, hi = t.length - 1, best = null;
+    while (lo <= hi) {
+      var mid = (lo + hi) >> 1;
+      if (t[mid][0] <= pos) { best = t[mid][1]; lo = mid + 1; } else hi = mid - 1;
+    }
+    return best;
+  }
+  function plotW() { return canvas.width - PAD_L - PAD_R; }
+  function plotH() { return canvas.height - PAD_T - PAD_B; }
+  function px(pos) { return PAD_L + ((pos - view.x0) / (view.x1 - view.x0)) * plotW(); }
+  function py(f) { return PAD_T + ((f - view.y0) / (view.y1 - view.y0)) * plotH(); }
+  function posAt(x) { return view.x0 + ((x - PAD_L) / plotW()) * (view.x1 - view.x0); }
+
+  function draw() {
+    var W = canvas.width, H = canvas.height;
+    ctx.fillStyle = '#ffffff';
+    ctx.fillRect(0, 0, W, H);
+    ctx.save();
+    ctx.beginPath();
+    ctx.rect(PAD_L, PAD_T, plotW(), plotH());
+    ctx.clip();
+    // Runs, coloured by caller.
+    dom.runsDrawn = 0;
+    for (var i = 0; i < dom.runs.length; i++) {
+      var r = dom.runs[i];
+      var x0 = px(r[3]), x1 = px(r[4] === null ? dom.lastAt + 1 : r[4]);
+      if (x1 < PAD_L || x0 > W) continue;
+      var y0 = py(r.ya), y1 = py(r.yb);
+      if (y1 < PAD_T || y0 > H - PAD_B) continue;
+      ctx.fillStyle = 'hsla(' + hue(data.callers[r[5]]) + ',60%,55%,0.55)';
+      ctx.fillRect(x0, y0, Math.max(1, x1 - x0), Math.max(1, y1 - y0));
+      dom.runsDrawn++;
+    }
+    // Fold lines between bands.
+    ctx.strokeStyle = '#999';
+    ctx.setLineDash([4, 4]);
+    layout.bands.forEach(function (b, k) {
+      if (k === 0) return;
+      var y = py(b.y0);
+      ctx.beginPath(); ctx.moveTo(PAD_L, y); ctx.lineTo(W, y); ctx.stroke();
+    });
+    ctx.setLineDash([]);
+    // Markers: collateral of over-unmaps (red, harmful; grey, stepped), divergences, faults.
+    markers = [];
+    dom.findings.forEach(function (f, k) {
+      var x = px(f.position);
+      if (x < PAD_L - 6 || x > W + 6) return;
+      if (f.kind === 'over-unmap') {
+        ctx.fillStyle = f.verdict === 'stepped' ? 'rgba(120,120,120,0.8)' : 'rgba(220,0,0,0.85)';
+        f.ranges.forEach(function (c) {
+          var y0 = py(yOf(big(c[0]))), y1 = py(yOf(big(c[1])));
+          ctx.fillRect(x - 2, y0, 4, Math.max(2, y1 - y0));
+        });
+        var yt = py(yOf(big(f.iova)));
+        ctx.beginPath(); ctx.moveTo(x, yt); ctx.lineTo(x - 6, yt - 9); ctx.lineTo(x + 6, yt - 9); ctx.closePath(); ctx.fill();
+        markers.push({ x: x, y: yt - 4, k: k });
+      } else if (f.kind === 'fault') {
+        var y = py(yOf(big(f.iova)));
+        ctx.strokeStyle = '#000'; ctx.lineWidth = 2;
+        ctx.beginPath(); ctx.moveTo(x - 5, y - 5); ctx.lineTo(x + 5, y + 5); ctx.moveTo(x + 5, y - 5); ctx.lineTo(x - 5, y + 5); ctx.stroke();
+        ctx.lineWidth = 1;
+        markers.push({ x: x, y: y, k: k });
+      } else {
+        var yd = py(yOf(big(f.iova)));
+        ctx.fillStyle = '#e08000';
+        ctx.beginPath(); ctx.moveTo(x, yd - 6); ctx.lineTo(x + 6, yd); ctx.lineTo(x, yd + 6); ctx.lineTo(x - 6, yd); ctx.closePath(); ctx.fill();
+        markers.push({ x: x, y: yd, k: k });
+      }
+    });
+    ctx.restore();
+    // Axes: event positions (with trace time where known) below, IOVA band starts on the left.
+    ctx.fillStyle = '#222';
+    ctx.font = '11px sans-serif';
+    for (var t = 0; t <= 6; t++) {
+      var pos = Math.round(view.x0 + ((view.x1 - view.x0) * t) / 6);
+      var tx = px(pos);
+      var tm = timeAt(pos);
+      var label = '#' + pos + (tm ? ' (' + tm + ')' : '');
+      ctx.fillText(label, Math.min(tx, W - 90), H - 10);
+    }
+    layout.bands.forEach(function (b) {
+      var y = py(b.y0);
+      if (y >= PAD_T && y <= H - PAD_B) ctx.fillText('0x' + b.start.toString(16), 4, Math.max(y + 10, PAD_T + 10));
+    });
+  }
+
+  function showDomain(i) {
+    dom = data.domains[i];
+    layout = makeLayout(dom);
+    dom.runs.forEach(function (r) { r.ya = yOf(big(r[0])); r.yb = yOf(big(r[1])); });
+    view = { x0: dom.createdAt, x1: dom.lastAt + 1, y0: 0, y1: 1 };
+    var rows = document.querySelectorAll('tr.finding');
+    rows.forEach(function (row) { row.style.display = row.dataset.domain === dom.name ? '' : 'none'; });
+    draw();
+  }
+
+  function show(f) {
+    panel.textContent = f.explain || ('iommu-ledger --db LEDGER explain ' + f.iova + ' --domain ' + dom.name + ' --at ' + f.position);
+    panel.dataset.position = String(f.position);
+    document.querySelectorAll('tr.finding.selected').forEach(function (r) { r.classList.remove('selected'); });
+    var row = document.getElementById('finding-' + dom.name + '-' + f.position + '-' + f.kind);
+    if (row) row.classList.add('selected');
+  }
+
+  canvas.addEventListener('mousemove', function (ev) {
+    var rect = canvas.getBoundingClientRect();
+    var x = ev.clientX - rect.left, y = ev.clientY - rect.top;
+    var text = '';
+    for (var m = 0; m < markers.length; m++) {
+      if (Math.abs(markers[m].x - x) < 7 && Math.abs(markers[m].y - y) < 9) { text = dom.findings[markers[m].k].title; break; }
+    }
+    if (!text) {
+      var pos = posAt(x);
+      for (var i = dom.runs.length - 1; i >= 0; i--) {
+        var r = dom.runs[i];
+        var end = r[4] === null ? dom.lastAt + 1 : r[4];
+        if (pos < r[3] || pos >= end) continue;
+        var y0 = py(r.ya), y1 = py(r.yb);
+        if (y < y0 - 1 || y > Math.max(y1, y0 + 2)) continue;
+        text = r[0] + '+' + fmtSize(big(r[1]) - big(r[0])) + ' in ' + fmtSize(big(r[2])) + ' pages, mapped by #' + r[6] + ' ' + data.callers[r[5]] +
+          ', live from #' + r[3] + (r[4] === null ? ' on' : ' to #' + r[4]);
+        break;
+      }
+    }
+    tip.textContent = text;
+    tip.style.display = text ? 'block' : 'none';
+    tip.style.left = (ev.pageX + 12) + 'px';
+    tip.style.top = (ev.pageY + 12) + 'px';
+  });
+  canvas.addEventListener('mouseleave', function () { tip.style.display = 'none'; });
+  canvas.addEventListener('click', function (ev) {
+    var rect = canvas.getBoundingClientRect();
+    var x = ev.clientX - rect.left, y = ev.clientY - rect.top;
+    for (var m = 0; m < markers.length; m++) {
+      if (Math.abs(markers[m].x - x) < 7 && Math.abs(markers[m].y - y) < 9) { show(dom.findings[markers[m].k]); return; }
+    }
+  });
+  // Zoom: the wheel zooms time around the pointer; with Shift, the address axis.
+  canvas.addEventListener('wheel', function (ev) {
+    ev.preventDefault();
+    var rect = canvas.getBoundingClientRect();
+    var k = ev.deltaY > 0 ? 1.25 : 0.8;
+    if (ev.shiftKey) {
+      var fy = view.y0 + ((ev.clientY - rect.top - PAD_T) / plotH()) * (view.y1 - view.y0);
+      view.y0 = fy - (fy - view.y0) * k; view.y1 = fy + (view.y1 - fy) * k;
+    } else {
+      var fx = posAt(ev.clientX - rect.left);
+      view.x0 = fx - (fx - view.x0) * k; view.x1 = fx + (view.x1 - fx) * k;
+    }
+    draw();
+  }, { passive: false });
+  var drag = null;
+  canvas.addEventListener('mousedown', function (ev) { drag = { x: ev.clientX, y: ev.clientY, v: Object.assign({}, view) }; });
+  window.addEventListener('mouseup', function () { drag = null; });
+  window.addEventListener('mousemove', function (ev) {
+    if (!drag) return;
+    var dx = ((ev.clientX - drag.x) / plotW()) * (drag.v.x1 - drag.v.x0);
+    var dy = ((ev.clientY - drag.y) / plotH()) * (drag.v.y1 - drag.v.y0);
+    view.x0 = drag.v.x0 - dx; view.x1 = drag.v.x1 - dx; view.y0 = drag.v.y0 - dy; view.y1 = drag.v.y1 - dy;
+    draw();
+  });
+  document.getElementById('reset').addEventListener('click', function () { showDomain(select.selectedIndex); });
+  document.querySelectorAll('tr.finding').forEach(function (row) {
+    row.addEventListener('click', function () {
+      var d = data.domains.findIndex(function (x) { return x.name === row.dataset.domain; });
+      if (d !== select.selectedIndex) { select.selectedIndex = d; showDomain(d); }
+      show(dom.findings[Number(row.dataset.index)]);
+    });
+  });
+  select.addEventListener('change', function () { showDomain(select.selectedIndex); });
+  function resize() {
+    canvas.width = Math.max(600, canvas.clientWidth);
+    canvas.height = 460;
+    if (dom) draw();
+  }
+  window.addEventListener('resize', resize);
+  resize();
+  if (data.domains.length) showDomain(0);
+  document.body.dataset.ready = 'true';
+})();
+`;

@@ -1,0 +1,154 @@
+/**
+ * `report`: one self-contained HTML file of a ledger's address spaces over time (docs/report.md).
+ * Everything is inlined (the data as JSON, the drawing script of report-client.ts, the styles),
+ * so it opens offline in any browser and fetches nothing.
+ */
+import { formatSize, hex } from '../../core/address.js';
+import type { TimelineDomain } from '../../projections/timeline.js';
+import { CLIENT_JS } from './report-client.js';
+
+/** A finding as the page shows it: where its marker goes, its one-line title, and explain's text for it. */
+export interface ReportFinding {
+  kind: 'over-unmap' | 'fault' | 'divergence';
+  position: number;
+  /** The IOVA the marker and `explain` point at. */
+  iova: bigint;
+  verdict?: string;
+  /** Over-unmaps: the collateral ranges. */
+  ranges: Array<{ start: bigint; end: bigint }>;
+  title: string;
+  /** `iommu-ledger explain IOVA --domain D --at POSITION`, as the CLI prints it. */
+  explain?: string;
+}
+
+export interface ReportInput {
+  ledger: string;
+  generatedAt: string;
+  domains: Array<{ timeline: TimelineDomain; findings: ReportFinding[] }>;
+  times: Array<[number, string]>;
+  events: number;
+  counts: { maps: number; unmaps: number; faults: number };
+  verify: { ok: boolean; head?: string; message: string };
+  /** The commands that reproduce the figures. */
+  commands: string[];
+}
+
+const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
+
+/** JSON that is safe inside a script element (no `</script>`, no `<!--`). */
+const scriptJson = (v: unknown) => JSON.stringify(v).replace(/</g, '\\u003c');
+
+export function reportHtml(r: ReportInput): string {
+  const callers: string[] = [];
+  const callerIx = new Map<string, number>();
+  const ix = (c: string) => {
+    let i = callerIx.get(c);
+    if (i === undefined) {
+      i = callers.length;
+      callers.push(c);
+      callerIx.set(c, i);
+    }
+    return i;
+  };
+  const data = {
+    ledger: r.ledger,
+    times: r.times,
+    callers,
+    domains: r.domains.map(({ timeline: t, findings }) => ({
+      name: t.name,
+      profile: t.profile,
+      createdAt: t.createdAt,
+      lastAt: t.lastAt,
+      used: t.used.map((u) => [hex(u.start), hex(u.end)]),
+      runs: t.runs.map((x) => [hex(x.iova), hex(x.end), hex(x.pageSize), x.from, x.to, ix(x.caller), x.mapPos]),
+      findings: findings.map((f) => ({
+        kind: f.kind,
+        position: f.position,
+        iova: hex(f.iova),
+        ...(f.verdict ? { verdict: f.verdict } : {}),
+        ranges: f.ranges.map((c) => [hex(c.start), hex(c.end)]),
+        title: f.title,
+        ...(f.explain ? { explain: f.explain } : {}),
+      })),
+    })),
+  };
+  const totals = r.domains.reduce(
+    (a, d) => {
+      for (const f of d.findings) {
+        if (f.kind === 'over-unmap') a[f.verdict === 'stepped' ? 'stepped' : 'harmful']++;
+        else a[f.kind === 'fault' ? 'faults' : 'divergences']++;
+      }
+      return a;
+    },
+    { harmful: 0, stepped: 0, faults: 0, divergences: 0 },
+  );
+  const domainRows = r.domains
+    .map(({ timeline: t, findings }) => {
+      const n = (k: string) => findings.filter((f) => f.kind === k).length;
+      return `<tr><td>${esc(t.name)}</td><td>${esc(t.profile)}</td><td>${esc(t.semantics)}</td><td>#${t.createdAt}–#${t.lastAt}</td><td>${t.runs.length}</td><td>${n('over-unmap')}</td><td>${n('fault')}</td><td>${n('divergence')}</td></tr>`;
+    })
+    .join('\n');
+  const findingRows = r.domains
+    .flatMap(({ timeline: t, findings }) =>
+      findings.map(
+        (f, i) =>
+          `<tr class="finding" id="finding-${esc(t.name)}-${f.position}-${f.kind}" data-domain="${esc(t.name)}" data-index="${i}" data-kind="${f.kind}"${f.verdict ? ` data-verdict="${esc(f.verdict)}"` : ''}><td>#${f.position}</td><td>${esc(t.name)}</td><td>${f.kind}${f.verdict ? ` (${esc(f.verdict)})` : ''}</td><td>${esc(f.title)}</td></tr>`,
+      ),
+    )
+    .join('\n');
+  return `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>iommu-ledger report: ${esc(r.ledger)}</title>
+<meta name="generator" content="iommu-ledger report">
+<style>
+body { font: 14px/1.4 system-ui, sans-serif; margin: 16px; color: #111; }
+h1 { font-size: 18px; margin: 0 0 8px; }
+table { border-collapse: collapse; margin: 6px 0 12px; }
+td, th { border: 1px solid #ccc; padding: 2px 8px; text-align: left; vertical-align: top; }
+#timeline { width: 100%; height: 460px; border: 1px solid #bbb; cursor: crosshair; display: block; }
+#tip { position: absolute; display: none; background: #fffbe6; border: 1px solid #aaa; padding: 4px 6px; font-size: 12px; pointer-events: none; max-width: 520px; }
+#explain { white-space: pre-wrap; background: #f6f6f6; border: 1px solid #ddd; padding: 8px; min-height: 3em; }
+tr.finding { cursor: pointer; }
+tr.finding.selected { background: #ffe9e9; }
+.legend span { display: inline-block; margin-right: 14px; }
+code { background: #f2f2f2; padding: 0 3px; }
+</style>
+</head>
+<body>
+<header id="summary">
+<h1>iommu-ledger report of <code>${esc(r.ledger)}</code></h1>
+<p>${r.events} events: ${r.counts.maps} maps, ${r.counts.unmaps} unmaps, ${r.counts.faults} faults. Over-unmaps: <b id="count-harmful">${totals.harmful}</b> harmful, <span id="count-stepped">${totals.stepped}</span> stepped; divergences from the profile: ${totals.divergences}. Hash chain: ${r.verify.ok ? `intact, head <code id="head">${esc(r.verify.head ?? '')}</code>` : `<b>broken</b>: ${esc(r.verify.message)}`}. Made ${esc(r.generatedAt)}.</p>
+<table id="domains"><tr><th>domain</th><th>profile</th><th>unmap</th><th>events</th><th>runs shown</th><th>over-unmaps</th><th>faults</th><th>divergences</th></tr>
+${domainRows}
+</table>
+<p>The same figures from the command line: ${r.commands.map((c) => `<code>${esc(c)}</code>`).join(', ')}.</p>
+</header>
+<section>
+<label>Address space <select id="domain">${r.domains.map((d) => `<option>${esc(d.timeline.name)}</option>`).join('')}</select></label>
+<button id="reset">reset view</button>
+<span class="legend"><span>time (event position) →, IOVA ↓ (unused ranges folded: dashed lines)</span><span>rectangles: pages, coloured by caller</span><span style="color:#d00">▼ harmful over-unmap and its collateral</span><span style="color:#777">▼ stepped over-unmap</span><span>✕ IO page fault</span><span style="color:#e08000">◆ divergence</span><span>wheel: zoom time; Shift+wheel: zoom addresses; drag: pan; click a marker or a row: explain</span></span>
+<canvas id="timeline"></canvas>
+<div id="tip"></div>
+<h2 style="font-size:15px">Explain</h2>
+<pre id="explain">Click a marker or a finding below.</pre>
+</section>
+<section>
+<h2 style="font-size:15px">Findings</h2>
+<table id="findings"><tr><th>event</th><th>domain</th><th>kind</th><th>what</th></tr>
+${findingRows}
+</table>
+</section>
+<script id="report-data" type="application/json">${scriptJson(data)}</script>
+<script>${CLIENT_JS}</script>
+</body>
+</html>
+`;
+}
+
+/** The one-line title of a finding, for the marker's tooltip and the findings table. */
+export function findingTitle(kind: ReportFinding['kind'], caller: string, requested: { iova: bigint; size: bigint } | undefined, extra: string): string {
+  const req = requested ? ` ${hex(requested.iova)}+${formatSize(requested.size)}` : '';
+  return `${kind === 'fault' ? 'IO page fault' : kind === 'divergence' ? 'divergence' : 'over-unmap'}${caller ? ` by ${caller}` : ''}${req}${extra ? `: ${extra}` : ''}`;
+}

@@ -1,0 +1,115 @@
+/**
+ * The HTML report in a real browser (issue 18): Debian's chromium through playwright-core. The
+ * demo's ledger and a multi-domain ledger imported from real trace extracts; what the page shows
+ * is checked against the CLI's own answers (`audit --json`, `explain`).
+ */
+import { dirname, join } from 'node:path';
+import type { Browser } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cli } from '../cli/helpers.js';
+import { tempDb } from '../ledger/helpers.js';
+import { browserPath, INSTALL_HINT, launch, openReport, screenshotReport } from './browser.js';
+
+const REAL = join(__dirname, '..', 'fixtures', 'real');
+const hasBrowser = browserPath() !== undefined;
+if (!hasBrowser) console.warn(`test/browser/report.test.ts skipped: ${INSTALL_HINT}`);
+
+// .ci/run sets REQUIRE_BROWSER: there a missing browser is a failure, not a skip.
+it.runIf(!hasBrowser && process.env.REQUIRE_BROWSER !== undefined)('has a browser to run in (REQUIRE_BROWSER is set)', () => {
+  expect.fail(INSTALL_HINT);
+});
+
+async function reportOf(db: string): Promise<string> {
+  const html = join(dirname(db), 'report.html');
+  const r = await cli('--db', db, 'report', '--out', html);
+  expect(r.code).toBe(0);
+  expect(r.out).toMatch(/^wrote .*report\.html: \d+ address space\(s\)/);
+  return html;
+}
+
+describe.skipIf(!hasBrowser)('the HTML report in a real browser', () => {
+  let browser: Browser;
+  beforeAll(async () => {
+    browser = await launch();
+  });
+  afterAll(async () => {
+    await browser?.close();
+  });
+
+  it('the demo: as many over-unmap markers as audit finds, clicking one shows explain, no error, nothing fetched, not blank', async () => {
+    const db = tempDb('demo.db');
+    expect((await cli('demo', '--out', db)).code).toBe(0);
+    const html = await reportOf(db);
+    const { page, errors, requests } = await openReport(browser, html);
+    const harmful = JSON.parse((await cli('--db', db, '--json', 'audit', 'over-unmaps')).out) as Array<{ position: number; domain: string }>;
+    const all = JSON.parse((await cli('--db', db, '--json', 'audit', 'over-unmaps', '--all')).out) as unknown[];
+    expect(harmful.length).toBeGreaterThan(0);
+    expect(await page.locator('tr.finding[data-kind="over-unmap"]:not([data-verdict="stepped"])').count()).toBe(harmful.length);
+    const inData = await page.evaluate(() => {
+      const d = (window as unknown as { iommuLedgerReport: { domains: Array<{ findings: Array<{ kind: string }> }> } }).iommuLedgerReport;
+      return d.domains.reduce((a, x) => a + x.findings.filter((f) => f.kind === 'over-unmap').length, 0);
+    });
+    expect(inData).toBe(all.length);
+    expect(await page.locator('#count-harmful').textContent()).toBe(String(harmful.length));
+
+    // Clicking a finding shows the text `explain` prints for that IOVA at that event.
+    const first = harmful[0]!;
+    const row = page.locator(`tr.finding[data-kind="over-unmap"][data-domain="${first.domain}"]`).first();
+    await row.click();
+    const iova = await page.evaluate(
+      ([domain]) => {
+        const d = (
+          window as unknown as { iommuLedgerReport: { domains: Array<{ name: string; findings: Array<{ kind: string; iova: string; position: number }> }> } }
+        ).iommuLedgerReport.domains.find((x) => x.name === domain)!;
+        return d.findings.find((f) => f.kind === 'over-unmap')!;
+      },
+      [first.domain],
+    );
+    const shown = await page.locator('#explain').textContent();
+    const explain = await cli('--db', db, 'explain', iova.iova, '--domain', first.domain, '--at', String(iova.position));
+    expect(shown).toBe(explain.out.replace(/\n$/, ''));
+    expect(await page.locator('tr.finding.selected').count()).toBe(1);
+
+    // Something is drawn: many non-white pixels on the timeline, and a screenshot of some size.
+    const inked = await page.evaluate(() => {
+      const c = document.getElementById('timeline') as HTMLCanvasElement;
+      const px = c.getContext('2d')!.getImageData(0, 0, c.width, c.height).data;
+      let n = 0;
+      for (let i = 0; i < px.length; i += 4) if (px[i]! < 240 || px[i + 1]! < 240 || px[i + 2]! < 240) n++;
+      return n;
+    });
+    expect(inked).toBeGreaterThan(2000);
+    const png = await screenshotReport(browser, html, join(dirname(db), 'shot.png'));
+    expect(png.subarray(1, 4).toString()).toBe('PNG');
+    expect(png.length).toBeGreaterThan(20_000);
+    expect(errors).toEqual([]);
+    expect(requests).toEqual([]);
+    await page.close();
+  });
+
+  it('a multi-domain ledger from real trace extracts: a timeline per address space, faults and findings as the CLI counts them', async () => {
+    const db = tempDb();
+    for (const t of ['md.trace', 'fl.trace']) expect((await cli('--db', db, 'import', join(REAL, t))).code).toBe(0);
+    const html = await reportOf(db);
+    const { page, errors, requests } = await openReport(browser, html);
+    const domains = await page.locator('#domain option').count();
+    expect(domains).toBeGreaterThan(1);
+    const faults = JSON.parse((await cli('--db', db, '--json', 'audit', 'faults')).out) as unknown[];
+    expect(await page.locator('tr.finding[data-kind="fault"]').count()).toBe(faults.length);
+    // Every address space can be shown, and each draws its runs.
+    for (let i = 0; i < domains; i++) {
+      await page.selectOption('#domain', { index: i });
+      const drawn = await page.evaluate(() => {
+        const sel = document.getElementById('domain') as HTMLSelectElement;
+        const d = (window as unknown as { iommuLedgerReport: { domains: Array<{ runs: unknown[]; runsDrawn?: number }> } }).iommuLedgerReport.domains[
+          sel.selectedIndex
+        ]!;
+        return [d.runs.length, d.runsDrawn ?? 0];
+      });
+      expect(drawn[1]).toBe(drawn[0]);
+    }
+    expect(errors).toEqual([]);
+    expect(requests).toEqual([]);
+    await page.close();
+  });
+});
