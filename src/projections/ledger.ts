@@ -8,7 +8,7 @@ import type Database from 'better-sqlite3';
 import { hex, type Range } from '../core/address.js';
 import { Domain, runEnd, type MapOrigin, type MapResult, type Run, type UnmapResult } from '../core/domain.js';
 import { IntervalSet } from '../core/intervals.js';
-import { SteppingTracker, type StepCase, type StepVerdict } from '../core/stepping.js';
+import { SteppingTracker, type StepVerdict } from '../core/stepping.js';
 import { classifyUnmap, tryUnmap, type SymmetryClass } from '../core/symmetry.js';
 import { customProfile } from '../core/profile-spec.js';
 import { LedgerFault } from '../core/errors.js';
@@ -49,7 +49,16 @@ import {
 import { decodeIntent, IntentWriter } from './intentsnap.js';
 import { deleteMeta } from './meta.js';
 import { prepareLedgerStatements, type EventRow, type IntentRowRaw, type LedgerStatements } from './statements.js';
-import { ProjectionSet, type Decided, type Decision, type FaultCause, type UnmapClassification } from './registry.js';
+import {
+  ProjectionSet,
+  type CollateralFinding,
+  type Decided,
+  type Decision,
+  type FaultCause,
+  type IntentChanges,
+  type UnmapClassification,
+} from './registry.js';
+import { stepCaseOf } from './findings.js';
 import { HW_CHECKPOINT_EVERY } from './hardware.js';
 import { saturated } from './symmetry.js';
 
@@ -57,31 +66,7 @@ export const UNKNOWN_CALLER = '(unknown)';
 /** Callers that are nobody in particular: their pages are never "another owner's" (core/stepping.ts). */
 const ANONYMOUS_CALLERS: ReadonlySet<string> = new Set([BEFORE_TRACE_CALLER]);
 
-/** A pending over-unmap as stored (unmap_findings.step_state). */
-function stepStateOf(c: StepCase): string {
-  return JSON.stringify({ removedEnd: hex(c.removedEnd), uncovered: c.uncovered.map((u) => [hex(u.start), hex(u.end)]) });
-}
-
-function stepCaseOf(position: number, caller: string, state: string): StepCase {
-  const what = () => `the pending over-unmap at event #${position} (unmap_findings.step_state)`;
-  const j = projectionJson<{ removedEnd: unknown; uncovered: unknown }>(what, state);
-  const big = (v: unknown): bigint => {
-    if (typeof v !== 'string' || !/^0x[0-9a-f]{1,17}$/.test(v))
-      throw unreadable(what(), `${typeof v === 'string' ? JSON.stringify(v.slice(0, 40)) : typeof v} is not a "0x" address`);
-    return BigInt(v);
-  };
-  if (typeof j !== 'object' || j === null || !Array.isArray(j.uncovered)) throw unreadable(what(), 'not an object with removedEnd and uncovered');
-  return {
-    position,
-    caller,
-    removedEnd: big(j.removedEnd),
-    uncovered: j.uncovered.map((u: unknown) => {
-      if (!Array.isArray(u) || u.length !== 2) throw unreadable(what(), 'an uncovered range is not a pair');
-      return { start: big(u[0]), end: big(u[1]) };
-    }),
-  };
-}
-/** Pending projection rows are written once this many have gathered. */
+/** Pending runs rows are written once this many have gathered. */
 const FLUSH_EVERY = 16384;
 /** A snapshot of a domain's live runs (run_snapshots, schema 5) and intent (intent_snapshots, schema 6) every this many of its events. */
 export const SNAPSHOT_EVERY = 65536;
@@ -110,15 +95,7 @@ export interface Input {
 
 export type Symmetry = SymmetryClass;
 
-export interface CollateralFinding {
-  iova: bigint;
-  size: bigint;
-  /** The map event that had created the removed pages, and its caller. */
-  mappedBy: number;
-  mappedByCaller: string;
-  /** Callers whose intent still covered the range when it was removed. */
-  owners: string[];
-}
+export type { CollateralFinding };
 
 export interface Outcome {
   index: number;
@@ -143,6 +120,9 @@ export interface AppendOptions {
   expectedVersions?: Record<string, number>;
 }
 
+/** What an unmap's item says of its finding (findings.ts), as `projectUnmap` finds it. */
+type FindingFacts = Pick<Extract<Decided, { type: 'unmap' }>, 'collateral' | 'settled' | 'progressed' | 'verdict' | 'pending'>;
+
 /** A stored event read back by the ledger: its typed body, who asked, and the body as stored. */
 type StoredRead = DecodedBody & { who: Who; stored: Record<string, unknown> };
 
@@ -150,7 +130,7 @@ interface IntentValue {
   mapPos: number;
 }
 
-/** `tag` holds the interval's intent row id once written (-1 before). */
+/** `tag` holds the interval's intent row id, given when it is born (intent.ts writes the row). */
 type IntentInterval = { start: bigint; end: bigint; value: IntentValue; tag: number };
 
 /** A projection row created in the current batch: written at the batch's end, once, with its end if it has one. */
@@ -223,7 +203,13 @@ export class Ledger {
    * that is born and closed within one batch is written once instead of inserted and updated.
    */
   private pendingRuns = new Map<Run, PendingRow & { ctx: Ctx }>();
-  private pendingIntent = new Map<IntentInterval, PendingRow & { caller: string }>();
+  /**
+   * The id the next intent row gets: read (max(id) + 1) when first needed in a write transaction,
+   * then counted, so rows get the ids SQLite would give them in order of birth.
+   */
+  private nextIntentId: number | undefined;
+  /** How the event being decided changed the intent (handed to the intent projection with its item). */
+  private intentChanges: IntentChanges | undefined;
   /** Events decided since the registered projections were last applied, in position order. */
   private decided: Decided[] = [];
   private s: LedgerStatements;
@@ -315,6 +301,8 @@ export class Ledger {
 
   private begin(): { batch: Batch; add: (inp: Input) => Outcome } {
     const batch: Batch = { recordedAt: new Date().toISOString(), touched: new Set() };
+    // Another writer may have added intent rows since: the next id is read again in the transaction.
+    this.nextIntentId = undefined;
     let index = 0;
     return { batch, add: (inp) => this.execute(inp, index++, batch) };
   }
@@ -332,7 +320,8 @@ export class Ledger {
   private abandon(): void {
     this.ctxs.clear();
     this.pendingRuns.clear();
-    this.pendingIntent.clear();
+    this.nextIntentId = undefined;
+    this.intentChanges = undefined;
     this.decided = [];
     // What the projections gathered for the rolled-back transaction goes with it.
     this.projections = new ProjectionSet(this.db, this.store.path);
@@ -549,7 +538,7 @@ export class Ledger {
     const out = this.executeOne(inp, index, batch);
     if (out.position !== undefined) this.maybeCheckpoint(this.ctxs.get(out.domain), out.position);
     // A long session (a big import) writes its pending rows as it goes: memory stays flat.
-    if (this.pendingRuns.size + this.pendingIntent.size > FLUSH_EVERY) this.flushRows();
+    if (this.pendingRuns.size > FLUSH_EVERY) this.flushRows();
     else if (this.decided.length >= PROJECT_EVERY) this.applyProjections();
     return out;
   }
@@ -575,10 +564,12 @@ export class Ledger {
 
   /**
    * Every live run of a domain just after event pos, sorted by IOVA (run_snapshots), and its
-   * live intent (intent_snapshots). The rows born so far are flushed first, so every live run
-   * and interval has its row id.
+   * live intent (intent_snapshots, a fact of the event's item, taken before the flush hands the
+   * item to the projections). The runs born so far are flushed first, so every live run has its
+   * row id.
    */
   private writeSnapshot(ctx: Ctx, pos: number): void {
+    this.snapshotIntent(ctx, pos);
     this.flushRows();
     const w = new RunWriter();
     // A destroyed domain's core keeps its last runs (they are ended in the runs table): none are live.
@@ -591,21 +582,22 @@ export class Ledger {
     this.s.insSnap.run(ctx.id, pos, w.n, w.encode());
     // Pieces before a snapshot are never read with pieces after it: they are not merged any more.
     ctx.smallPieces = 0;
-    this.writeIntentSnapshot(ctx, pos);
   }
 
-  /** The live intent of a domain just after event pos, by caller (sorted by name) then IOVA; only the latest is kept. */
-  private writeIntentSnapshot(ctx: Ctx, pos: number): void {
+  /**
+   * The live intent of a domain just after event pos, by caller (sorted by name) then IOVA, for
+   * the intent projection (intent_snapshots: only the latest is kept), on the event's item.
+   */
+  private snapshotIntent(ctx: Ctx, pos: number): void {
+    const item = this.decided[this.decided.length - 1];
+    if (item?.position !== pos) throw new Error(`internal: event #${pos} was not decided`);
     // Callers with live intervals only: a set emptied by unmaps is dropped, as a reload would.
     const callers = ctx.destroyed ? [] : [...ctx.intent.keys()].filter((k) => ctx.intent.get(k)!.size > 0).sort();
-    const w = new IntentWriter(callers.reduce((a, k) => a + ctx.intent.get(k)!.size, 0));
+    const live = new IntentWriter(callers.reduce((a, k) => a + ctx.intent.get(k)!.size, 0));
     callers.forEach((caller, k) => {
-      for (const iv of ctx.intent.get(caller)!) {
-        if (iv.tag < 0) throw new Error(`internal: intent ${hex(iv.start)}..${hex(iv.end)} has no row`);
-        w.push(iv.tag, iv.start, iv.end - 1n, iv.value.mapPos, k);
-      }
+      for (const iv of ctx.intent.get(caller)!) live.push(iv.tag, iv.start, iv.end - 1n, iv.value.mapPos, k);
     });
-    this.s.insIntentSnap.run(ctx.id, pos, JSON.stringify(callers), w.encode());
+    item.intentSnapshot = { callers, live, maxId: this.intentId() - 1 };
   }
 
   /**
@@ -690,8 +682,16 @@ export class Ledger {
           fields.reason = r.reason;
         }
         if (cmd.inferred !== undefined) fields.inferred = cmd.inferred;
-        this.projectMap(ctx, pos, caller, site, r, cmd.iova, cmd.size, cmd.inferred !== undefined);
-        this.decide(ctx, pos, who, inp.from, caller, site, { type: 'map', body: fields, result: r });
+        const settled = this.projectMap(ctx, pos, caller, site, r, cmd.iova, cmd.size, cmd.inferred !== undefined);
+        this.decide(
+          ctx,
+          pos,
+          who,
+          inp.from,
+          caller,
+          site,
+          settled ? { type: 'map', body: fields, result: r, settled } : { type: 'map', body: fields, result: r },
+        );
         return out;
       }
       case 'unmap': {
@@ -718,7 +718,9 @@ export class Ledger {
         }
         this.appendEvent(ctx, 'unmap', id, cmd.time, body, who, inp.from, batch);
         Object.assign(out, { ok: r.ok, errno: r.errno, reason: r.reason, unmapped: recorded, predicted, symmetry: classification.analysis.class });
-        this.projectUnmap(ctx, pos, caller, site, cmd.iova, cmd.size, r, recorded, predicted, out);
+        const found = this.projectUnmap(ctx, pos, caller, cmd.iova, cmd.size, r, recorded, predicted);
+        out.collateral = found.collateral;
+        out.leftMapped = r.leftMapped;
         const fields: UnmapFields = { iova: cmd.iova, size: cmd.size, ok: r.ok, unmapped: recorded };
         if (!r.ok) {
           fields.errno = r.errno;
@@ -731,16 +733,17 @@ export class Ledger {
             if (follow) fields.followed = true;
           }
         }
-        this.decide(ctx, pos, who, inp.from, caller, site, { type: 'unmap', body: fields, result: r, recorded, predicted, classification });
+        this.decide(ctx, pos, who, inp.from, caller, site, { type: 'unmap', body: fields, result: r, recorded, predicted, classification, ...found });
         return out;
       }
       case 'fault': {
         const stored = dropUndefined({ iova: hex(cmd.iova), device: cmd.device, driver: cmd.driver, flags: cmd.flags });
         this.appendEvent(ctx, 'fault', id, cmd.time, stored, who, inp.from, batch);
         const fields = dropUndefined({ iova: cmd.iova, device: cmd.device, driver: cmd.driver, flags: cmd.flags });
-        const cause = this.faultCause(ctx, pos, cmd.iova);
+        const settled = this.settle(ctx, ctx.steps.fault(cmd.iova, pos));
+        const cause = this.faultCause(ctx, cmd.iova);
         out.faultCause = cause.cause;
-        this.decide(ctx, pos, who, inp.from, caller, site, { type: 'fault', body: fields, cause });
+        this.decide(ctx, pos, who, inp.from, caller, site, settled ? { type: 'fault', body: fields, cause, settled } : { type: 'fault', body: fields, cause });
         return out;
       }
       case 'attach':
@@ -784,19 +787,35 @@ export class Ledger {
     if (from !== undefined) item.from = from;
     item.caller = caller;
     item.site = site;
+    if (this.intentChanges !== undefined) {
+      item.intent = this.intentChanges;
+      this.intentChanges = undefined;
+    }
     this.decided.push(item);
   }
 
-  /** A map's inline projections (runs, intent), the same when appending and rebuilding. */
-  private projectMap(ctx: Ctx, pos: number, caller: string, site: string, r: MapResult, iova: bigint, size: bigint, inferred: boolean): void {
-    if (r.ok) {
-      if (!inferred) for (const v of ctx.steps.map(caller, iova, iova + size, pos)) this.settleStep(ctx, v);
-      ctx.info.set(r.runs[0]!.origin, { caller, site });
-      this.writeRuns(ctx, pos, { before: [], after: r.changes.after });
-      // A mapping inferred from before the trace is nobody's known intent (its caller is unknown,
-      // and the unmap that shows it removes it at once): no intent, no caller count.
-      if (!inferred) this.addIntent(ctx, caller, iova, iova + size, pos);
-    }
+  /**
+   * A map's inline projections (runs, intent), the same when appending and rebuilding. Returns
+   * the verdicts it gives earlier over-unmaps by mapping into their collateral (for its item).
+   */
+  private projectMap(
+    ctx: Ctx,
+    pos: number,
+    caller: string,
+    site: string,
+    r: MapResult,
+    iova: bigint,
+    size: bigint,
+    inferred: boolean,
+  ): StepVerdict[] | undefined {
+    if (!r.ok) return undefined;
+    const settled = inferred ? undefined : this.settle(ctx, ctx.steps.map(caller, iova, iova + size, pos));
+    ctx.info.set(r.runs[0]!.origin, { caller, site });
+    this.writeRuns(ctx, pos, { before: [], after: r.changes.after });
+    // A mapping inferred from before the trace is nobody's known intent (its caller is unknown,
+    // and the unmap that shows it removes it at once): no intent, no caller count.
+    if (!inferred) this.addIntent(ctx, caller, iova, iova + size, pos);
+    return settled;
   }
 
   /**
@@ -888,23 +907,33 @@ export class Ledger {
   }
 
   private addIntent(ctx: Ctx, caller: string, start: bigint, end: bigint, pos: number): void {
-    for (const iv of this.intentOf(ctx, caller).add(start, end, { mapPos: pos })) {
-      this.pendingIntent.set(iv, { domain: ctx.id, caller, from: pos });
-    }
+    for (const iv of this.intentOf(ctx, caller).add(start, end, { mapPos: pos })) this.bornIntent(caller, iv);
   }
 
-  private closeIntent(iv: IntentInterval, pos: number): void {
-    const pending = this.pendingIntent.get(iv);
-    if (pending) pending.to = pos;
-    else {
-      if (iv.tag < 0) throw new Error(`internal: intent ${hex(iv.start)}..${hex(iv.end)} has no row`);
-      this.s.closeIntent.run(pos, iv.tag);
-    }
+  /** The id the next intent row gets (read when first needed in a write transaction). */
+  private intentId(): number {
+    return (this.nextIntentId ??= (this.s.maxIntentId.get() ?? 0) + 1);
+  }
+
+  /**
+   * An interval of intent born at the event being decided: it gets its row id now (the intent
+   * projection writes the row, intent.ts).
+   */
+  private bornIntent(caller: string, iv: IntentInterval): void {
+    iv.tag = this.intentId();
+    this.nextIntentId = iv.tag + 1;
+    (this.intentChanges ??= { born: [], ended: [] }).born.push({ id: iv.tag, caller, start: iv.start, end: iv.end, mapPos: iv.value.mapPos });
+  }
+
+  /** An interval of intent ended by the event being decided. */
+  private closeIntent(iv: IntentInterval): void {
+    if (iv.tag < 1) throw new Error(`internal: intent ${hex(iv.start)}..${hex(iv.end)} has no row`);
+    (this.intentChanges ??= { born: [], ended: [] }).ended.push(iv.tag);
   }
 
   private destroyState(ctx: Ctx, pos: number): void {
     this.writeRuns(ctx, pos, { before: [...ctx.core.runs()], after: [] });
-    for (const set of ctx.intent.values()) for (const iv of set) this.closeIntent(iv, pos);
+    for (const set of ctx.intent.values()) for (const iv of set) this.closeIntent(iv);
     ctx.destroyed = true;
   }
 
@@ -943,11 +972,6 @@ export class Ledger {
     this.pendingRuns.clear();
     for (const c of this.ctxs.values()) this.writeLogPiece(c);
     for (const c of this.ctxs.values()) c.endedPending.length = 0;
-    for (const [iv, p] of this.pendingIntent) {
-      const info = this.s.insIntentFull.run(p.domain, p.caller, toDb(iv.start), toDb(iv.end - 1n), p.from, p.to ?? null, iv.value.mapPos);
-      iv.tag = Number(info.lastInsertRowid);
-    }
-    this.pendingIntent.clear();
     this.applyProjections();
   }
 
@@ -988,22 +1012,17 @@ export class Ledger {
     c.smallPieces = 0;
   }
 
-  private projectUnmap(
-    ctx: Ctx,
-    pos: number,
-    caller: string,
-    site: string,
-    iova: bigint,
-    size: bigint,
-    r: UnmapResult,
-    recorded: bigint,
-    predicted: bigint,
-    out: Outcome,
-  ): void {
+  /**
+   * An unmap's inline projections (runs, intent, the domain's invalidations), the same when
+   * appending and rebuilding, and the facts of its finding (findings.ts): its collateral with who
+   * mapped and who still intended each piece, and what the stepping tracker settled or learned.
+   */
+  private projectUnmap(ctx: Ctx, pos: number, caller: string, iova: bigint, size: bigint, r: UnmapResult, recorded: bigint, predicted: bigint): FindingFacts {
     // This unmap is its caller's next one: it settles the caller's undecided over-unmaps.
-    const { verdicts, progressed } = ctx.steps.unmap(caller, iova, iova + size, pos);
-    for (const v of verdicts) this.settleStep(ctx, v);
-    for (const c of progressed) this.s.setStepState.run(stepStateOf(c), c.position);
+    const steps = ctx.steps.unmap(caller, iova, iova + size, pos);
+    const settled = this.settle(ctx, steps.verdicts);
+    // The cases go on changing: their state as it is now (the spans are never changed in place).
+    const progressed = steps.progressed.length ? steps.progressed.map((c) => ({ ...c })) : undefined;
     this.writeRuns(ctx, pos, r.changes);
     if (r.hw.invalidations.length) {
       ctx.invalidations += r.hw.invalidations.length;
@@ -1014,10 +1033,14 @@ export class Ledger {
       const set = ctx.intent.get(caller);
       if (set) {
         const { removed, kept } = set.subtract(iova, iova + size);
-        for (const iv of removed) this.closeIntent(iv, pos);
-        for (const iv of kept) this.pendingIntent.set(iv, { domain: ctx.id, caller, from: pos });
+        for (const iv of removed) this.closeIntent(iv);
+        for (const iv of kept) this.bornIntent(caller, iv);
       }
     }
+    const found: FindingFacts = { collateral: [] };
+    if (settled) found.settled = settled;
+    if (progressed) found.progressed = progressed;
+    if (!r.collateral.length) return found;
     const collateral: CollateralFinding[] = r.collateral.map((c) => {
       const owners: string[] = [];
       for (const [who, set] of ctx.intent) if (set.overlapping(c.start, c.end).length) owners.push(who);
@@ -1029,93 +1052,58 @@ export class Ledger {
         owners,
       };
     });
-    const divergent = recorded !== predicted;
+    found.collateral = collateral;
     // Stepped or harmful (core/stepping.ts): decided now, or by a later event of this domain.
-    let step: StepVerdict | undefined;
-    let stepCase: StepCase | undefined;
-    if (collateral.length) {
-      let removedStart = iova;
-      for (const c of collateral) if (c.iova < removedStart) removedStart = c.iova;
-      step = ctx.steps.overUnmap({
-        position: pos,
-        caller,
-        request: { start: iova, end: iova + size },
-        removed: { start: removedStart, end: iova + recorded },
-        collateral: r.collateral.map((c, i) => ({
-          start: c.start,
-          end: c.end,
-          mappedBy: collateral[i]!.mappedByCaller,
-          mapEnd: c.origin.iova + c.origin.size,
-          intendedBy: collateral[i]!.owners,
-        })),
-        anonymous: ANONYMOUS_CALLERS,
-      });
-      if (!step) stepCase = ctx.steps.pending[ctx.steps.pending.length - 1];
-    }
-    out.collateral = collateral;
-    out.leftMapped = r.leftMapped;
-    if (!collateral.length && !r.leftMapped.length && !divergent) return;
-    const cb = collateral.reduce((a, c) => a + c.size, 0n);
-    const lb = r.leftMapped.reduce((a, l) => a + (l.end - l.start), 0n);
-    let first = iova;
-    let last = size > 0n ? iova + size - 1n : iova;
-    for (const c of collateral) {
-      if (c.iova < first) first = c.iova;
-      if (c.iova + c.size - 1n > last) last = c.iova + c.size - 1n;
-    }
-    if (last >= 1n << 64n) last = (1n << 64n) - 1n;
-    this.s.insFinding.run(
-      pos,
-      ctx.id,
+    let removedStart = iova;
+    for (const c of collateral) if (c.iova < removedStart) removedStart = c.iova;
+    const verdict = ctx.steps.overUnmap({
+      position: pos,
       caller,
-      site,
-      toDb(iova),
-      toDb(size),
-      toDb(recorded),
-      toDb(predicted),
-      toDb(cb),
-      toDb(lb),
-      divergent ? 1 : 0,
-      toDb(first),
-      toDb(last),
-      JSON.stringify({
-        ok: r.ok,
-        errno: r.errno,
-        collateral: collateral.map((c) => ({ iova: hex(c.iova), size: hex(c.size), mappedBy: c.mappedBy, mappedByCaller: c.mappedByCaller, owner: c.owners })),
-        leftMapped: r.leftMapped.map((l) => ({ iova: hex(l.start), size: hex(l.end - l.start) })),
-      }),
-      step ? (step.stepped ? 'stepped' : 'harmful') : stepCase ? 'pending' : null,
-      step?.reason ?? null,
-      step?.at ?? null,
-      stepCase ? stepStateOf(stepCase) : null,
-      step?.others ? JSON.stringify(step.others) : null,
-    );
-    if (step?.stepped) this.forgetCollateral(ctx, step);
+      request: { start: iova, end: iova + size },
+      removed: { start: removedStart, end: iova + recorded },
+      collateral: r.collateral.map((c, i) => ({
+        start: c.start,
+        end: c.end,
+        mappedBy: collateral[i]!.mappedByCaller,
+        mapEnd: c.origin.iova + c.origin.size,
+        intendedBy: collateral[i]!.owners,
+      })),
+      anonymous: ANONYMOUS_CALLERS,
+    });
+    if (verdict) {
+      found.verdict = verdict;
+      if (verdict.stepped) this.forgetCollateral(ctx, verdict);
+    } else found.pending = { ...ctx.steps.pending[ctx.steps.pending.length - 1]! };
+    return found;
   }
 
-  /** Stores a verdict on an earlier over-unmap; a stepped one's collateral leaves its caller's intent. */
-  private settleStep(ctx: Ctx, v: StepVerdict): void {
-    this.s.setStep.run(v.stepped ? 'stepped' : 'harmful', v.reason, v.at, v.others ? JSON.stringify(v.others) : null, v.position);
-    if (v.stepped) this.forgetCollateral(ctx, v);
+  /**
+   * Verdicts the tracker gave earlier over-unmaps (the findings projection writes them): a stepped
+   * one's collateral leaves its caller's intent. Returns them, or undefined when there are none.
+   */
+  private settle(ctx: Ctx, verdicts: StepVerdict[]): StepVerdict[] | undefined {
+    if (!verdicts.length) return undefined;
+    for (const v of verdicts) if (v.stepped) this.forgetCollateral(ctx, v);
+    return verdicts;
   }
 
-  /** The caller of a stepped over-unmap consumed the returned size: it no longer intends the collateral. */
+  /**
+   * The caller of a stepped over-unmap consumed the returned size: it no longer intends the
+   * collateral (from `v.at`, the event being decided: the tracker settles a case at the event
+   * that settles it).
+   */
   private forgetCollateral(ctx: Ctx, v: StepVerdict): void {
     const set = ctx.intent.get(v.caller);
     if (!set) return;
     for (const c of v.collateral) {
       const { removed, kept } = set.subtract(c.start, c.end);
-      for (const iv of removed) this.closeIntent(iv, v.at);
-      for (const iv of kept) this.pendingIntent.set(iv, { domain: ctx.id, caller: v.caller, from: v.at });
+      for (const iv of removed) this.closeIntent(iv);
+      for (const iv of kept) this.bornIntent(v.caller, iv);
     }
   }
 
-  /**
-   * Why an IO page fault happened: what last removed the page at iova, if anything (the faults
-   * projection stores it: faults.ts). The fault settles the over-unmaps whose collateral it hits.
-   */
-  private faultCause(ctx: Ctx, pos: number, iova: bigint): FaultCause {
-    for (const v of ctx.steps.fault(iova, pos)) this.settleStep(ctx, v);
+  /** Why an IO page fault happened: what last removed the page at iova, if anything (the faults projection stores it: faults.ts). */
+  private faultCause(ctx: Ctx, iova: bigint): FaultCause {
     const live = ctx.core.find(iova);
     if (live)
       return { cause: 'mapped', position: null, detail: { mappedBy: live.origin.ref, note: 'the page is mapped: a permission or a device-side fault' } };
@@ -1149,15 +1137,19 @@ export class Ledger {
     onProgress?: (done: number, total: number) => void,
     opts: { acceptBrokenChain?: boolean } = {},
   ): { events: number; mismatches: number; chain: VerifyResult } {
-    const total = this.store.lastPosition;
+    let total = this.store.lastPosition;
     let mismatches = 0;
     let n = 0;
     let chain: VerifyResult | undefined;
     const fold = this.db.transaction(() => {
+      // Under the write lock: another writer may have appended since this ledger last looked.
+      this.store.refreshHead();
+      total = this.store.lastPosition;
       chain = this.store.verify();
       if (!chain.ok && !opts.acceptBrokenChain) throw new BrokenChainError(chain);
       recreateProjectionTables(this.db);
       this.prepareStatements();
+      this.nextIntentId = undefined;
       deleteMeta(this.db, ['rebuild-needed', 'run-log-needed']);
       this.ctxs.clear();
       const streams = new Map<string, { id: number }>();
@@ -1182,8 +1174,8 @@ export class Ledger {
           const body = ev.body;
           const r = replayMap(ctx.core, pos, body);
           if (r.ok !== body.ok) mismatches++;
-          this.projectMap(ctx, pos, caller, site, r, body.iova, body.size, body.inferred !== undefined);
-          this.decide(ctx, pos, who, from, caller, site, { type: 'map', body, result: r });
+          const settled = this.projectMap(ctx, pos, caller, site, r, body.iova, body.size, body.inferred !== undefined);
+          this.decide(ctx, pos, who, from, caller, site, settled ? { type: 'map', body, result: r, settled } : { type: 'map', body, result: r });
         } else if (ev.type === 'unmap') {
           const body = ev.body;
           const { iova, size } = body;
@@ -1192,11 +1184,12 @@ export class Ledger {
           const stored = body.predicted ?? body.unmapped;
           const predicted = r.predicted ?? r.unmappedSize;
           if (r.ok !== body.ok || predicted !== stored) mismatches++;
-          const out: Outcome = { index: 0, op: 'unmap', domain: stream, ok: r.ok };
-          this.projectUnmap(ctx, pos, caller, site, iova, size, r, body.unmapped, predicted, out);
-          this.decide(ctx, pos, who, from, caller, site, { type: 'unmap', body, result: r, recorded: body.unmapped, predicted, classification });
+          const found = this.projectUnmap(ctx, pos, caller, iova, size, r, body.unmapped, predicted);
+          this.decide(ctx, pos, who, from, caller, site, { type: 'unmap', body, result: r, recorded: body.unmapped, predicted, classification, ...found });
         } else if (ev.type === 'fault') {
-          this.decide(ctx, pos, who, from, caller, site, { type: 'fault', body: ev.body, cause: this.faultCause(ctx, pos, ev.body.iova) });
+          const settled = this.settle(ctx, ctx.steps.fault(ev.body.iova, pos));
+          const cause = this.faultCause(ctx, ev.body.iova);
+          this.decide(ctx, pos, who, from, caller, site, settled ? { type: 'fault', body: ev.body, cause, settled } : { type: 'fault', body: ev.body, cause });
         } else {
           if (ev.type === 'domain-destroyed') this.destroyState(ctx, pos);
           this.decide(ctx, pos, who, from, caller, site, ev);

@@ -25,12 +25,16 @@
  */
 import type Database from 'better-sqlite3';
 import type { HwStats, MapResult, UnmapResult } from '../core/domain.js';
+import type { StepCase, StepVerdict } from '../core/stepping.js';
 import type { BehaviourEffect, UnmapAnalysis } from '../core/symmetry.js';
 import type { DeviceFields, DomainCreatedFields, FaultFields, MapFields, Origin, UnmapFields, Who } from '../events/decode.js';
 import type { PROJECTION_TABLES } from './corrupt.js';
+import type { IntentWriter } from './intentsnap.js';
 import { callerSymmetry } from './symmetry.js';
+import { findings } from './findings.js';
 import { faults } from './faults.js';
 import { hardware } from './hardware.js';
+import { intent } from './intent.js';
 
 export type ProjectionTable = (typeof PROJECTION_TABLES)[number];
 
@@ -52,6 +56,40 @@ interface DecidedBase {
    * its stream (hardware.ts), else absent.
    */
   hardware?: HardwareFacts;
+  /** How the event changed the callers' mapping intent (intent.ts), when it did. */
+  intent?: IntentChanges;
+  /** The domain's live intent just after the event, on every snapshotEvery-th event of its stream (`Ledger`), else absent. */
+  intentSnapshot?: IntentSnapshot;
+}
+
+/**
+ * An interval of mapping intent an event started (a map's, or a piece an unmap left): its intent
+ * row id (given by the ledger in order of birth, the id SQLite would give it), whose, the bytes
+ * [start, end) and the map event it comes from.
+ */
+export interface IntentBirth {
+  id: number;
+  caller: string;
+  start: bigint;
+  end: bigint;
+  mapPos: number;
+}
+
+/** The intent rows an event started and the ones it ended (by row id), all at its position. */
+export interface IntentChanges {
+  born: IntentBirth[];
+  ended: number[];
+}
+
+/**
+ * A domain's live intent at an event (intent_snapshots): its callers with live intervals (sorted),
+ * the intervals by caller then IOVA in the snapshot's layout (intentsnap.ts), and the largest
+ * intent row id given so far, in any domain (rows above it were born later).
+ */
+export interface IntentSnapshot {
+  callers: string[];
+  live: IntentWriter;
+  maxId: number;
 }
 
 export interface HardwareFacts {
@@ -92,11 +130,30 @@ export interface FaultCause {
   detail: Record<string, unknown>;
 }
 
+/** A piece of an unmap's collateral (pages removed outside its request), as it was when removed. */
+export interface CollateralFinding {
+  iova: bigint;
+  size: bigint;
+  /** The map event that had created the removed pages, and its caller. */
+  mappedBy: number;
+  mappedByCaller: string;
+  /** Callers whose intent still covered the range when it was removed. */
+  owners: string[];
+}
+
+/**
+ * The stepped/harmful verdicts (core/stepping.ts) an event gave earlier over-unmaps of its domain
+ * (a map into their collateral, a fault on it, their caller's next unmap); absent when none.
+ */
+interface Settles {
+  settled?: StepVerdict[];
+}
+
 /** One decided event: the stored event (decoded body) and the facts of its decision. */
 export type Decided = DecidedBase &
   (
-    | { type: 'map'; body: MapFields; result: MapResult }
-    | {
+    | ({ type: 'map'; body: MapFields; result: MapResult } & Settles)
+    | ({
         type: 'unmap';
         body: UnmapFields;
         result: UnmapResult;
@@ -104,8 +161,16 @@ export type Decided = DecidedBase &
         recorded: bigint;
         predicted: bigint;
         classification: UnmapClassification;
-      }
-    | { type: 'fault'; body: FaultFields; cause: FaultCause }
+        /** Its collateral, with who mapped each piece and who still intended it, after its caller's own intent left the request. */
+        collateral: CollateralFinding[];
+        /** Its own verdict, when an over-unmap is decided at once (`other-owner`, `ended`). */
+        verdict?: StepVerdict;
+        /** Its open case, when an over-unmap is not decided yet (`pending`): as it was just after the unmap. */
+        pending?: StepCase;
+        /** Its caller's earlier pending over-unmaps whose collateral it asked for (not all of it): their cases just after it. */
+        progressed?: StepCase[];
+      } & Settles)
+    | ({ type: 'fault'; body: FaultFields; cause: FaultCause } & Settles)
     | { type: 'device-attached' | 'device-detached'; body: DeviceFields }
     | { type: 'domain-created'; body: DomainCreatedFields }
     | { type: 'domain-destroyed'; body: Record<string, never> }
@@ -133,11 +198,14 @@ export interface Projection {
   open(db: Database.Database, path: string): ProjectionWriter;
 }
 
-/** The registered projections, in the order they apply to each batch. */
-export const PROJECTIONS: readonly Projection[] = [callerSymmetry, faults, hardware];
+/**
+ * The registered projections, in the order they apply to each batch. `faults` after `findings`:
+ * it updates the verdicts of findings rows, which must be there.
+ */
+export const PROJECTIONS: readonly Projection[] = [intent, callerSymmetry, findings, faults, hardware];
 
 /** The projection tables `Ledger` still writes inline, by hand (they move here one at a time). */
-export const LEDGER_TABLES: readonly ProjectionTable[] = ['runs', 'run_log', 'run_snapshots', 'intent_snapshots', 'intent', 'unmap_findings', 'checkpoints'];
+export const LEDGER_TABLES: readonly ProjectionTable[] = ['runs', 'run_log', 'run_snapshots', 'checkpoints'];
 
 /** Every registered projection opened on `db`: `apply` hands each batch to each of them in order. */
 export class ProjectionSet {

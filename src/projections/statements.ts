@@ -94,12 +94,8 @@ export function prepareLedgerStatements(db: Database.Database, path: string) {
     insSnap: p<[domain: number, position: number, runs: number, data: Buffer]>(
       'INSERT OR REPLACE INTO run_snapshots (domain, position, runs, data) VALUES (?,?,?,?)',
     ),
-    insIntentFull: p<[domain: number, caller: string, iova: U64, iovaLast: U64, validFrom: number, validTo: number | null, mapPos: number]>(
-      'INSERT INTO intent (domain, caller, iova, iova_last, valid_from, valid_to, map_pos) VALUES (?,?,?,?,?,?,?)',
-    ),
-    insIntentSnap: p<[domain: number, position: number, callers: string, data: Buffer]>(
-      'INSERT OR REPLACE INTO intent_snapshots (domain, position, max_id, callers, data) VALUES (?, ?, (SELECT coalesce(max(id), 0) FROM intent), ?, ?)',
-    ),
+    // The largest intent row id: the next row born gets the next (the intent projection writes it, intent.ts).
+    maxIntentId: p<[], number | null>('SELECT max(id) FROM intent').safeIntegers(false).pluck(),
     intentSnap: p<[domain: number], { position: number; max_id: number; callers: string; data: Buffer }>(
       'SELECT position, max_id, callers, data FROM intent_snapshots WHERE domain = ?',
     ).safeIntegers(false),
@@ -115,37 +111,7 @@ export function prepareLedgerStatements(db: Database.Database, path: string) {
     )
       .raw(true)
       .safeIntegers(true),
-    closeIntent: p<[validTo: number, id: number]>('UPDATE intent SET valid_to = ? WHERE id = ?'),
-    insFinding: p<
-      [
-        position: number,
-        domain: number,
-        caller: string,
-        site: string,
-        iova: U64,
-        size: U64,
-        unmapped: U64,
-        predicted: U64,
-        collateralBytes: U64,
-        leftBytes: U64,
-        divergent: 0 | 1,
-        reachFirst: U64,
-        reachLast: U64,
-        detail: string,
-        step: 'stepped' | 'harmful' | 'pending' | null,
-        stepWhy: string | null,
-        stepPos: number | null,
-        stepState: string | null,
-        stepOthers: string | null,
-      ]
-    >(
-      `INSERT INTO unmap_findings (position, domain, caller, site, iova, size, unmapped, predicted, collateral_bytes, left_bytes, divergent, reach_first, reach_last, detail,
-           step, step_why, step_pos, step_state, step_others) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
-    ),
-    setStep: p<[step: 'stepped' | 'harmful', why: string, at: number, others: string | null, position: number]>(
-      'UPDATE unmap_findings SET step = ?, step_why = ?, step_pos = ?, step_state = NULL, step_others = ? WHERE position = ?',
-    ),
-    setStepState: p<[state: string, position: number]>('UPDATE unmap_findings SET step_state = ? WHERE position = ?'),
+    // The open over-unmaps of a domain (its stepping tracker's cases), from the findings projection's pending rows (findings.ts).
     pendingSteps: p<[domain: number], { position: number; caller: string; step_state: string }>(
       "SELECT position, caller, step_state FROM unmap_findings INDEXED BY unmap_findings_pending WHERE domain = ? AND step = 'pending' ORDER BY position",
     ).safeIntegers(false),

@@ -52,6 +52,72 @@ describe('the registry of projections', () => {
     l.close();
   });
 
+  // The findings projection writes a pending over-unmap's state as its caller's unmaps ask for
+  // parts of the collateral (facts the ledger takes from its tracker at each unmap); a ledger that
+  // opens the domain again takes the open case back from that row. Cut and reopened after every
+  // command, the tables and the verdict are those of one batch, and of a rebuild.
+  it("a pending over-unmap's state is written as it progresses, and a reopened ledger settles it the same way", () => {
+    const steps = [
+      { op: 'domain', domain: 'd', profile: 'intel-vtd' },
+      { op: 'map', domain: 'd', iova: '0x200000', paddr: '0x40000000', size: '0x400000', caller: 'a' }, // two 2M pages
+      { op: 'unmap', domain: 'd', iova: '0x200000', size: '0x1000', caller: 'a' }, // removes the first: pending
+      { op: 'unmap', domain: 'd', iova: '0x201000', size: '0x1000', caller: 'a' }, // asks for some collateral
+      { op: 'unmap', domain: 'd', iova: '0x202000', size: '0x1000', caller: 'a' }, // and some more
+      { op: 'unmap', domain: 'd', iova: '0x203000', size: '0x1fd000', caller: 'a' }, // the rest: stepped (covered)
+    ];
+    const state = (l: Ledger) =>
+      l.db.prepare('SELECT step, step_why, step_pos, step_state FROM unmap_findings WHERE position = 3').get() as Record<string, unknown>;
+    const one = new Ledger(tempDb());
+    one.appendRaw(steps);
+    expect(state(one)).toEqual({ step: 'stepped', step_why: 'covered', step_pos: 6, step_state: null });
+
+    const path = tempDb();
+    for (const [i, c] of steps.entries()) {
+      const l = new Ledger(path);
+      l.appendRaw([c]);
+      if (i === 4) expect(JSON.parse(state(l).step_state as string)).toEqual({ removedEnd: '0x400000', uncovered: [['0x203000', '0x400000']] });
+      l.close();
+    }
+    const reopened = new Ledger(path);
+    expect(projectionSnapshot(reopened.db)).toEqual(projectionSnapshot(one.db));
+    reopened.rebuild();
+    expect(projectionSnapshot(reopened.db)).toEqual(projectionSnapshot(one.db));
+    reopened.close();
+    one.close();
+  });
+
+  // The ledger gives each interval of intent its row id when it is born (the intent projection
+  // writes the row later, maybe closed already): the next id is read again in every transaction,
+  // so two ledgers taking turns on one file give the ids SQLite would, and snapshots name them.
+  it('intent row ids follow the order of birth when two ledgers take turns on one file', () => {
+    const path = tempDb();
+    const a = new Ledger(path, { snapshotEvery: 2 });
+    const b = new Ledger(path, { snapshotEvery: 2 });
+    const map = (domain: string, iova: number, caller: string) => ({
+      op: 'map',
+      domain,
+      iova: `0x${iova.toString(16)}`,
+      paddr: `0x${iova.toString(16)}`,
+      size: '0x4000',
+      caller,
+    });
+    const unmap = (domain: string, iova: number, caller: string) => ({ op: 'unmap', domain, iova: `0x${iova.toString(16)}`, size: '0x1000', caller });
+    a.appendRaw([{ op: 'domain', domain: 'x', profile: 'intel-vtd' }, map('x', 0x10000, 'p'), unmap('x', 0x11000, 'p')]);
+    b.appendRaw([{ op: 'domain', domain: 'y', profile: 'intel-vtd' }, map('y', 0x10000, 'q'), unmap('y', 0x12000, 'q')]);
+    a.appendRaw([map('x', 0x20000, 'p'), unmap('x', 0x10000, 'p')]);
+    b.appendRaw([unmap('y', 0x10000, 'q'), map('y', 0x30000, 'r')]);
+    const rows = a.db.prepare('SELECT id, domain, valid_from, valid_to FROM intent ORDER BY id').all();
+    expect(rows.map((r) => (r as { id: number }).id)).toEqual(rows.map((_, i) => i + 1));
+    expect(a.intentNow('x').map((i) => i.row)).toEqual(
+      a.db.prepare('SELECT id FROM intent WHERE domain = 1 AND valid_to IS NULL ORDER BY iova').pluck().all() as number[],
+    );
+    const incremental = projectionSnapshot(a.db);
+    b.close();
+    a.rebuild();
+    expect(projectionSnapshot(a.db)).toEqual(incremental);
+    a.close();
+  });
+
   // The caller counts are gathered over a transaction's batches and written before it commits: a
   // transaction that fails must take what it gathered with it.
   it('a rolled-back batch leaves no caller counts behind', () => {
