@@ -26,8 +26,9 @@
  * - `other-owner` (harmful): the collateral was another caller's.
  *
  * Until one of these happens the over-unmap is `pending` (and counted as harmful by audits).
- * A fault on the collateral of a stepped over-unmap, later, makes it harmful (the ledger applies
- * that: it knows which unmap last removed a page). This module is pure: it sees facts, returns
+ * A fault on the collateral of a stepped over-unmap, later, makes it harmful (the faults
+ * projection applies that, projections/faults.ts: the ledger finds which unmap last removed the
+ * page). This module is pure: it sees facts, returns
  * verdicts, and keeps the undecided cases so that a ledger can store and reload them.
  */
 export type StepReason = 'ended' | 'advanced' | 'covered' | 'remapped' | 'fault' | 'reused' | 'not-stepped' | 'other-owner';
