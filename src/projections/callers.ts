@@ -7,6 +7,7 @@ import type Database from 'better-sqlite3';
 import type { AnalysedBehaviour } from '../core/symmetry.js';
 import type { SymmetryClass } from '../core/symmetry.js';
 import { fromDb } from './codec.js';
+import type { Tables } from './tables.js';
 
 export interface BehaviourSummary {
   /** Unmaps that would remove pages outside the request, and those bytes. */
@@ -134,22 +135,7 @@ const B = 9223372036854775808n;
  */
 
 /** A `caller_symmetry` row, with its domain's name. */
-interface SiteRow {
-  name: string;
-  domain: bigint;
-  caller: string;
-  site: string;
-  maps: bigint;
-  unmaps: bigint;
-  exact: bigint;
-  spans: bigint;
-  cuts: bigint;
-  straddles: bigint;
-  misses: bigint;
-  foreign_unmaps: bigint;
-  unmap_bytes: bigint;
-  cut_bytes: bigint;
-}
+type SiteRow = Tables['caller_symmetry'] & { name: string };
 
 /** A site: its domain, caller and call site (the key of `caller_symmetry` and of a site's `asymmetric_unmaps`). */
 type SiteKey = [domain: bigint, caller: string, site: string];

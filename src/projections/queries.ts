@@ -17,88 +17,22 @@ import { callerAnalysis, type CallerView } from './callers.js';
 import { fromDb, toDb } from './codec.js';
 import { pageSizeOf, runLogComplete, runsByRows, runsFromLog, shiftOf, type RunColumns } from './runlog.js';
 import { CorruptProjectionError, projectionJson, unreadable } from './corrupt.js';
+import type { Tables } from './tables.js';
 import { getMeta } from './meta.js';
-
-/** Kysely's view of the tables the queries read (integers arrive as bigint). */
-interface Tables {
-  streams: { id: bigint; name: string; version: bigint; profile: string; created_at: bigint; destroyed_at: bigint | null; max_span: bigint };
-  events: { position: bigint; stream: bigint; version: bigint; type: string; event_id: string; recorded_at: string; time: string | null; data: string };
-  unmap_findings: {
-    position: bigint;
-    domain: bigint;
-    caller: string | null;
-    site: string | null;
-    iova: bigint;
-    size: bigint;
-    unmapped: bigint;
-    predicted: bigint;
-    collateral_bytes: bigint;
-    left_bytes: bigint;
-    divergent: bigint;
-    detail: string;
-    step: string | null;
-    step_why: string | null;
-    step_pos: bigint | null;
-    step_others: string | null;
-  };
-  faults: {
-    position: bigint;
-    domain: bigint;
-    iova: bigint;
-    device: string | null;
-    flags: bigint | null;
-    cause: string;
-    cause_position: bigint | null;
-    detail: string;
-  };
-  caller_symmetry: {
-    domain: bigint;
-    caller: string;
-    site: string;
-    maps: bigint;
-    unmaps: bigint;
-    exact: bigint;
-    spans: bigint;
-    cuts: bigint;
-    misses: bigint;
-    foreign_unmaps: bigint;
-  };
-}
 
 /** A `runs` row as `SELECT *` reads it: `pageOf` checks each column it needs before it is trusted. */
 type RunRow = Record<string, bigint | null>;
 
 /** An `unmap_findings` row with its domain's name and its event's time, as the finding queries select it. */
-interface FindingRow {
-  position: bigint;
+type FindingRow = Omit<Tables['unmap_findings'], 'domain' | 'collateral_bytes' | 'left_bytes' | 'step' | 'step_why'> & {
   name: string;
-  caller: string | null;
-  site: string | null;
-  iova: bigint;
-  size: bigint;
-  unmapped: bigint;
-  predicted: bigint;
-  divergent: bigint;
-  detail: string;
   time: string | null;
   step: StepView['verdict'] | null;
   step_why: StepReason | null;
-  step_pos: bigint | null;
-  step_others: string | null;
-}
+};
 
 /** A `faults` row with its domain's name and its event's time. */
-interface FaultRow {
-  position: bigint;
-  name: string;
-  iova: bigint;
-  device: string | null;
-  flags: bigint | null;
-  cause: string;
-  cause_position: bigint | null;
-  detail: string;
-  time: string | null;
-}
+type FaultRow = Omit<Tables['faults'], 'domain'> & { name: string; time: string | null };
 
 /** The largest position among some events (NULL when there are none). */
 type MaxRow = { p: bigint | null };
