@@ -19,6 +19,10 @@ export const CLIENT_JS = String.raw`
   var PAD_L = 110, PAD_B = 28, PAD_T = 8, PAD_R = 8;
 
   function big(h) { return BigInt(h); }
+  var colours = [];
+  function colour(k) {
+    return colours[k] || (colours[k] = 'hsla(' + hue(data.callers[k]) + ',60%,55%,0.55)');
+  }
   function hue(name) {
     var h = 0;
     for (var i = 0; i < name.length; i++) h = (h * 31 + name.charCodeAt(i)) >>> 0;
@@ -83,13 +87,13 @@ export const CLIENT_JS = String.raw`
     ctx.clip();
     // Runs, coloured by caller.
     dom.runsDrawn = 0;
-    for (var i = 0; i < dom.runs.length; i++) {
-      var r = dom.runs[i];
-      var x0 = px(r[3]), x1 = px(r[4] === null ? dom.lastAt + 1 : r[4]);
+    for (var i = 0; i < dom.decoded.length; i++) {
+      var r = dom.decoded[i];
+      var x0 = px(r[0]), x1 = px(r[1] === null ? dom.lastAt + 1 : r[1]);
       if (x1 < PAD_L || x0 > W) continue;
-      var y0 = py(r.ya), y1 = py(r.yb);
+      var y0 = py(r[4]), y1 = py(r[5]);
       if (y1 < PAD_T || y0 > H - PAD_B) continue;
-      ctx.fillStyle = 'hsla(' + hue(data.callers[r[5]]) + ',60%,55%,0.55)';
+      ctx.fillStyle = colour(r[2]);
       ctx.fillRect(x0, y0, Math.max(1, x1 - x0), Math.max(1, y1 - y0));
       dom.runsDrawn++;
     }
@@ -146,10 +150,70 @@ export const CLIENT_JS = String.raw`
     });
   }
 
+  // The runs of a domain, for drawing: [from, to (null: live), caller, mapPos, y0, y1] with the
+  // heights as fractions, computed from the columns (report.ts encodeRuns) without BigInt; the
+  // addresses are made only when asked for (runOf: hover, tests).
+  function decodeRuns(d) {
+    var e = d.runs, out, i;
+    if (e.hex) {
+      out = new Array(e.hex.length);
+      for (i = 0; i < e.hex.length; i++) {
+        var h = e.hex[i];
+        out[i] = [h[3], h[4], h[5], h[6], yOf(big(h[0])), yOf(big(h[1]))];
+      }
+      return out;
+    }
+    var unit = Number(big(e.unit)), from = 0, off = 0, bands = layout.bands;
+    out = new Array(e.f.length);
+    for (i = 0; i < e.f.length; i++) {
+      from += e.f[i];
+      off += e.o[i];
+      e.o[i] = off;
+      var b = bands[e.b[i]];
+      var span = Number(b.end - b.start) || 1;
+      var y0 = b.y0 + (b.y1 - b.y0) * ((e.o[i] * unit) / span);
+      var y1 = b.y0 + (b.y1 - b.y0) * (((e.o[i] + e.n[i]) * unit) / span);
+      out[i] = [from, e.l[i] < 0 ? null : from + e.l[i], e.c[i], from - e.m[i], y0, y1];
+    }
+    return out;
+  }
+  // Run i of a domain as [iova, end, pageSize (hex), from, to, caller, mapPos].
+  function runOf(d, i) {
+    var e = d.encoded;
+    if (e.hex) return e.hex[i];
+    var r = d.decoded[i], unit = big(e.unit);
+    var start = big(d.used[e.b[i]][0]) + BigInt(e.o[i]) * unit;
+    var end = start + BigInt(e.n[i]) * unit;
+    return ['0x' + start.toString(16), '0x' + end.toString(16), '0x' + (1n << BigInt(e.p[i])).toString(16), r[0], r[1], r[2], r[3]];
+  }
+  // A column as report.ts wrote it: an array, or {r: [value, repeat, ...]} when run-length coded.
+  function column(c) {
+    if (Array.isArray(c)) return c;
+    var out = [];
+    for (var i = 0; i < c.r.length; i += 2) for (var k = 0; k < c.r[i + 1]; k++) out.push(c.r[i]);
+    return out;
+  }
+  function prepare(d) {
+    if (d.decoded) return;
+    if (!d.runs.hex) ['f', 'l', 'b', 'o', 'n', 'p', 'c', 'm'].forEach(function (k) { d.runs[k] = column(d.runs[k]); });
+    d.encoded = d.runs;
+    d.layout = makeLayout(d);
+    var keep = layout;
+    layout = d.layout;
+    d.decoded = decodeRuns(d);
+    layout = keep;
+    d.runCount = d.decoded.length;
+  }
+  data.runOf = function (name, i) {
+    var d = data.domains.find(function (x) { return x.name === name; });
+    prepare(d);
+    return runOf(d, i);
+  };
+
   function showDomain(i) {
     dom = data.domains[i];
-    layout = makeLayout(dom);
-    dom.runs.forEach(function (r) { r.ya = yOf(big(r[0])); r.yb = yOf(big(r[1])); });
+    prepare(dom);
+    layout = dom.layout;
     view = { x0: dom.createdAt, x1: dom.lastAt + 1, y0: 0, y1: 1 };
     var rows = document.querySelectorAll('tr.finding');
     rows.forEach(function (row) { row.style.display = row.dataset.domain === dom.name ? '' : 'none'; });
@@ -173,12 +237,13 @@ export const CLIENT_JS = String.raw`
     }
     if (!text) {
       var pos = posAt(x);
-      for (var i = dom.runs.length - 1; i >= 0; i--) {
-        var r = dom.runs[i];
-        var end = r[4] === null ? dom.lastAt + 1 : r[4];
-        if (pos < r[3] || pos >= end) continue;
-        var y0 = py(r.ya), y1 = py(r.yb);
+      for (var i = dom.decoded.length - 1; i >= 0; i--) {
+        var d = dom.decoded[i];
+        var end = d[1] === null ? dom.lastAt + 1 : d[1];
+        if (pos < d[0] || pos >= end) continue;
+        var y0 = py(d[4]), y1 = py(d[5]);
         if (y < y0 - 1 || y > Math.max(y1, y0 + 2)) continue;
+        var r = runOf(dom, i);
         text = r[0] + '+' + fmtSize(big(r[1]) - big(r[0])) + ' in ' + fmtSize(big(r[2])) + ' pages, mapped by #' + r[6] + ' ' + data.callers[r[5]] +
           ', live from #' + r[3] + (r[4] === null ? ' on' : ' to #' + r[4]);
         break;

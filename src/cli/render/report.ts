@@ -60,7 +60,7 @@ export function reportHtml(r: ReportInput): string {
       createdAt: t.createdAt,
       lastAt: t.lastAt,
       used: t.used.map((u) => [hex(u.start), hex(u.end)]),
-      runs: t.runs.map((x) => [hex(x.iova), hex(x.end), hex(x.pageSize), x.from, x.to, ix(x.caller), x.mapPos]),
+      runs: encodeRuns(t, ix),
       findings: findings.map((f) => ({
         kind: f.kind,
         position: f.position,
@@ -145,6 +145,70 @@ ${findingRows}
 </body>
 </html>
 `;
+}
+
+/**
+ * A domain's runs as columns of small integers (about 20 bytes a run in the file, against ~57 as
+ * hex strings): `f` the start event as a delta from the previous run's, `l` its lifetime in events
+ * (-1: still mapped), `b` the used range (band) it lies in, `o` and `n` its offset in the band (as a
+ * delta from the previous run's) and its length in units of `unit` bytes (the smallest page size among the runs), `p` log2 of its page
+ * size, `c` its caller, `m` how many events before `f` its map event was; a column that repeats is
+ * run-length coded (`runLength`). An offset or a length
+ * past 2^53 units cannot be a JSON number: such a domain's runs go as hex strings (`hex`), as
+ * 64-bit addresses need. The page's script decodes either.
+ */
+function encodeRuns(t: TimelineDomain, callerIx: (c: string) => number): Record<string, unknown> {
+  const unit = t.runs.reduce((m, r) => (r.pageSize < m ? r.pageSize : m), t.runs[0]?.pageSize ?? 4096n);
+  const cols = {
+    f: [] as number[],
+    l: [] as number[],
+    b: [] as number[],
+    o: [] as number[],
+    n: [] as number[],
+    p: [] as number[],
+    c: [] as number[],
+    m: [] as number[],
+  };
+  const LIMIT = 1n << 53n;
+  let prev = 0;
+  let prevOff = 0;
+  let band = 0;
+  for (const r of t.runs) {
+    // The band holding the run (bands are sorted; runs are not, so search from the last one found).
+    if (!(t.used[band] && r.iova >= t.used[band]!.start && r.iova < t.used[band]!.end)) {
+      band = t.used.findIndex((u) => r.iova >= u.start && r.iova < u.end);
+    }
+    const off = (r.iova - t.used[band]!.start) / unit;
+    const len = (r.end - r.iova) / unit;
+    if (band < 0 || off >= LIMIT || len >= LIMIT) {
+      return { unit: hex(unit), hex: t.runs.map((x) => [hex(x.iova), hex(x.end), hex(x.pageSize), x.from, x.to, callerIx(x.caller), x.mapPos]) };
+    }
+    cols.f.push(r.from - prev);
+    prev = r.from;
+    cols.l.push(r.to === null ? -1 : r.to - r.from);
+    cols.b.push(band);
+    cols.o.push(Number(off) - prevOff);
+    prevOff = Number(off);
+    cols.n.push(Number(len));
+    cols.p.push(r.pageSize.toString(2).length - 1);
+    cols.c.push(callerIx(r.caller));
+    cols.m.push(r.from - r.mapPos);
+  }
+  const packed: Record<string, unknown> = { unit: hex(unit) };
+  for (const [k, v] of Object.entries(cols)) packed[k] = runLength(v);
+  return packed;
+}
+
+/** A column as [value, repeat, value, repeat, …] inside {r: …} when that is shorter (a caller, a band, a page size that repeat). */
+function runLength(v: number[]): number[] | { r: number[] } {
+  const r: number[] = [];
+  for (let i = 0; i < v.length;) {
+    let j = i + 1;
+    while (j < v.length && v[j] === v[i]) j++;
+    r.push(v[i]!, j - i);
+    i = j;
+  }
+  return r.length < v.length ? { r } : v;
 }
 
 /** The one-line title of a finding, for the marker's tooltip and the findings table. */
