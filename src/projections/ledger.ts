@@ -1,7 +1,7 @@
 /**
  * The ledger: validates commands, decides them with the core, appends the events, and updates
- * every projection in the same transaction: the registered ones (registry.ts) by handing them the
- * decided events in batches, the rest inline. `rebuild()` recomputes the projections from the
+ * every projection in the same transaction by handing the registered ones (registry.ts) the
+ * decided events in batches; it writes only `checkpoints` itself. `rebuild()` recomputes the projections from the
  * events alone, with the very same code.
  */
 import type Database from 'better-sqlite3';
@@ -31,21 +31,7 @@ import { ConcurrencyError, EventStore, type VerifyResult } from '../events/store
 import { CorruptEventError, eventName, shown, unfitEvent } from '../events/stored.js';
 import { BrokenChainError, CorruptProjectionError, projectionJson, recreateProjectionTables, unreadable } from './corrupt.js';
 import { fromDb, toDb } from './codec.js';
-import {
-  decodeEnds,
-  decodeRuns,
-  emptyRuns,
-  encodeEnds,
-  encodeRuns,
-  mergePieces,
-  pageSizeOf,
-  runLogComplete,
-  runsByRows,
-  runsFromLog,
-  RunWriter,
-  shiftOf,
-  type LogPiece,
-} from './runlog.js';
+import { pageSizeOf, runLogComplete, runsByRows, runsFromLog, RunWriter, shiftOf } from './runlog.js';
 import { decodeIntent, IntentWriter } from './intentsnap.js';
 import { deleteMeta } from './meta.js';
 import { prepareLedgerStatements, type EventRow, type IntentRowRaw, type LedgerStatements } from './statements.js';
@@ -56,6 +42,7 @@ import {
   type Decision,
   type FaultCause,
   type IntentChanges,
+  type RunChanges,
   type UnmapClassification,
 } from './registry.js';
 import { stepCaseOf } from './findings.js';
@@ -66,14 +53,13 @@ export const UNKNOWN_CALLER = '(unknown)';
 /** Callers that are nobody in particular: their pages are never "another owner's" (core/stepping.ts). */
 const ANONYMOUS_CALLERS: ReadonlySet<string> = new Set([BEFORE_TRACE_CALLER]);
 
-/** Pending runs rows are written once this many have gathered. */
+/**
+ * The projections are flushed (their gathered rows written) once the runs ended since the last
+ * flush reach this many: until then the ledger finds the latest removal of a page among them too.
+ */
 const FLUSH_EVERY = 16384;
 /** A snapshot of a domain's live runs (run_snapshots, schema 5) and intent (intent_snapshots, schema 6) every this many of its events. */
 export const SNAPSHOT_EVERY = 65536;
-/** Small run-log pieces (one per small flush, e.g. one per durable single-command append) are merged this many at a time. */
-const MERGE_SMALL = 32;
-/** A piece with fewer entries than this counts as small. */
-const SMALL_PIECE = 256;
 /**
  * The registered projections (registry.ts) are handed the decided events at most this many at a
  * time. Small: a decided event holds the core's results, and items kept longer than a young-
@@ -133,13 +119,6 @@ interface IntentValue {
 /** `tag` holds the interval's intent row id, given when it is born (intent.ts writes the row). */
 type IntentInterval = { start: bigint; end: bigint; value: IntentValue; tag: number };
 
-/** A projection row created in the current batch: written at the batch's end, once, with its end if it has one. */
-interface PendingRow {
-  domain: number;
-  from: number;
-  to?: number;
-}
-
 interface OriginInfo {
   caller: string;
   site: string;
@@ -153,21 +132,15 @@ interface Ctx {
   destroyed: boolean;
   core: Domain;
   intent: Map<string, IntervalSet<IntentValue>>;
-  /** The runs table row of each live run, and when it became valid. */
-  rowOf: WeakMap<Run, { row: number; from: number }>;
+  /** The runs table row of each live run (given at its birth: runs.ts writes it), and when it became valid. */
+  rowOf: Map<Run, { row: number; from: number }>;
   info: WeakMap<MapOrigin, OriginInfo>;
   /** Longest run ever stored (bounds IOVA look-ups in the runs table). */
   maxSpan: bigint;
   invalidations: number;
   invalidatedBytes: bigint;
-  /** Runs born and already ended in the current batch (rows not written yet), in order of their end. */
+  /** Runs ended since the projections were last flushed (their rows may not say so yet), in order of their end. */
   endedPending: Array<{ start: bigint; end: bigint; to: number }>;
-  /** Run-log entries since the last flush: runs born (written at the flush) and rows ended. */
-  logBirths: RunWriter | undefined;
-  logEndIds: number[];
-  logEndTos: number[];
-  /** Small run-log pieces not merged yet (read from the file when first needed). */
-  smallPieces: number | undefined;
   /** Over-unmaps not yet known to be stepped or harmful (core/stepping.ts). */
   steps: SteppingTracker;
 }
@@ -199,10 +172,14 @@ export class Ledger {
   readonly db: Database.Database;
   private ctxs = new Map<string, Ctx>();
   /**
-   * Rows born in the current batch, in creation order. Most mappings live briefly, so a row
-   * that is born and closed within one batch is written once instead of inserted and updated.
+   * The id the next runs row gets: read (max(id) + 1) when first needed in a write transaction,
+   * then counted, so rows get the ids SQLite would give them in order of birth.
    */
-  private pendingRuns = new Map<Run, PendingRow & { ctx: Ctx }>();
+  private nextRunId: number | undefined;
+  /** How the event being decided changed the runs (handed to the runs projection with its item). */
+  private runChanges: RunChanges | undefined;
+  /** Runs ended since the projections were last flushed (`endedPending`, all domains). */
+  private endedSinceFlush = 0;
   /**
    * The id the next intent row gets: read (max(id) + 1) when first needed in a write transaction,
    * then counted, so rows get the ids SQLite would give them in order of birth.
@@ -272,7 +249,7 @@ export class Ledger {
           this.finishBatch(batch);
           return out;
         },
-        () => this.ctxs.clear(),
+        () => this.moved(),
       );
     } catch (e) {
       this.abandon();
@@ -291,7 +268,7 @@ export class Ledger {
           this.finishBatch(batch);
           return out;
         },
-        () => this.ctxs.clear(),
+        () => this.moved(),
       );
     } catch (e) {
       this.abandon();
@@ -299,10 +276,21 @@ export class Ledger {
     }
   }
 
+  /**
+   * Another writer appended since this ledger last looked: the domains are read again, and the
+   * projections opened afresh (what they cached of the file, such as a domain's small run-log
+   * pieces, may be stale; nothing is gathered between transactions).
+   */
+  private moved(): void {
+    this.ctxs.clear();
+    this.projections = new ProjectionSet(this.db, this.store.path);
+  }
+
   private begin(): { batch: Batch; add: (inp: Input) => Outcome } {
     const batch: Batch = { recordedAt: new Date().toISOString(), touched: new Set() };
-    // Another writer may have added intent rows since: the next id is read again in the transaction.
+    // Another writer may have added rows since: the next ids are read again in the transaction.
     this.nextIntentId = undefined;
+    this.nextRunId = undefined;
     let index = 0;
     return { batch, add: (inp) => this.execute(inp, index++, batch) };
   }
@@ -319,17 +307,18 @@ export class Ledger {
   /** The transaction rolled back: in-memory state may be ahead of the file. Reload it lazily. */
   private abandon(): void {
     this.ctxs.clear();
-    this.pendingRuns.clear();
     this.nextIntentId = undefined;
     this.intentChanges = undefined;
+    this.nextRunId = undefined;
+    this.runChanges = undefined;
+    this.endedSinceFlush = 0;
     this.decided = [];
     // What the projections gathered for the rolled-back transaction goes with it.
     this.projections = new ProjectionSet(this.db, this.store.path);
   }
 
   private finishBatch(batch: Batch): void {
-    this.flushRows();
-    this.projections.flush();
+    this.flushProjections();
     for (const ctx of batch.touched) {
       this.saveStream(ctx);
     }
@@ -366,16 +355,12 @@ export class Ledger {
       destroyed,
       core: new Domain(profile),
       intent: new Map(),
-      rowOf: new WeakMap(),
+      rowOf: new Map(),
       info: new WeakMap(),
       maxSpan: 0n,
       invalidations: 0,
       invalidatedBytes: 0n,
       endedPending: [],
-      logBirths: undefined,
-      logEndIds: [],
-      logEndTos: [],
-      smallPieces: undefined,
       steps: new SteppingTracker(),
     };
     this.ctxs.set(name, c);
@@ -537,8 +522,8 @@ export class Ledger {
   private execute(inp: Input, index: number, batch: Batch): Outcome {
     const out = this.executeOne(inp, index, batch);
     if (out.position !== undefined) this.maybeCheckpoint(this.ctxs.get(out.domain), out.position);
-    // A long session (a big import) writes its pending rows as it goes: memory stays flat.
-    if (this.pendingRuns.size > FLUSH_EVERY) this.flushRows();
+    // A long session (a big import) has its rows written as it goes: memory stays flat.
+    if (this.endedSinceFlush > FLUSH_EVERY) this.flushProjections();
     else if (this.decided.length >= PROJECT_EVERY) this.applyProjections();
     return out;
   }
@@ -551,7 +536,7 @@ export class Ledger {
       if (item?.position !== pos) throw new Error(`internal: event #${pos} was not decided`);
       item.hardware = { stats: ctx.core.stats(), invalidations: ctx.invalidations, invalidatedBytes: ctx.invalidatedBytes };
     }
-    if (ctx.version % this.snapshotEvery === 0) this.writeSnapshot(ctx, pos);
+    if (ctx.version % this.snapshotEvery === 0) this.snapshot(ctx, pos);
   }
 
   /** Hands the events decided since the last call to the registered projections (registry.ts). */
@@ -563,14 +548,11 @@ export class Ledger {
   }
 
   /**
-   * Every live run of a domain just after event pos, sorted by IOVA (run_snapshots), and its
-   * live intent (intent_snapshots, a fact of the event's item, taken before the flush hands the
-   * item to the projections). The runs born so far are flushed first, so every live run has its
-   * row id.
+   * Every live run of a domain just after event pos, sorted by IOVA, for the runs projection
+   * (run_snapshots), and its live intent (intent_snapshots), as facts of the event's item.
    */
-  private writeSnapshot(ctx: Ctx, pos: number): void {
+  private snapshot(ctx: Ctx, pos: number): void {
     this.snapshotIntent(ctx, pos);
-    this.flushRows();
     const w = new RunWriter();
     // A destroyed domain's core keeps its last runs (they are ended in the runs table): none are live.
     if (!ctx.destroyed)
@@ -579,9 +561,7 @@ export class Ledger {
         if (at === undefined) throw new Error(`internal: run at ${hex(r.iova)} has no row`);
         w.push(at.row, r.iova, r.paddr, shiftOf(r.pageSize), Number(r.count), r.level, r.origin.prot, r.origin.ref, at.from, NaN, this.callerOf(ctx, r.origin));
       }
-    this.s.insSnap.run(ctx.id, pos, w.n, w.encode());
-    // Pieces before a snapshot are never read with pieces after it: they are not merged any more.
-    ctx.smallPieces = 0;
+    this.decided[this.decided.length - 1]!.runSnapshot = w;
   }
 
   /**
@@ -787,6 +767,10 @@ export class Ledger {
     if (from !== undefined) item.from = from;
     item.caller = caller;
     item.site = site;
+    if (this.runChanges !== undefined) {
+      item.runs = this.runChanges;
+      this.runChanges = undefined;
+    }
     if (this.intentChanges !== undefined) {
       item.intent = this.intentChanges;
       this.intentChanges = undefined;
@@ -795,7 +779,7 @@ export class Ledger {
   }
 
   /**
-   * A map's inline projections (runs, intent), the same when appending and rebuilding. Returns
+   * A map's facts for the projections (runs, intent), the same when appending and rebuilding. Returns
    * the verdicts it gives earlier over-unmaps by mapping into their collateral (for its item).
    */
   private projectMap(
@@ -885,25 +869,29 @@ export class Ledger {
     return at;
   }
 
+  /**
+   * The runs an event ended and started, for the runs projection (runs.ts writes the rows): each
+   * run born gets its row id now, in order of birth.
+   */
   private writeRuns(ctx: Ctx, pos: number, changes: { before: Run[]; after: Run[] }): void {
+    if (!changes.before.length && !changes.after.length) return;
+    const ch = (this.runChanges ??= { born: [], ended: [] });
     for (const r of changes.before) {
-      const pending = this.pendingRuns.get(r);
-      if (pending) {
-        pending.to = pos;
-        ctx.endedPending.push({ start: r.iova, end: runEnd(r), to: pos });
-        continue;
-      }
       const at = ctx.rowOf.get(r);
       if (at === undefined) throw new Error(`internal: run at ${hex(r.iova)} has no row`);
-      this.s.closeRun.run(pos, at.row);
-      ctx.logEndIds.push(at.row);
-      ctx.logEndTos.push(pos);
+      ctx.rowOf.delete(r);
+      ch.ended.push(at.row);
+      ctx.endedPending.push({ start: r.iova, end: runEnd(r), to: pos });
+      this.endedSinceFlush++;
     }
+    let id = (this.nextRunId ??= (this.s.maxRunId.get() ?? 0) + 1);
     for (const r of changes.after) {
-      this.pendingRuns.set(r, { ctx, domain: ctx.id, from: pos });
+      ctx.rowOf.set(r, { row: id, from: pos });
+      ch.born.push({ id: id++, run: r, caller: this.callerOf(ctx, r.origin) });
       const span = runEnd(r) - r.iova;
       if (span > ctx.maxSpan) ctx.maxSpan = span;
     }
+    this.nextRunId = id;
   }
 
   private addIntent(ctx: Ctx, caller: string, start: bigint, end: bigint, pos: number): void {
@@ -937,83 +925,19 @@ export class Ledger {
     ctx.destroyed = true;
   }
 
-  /** Writes the rows born since the last flush, in creation order (so ids do not depend on batching). */
-  private flushRows(): void {
-    for (const [r, p] of this.pendingRuns) {
-      const info = this.s.insRunFull.run(
-        p.domain,
-        toDb(r.iova),
-        toDb(runEnd(r) - 1n),
-        toDb(r.paddr),
-        toDb(r.pageSize),
-        r.count,
-        r.level,
-        r.origin.prot,
-        r.origin.ref,
-        p.from,
-        p.to ?? null,
-      );
-      const row = Number(info.lastInsertRowid);
-      if (p.to === undefined) p.ctx.rowOf.set(r, { row, from: p.from });
-      (p.ctx.logBirths ??= new RunWriter()).push(
-        row,
-        r.iova,
-        r.paddr,
-        shiftOf(r.pageSize),
-        Number(r.count),
-        r.level,
-        r.origin.prot,
-        r.origin.ref,
-        p.from,
-        p.to ?? NaN,
-        this.callerOf(p.ctx, r.origin),
-      );
-    }
-    this.pendingRuns.clear();
-    for (const c of this.ctxs.values()) this.writeLogPiece(c);
-    for (const c of this.ctxs.values()) c.endedPending.length = 0;
+  /**
+   * Hands the decided events to the projections and has them write what they gathered: the runs
+   * table then says every end, so the ends kept for `lastRemovalOf` are let go.
+   */
+  private flushProjections(): void {
     this.applyProjections();
-  }
-
-  /** The run-log piece of one domain's changes since the last flush (nothing when there are none). */
-  private writeLogPiece(c: Ctx): void {
-    const births = c.logBirths;
-    const nEnds = c.logEndIds.length;
-    if (!births && !nEnds) return;
-    let first = Infinity;
-    let last = -Infinity;
-    if (births) ({ first, last } = births.span());
-    for (const t of c.logEndTos) {
-      if (t < first) first = t;
-      if (t > last) last = t;
-    }
-    const n = (births?.n ?? 0) + nEnds;
-    const small = n < SMALL_PIECE ? 1 : 0;
-    this.s.insLog.run(c.id, first, last, small, births ? births.encode() : encodeRuns(emptyRuns(0)), encodeEnds(c.logEndIds, c.logEndTos));
-    c.logBirths = undefined;
-    c.logEndIds = [];
-    c.logEndTos = [];
-    if (small) {
-      c.smallPieces ??= this.s.smallCount.get({ d: c.id }) ?? 0; // count(*): always one row
-      if (++c.smallPieces >= MERGE_SMALL) this.mergeSmallPieces(c);
-    }
-  }
-
-  /** Many small pieces make stateAt read many rows: merge them into one. */
-  private mergeSmallPieces(c: Ctx): void {
-    const rows = this.s.smallPieces.all({ d: c.id });
-    const pieces: LogPiece[] = rows.map((r) => ({
-      births: decodeRuns(r.births, () => `the run log of domain ${c.name} (run_log row from event #${r.first_pos}, births)`),
-      ends: decodeEnds(r.ends, () => `the run log of domain ${c.name} (run_log row from event #${r.first_pos}, ends)`),
-    }));
-    const m = mergePieces(pieces);
-    for (const r of rows) this.s.delLog.run(c.id, r.first_pos);
-    this.s.insLog.run(c.id, m.first, m.last, 0, m.births, m.ends);
-    c.smallPieces = 0;
+    this.projections.flush();
+    for (const c of this.ctxs.values()) c.endedPending.length = 0;
+    this.endedSinceFlush = 0;
   }
 
   /**
-   * An unmap's inline projections (runs, intent, the domain's invalidations), the same when
+   * An unmap's facts for the projections (runs, intent, the domain's invalidations), the same when
    * appending and rebuilding, and the facts of its finding (findings.ts): its collateral with who
    * mapped and who still intended each piece, and what the stepping tracker settled or learned.
    */
@@ -1150,6 +1074,8 @@ export class Ledger {
       recreateProjectionTables(this.db);
       this.prepareStatements();
       this.nextIntentId = undefined;
+      this.nextRunId = undefined;
+      this.endedSinceFlush = 0;
       deleteMeta(this.db, ['rebuild-needed', 'run-log-needed']);
       this.ctxs.clear();
       const streams = new Map<string, { id: number }>();
@@ -1196,12 +1122,11 @@ export class Ledger {
         }
         this.maybeCheckpoint(ctx, pos);
         n++;
-        if (n % 8192 === 0) this.flushRows();
+        if (n % 8192 === 0) this.flushProjections();
         else if (this.decided.length >= PROJECT_EVERY) this.applyProjections();
         if (onProgress && n % 65536 === 0) onProgress(n, total);
       }
-      this.flushRows();
-      this.projections.flush();
+      this.flushProjections();
       for (const c of this.ctxs.values()) this.saveStream(c);
       this.s.checkpoint.run(total);
     });

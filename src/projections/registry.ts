@@ -20,21 +20,23 @@
  * - it reads nothing of the core's state: what it needs from the moment of the event is a fact of
  *   the item, taken by the ledger before the next event changes it.
  *
- * Adding a projection is adding its file and listing it in `PROJECTIONS`. The tables not listed
- * by any projection here are still written by `Ledger` inline (`LEDGER_TABLES`), until they move.
+ * Adding a projection is adding its file and listing it in `PROJECTIONS`. The one table not listed
+ * by any projection here, `checkpoints`, is written by `Ledger` (`LEDGER_TABLES`).
  */
 import type Database from 'better-sqlite3';
-import type { HwStats, MapResult, UnmapResult } from '../core/domain.js';
+import type { HwStats, MapResult, Run, UnmapResult } from '../core/domain.js';
 import type { StepCase, StepVerdict } from '../core/stepping.js';
 import type { BehaviourEffect, UnmapAnalysis } from '../core/symmetry.js';
 import type { DeviceFields, DomainCreatedFields, FaultFields, MapFields, Origin, UnmapFields, Who } from '../events/decode.js';
 import type { PROJECTION_TABLES } from './corrupt.js';
 import type { IntentWriter } from './intentsnap.js';
+import type { RunWriter } from './runlog.js';
 import { callerSymmetry } from './symmetry.js';
 import { findings } from './findings.js';
 import { faults } from './faults.js';
 import { hardware } from './hardware.js';
 import { intent } from './intent.js';
+import { runs } from './runs.js';
 
 export type ProjectionTable = (typeof PROJECTION_TABLES)[number];
 
@@ -56,10 +58,34 @@ interface DecidedBase {
    * its stream (hardware.ts), else absent.
    */
   hardware?: HardwareFacts;
+  /** How the event changed the domain's runs of pages (runs.ts), when it did. */
+  runs?: RunChanges;
+  /**
+   * The domain's live runs just after the event (sorted by IOVA, in the run log's layout), on every
+   * snapshotEvery-th event of its stream (`Ledger`), else absent.
+   */
+  runSnapshot?: RunWriter;
   /** How the event changed the callers' mapping intent (intent.ts), when it did. */
   intent?: IntentChanges;
   /** The domain's live intent just after the event, on every snapshotEvery-th event of its stream (`Ledger`), else absent. */
   intentSnapshot?: IntentSnapshot;
+}
+
+/**
+ * A run of pages an event started (a map's, or a piece an unmap left): its runs row id (given by
+ * the ledger in order of birth, the id SQLite would give it), the core's run (never changed once
+ * made) and the caller of its map event (undefined when not known).
+ */
+export interface RunBirth {
+  id: number;
+  run: Run;
+  caller: string | undefined;
+}
+
+/** The runs rows an event started and the ones it ended (by row id), all at its position. */
+export interface RunChanges {
+  born: RunBirth[];
+  ended: number[];
 }
 
 /**
@@ -202,10 +228,10 @@ export interface Projection {
  * The registered projections, in the order they apply to each batch. `faults` after `findings`:
  * it updates the verdicts of findings rows, which must be there.
  */
-export const PROJECTIONS: readonly Projection[] = [intent, callerSymmetry, findings, faults, hardware];
+export const PROJECTIONS: readonly Projection[] = [runs, intent, callerSymmetry, findings, faults, hardware];
 
-/** The projection tables `Ledger` still writes inline, by hand (they move here one at a time). */
-export const LEDGER_TABLES: readonly ProjectionTable[] = ['runs', 'run_log', 'run_snapshots', 'checkpoints'];
+/** The projection tables `Ledger` writes itself: the position the projections are at. */
+export const LEDGER_TABLES: readonly ProjectionTable[] = ['checkpoints'];
 
 /** Every registered projection opened on `db`: `apply` hands each batch to each of them in order. */
 export class ProjectionSet {

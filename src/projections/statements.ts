@@ -46,8 +46,6 @@ export type U64 = bigint;
 /** The `(id, caller, iova, iova_last, map_pos)` of a live intent row, raw and with safe integers. */
 export type IntentRowRaw = [id: bigint, caller: string, iova: bigint, iovaLast: bigint, mapPos: bigint];
 
-const LATEST_SNAPSHOT = 'SELECT coalesce(max(position), 0) FROM run_snapshots WHERE domain = @d';
-
 /**
  * Prepares every statement of the write path on `db`. A statement on a projection table that is
  * missing (dropped outside iommu-ledger) fails only when it is used, saying so (CorruptProjectionError
@@ -64,36 +62,8 @@ export function prepareLedgerStatements(db: Database.Database, path: string) {
     stream: p<[name: string], StreamRow>(
       'SELECT id, version, profile, destroyed_at, max_span, invalidations, invalidated_bytes FROM streams WHERE name = ?',
     ).safeIntegers(true),
-    insRunFull: p<
-      [
-        domain: number,
-        iova: U64,
-        iovaLast: U64,
-        paddr: U64,
-        pageSize: U64,
-        count: bigint,
-        level: number,
-        prot: number,
-        mapPos: number,
-        validFrom: number,
-        validTo: number | null,
-      ]
-    >('INSERT INTO runs (domain, iova, iova_last, paddr, page_size, count, level, prot, map_pos, valid_from, valid_to) VALUES (?,?,?,?,?,?,?,?,?,?,?)'),
-    closeRun: p<[validTo: number, id: number]>('UPDATE runs SET valid_to = ? WHERE id = ?'),
-    insLog: p<[domain: number, firstPos: number, lastPos: number, small: 0 | 1, births: Buffer, ends: Buffer]>(
-      'INSERT INTO run_log (domain, first_pos, last_pos, small, births, ends) VALUES (?,?,?,?,?,?)',
-    ),
-    // Small pieces are merged only among those after the domain's latest snapshot.
-    smallCount: p<[{ d: number }], number>(`SELECT count(*) FROM run_log WHERE domain = @d AND first_pos > (${LATEST_SNAPSHOT}) AND small = 1`)
-      .safeIntegers(false)
-      .pluck(),
-    smallPieces: p<[{ d: number }], { first_pos: number; births: Buffer; ends: Buffer }>(
-      `SELECT first_pos, births, ends FROM run_log WHERE domain = @d AND first_pos > (${LATEST_SNAPSHOT}) AND small = 1 ORDER BY first_pos`,
-    ).safeIntegers(false),
-    delLog: p<[domain: number, firstPos: number]>('DELETE FROM run_log WHERE domain = ? AND first_pos = ?'),
-    insSnap: p<[domain: number, position: number, runs: number, data: Buffer]>(
-      'INSERT OR REPLACE INTO run_snapshots (domain, position, runs, data) VALUES (?,?,?,?)',
-    ),
+    // The largest runs row id: the next run born gets the next (the runs projection writes it, runs.ts).
+    maxRunId: p<[], number | null>('SELECT max(id) FROM runs').safeIntegers(false).pluck(),
     // The largest intent row id: the next row born gets the next (the intent projection writes it, intent.ts).
     maxIntentId: p<[], number | null>('SELECT max(id) FROM intent').safeIntegers(false).pluck(),
     intentSnap: p<[domain: number], { position: number; max_id: number; callers: string; data: Buffer }>(
