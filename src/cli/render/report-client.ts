@@ -215,8 +215,7 @@ export const CLIENT_JS = String.raw`
     prepare(dom);
     layout = dom.layout;
     view = { x0: dom.createdAt, x1: dom.lastAt + 1, y0: 0, y1: 1 };
-    var rows = document.querySelectorAll('tr.finding');
-    rows.forEach(function (row) { row.style.display = row.dataset.domain === dom.name ? '' : 'none'; });
+    document.querySelectorAll('#findings tr.finding, #findings tr.more').forEach(function (row) { row.style.display = row.dataset.domain === dom.name ? '' : 'none'; });
     draw();
   }
 
@@ -287,12 +286,53 @@ export const CLIENT_JS = String.raw`
     draw();
   });
   document.getElementById('reset').addEventListener('click', function () { showDomain(select.selectedIndex); });
-  document.querySelectorAll('tr.finding').forEach(function (row) {
-    row.addEventListener('click', function () {
-      var d = data.domains.findIndex(function (x) { return x.name === row.dataset.domain; });
-      if (d !== select.selectedIndex) { select.selectedIndex = d; showDomain(d); }
-      show(dom.findings[Number(row.dataset.index)]);
-    });
+  // The findings table, made here from the data (one row per finding, up to ROWS_AT_FIRST per
+  // address space, the rest on request), with one click handler for all rows.
+  var ROWS_AT_FIRST = 1000;
+  var table = document.getElementById('findings');
+  function addRows(d, from, to) {
+    var frag = document.createDocumentFragment();
+    for (var i = from; i < to; i++) {
+      var f = d.findings[i];
+      var tr = document.createElement('tr');
+      tr.className = 'finding';
+      tr.id = 'finding-' + d.name + '-' + f.position + '-' + f.kind;
+      tr.dataset.domain = d.name;
+      tr.dataset.index = String(i);
+      tr.dataset.kind = f.kind;
+      if (f.verdict) tr.dataset.verdict = f.verdict;
+      [ '#' + f.position, d.name, f.kind + (f.verdict ? ' (' + f.verdict + ')' : ''), f.title ].forEach(function (t) {
+        var td = document.createElement('td');
+        td.textContent = t;
+        tr.appendChild(td);
+      });
+      frag.appendChild(tr);
+    }
+    return frag;
+  }
+  data.domains.forEach(function (d) {
+    var first = Math.min(d.findings.length, ROWS_AT_FIRST);
+    table.appendChild(addRows(d, 0, first));
+    if (first < d.findings.length) {
+      var more = document.createElement('tr');
+      more.className = 'more';
+      more.dataset.domain = d.name;
+      var td = document.createElement('td');
+      td.colSpan = 4;
+      var button = document.createElement('button');
+      button.textContent = 'show the other ' + (d.findings.length - first) + ' findings of ' + d.name;
+      button.addEventListener('click', function () { table.replaceChild(addRows(d, first, d.findings.length), more); showDomain(select.selectedIndex); });
+      td.appendChild(button);
+      more.appendChild(td);
+      table.appendChild(more);
+    }
+  });
+  table.addEventListener('click', function (ev) {
+    var row = ev.target.closest('tr.finding');
+    if (!row) return;
+    var d = data.domains.findIndex(function (x) { return x.name === row.dataset.domain; });
+    if (d !== select.selectedIndex) { select.selectedIndex = d; showDomain(d); }
+    show(dom.findings[Number(row.dataset.index)]);
   });
   select.addEventListener('change', function () { showDomain(select.selectedIndex); });
   function resize() {

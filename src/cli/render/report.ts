@@ -88,14 +88,6 @@ export function reportHtml(r: ReportInput): string {
       return `<tr><td>${esc(t.name)}</td><td>${esc(t.profile)}</td><td>${esc(t.semantics)}</td><td>#${t.createdAt}–#${t.lastAt}</td><td>${t.runs.length}</td><td>${n('over-unmap')}</td><td>${n('fault')}</td><td>${n('divergence')}</td></tr>`;
     })
     .join('\n');
-  const findingRows = r.domains
-    .flatMap(({ timeline: t, findings }) =>
-      findings.map(
-        (f, i) =>
-          `<tr class="finding" id="finding-${esc(t.name)}-${f.position}-${f.kind}" data-domain="${esc(t.name)}" data-index="${i}" data-kind="${f.kind}"${f.verdict ? ` data-verdict="${esc(f.verdict)}"` : ''}><td>#${f.position}</td><td>${esc(t.name)}</td><td>${f.kind}${f.verdict ? ` (${esc(f.verdict)})` : ''}</td><td>${esc(f.title)}</td></tr>`,
-      ),
-    )
-    .join('\n');
   return `<!doctype html>
 <html lang="en">
 <head>
@@ -136,9 +128,7 @@ ${domainRows}
 </section>
 <section>
 <h2 style="font-size:15px">Findings</h2>
-<table id="findings"><tr><th>event</th><th>domain</th><th>kind</th><th>what</th></tr>
-${findingRows}
-</table>
+<table id="findings"><tr><th>event</th><th>domain</th><th>kind</th><th>what</th></tr></table>
 </section>
 <script id="report-data" type="application/json">${scriptJson(data)}</script>
 <script>${CLIENT_JS}</script>
