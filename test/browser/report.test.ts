@@ -3,6 +3,7 @@
  * demo's ledger and a multi-domain ledger imported from real trace extracts; what the page shows
  * is checked against the CLI's own answers (`audit --json`, `explain`).
  */
+import { writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -131,6 +132,33 @@ describe.skipIf(!hasBrowser)('the HTML report in a real browser', () => {
     }
     expect(errors).toEqual([]);
     expect(requests).toEqual([]);
+    await page.close();
+  });
+
+  it('a ledger with more findings than the table shows at first: the rest come with the button', async () => {
+    // 1,100 over-unmaps: a 2M page mapped, then 4K of it unmapped (intel-vtd removes the whole page).
+    const db = tempDb();
+    const lines = [JSON.stringify({ op: 'domain', domain: 'd', profile: 'intel-vtd' })];
+    for (let i = 0; i < 1100; i++) {
+      const iova = `0x${(0x40000000 + i * 0x200000).toString(16)}`;
+      lines.push(JSON.stringify({ op: 'map', domain: 'd', iova, paddr: iova, size: '0x200000', caller: 'a' }));
+      lines.push(JSON.stringify({ op: 'unmap', domain: 'd', iova, size: '0x1000', caller: 'a' }));
+    }
+    const file = join(dirname(db), 'many.jsonl');
+    writeFileSync(file, lines.join('\n') + '\n');
+    expect((await cli('--db', db, 'apply', file)).code).toBe(0);
+    const html = await reportOf(db);
+    const { page, errors } = await openReport(browser, html);
+    expect(await page.locator('tr.finding').count()).toBe(1000);
+    await page.locator('tr.more button').click();
+    expect(await page.locator('tr.finding').count()).toBe(1100);
+    expect(await page.locator('tr.more').count()).toBe(0);
+    // A row added by the button is clicked like any other: the panel shows its finding.
+    await page.locator('tr.finding').nth(1050).click();
+    const position = await page.locator('tr.finding').nth(1050).getAttribute('id');
+    expect(position).toMatch(/^finding-d-\d+-over-unmap$/);
+    expect(await page.locator('#explain').getAttribute('data-position')).toBe(position!.split('-')[2]);
+    expect(errors).toEqual([]);
     await page.close();
   });
 });
