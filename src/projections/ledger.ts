@@ -14,17 +14,8 @@ import { customProfile } from '../core/profile-spec.js';
 import { LedgerFault } from '../core/errors.js';
 import { describeProfile, profileFromDescriptor, resolveProfile, type Profile, type ProfileDescriptor } from '../core/profile.js';
 import type { OpenOptions } from '../events/db.js';
-import {
-  BEFORE_TRACE_CALLER,
-  decodeStoredEvent,
-  parseCommand,
-  type Command,
-  type EventType,
-  type MapBody,
-  type Origin,
-  type UnmapBody,
-  type Who,
-} from '../events/schema.js';
+import { BEFORE_TRACE_CALLER, decodeStoredEvent, parseCommand, type Command, type EventType, type Origin, type Who } from '../events/schema.js';
+import { encodeMapBody, encodeUnmapBody } from '../events/encode.js';
 import { decodeBody, type DecodedBody, type MapFields, type UnmapFields } from '../events/decode.js';
 import { DomainReplay, replayMap, replayUnmap, type ReplayedDomain } from '../events/replay.js';
 import { ConcurrencyError, EventStore, type VerifyResult } from '../events/store.js';
@@ -646,22 +637,16 @@ export class Ledger {
       case 'map': {
         const prot = cmd.prot ?? 3;
         const r = ctx.core.map({ iova: cmd.iova, paddr: cmd.paddr, size: cmd.size, prot, ref: pos });
-        const body: MapBody = { iova: hex(cmd.iova), paddr: hex(cmd.paddr), size: hex(cmd.size), prot, ok: r.ok };
-        if (cmd.inferred !== undefined) body.inferred = cmd.inferred;
-        if (!r.ok) {
-          body.errno = r.errno;
-          body.reason = r.reason;
-          out.ok = false;
-          out.errno = r.errno;
-          out.reason = r.reason;
-        }
-        this.appendEvent(ctx, 'map', id, cmd.time, body, who, inp.from, batch);
         const fields: MapFields = { iova: cmd.iova, paddr: cmd.paddr, size: cmd.size, prot, ok: r.ok };
         if (!r.ok) {
           fields.errno = r.errno;
           fields.reason = r.reason;
+          out.ok = false;
+          out.errno = r.errno;
+          out.reason = r.reason;
         }
         if (cmd.inferred !== undefined) fields.inferred = cmd.inferred;
+        this.appendEvent(ctx, 'map', id, cmd.time, encodeMapBody(fields), who, inp.from, batch);
         const settled = this.projectMap(ctx, pos, caller, site, r, cmd.iova, cmd.size, cmd.inferred !== undefined);
         this.decide(
           ctx,
@@ -684,23 +669,6 @@ export class Ledger {
         const r = follow ? ctx.core.unmapObserved({ iova: cmd.iova, size: cmd.size }, observed) : ctx.core.unmap({ iova: cmd.iova, size: cmd.size });
         const predicted = r.predicted ?? r.unmappedSize;
         const recorded = observed ?? r.unmappedSize;
-        const body: UnmapBody = { iova: hex(cmd.iova), size: hex(cmd.size), ok: r.ok, unmapped: hex(recorded) };
-        if (!r.ok) {
-          body.errno = r.errno;
-          body.reason = r.reason;
-        }
-        if (observed !== undefined) {
-          body.observed = true;
-          if (observed !== predicted) {
-            body.predicted = hex(predicted);
-            if (follow) body.followed = true;
-          }
-        }
-        this.appendEvent(ctx, 'unmap', id, cmd.time, body, who, inp.from, batch);
-        Object.assign(out, { ok: r.ok, errno: r.errno, reason: r.reason, unmapped: recorded, predicted, symmetry: classification.analysis.class });
-        const found = this.projectUnmap(ctx, pos, caller, cmd.iova, cmd.size, r, recorded, predicted);
-        out.collateral = found.collateral;
-        out.leftMapped = r.leftMapped;
         const fields: UnmapFields = { iova: cmd.iova, size: cmd.size, ok: r.ok, unmapped: recorded };
         if (!r.ok) {
           fields.errno = r.errno;
@@ -713,6 +681,11 @@ export class Ledger {
             if (follow) fields.followed = true;
           }
         }
+        this.appendEvent(ctx, 'unmap', id, cmd.time, encodeUnmapBody(fields), who, inp.from, batch);
+        Object.assign(out, { ok: r.ok, errno: r.errno, reason: r.reason, unmapped: recorded, predicted, symmetry: classification.analysis.class });
+        const found = this.projectUnmap(ctx, pos, caller, cmd.iova, cmd.size, r, recorded, predicted);
+        out.collateral = found.collateral;
+        out.leftMapped = r.leftMapped;
         this.decide(ctx, pos, who, inp.from, caller, site, { type: 'unmap', body: fields, result: r, recorded, predicted, classification, ...found });
         return out;
       }
