@@ -134,7 +134,7 @@ ledger.close();
 const q = new Queries(db, { readonly: true });
 const posOfLine = new Map<number, number>();
 for (const ev of (q as unknown as { db: import('better-sqlite3').Database }).db
-  .prepare("SELECT position, json_extract(data, '$.from.line') AS line FROM events WHERE type IN ('map', 'unmap')")
+  .prepare("SELECT position, json_extract(data, '$.from.line') AS line FROM stored_events WHERE type IN ('map', 'unmap')")
   .iterate() as Iterable<{ position: number; line: number | null }>) {
   if (ev.line !== null) posOfLine.set(Number(ev.line), Math.max(posOfLine.get(Number(ev.line)) ?? 0, Number(ev.position)));
 }

@@ -150,9 +150,18 @@ function scanEvents(db: Database.Database, r: DamageReport): void {
   };
   let page: Database.Statement;
   let one: Database.Statement;
+  // Events as the chain covers them (`stored_events`, schema 9: ids and origins made again); from a
+  // file whose view cannot be read, the rows as stored.
+  const prepare = (from: string): [Database.Statement, Database.Statement] => [
+    db.prepare(`SELECT ${COLUMNS} FROM ${from} WHERE position > ? ORDER BY position LIMIT 256`).raw(true).safeIntegers(false),
+    db.prepare(`SELECT ${COLUMNS} FROM ${from} WHERE position = ?`).raw(true).safeIntegers(false),
+  ];
   try {
-    page = db.prepare(`SELECT ${COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT 256`).raw(true).safeIntegers(false);
-    one = db.prepare(`SELECT ${COLUMNS} FROM events WHERE position = ?`).raw(true).safeIntegers(false);
+    try {
+      [page, one] = prepare('stored_events');
+    } catch {
+      [page, one] = prepare('events');
+    }
   } catch (e) {
     // The events table is not in the schema any more.
     r.firstBad = 1;

@@ -11,6 +11,7 @@ import { noteFault } from './io-errors.js';
 import { decodeStoredEvent, upcast, type DecodedData, type EventType } from './schema.js';
 import { eventName, parseStored, shown, unfitEvent } from './stored.js';
 import { decodeChecked, type DecodedEvent } from './decode.js';
+import { compactRow, importedIdParts, type OriginParts } from './compact.js';
 
 /**
  * Canonical bytes of an event: what the hash covers. Each field is length-prefixed
@@ -103,7 +104,7 @@ export interface StreamRow {
   destroyed_at: number | null;
 }
 
-/** What `events` gets for one new event, in column order. */
+/** What `events` gets for one new event, in column order (the id and data as compact.ts stores them). */
 type EventInsert = [
   position: number,
   stream: number,
@@ -115,6 +116,8 @@ type EventInsert = [
   time: string | null,
   data: string,
   hash: Buffer,
+  origin: number | null,
+  line: number | null,
 ];
 
 export class EventStore {
@@ -127,6 +130,17 @@ export class EventStore {
   private txnStart = 0;
   private readonly insEvent: Database.Statement<EventInsert>;
   private readonly hasId: Database.Statement<[id: string], number>;
+  private readonly hasLine: Database.Statement<[origin: number, line: number], number>;
+  private readonly originsOfKey: Database.Statement<[key: string], number>;
+  private readonly insOrigin: Database.Statement<[digest: string, name: string]>;
+  private readonly originIdOf: Database.Statement<[digest: string, name: string], number>;
+  /**
+   * `origins` row ids used in the current write transaction, by digest and name, and by key (the
+   * digest's first 24 hex digits): forgotten when a transaction starts or fails (a rollback takes
+   * new rows away, and another writer may have added some).
+   */
+  private origins = new Map<string, number>();
+  private keyOrigins = new Map<string, number[]>();
   private readonly headStmt: Database.Statement<[], { position: number; hash: Buffer }>;
   /**
    * The transaction function of write(), made once: better-sqlite3 builds its wrapper per
@@ -138,11 +152,24 @@ export class EventStore {
     this.path = path;
     this.db = openDatabase(path, opts);
     this.insEvent = this.db.prepare<EventInsert>(
-      'INSERT INTO events (position, stream, version, type, schema_version, event_id, recorded_at, time, data, hash) VALUES (?,?,?,?,?,?,?,?,?,?)',
+      'INSERT INTO events (position, stream, version, type, schema_version, event_id, recorded_at, time, data, hash, origin, line) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)',
     );
-    this.hasId = this.db.prepare<[id: string], number>('SELECT position FROM events WHERE event_id = ?').pluck();
+    this.hasId = this.db.prepare<[id: string], number>("SELECT position FROM events WHERE event_id = ? AND event_id <> ''").pluck();
+    this.hasLine = this.db
+      .prepare<[origin: number, line: number], number>("SELECT position FROM events WHERE origin = ? AND line = ? AND event_id = ''")
+      .pluck();
+    this.originsOfKey = this.db
+      .prepare<[key: string], number>('SELECT id FROM origins WHERE substr(digest, 1, 24) = ? ORDER BY id')
+      .pluck()
+      .safeIntegers(false);
+    this.insOrigin = this.db.prepare<[digest: string, name: string]>('INSERT INTO origins (digest, name) VALUES (?, ?) ON CONFLICT DO NOTHING');
+    this.originIdOf = this.db
+      .prepare<[digest: string, name: string], number>('SELECT id FROM origins WHERE digest = ? AND name = ?')
+      .pluck()
+      .safeIntegers(false);
     this.headStmt = this.db.prepare<[], { position: number; hash: Buffer }>('SELECT position, hash FROM events ORDER BY position DESC LIMIT 1');
     this.txn = this.db.transaction((fn: () => unknown, onMoved?: () => void) => {
+      this.forgetOrigins();
       if (this.refreshHead()) onMoved?.();
       this.txnStart = this.headPos;
       return fn();
@@ -168,9 +195,30 @@ export class EventStore {
     return this.headPos;
   }
 
-  /** The position of an event with this id, if one is stored. */
+  /** The position of an event with this id, if one is stored (stored as given, or made again from its line: compact.ts). */
   positionOf(id: string): number | undefined {
-    return this.hasId.get(id);
+    const given = this.hasId.get(id);
+    if (given !== undefined) return given;
+    const imported = importedIdParts(id);
+    if (imported === undefined) return undefined;
+    for (const origin of this.originsOf(imported.key)) {
+      const p = this.hasLine.get(origin, imported.line);
+      if (p !== undefined) return p;
+    }
+    return undefined;
+  }
+
+  /** The `origins` rows of the files whose key (first 24 hex digits of the digest) is this. */
+  private originsOf(key: string): number[] {
+    let ids = this.keyOrigins.get(key);
+    if (ids === undefined) this.keyOrigins.set(key, (ids = this.originsOfKey.all(key)));
+    return ids;
+  }
+
+  /** Forgets the `origins` rows looked up (a transaction starts or failed). */
+  private forgetOrigins(): void {
+    this.origins.clear();
+    this.keyOrigins.clear();
   }
 
   /** True when the file holds no event now: read afresh, other processes' commits included. */
@@ -200,6 +248,7 @@ export class EventStore {
    * A fault that also fails the re-read (an I/O error) leaves the head as it was before.
    */
   private afterFailedWrite(e: unknown, before: { pos: number; hash: string }): void {
+    this.forgetOrigins();
     this.headPos = before.pos;
     this.headHash = before.hash;
     try {
@@ -223,6 +272,7 @@ export class EventStore {
       throw e;
     }
     try {
+      this.forgetOrigins();
       if (this.refreshHead()) onMoved?.();
       const start = this.headPos;
       const out = await fn();
@@ -240,18 +290,61 @@ export class EventStore {
     }
   }
 
-  /** Appends one event at the next position (inside write()). */
-  append(e: Omit<RawEvent, 'position' | 'schemaVersion'> & { schemaVersion?: number }, streamId: number): number {
+  /**
+   * Appends one event at the next position (inside write()). `from`, when given, is the event's
+   * origin: the data's last member, not in `data` (which is the rest, as JSON text); an imported
+   * line's origin is then stored as integers (compact.ts).
+   */
+  append(e: Omit<RawEvent, 'position' | 'schemaVersion'> & { schemaVersion?: number; from?: Readonly<Record<string, unknown>> }, streamId: number): number {
     const position = this.headPos + 1;
     const schemaVersion = e.schemaVersion ?? 1;
+    const row = compactRow(e);
     const h = chainHash(
       this.headHash,
-      envelope({ position, stream: e.stream, version: e.version, type: e.type, schemaVersion, id: e.id, recordedAt: e.recordedAt, time: e.time, data: e.data }),
+      envelope({
+        position,
+        stream: e.stream,
+        version: e.version,
+        type: e.type,
+        schemaVersion,
+        id: e.id,
+        recordedAt: e.recordedAt,
+        time: e.time,
+        data: row.hashed,
+      }),
     );
-    this.insEvent.run(position, streamId, e.version, e.type, schemaVersion, e.id, e.recordedAt, e.time, e.data, Buffer.from(h, 'hex'));
+    const o = row.origin;
+    this.insEvent.run(
+      position,
+      streamId,
+      e.version,
+      e.type,
+      schemaVersion,
+      row.id,
+      e.recordedAt,
+      e.time,
+      row.data,
+      Buffer.from(h, 'hex'),
+      o === null ? null : this.originId(o),
+      o === null ? null : o.line,
+    );
     this.headPos = position;
     this.headHash = h;
     return position;
+  }
+
+  /** The `origins` row of an imported file (made when first used). */
+  private originId(o: OriginParts): number {
+    const key = `${o.digest}\u0000${o.source}`;
+    let id = this.origins.get(key);
+    if (id === undefined) {
+      this.insOrigin.run(o.digest, o.source);
+      id = this.originIdOf.get(o.digest, o.source)!;
+      this.origins.set(key, id);
+      const ofKey = this.originsOf(o.digest.slice(0, 24));
+      if (!ofKey.includes(id)) ofKey.push(id);
+    }
+    return id;
   }
 
   /**
@@ -276,9 +369,9 @@ export class EventStore {
   /** The rows of read(), each with its (upcast) data and that data parsed and checked. */
   private *readChecked(from: number, to: number, pageSize: number): IterableIterator<[RawEvent, string | Record<string, unknown>, DecodedData]> {
     const stmt = this.db.prepare<[from: number, to: number, limit: number], RawEvent & { stream: string | null; streamId: number }>(
-      `SELECT e.position, s.name AS stream, e.stream AS streamId, e.version, e.type, e.schema_version AS schemaVersion, e.event_id AS id,
+      `SELECT e.position, e.stream_name AS stream, e.stream AS streamId, e.version, e.type, e.schema_version AS schemaVersion, e.event_id AS id,
               e.recorded_at AS recordedAt, e.time, e.data
-         FROM events e LEFT JOIN streams s ON s.id = e.stream
+         FROM stored_events e
         WHERE e.position >= ? AND e.position <= ? ORDER BY e.position LIMIT ?`,
     );
     let next = from;
@@ -287,6 +380,7 @@ export class EventStore {
       for (const row of rows) {
         const what = () => eventName(row.position, row.id);
         if (row.stream === null) throw unfitEvent(what(), `its domain (stream ${row.streamId}) is missing from the streams table`);
+        if ((row.data as string | null) === null) throw unfitEvent(what(), 'its origin (the imported file it names) is missing from the origins table');
         const bad = envelopeProblem(row);
         if (bad !== undefined) throw unfitEvent(what(), bad);
         const data = row.schemaVersion === 1 ? row.data : this.upcastOf(row.type, row.schemaVersion, row.data, what);
@@ -311,7 +405,7 @@ export class EventStore {
 
   /** `event #N (id X)`, read when an event must be named (the fold does not read ids). */
   describe(position: number): string {
-    const id = this.db.prepare<[position: number], string>('SELECT event_id FROM events WHERE position = ?').pluck().safeIntegers(false).get(position);
+    const id = this.db.prepare<[position: number], string>('SELECT event_id FROM stored_events WHERE position = ?').pluck().safeIntegers(false).get(position);
     return eventName(position, id);
   }
 
@@ -326,7 +420,7 @@ export class EventStore {
     const page = 1024;
     const stmt = this.db
       .prepare<[after: number | bigint], [position: number, stream: number, version: number, type: EventType, schemaVersion: number, data: string]>(
-        `SELECT position, stream, version, type, schema_version, data FROM events WHERE position > ? ORDER BY position LIMIT ${page}`,
+        `SELECT position, stream, version, type, schema_version, data FROM stored_events WHERE position > ? ORDER BY position LIMIT ${page}`,
       )
       .raw(true)
       .safeIntegers(false);
@@ -343,6 +437,7 @@ export class EventStore {
           name = names.get(r[1]);
           if (name === undefined) throw unfitEvent(what(), `its domain (stream ${r[1]}) is missing from the streams table`);
         }
+        if ((r[5] as string | null) === null) throw unfitEvent(what(), 'its origin (the imported file it names) is missing from the origins table');
         const data = r[4] === 1 ? r[5] : this.upcastOf(r[3], r[4], r[5], what);
         yield [r[0], name, r[2], r[3], decodeStoredEvent(r[3], data, what)];
       }
@@ -371,11 +466,11 @@ export class EventStore {
     const stmt = this.db
       .prepare(
         `SELECT e.position,
-                length(e.position)||':'||e.position||length(s.name)||':'||s.name||length(e.version)||':'||e.version||
+                length(e.position)||':'||e.position||length(e.stream_name)||':'||e.stream_name||length(e.version)||':'||e.version||
                 length(e.type)||':'||e.type||length(e.schema_version)||':'||e.schema_version||length(e.event_id)||':'||e.event_id||
                 length(e.recorded_at)||':'||e.recorded_at,
                 e.time, e.data, lower(hex(e.hash))
-           FROM events e LEFT JOIN streams s ON s.id = e.stream WHERE e.position > ? ORDER BY e.position LIMIT ${page}`,
+           FROM stored_events e WHERE e.position > ? ORDER BY e.position LIMIT ${page}`,
       )
       .raw(true)
       .safeIntegers(false);
@@ -385,7 +480,7 @@ export class EventStore {
     // The first page starts below any position, so an event stored before position 1 is seen.
     let after: number | bigint = -(1n << 63n);
     for (;;) {
-      const rows = stmt.all(after) as Array<[number, string | null, string | null, string, string]>;
+      const rows = stmt.all(after) as Array<[number, string | null, string | null, string | null, string]>;
       for (const row of rows) {
         const position = row[0];
         if (position !== expected) {
@@ -402,7 +497,8 @@ export class EventStore {
         const data = row[3];
         const stored = row[4];
         const head = row[1];
-        if (head === null || hash('sha256', `${prev}${head}${t.length}:${t}${data.length}:${data}`, 'hex') !== stored) {
+        // A part `stored_events` cannot make again (a row naming a missing domain or origin) reads as null.
+        if (head === null || data === null || hash('sha256', `${prev}${head}${t.length}:${t}${data.length}:${data}`, 'hex') !== stored) {
           const bad = this.checkRow(position, prev, stored);
           if (bad) return { ...bad, events: n };
         }
@@ -430,14 +526,14 @@ export class EventStore {
   private checkRow(position: number, prev: string, stored: string): Omit<VerifyResult, 'events'> | undefined {
     const r = this.db
       .prepare(
-        `SELECT e.stream, s.name, e.version, e.type, e.schema_version, e.event_id, e.recorded_at, e.time, e.data
-           FROM events e LEFT JOIN streams s ON s.id = e.stream WHERE e.position = ?`,
+        `SELECT e.stream, e.stream_name, e.version, e.type, e.schema_version, e.event_id, e.recorded_at, e.time, e.data
+           FROM stored_events e WHERE e.position = ?`,
       )
       .raw(true)
       .safeIntegers(false)
-      .get(position) as [number, string | null, number, string, number, string, string, string | null, string];
+      .get(position) as [number, string | null, number, string, number, string | null, string, string | null, string | null];
     const [streamId, name, version, type, schemaVersion, id, recordedAt, time, data] = r;
-    if (name !== null) {
+    if (name !== null && id !== null && data !== null) {
       const h = chainHash(prev, envelope({ position, stream: name, version, type, schemaVersion, id, recordedAt, time, data }));
       if (h === stored) return undefined;
     }

@@ -16,6 +16,7 @@ import { describeProfile, profileFromDescriptor, resolveProfile, type Profile, t
 import type { OpenOptions } from '../events/db.js';
 import { BEFORE_TRACE_CALLER, decodeStoredEvent, parseCommand, type Command, type EventType, type Origin, type Who } from '../events/schema.js';
 import { encodeMapBody, encodeUnmapBody } from '../events/encode.js';
+import { derivedId, importedId } from '../events/compact.js';
 import { decodeBody, type DecodedBody, type MapFields, type UnmapFields } from '../events/decode.js';
 import { DomainReplay, replayMap, replayUnmap, type ReplayedDomain } from '../events/replay.js';
 import { ConcurrencyError, EventStore, type VerifyResult } from '../events/store.js';
@@ -506,7 +507,7 @@ export class Ledger {
   private sourceId(inp: Input): string | undefined {
     if (inp.cmd.id) return inp.cmd.id;
     const f = inp.from;
-    if (f?.digest && f.line !== undefined) return `${f.digest.slice(0, 24)}:${f.line}`;
+    if (f?.digest && f.line !== undefined) return importedId(f.digest, f.line);
     return undefined;
   }
 
@@ -721,9 +722,18 @@ export class Ledger {
     ctx.version++;
     const data: Record<string, unknown> = { body };
     if (Object.keys(who).length) data.who = who;
-    if (from) data.from = from;
+    // The origin, last in the data, is handed apart: the store may keep it as integers (events/compact.ts).
     this.store.append(
-      { stream: ctx.name, version: ctx.version, type, id, recordedAt: batch.recordedAt, time: time ?? null, data: JSON.stringify(data) },
+      {
+        stream: ctx.name,
+        version: ctx.version,
+        type,
+        id,
+        recordedAt: batch.recordedAt,
+        time: time ?? null,
+        data: JSON.stringify(data),
+        from: from as Readonly<Record<string, unknown>> | undefined,
+      },
       ctx.id,
     );
     batch.touched.add(ctx);
@@ -1177,14 +1187,6 @@ function profileOf(cmd: Extract<Command, { op: 'domain' }>, index: number): Prof
   } catch (e) {
     throw new LedgerError((e as Error).message, index);
   }
-}
-
-/**
- * The id of an event with no id of its own: its place in its stream. Ids given by callers
- * cannot start with '@' (schema.ts), so the two never collide; no look-up is needed.
- */
-function derivedId(stream: string, version: number): string {
-  return `@${stream}:${version}`;
 }
 
 function dropUndefined<T extends Record<string, unknown>>(o: T): T {

@@ -328,7 +328,7 @@ export class Queries {
     // read through the schema of stored events: a tampered one is named, not half-read.
     const rows = this.prep<[], Tables['streams'] & { created_pos: bigint | null; event_id: string | null; type: string | null; data: string | null }>(
       `SELECT s.id, s.name, s.version, s.profile, s.created_at, s.destroyed_at, s.max_span, e.position AS created_pos, e.event_id, e.type, e.data
-           FROM streams s LEFT JOIN events e ON e.stream = s.id AND e.version = 1 ORDER BY s.id`,
+           FROM streams s LEFT JOIN stored_events e ON e.stream = s.id AND e.version = 1 ORDER BY s.id`,
     ).all();
     return rows.map((r) => {
       if (r.created_pos === null)
@@ -643,7 +643,7 @@ export class Queries {
       [position: number],
       { position: bigint; event_id: string; name: string; version: bigint; type: string; time: string | null; recorded_at: string; data: string }
     >(
-      'SELECT e.position, e.event_id, s.name, e.version, e.type, e.time, e.recorded_at, e.data FROM events e JOIN streams s ON s.id = e.stream WHERE e.position = ?',
+      'SELECT e.position, e.event_id, e.stream_name AS name, e.version, e.type, e.time, e.recorded_at, e.data FROM stored_events e WHERE e.position = ? AND e.stream_name IS NOT NULL',
     ).get(position);
     if (!r) throw new QueryError(`no event at position ${position}`);
     const ev = decodeEvent({ position, stream: r.name, version: Number(r.version), type: r.type, id: r.event_id, data: r.data });

@@ -7,6 +7,24 @@
 import type { Ledger, Outcome } from './ledger.js';
 
 /**
+ * The events of a source, by their ids (`KEY:…`, KEY the first 24 hex digits of its digest): ids
+ * stored as given, and ids the row makes again from its origin and line (events/compact.ts).
+ * Two conditions, each served by its own index (an OR of both would read the whole table).
+ */
+const BY_STORED_ID = "event_id <> '' AND event_id >= @from AND event_id < @to";
+const BY_ORIGIN = "origin IN (SELECT id FROM origins WHERE substr(digest, 1, 24) = @key) AND origin IS NOT NULL AND event_id = ''";
+
+/** The smaller of two positions that may be absent. */
+const least = (a: number | bigint | null | undefined, b: number | bigint | null | undefined): number | null =>
+  a === null || a === undefined
+    ? b === null || b === undefined
+      ? null
+      : Number(b)
+    : b === null || b === undefined
+      ? Number(a)
+      : Math.min(Number(a), Number(b));
+
+/**
  * Counts what a stream of outcomes stored (constant memory: no outcome is kept), and the first
  * and last positions, for the `sources` row.
  */
@@ -42,11 +60,11 @@ export function recordSource(ledger: Ledger, digest: string, name: string, lineC
   if (t.first === undefined || t.last === undefined) return;
   // A resumed import stored its first lines in an earlier run: the source starts at the first of them.
   const key = digest.slice(0, 24);
-  const earlier =
-    ledger.db
-      .prepare<[from: string, to: string], number | bigint | null>('SELECT min(position) FROM events WHERE event_id >= ? AND event_id < ?')
-      .pluck()
-      .get(`${key}:`, `${key};`) ?? null; // min(): always one row
+  const range = { from: `${key}:`, to: `${key};`, key };
+  const earlier = least(
+    ledger.db.prepare<[typeof range], number | bigint | null>(`SELECT min(position) FROM events WHERE ${BY_STORED_ID}`).pluck().get(range),
+    ledger.db.prepare<[typeof range], number | bigint | null>(`SELECT min(position) FROM events WHERE ${BY_ORIGIN}`).pluck().get(range),
+  );
   const first = earlier === null ? t.first : Math.min(t.first, Number(earlier));
   ledger.db
     .prepare<[digest: string, name: string, lines: number, first: number, last: number, importedAt: string]>(
@@ -68,8 +86,10 @@ export function knownSource(ledger: Ledger, key: string): SourceRow | undefined 
 
 /** Has any event of this source (ids `KEY:…`) been stored? (An interrupted import, or a followed file.) */
 export function sourceHasEvents(ledger: Ledger, key: string): boolean {
+  const range = { from: `${key}:`, to: `${key};`, key };
   return (
-    ledger.db.prepare<[from: string, to: string]>('SELECT 1 FROM events WHERE event_id >= ? AND event_id < ? LIMIT 1').get(`${key}:`, `${key};`) !== undefined
+    ledger.db.prepare(`SELECT 1 FROM events WHERE ${BY_STORED_ID} LIMIT 1`).get(range) !== undefined ||
+    ledger.db.prepare(`SELECT 1 FROM events WHERE ${BY_ORIGIN} LIMIT 1`).get(range) !== undefined
   );
 }
 
@@ -78,7 +98,7 @@ export function domainsCreatedBy(ledger: Ledger, key: string): Array<{ name: str
   const prefix = `${key}:domain:`;
   const rows = ledger.db
     .prepare<[from: string, to: string], { event_id: string; position: number | bigint }>(
-      'SELECT event_id, position FROM events WHERE event_id >= ? AND event_id < ? ORDER BY position',
+      "SELECT event_id, position FROM events WHERE event_id <> '' AND event_id >= ? AND event_id < ? ORDER BY position",
     )
     .all(prefix, `${key}:domain;`);
   return rows.map((r) => ({ name: r.event_id.slice(prefix.length), position: Number(r.position) }));
@@ -86,13 +106,13 @@ export function domainsCreatedBy(ledger: Ledger, key: string): Array<{ name: str
 
 /** The first position a source stored in a domain, if it stored any there. */
 export function firstPositionIn(ledger: Ledger, key: string, domain: string): number | undefined {
-  const r = ledger.db
-    .prepare<[domain: string, from: string, to: string], number | bigint | null>(
-      'SELECT min(e.position) FROM events e JOIN streams s ON s.id = e.stream WHERE s.name = ? AND e.event_id >= ? AND e.event_id < ?',
-    )
-    .pluck()
-    .get(domain, `${key}:`, `${key};`);
-  return r === null || r === undefined ? undefined : Number(r);
+  const range = { from: `${key}:`, to: `${key};`, key, domain };
+  const inDomain = 'stream = (SELECT id FROM streams WHERE name = @domain)';
+  const r = least(
+    ledger.db.prepare<[typeof range], number | bigint | null>(`SELECT min(position) FROM events WHERE ${inDomain} AND ${BY_STORED_ID}`).pluck().get(range),
+    ledger.db.prepare<[typeof range], number | bigint | null>(`SELECT min(position) FROM events WHERE ${inDomain} AND ${BY_ORIGIN}`).pluck().get(range),
+  );
+  return r === null ? undefined : r;
 }
 
 /**

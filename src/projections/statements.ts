@@ -97,8 +97,8 @@ export function prepareLedgerStatements(db: Database.Database, path: string) {
     )
       .safeIntegers(false)
       .pluck(),
-    eventData: p<[position: number], EventRow>('SELECT position, event_id, type, data FROM events WHERE position = ?'),
-    createdEvent: p<[stream: number], EventRow>('SELECT position, event_id, type, data FROM events WHERE stream = ? AND version = 1'),
+    eventData: p<[position: number], EventRow>('SELECT position, event_id, type, data FROM stored_events WHERE position = ?'),
+    createdEvent: p<[stream: number], EventRow>('SELECT position, event_id, type, data FROM stored_events WHERE stream = ? AND version = 1'),
     checkpoint: p<[position: number]>(
       "INSERT INTO checkpoints (projection, position) VALUES ('inline', ?) ON CONFLICT (projection) DO UPDATE SET position = excluded.position",
     ),

@@ -228,7 +228,10 @@ describe('iommu-ledger import', () => {
     );
     expect((await cli('--db', db, 'import', log, '--profile', 'intel-vtd')).code).toBe(0);
     const raw = new Database(db, { readonly: true });
-    const rows = raw.prepare("SELECT type, data FROM events WHERE type IN ('map', 'unmap') ORDER BY position").all() as Array<{ type: string; data: string }>;
+    const rows = raw.prepare("SELECT type, data FROM stored_events WHERE type IN ('map', 'unmap') ORDER BY position").all() as Array<{
+      type: string;
+      data: string;
+    }>;
     raw.close();
     const who = rows.map((r) => {
       const w = (JSON.parse(r.data) as { who?: { caller?: string; site?: string } }).who ?? {};
@@ -302,7 +305,7 @@ describe('iommu-ledger import', () => {
     expect(r.out).toContain(`${60_001 - stored} events stored, ${stored} already in the ledger`);
     expect(events(db)).toBe(60_001);
     const raw = new Database(db, { readonly: true });
-    expect(raw.prepare('SELECT count(DISTINCT event_id) FROM events').pluck().get()).toBe(60_001);
+    expect(raw.prepare('SELECT count(DISTINCT event_id) FROM stored_events').pluck().get()).toBe(60_001);
     expect(raw.prepare('SELECT first_position, last_position FROM sources').raw().get()).toEqual([1, 60_001]);
     raw.close();
     expect((await cli('--db', db, 'verify')).code).toBe(0);

@@ -220,7 +220,7 @@ export function storedEvents(db: string): StoredEvent[] {
   const raw = new Database(db, { readonly: true });
   try {
     const rows = raw
-      .prepare('SELECT e.position, e.event_id, e.type, s.name, e.data FROM events e JOIN streams s ON s.id = e.stream ORDER BY e.position')
+      .prepare('SELECT e.position, e.event_id, e.type, s.name, e.data FROM stored_events e JOIN streams s ON s.id = e.stream ORDER BY e.position')
       .all() as Array<{
       position: number;
       event_id: string;

@@ -19,7 +19,7 @@ class Crash extends Error {}
 
 /** The events as stored, but for when they were written (recorded_at, and so the hashes). */
 function eventsOf(l: Ledger): unknown[] {
-  return l.db.prepare('SELECT position, stream, version, type, event_id, data FROM events ORDER BY position').all();
+  return l.db.prepare('SELECT position, stream, version, type, event_id, data FROM stored_events ORDER BY position').all();
 }
 
 describe('a crashed import, run again', () => {

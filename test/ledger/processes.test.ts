@@ -67,7 +67,7 @@ describe('writers in other processes', () => {
     await Promise.all([run('A'), run('B')]);
     const l = new Ledger(path);
     expect(l.lastPosition).toBe(1 + 2 * N);
-    const ids = l.db.prepare("SELECT event_id FROM events WHERE type = 'map'").pluck().all() as string[];
+    const ids = l.db.prepare("SELECT event_id FROM stored_events WHERE type = 'map'").pluck().all() as string[];
     expect(new Set(ids).size).toBe(2 * N);
     for (const tag of ['A', 'B']) for (let i = 0; i < N; i++) expect(ids).toContain(`${tag}-${i}`);
     const versions = l.db.prepare('SELECT version FROM events ORDER BY position').pluck().all() as number[];

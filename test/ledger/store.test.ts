@@ -60,7 +60,7 @@ describe('event store', () => {
         const a = db.prepare('SELECT * FROM events WHERE position = 5').get() as Record<string, unknown>;
         const b = db.prepare('SELECT * FROM events WHERE position = 6').get() as Record<string, unknown>;
         const set = db.prepare('UPDATE events SET version = ?, type = ?, event_id = ?, data = ?, hash = ? WHERE position = ?');
-        db.prepare("UPDATE events SET event_id = event_id || '-tmp' WHERE position IN (5, 6)").run();
+        db.prepare("UPDATE events SET event_id = event_id || '-tmp' || position WHERE position IN (5, 6)").run();
         db.prepare('UPDATE events SET version = version + 100 WHERE position IN (5, 6)').run();
         set.run(b.version, b.type, b.event_id, b.data, b.hash, 5);
         set.run(a.version, a.type, a.event_id, a.data, a.hash, 6);
@@ -96,7 +96,7 @@ describe('event store', () => {
       if (tamper === 'change') db.prepare("UPDATE events SET data = replace(data, 'isp', 'isq') WHERE position = 1101").run();
       if (tamper === 'before-first')
         db.prepare(
-          "INSERT INTO events SELECT 0, stream, version + 10000, type, schema_version, event_id || 'x', recorded_at, time, data, hash FROM events WHERE position = 1",
+          "INSERT INTO events (position, stream, version, type, schema_version, event_id, recorded_at, time, data, hash) SELECT 0, stream, version + 10000, type, schema_version, event_id || 'x', recorded_at, time, data, hash FROM events WHERE position = 1",
         ).run();
       db.close();
       const l2 = new Ledger(path);

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import Database from 'better-sqlite3';
 import { SCHEMA_VERSION } from '../../src/events/db.js';
 import { Ledger, type LedgerOptions } from '../../src/projections/ledger.js';
+import { parseCommand } from '../../src/events/schema.js';
 import { Queries } from '../../src/projections/queries.js';
 import { decodeRuns, type RunColumns } from '../../src/projections/runlog.js';
 import { projectionSnapshot, tempDb } from './helpers.js';
@@ -40,8 +41,32 @@ function encodeRunsV1(c: RunColumns): Buffer {
   return buf;
 }
 
+/** Takes a current ledger back to schema 8: every event stored whole (its id and origin in its row). */
+function toSchema8(path: string): void {
+  rewind(
+    path,
+    8,
+    `
+    DROP TRIGGER events_no_update;
+    UPDATE events SET event_id = (SELECT v.event_id FROM stored_events v WHERE v.position = events.position),
+                      data = (SELECT v.data FROM stored_events v WHERE v.position = events.position)
+     WHERE event_id = '' OR origin IS NOT NULL;
+    CREATE TRIGGER events_no_update BEFORE UPDATE ON events
+    BEGIN SELECT RAISE(ABORT, 'events are immutable: UPDATE is not allowed'); END;
+    DROP VIEW stored_events;
+    DROP INDEX events_line;
+    DROP INDEX events_id;
+    ALTER TABLE events DROP COLUMN origin;
+    ALTER TABLE events DROP COLUMN line;
+    DROP TABLE origins;
+    CREATE UNIQUE INDEX events_id ON events(event_id);
+  `,
+  );
+}
+
 /** Takes a current ledger back to schema 7: over-unmaps without a stepped or harmful verdict. */
 function toSchema7(path: string): void {
+  toSchema8(path);
   rewind(
     path,
     7,
@@ -314,5 +339,44 @@ describe('a ledger written at schema 7', () => {
     expect(q2.staleProjections()).toBeUndefined();
     expect(q2.findings({ kind: 'over-unmap' }).map((f) => [f.position, f.step])).toEqual(want);
     q2.close();
+  });
+});
+
+describe('a ledger written at schema 8', () => {
+  it('upgrades to schema 9: its events stay whole and verify; its imported lines are still known; new events are stored compact', () => {
+    const digest = 'c'.repeat(64);
+    const from = (line: number) => ({ source: 'trace.txt', digest, line });
+    const map = (i: number) => parseCommand({ op: 'map', domain: 'isp', iova: `0x${(0x10000000 + i * 0x1000).toString(16)}`, paddr: '0x1000', size: '4K' });
+    const path = tempDb();
+    const l = new Ledger(path);
+    l.append([{ cmd: parseCommand({ op: 'domain', domain: 'isp', profile: 'omap' }) }, { cmd: map(1), from: from(1) }, { cmd: map(2), from: from(2) }]);
+    const head = l.store.verify().head;
+    l.close();
+    toSchema8(path);
+    const old = new Database(path);
+    expect(old.prepare("SELECT count(*) FROM events WHERE event_id = ''").pluck().get()).toBe(0);
+    old.close();
+
+    const u = new Ledger(path);
+    expect(Number(u.db.pragma('user_version', { simple: true }))).toBe(SCHEMA_VERSION());
+    expect(u.store.verify()).toMatchObject({ ok: true, head });
+    // Line 2 is known (its id stored whole at schema 8); line 3 is new and stored compact.
+    expect(
+      u
+        .append([
+          { cmd: map(2), from: from(2) },
+          { cmd: map(3), from: from(3) },
+        ])
+        .map((o) => o.duplicate ?? false),
+    ).toEqual([true, false]);
+    expect(u.store.verify().ok).toBe(true);
+    const stored = u.db.prepare('SELECT event_id, origin FROM events ORDER BY position').raw(true).all();
+    expect(stored).toEqual([
+      ['@isp:1', null],
+      [`${digest.slice(0, 24)}:1`, null],
+      [`${digest.slice(0, 24)}:2`, null],
+      ['', 1],
+    ]);
+    u.close();
   });
 });

@@ -157,7 +157,7 @@ describe('migrate: worked scenarios', () => {
     expect(r.onSourceBehaviour.isp).toMatchObject({ overUnmaps: 0, leftMapped: 0 });
     expect(r.cost.isp!.after.unmaps).toBe(3); // 4K, then 264K and 756K around the 4K hole
     // The migrated map is three pieces; the 4K unmap now removes exactly its piece.
-    const maps = withQueries(out, (q) => q.db.prepare("SELECT data FROM events WHERE type = 'map'").all() as Array<{ data: string }>).map(
+    const maps = withQueries(out, (q) => q.db.prepare("SELECT data FROM stored_events WHERE type = 'map'").all() as Array<{ data: string }>).map(
       (e) => JSON.parse(e.data).body as { iova: string; size: string },
     );
     expect(maps).toEqual([
@@ -184,12 +184,13 @@ describe('migrate: worked scenarios', () => {
     const { r, out } = await migrated(src, strategy('split-maps'));
     expect(r.problems.filter((p) => REGRESSIONS.has(p.kind))).toEqual([]);
     expect(r.passed).toBe(true);
-    const unmaps = withQueries(out, (q) => q.db.prepare("SELECT data FROM events WHERE type = 'unmap' ORDER BY position").all() as Array<{ data: string }>).map(
-      (e) => {
-        const d = JSON.parse(e.data) as { body: { iova: string; size: string }; who: { caller: string } };
-        return [d.who.caller, d.body.iova, d.body.size];
-      },
-    );
+    const unmaps = withQueries(
+      out,
+      (q) => q.db.prepare("SELECT data FROM stored_events WHERE type = 'unmap' ORDER BY position").all() as Array<{ data: string }>,
+    ).map((e) => {
+      const d = JSON.parse(e.data) as { body: { iova: string; size: string }; who: { caller: string } };
+      return [d.who.caller, d.body.iova, d.body.size];
+    });
     expect(unmaps).toEqual([
       ['queue0', '0x60042000', '0x1000'],
       ['gst', '0x60000000', '0x42000'],
@@ -204,7 +205,8 @@ describe('migrate: worked scenarios', () => {
     expect(r.passed).toBe(true);
     const ev = withQueries(
       out,
-      (q) => q.db.prepare("SELECT type, data FROM events WHERE type IN ('map','unmap') ORDER BY position").all() as Array<{ type: string; data: string }>,
+      (q) =>
+        q.db.prepare("SELECT type, data FROM stored_events WHERE type IN ('map','unmap') ORDER BY position").all() as Array<{ type: string; data: string }>,
     );
     const cmds = ev.map((e) => {
       const d = JSON.parse(e.data) as {
@@ -600,11 +602,13 @@ type Row = { position: number; type: string; body: Record<string, unknown>; who?
 
 function eventsOf(path: string): Row[] {
   return withQueries(path, (q) =>
-    (q.db.prepare('SELECT position, type, data FROM events ORDER BY position').all() as Array<{ position: bigint; type: string; data: string }>).map((e) => ({
-      position: Number(e.position),
-      type: e.type,
-      ...(JSON.parse(e.data) as Omit<Row, 'position' | 'type'>),
-    })),
+    (q.db.prepare('SELECT position, type, data FROM stored_events ORDER BY position').all() as Array<{ position: bigint; type: string; data: string }>).map(
+      (e) => ({
+        position: Number(e.position),
+        type: e.type,
+        ...(JSON.parse(e.data) as Omit<Row, 'position' | 'type'>),
+      }),
+    ),
   );
 }
 

@@ -59,8 +59,8 @@ function raw(db: string): Database.Database {
 function rehash(d: Database.Database): void {
   const rows = d
     .prepare(
-      `SELECT e.position, s.name AS stream, e.version, e.type, e.schema_version AS schemaVersion, e.event_id AS id, e.recorded_at AS recordedAt, e.time, e.data
-         FROM events e JOIN streams s ON s.id = e.stream ORDER BY e.position`,
+      `SELECT e.position, e.stream_name AS stream, e.version, e.type, e.schema_version AS schemaVersion, e.event_id AS id, e.recorded_at AS recordedAt, e.time, e.data
+         FROM stored_events e WHERE e.stream_name IS NOT NULL ORDER BY e.position`,
     )
     .all() as Array<Parameters<typeof envelope>[0]>;
   const upd = d.prepare('UPDATE events SET hash = ? WHERE position = ?');

@@ -44,7 +44,7 @@ function bodies(db: string): unknown[] {
   const d = new Database(db, { readonly: true });
   try {
     return (
-      d.prepare('SELECT e.type, s.name, e.data FROM events e JOIN streams s ON s.id = e.stream ORDER BY position').all() as Array<{
+      d.prepare('SELECT e.type, s.name, e.data FROM stored_events e JOIN streams s ON s.id = e.stream ORDER BY position').all() as Array<{
         type: string;
         name: string;
         data: string;

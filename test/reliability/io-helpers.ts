@@ -70,7 +70,7 @@ export function eventRows(db: string): unknown[][] {
     db,
     (r) =>
       r
-        .prepare('SELECT e.position, e.event_id, e.type, s.name, e.data FROM events e JOIN streams s ON s.id = e.stream ORDER BY e.position')
+        .prepare('SELECT e.position, e.event_id, e.type, s.name, e.data FROM stored_events e JOIN streams s ON s.id = e.stream ORDER BY e.position')
         .raw(true)
         .all() as unknown[][],
   );

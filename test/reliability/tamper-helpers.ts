@@ -38,8 +38,8 @@ export function rechain(db: string, from = 1): void {
     let prev = from > 1 ? (raw.prepare('SELECT hash FROM events WHERE position = ?').get(from - 1) as { hash: Buffer }).hash.toString('hex') : GENESIS;
     const rows = raw
       .prepare(
-        `SELECT e.position, s.name AS stream, e.version, e.type, e.schema_version AS schemaVersion, e.event_id AS id, e.recorded_at AS recordedAt, e.time, e.data
-           FROM events e JOIN streams s ON s.id = e.stream WHERE e.position >= ? ORDER BY e.position`,
+        `SELECT e.position, e.stream_name AS stream, e.version, e.type, e.schema_version AS schemaVersion, e.event_id AS id, e.recorded_at AS recordedAt, e.time, e.data
+           FROM stored_events e WHERE e.stream_name IS NOT NULL AND e.position >= ? ORDER BY e.position`,
       )
       .all(from) as Array<Parameters<typeof envelope>[0]>;
     const up = raw.prepare('UPDATE events SET hash = ? WHERE position = ?');
@@ -52,7 +52,15 @@ export function rechain(db: string, from = 1): void {
 
 /** Sets an event's stored data (and, when given, its type), then recomputes the chain from it. */
 export function rewriteEvent(db: string, position: number, change: { data?: string; type?: string }, opts: { rechain?: boolean } = {}): void {
-  if (change.data !== undefined) rawSql(db, 'UPDATE events SET data = ? WHERE position = ?', change.data, position);
+  // The row is stored whole from now on: its id and origin no longer made again from other columns (events/compact.ts).
+  if (change.data !== undefined)
+    rawSql(
+      db,
+      'UPDATE events SET data = ?, event_id = (SELECT event_id FROM stored_events WHERE position = ?), origin = NULL, line = NULL WHERE position = ?',
+      change.data,
+      position,
+      position,
+    );
   if (change.type !== undefined) rawSql(db, 'UPDATE events SET type = ? WHERE position = ?', change.type, position);
   if (opts.rechain ?? true) rechain(db, position);
 }
@@ -61,7 +69,7 @@ export function rewriteEvent(db: string, position: number, change: { data?: stri
 export function eventData(db: string, position: number): { type: string; id: string; data: string } {
   return withRaw(
     db,
-    (raw) => raw.prepare('SELECT type, event_id AS id, data FROM events WHERE position = ?').get(position) as { type: string; id: string; data: string },
+    (raw) => raw.prepare('SELECT type, event_id AS id, data FROM stored_events WHERE position = ?').get(position) as { type: string; id: string; data: string },
   );
 }
 

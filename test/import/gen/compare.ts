@@ -22,7 +22,7 @@ export interface LedgerView {
 
 export function ledgerView(q: Queries, spaces: readonly string[]): LedgerView {
   const evs = q.db
-    .prepare("SELECT position, json_extract(data, '$.from.line') AS line FROM events WHERE type IN ('map','unmap') ORDER BY position")
+    .prepare("SELECT position, json_extract(data, '$.from.line') AS line FROM stored_events WHERE type IN ('map','unmap') ORDER BY position")
     .all() as Array<{ position: bigint; line: bigint }>;
   return {
     lastPosition: q.lastPosition,
