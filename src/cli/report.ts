@@ -14,7 +14,7 @@ import { formatSize, hex } from '../core/address.js';
 /** Findings explained in the file (each `explain` is a query); past this, the panel gives the command. */
 const EXPLAIN_AT_MOST = 2000;
 /** Event times sampled for the time axis. */
-const TIME_SAMPLES = 400;
+const TIME_SAMPLES = 2000;
 
 export interface ReportSummary {
   out: string;

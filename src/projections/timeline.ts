@@ -126,7 +126,7 @@ export function sampleTimes(q: Queries, samples: number): Array<[number, string]
   const step = Math.max(1, Math.ceil(q.lastPosition / samples));
   return q.db
     .prepare<[step: number], [position: bigint, time: string]>(
-      'SELECT position, time FROM events WHERE time IS NOT NULL AND (position % ? = 1 OR position = 1) ORDER BY position',
+      'SELECT position, time FROM events WHERE time IS NOT NULL AND (position - 1) % ? = 0 ORDER BY position',
     )
     .raw(true)
     .all(step)

@@ -161,4 +161,61 @@ describe.skipIf(!hasBrowser)('the HTML report in a real browser', () => {
     expect(errors).toEqual([]);
     await page.close();
   });
+
+  it('level of detail: past rasterOver runs in view the page merges them into a raster, every run counted, the same pixels inked as with rectangles', async () => {
+    const db = tempDb();
+    expect((await cli('--db', db, 'import', join(REAL, 'lazy-multidev-boot.trace'), '--profile', 'intel-vtd')).code).toBe(0);
+    const html = await reportOf(db);
+    const { page, errors } = await openReport(browser, html);
+    type Page = { rasterOver: number; lastDraw: { mode: string; runs: number }; domains: Array<{ runCount: number }> };
+    // The plot's pixels that are not white, as indexes, drawn one way and then the other (same view).
+    const inked = (rasterOver: number) =>
+      page.evaluate((over) => {
+        const d = (window as unknown as { iommuLedgerReport: Page }).iommuLedgerReport;
+        d.rasterOver = over;
+        (document.getElementById('reset') as HTMLButtonElement).click();
+        const c = document.getElementById('timeline') as HTMLCanvasElement;
+        const px = c.getContext('2d')!.getImageData(110, 8, c.width - 118, c.height - 36).data;
+        const on: number[] = [];
+        for (let i = 0; i < px.length; i += 4) if (px[i]! < 250 || px[i + 1]! < 250 || px[i + 2]! < 250) on.push(i / 4);
+        return { on, draw: d.lastDraw, runs: d.domains[0]!.runCount };
+      }, rasterOver);
+    const rects = await inked(1e9);
+    const raster = await inked(0);
+    expect(rects.draw.mode).toBe('rects');
+    expect(raster.draw.mode).toBe('raster');
+    expect(raster.draw.runs).toBe(raster.runs);
+    expect(rects.on.length).toBeGreaterThan(1000);
+    // A run covers at least a whole pixel in the raster: it inks every pixel a rectangle touches
+    // (but for the edges of antialiased rectangles, well under 10% of them), and little else.
+    const set = new Set(raster.on);
+    const shared = rects.on.filter((i) => set.has(i)).length;
+    expect(shared / rects.on.length).toBeGreaterThan(0.9);
+    expect(raster.on.length / rects.on.length).toBeLessThan(1.5);
+    expect(errors).toEqual([]);
+    await page.close();
+  });
+
+  it('hover on a run names its map event, caller, pages and life, with trace times', async () => {
+    const db = tempDb();
+    expect((await cli('--db', db, 'import', join(REAL, 'lazy-multidev-boot.trace'), '--profile', 'intel-vtd')).code).toBe(0);
+    const html = await reportOf(db);
+    const { page, errors } = await openReport(browser, html);
+    // A run made by an event with a trace time (the boot's first maps have none: they are shown
+    // without), found by moving over the plot from the right, where the trace's later events are.
+    const box = (await page.locator('#timeline').boundingBox())!;
+    let text = '';
+    for (let x = box.width - 20; x > 120 && !text; x -= 40) {
+      for (let y = 12; y < box.height - 30 && !text; y += 6) {
+        await page.mouse.move(box.x + x, box.y + y);
+        text = (await page.locator('#tip').textContent()) ?? '';
+        if (!/mapped by #\d+ \(/.test(text)) text = '';
+      }
+    }
+    expect(text).toMatch(
+      /^0x[0-9a-f]+\+\d+[KMG]? in \d+[KMG]? pages, mapped by #\d+ \(\u2248?\d+\.\d+\) \S+, live from #\d+ \(\u2248?\d+\.\d+\)( on| to #\d+ \(\u2248?\d+\.\d+\))$/,
+    );
+    expect(errors).toEqual([]);
+    await page.close();
+  });
 });

@@ -15,13 +15,28 @@ export const CLIENT_JS = String.raw`
   var tip = document.getElementById('tip');
   var panel = document.getElementById('explain');
   var select = document.getElementById('domain');
-  var dom = null, view = null, layout = null, markers = [];
+  var dom = null, view = null, layout = null, markers = [], visible = null;
   var PAD_L = 110, PAD_B = 28, PAD_T = 8, PAD_R = 8;
 
   function big(h) { return BigInt(h); }
   var colours = [];
   function colour(k) {
     return colours[k] || (colours[k] = 'hsla(' + hue(data.callers[k]) + ',60%,55%,0.55)');
+  }
+  // The same colours, opaque, as drawn over white (for the raster: little-endian RGBA words).
+  var solids = [];
+  function solid(k) {
+    if (solids[k] !== undefined) return solids[k];
+    var h = hue(data.callers[k]) / 360, s = 0.6, l = 0.55, a = 0.55;
+    var q = l + s - l * s, p = 2 * l - q;
+    function channel(t) {
+      if (t < 0) t += 1;
+      if (t > 1) t -= 1;
+      var v = t < 1 / 6 ? p + (q - p) * 6 * t : t < 1 / 2 ? q : t < 2 / 3 ? p + (q - p) * (2 / 3 - t) * 6 : p;
+      return Math.round(255 * (v * a + (1 - a)));
+    }
+    var r = channel(h + 1 / 3), g = channel(h), b = channel(h - 1 / 3);
+    return (solids[k] = ((255 << 24) | (b << 16) | (g << 8) | r) >>> 0);
   }
   function hue(name) {
     var h = 0;
@@ -71,6 +86,24 @@ export const CLIENT_JS = String.raw`
     }
     return best;
   }
+  // A position's trace time from the samples: exact when the position is sampled, else between the
+  // samples around it, in proportion (marked \u2248; trace seconds only), else the one before it.
+  function approx(pos) {
+    var t = data.times, lo = 0, hi = t.length - 1, i = -1;
+    while (lo <= hi) {
+      var mid = (lo + hi) >> 1;
+      if (t[mid][0] <= pos) { i = mid; lo = mid + 1; } else hi = mid - 1;
+    }
+    if (i < 0) return '';
+    var a = t[i], b = t[i + 1];
+    if (a[0] === pos) return ' (' + a[1] + ')';
+    var ta = Number(a[1]), tb = b ? Number(b[1]) : NaN;
+    if (isFinite(ta) && isFinite(tb) && tb >= ta) {
+      var digits = (a[1].split('.')[1] || '').length;
+      return ' (\u2248' + (ta + ((tb - ta) * (pos - a[0])) / (b[0] - a[0])).toFixed(digits) + ')';
+    }
+    return ' (\u2248' + a[1] + ')';
+  }
   function plotW() { return canvas.width - PAD_L - PAD_R; }
   function plotH() { return canvas.height - PAD_T - PAD_B; }
   function px(pos) { return PAD_L + ((pos - view.x0) / (view.x1 - view.x0)) * plotW(); }
@@ -85,18 +118,48 @@ export const CLIENT_JS = String.raw`
     ctx.beginPath();
     ctx.rect(PAD_L, PAD_T, plotW(), plotH());
     ctx.clip();
-    // Runs, coloured by caller.
-    dom.runsDrawn = 0;
+    // Runs, coloured by caller: one rectangle each while few are in view; past RASTER_OVER, merged
+    // into a raster of the plot's pixels (level of detail: a pixel takes the colour of the last
+    // run that covers it, every run covers at least one, so none vanishes).
+    var t0 = performance.now();
+    var seen = visible || (visible = new Int32Array(dom.decoded.length));
+    if (seen.length < dom.decoded.length) seen = visible = new Int32Array(dom.decoded.length);
+    var n = 0;
     for (var i = 0; i < dom.decoded.length; i++) {
       var r = dom.decoded[i];
       var x0 = px(r[0]), x1 = px(r[1] === null ? dom.lastAt + 1 : r[1]);
       if (x1 < PAD_L || x0 > W) continue;
       var y0 = py(r[4]), y1 = py(r[5]);
       if (y1 < PAD_T || y0 > H - PAD_B) continue;
-      ctx.fillStyle = colour(r[2]);
-      ctx.fillRect(x0, y0, Math.max(1, x1 - x0), Math.max(1, y1 - y0));
-      dom.runsDrawn++;
+      seen[n++] = i;
     }
+    dom.runsDrawn = n;
+    dom.drawMode = n > data.rasterOver ? 'raster' : 'rects';
+    if (dom.drawMode === 'rects') {
+      for (var j = 0; j < n; j++) {
+        var q = dom.decoded[seen[j]];
+        var qx0 = px(q[0]), qy0 = py(q[4]);
+        ctx.fillStyle = colour(q[2]);
+        ctx.fillRect(qx0, qy0, Math.max(1, px(q[1] === null ? dom.lastAt + 1 : q[1]) - qx0), Math.max(1, py(q[5]) - qy0));
+      }
+    } else {
+      var pw = Math.max(1, Math.floor(plotW())), ph = Math.max(1, Math.floor(plotH()));
+      var img = ctx.createImageData(pw, ph);
+      var words = new Uint32Array(img.data.buffer);
+      words.fill(0xffffffff);
+      for (var k = 0; k < n; k++) {
+        var u = dom.decoded[seen[k]];
+        var X0 = Math.max(0, Math.floor(px(u[0]) - PAD_L));
+        var X1 = Math.min(pw, Math.max(X0 + 1, Math.ceil(px(u[1] === null ? dom.lastAt + 1 : u[1]) - PAD_L)));
+        var Y0 = Math.max(0, Math.floor(py(u[4]) - PAD_T));
+        var Y1 = Math.min(ph, Math.max(Y0 + 1, Math.ceil(py(u[5]) - PAD_T)));
+        if (X0 >= pw || Y0 >= ph) continue;
+        var c = solid(u[2]);
+        for (var yy = Y0; yy < Y1; yy++) words.fill(c, yy * pw + X0, yy * pw + X1);
+      }
+      ctx.putImageData(img, PAD_L, PAD_T);
+    }
+    var runsMs = performance.now() - t0;
     // Fold lines between bands.
     ctx.strokeStyle = '#999';
     ctx.setLineDash([4, 4]);
@@ -148,6 +211,7 @@ export const CLIENT_JS = String.raw`
       var y = py(b.y0);
       if (y >= PAD_T && y <= H - PAD_B) ctx.fillText('0x' + b.start.toString(16), 4, Math.max(y + 10, PAD_T + 10));
     });
+    data.lastDraw = { domain: dom.name, mode: dom.drawMode, runs: dom.runsDrawn, runsMs: runsMs, ms: performance.now() - t0 };
   }
 
   // The runs of a domain, for drawing: [from, to (null: live), caller, mapPos, y0, y1] with the
@@ -243,8 +307,8 @@ export const CLIENT_JS = String.raw`
         var y0 = py(d[4]), y1 = py(d[5]);
         if (y < y0 - 1 || y > Math.max(y1, y0 + 2)) continue;
         var r = runOf(dom, i);
-        text = r[0] + '+' + fmtSize(big(r[1]) - big(r[0])) + ' in ' + fmtSize(big(r[2])) + ' pages, mapped by #' + r[6] + ' ' + data.callers[r[5]] +
-          ', live from #' + r[3] + (r[4] === null ? ' on' : ' to #' + r[4]);
+        text = r[0] + '+' + fmtSize(big(r[1]) - big(r[0])) + ' in ' + fmtSize(big(r[2])) + ' pages, mapped by #' + r[6] + approx(r[6]) + ' ' + data.callers[r[5]] +
+          ', live from #' + r[3] + approx(r[3]) + (r[4] === null ? ' on' : ' to #' + r[4] + approx(r[4]));
         break;
       }
     }
@@ -343,6 +407,7 @@ export const CLIENT_JS = String.raw`
   window.addEventListener('resize', resize);
   resize();
   if (data.domains.length) showDomain(0);
+  data.readyMs = performance.now();
   document.body.dataset.ready = 'true';
 })();
 `;

@@ -33,6 +33,12 @@ export interface ReportInput {
   commands: string[];
 }
 
+/**
+ * Past this many runs in view, the page merges them into a raster of the plot's pixels instead of
+ * drawing a rectangle each (level of detail, docs/report.md#limits-and-scale).
+ */
+export const RASTER_OVER = 20_000;
+
 const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
 
 /** JSON that is safe inside a script element (no `</script>`, no `<!--`). */
@@ -54,6 +60,7 @@ export function reportHtml(r: ReportInput): string {
     ledger: r.ledger,
     times: r.times,
     callers,
+    rasterOver: RASTER_OVER,
     domains: r.domains.map(({ timeline: t, findings }) => ({
       name: t.name,
       profile: t.profile,
