@@ -141,7 +141,10 @@ export function openDatabase(path: string, opts: OpenOptions = {}): DB {
   }
   try {
     db.pragma(`busy_timeout = ${busyTimeoutMs()}`);
-    db.pragma('cache_size = -65536'); // 64 MiB: the indexes of a million-event ledger stay in memory
+    // 16 MiB of page cache. 64 MiB (before schema 9) cost 50-80 MB of peak RSS on imports for no
+    // speed measured: `bench:import` 1M lines 251-284 MB against 313-333 MB, 22,116 against 21,168
+    // lines/s; bench:ledger 500k the same rates (docs/architecture.md, "Import memory").
+    db.pragma('cache_size = -16384');
     db.pragma('temp_store = MEMORY');
     if (!opts.readonly) testPageLimit(db); // tests only: SQLITE_FULL past N pages (io-errors.ts)
     if (!opts.readonly) {
