@@ -141,6 +141,9 @@ export class EventStore {
    */
   private origins = new Map<string, number>();
   private keyOrigins = new Map<string, number[]>();
+  /** Whether any id stored as given starts with `KEY:` (if none, an id `KEY:LINE` is looked up by its line only). */
+  private keyHasStoredIds = new Map<string, boolean>();
+  private readonly storedIdWithKey: Database.Statement<[from: string, to: string], number>;
   private readonly headStmt: Database.Statement<[], { position: number; hash: Buffer }>;
   /**
    * The transaction function of write(), made once: better-sqlite3 builds its wrapper per
@@ -162,6 +165,9 @@ export class EventStore {
       .prepare<[key: string], number>('SELECT id FROM origins WHERE substr(digest, 1, 24) = ? ORDER BY id')
       .pluck()
       .safeIntegers(false);
+    this.storedIdWithKey = this.db
+      .prepare<[from: string, to: string], number>("SELECT 1 FROM events WHERE event_id <> '' AND event_id >= ? AND event_id < ? LIMIT 1")
+      .pluck();
     this.insOrigin = this.db.prepare<[digest: string, name: string]>('INSERT INTO origins (digest, name) VALUES (?, ?) ON CONFLICT DO NOTHING');
     this.originIdOf = this.db
       .prepare<[digest: string, name: string], number>('SELECT id FROM origins WHERE digest = ? AND name = ?')
@@ -197,10 +203,14 @@ export class EventStore {
 
   /** The position of an event with this id, if one is stored (stored as given, or made again from its line: compact.ts). */
   positionOf(id: string): number | undefined {
-    const given = this.hasId.get(id);
-    if (given !== undefined) return given;
     const imported = importedIdParts(id);
-    if (imported === undefined) return undefined;
+    if (imported === undefined) return this.hasId.get(id);
+    let stored = this.keyHasStoredIds.get(imported.key);
+    if (stored === undefined) this.keyHasStoredIds.set(imported.key, (stored = this.storedIdWithKey.get(`${imported.key}:`, `${imported.key};`) !== undefined));
+    if (stored) {
+      const given = this.hasId.get(id);
+      if (given !== undefined) return given;
+    }
     for (const origin of this.originsOf(imported.key)) {
       const p = this.hasLine.get(origin, imported.line);
       if (p !== undefined) return p;
@@ -219,6 +229,7 @@ export class EventStore {
   private forgetOrigins(): void {
     this.origins.clear();
     this.keyOrigins.clear();
+    this.keyHasStoredIds.clear();
   }
 
   /** True when the file holds no event now: read afresh, other processes' commits included. */
@@ -314,6 +325,9 @@ export class EventStore {
       }),
     );
     const o = row.origin;
+    // An id stored as given under a key already asked about: the key has one now.
+    if (row.id.length > 25 && row.id.charCodeAt(24) === 58 && this.keyHasStoredIds.get(row.id.slice(0, 24)) === false)
+      this.keyHasStoredIds.set(row.id.slice(0, 24), true);
     this.insEvent.run(
       position,
       streamId,

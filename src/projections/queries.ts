@@ -326,11 +326,17 @@ export class Queries {
   domains(): DomainInfo[] {
     // Each domain's profile as its hashed domain-created event says (streams.profile is a copy),
     // read through the schema of stored events: a tampered one is named, not half-read.
-    const rows = this.prep<[], Tables['streams'] & { created_pos: bigint | null; event_id: string | null; type: string | null; data: string | null }>(
-      `SELECT s.id, s.name, s.version, s.profile, s.created_at, s.destroyed_at, s.max_span, e.position AS created_pos, e.event_id, e.type, e.data
-           FROM streams s LEFT JOIN stored_events e ON e.stream = s.id AND e.version = 1 ORDER BY s.id`,
+    // Two statements: SQLite cannot flatten the view on the right of a LEFT JOIN, and would build
+    // all of stored_events to join it (~0.4 s at 10^6 events).
+    const rows = this.prep<[], Tables['streams'] & { created_pos: bigint | null }>(
+      `SELECT s.id, s.name, s.version, s.profile, s.created_at, s.destroyed_at, s.max_span, e.position AS created_pos
+           FROM streams s LEFT JOIN events e ON e.stream = s.id AND e.version = 1 ORDER BY s.id`,
     ).all();
-    return rows.map((r) => {
+    const created = this.prep<[position: bigint], { event_id: string; type: string; data: string }>(
+      'SELECT event_id, type, data FROM stored_events WHERE position = ?',
+    );
+    return rows.map((row) => {
+      const r = { ...row, ...(row.created_pos === null ? { event_id: null, type: null, data: null } : created.get(row.created_pos)!) };
       if (r.created_pos === null)
         return this.info(
           r,
