@@ -44,7 +44,7 @@ const DIGEST = /^[0-9a-f]{64}$/;
  * could differ (other members, another order, a name JSON would escape), so the origin stays in
  * the data.
  */
-export function originSuffix(o: Readonly<Record<string, unknown>>): string | undefined {
+function originSuffix(o: Readonly<Record<string, unknown>>): string | undefined {
   let i = 0;
   for (const k in o) if (k !== ORIGIN_KEYS[i++]) return undefined;
   if (i !== 3) return undefined;

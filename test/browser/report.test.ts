@@ -28,6 +28,13 @@ async function reportOf(db: string): Promise<string> {
   return html;
 }
 
+/** The report of a ledger imported from a real trace extract (test/fixtures/real), as intel-vtd. */
+async function reportOfTrace(name: string): Promise<string> {
+  const db = tempDb();
+  expect((await cli('--db', db, 'import', join(REAL, name), '--profile', 'intel-vtd')).code).toBe(0);
+  return reportOf(db);
+}
+
 describe.skipIf(!hasBrowser)('the HTML report in a real browser', () => {
   let browser: Browser;
   beforeAll(async () => {
@@ -163,10 +170,7 @@ describe.skipIf(!hasBrowser)('the HTML report in a real browser', () => {
   });
 
   it('level of detail: past rasterOver runs in view the page merges them into a raster, every run counted, the same pixels inked as with rectangles', async () => {
-    const db = tempDb();
-    expect((await cli('--db', db, 'import', join(REAL, 'lazy-multidev-boot.trace'), '--profile', 'intel-vtd')).code).toBe(0);
-    const html = await reportOf(db);
-    const { page, errors } = await openReport(browser, html);
+    const { page, errors } = await openReport(browser, await reportOfTrace('lazy-multidev-boot.trace'));
     type Page = { rasterOver: number; lastDraw: { mode: string; runs: number }; domains: Array<{ runCount: number }> };
     // The plot's pixels that are not white, as indexes, drawn one way and then the other (same view).
     const inked = (rasterOver: number) =>
@@ -197,10 +201,7 @@ describe.skipIf(!hasBrowser)('the HTML report in a real browser', () => {
   });
 
   it('hover on a run names its map event, caller, pages and life, with trace times', async () => {
-    const db = tempDb();
-    expect((await cli('--db', db, 'import', join(REAL, 'lazy-multidev-boot.trace'), '--profile', 'intel-vtd')).code).toBe(0);
-    const html = await reportOf(db);
-    const { page, errors } = await openReport(browser, html);
+    const { page, errors } = await openReport(browser, await reportOfTrace('lazy-multidev-boot.trace'));
     // A run made by an event with a trace time (the boot's first maps have none: they are shown
     // without), found by moving over the plot from the right, where the trace's later events are.
     const box = (await page.locator('#timeline').boundingBox())!;
