@@ -29,10 +29,22 @@ export function importedId(digest: string, line: number): string {
   return `${digest.slice(0, 24)}:${line}`;
 }
 
+const KEY = /^[0-9a-f]{24}$/;
+/** The last key found valid (an import asks about one file's lines, one after the other). */
+let lastKey = '';
+
 /** An id of the `KEY:LINE` form, taken apart (undefined for any other id). */
 export function importedIdParts(id: string): { key: string; line: number } | undefined {
-  const m = /^([0-9a-f]{24}):(\d{1,15})$/.exec(id);
-  return m ? { key: m[1]!, line: Number(m[2]) } : undefined;
+  if (id.length < 26 || id.length > 41 || id.charCodeAt(24) !== 58) return undefined;
+  const key = id.slice(0, 24);
+  if (key !== lastKey) {
+    if (!KEY.test(key)) return undefined;
+    lastKey = key;
+  }
+  const digits = id.slice(25);
+  const line = Number(digits);
+  // Only the digits the ledger writes (`${line}`): no sign, point, exponent or leading zero.
+  return Number.isSafeInteger(line) && line >= 0 && String(line) === digits ? { key, line } : undefined;
 }
 
 const PLAIN_NAME = /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/;
@@ -49,11 +61,17 @@ function originSuffix(o: Readonly<Record<string, unknown>>): string | undefined 
   for (const k in o) if (k !== ORIGIN_KEYS[i++]) return undefined;
   if (i !== 3) return undefined;
   const { source, digest, line } = o;
-  if (typeof source !== 'string' || !PLAIN_NAME.test(source) || typeof digest !== 'string' || !DIGEST.test(digest)) return undefined;
+  if (typeof source !== 'string' || typeof digest !== 'string') return undefined;
+  if (source !== plain.source || digest !== plain.digest) {
+    if (!PLAIN_NAME.test(source) || !DIGEST.test(digest)) return undefined;
+    plain = { source, digest };
+  }
   if (typeof line !== 'number' || !Number.isSafeInteger(line) || line < 0) return undefined;
   return `,"from":{"source":"${source}","digest":"${digest}","line":${line}}}`;
 }
 const ORIGIN_KEYS = ['source', 'digest', 'line'];
+/** The last name and digest found plain (an import's events all name one file). */
+let plain = { source: '', digest: '' };
 
 /** How one event is stored, and the data text its hash covers. */
 export interface CompactRow {

@@ -139,7 +139,7 @@ export class EventStore {
    * digest's first 24 hex digits): forgotten when a transaction starts or fails (a rollback takes
    * new rows away, and another writer may have added some).
    */
-  private origins = new Map<string, number>();
+  private origins = new Map<string, Map<string, number>>();
   private keyOrigins = new Map<string, number[]>();
   /** Whether any id stored as given starts with `KEY:` (if none, an id `KEY:LINE` is looked up by its line only). */
   private keyHasStoredIds = new Map<string, boolean>();
@@ -349,12 +349,13 @@ export class EventStore {
 
   /** The `origins` row of an imported file (made when first used). */
   private originId(o: OriginParts): number {
-    const key = `${o.digest}\u0000${o.source}`;
-    let id = this.origins.get(key);
+    let byName = this.origins.get(o.digest);
+    if (byName === undefined) this.origins.set(o.digest, (byName = new Map()));
+    let id = byName.get(o.source);
     if (id === undefined) {
       this.insOrigin.run(o.digest, o.source);
       id = this.originIdOf.get(o.digest, o.source)!;
-      this.origins.set(key, id);
+      byName.set(o.source, id);
       const ofKey = this.originsOf(o.digest.slice(0, 24));
       if (!ofKey.includes(id)) ofKey.push(id);
     }

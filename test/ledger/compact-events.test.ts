@@ -7,6 +7,7 @@ import fc from 'fast-check';
 import Database from 'better-sqlite3';
 import { Ledger, type Input } from '../../src/projections/ledger.js';
 import { parseCommand, type Origin } from '../../src/events/schema.js';
+import { importedId, importedIdParts } from '../../src/events/compact.js';
 import { tempDb } from './helpers.js';
 
 const DIGEST_A = 'a'.repeat(8) + '0123456789abcdef'.repeat(3) + 'b'.repeat(8);
@@ -111,6 +112,20 @@ describe('the compact events row (schema 9)', () => {
       ),
       { numRuns: 60 },
     );
+  });
+
+  it('an id is taken for a line id (KEY:LINE) exactly when the ledger could have made it', () => {
+    fc.assert(
+      fc.property(fc.constantFrom(DIGEST_A, DIGEST_B), fc.nat({ max: Number.MAX_SAFE_INTEGER }), (digest, line) => {
+        expect(importedIdParts(importedId(digest, line))).toEqual({ key: digest.slice(0, 24), line });
+      }),
+    );
+    const key = DIGEST_A.slice(0, 24);
+    for (const id of [`${key}:07`, `${key}:-1`, `${key}:1e3`, `${key}:1.5`, `${key}: 1`, `${key}:`, `${key}:9007199254740993`, `${key}:1:before0`]) {
+      expect(importedIdParts(id)).toBeUndefined();
+    }
+    for (const id of [`${key.toUpperCase()}:1`, `${key.slice(1)}g:1`, `head-8ebedd8a7c9a80ee130:7`, '@d0:1', 'given-1'])
+      expect(importedIdParts(id)).toBeUndefined();
   });
 
   it('an imported line stored compact is found by its id: the same line again is a duplicate, in the same and in a later transaction', () => {
