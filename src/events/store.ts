@@ -141,7 +141,11 @@ export class EventStore {
    */
   private origins = new Map<string, Map<string, number>>();
   private keyOrigins = new Map<string, number[]>();
-  /** Whether any id stored as given starts with `KEY:` (if none, an id `KEY:LINE` is looked up by its line only). */
+  /**
+   * Whether an id of the form `KEY:LINE` is stored as given (written before schema 9, or with an
+   * origin kept whole): if none, such an id is looked up by its line only. Ids the import gives
+   * its domains and inferred mappings (`KEY:domain:NAME`, `KEY:LINE:before0`) are not of that form.
+   */
   private keyHasStoredIds = new Map<string, boolean>();
   private readonly storedIdWithKey: Database.Statement<[from: string, to: string], number>;
   private readonly headStmt: Database.Statement<[], { position: number; hash: Buffer }>;
@@ -166,7 +170,9 @@ export class EventStore {
       .pluck()
       .safeIntegers(false);
     this.storedIdWithKey = this.db
-      .prepare<[from: string, to: string], number>("SELECT 1 FROM events WHERE event_id <> '' AND event_id >= ? AND event_id < ? LIMIT 1")
+      .prepare<[from: string, to: string], number>(
+        "SELECT 1 FROM events WHERE event_id <> '' AND event_id >= ? AND event_id < ? AND substr(event_id, 26) NOT GLOB '*[^0-9]*' LIMIT 1",
+      )
       .pluck();
     this.insOrigin = this.db.prepare<[digest: string, name: string]>('INSERT INTO origins (digest, name) VALUES (?, ?) ON CONFLICT DO NOTHING');
     this.originIdOf = this.db
@@ -325,9 +331,11 @@ export class EventStore {
       }),
     );
     const o = row.origin;
-    // An id stored as given under a key already asked about: the key has one now.
-    if (row.id.length > 25 && row.id.charCodeAt(24) === 58 && this.keyHasStoredIds.get(row.id.slice(0, 24)) === false)
-      this.keyHasStoredIds.set(row.id.slice(0, 24), true);
+    // A line id stored as given, under a key already asked about: the key has one now.
+    if (row.id !== '' && this.keyHasStoredIds.size > 0) {
+      const line = importedIdParts(row.id);
+      if (line !== undefined && this.keyHasStoredIds.get(line.key) === false) this.keyHasStoredIds.set(line.key, true);
+    }
     this.insEvent.run(
       position,
       streamId,

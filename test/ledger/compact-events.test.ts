@@ -146,6 +146,17 @@ describe('the compact events row (schema 9)', () => {
       { cmd: map(5), from: from(8) },
     ]);
     expect(again.map((o) => o.duplicate ?? false)).toEqual([true, true, false]);
+    // A file whose name JSON escapes keeps its origin, and ids, whole: its lines are found by id,
+    // in the transaction that stored them (after the key was asked about) and in a later one.
+    const quoted = (line: number): Origin => ({ source: 'quote"d.txt', digest: DIGEST_B.slice(0, 40) + 'e'.repeat(24), line });
+    const whole = l.append([
+      { cmd: map(6), from: quoted(1) },
+      { cmd: map(7), from: quoted(2) },
+      { cmd: map(8), from: quoted(2) },
+    ]);
+    expect(whole.map((o) => o.duplicate ?? false)).toEqual([false, false, true]);
+    expect(l.append([{ cmd: map(9), from: quoted(1) }]).map((o) => o.duplicate ?? false)).toEqual([true]);
+    expect(l.db.prepare("SELECT count(*) FROM events WHERE event_id <> '' AND origin IS NULL AND event_id NOT LIKE '@%'").pluck().get()).toBe(2);
     expect(l.store.positionOf(`${DIGEST_A.slice(0, 24)}:8`)).toBe(3);
     expect(l.store.positionOf(`${DIGEST_A.slice(0, 24)}:9`)).toBeUndefined();
     l.close();
