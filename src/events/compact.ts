@@ -62,7 +62,7 @@ function originSuffix(o: Readonly<Record<string, unknown>>): string | undefined 
   if (i !== 3) return undefined;
   const { source, digest, line } = o;
   if (typeof source !== 'string' || typeof digest !== 'string') return undefined;
-  if (source !== plain.source || digest !== plain.digest) {
+  if (plain === undefined || source !== plain.source || digest !== plain.digest) {
     if (!PLAIN_NAME.test(source) || !DIGEST.test(digest)) return undefined;
     plain = { source, digest };
   }
@@ -71,7 +71,7 @@ function originSuffix(o: Readonly<Record<string, unknown>>): string | undefined 
 }
 const ORIGIN_KEYS = ['source', 'digest', 'line'];
 /** The last name and digest found plain (an import's events all name one file). */
-let plain = { source: '', digest: '' };
+let plain: { source: string; digest: string } | undefined;
 
 /** How one event is stored, and the data text its hash covers. */
 export interface CompactRow {

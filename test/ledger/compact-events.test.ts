@@ -7,7 +7,7 @@ import fc from 'fast-check';
 import Database from 'better-sqlite3';
 import { Ledger, type Input } from '../../src/projections/ledger.js';
 import { parseCommand, type Origin } from '../../src/events/schema.js';
-import { importedId, importedIdParts } from '../../src/events/compact.js';
+import { compactRow, importedId, importedIdParts } from '../../src/events/compact.js';
 import { tempDb } from './helpers.js';
 
 const DIGEST_A = 'a'.repeat(8) + '0123456789abcdef'.repeat(3) + 'b'.repeat(8);
@@ -58,6 +58,23 @@ const origin: fc.Arbitrary<Origin | undefined> = fc.oneof(
 );
 
 describe('the compact events row (schema 9)', () => {
+  it('an origin is taken out only with a digest of 64 hex digits and a plain name, whatever came before (first: the memory of the last plain name starts empty)', () => {
+    const row = (source: string, digest: string) => compactRow({ stream: 'd', version: 1, id: 'x', data: '{"body":{}}', from: { source, digest, line: 1 } });
+    for (const [source, digest, out] of [
+      ['', '', false],
+      ['t.txt', DIGEST_A, true],
+      ['', '', false],
+      ['t.txt', DIGEST_A.toUpperCase(), false],
+      ['t.txt', DIGEST_A.slice(1), false],
+      ['t\u0000.txt', DIGEST_A, false],
+      ['', DIGEST_A, true],
+    ] as const) {
+      const r = row(source, digest);
+      expect(r.origin !== null).toBe(out);
+      expect(r.hashed).toBe(JSON.stringify({ body: {}, from: { source, digest, line: 1 } }));
+    }
+  });
+
   it('stored_events gives back exactly the id and data the chain covers, whatever the origin and id; verify says intact', () => {
     fc.assert(
       fc.property(
