@@ -2,6 +2,10 @@
  * A set of disjoint half-open IOVA intervals, each carrying a value (e.g. the map command it
  * came from), in a B+ tree keyed by start: add, subtract and overlap queries cost O(log n + k).
  * Used for mapping intent: what a caller believes is mapped.
+ *
+ * A ledger holds hundreds of thousands of intervals (every mapping a caller has not unmapped), so
+ * an interval keeps its bounds as tree keys (treekey.ts: numbers below 2^53, bigints only above)
+ * and computes the set's work on them; `start` and `end` give them as bigints when asked.
  */
 import * as btree from 'sorted-btree';
 import type { Range } from './address.js';
@@ -11,14 +15,30 @@ type BTreeCtor = typeof btree.default.default;
 const cjs = (btree as unknown as { default: BTreeCtor | { default: BTreeCtor } }).default;
 const BTree: BTreeCtor = typeof cjs === 'function' ? cjs : cjs.default;
 
-export interface Interval<V> extends Range {
-  readonly value: V;
-  /**
-   * A number the set's owner may keep with this very interval (-1 when made here). The pieces of
-   * one add or subtract share their value object, so per-piece data cannot live in the value:
-   * the ledger keeps each interval's intent row id here.
-   */
-  tag: number;
+const big = (k: TreeKey): bigint => (typeof k === 'bigint' ? k : BigInt(k));
+
+export class Interval<V> implements Range {
+  constructor(
+    /** The first byte, as a tree key. */
+    readonly lo: TreeKey,
+    /** The byte after the last, as a tree key. */
+    readonly hi: TreeKey,
+    readonly value: V,
+    /**
+     * A number the set's owner may keep with this very interval (-1 when made here). The pieces
+     * of one add or subtract share their value, so per-piece data cannot live in the value: the
+     * ledger keeps each interval's intent row id here.
+     */
+    public tag = -1,
+  ) {}
+
+  get start(): bigint {
+    return big(this.lo);
+  }
+
+  get end(): bigint {
+    return big(this.hi);
+  }
 }
 
 export class IntervalSet<V> {
@@ -30,46 +50,44 @@ export class IntervalSet<V> {
     return this.tree.size;
   }
 
-  /** Intervals that intersect [start, end), in order. */
+  /**
+   * Intervals that intersect [start, end), in order. An empty range (end = start) meets the
+   * interval strictly around start, if any, so subtracting it cuts that interval in two there.
+   */
   overlapping(start: bigint, end: bigint): Interval<V>[] {
-    const out: Interval<V>[] = [];
-    // The last interval before end: when it starts at or before start, it is the only one that
-    // can intersect (intervals are disjoint), so one lookup answers.
-    const last = this.tree.getPairOrNextLower(keyOf(end - 1n), this.pair)?.[1];
-    if (last === undefined) return out;
-    if (last.start <= start) {
-      if (last.end > start) out.push(last);
-      return out;
-    }
-    const before = this.tree.getPairOrNextLower(keyOf(start), this.pair)?.[1];
-    const from = before && before.end > start ? before.start : start;
-    // Keys in [from, end), in order.
-    this.tree.forRange(keyOf(from), keyOf(end), false, (_k: TreeKey, iv: Interval<V>) => {
-      if (iv.end > start) out.push(iv);
-    });
-    return out;
+    return this.within(keyOf(start), keyOf(end), []);
+  }
+
+  /** Whether any interval intersects [start, end). */
+  intersects(start: bigint, end: bigint): boolean {
+    // The last interval starting before end is the only candidate that starts at or before
+    // start; any other one starts inside the range.
+    const last = this.tree.nextLowerPair(keyOf(end), this.pair)?.[1];
+    return last !== undefined && last.hi > keyOf(start);
   }
 
   /** Does the set cover every byte of [start, end)? */
   covers(start: bigint, end: bigint): boolean {
-    let cursor = start;
-    for (const iv of this.overlapping(start, end)) {
-      if (iv.start > cursor) return false;
-      if (iv.end > cursor) cursor = iv.end;
+    const ke = keyOf(end);
+    let cursor = keyOf(start);
+    for (const iv of this.within(cursor, ke, [])) {
+      if (iv.lo > cursor) return false;
+      if (iv.hi > cursor) cursor = iv.hi;
     }
-    return cursor >= end;
+    return cursor >= ke;
   }
 
   /** Adds [start, end) with a value; the parts already covered keep their old value. Returns what was added. */
   add(start: bigint, end: bigint, value: V): Interval<V>[] {
+    const ke = keyOf(end);
     const added: Interval<V>[] = [];
-    let cursor = start;
-    for (const iv of this.overlapping(start, end)) {
-      if (iv.start > cursor) added.push({ start: cursor, end: iv.start, value, tag: -1 });
-      if (iv.end > cursor) cursor = iv.end;
+    let cursor = keyOf(start);
+    for (const iv of this.within(cursor, ke, [])) {
+      if (iv.lo > cursor) added.push(new Interval(cursor, iv.lo, value));
+      if (iv.hi > cursor) cursor = iv.hi;
     }
-    if (cursor < end) added.push({ start: cursor, end, value, tag: -1 });
-    for (const iv of added) this.tree.set(keyOf(iv.start), iv);
+    if (cursor < ke) added.push(new Interval(cursor, ke, value));
+    for (const iv of added) this.tree.set(iv.lo, iv);
     return added;
   }
 
@@ -78,24 +96,46 @@ export class IntervalSet<V> {
    * back for the parts of them outside the range (`kept`, with the same value).
    */
   subtract(start: bigint, end: bigint): { removed: Interval<V>[]; kept: Interval<V>[] } {
-    const removed = this.overlapping(start, end);
+    const ks = keyOf(start);
+    const ke = keyOf(end);
+    const removed = this.within(ks, ke, []);
     const kept: Interval<V>[] = [];
     for (const iv of removed) {
       // A piece kept at the same start replaces the interval by set below (the same tree).
-      if (iv.start < start) kept.push({ start: iv.start, end: start, value: iv.value, tag: -1 });
-      else this.tree.delete(keyOf(iv.start));
-      if (iv.end > end) kept.push({ start: end, end: iv.end, value: iv.value, tag: -1 });
+      if (iv.lo < ks) kept.push(new Interval(iv.lo, ks, iv.value));
+      else this.tree.delete(iv.lo);
+      if (iv.hi > ke) kept.push(new Interval(ke, iv.hi, iv.value));
     }
-    for (const iv of kept) this.tree.set(keyOf(iv.start), iv);
+    for (const iv of kept) this.tree.set(iv.lo, iv);
     return { removed, kept };
   }
 
-  /** Inserts an interval as it is (restoring saved state); it must not overlap. */
-  load(iv: Interval<V>): void {
-    this.tree.set(keyOf(iv.start), iv);
+  /** Inserts an interval as it was saved (restoring state); it must not overlap. */
+  load(start: bigint, end: bigint, value: V, tag: number): void {
+    const iv = new Interval(keyOf(start), keyOf(end), value, tag);
+    this.tree.set(iv.lo, iv);
   }
 
   *[Symbol.iterator](): IterableIterator<Interval<V>> {
     for (const [, iv] of this.tree.entries()) yield iv;
+  }
+
+  /** Intervals that intersect [ks, ke) (tree keys), in order, pushed on `out`. */
+  private within(ks: TreeKey, ke: TreeKey, out: Interval<V>[]): Interval<V>[] {
+    // The last interval starting before ke: when it starts at or before ks, it is the only one
+    // that can intersect (intervals are disjoint), so one lookup answers.
+    const last = this.tree.nextLowerPair(ke, this.pair)?.[1];
+    if (last === undefined) return out;
+    if (last.lo <= ks) {
+      if (last.hi > ks) out.push(last);
+      return out;
+    }
+    const before = this.tree.getPairOrNextLower(ks, this.pair)?.[1];
+    const from = before !== undefined && before.hi > ks ? before.lo : ks;
+    // Keys in [from, ke), in order.
+    this.tree.forRange(from, ke, false, (_k: TreeKey, iv: Interval<V>) => {
+      if (iv.hi > ks) out.push(iv);
+    });
+    return out;
   }
 }

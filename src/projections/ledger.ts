@@ -7,7 +7,7 @@
 import type Database from 'better-sqlite3';
 import { hex, type Range } from '../core/address.js';
 import { Domain, runEnd, type MapOrigin, type MapResult, type Run, type UnmapResult } from '../core/domain.js';
-import { IntervalSet } from '../core/intervals.js';
+import { IntervalSet, type Interval } from '../core/intervals.js';
 import { SteppingTracker, type StepVerdict } from '../core/stepping.js';
 import { classifyUnmap, tryUnmap, type SymmetryClass } from '../core/symmetry.js';
 import { customProfile } from '../core/profile-spec.js';
@@ -104,12 +104,11 @@ type FindingFacts = Pick<Extract<Decided, { type: 'unmap' }>, 'collateral' | 'se
 /** A stored event read back by the ledger: its typed body, who asked, and the body as stored. */
 type StoredRead = DecodedBody & { who: Who; stored: Record<string, unknown> };
 
-interface IntentValue {
-  mapPos: number;
-}
-
-/** `tag` holds the interval's intent row id, given when it is born (intent.ts writes the row). */
-type IntentInterval = { start: bigint; end: bigint; value: IntentValue; tag: number };
+/**
+ * An interval of a caller's intent: its value is the position of the map event it comes from,
+ * its `tag` the interval's intent row id, given when it is born (intent.ts writes the row).
+ */
+type IntentInterval = Interval<number>;
 
 interface OriginInfo {
   caller: string;
@@ -123,7 +122,7 @@ interface Ctx {
   version: number;
   destroyed: boolean;
   core: Domain;
-  intent: Map<string, IntervalSet<IntentValue>>;
+  intent: Map<string, IntervalSet<number>>;
   /** The runs table row of each live run (given at its birth: runs.ts writes it), and when it became valid. */
   rowOf: Map<Run, { row: number; from: number }>;
   info: WeakMap<MapOrigin, OriginInfo>;
@@ -435,14 +434,14 @@ export class Ledger {
     let from: [string, bigint] = ['', toDb(0n)];
     for (;;) {
       const rows = intents.all(row.id, from[0], from[1]);
-      let set: IntervalSet<IntentValue> | undefined;
+      let set: IntervalSet<number> | undefined;
       let setOf = '';
       for (const r of rows) {
         if (set === undefined || r[1] !== setOf) {
           setOf = r[1];
           set = this.intentOf(c, intern(setOf));
         }
-        set.load({ start: fromDb(r[2]), end: fromDb(r[3]) + 1n, value: { mapPos: Number(r[4]) }, tag: Number(r[0]) });
+        set.load(fromDb(r[2]), fromDb(r[3]) + 1n, Number(r[4]), Number(r[0]));
       }
       if (rows.length < 4096) break;
       const last = rows[rows.length - 1]!;
@@ -492,10 +491,10 @@ export class Ledger {
     return ctx.info.get(o)?.caller ?? (o instanceof StoredOrigin ? o.caller : undefined);
   }
 
-  private intentOf(c: Ctx, caller: string): IntervalSet<IntentValue> {
+  private intentOf(c: Ctx, caller: string): IntervalSet<number> {
     let s = c.intent.get(caller);
     if (!s) {
-      s = new IntervalSet<IntentValue>();
+      s = new IntervalSet<number>();
       c.intent.set(caller, s);
     }
     return s;
@@ -567,7 +566,7 @@ export class Ledger {
     const callers = ctx.destroyed ? [] : [...ctx.intent.keys()].filter((k) => ctx.intent.get(k)!.size > 0).sort();
     const live = new IntentWriter(callers.reduce((a, k) => a + ctx.intent.get(k)!.size, 0));
     callers.forEach((caller, k) => {
-      for (const iv of ctx.intent.get(caller)!) live.push(iv.tag, iv.start, iv.end - 1n, iv.value.mapPos, k);
+      for (const iv of ctx.intent.get(caller)!) live.push(iv.tag, iv.start, iv.end - 1n, iv.value, k);
     });
     item.intentSnapshot = { callers, live, maxId: this.intentId() - 1 };
   }
@@ -590,10 +589,10 @@ export class Ledger {
     for (let i = 0; i < cols.n; i++) {
       const id = cols.id[i]!;
       if (ended.has(id)) continue;
-      sets[cols.caller[i]!]!.load({ start: cols.first[i]!, end: cols.last[i]! + 1n, value: { mapPos: cols.mapPos[i]! }, tag: id });
+      sets[cols.caller[i]!]!.load(cols.first[i]!, cols.last[i]! + 1n, cols.mapPos[i]!, id);
     }
     for (const r of this.s.intentBornAfter.all(snap.max_id, c.id)) {
-      this.intentOf(c, intern(r[1])).load({ start: fromDb(r[2]), end: fromDb(r[3]) + 1n, value: { mapPos: Number(r[4]) }, tag: Number(r[0]) });
+      this.intentOf(c, intern(r[1])).load(fromDb(r[2]), fromDb(r[3]) + 1n, Number(r[4]), Number(r[0]));
     }
     return true;
   }
@@ -878,7 +877,7 @@ export class Ledger {
   }
 
   private addIntent(ctx: Ctx, caller: string, start: bigint, end: bigint, pos: number): void {
-    for (const iv of this.intentOf(ctx, caller).add(start, end, { mapPos: pos })) this.bornIntent(caller, iv);
+    for (const iv of this.intentOf(ctx, caller).add(start, end, pos)) this.bornIntent(caller, iv);
   }
 
   /** The id the next intent row gets (read when first needed in a write transaction). */
@@ -893,7 +892,7 @@ export class Ledger {
   private bornIntent(caller: string, iv: IntentInterval): void {
     iv.tag = this.intentId();
     this.nextIntentId = iv.tag + 1;
-    (this.intentChanges ??= { born: [], ended: [] }).born.push({ id: iv.tag, caller, start: iv.start, end: iv.end, mapPos: iv.value.mapPos });
+    (this.intentChanges ??= { born: [], ended: [] }).born.push({ id: iv.tag, caller, start: iv.start, end: iv.end, mapPos: iv.value });
   }
 
   /** An interval of intent ended by the event being decided. */
@@ -950,7 +949,7 @@ export class Ledger {
     if (!r.collateral.length) return found;
     const collateral: CollateralFinding[] = r.collateral.map((c) => {
       const owners: string[] = [];
-      for (const [who, set] of ctx.intent) if (set.overlapping(c.start, c.end).length) owners.push(who);
+      for (const [who, set] of ctx.intent) if (set.intersects(c.start, c.end)) owners.push(who);
       return {
         iova: c.start,
         size: c.end - c.start,
@@ -1157,7 +1156,7 @@ export class Ledger {
     // Between appends every interval has its row (a batch writes its rows before it commits).
     const out: Array<{ caller: string; iova: bigint; size: bigint; mapPos: number; row: number }> = [];
     for (const caller of [...c.intent.keys()].sort()) {
-      for (const iv of c.intent.get(caller)!) out.push({ caller, iova: iv.start, size: iv.end - iv.start, mapPos: iv.value.mapPos, row: iv.tag });
+      for (const iv of c.intent.get(caller)!) out.push({ caller, iova: iv.start, size: iv.end - iv.start, mapPos: iv.value, row: iv.tag });
     }
     return out;
   }
