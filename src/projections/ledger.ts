@@ -26,6 +26,7 @@ import { fromDb, toDb } from './codec.js';
 import { pageSizeOf, runLogComplete, runsByRows, runsFromLog, RunWriter, shiftOf } from './runlog.js';
 import { decodeIntent, IntentWriter } from './intentsnap.js';
 import { deleteMeta } from './meta.js';
+import { RecentRemovals } from './removals.js';
 import { prepareLedgerStatements, type EventRow, type IntentRowRaw, type LedgerStatements } from './statements.js';
 import {
   ProjectionSet,
@@ -131,7 +132,7 @@ interface Ctx {
   invalidations: number;
   invalidatedBytes: bigint;
   /** Runs ended since the projections were last flushed (their rows may not say so yet), in order of their end. */
-  endedPending: Array<{ start: bigint; end: bigint; to: number }>;
+  endedPending: RecentRemovals;
   /** Over-unmaps not yet known to be stepped or harmful (core/stepping.ts). */
   steps: SteppingTracker;
 }
@@ -351,7 +352,7 @@ export class Ledger {
       maxSpan: 0n,
       invalidations: 0,
       invalidatedBytes: 0n,
-      endedPending: [],
+      endedPending: new RecentRemovals(),
       steps: new SteppingTracker(),
     };
     this.ctxs.set(name, c);
@@ -839,15 +840,9 @@ export class Ledger {
       const long = this.s.lastRemovalLong.get({ d: ctx.id, x, far }) ?? null;
       if (long !== null && (at === undefined || long > at)) at = long;
     }
-    // Pages removed in this batch are not written yet: the latest such end is the last match.
-    const ended = ctx.endedPending;
-    for (let i = ended.length - 1; i >= 0; i--) {
-      const e = ended[i]!;
-      if (e.start <= iova && e.end > iova) {
-        if (at === undefined || e.to > at) at = e.to;
-        break;
-      }
-    }
+    // Pages removed since the projections last wrote their rows are not in the runs table yet.
+    const recent = ctx.endedPending.lastRemovalOf(iova);
+    if (recent !== undefined && (at === undefined || recent > at)) at = recent;
     return at;
   }
 
@@ -863,7 +858,7 @@ export class Ledger {
       if (at === undefined) throw new Error(`internal: run at ${hex(r.iova)} has no row`);
       ctx.rowOf.delete(r);
       ch.ended.push(at.row);
-      ctx.endedPending.push({ start: r.iova, end: runEnd(r), to: pos });
+      ctx.endedPending.add(r.iova, runEnd(r), pos);
       this.endedSinceFlush++;
     }
     let id = (this.nextRunId ??= (this.s.maxRunId.get() ?? 0) + 1);
@@ -914,7 +909,7 @@ export class Ledger {
   private flushProjections(): void {
     this.applyProjections();
     this.projections.flush();
-    for (const c of this.ctxs.values()) c.endedPending.length = 0;
+    for (const c of this.ctxs.values()) c.endedPending.clear();
     this.endedSinceFlush = 0;
   }
 
