@@ -1,11 +1,12 @@
 /**
- * A set of disjoint half-open IOVA intervals, each carrying a value (e.g. the map command it
- * came from), in a B+ tree keyed by start: add, subtract and overlap queries cost O(log n + k).
- * Used for mapping intent: what a caller believes is mapped.
+ * A set of disjoint half-open IOVA intervals, each carrying a number (e.g. the position of the
+ * map command it came from), in a B+ tree keyed by start: add, subtract and overlap queries cost
+ * O(log n + k). Used for mapping intent: what a caller believes is mapped.
  *
  * A ledger holds hundreds of thousands of intervals (every mapping a caller has not unmapped), so
- * an interval keeps its bounds as tree keys (treekey.ts: numbers below 2^53, bigints only above)
- * and computes the set's work on them; `start` and `end` give them as bigints when asked.
+ * the set keeps no object per interval: the tree maps each start (a tree key, treekey.ts) to a
+ * slot of typed-array columns holding the end, the value and the tag. What the set hands out are
+ * `Interval` views made for the call, valid until the set next changes.
  */
 import * as btree from 'sorted-btree';
 import type { Range } from './address.js';
@@ -17,19 +18,18 @@ const BTree: BTreeCtor = typeof cjs === 'function' ? cjs : cjs.default;
 
 const big = (k: TreeKey): bigint => (typeof k === 'bigint' ? k : BigInt(k));
 
-export class Interval<V> implements Range {
+/** One interval of a set, as it was when handed out. */
+export class Interval implements Range {
   constructor(
     /** The first byte, as a tree key. */
     readonly lo: TreeKey,
     /** The byte after the last, as a tree key. */
     readonly hi: TreeKey,
-    readonly value: V,
-    /**
-     * A number the set's owner may keep with this very interval (-1 when made here). The pieces
-     * of one add or subtract share their value, so per-piece data cannot live in the value: the
-     * ledger keeps each interval's intent row id here.
-     */
-    public tag = -1,
+    readonly value: number,
+    private t: number,
+    /** The set and slot the tag is written back to (none once the interval left the set). */
+    private readonly owner: IntervalSet | undefined,
+    private readonly slot: number,
   ) {}
 
   get start(): bigint {
@@ -39,12 +39,36 @@ export class Interval<V> implements Range {
   get end(): bigint {
     return big(this.hi);
   }
+
+  /**
+   * A number the set's owner may keep with this very interval (-1 when made by the set). The
+   * pieces of one add or subtract share their value, so per-piece data cannot live in the value:
+   * the ledger keeps each interval's intent row id here. Setting it on a view of an interval
+   * still in the set sets it in the set.
+   */
+  get tag(): number {
+    return this.t;
+  }
+
+  set tag(v: number) {
+    this.t = v;
+    if (this.owner !== undefined) this.owner.retag(this.slot, v);
+  }
 }
 
-export class IntervalSet<V> {
-  private tree = new BTree<TreeKey, Interval<V>>(undefined, cmpKey);
+export class IntervalSet {
+  /** Start -> slot. */
+  private tree = new BTree<TreeKey, number>(undefined, cmpKey);
+  /** By slot: the end (NaN when it is 2^53 or more: then in `bigEnd`), the value and the tag. */
+  private end = new Float64Array(64);
+  private val = new Float64Array(64);
+  private tags = new Float64Array(64);
+  private readonly bigEnd = new Map<number, bigint>();
+  /** Slots freed, reused first; slots below `used` and not free are in the tree. */
+  private free: number[] = [];
+  private used = 0;
   /** Reused for pair lookups (read at once, never kept). */
-  private readonly pair: [TreeKey, Interval<V>] = [0, undefined as unknown as Interval<V>];
+  private readonly pair: [TreeKey, number] = [0, 0];
 
   get size(): number {
     return this.tree.size;
@@ -54,40 +78,49 @@ export class IntervalSet<V> {
    * Intervals that intersect [start, end), in order. An empty range (end = start) meets the
    * interval strictly around start, if any, so subtracting it cuts that interval in two there.
    */
-  overlapping(start: bigint, end: bigint): Interval<V>[] {
-    return this.within(keyOf(start), keyOf(end), []);
+  overlapping(start: bigint, end: bigint): Interval[] {
+    const out: Interval[] = [];
+    this.within(keyOf(start), keyOf(end), (lo, slot) => out.push(this.view(lo, slot)));
+    return out;
   }
 
-  /** Whether any interval intersects [start, end). */
+  /** Whether any interval intersects [start, end) (as `overlapping` finds them). */
   intersects(start: bigint, end: bigint): boolean {
     // The last interval starting before end is the only candidate that starts at or before
     // start; any other one starts inside the range.
-    const last = this.tree.nextLowerPair(keyOf(end), this.pair)?.[1];
-    return last !== undefined && last.hi > keyOf(start);
+    const last = this.tree.nextLowerPair(keyOf(end), this.pair);
+    return last !== undefined && this.hiOf(last[1]) > keyOf(start);
   }
 
   /** Does the set cover every byte of [start, end)? */
   covers(start: bigint, end: bigint): boolean {
     const ke = keyOf(end);
     let cursor = keyOf(start);
-    for (const iv of this.within(cursor, ke, [])) {
-      if (iv.lo > cursor) return false;
-      if (iv.hi > cursor) cursor = iv.hi;
-    }
-    return cursor >= ke;
+    let gap = false;
+    this.within(cursor, ke, (lo, slot) => {
+      if (lo > cursor) gap = true;
+      const hi = this.hiOf(slot);
+      if (hi > cursor) cursor = hi;
+    });
+    return !gap && cursor >= ke;
   }
 
   /** Adds [start, end) with a value; the parts already covered keep their old value. Returns what was added. */
-  add(start: bigint, end: bigint, value: V): Interval<V>[] {
+  add(start: bigint, end: bigint, value: number): Interval[] {
     const ke = keyOf(end);
-    const added: Interval<V>[] = [];
+    const gaps: TreeKey[] = [];
     let cursor = keyOf(start);
-    for (const iv of this.within(cursor, ke, [])) {
-      if (iv.lo > cursor) added.push(new Interval(cursor, iv.lo, value));
-      if (iv.hi > cursor) cursor = iv.hi;
+    this.within(cursor, ke, (lo, slot) => {
+      if (lo > cursor) gaps.push(cursor, lo);
+      const hi = this.hiOf(slot);
+      if (hi > cursor) cursor = hi;
+    });
+    if (cursor < ke) gaps.push(cursor, ke);
+    const added: Interval[] = [];
+    for (let i = 0; i < gaps.length; i += 2) {
+      const slot = this.put(gaps[i]!, gaps[i + 1]!, value, -1);
+      added.push(new Interval(gaps[i]!, gaps[i + 1]!, value, -1, this, slot));
     }
-    if (cursor < ke) added.push(new Interval(cursor, ke, value));
-    for (const iv of added) this.tree.set(iv.lo, iv);
     return added;
   }
 
@@ -95,47 +128,100 @@ export class IntervalSet<V> {
    * Removes [start, end). Returns the intervals taken out whole (`removed`) and the pieces put
    * back for the parts of them outside the range (`kept`, with the same value).
    */
-  subtract(start: bigint, end: bigint): { removed: Interval<V>[]; kept: Interval<V>[] } {
+  subtract(start: bigint, end: bigint): { removed: Interval[]; kept: Interval[] } {
     const ks = keyOf(start);
     const ke = keyOf(end);
-    const removed = this.within(ks, ke, []);
-    const kept: Interval<V>[] = [];
-    for (const iv of removed) {
-      // A piece kept at the same start replaces the interval by set below (the same tree).
-      if (iv.lo < ks) kept.push(new Interval(iv.lo, ks, iv.value));
-      else this.tree.delete(iv.lo);
-      if (iv.hi > ke) kept.push(new Interval(ke, iv.hi, iv.value));
+    const hit: Array<[TreeKey, number]> = [];
+    this.within(ks, ke, (lo, slot) => hit.push([lo, slot]));
+    const removed: Interval[] = [];
+    const pieces: Array<[TreeKey, TreeKey, number]> = [];
+    for (const [lo, slot] of hit) {
+      const hi = this.hiOf(slot);
+      const value = this.val[slot]!;
+      removed.push(new Interval(lo, hi, value, this.tags[slot]!, undefined, -1));
+      if (lo < ks) pieces.push([lo, ks, value]);
+      if (hi > ke) pieces.push([ke, hi, value]);
+      this.tree.delete(lo);
+      this.release(slot);
     }
-    for (const iv of kept) this.tree.set(iv.lo, iv);
+    const kept = pieces.map(([lo, hi, value]) => new Interval(lo, hi, value, -1, this, this.put(lo, hi, value, -1)));
     return { removed, kept };
   }
 
   /** Inserts an interval as it was saved (restoring state); it must not overlap. */
-  load(start: bigint, end: bigint, value: V, tag: number): void {
-    const iv = new Interval(keyOf(start), keyOf(end), value, tag);
-    this.tree.set(iv.lo, iv);
+  load(start: bigint, end: bigint, value: number, tag: number): void {
+    this.put(keyOf(start), keyOf(end), value, tag);
   }
 
-  *[Symbol.iterator](): IterableIterator<Interval<V>> {
-    for (const [, iv] of this.tree.entries()) yield iv;
+  *[Symbol.iterator](): IterableIterator<Interval> {
+    for (const [lo, slot] of this.tree.entries()) yield this.view(lo, slot);
   }
 
-  /** Intervals that intersect [ks, ke) (tree keys), in order, pushed on `out`. */
-  private within(ks: TreeKey, ke: TreeKey, out: Interval<V>[]): Interval<V>[] {
+  /** Sets the tag of the interval in `slot` (an `Interval` view's setter). */
+  retag(slot: number, tag: number): void {
+    this.tags[slot] = tag;
+  }
+
+  private view(lo: TreeKey, slot: number): Interval {
+    return new Interval(lo, this.hiOf(slot), this.val[slot]!, this.tags[slot]!, this, slot);
+  }
+
+  private hiOf(slot: number): TreeKey {
+    const hi = this.end[slot]!;
+    return hi === hi ? hi : this.bigEnd.get(slot)!;
+  }
+
+  /** A slot for [lo, hi) (reusing a freed one), entered in the tree. */
+  private put(lo: TreeKey, hi: TreeKey, value: number, tag: number): number {
+    let slot = this.free.pop();
+    if (slot === undefined) {
+      slot = this.used++;
+      if (slot === this.end.length) this.grow();
+    }
+    if (typeof hi === 'number') this.end[slot] = hi;
+    else {
+      this.end[slot] = NaN;
+      this.bigEnd.set(slot, hi);
+    }
+    this.val[slot] = value;
+    this.tags[slot] = tag;
+    this.tree.set(lo, slot);
+    return slot;
+  }
+
+  private release(slot: number): void {
+    if (this.end[slot] !== this.end[slot]) this.bigEnd.delete(slot);
+    this.free.push(slot);
+  }
+
+  private grow(): void {
+    const n = this.end.length * 2;
+    const more = (a: Float64Array) => {
+      const b = new Float64Array(n);
+      b.set(a);
+      return b;
+    };
+    this.end = more(this.end);
+    this.val = more(this.val);
+    this.tags = more(this.tags);
+  }
+
+  /** Calls `f` with the start and slot of each interval that intersects [ks, ke) (tree keys), in order. */
+  private within(ks: TreeKey, ke: TreeKey, f: (lo: TreeKey, slot: number) => void): void {
     // The last interval starting before ke: when it starts at or before ks, it is the only one
     // that can intersect (intervals are disjoint), so one lookup answers.
-    const last = this.tree.nextLowerPair(ke, this.pair)?.[1];
-    if (last === undefined) return out;
-    if (last.lo <= ks) {
-      if (last.hi > ks) out.push(last);
-      return out;
+    const last = this.tree.nextLowerPair(ke, this.pair);
+    if (last === undefined) return;
+    const [lastLo, lastSlot] = last;
+    if (lastLo <= ks) {
+      if (this.hiOf(lastSlot) > ks) f(lastLo, lastSlot);
+      return;
     }
-    const before = this.tree.getPairOrNextLower(ks, this.pair)?.[1];
-    const from = before !== undefined && before.hi > ks ? before.lo : ks;
+    const before = this.tree.getPairOrNextLower(ks, this.pair);
+    const from = before !== undefined && this.hiOf(before[1]) > ks ? before[0] : ks;
     // Keys in [from, ke), in order.
-    this.tree.forRange(from, ke, false, (_k: TreeKey, iv: Interval<V>) => {
-      if (iv.hi > ks) out.push(iv);
+    this.tree.forRange(from, ke, false, (lo: TreeKey, slot: number) => {
+      if (this.hiOf(slot) > ks) f(lo, slot);
     });
-    return out;
   }
 }

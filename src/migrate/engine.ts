@@ -155,7 +155,7 @@ interface DState {
   /** The migrated commands on the source's hardware and behaviour (cost "after", and the sentence on the source hardware). */
   chk: Domain;
   /** Each caller's intent in the new ledger (its maps minus its own unmaps): where a hole is still meant mapped. */
-  migIntent: Map<string, IntervalSet<number>>;
+  migIntent: Map<string, IntervalSet>;
   /** Caller and site of each map alive in the migrated ledger, by its position there. */
   migInfo: Map<number, { caller: string; site: string; source: number }>;
   before: CostMeter;
@@ -168,7 +168,7 @@ function collectCuts(src: EventStore): Map<number, bigint[]> {
   const cuts = new Map<number, Set<bigint>>();
   const domains = new Map<
     string,
-    { alive: IntervalSet<number>; maps: Map<number, { iova: bigint; end: bigint; pieces: number }>; minPage: bigint; spaceEnd: bigint }
+    { alive: IntervalSet; maps: Map<number, { iova: bigint; end: bigint; pieces: number }>; minPage: bigint; spaceEnd: bigint }
   >();
   for (const ev of src.events()) {
     if (ev.type === 'domain-created') {
@@ -498,7 +498,7 @@ function asOut(c: SourceCommand): OutCommand {
   return c.op === 'map' ? { op: 'map', iova: c.iova, size: c.size, paddr: c.paddr!, prot: c.prot ?? 3 } : { op: 'unmap', iova: c.iova, size: c.size };
 }
 
-function intentOf(m: Map<string, IntervalSet<number>>, caller: string): IntervalSet<number> {
+function intentOf(m: Map<string, IntervalSet>, caller: string): IntervalSet {
   let s = m.get(caller);
   if (!s) m.set(caller, (s = new IntervalSet()));
   return s;
@@ -725,7 +725,7 @@ function contextFor(
  * leave the maps after it mapped on such hardware. Undefined when there is no hole (or nothing
  * mapped): the request can stay as it is.
  */
-function alongMaps(s: bigint, e: bigint, maps: LiveMap[], intent: IntervalSet<number> | undefined): OutCommand[] | undefined {
+function alongMaps(s: bigint, e: bigint, maps: LiveMap[], intent: IntervalSet | undefined): OutCommand[] | undefined {
   if (!maps.length) return undefined;
   const stretches: Array<[bigint, bigint]> = [];
   for (const m of maps) {

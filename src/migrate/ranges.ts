@@ -49,7 +49,7 @@ export function bytes(a: Ranges): bigint {
 }
 
 /** The parts of an interval set inside the ranges `within`. */
-export function within<V>(set: IntervalSet<V> | undefined, rs: Ranges): Ranges {
+export function within(set: IntervalSet | undefined, rs: Ranges): Ranges {
   if (!set) return [];
   const out: Range[] = [];
   for (const r of rs) {

@@ -227,7 +227,7 @@ export class Verifier {
   /** Events whose differences follow from a fix: maps that no longer collide with what a fix removed. */
   private readonly fixEffects = new Set<number>();
   /** Per domain: where a fix made the histories differ, until a later command touches it (value: the fix). */
-  private readonly fixRanges = new Map<string, IntervalSet<number>>();
+  private readonly fixRanges = new Map<string, IntervalSet>();
   private readonly destroyedAt = new Map<string, { src?: number; out?: number }>();
   /** Per domain: early removals not yet caught up with by the source. */
   private readonly early = new Map<string, EarlyCase[]>();

@@ -109,7 +109,7 @@ type StoredRead = DecodedBody & { who: Who; stored: Record<string, unknown> };
  * An interval of a caller's intent: its value is the position of the map event it comes from,
  * its `tag` the interval's intent row id, given when it is born (intent.ts writes the row).
  */
-type IntentInterval = Interval<number>;
+type IntentInterval = Interval;
 
 interface OriginInfo {
   caller: string;
@@ -123,7 +123,7 @@ interface Ctx {
   version: number;
   destroyed: boolean;
   core: Domain;
-  intent: Map<string, IntervalSet<number>>;
+  intent: Map<string, IntervalSet>;
   /** The runs table row of each live run (given at its birth: runs.ts writes it), and when it became valid. */
   rowOf: Map<Run, { row: number; from: number }>;
   info: WeakMap<MapOrigin, OriginInfo>;
@@ -435,7 +435,7 @@ export class Ledger {
     let from: [string, bigint] = ['', toDb(0n)];
     for (;;) {
       const rows = intents.all(row.id, from[0], from[1]);
-      let set: IntervalSet<number> | undefined;
+      let set: IntervalSet | undefined;
       let setOf = '';
       for (const r of rows) {
         if (set === undefined || r[1] !== setOf) {
@@ -492,10 +492,10 @@ export class Ledger {
     return ctx.info.get(o)?.caller ?? (o instanceof StoredOrigin ? o.caller : undefined);
   }
 
-  private intentOf(c: Ctx, caller: string): IntervalSet<number> {
+  private intentOf(c: Ctx, caller: string): IntervalSet {
     let s = c.intent.get(caller);
     if (!s) {
-      s = new IntervalSet<number>();
+      s = new IntervalSet();
       c.intent.set(caller, s);
     }
     return s;

@@ -184,7 +184,7 @@ describe('table accounting on numbers and on bigints', () => {
 
   it('orders runs and intervals across 2^53 (number keys below, bigint keys above)', () => {
     const d = new Domain(profile);
-    const set = new IntervalSet<number>();
+    const set = new IntervalSet();
     const at = [(1n << 53n) - 8n * K, (1n << 53n) - 4n * K, 1n << 53n, (1n << 53n) + 4n * K, (1n << 64n) - 4n * K, 0n, 4n * K];
     at.forEach((a, i) => {
       expect(d.map({ iova: a, paddr: 0n, size: 4n * K, ref: i }).ok).toBe(true);

@@ -34,7 +34,7 @@ describe('IntervalSet', () => {
   it('agrees with a page-by-page model on adds, subtracts and overlap queries, across 2^53', () => {
     fc.assert(
       fc.property(fc.array(op, { maxLength: 60 }), (ops: Op[]) => {
-        const set = new IntervalSet<number>();
+        const set = new IntervalSet();
         const model = new Map<bigint, number>();
         ops.forEach((o, i) => {
           const start = BASES[o.base]! + BigInt(o.first) * P;
@@ -78,10 +78,10 @@ describe('IntervalSet', () => {
   });
 
   it('keeps a tag with each interval and loads saved intervals as they were', () => {
-    const set = new IntervalSet<number>();
+    const set = new IntervalSet();
     const [a] = set.add(0x1000n, 0x3000n, 7);
     a!.tag = 42;
-    const copy = new IntervalSet<number>();
+    const copy = new IntervalSet();
     for (const iv of set) copy.load(iv.start, iv.end, iv.value, iv.tag);
     expect([...copy].map((iv) => [iv.start, iv.end, iv.value, iv.tag])).toEqual([[0x1000n, 0x3000n, 7, 42]]);
     // Pieces made by a subtract are new intervals: their tag is -1 until their owner sets it.
@@ -90,5 +90,26 @@ describe('IntervalSet', () => {
       [0x1000n, 0x2000n, -1],
       [0x2001n, 0x3000n, -1],
     ]);
+  });
+
+  it('holds many intervals (its columns grow and reuse freed slots), with their ends above 2^53 too', () => {
+    const set = new IntervalSet();
+    const base = (1n << 64n) - 4096n * P;
+    // Every other page, then every page's second half taken out of the first 100 of them.
+    for (let i = 0; i < 1000; i++)
+      for (const b of [0n, base]) set.add(b + BigInt(2 * i) * P, b + BigInt(2 * i + 1) * P, i).forEach((iv) => (iv.tag = 5000 + i));
+    for (let i = 0; i < 100; i++) set.subtract(BigInt(2 * i) * P + P / 2n, BigInt(2 * i + 1) * P).kept.forEach((iv) => (iv.tag = 9000 + i));
+    const all = [...set];
+    expect(all).toHaveLength(2000);
+    all.forEach((iv, k) => {
+      const i = k % 1000;
+      const b = k < 1000 ? 0n : base;
+      expect([iv.start, iv.end, iv.value, iv.tag]).toEqual([
+        b + BigInt(2 * i) * P,
+        b + BigInt(2 * i) * P + (k < 100 ? P / 2n : P),
+        i,
+        k < 100 ? 9000 + i : 5000 + i,
+      ]);
+    });
   });
 });
