@@ -5,20 +5,13 @@
  * Live mappings are kept as runs of equal pages in a B+ tree keyed by IOVA, so map and unmap
  * cost O(log runs + runs touched), never O(pages).
  */
-import * as btree from 'sorted-btree';
 import { coalesceRanges, fls, formatSize, hex, type Range } from './address.js';
 import { leafLevelOf, minPageSize, type Profile } from './profile.js';
 import { PROT } from './prot.js';
 import { kernelRange } from './observed.js';
 import { splitRegion, type PageRun } from './split.js';
 import { cmpKey, keyOf, type TreeKey } from './treekey.js';
-
-// sorted-btree is CommonJS with its class as `exports.default`: Node's ESM loader hands us
-// module.exports as the default import, bundlers (vitest) the class itself. Take either.
-type BTreeCtor = typeof btree.default.default;
-const cjs = (btree as unknown as { default: BTreeCtor | { default: BTreeCtor } }).default;
-const BTree: BTreeCtor = typeof cjs === 'function' ? cjs : cjs.default;
-type BTree<K, V> = InstanceType<typeof btree.default.default<K, V>>;
+import { BTree } from './btree.js';
 
 export type Errno = 'EINVAL' | 'ERANGE' | 'EEXIST' | 'ENOENT' | 'EOVERFLOW';
 

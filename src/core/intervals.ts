@@ -8,13 +8,9 @@
  * slot of typed-array columns holding the end, the value and the tag. What the set hands out are
  * `Interval` views made for the call, valid until the set next changes.
  */
-import * as btree from 'sorted-btree';
 import type { Range } from './address.js';
 import { cmpKey, keyOf, type TreeKey } from './treekey.js';
-
-type BTreeCtor = typeof btree.default.default;
-const cjs = (btree as unknown as { default: BTreeCtor | { default: BTreeCtor } }).default;
-const BTree: BTreeCtor = typeof cjs === 'function' ? cjs : cjs.default;
+import { BTree } from './btree.js';
 
 const big = (k: TreeKey): bigint => (typeof k === 'bigint' ? k : BigInt(k));
 

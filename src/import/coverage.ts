@@ -7,12 +7,8 @@
  * Adjacent and overlapping ranges merge, so a space whose allocator reuses its IOVAs (Linux's
  * iommu-dma) stays a few ranges however long the trace.
  */
-import * as btree from 'sorted-btree';
+import { BTree } from '../core/btree.js';
 import { cmpKey, keyOf, type TreeKey } from '../core/treekey.js';
-
-type BTreeCtor = typeof btree.default.default;
-const cjs = (btree as unknown as { default: BTreeCtor | { default: BTreeCtor } }).default;
-const BTree: BTreeCtor = typeof cjs === 'function' ? cjs : cjs.default;
 
 interface Span {
   start: bigint;
