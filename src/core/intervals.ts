@@ -70,10 +70,7 @@ export class IntervalSet {
     return this.tree.size;
   }
 
-  /**
-   * Intervals that intersect [start, end), in order. An empty range (end = start) meets the
-   * interval strictly around start, if any, so subtracting it cuts that interval in two there.
-   */
+  /** Intervals that intersect [start, end), in order (none when the range is empty). */
   overlapping(start: bigint, end: bigint): Interval[] {
     const out: Interval[] = [];
     this.within(keyOf(start), keyOf(end), (lo, slot) => out.push(this.view(lo, slot)));
@@ -82,6 +79,7 @@ export class IntervalSet {
 
   /** Whether any interval intersects [start, end) (as `overlapping` finds them). */
   intersects(start: bigint, end: bigint): boolean {
+    if (end <= start) return false;
     // The last interval starting before end is the only candidate that starts at or before
     // start; any other one starts inside the range.
     const last = this.tree.nextLowerPair(keyOf(end), this.pair);
@@ -204,6 +202,8 @@ export class IntervalSet {
 
   /** Calls `f` with the start and slot of each interval that intersects [ks, ke) (tree keys), in order. */
   private within(ks: TreeKey, ke: TreeKey, f: (lo: TreeKey, slot: number) => void): void {
+    // An empty range meets nothing (so subtracting one changes nothing, as iommu_unmap of 0 bytes).
+    if (ke <= ks) return;
     // The last interval starting before ke: when it starts at or before ks, it is the only one
     // that can intersect (intervals are disjoint), so one lookup answers.
     const last = this.tree.nextLowerPair(ke, this.pair);

@@ -49,6 +49,24 @@ describe('projections', () => {
     l.close();
   });
 
+  it("an unmap of 0 bytes leaves its caller's intent as it was (iommu_unmap of 0 bytes unmaps nothing), incrementally and after rebuild", () => {
+    const l = new Ledger(tempDb());
+    l.appendRaw([
+      { op: 'domain', domain: 'd0', profile: 'intel-vtd' },
+      { op: 'map', domain: 'd0', iova: '0x200000', paddr: '0x400000', size: '0x200000', caller: 'vfio' },
+    ]);
+    const [out] = l.appendRaw([{ op: 'unmap', domain: 'd0', iova: '0x201000', size: '0x0', caller: 'vfio' }]);
+    expect(out!.ok).toBe(true);
+    expect(out!.unmapped).toBe(0n);
+    const rows = () => l.db.prepare('SELECT id, iova, iova_last, valid_to FROM intent ORDER BY id').raw(true).all();
+    expect(rows()).toHaveLength(1); // one interval, still open: not cut in two at 0x201000
+    expect(l.intentNow('d0').map((i) => [i.iova, i.size])).toEqual([[0x200000n, 0x200000n]]);
+    const incremental = projectionSnapshot(l.db);
+    l.rebuild();
+    expect(projectionSnapshot(l.db)).toEqual(incremental);
+    l.close();
+  });
+
   it('stateAt(p) equals replaying the commands up to p in the core', () => {
     fc.assert(
       fc.property(
