@@ -41,7 +41,7 @@ function historyArb(profile: string) {
       whatIf: fc.boolean(),
     }),
   );
-  return fc.array(cmd, { minLength: 1, maxLength: 50 }).map((cmds) => [
+  return fc.array(cmd, { minLength: 1, maxLength: 50, size: 'max' }).map((cmds) => [
     { op: 'domain', domain: 'd0', profile },
     ...cmds.map((c) => {
       const page = c.pages >= 512 ? c.page & ~511 : c.page;

@@ -7,8 +7,8 @@ describe('Coverage', () => {
   it('touches() and the merged ranges agree with a per-byte model after any adds', () => {
     fc.assert(
       fc.property(
-        fc.array(fc.tuple(fc.nat(200), fc.nat(40)), { maxLength: 40 }),
-        fc.array(fc.tuple(fc.nat(240), fc.nat(20)), { maxLength: 20 }),
+        fc.array(fc.tuple(fc.nat(200), fc.nat(40)), { maxLength: 40, size: 'max' }),
+        fc.array(fc.tuple(fc.nat(240), fc.nat(20)), { maxLength: 20, size: 'max' }),
         (adds, probes) => {
           const c = new Coverage();
           const bytes = new Set<number>();

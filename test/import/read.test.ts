@@ -134,7 +134,7 @@ describe('lines from bytes', () => {
     );
     await fc.assert(
       fc.asyncProperty(
-        fc.array(byte, { maxLength: 400 }),
+        fc.array(byte, { maxLength: 400, size: 'max' }),
         fc.array(fc.nat(450), { maxLength: 12 }),
         fc.integer({ min: 0, max: 40 }),
         fc.boolean(),

@@ -56,7 +56,9 @@ export function historyArb(profile: string, maxLen = 60) {
     }),
     fc.record({ op: fc.constant('fault' as const), page: fc.integer({ min: 0, max: 4095 }), pages: fc.constant(1), caller: fc.constant('dev') }),
   );
-  return fc.array(cmd, { minLength: 1, maxLength: maxLen }).map((cmds) => [
+  // size 'max': fast-check's default size keeps an array to ~10 elements whatever maxLength says
+  // (histories of 1-12 commands, mean 6); these are meant to run up to maxLen.
+  return fc.array(cmd, { minLength: 1, maxLength: maxLen, size: 'max' }).map((cmds) => [
     { op: 'domain', domain: 'd0', profile },
     ...cmds.map((c) => {
       // Align big pieces so that 2M pages appear.
@@ -84,7 +86,7 @@ export function historyArb(profile: string, maxLen = 60) {
  */
 export function mirroredHistoryArb(profile: string, maxLen = 60) {
   return fc
-    .tuple(historyArb(profile, maxLen), fc.array(fc.tuple(fc.nat(), fc.integer({ min: 1, max: 30 })), { minLength: 3, maxLength: maxLen }))
+    .tuple(historyArb(profile, maxLen), fc.array(fc.tuple(fc.nat(), fc.integer({ min: 1, max: 30 })), { minLength: 3, maxLength: maxLen, size: 'max' }))
     .map(([cmds, mirrors]) => {
       const maps = cmds.flatMap((c, i) => ((c as { op: string }).op === 'map' ? [i] : []));
       if (!maps.length) return cmds;

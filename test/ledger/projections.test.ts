@@ -386,7 +386,7 @@ function faultyHistoryArb(profile: string) {
     fc.record({ k: fc.constant('fault' as const), slot, pages: fc.constant(1), at: fc.integer({ min: 0, max: 1100 }) }),
   );
   const hx = (n: number) => `0x${n.toString(16)}`;
-  return fc.array(op, { minLength: 20, maxLength: 60 }).map((ops) => [
+  return fc.array(op, { minLength: 20, maxLength: 60, size: 'max' }).map((ops) => [
     { op: 'domain', domain: 'd0', profile },
     ...ops.map((o) => {
       const iova = 0x4000_0000 + o.slot * 0x80_0000 + o.at * 0x1000;

@@ -579,7 +579,7 @@ function relatedHistoryArb(profile: string) {
     },
     { weight: 1, arbitrary: fc.record({ kind: fc.constant('exact' as const), slot: fc.integer({ min: 0, max: 15 }), caller: fc.constantFrom('a', 'b') }) },
   );
-  return fc.array(op, { minLength: 1, maxLength: 40 }).map((ops) => {
+  return fc.array(op, { minLength: 1, maxLength: 40, size: 'max' }).map((ops) => {
     const size = new Map<number, number>();
     const cmds: unknown[] = [{ op: 'domain', domain: 'd', profile }];
     const base = (slot: number) => 0x4000_0000 + slot * 0x40_0000; // 4M slots, 2M-aligned
