@@ -128,17 +128,23 @@ export class IntervalSet {
     const hit: Array<[TreeKey, number]> = [];
     this.within(ks, ke, (lo, slot) => hit.push([lo, slot]));
     const removed: Interval[] = [];
-    const pieces: Array<[TreeKey, TreeKey, number]> = [];
+    const kept: Interval[] = [];
     for (const [lo, slot] of hit) {
       const hi = this.hiOf(slot);
       const value = this.val[slot]!;
       removed.push(new Interval(lo, hi, value, this.tags[slot]!, undefined, -1));
-      if (lo < ks) pieces.push([lo, ks, value]);
-      if (hi > ke) pieces.push([ke, hi, value]);
-      this.tree.delete(lo);
-      this.release(slot);
+      // The piece before the range keeps the interval's start, so its slot and tree entry: only
+      // its end and tag change. Otherwise the interval leaves the tree.
+      if (lo < ks) {
+        this.setEnd(slot, ks);
+        this.tags[slot] = -1;
+        kept.push(new Interval(lo, ks, value, -1, this, slot));
+      } else {
+        this.tree.delete(lo);
+        this.release(slot);
+      }
+      if (hi > ke) kept.push(new Interval(ke, hi, value, -1, this, this.put(ke, hi, value, -1)));
     }
-    const kept = pieces.map(([lo, hi, value]) => new Interval(lo, hi, value, -1, this, this.put(lo, hi, value, -1)));
     return { removed, kept };
   }
 
@@ -172,15 +178,20 @@ export class IntervalSet {
       slot = this.used++;
       if (slot === this.end.length) this.grow();
     }
+    this.setEnd(slot, hi);
+    this.val[slot] = value;
+    this.tags[slot] = tag;
+    this.tree.set(lo, slot);
+    return slot;
+  }
+
+  private setEnd(slot: number, hi: TreeKey): void {
+    if (this.end[slot] !== this.end[slot]) this.bigEnd.delete(slot);
     if (typeof hi === 'number') this.end[slot] = hi;
     else {
       this.end[slot] = NaN;
       this.bigEnd.set(slot, hi);
     }
-    this.val[slot] = value;
-    this.tags[slot] = tag;
-    this.tree.set(lo, slot);
-    return slot;
   }
 
   private release(slot: number): void {
