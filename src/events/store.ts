@@ -46,6 +46,49 @@ export function chainHash(prevHex: string, env: string): string {
   return hash('sha256', prevHex + env, 'hex');
 }
 
+/**
+ * The columns of `stored_events e` that one link of the hash chain needs after the position: the
+ * envelope's fields before the time as one text (null when the row names a missing domain or
+ * origin), the time, the data and the stored hash in lower-case hex. Built by SQLite: cheaper than
+ * building the envelope from the fields in JavaScript.
+ */
+const CHAIN_COLUMNS = `length(e.position)||':'||e.position||length(e.stream_name)||':'||e.stream_name||length(e.version)||':'||e.version||
+  length(e.type)||':'||e.type||length(e.schema_version)||':'||e.schema_version||length(e.event_id)||':'||e.event_id||
+  length(e.recorded_at)||':'||e.recorded_at, e.time, e.data, lower(hex(e.hash))`;
+
+/** How far a walk of the hash chain has got: the hash of the last event checked, the position expected next, the events checked. */
+export class ChainWalk {
+  prev = GENESIS;
+  expected = 1;
+  events = 0;
+  /** Where the chain broke, once a walk has found it. */
+  broken: VerifyResult | undefined;
+
+  /** @param onBreak told of the first break (it may throw, to stop a fold that checks the chain as it reads) */
+  constructor(private readonly onBreak?: (r: VerifyResult) => void) {}
+
+  broke(r: VerifyResult): void {
+    this.broken = r;
+    this.onBreak?.(r);
+  }
+
+  /** The walk's result: where it broke, else intact up to the last event checked. */
+  result(): VerifyResult {
+    return this.broken ?? this.intact();
+  }
+
+  /** The result of a walk that reached the end of the log without a break. */
+  intact(): VerifyResult {
+    const n = this.events;
+    return {
+      ok: true,
+      events: n,
+      head: this.prev,
+      message: `intact: ${n} events, hash chain verified from the first to position ${n}; head hash ${this.prev} (to detect a cut-off tail or a re-hashed rewrite later, keep a checkpoint: iommu-ledger checkpoint)`,
+    };
+  }
+}
+
 export class ConcurrencyError extends LedgerFault {
   readonly exitCode = 2;
   constructor(
@@ -437,22 +480,38 @@ export class EventStore {
    * stream version, type and data (upcast to the current schema, decoded and checked against the
    * schema of stored events), as arrays, read a page of 1024 at a time with stream names from a
    * map: cheaper per row than `read()`. An event that does not fit stops the fold with a
-   * CorruptEventError naming it.
+   * CorruptEventError naming it. With a `walk`, the rows are also checked against the hash chain
+   * as `verify` checks them, in the same read (rebuild: one pass over the log instead of two); at
+   * the first break the walk is told (`ChainWalk.broke`, which may throw to stop the fold) and
+   * the rows after it are no longer checked.
    */
-  *readForFold(): IterableIterator<[number, string, number, EventType, DecodedData]> {
+  *readForFold(walk?: ChainWalk): IterableIterator<[number, string, number, EventType, DecodedData]> {
     const page = 1024;
     const stmt = this.db
-      .prepare<[after: number | bigint], [position: number, stream: number, version: number, type: EventType, schemaVersion: number, data: string]>(
-        `SELECT position, stream, version, type, schema_version, data FROM stored_events WHERE position > ? ORDER BY position LIMIT ${page}`,
+      .prepare<
+        [after: number | bigint],
+        [position: number, stream: number, version: number, type: EventType, schemaVersion: number, data: string, ...chain: unknown[]]
+      >(
+        `SELECT e.position, e.stream, e.version, e.type, e.schema_version, e.data${walk ? `, ${CHAIN_COLUMNS}` : ''}
+           FROM stored_events e WHERE e.position > ? ORDER BY e.position LIMIT ${page}`,
       )
       .raw(true)
       .safeIntegers(false);
     const nameStmt = this.db.prepare<[], [id: number, name: string]>('SELECT id, name FROM streams').raw(true).safeIntegers(false);
     let names = new Map(nameStmt.all());
+    let checking = walk !== undefined;
     let after: number | bigint = -(1n << 63n);
     for (;;) {
       const rows = stmt.all(after);
       for (const r of rows) {
+        if (checking) {
+          // The chain first, as verify would see it: a changed row is a broken chain before it is a bad event.
+          const bad = this.link(walk!, r[0], r[6] as string | null, r[7] as string | null, r[8] as string | null, r[9] as string);
+          if (bad) {
+            checking = false;
+            walk!.broke(bad);
+          }
+        }
         const what = () => this.describe(r[0]);
         let name = names.get(r[1]);
         if (name === undefined) {
@@ -487,58 +546,54 @@ export class EventStore {
   verify(onProgress?: (done: number) => void): VerifyResult {
     const page = 1024;
     const stmt = this.db
-      .prepare(
-        `SELECT e.position,
-                length(e.position)||':'||e.position||length(e.stream_name)||':'||e.stream_name||length(e.version)||':'||e.version||
-                length(e.type)||':'||e.type||length(e.schema_version)||':'||e.schema_version||length(e.event_id)||':'||e.event_id||
-                length(e.recorded_at)||':'||e.recorded_at,
-                e.time, e.data, lower(hex(e.hash))
-           FROM stored_events e WHERE e.position > ? ORDER BY e.position LIMIT ${page}`,
-      )
+      .prepare(`SELECT e.position, ${CHAIN_COLUMNS} FROM stored_events e WHERE e.position > ? ORDER BY e.position LIMIT ${page}`)
       .raw(true)
       .safeIntegers(false);
-    let prev = GENESIS;
-    let expected = 1;
-    let n = 0;
+    const walk = new ChainWalk();
     // The first page starts below any position, so an event stored before position 1 is seen.
     let after: number | bigint = -(1n << 63n);
     for (;;) {
       const rows = stmt.all(after) as Array<[number, string | null, string | null, string | null, string]>;
       for (const row of rows) {
-        const position = row[0];
-        if (position !== expected) {
-          const problem = position > expected ? 'removed' : 'inserted';
-          return {
-            ok: false,
-            events: n,
-            firstBad: expected,
-            problem,
-            message: `position ${expected}: ${problem === 'removed' ? `missing (the next stored event is ${position})` : `an extra event, stored at position ${position}, comes before it`}; the chain is broken from there`,
-          };
-        }
-        const t = row[2] ?? '\u0000';
-        const data = row[3];
-        const stored = row[4];
-        const head = row[1];
-        // A part `stored_events` cannot make again (a row naming a missing domain or origin) reads as null.
-        if (head === null || data === null || hash('sha256', `${prev}${head}${t.length}:${t}${data.length}:${data}`, 'hex') !== stored) {
-          const bad = this.checkRow(position, prev, stored);
-          if (bad) return { ...bad, events: n };
-        }
-        prev = stored;
-        expected++;
-        n++;
-        if (onProgress && n % 65536 === 0) onProgress(n);
+        const bad = this.link(walk, row[0], row[1], row[2], row[3], row[4]);
+        if (bad) return bad;
+        if (onProgress && walk.events % 65536 === 0) onProgress(walk.events);
       }
       if (rows.length < page) break;
       after = rows[rows.length - 1]![0];
     }
-    return {
-      ok: true,
-      events: n,
-      head: prev,
-      message: `intact: ${n} events, hash chain verified from the first to position ${n}; head hash ${prev} (to detect a cut-off tail or a re-hashed rewrite later, keep a checkpoint: iommu-ledger checkpoint)`,
-    };
+    return walk.intact();
+  }
+
+  /**
+   * One more link of the hash chain walked by `walk` (verify, and rebuild's fold that checks the
+   * chain as it reads: `readForFold`): the event at `position`, its envelope's head (the fields
+   * before the time, as CHAIN_COLUMNS builds them; null when a part it names is missing), its
+   * time, data and stored hash. Nothing when it holds (the walk moves on), else where and how the
+   * chain breaks.
+   */
+  private link(walk: ChainWalk, position: number, head: string | null, time: string | null, data: string | null, stored: string): VerifyResult | undefined {
+    const n = walk.events;
+    if (position !== walk.expected) {
+      const problem = position > walk.expected ? 'removed' : 'inserted';
+      return {
+        ok: false,
+        events: n,
+        firstBad: walk.expected,
+        problem,
+        message: `position ${walk.expected}: ${problem === 'removed' ? `missing (the next stored event is ${position})` : `an extra event, stored at position ${position}, comes before it`}; the chain is broken from there`,
+      };
+    }
+    const t = time ?? '\u0000';
+    // A part `stored_events` cannot make again (a row naming a missing domain or origin) reads as null.
+    if (head === null || data === null || hash('sha256', `${walk.prev}${head}${t.length}:${t}${data.length}:${data}`, 'hex') !== stored) {
+      const bad = this.checkRow(position, walk.prev, stored);
+      if (bad) return { ...bad, events: n };
+    }
+    walk.prev = stored;
+    walk.expected++;
+    walk.events++;
+    return undefined;
   }
 
   /**

@@ -19,7 +19,7 @@ import { encodeMapBody, encodeUnmapBody } from '../events/encode.js';
 import { derivedId, importedId } from '../events/compact.js';
 import { decodeBody, type DecodedBody, type MapFields, type UnmapFields } from '../events/decode.js';
 import { DomainReplay, replayMap, replayUnmap, type ReplayedDomain } from '../events/replay.js';
-import { ConcurrencyError, EventStore, type VerifyResult } from '../events/store.js';
+import { ChainWalk, ConcurrencyError, EventStore, type VerifyResult } from '../events/store.js';
 import { CorruptEventError, eventName, shown, unfitEvent } from '../events/stored.js';
 import { BrokenChainError, CorruptProjectionError, projectionJson, recreateProjectionTables, unreadable } from './corrupt.js';
 import { fromDb, toDb } from './codec.js';
@@ -1028,11 +1028,12 @@ export class Ledger {
    * many stored outcomes the core now computes differently (0 unless the semantics changed), and
    * what the hash chain said.
    *
-   * All in one write transaction: first the hash chain is verified, and a broken one refuses the
-   * rebuild (BrokenChainError: nothing changes) unless `acceptBrokenChain`; then every projection
-   * table is dropped and created again as the current schema has it (a table or index that was
-   * missing or reshaped is back); then the events are folded, each decoded through the schema of
-   * stored events (one that does not fit stops the rebuild and rolls everything back).
+   * All in one write transaction: every projection table is dropped and created again as the
+   * current schema has it (a table or index that was missing or reshaped is back); then the events
+   * are folded, each checked against the hash chain as `verify` checks it and decoded through the
+   * schema of stored events, in one read of the log. A broken chain refuses the rebuild
+   * (BrokenChainError, at the first break: everything rolls back) unless `acceptBrokenChain`; so
+   * does an event that does not fit.
    */
   rebuild(
     onProgress?: (done: number, total: number) => void,
@@ -1046,8 +1047,15 @@ export class Ledger {
       // Under the write lock: another writer may have appended since this ledger last looked.
       this.store.refreshHead();
       total = this.store.lastPosition;
-      chain = this.store.verify();
-      if (!chain.ok && !opts.acceptBrokenChain) throw new BrokenChainError(chain);
+      // The hash chain is checked as the events are read for the fold (one pass over the log): a
+      // break stops the fold and rolls everything back, unless the caller accepts it.
+      const walk = new ChainWalk(
+        opts.acceptBrokenChain
+          ? undefined
+          : (r) => {
+              throw new BrokenChainError(r);
+            },
+      );
       recreateProjectionTables(this.db);
       this.prepareStatements();
       this.nextIntentId = undefined;
@@ -1058,7 +1066,7 @@ export class Ledger {
       const streams = new Map<string, { id: number }>();
       for (const s of this.store.streams()) streams.set(s.name, { id: s.id });
       const batch: Batch = { recordedAt: '', touched: new Set() };
-      for (const [pos, stream, version, type, data] of this.store.readForFold()) {
+      for (const [pos, stream, version, type, data] of this.store.readForFold(walk)) {
         const who = data.who ?? {};
         const from = data.from;
         const caller = who.caller ?? UNKNOWN_CALLER;
@@ -1106,6 +1114,7 @@ export class Ledger {
       this.flushProjections();
       for (const c of this.ctxs.values()) this.saveStream(c);
       this.s.checkpoint.run(total);
+      chain = walk.result();
     });
     try {
       fold.immediate();

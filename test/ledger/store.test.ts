@@ -75,7 +75,7 @@ describe('event store', () => {
     }
   });
 
-  it('verify reads in pages: a change past the first page, an event stored before position 1, non-ASCII text, several domains', () => {
+  it('verify reads in pages: a change past the first page, an event stored before position 1, non-ASCII text, several domains; rebuild, which checks the chain as it folds, finds the same', () => {
     const cmds: unknown[] = [
       { op: 'domain', domain: 'dsp', profile: 'omap' },
       { op: 'domain', domain: 'gpü😀', profile: 'intel-vtd' },
@@ -110,6 +110,14 @@ describe('event store', () => {
         expect(v.problem).toBe(tamper === 'change' ? 'changed' : 'inserted');
         if (tamper === 'before-first')
           expect(v.message).toBe('position 1: an extra event, stored at position 0, comes before it; the chain is broken from there');
+      }
+      // rebuild reads the log once, checking the chain as it folds: the same verdict as verify.
+      const runsBefore = l2.db.prepare('SELECT count(*) FROM runs').pluck().get();
+      if (tamper === 'none') expect(l2.rebuild().chain).toEqual(v);
+      else {
+        expect(() => l2.rebuild()).toThrow(expect.objectContaining({ name: 'BrokenChainError', message: expect.stringContaining(v.message) }));
+        expect(l2.db.prepare('SELECT count(*) FROM runs').pluck().get()).toBe(runsBefore);
+        if (tamper === 'change') expect(l2.rebuild(undefined, { acceptBrokenChain: true }).chain).toEqual(v);
       }
       l2.close();
     }
