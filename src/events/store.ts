@@ -196,7 +196,15 @@ export class EventStore {
    * The transaction function of write(), made once: better-sqlite3 builds its wrapper per
    * `transaction()` call, ~14 µs that a one-command append paid every time.
    */
-  private readonly txn: Database.Transaction<(fn: () => unknown, onMoved?: () => void) => unknown>;
+  private readonly txn: Database.Transaction<(fn: () => unknown, onMoved?: () => void, onOther?: () => void) => unknown>;
+  private readonly dataVersion: Database.Statement<[], number>;
+  /**
+   * SQLite's `data_version` as this connection read it in its last write transaction (undefined
+   * before the first, and after one failed): while it reads the same, no other connection has
+   * committed since, so the head, and what this store and its caller read of the file then, still
+   * hold. Reading it costs far less than reading the head again.
+   */
+  private seenVersion: number | undefined;
 
   constructor(path: string, opts: OpenOptions = {}) {
     this.path = path;
@@ -223,9 +231,9 @@ export class EventStore {
       .pluck()
       .safeIntegers(false);
     this.headStmt = this.db.prepare<[], { position: number; hash: Buffer }>('SELECT position, hash FROM events ORDER BY position DESC LIMIT 1');
-    this.txn = this.db.transaction((fn: () => unknown, onMoved?: () => void) => {
-      this.forgetOrigins();
-      if (this.refreshHead()) onMoved?.();
+    this.dataVersion = this.db.prepare<[], number>('PRAGMA data_version').pluck().safeIntegers(false);
+    this.txn = this.db.transaction((fn: () => unknown, onMoved?: () => void, onOther?: () => void) => {
+      this.lookAgain(onMoved, onOther);
       this.txnStart = this.headPos;
       return fn();
     });
@@ -274,6 +282,20 @@ export class EventStore {
     return ids;
   }
 
+  /**
+   * At the start of a write transaction (the write lock held): when another connection has
+   * committed since this one last wrote, forgets what was looked up of the file, reads the head
+   * again and tells `onOther`, and `onMoved` if the head moved (another writer appended).
+   */
+  private lookAgain(onMoved?: () => void, onOther?: () => void): void {
+    const v = this.dataVersion.get()!;
+    if (v === this.seenVersion) return;
+    this.seenVersion = v;
+    this.forgetOrigins();
+    onOther?.();
+    if (this.refreshHead()) onMoved?.();
+  }
+
   /** Forgets the `origins` rows looked up (a transaction starts or failed). */
   private forgetOrigins(): void {
     this.origins.clear();
@@ -288,12 +310,13 @@ export class EventStore {
 
   /**
    * Runs fn in a write transaction (BEGIN IMMEDIATE: one writer at a time, across processes).
-   * `onMoved` is told when another writer appended since this store last looked.
+   * `onOther` is told, before fn runs, when another connection has committed since this store
+   * last wrote (what the caller read of the file may be stale), and `onMoved` when it appended.
    */
-  write<T>(fn: () => T, onMoved?: () => void): T {
+  write<T>(fn: () => T, onMoved?: () => void, onOther?: () => void): T {
     const before = { pos: this.headPos, hash: this.headHash };
     try {
-      const out = this.txn.immediate(fn, onMoved) as T;
+      const out = this.txn.immediate(fn, onMoved, onOther) as T;
       this.committed += this.headPos - this.txnStart;
       return out;
     } catch (e) {
@@ -309,6 +332,7 @@ export class EventStore {
    */
   private afterFailedWrite(e: unknown, before: { pos: number; hash: string }): void {
     this.forgetOrigins();
+    this.seenVersion = undefined;
     this.headPos = before.pos;
     this.headHash = before.hash;
     try {
@@ -323,7 +347,7 @@ export class EventStore {
    * write() for a producer that awaits between events (reading a file): an explicit
    * BEGIN IMMEDIATE ... COMMIT around fn; any error rolls everything back.
    */
-  async writeAsync<T>(fn: () => Promise<T>, onMoved?: () => void): Promise<T> {
+  async writeAsync<T>(fn: () => Promise<T>, onMoved?: () => void, onOther?: () => void): Promise<T> {
     const before = { pos: this.headPos, hash: this.headHash };
     try {
       this.db.exec('BEGIN IMMEDIATE');
@@ -332,8 +356,7 @@ export class EventStore {
       throw e;
     }
     try {
-      this.forgetOrigins();
-      if (this.refreshHead()) onMoved?.();
+      this.lookAgain(onMoved, onOther);
       const start = this.headPos;
       const out = await fn();
       this.db.exec('COMMIT');

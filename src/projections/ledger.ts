@@ -164,8 +164,9 @@ export class Ledger {
   readonly db: Database.Database;
   private ctxs = new Map<string, Ctx>();
   /**
-   * The id the next runs row gets: read (max(id) + 1) when first needed in a write transaction,
-   * then counted, so rows get the ids SQLite would give them in order of birth.
+   * The id the next runs row gets: read (max(id) + 1) when first needed, then counted, so rows get
+   * the ids SQLite would give them in order of birth; read again after another connection wrote
+   * (`otherWrote`) or a transaction failed.
    */
   private nextRunId: number | undefined;
   /** How the event being decided changed the runs (handed to the runs projection with its item). */
@@ -173,8 +174,9 @@ export class Ledger {
   /** Runs ended since the projections were last flushed (`endedPending`, all domains). */
   private endedSinceFlush = 0;
   /**
-   * The id the next intent row gets: read (max(id) + 1) when first needed in a write transaction,
-   * then counted, so rows get the ids SQLite would give them in order of birth.
+   * The id the next intent row gets: read (max(id) + 1) when first needed, then counted, so rows
+   * get the ids SQLite would give them in order of birth; read again after another connection
+   * wrote (`otherWrote`) or a transaction failed.
    */
   private nextIntentId: number | undefined;
   /** How the event being decided changed the intent (handed to the intent projection with its item). */
@@ -242,6 +244,7 @@ export class Ledger {
           return out;
         },
         () => this.moved(),
+        () => this.otherWrote(),
       );
     } catch (e) {
       this.abandon();
@@ -261,6 +264,7 @@ export class Ledger {
           return out;
         },
         () => this.moved(),
+        () => this.otherWrote(),
       );
     } catch (e) {
       this.abandon();
@@ -269,20 +273,30 @@ export class Ledger {
   }
 
   /**
-   * Another writer appended since this ledger last looked: the domains are read again, and the
-   * projections opened afresh (what they cached of the file, such as a domain's small run-log
-   * pieces, may be stale; nothing is gathered between transactions).
+   * Another writer appended since this ledger last looked: the domains are read again (the
+   * projections were opened afresh just before, by `otherWrote`: what they cached of the file,
+   * such as a domain's small run-log pieces, may be stale; nothing is gathered between
+   * transactions).
    */
   private moved(): void {
     this.ctxs.clear();
+  }
+
+  /**
+   * Another connection committed since this ledger last wrote (the store saw it at the start of a
+   * write transaction): it may have added rows, so the next row ids are read again when needed,
+   * and the projections are opened afresh. While no other connection writes, the ids are counted
+   * on from one transaction to the next, and the writers keep what they read.
+   */
+  private otherWrote(): void {
+    this.nextIntentId = undefined;
+    this.nextRunId = undefined;
+    // What the projections' writers keep of the file (byte totals, counts of small pieces) is read again.
     this.projections = new ProjectionSet(this.db, this.store.path);
   }
 
   private begin(): { batch: Batch; add: (inp: Input) => Outcome } {
     const batch: Batch = { recordedAt: new Date().toISOString(), touched: new Set() };
-    // Another writer may have added rows since: the next ids are read again in the transaction.
-    this.nextIntentId = undefined;
-    this.nextRunId = undefined;
     let index = 0;
     return { batch, add: (inp) => this.execute(inp, index++, batch) };
   }
@@ -1125,6 +1139,7 @@ export class Ledger {
       throw e;
     }
     this.ctxs.clear();
+    this.otherWrote();
     return { events: n, mismatches, chain: chain! };
   }
 

@@ -84,6 +84,12 @@ export const callerSymmetry: Projection = {
     );
 
     const counts = new Map<string, SymmetryRow>();
+    /**
+     * The byte totals this writer last wrote (or read) for a (domain, caller, site), so that a
+     * flush does not read them again: the ledger opens its writers afresh when another connection
+     * has written, and a rolled-back transaction discards the writer.
+     */
+    const written = new Map<string, { unmap: bigint; cut: bigint }>();
     const countOf = (e: Decided): SymmetryRow => {
       const key = `${e.domain}\0${e.caller}\0${e.site}`;
       let c = counts.get(key);
@@ -155,11 +161,16 @@ export const callerSymmetry: Projection = {
         }
       },
       flush(): void {
-        for (const c of counts.values()) {
-          const had = symBytes.get(c.domain, c.caller, c.site);
-          const unmap = had ? saturated(fromDb(had.unmap_bytes) + c.unmap_bytes) : c.unmap_bytes;
-          const cut = had ? saturated(fromDb(had.cut_bytes) + c.cut_bytes) : c.cut_bytes;
+        for (const [key, c] of counts) {
+          let had = written.get(key);
+          if (had === undefined) {
+            const row = symBytes.get(c.domain, c.caller, c.site);
+            had = row ? { unmap: fromDb(row.unmap_bytes), cut: fromDb(row.cut_bytes) } : { unmap: 0n, cut: 0n };
+          }
+          const unmap = saturated(had.unmap + c.unmap_bytes);
+          const cut = saturated(had.cut + c.cut_bytes);
           upsertSym.run({ ...c, unmap_bytes: toDb(unmap), cut_bytes: toDb(cut) });
+          written.set(key, { unmap, cut });
         }
         counts.clear();
       },
