@@ -190,6 +190,9 @@ export class EventStore {
    * its domains and inferred mappings (`KEY:domain:NAME`, `KEY:LINE:before0`) are not of that form.
    */
   private keyHasStoredIds = new Map<string, boolean>();
+  /** The largest line stored from each `origins` row, by id, once asked (`lastLineOf`); kept up to date by `append`. */
+  private lineMax = new Map<number, number>();
+  private readonly maxLine: Database.Statement<[origin: number], number | null>;
   private readonly storedIdWithKey: Database.Statement<[from: string, to: string], number>;
   private readonly headStmt: Database.Statement<[], { position: number; hash: Buffer }>;
   /**
@@ -216,6 +219,7 @@ export class EventStore {
     this.hasLine = this.db
       .prepare<[origin: number, line: number], number>("SELECT position FROM events WHERE origin = ? AND line = ? AND event_id = ''")
       .pluck();
+    this.maxLine = this.db.prepare<[origin: number], number | null>('SELECT max(line) FROM events WHERE origin = ?').pluck().safeIntegers(false);
     this.originsOfKey = this.db
       .prepare<[key: string], number>('SELECT id FROM origins WHERE substr(digest, 1, 24) = ? ORDER BY id')
       .pluck()
@@ -269,10 +273,19 @@ export class EventStore {
       if (given !== undefined) return given;
     }
     for (const origin of this.originsOf(imported.key)) {
+      // Past the last line stored from this file, none is: no look-up (a first import asks for every line).
+      if (imported.line > this.lastLineOf(origin)) continue;
       const p = this.hasLine.get(origin, imported.line);
       if (p !== undefined) return p;
     }
     return undefined;
+  }
+
+  /** The largest line stored from an `origins` row (0 when none), read once, then kept as this store appends. */
+  private lastLineOf(origin: number): number {
+    let max = this.lineMax.get(origin);
+    if (max === undefined) this.lineMax.set(origin, (max = this.maxLine.get(origin) ?? 0));
+    return max;
   }
 
   /** The `origins` rows of the files whose key (first 24 hex digits of the digest) is this. */
@@ -301,6 +314,7 @@ export class EventStore {
     this.origins.clear();
     this.keyOrigins.clear();
     this.keyHasStoredIds.clear();
+    this.lineMax.clear();
   }
 
   /** True when the file holds no event now: read afresh, other processes' commits included. */
@@ -402,6 +416,7 @@ export class EventStore {
       const line = importedIdParts(row.id);
       if (line !== undefined && this.keyHasStoredIds.get(line.key) === false) this.keyHasStoredIds.set(line.key, true);
     }
+    const origin = o === null ? null : this.originId(o);
     this.insEvent.run(
       position,
       streamId,
@@ -413,9 +428,13 @@ export class EventStore {
       e.time,
       row.data,
       Buffer.from(h, 'hex'),
-      o === null ? null : this.originId(o),
+      origin,
       o === null ? null : o.line,
     );
+    if (origin !== null) {
+      const max = this.lineMax.get(origin);
+      if (max !== undefined && o!.line > max) this.lineMax.set(origin, o!.line);
+    }
     this.headPos = position;
     this.headHash = h;
     return position;

@@ -179,6 +179,31 @@ describe('the compact events row (schema 9)', () => {
     l.close();
   });
 
+  it("a line is looked up only up to the last line stored from its file, which each writer keeps as it appends and reads again after another's commit or a rollback", () => {
+    const path = tempDb();
+    const a = new Ledger(path);
+    const b = new Ledger(path);
+    const from = (line: number): Origin => ({ source: 'trace.txt', digest: DIGEST_A, line });
+    const map = (i: number) => parseCommand({ op: 'map', domain: 'd0', iova: `0x${(0x100000 + i * 0x1000).toString(16)}`, paddr: '0x1000', size: '4K' });
+    const dup = (outs: Array<{ duplicate?: boolean }>) => outs.map((o) => o.duplicate ?? false);
+    a.appendRaw([{ op: 'domain', domain: 'd0', profile: 'intel-vtd' }]);
+    // Lines out of order, then again: each one stored is found, whether below or above the others.
+    expect(dup(a.append([5, 2, 9, 2, 9, 5].map((line, i) => ({ cmd: map(i), from: from(line) }))))).toEqual([false, false, false, true, true, true]);
+    expect(dup(a.append([3, 9, 10, 10].map((line, i) => ({ cmd: map(10 + i), from: from(line) }))))).toEqual([false, true, false, true]);
+    // Another connection stores lines past what `a` has seen: `a` finds them in its next transaction.
+    expect(dup(b.append([11, 12].map((line, i) => ({ cmd: map(20 + i), from: from(line) }))))).toEqual([false, false]);
+    expect(dup(a.append([12, 13, 11].map((line, i) => ({ cmd: map(30 + i), from: from(line) }))))).toEqual([true, false, true]);
+    // A rolled-back transaction's lines are not stored: the same lines later are new.
+    expect(() =>
+      a.append([{ cmd: map(40), from: from(20) }, { cmd: parseCommand({ op: 'map', domain: 'nope', iova: '0x0', paddr: '0x0', size: '4K' }) }]),
+    ).toThrow(/nope/);
+    expect(dup(a.append([{ cmd: map(41), from: from(20) }]))).toEqual([false]);
+    expect(a.db.prepare('SELECT line FROM events WHERE origin IS NOT NULL ORDER BY position').pluck().all()).toEqual([5, 2, 9, 3, 10, 11, 12, 13, 20]);
+    expect(a.store.verify().ok).toBe(true);
+    a.close();
+    b.close();
+  });
+
   it('a rolled-back transaction takes its new origin away, and the next one makes it again (no row naming a missing origin)', () => {
     const path = tempDb();
     const l = new Ledger(path);
