@@ -7,27 +7,26 @@
 import type Database from 'better-sqlite3';
 import { hex, type Range } from '../core/address.js';
 import { Domain, runEnd, type MapOrigin, type MapResult, type Run, type UnmapResult } from '../core/domain.js';
-import { IntervalSet, type Interval } from '../core/intervals.js';
-import { SteppingTracker, type StepVerdict } from '../core/stepping.js';
+import type { Interval } from '../core/intervals.js';
+import type { StepVerdict } from '../core/stepping.js';
 import { classifyUnmap, tryUnmap, type SymmetryClass } from '../core/symmetry.js';
 import { customProfile } from '../core/profile-spec.js';
 import { LedgerFault } from '../core/errors.js';
 import { describeProfile, profileFromDescriptor, resolveProfile, type Profile, type ProfileDescriptor } from '../core/profile.js';
 import type { OpenOptions } from '../events/db.js';
-import { BEFORE_TRACE_CALLER, decodeStoredEvent, parseCommand, type Command, type EventType, type Origin, type Who } from '../events/schema.js';
+import { BEFORE_TRACE_CALLER, parseCommand, type Command, type EventType, type Origin, type Who } from '../events/schema.js';
 import { encodeMapBody, encodeUnmapBody } from '../events/encode.js';
 import { derivedId, importedId } from '../events/compact.js';
-import { decodeBody, type DecodedBody, type MapFields, type UnmapFields } from '../events/decode.js';
+import { decodeBody, type MapFields, type UnmapFields } from '../events/decode.js';
 import { DomainReplay, replayMap, replayUnmap, type ReplayedDomain } from '../events/replay.js';
 import { ChainWalk, ConcurrencyError, EventStore, type VerifyResult } from '../events/store.js';
-import { CorruptEventError, eventName, shown, unfitEvent } from '../events/stored.js';
-import { BrokenChainError, CorruptProjectionError, projectionJson, recreateProjectionTables, unreadable } from './corrupt.js';
-import { fromDb, toDb } from './codec.js';
-import { pageSizeOf, runLogComplete, runsByRows, runsFromLog, RunWriter, shiftOf } from './runlog.js';
-import { decodeIntent, IntentWriter } from './intentsnap.js';
+import { unfitEvent } from '../events/stored.js';
+import { BrokenChainError, recreateProjectionTables, unreadable } from './corrupt.js';
+import { toDb } from './codec.js';
+import { RunWriter, shiftOf } from './runlog.js';
+import { IntentWriter } from './intentsnap.js';
 import { deleteMeta } from './meta.js';
-import { RecentRemovals } from './removals.js';
-import { prepareLedgerStatements, type EventRow, type IntentRowRaw, type LedgerStatements } from './statements.js';
+import { prepareLedgerStatements, type LedgerStatements } from './statements.js';
 import {
   ProjectionSet,
   type CollateralFinding,
@@ -38,11 +37,24 @@ import {
   type RunChanges,
   type UnmapClassification,
 } from './registry.js';
-import { stepCaseOf } from './findings.js';
+import {
+  decodeEventRow,
+  intentOf,
+  intern,
+  loadDomainState,
+  newDomainState,
+  originReader,
+  StoredOrigin,
+  UNKNOWN_CALLER,
+  type DomainState,
+  type OriginInfo,
+  type StoredRead,
+} from './domain-state.js';
+
+export { UNKNOWN_CALLER };
 import { HW_CHECKPOINT_EVERY } from './hardware.js';
 import { saturated } from './symmetry.js';
 
-export const UNKNOWN_CALLER = '(unknown)';
 /** Callers that are nobody in particular: their pages are never "another owner's" (core/stepping.ts). */
 const ANONYMOUS_CALLERS: ReadonlySet<string> = new Set([BEFORE_TRACE_CALLER]);
 
@@ -102,40 +114,14 @@ export interface AppendOptions {
 /** What an unmap's item says of its finding (findings.ts), as `projectUnmap` finds it. */
 type FindingFacts = Pick<Extract<Decided, { type: 'unmap' }>, 'collateral' | 'settled' | 'progressed' | 'verdict' | 'pending'>;
 
-/** A stored event read back by the ledger: its typed body, who asked, and the body as stored. */
-type StoredRead = DecodedBody & { who: Who; stored: Record<string, unknown> };
+/** A domain's decision state (domain-state.ts). */
+type Ctx = DomainState;
 
 /**
  * An interval of a caller's intent: its value is the position of the map event it comes from,
  * its `tag` the interval's intent row id, given when it is born (intent.ts writes the row).
  */
 type IntentInterval = Interval;
-
-interface OriginInfo {
-  caller: string;
-  site: string;
-}
-
-interface Ctx {
-  id: number;
-  name: string;
-  profile: Profile;
-  version: number;
-  destroyed: boolean;
-  core: Domain;
-  intent: Map<string, IntervalSet>;
-  /** The runs table row of each live run (given at its birth: runs.ts writes it), and when it became valid. */
-  rowOf: Map<Run, { row: number; from: number }>;
-  info: WeakMap<MapOrigin, OriginInfo>;
-  /** Longest run ever stored (bounds IOVA look-ups in the runs table). */
-  maxSpan: bigint;
-  invalidations: number;
-  invalidatedBytes: bigint;
-  /** Runs ended since the projections were last flushed (their rows may not say so yet), in order of their end. */
-  endedPending: RecentRemovals;
-  /** Over-unmaps not yet known to be stepped or harmful (core/stepping.ts). */
-  steps: SteppingTracker;
-}
 
 /** Mutable parts of the projection writer, one per append or rebuild. */
 interface Batch {
@@ -353,147 +339,25 @@ export class Ledger {
   }
 
   private newCtx(id: number, name: string, profile: Profile, version: number, destroyed: boolean): Ctx {
-    const c: Ctx = {
-      id,
-      name,
-      profile,
-      version,
-      destroyed,
-      core: new Domain(profile),
-      intent: new Map(),
-      rowOf: new Map(),
-      info: new WeakMap(),
-      maxSpan: 0n,
-      invalidations: 0,
-      invalidatedBytes: 0n,
-      endedPending: new RecentRemovals(),
-      steps: new SteppingTracker(),
-    };
+    const c = newDomainState(id, name, profile, version, destroyed);
     this.ctxs.set(name, c);
     return c;
   }
 
-  /** Rebuilds one domain's live state from the projection tables. */
+  /** Takes one domain's live state back from the projection tables (domain-state.ts). */
   private loadCtx(name: string): Ctx | undefined {
-    const raw = this.s.stream.get(name);
-    if (!raw) return undefined;
-    const row = { id: Number(raw.id), version: Number(raw.version), destroyed_at: raw.destroyed_at, max_span: raw.max_span };
-    // The profile as the hashed domain-created event says (streams.profile is only a copy).
-    const created = this.s.createdEvent.get(row.id);
-    if (created && created.type !== 'domain-created') {
-      throw unfitEvent(
-        eventName(created.position, created.event_id),
-        `the first event of domain ${name} is a ${shown(created.type)} event, not domain-created`,
-      );
-    }
-    const desc = created
-      ? (this.decodeRow(created) as StoredRead & { type: 'domain-created' }).body.profile
-      : projectionJson<ProfileDescriptor>(() => `the profile of domain ${name} (streams.profile)`, raw.profile);
-    const profile = profileOfStream(name, desc);
-    const c = this.newCtx(row.id, name, profile, row.version, row.destroyed_at !== null);
-    // The live runs from the run log (the runs table while the log is not filled in). Each one's
-    // map event (its region and caller) is read when first needed: an append touches few of
-    // them, and reading them all took ~0.4 s for the 42,000 of a million-event ledger.
-    const cols = (runLogComplete(this.db) ? runsFromLog : runsByRows)(this.db, row.id, this.store.lastPosition);
-    const origins = new Map<number, MapOrigin>();
-    const loaded: Run[] = [];
-    for (let i = 0; i < cols.n; i++) {
-      const mapPos = cols.mapPos[i]!;
-      let origin = origins.get(mapPos);
-      if (!origin) {
-        const k = cols.caller[i]!;
-        origin = new StoredOrigin(mapPos, cols.prot[i]!, this.readOrigin, k ? cols.names[k - 1] : undefined);
-        origins.set(mapPos, origin);
-      }
-      const shift = cols.shift[i]!;
-      const lv = cols.level[i]!;
-      if (profile.format.levels[lv] === undefined || shift < profile.format.levels[lv]!.shift) {
-        throw unreadable(
-          `the live runs of domain ${name} (run_log and run_snapshots)`,
-          `a run at ${hex(cols.iova[i]!)} has level ${lv} and page shift ${shift}, which the ${profile.format.name} format has not`,
-        );
-      }
-      const run: Run = {
-        iova: cols.iova[i]!,
-        paddr: cols.paddr[i]!,
-        pageSize: pageSizeOf(shift),
-        count: BigInt(cols.count[i]!),
-        level: lv,
-        repeat: 2 ** (shift - profile.format.levels[lv]!.shift),
-        origin,
-      };
-      c.rowOf.set(run, { row: cols.id[i]!, from: cols.from[i]! });
-      loaded.push(run);
-    }
-    try {
-      c.core.load(loaded);
-    } catch (e) {
-      if (e instanceof CorruptProjectionError || e instanceof CorruptEventError) throw e;
-      throw unreadable(`the live runs of domain ${name} (run_log and run_snapshots)`, (e as Error).message);
-    }
-    c.maxSpan = fromDb(row.max_span);
-    c.steps.load(this.s.pendingSteps.all(row.id).map((r) => stepCaseOf(r.position, intern(r.caller), r.step_state)));
-    c.invalidations = Number(raw.invalidations);
-    c.invalidatedBytes = fromDb(raw.invalidated_bytes);
-    if (this.loadIntentFromSnapshot(c)) return c;
-    // No snapshot: rows as arrays, 4096 at a time in (caller, iova) order: a ledger can hold
-    // hundreds of thousands of live intent rows, and an object per row (or an iterator) cost
-    // ~1.3x as much. A caller's intervals never overlap, so (caller, iova) identifies a row.
-    const intents = this.db
-      .prepare<[domain: number, caller: string, iova: bigint], IntentRowRaw>(
-        `SELECT id, caller, iova, iova_last, coalesce(map_pos, valid_from) FROM intent INDEXED BY intent_caller
-          WHERE domain = ? AND (caller, iova) >= (?, ?) AND valid_to IS NULL ORDER BY caller, iova LIMIT 4096`,
-      )
-      .raw(true)
-      .safeIntegers(true);
-    let from: [string, bigint] = ['', toDb(0n)];
-    for (;;) {
-      const rows = intents.all(row.id, from[0], from[1]);
-      let set: IntervalSet | undefined;
-      let setOf = '';
-      for (const r of rows) {
-        if (set === undefined || r[1] !== setOf) {
-          setOf = r[1];
-          set = this.intentOf(c, intern(setOf));
-        }
-        set.load(fromDb(r[2]), fromDb(r[3]) + 1n, Number(r[4]), Number(r[0]));
-      }
-      if (rows.length < 4096) break;
-      const last = rows[rows.length - 1]!;
-      from = [last[1], last[2] + 1n];
-    }
+    const c = loadDomainState({ db: this.db, s: this.s, lastPosition: this.store.lastPosition, readOrigin: this.readOrigin }, name);
+    if (c) this.ctxs.set(name, c);
     return c;
   }
 
-  /** The region and caller of a stored map event (for a StoredOrigin). */
-  private readonly readOrigin = (pos: number): OriginFields => {
-    const ev = this.storedEvent(pos);
-    if (ev?.type !== 'map')
-      throw unreadable(
-        'the live runs (run_log and run_snapshots)',
-        `a live run names event #${pos} as its map, which is ${ev ? `a ${ev.type} event` : 'not stored'}`,
-      );
-    return {
-      iova: ev.body.iova,
-      paddr: ev.body.paddr,
-      size: ev.body.size,
-      info: { caller: intern(ev.who.caller ?? UNKNOWN_CALLER), site: intern(ev.who.site ?? '') },
-    };
-  };
+  /** The region and caller of a stored map event (for a StoredOrigin), on the current statements. */
+  private readonly readOrigin = (pos: number) => originReader(this.s)(pos);
 
   /** A stored event read by its position, decoded through the schema of stored events (one that does not fit is named). */
   private storedEvent(pos: number): StoredRead | undefined {
     const ev = this.s.eventData.get(pos);
-    return ev && this.decodeRow(ev);
-  }
-
-  /** A stored event row checked (decodeStoredEvent) and typed (decodeBody), with who asked and its body as stored. */
-  private decodeRow(ev: EventRow): StoredRead {
-    const data = decodeStoredEvent(ev.type, ev.data, () => eventName(ev.position, ev.event_id));
-    const d = decodeBody(ev.type as EventType, data.body) as StoredRead;
-    d.who = data.who ?? {};
-    d.stored = data.body;
-    return d;
+    return ev && decodeEventRow(ev);
   }
 
   /** The caller and site of a map origin: recorded when mapped in this process, else read from its event. */
@@ -504,15 +368,6 @@ export class Ledger {
   /** The caller of a map origin, for the run log (without reading its event when the log said it). */
   private callerOf(ctx: Ctx, o: MapOrigin): string | undefined {
     return ctx.info.get(o)?.caller ?? (o instanceof StoredOrigin ? o.caller : undefined);
-  }
-
-  private intentOf(c: Ctx, caller: string): IntervalSet {
-    let s = c.intent.get(caller);
-    if (!s) {
-      s = new IntervalSet();
-      c.intent.set(caller, s);
-    }
-    return s;
   }
 
   // ---- one command ----
@@ -584,32 +439,6 @@ export class Ledger {
       for (const iv of ctx.intent.get(caller)!) live.push(iv.tag, iv.start, iv.end - 1n, iv.value, k);
     });
     item.intentSnapshot = { callers, live, maxId: this.intentId() - 1 };
-  }
-
-  /**
-   * A domain's live intent from its latest snapshot: the snapshot's intervals that have not
-   * ended since, and the rows born after it. False when the domain has no snapshot (a ledger
-   * from before schema 6, or fewer events than the cadence).
-   */
-  private loadIntentFromSnapshot(c: Ctx): boolean {
-    const snap = this.s.intentSnap.get(c.id);
-    if (!snap) return false;
-    const ended = new Set(this.s.intentEndedSince.all(c.id, snap.position));
-    const what = () => `the intent snapshot of domain ${c.name} at event #${snap.position} (intent_snapshots)`;
-    const callers = projectionJson<unknown>(what, snap.callers);
-    if (!Array.isArray(callers) || !callers.every((x) => typeof x === 'string')) throw unreadable(what(), 'its callers are not a list of names');
-    const names = callers.map((n: string) => intern(n));
-    const sets = names.map((n) => this.intentOf(c, n));
-    const cols = decodeIntent(snap.data, names.length, what);
-    for (let i = 0; i < cols.n; i++) {
-      const id = cols.id[i]!;
-      if (ended.has(id)) continue;
-      sets[cols.caller[i]!]!.load(cols.first[i]!, cols.last[i]! + 1n, cols.mapPos[i]!, id);
-    }
-    for (const r of this.s.intentBornAfter.all(snap.max_id, c.id)) {
-      this.intentOf(c, intern(r[1])).load(fromDb(r[2]), fromDb(r[3]) + 1n, Number(r[4]), Number(r[0]));
-    }
-    return true;
   }
 
   private executeOne(inp: Input, index: number, batch: Batch): Outcome {
@@ -886,7 +715,7 @@ export class Ledger {
   }
 
   private addIntent(ctx: Ctx, caller: string, start: bigint, end: bigint, pos: number): void {
-    for (const iv of this.intentOf(ctx, caller).add(start, end, pos)) this.bornIntent(caller, iv);
+    for (const iv of intentOf(ctx, caller).add(start, end, pos)) this.bornIntent(caller, iv);
   }
 
   /** The id the next intent row gets (read when first needed in a write transaction). */
@@ -1212,70 +1041,5 @@ function dropUndefined<T extends Record<string, unknown>>(o: T): T {
   return o;
 }
 
-interface OriginFields {
-  iova: bigint;
-  paddr: bigint;
-  size: bigint;
-  info: OriginInfo;
-}
-
-/**
- * The map origin of a run loaded from the ledger: its position and prot are in the run log; its
- * region and caller are read from the map event on first use.
- */
-class StoredOrigin implements MapOrigin {
-  private f: OriginFields | undefined;
-  constructor(
-    readonly ref: number,
-    readonly prot: number,
-    private readonly read: (pos: number) => OriginFields,
-    /** The caller, when the run log said it (schema 7): the event is then read only for the rest. */
-    private readonly knownCaller?: string,
-  ) {}
-  get caller(): string {
-    return this.knownCaller ?? this.fields.info.caller;
-  }
-  private get fields(): OriginFields {
-    return (this.f ??= this.read(this.ref));
-  }
-  get iova(): bigint {
-    return this.fields.iova;
-  }
-  get paddr(): bigint {
-    return this.fields.paddr;
-  }
-  get size(): bigint {
-    return this.fields.size;
-  }
-  get info(): OriginInfo {
-    return this.fields.info;
-  }
-}
-
 /** Runs longer than this are found through the runs_long index (schema 4). */
 const LONG_RUN = 2n * 1024n * 1024n;
-
-const interned = new Map<string, string>();
-/**
- * One flat copy of each caller or site name. V8 makes a substring of 13 or more characters a
- * slice that keeps its parent string alive; a name parsed out of a 64 KiB read chunk and held by
- * a long-lived map would pin the chunk (an import kept ~50 MB of old chunks this way).
- */
-function intern(s: string): string {
-  let v = interned.get(s);
-  if (v === undefined) {
-    if (interned.size > 100_000) interned.clear(); // names are few; this only bounds a pathological input
-    v = JSON.parse(JSON.stringify(s)) as string;
-    interned.set(v, v);
-  }
-  return v;
-}
-
-/** A domain's profile from its stored descriptor; one that does not describe a profile is named. */
-function profileOfStream(name: string, desc: ProfileDescriptor): Profile {
-  try {
-    return profileFromDescriptor(desc);
-  } catch (e) {
-    throw unreadable(`the profile of domain ${name} (streams.profile)`, (e as Error).message);
-  }
-}
