@@ -350,6 +350,9 @@ export class Decider {
     const collateral: CollateralFinding[] = r.collateral.map((c) => {
       const owners: string[] = [];
       for (const [who, set] of ctx.intent) if (set.intersects(c.start, c.end)) owners.push(who);
+      // By name: the intent map's order is the order callers were first seen, which a domain
+      // reloaded from its snapshot (callers sorted) does not keep; a finding must not depend on it.
+      owners.sort();
       return {
         iova: c.start,
         size: c.end - c.start,

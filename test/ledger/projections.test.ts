@@ -70,6 +70,44 @@ describe('projections', () => {
     );
   });
 
+  it("names the callers who still intended an over-unmap's collateral in the same order whether or not the ledger was reopened before it (found by the run-log property below)", () => {
+    // vfio is the domain's first caller; dma-api's 2M map is unmapped by vfio (dma-api still intends
+    // it) and mapped again by vfio; kvm's 4K unmap inside the 2M page then takes the rest as
+    // collateral that both still intend. A fresh ledger met vfio first, a reopened one loads the
+    // callers sorted by name: the finding named them in those two orders.
+    const cmds = [
+      { op: 'domain', domain: 'd0', profile: 'intel-vtd' },
+      { op: 'map', domain: 'd0', iova: '0x10000000', paddr: '0x90000000', size: '4K', caller: 'vfio' },
+      { op: 'map', domain: 'd0', iova: '0x200000', paddr: '0x400000', size: '2M', caller: 'dma-api' },
+      { op: 'unmap', domain: 'd0', iova: '0x200000', size: '2M', caller: 'vfio' },
+      { op: 'map', domain: 'd0', iova: '0x200000', paddr: '0x400000', size: '2M', caller: 'vfio' },
+      { op: 'unmap', domain: 'd0', iova: '0x201000', size: '4K', caller: 'kvm' },
+    ];
+    const findings = (reopen: boolean) => {
+      const path = tempDb();
+      let l = new Ledger(path);
+      l.appendRaw(cmds.slice(0, -1));
+      if (reopen) {
+        l.close();
+        l = new Ledger(path);
+      }
+      l.appendRaw(cmds.slice(-1));
+      const rows = l.db.prepare('SELECT position, detail, step, step_others FROM unmap_findings ORDER BY position').all();
+      const incremental = projectionSnapshot(l.db);
+      l.rebuild();
+      expect(projectionSnapshot(l.db)).toEqual(incremental);
+      l.close();
+      return rows as Array<{ detail: string }>;
+    };
+    const fresh = findings(false);
+    expect(fresh).toEqual(findings(true));
+    const owners = (JSON.parse(fresh.at(-1)!.detail) as { collateral: Array<{ owner: string[] }> }).collateral.map((c) => c.owner);
+    expect(owners).toEqual([
+      ['dma-api', 'vfio'],
+      ['dma-api', 'vfio'],
+    ]);
+  });
+
   it('closes each piece of a cut intent in its own row (found by the property above: the pieces shared one row id)', () => {
     const cmds = [
       { op: 'domain', domain: 'd0', profile: 'arm-lpae-4k' },
