@@ -16,6 +16,7 @@ import type { Interval } from '../core/intervals.js';
 import type { StepVerdict } from '../core/stepping.js';
 import { classifyUnmap, tryUnmap } from '../core/symmetry.js';
 import { BEFORE_TRACE_CALLER, type Origin, type Who } from '../events/schema.js';
+import type { FaultFields, MapFields, UnmapFields } from '../events/decode.js';
 import { unreadable } from './corrupt.js';
 import { toDb } from './codec.js';
 import { RunWriter, shiftOf } from './runlog.js';
@@ -79,6 +80,42 @@ export class Decider {
     const batch = this.decided;
     this.decided = [];
     return batch;
+  }
+
+  /** A map the core carried out or refused: its facts queued for the projections (append and rebuild alike). */
+  map(ctx: Ctx, pos: number, who: Who, from: Origin | undefined, caller: string, site: string, body: MapFields, r: MapResult): void {
+    const settled = this.projectMap(ctx, pos, caller, site, r, body.iova, body.size, body.inferred !== undefined);
+    this.decide(ctx, pos, who, from, caller, site, settled ? { type: 'map', body, result: r, settled } : { type: 'map', body, result: r });
+  }
+
+  /**
+   * An unmap the core carried out (classified before it did: `classify`), with the bytes recorded as
+   * unmapped (`body.unmapped`) and the profile's prediction: its facts queued for the projections.
+   * Returns those of its finding (its collateral, for the command's outcome).
+   */
+  unmap(
+    ctx: Ctx,
+    pos: number,
+    who: Who,
+    from: Origin | undefined,
+    caller: string,
+    site: string,
+    body: UnmapFields,
+    r: UnmapResult,
+    predicted: bigint,
+    classification: UnmapClassification,
+  ): FindingFacts {
+    const found = this.projectUnmap(ctx, pos, caller, body.iova, body.size, r, body.unmapped, predicted);
+    this.decide(ctx, pos, who, from, caller, site, { type: 'unmap', body, result: r, recorded: body.unmapped, predicted, classification, ...found });
+    return found;
+  }
+
+  /** An IO page fault: the verdicts it settles and its cause, queued for the projections. Returns the cause. */
+  fault(ctx: Ctx, pos: number, who: Who, from: Origin | undefined, caller: string, site: string, body: FaultFields): FaultCause {
+    const settled = this.settle(ctx, ctx.steps.fault(body.iova, pos));
+    const cause = this.faultCause(ctx, body.iova);
+    this.decide(ctx, pos, who, from, caller, site, settled ? { type: 'fault', body, cause, settled } : { type: 'fault', body, cause });
+    return cause;
   }
 
   /** How many events are decided and not taken yet. */
@@ -190,7 +227,16 @@ export class Decider {
    * A map's facts for the projections (runs, intent), the same when appending and rebuilding. Returns
    * the verdicts it gives earlier over-unmaps by mapping into their collateral (for its item).
    */
-  projectMap(ctx: Ctx, pos: number, caller: string, site: string, r: MapResult, iova: bigint, size: bigint, inferred: boolean): StepVerdict[] | undefined {
+  private projectMap(
+    ctx: Ctx,
+    pos: number,
+    caller: string,
+    site: string,
+    r: MapResult,
+    iova: bigint,
+    size: bigint,
+    inferred: boolean,
+  ): StepVerdict[] | undefined {
     if (!r.ok) return undefined;
     const settled = inferred ? undefined : this.settle(ctx, ctx.steps.map(caller, iova, iova + size, pos));
     ctx.info.set(r.runs[0]!.origin, { caller, site });
@@ -323,7 +369,7 @@ export class Decider {
    * appending and rebuilding, and the facts of its finding (findings.ts): its collateral with who
    * mapped and who still intended each piece, and what the stepping tracker settled or learned.
    */
-  projectUnmap(ctx: Ctx, pos: number, caller: string, iova: bigint, size: bigint, r: UnmapResult, recorded: bigint, predicted: bigint): FindingFacts {
+  private projectUnmap(ctx: Ctx, pos: number, caller: string, iova: bigint, size: bigint, r: UnmapResult, recorded: bigint, predicted: bigint): FindingFacts {
     // This unmap is its caller's next one: it settles the caller's undecided over-unmaps.
     const steps = ctx.steps.unmap(caller, iova, iova + size, pos);
     const settled = this.settle(ctx, steps.verdicts);
@@ -390,7 +436,7 @@ export class Decider {
    * Verdicts the tracker gave earlier over-unmaps (the findings projection writes them): a stepped
    * one's collateral leaves its caller's intent. Returns them, or undefined when there are none.
    */
-  settle(ctx: Ctx, verdicts: StepVerdict[]): StepVerdict[] | undefined {
+  private settle(ctx: Ctx, verdicts: StepVerdict[]): StepVerdict[] | undefined {
     if (!verdicts.length) return undefined;
     for (const v of verdicts) if (v.stepped) this.forgetCollateral(ctx, v);
     return verdicts;
@@ -412,7 +458,7 @@ export class Decider {
   }
 
   /** Why an IO page fault happened: what last removed the page at iova, if anything (the faults projection stores it: faults.ts). */
-  faultCause(ctx: Ctx, iova: bigint): FaultCause {
+  private faultCause(ctx: Ctx, iova: bigint): FaultCause {
     const live = ctx.core.find(iova);
     if (live)
       return { cause: 'mapped', position: null, detail: { mappedBy: live.origin.ref, note: 'the page is mapped: a permission or a device-side fault' } };

@@ -367,16 +367,7 @@ export class Ledger {
         }
         if (cmd.inferred !== undefined) fields.inferred = cmd.inferred;
         this.appendEvent(ctx, 'map', id, cmd.time, encodeMapBody(fields), who, inp.from, batch);
-        const settled = this.d.projectMap(ctx, pos, caller, site, r, cmd.iova, cmd.size, cmd.inferred !== undefined);
-        this.d.decide(
-          ctx,
-          pos,
-          who,
-          inp.from,
-          caller,
-          site,
-          settled ? { type: 'map', body: fields, result: r, settled } : { type: 'map', body: fields, result: r },
-        );
+        this.d.map(ctx, pos, who, inp.from, caller, site, fields, r);
         return out;
       }
       case 'unmap': {
@@ -403,28 +394,15 @@ export class Ledger {
         }
         this.appendEvent(ctx, 'unmap', id, cmd.time, encodeUnmapBody(fields), who, inp.from, batch);
         Object.assign(out, { ok: r.ok, errno: r.errno, reason: r.reason, unmapped: recorded, predicted, symmetry: classification.analysis.class });
-        const found = this.d.projectUnmap(ctx, pos, caller, cmd.iova, cmd.size, r, recorded, predicted);
-        out.collateral = found.collateral;
+        out.collateral = this.d.unmap(ctx, pos, who, inp.from, caller, site, fields, r, predicted, classification).collateral;
         out.leftMapped = r.leftMapped;
-        this.d.decide(ctx, pos, who, inp.from, caller, site, { type: 'unmap', body: fields, result: r, recorded, predicted, classification, ...found });
         return out;
       }
       case 'fault': {
         const stored = dropUndefined({ iova: hex(cmd.iova), device: cmd.device, driver: cmd.driver, flags: cmd.flags });
         this.appendEvent(ctx, 'fault', id, cmd.time, stored, who, inp.from, batch);
         const fields = dropUndefined({ iova: cmd.iova, device: cmd.device, driver: cmd.driver, flags: cmd.flags });
-        const settled = this.d.settle(ctx, ctx.steps.fault(cmd.iova, pos));
-        const cause = this.d.faultCause(ctx, cmd.iova);
-        out.faultCause = cause.cause;
-        this.d.decide(
-          ctx,
-          pos,
-          who,
-          inp.from,
-          caller,
-          site,
-          settled ? { type: 'fault', body: fields, cause, settled } : { type: 'fault', body: fields, cause },
-        );
+        out.faultCause = this.d.fault(ctx, pos, who, inp.from, caller, site, fields).cause;
         return out;
       }
       case 'attach':
@@ -539,8 +517,7 @@ export class Ledger {
           const body = ev.body;
           const r = replayMap(ctx.core, pos, body);
           if (r.ok !== body.ok) mismatches++;
-          const settled = this.d.projectMap(ctx, pos, caller, site, r, body.iova, body.size, body.inferred !== undefined);
-          this.d.decide(ctx, pos, who, from, caller, site, settled ? { type: 'map', body, result: r, settled } : { type: 'map', body, result: r });
+          this.d.map(ctx, pos, who, from, caller, site, body, r);
         } else if (ev.type === 'unmap') {
           const body = ev.body;
           const { iova, size } = body;
@@ -549,20 +526,9 @@ export class Ledger {
           const stored = body.predicted ?? body.unmapped;
           const predicted = r.predicted ?? r.unmappedSize;
           if (r.ok !== body.ok || predicted !== stored) mismatches++;
-          const found = this.d.projectUnmap(ctx, pos, caller, iova, size, r, body.unmapped, predicted);
-          this.d.decide(ctx, pos, who, from, caller, site, { type: 'unmap', body, result: r, recorded: body.unmapped, predicted, classification, ...found });
+          this.d.unmap(ctx, pos, who, from, caller, site, body, r, predicted, classification);
         } else if (ev.type === 'fault') {
-          const settled = this.d.settle(ctx, ctx.steps.fault(ev.body.iova, pos));
-          const cause = this.d.faultCause(ctx, ev.body.iova);
-          this.d.decide(
-            ctx,
-            pos,
-            who,
-            from,
-            caller,
-            site,
-            settled ? { type: 'fault', body: ev.body, cause, settled } : { type: 'fault', body: ev.body, cause },
-          );
+          this.d.fault(ctx, pos, who, from, caller, site, ev.body);
         } else {
           if (ev.type === 'domain-destroyed') this.d.destroyState(ctx, pos);
           this.d.decide(ctx, pos, who, from, caller, site, ev);
