@@ -25,7 +25,7 @@ import type { LedgerStatements } from './statements.js';
 import type { CollateralFinding, Decided, Decision, FaultCause, IntentChanges, RunChanges, UnmapClassification } from './registry.js';
 import { HW_CHECKPOINT_EVERY } from './hardware.js';
 import { saturated } from './symmetry.js';
-import { decodeEventRow, intentOf, originReader, StoredOrigin, UNKNOWN_CALLER, type DomainState, type OriginInfo, type StoredRead } from './domain-state.js';
+import { decodeEventRow, intentOf, StoredOrigin, UNKNOWN_CALLER, type DomainState, type OriginInfo, type StoredRead } from './domain-state.js';
 
 /** Callers that are nobody in particular: their pages are never "another owner's" (core/stepping.ts). */
 const ANONYMOUS_CALLERS: ReadonlySet<string> = new Set([BEFORE_TRACE_CALLER]);
@@ -138,11 +138,8 @@ export class Decider {
     this.decided = [];
   }
 
-  /** The region and caller of a stored map event (for a StoredOrigin), on the current statements. */
-  readonly readOrigin = (pos: number) => originReader(this.s)(pos);
-
   /** A stored event read by its position, decoded through the schema of stored events (one that does not fit is named). */
-  storedEvent(pos: number): StoredRead | undefined {
+  private storedEvent(pos: number): StoredRead | undefined {
     const ev = this.s.eventData.get(pos);
     return ev && decodeEventRow(ev);
   }

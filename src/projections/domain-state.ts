@@ -25,12 +25,11 @@ import { stepCaseOf } from './findings.js';
 /** The caller of an event that names none. */
 export const UNKNOWN_CALLER = '(unknown)';
 
-/** Where a domain's state is read from: the ledger's connection and statements, the position it is at, how map events are read. */
+/** Where a domain's state is read from: the ledger's connection and statements, and the position it is at. */
 export interface StateSource {
   db: Database.Database;
   s: LedgerStatements;
   lastPosition: number;
-  readOrigin: (pos: number) => OriginFields;
 }
 
 /** Who mapped: the caller and call site of a map event. */
@@ -113,13 +112,14 @@ export function loadDomainState(src: StateSource, name: string): DomainState | u
   // them, and reading them all took ~0.4 s for the 42,000 of a million-event ledger.
   const cols = (runLogComplete(db) ? runsFromLog : runsByRows)(db, row.id, src.lastPosition);
   const origins = new Map<number, MapOrigin>();
+  const readOrigin = originReader(s);
   const loaded: Run[] = [];
   for (let i = 0; i < cols.n; i++) {
     const mapPos = cols.mapPos[i]!;
     let origin = origins.get(mapPos);
     if (!origin) {
       const k = cols.caller[i]!;
-      origin = new StoredOrigin(mapPos, cols.prot[i]!, src.readOrigin, k ? cols.names[k - 1] : undefined);
+      origin = new StoredOrigin(mapPos, cols.prot[i]!, readOrigin, k ? cols.names[k - 1] : undefined);
       origins.set(mapPos, origin);
     }
     const shift = cols.shift[i]!;
@@ -219,7 +219,7 @@ export function intentOf(c: DomainState, caller: string): IntervalSet {
 }
 
 /** How a StoredOrigin reads the region and caller of its stored map event, on the statements given. */
-export function originReader(s: LedgerStatements): (pos: number) => OriginFields {
+function originReader(s: LedgerStatements): (pos: number) => OriginFields {
   return (pos) => {
     const row = s.eventData.get(pos);
     const ev = row && decodeEventRow(row);

@@ -286,7 +286,7 @@ export class Ledger {
 
   /** Takes one domain's live state back from the projection tables (domain-state.ts). */
   private loadCtx(name: string): Ctx | undefined {
-    const c = loadDomainState({ db: this.db, s: this.s, lastPosition: this.store.lastPosition, readOrigin: this.d.readOrigin }, name);
+    const c = loadDomainState({ db: this.db, s: this.s, lastPosition: this.store.lastPosition }, name);
     if (c) this.ctxs.set(name, c);
     return c;
   }
