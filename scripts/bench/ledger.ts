@@ -3,12 +3,16 @@
  * baseline measured in the same run, because this machine's speed drifts by +-30%.
  *
  *   npm run bench:ledger -- [events=1000000] [single=5000]
+ *
+ * The ledger is opened as the CLI's apply and rebuild open it, with a full garbage collection
+ * every COLLECT_GARBAGE_EVERY events; BENCH_GC=0 leaves collection to V8 alone.
  */
 import Database from 'better-sqlite3';
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Ledger } from '../../src/projections/ledger.js';
+import { collectGarbage } from '../../src/cli/gc.js';
+import { COLLECT_GARBAGE_EVERY, Ledger } from '../../src/projections/ledger.js';
 import { Queries } from '../../src/projections/queries.js';
 import { workload } from './workload.js';
 
@@ -17,8 +21,18 @@ const SINGLE = Number(process.argv[3] ?? 5000);
 const BATCH = 10_000;
 const dir = mkdtempSync(join(tmpdir(), 'iommu-ledger-bench-'));
 let peakRss = 0;
+/** The peak since the phase began (appends, rebuild, queries), reported beside the process's peak. */
+let phasePeak = 0;
 const sample = () => {
-  peakRss = Math.max(peakRss, process.memoryUsage().rss);
+  const rss = process.memoryUsage().rss;
+  peakRss = Math.max(peakRss, rss);
+  phasePeak = Math.max(phasePeak, rss);
+};
+const phase = (): number => {
+  sample();
+  const p = phasePeak;
+  phasePeak = 0;
+  return p / 2 ** 20;
 };
 const timer = setInterval(sample, 50);
 
@@ -44,7 +58,9 @@ const report = (what: string, value: string, baseline: string, ratio: string) =>
   console.log(`${what.padEnd(44)} ${value.padStart(16)} ${baseline.padStart(18)} ${ratio.padStart(8)}`);
 };
 
-console.log(`iommu-ledger bench: ${fmt(N)} generated commands, batches of ${fmt(BATCH)}, synchronous=FULL, WAL (node ${process.version})`);
+console.log(
+  `iommu-ledger bench: ${fmt(N)} generated commands, batches of ${fmt(BATCH)}, synchronous=FULL, WAL, ${process.env.BENCH_GC === '0' ? 'no forced garbage collection' : `a full garbage collection every ${fmt(COLLECT_GARBAGE_EVERY)} events`} (node ${process.version})`,
+);
 console.log(`${'measure'.padEnd(44)} ${'iommu-ledger'.padStart(16)} ${'raw SQLite'.padStart(18)} ${'ratio'.padStart(8)}`);
 
 // ---- raw baselines: build, stringify and insert 10,000 rows per transaction; iterate and parse
@@ -85,8 +101,12 @@ raw.close();
 rawSingle.close();
 
 // ---- the ledger
+phase();
 const path = join(dir, 'ledger.db');
-const ledger = new Ledger(path, { durable: true });
+// As the CLI's apply and rebuild open it: a full collection every COLLECT_GARBAGE_EVERY events
+// (BENCH_GC=0: none, to see what V8 does on its own).
+const gcOpt = process.env.BENCH_GC === '0' ? {} : { collectGarbage };
+const ledger = new Ledger(path, { durable: true, ...gcOpt });
 const gen = workload();
 const [, appendMs] = time(() => {
   for (let b = 0; b < N; b += BATCH) {
@@ -97,6 +117,7 @@ const [, appendMs] = time(() => {
   }
 });
 report('append, batches of 10,000 (events/s)', fmt(rate(N, appendMs)), fmt(rate(N, rawInsMs)), (rawInsMs / appendMs).toFixed(2));
+const appendPeak = phase();
 
 const singlePath = join(dir, 'single.db');
 const single = new Ledger(singlePath, { durable: true });
@@ -106,8 +127,9 @@ const [, singleMs] = time(() => {
 });
 single.close();
 report(`append, 1 per durable transaction (${fmt(SINGLE)})`, fmt(rate(SINGLE, singleMs)), fmt(rate(SINGLE, rawSingleMs)), (rawSingleMs / singleMs).toFixed(2));
-
+phase();
 const [rb, rebuildMs] = time(() => ledger.rebuild(() => sample()));
+const rebuildPeak = phase();
 report('rebuild all projections (events/s)', fmt(rate(rb.events, rebuildMs)), fmt(rate(N, rawIterMs)), (rawIterMs / rebuildMs).toFixed(2));
 const [v, verifyMs] = time(() => ledger.store.verify(() => sample()));
 report('verify the hash chain (events/s)', fmt(rate(v.events, verifyMs)), fmt(rate(N, rawIterMs)), (rawIterMs / verifyMs).toFixed(2));
@@ -181,4 +203,5 @@ report(
 clearInterval(timer);
 sample();
 report('peak RSS (MB)', (peakRss / 2 ** 20).toFixed(0), '', '');
+report('  during the batched appends / the rebuild (MB)', `${appendPeak.toFixed(0)}/${rebuildPeak.toFixed(0)}`, '', '');
 rmSync(dir, { recursive: true, force: true });

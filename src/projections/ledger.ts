@@ -46,9 +46,21 @@ export const SNAPSHOT_EVERY = 65536;
  */
 const PROJECT_EVERY = 64;
 
+/** A long session or a rebuild calls `LedgerOptions.collectGarbage` every this many events. */
+export const COLLECT_GARBAGE_EVERY = 65536;
+
 export interface LedgerOptions extends OpenOptions {
   /** Snapshot cadence of the run log (tests use small values; the default suits real ledgers). */
   snapshotEvery?: number;
+  /**
+   * A full garbage collection (the CLI's src/cli/gc.ts), called every COLLECT_GARBAGE_EVERY events
+   * appended or folded. A million-event session holds ~45 MB live, but V8 lets the heap grow to
+   * four or five times that before it collects on its own; collecting as it goes keeps the
+   * process's memory flat for a few per cent of time (docs/architecture.md, "Memory").
+   */
+  collectGarbage?: () => void;
+  /** How many events between two `collectGarbage` calls (default COLLECT_GARBAGE_EVERY). */
+  collectGarbageEvery?: number;
 }
 
 export interface Input {
@@ -117,9 +129,18 @@ export class Ledger {
   private d: Decider;
   private s: LedgerStatements;
   private projections: ProjectionSet;
+  private readonly collectGarbage: (() => void) | undefined;
+  private readonly collectEvery: number;
+  /** Events appended or folded since the last `collectGarbage`. */
+  private sinceCollect = 0;
 
   constructor(path: string, opts: LedgerOptions = {}) {
-    const { snapshotEvery, ...open } = opts;
+    const { snapshotEvery, collectGarbage, collectGarbageEvery, ...open } = opts;
+    this.collectGarbage = collectGarbage;
+    this.collectEvery = collectGarbageEvery ?? COLLECT_GARBAGE_EVERY;
+    if (!Number.isInteger(this.collectEvery) || this.collectEvery < 1) {
+      throw new RangeError(`collectGarbageEvery: ${collectGarbageEvery} is not a positive integer`);
+    }
     const every = snapshotEvery ?? SNAPSHOT_EVERY;
     if (!Number.isInteger(every) || every < 1) throw new RangeError(`snapshotEvery: ${snapshotEvery} is not a positive integer`);
     this.store = new EventStore(path, open);
@@ -305,9 +326,18 @@ export class Ledger {
     const out = this.executeOne(inp, index, batch);
     if (out.position !== undefined) this.d.maybeCheckpoint(this.ctxs.get(out.domain), out.position);
     // A long session (a big import) has its rows written as it goes: memory stays flat.
+    this.counted();
     if (this.d.endedSinceFlush > FLUSH_EVERY) this.flushProjections();
     else if (this.d.pending >= PROJECT_EVERY) this.applyProjections();
     return out;
+  }
+
+  /** One more event appended or folded (or found stored already): every `collectEvery`-th, a full collection when asked for. */
+  private counted(): void {
+    if (this.collectGarbage !== undefined && ++this.sinceCollect >= this.collectEvery) {
+      this.sinceCollect = 0;
+      this.collectGarbage();
+    }
   }
 
   /** Hands the events decided since the last call to the registered projections (registry.ts). */
@@ -538,6 +568,7 @@ export class Ledger {
         if (n % 8192 === 0) this.flushProjections();
         else if (this.d.pending >= PROJECT_EVERY) this.applyProjections();
         if (onProgress && n % 65536 === 0) onProgress(n, total);
+        this.counted();
       }
       this.flushProjections();
       for (const c of this.ctxs.values()) this.saveStream(c);

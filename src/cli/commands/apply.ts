@@ -2,6 +2,7 @@
 import type { Command } from 'commander';
 import type { CheckpointToOptions } from '../checkpoint.js';
 import { newLedgerGuard, type Context } from '../context.js';
+import { collectGarbage } from '../gc.js';
 import { applyText } from '../render/apply.js';
 import { json } from '../render/format.js';
 
@@ -17,7 +18,7 @@ export function register(program: Command, { g, out, ledgerLib }: Context): void
       const { applyFile } = await import('../apply.js');
       const cp = await import('../checkpoint.js');
       const plan = cp.planRunCheckpoint(o);
-      const ledger = newLedgerGuard(g().db, () => new Ledger(g().db, { durable: true }));
+      const ledger = newLedgerGuard(g().db, () => new Ledger(g().db, { durable: true, collectGarbage }));
       try {
         const s = await applyFile(ledger, file);
         const written = plan && cp.writeRunCheckpoint(ledger.store, plan);

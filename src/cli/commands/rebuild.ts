@@ -13,16 +13,10 @@ export function register(program: Command, { io, g, out, ledgerLib }: Context): 
     .option('--accept-broken-chain', 'rebuild even when the hash chain is broken: the projections then follow the events as they are now')
     .action(async (o: { acceptBrokenChain?: boolean }) => {
       const { Ledger } = await ledgerLib();
-      const ledger = new Ledger(g().db, { mustExist: true });
+      const ledger = new Ledger(g().db, { mustExist: true, collectGarbage });
       try {
         const r = await withProgress('rebuild', async (tick) =>
-          ledger.rebuild(
-            (n, total) => {
-              tick(n, total);
-              collectGarbage();
-            },
-            { acceptBrokenChain: o.acceptBrokenChain ?? false },
-          ),
+          ledger.rebuild((n, total) => tick(n, total), { acceptBrokenChain: o.acceptBrokenChain ?? false }),
         );
         if (g().json) return out(json(rebuildJson(r)));
         if (!r.chain.ok) io.err(brokenChainWarning(r));
