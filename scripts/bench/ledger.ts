@@ -127,6 +127,19 @@ const [, singleMs] = time(() => {
 });
 single.close();
 report(`append, 1 per durable transaction (${fmt(SINGLE)})`, fmt(rate(SINGLE, singleMs)), fmt(rate(SINGLE, rawSingleMs)), (rawSingleMs / singleMs).toFixed(2));
+// The same with the projections deferred (LedgerOptions.deferProjections): each transaction
+// stores its event; every DEFER-th writes the projections of all. The time includes writing the
+// last ones (projectNow), so every query could answer at the end.
+const DEFER = 256;
+const deferred = new Ledger(join(dir, 'deferred.db'), { durable: true, deferProjections: DEFER });
+const gen3 = workload(7);
+const [, deferredMs] = time(() => {
+  for (let i = 0; i < SINGLE; i++) deferred.appendRaw([gen3.next()]);
+  deferred.projectNow();
+});
+deferred.close();
+report(`  projections deferred (up to ${DEFER} events)`, fmt(rate(SINGLE, deferredMs)), fmt(rate(SINGLE, rawSingleMs)), (rawSingleMs / deferredMs).toFixed(2));
+
 phase();
 const [rb, rebuildMs] = time(() => ledger.rebuild(() => sample()));
 const rebuildPeak = phase();

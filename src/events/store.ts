@@ -525,9 +525,10 @@ export class EventStore {
    * CorruptEventError naming it. With a `walk`, the rows are also checked against the hash chain
    * as `verify` checks them, in the same read (rebuild: one pass over the log instead of two); at
    * the first break the walk is told (`ChainWalk.broke`, which may throw to stop the fold) and
-   * the rows after it are no longer checked.
+   * the rows after it are no longer checked. `from`: the first position read (a catch-up of the
+   * projections reads the events after their checkpoint; a walk starts at the first event).
    */
-  *readForFold(walk?: ChainWalk): IterableIterator<[number, string, number, EventType, DecodedData]> {
+  *readForFold(walk?: ChainWalk, from = 1): IterableIterator<[number, string, number, EventType, DecodedData]> {
     const page = 1024;
     const stmt = this.db
       .prepare<
@@ -542,7 +543,8 @@ export class EventStore {
     const nameStmt = this.db.prepare<[], [id: number, name: string]>('SELECT id, name FROM streams').raw(true).safeIntegers(false);
     let names = new Map(nameStmt.all());
     let checking = walk !== undefined;
-    let after: number | bigint = -(1n << 63n);
+    // From the start: every row, whatever its position (a walk names one stored below 1).
+    let after: number | bigint = from <= 1 ? -(1n << 63n) : from - 1;
     for (;;) {
       const rows = stmt.all(after);
       for (const r of rows) {

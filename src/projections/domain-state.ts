@@ -25,7 +25,7 @@ import { stepCaseOf } from './findings.js';
 /** The caller of an event that names none. */
 export const UNKNOWN_CALLER = '(unknown)';
 
-/** Where a domain's state is read from: the ledger's connection and statements, and the position it is at. */
+/** Where a domain's state is read from: the ledger's connection and statements, and the position the projection tables are at. */
 export interface StateSource {
   db: Database.Database;
   s: LedgerStatements;
@@ -97,6 +97,9 @@ export function loadDomainState(src: StateSource, name: string): DomainState | u
   const raw = s.stream.get(name);
   if (!raw) return undefined;
   const row = { id: Number(raw.id), version: Number(raw.version), destroyed_at: raw.destroyed_at, max_span: raw.max_span };
+  // Destroyed by an event the projections have not reached yet (ledger.ts, deferred projections):
+  // not destroyed at the position the state is taken at; the catch-up folds the destroy again.
+  const destroyed = row.destroyed_at !== null && Number(row.destroyed_at) <= src.lastPosition;
   // The profile as the hashed domain-created event says (streams.profile is only a copy).
   const created = s.createdEvent.get(row.id);
   if (created && created.type !== 'domain-created') {
@@ -106,7 +109,7 @@ export function loadDomainState(src: StateSource, name: string): DomainState | u
     ? (decodeEventRow(created) as StoredRead & { type: 'domain-created' }).body.profile
     : projectionJson<ProfileDescriptor>(() => `the profile of domain ${name} (streams.profile)`, raw.profile);
   const profile = profileOfStream(name, desc);
-  const c = newDomainState(row.id, name, profile, row.version, row.destroyed_at !== null);
+  const c = newDomainState(row.id, name, profile, row.version, destroyed);
   // The live runs from the run log (the runs table while the log is not filled in). Each one's
   // map event (its region and caller) is read when first needed: an append touches few of
   // them, and reading them all took ~0.4 s for the 42,000 of a million-event ledger.

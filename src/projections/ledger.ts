@@ -14,7 +14,7 @@ import { customProfile } from '../core/profile-spec.js';
 import { LedgerFault } from '../core/errors.js';
 import { describeProfile, profileFromDescriptor, resolveProfile, type Profile, type ProfileDescriptor } from '../core/profile.js';
 import type { OpenOptions } from '../events/db.js';
-import { parseCommand, type Command, type EventType, type Origin, type Who } from '../events/schema.js';
+import { parseCommand, type Command, type DecodedData, type EventType, type Origin, type Who } from '../events/schema.js';
 import { encodeMapBody, encodeUnmapBody } from '../events/encode.js';
 import { derivedId, importedId } from '../events/compact.js';
 import { decodeBody, type MapFields, type UnmapFields } from '../events/decode.js';
@@ -61,6 +61,16 @@ export interface LedgerOptions extends OpenOptions {
   collectGarbage?: () => void;
   /** How many events between two `collectGarbage` calls (default COLLECT_GARBAGE_EVERY). */
   collectGarbageEvery?: number;
+  /**
+   * Deferred projections (docs/architecture.md, "Deferred projections and their catch-up"): the
+   * projection tables may stay behind the log by fewer than this many events, so that a write
+   * transaction of a few commands commits its events (and new domains' streams rows) only; the
+   * decisions are kept in memory and written with a later transaction, by `close()` or by
+   * `projectNow()`. A ledger that finds the tables behind the log (another ledger deferred them,
+   * or crashed first) folds the missing events first. 0 (the default): every transaction writes
+   * its projections.
+   */
+  deferProjections?: number;
 }
 
 export interface Input {
@@ -99,10 +109,9 @@ export interface AppendOptions {
 /** A domain's decision state (domain-state.ts). */
 type Ctx = DomainState;
 
-/** Mutable parts of the projection writer, one per append or rebuild. */
+/** What one append transaction shares among its commands. */
 interface Batch {
   recordedAt: string;
-  touched: Set<Ctx>;
 }
 
 /**
@@ -131,11 +140,30 @@ export class Ledger {
   private projections: ProjectionSet;
   private readonly collectGarbage: (() => void) | undefined;
   private readonly collectEvery: number;
+  private readonly deferLimit: number;
+  /**
+   * Whether the domains and decisions in memory start where the projection tables stand (the
+   * tables' checkpoint, `projectedTo`) and run to the head: false at open and whenever what was in
+   * memory is let go; the next write transaction (or look at a domain) catches up first.
+   */
+  private caughtUp = false;
+  /** The position the projection tables are at, as this ledger last read or wrote it. */
+  private projectedTo = 0;
+  /** Whether the file has a checkpoint row (read by `catchUp`). */
+  private checkpointKnown = false;
+  /** Events decided after `projectedTo`: their projections are not written yet. */
+  private unprojected = 0;
+  /** The domains with events after `projectedTo` (their streams rows are written with the projections). */
+  private touched = new Set<Ctx>();
   /** Events appended or folded since the last `collectGarbage`. */
   private sinceCollect = 0;
 
   constructor(path: string, opts: LedgerOptions = {}) {
-    const { snapshotEvery, collectGarbage, collectGarbageEvery, ...open } = opts;
+    const { snapshotEvery, collectGarbage, collectGarbageEvery, deferProjections, ...open } = opts;
+    this.deferLimit = deferProjections ?? 0;
+    if (!Number.isInteger(this.deferLimit) || this.deferLimit < 0) {
+      throw new RangeError(`deferProjections: ${deferProjections} is not a whole number of events`);
+    }
     this.collectGarbage = collectGarbage;
     this.collectEvery = collectGarbageEvery ?? COLLECT_GARBAGE_EVERY;
     if (!Number.isInteger(this.collectEvery) || this.collectEvery < 1) {
@@ -157,8 +185,29 @@ export class Ledger {
     this.projections = new ProjectionSet(this.db, this.store.path);
   }
 
+  /** Writes the deferred projections (if any), then closes the file. */
   close(): void {
+    if (this.unprojected > 0 && this.store.db.open) this.projectNow();
     this.store.close();
+  }
+
+  /**
+   * Writes every projection up to the head, in a write transaction of its own: the deferred
+   * decisions of this ledger, or, when the tables are behind the log for another reason (another
+   * ledger deferred them and stopped), those of the events folded again first.
+   */
+  projectNow(): void {
+    this.session(() => {
+      this.forceProjection = true;
+    });
+  }
+
+  /** Set by projectNow: the transaction writes the projections however few events it holds. */
+  private forceProjection = false;
+
+  /** How far behind the log the projection tables are, as this ledger knows it (0 without deferral). */
+  get unprojectedEvents(): number {
+    return this.unprojected;
   }
 
   get lastPosition(): number {
@@ -191,6 +240,7 @@ export class Ledger {
     try {
       return this.store.write(
         () => {
+          this.catchUp();
           this.checkExpected(opts);
           const out = fn(add);
           this.finishBatch(batch);
@@ -211,6 +261,7 @@ export class Ledger {
     try {
       return await this.store.writeAsync(
         async () => {
+          this.catchUp();
           this.checkExpected(opts);
           const out = await fn(add);
           this.finishBatch(batch);
@@ -226,29 +277,68 @@ export class Ledger {
   }
 
   /**
-   * Another writer appended since this ledger last looked: the domains are read again (the
-   * projections were opened afresh just before, by `otherWrote`: what they cached of the file,
-   * such as a domain's small run-log pieces, may be stale; nothing is gathered between
-   * transactions).
+   * Another writer appended since this ledger last looked: the domains are read again, from the
+   * projection tables at their checkpoint, and the events after it folded again (`catchUp`).
    */
   private moved(): void {
-    this.ctxs.clear();
+    this.letGo();
   }
 
   /**
    * Another connection committed since this ledger last wrote (the store saw it at the start of a
-   * write transaction): it may have added rows, so the next row ids are read again when needed,
-   * and the projections are opened afresh. While no other connection writes, the ids are counted
-   * on from one transaction to the next, and the writers keep what they read.
+   * write transaction): it may have added rows, or written the projections this ledger deferred,
+   * so what this ledger holds in memory is let go: the next row ids are read again, the
+   * projections opened afresh (what their writers keep of the file, such as byte totals and counts
+   * of small run-log pieces, may be stale), the domains taken back from the tables and the events
+   * after their checkpoint folded again. While no other connection writes, all of it is kept from
+   * one transaction to the next.
    */
   private otherWrote(): void {
-    this.d.forgetIds();
-    // What the projections' writers keep of the file (byte totals, counts of small pieces) is read again.
+    this.letGo();
+  }
+
+  /** What this ledger holds in memory goes: the next transaction starts from the tables (`catchUp`). */
+  private letGo(): void {
+    this.ctxs.clear();
+    this.d.reset();
     this.projections = new ProjectionSet(this.db, this.store.path);
+    this.touched.clear();
+    this.unprojected = 0;
+    this.forceProjection = false;
+    this.caughtUp = false;
+  }
+
+  /**
+   * Brings the domains in memory to the head: reads where the projection tables stand (their
+   * checkpoint) and, when the log goes further (projections deferred by a ledger that did not
+   * write them, or by this one before it let them go), folds the events after it as rebuild does,
+   * the domains taken back from the tables at the checkpoint. The decisions are queued, not
+   * written: the transaction writes them with its own, or defers them further. Called at the start
+   * of each write transaction (after the store looked for other writers) and before a domain is
+   * read outside one.
+   */
+  private catchUp(): void {
+    if (this.caughtUp) return;
+    const head = this.store.lastPosition;
+    const at = this.s.projectedTo.get();
+    this.checkpointKnown = at !== undefined;
+    // No checkpoint: a ledger whose every transaction wrote its projections (none deferred yet).
+    this.projectedTo = at === undefined || at > head ? head : at;
+    this.caughtUp = true;
+    if (this.projectedTo === head) return;
+    try {
+      for (const [pos, stream, version, type, data] of this.store.readForFold(undefined, this.projectedTo + 1)) {
+        this.foldOne(pos, stream, version, type, data, true);
+        this.unprojected++;
+      }
+    } catch (e) {
+      this.letGo();
+      throw e;
+    }
   }
 
   private begin(): { batch: Batch; add: (inp: Input) => Outcome } {
-    const batch: Batch = { recordedAt: new Date().toISOString(), touched: new Set() };
+    const batch: Batch = { recordedAt: new Date().toISOString() };
     let index = 0;
     return { batch, add: (inp) => this.execute(inp, index++, batch) };
   }
@@ -256,26 +346,44 @@ export class Ledger {
   /** Optimistic concurrency: every named stream must still be at the version the caller saw. */
   private checkExpected(opts: AppendOptions): void {
     for (const [name, expected] of Object.entries(opts.expectedVersions ?? {})) {
-      const row = this.s.stream.get(name);
-      const actual = Number(row?.version ?? 0n);
+      // A domain with events after the tables' checkpoint is in memory (catchUp), at its version.
+      const actual = this.ctxs.get(name)?.version ?? Number(this.s.stream.get(name)?.version ?? 0n);
       if (actual !== expected) throw new ConcurrencyError(name, expected, actual);
     }
   }
 
-  /** The transaction rolled back: in-memory state may be ahead of the file. Reload it lazily. */
+  /**
+   * The transaction rolled back: in-memory state may be ahead of the file (and what was deferred
+   * before it went with it: the events are stored, the next transaction folds them again).
+   */
   private abandon(): void {
-    this.ctxs.clear();
-    this.d.reset();
-    // What the projections gathered for the rolled-back transaction goes with it.
-    this.projections = new ProjectionSet(this.db, this.store.path);
+    this.letGo();
   }
 
-  private finishBatch(batch: Batch): void {
-    this.flushProjections();
-    for (const ctx of batch.touched) {
-      this.saveStream(ctx);
+  /** Whether this transaction writes the projections: always without deferral, else once enough are deferred. */
+  private get projecting(): boolean {
+    return this.unprojected >= this.deferLimit || this.forceProjection;
+  }
+
+  /**
+   * The end of a write transaction: the projections written up to the head, with the streams rows
+   * of the domains that moved and the checkpoint, unless they are deferred (`deferProjections`).
+   */
+  private finishBatch(_batch: Batch): void {
+    if (!this.projecting) {
+      // The tables' position, written once: a ledger that finds no checkpoint takes its tables to be at the head.
+      if (!this.checkpointKnown) this.s.checkpointIfMissing.run(this.projectedTo);
+      this.checkpointKnown = true;
+      return;
     }
-    this.s.checkpoint.run(this.store.lastPosition);
+    this.forceProjection = false;
+    this.flushProjections();
+    for (const ctx of this.touched) this.saveStream(ctx);
+    this.touched.clear();
+    this.projectedTo = this.store.lastPosition;
+    this.unprojected = 0;
+    this.s.checkpoint.run(this.projectedTo);
+    this.checkpointKnown = true;
   }
 
   private saveStream(ctx: Ctx): void {
@@ -307,7 +415,11 @@ export class Ledger {
 
   /** Takes one domain's live state back from the projection tables (domain-state.ts). */
   private loadCtx(name: string): Ctx | undefined {
-    const c = loadDomainState({ db: this.db, s: this.s, lastPosition: this.store.lastPosition }, name);
+    this.catchUp();
+    // The catch-up may have brought it (it has events after the tables' checkpoint).
+    const caught = this.ctxs.get(name);
+    if (caught) return caught;
+    const c = loadDomainState({ db: this.db, s: this.s, lastPosition: this.projectedTo }, name);
     if (c) this.ctxs.set(name, c);
     return c;
   }
@@ -324,9 +436,14 @@ export class Ledger {
 
   private execute(inp: Input, index: number, batch: Batch): Outcome {
     const out = this.executeOne(inp, index, batch);
-    if (out.position !== undefined) this.d.maybeCheckpoint(this.ctxs.get(out.domain), out.position);
-    // A long session (a big import) has its rows written as it goes: memory stays flat.
+    if (out.position !== undefined) {
+      this.d.maybeCheckpoint(this.ctxs.get(out.domain), out.position);
+      this.unprojected++;
+    }
     this.counted();
+    // Deferred: nothing is handed to the projections before the transaction knows it writes them.
+    if (!this.projecting) return out;
+    // A long session (a big import) has its rows written as it goes: memory stays flat.
     if (this.d.endedSinceFlush > FLUSH_EVERY) this.flushProjections();
     else if (this.d.pending >= PROJECT_EVERY) this.applyProjections();
     return out;
@@ -471,7 +588,7 @@ export class Ledger {
       },
       ctx.id,
     );
-    batch.touched.add(ctx);
+    this.touched.add(ctx);
   }
 
   /**
@@ -522,48 +639,10 @@ export class Ledger {
       );
       recreateProjectionTables(this.db);
       this.prepareStatements();
-      this.d.reset();
+      this.letGo();
       deleteMeta(this.db, ['rebuild-needed', 'run-log-needed']);
-      this.ctxs.clear();
-      const streams = new Map<string, { id: number }>();
-      for (const s of this.store.streams()) streams.set(s.name, { id: s.id });
-      const batch: Batch = { recordedAt: '', touched: new Set() };
       for (const [pos, stream, version, type, data] of this.store.readForFold(walk)) {
-        const who = data.who ?? {};
-        const from = data.from;
-        const caller = who.caller ?? UNKNOWN_CALLER;
-        const site = who.site ?? '';
-        let ctx = this.ctxs.get(stream);
-        const ev = decodeBody(type, data.body);
-        if (ev.type === 'domain-created') {
-          // The profile from the event itself (covered by the hash chain), not the streams table.
-          const s = streams.get(stream)!;
-          ctx = this.newCtx(s.id, stream, profileFromDescriptor(ev.body.profile), 0, false);
-        }
-        if (!ctx) throw unfitEvent(this.store.describe(pos), `its domain ${stream} has no domain-created event before it`);
-        ctx.version = version;
-        batch.touched.add(ctx);
-        if (ev.type === 'map') {
-          const body = ev.body;
-          const r = replayMap(ctx.core, pos, body);
-          if (r.ok !== body.ok) mismatches++;
-          this.d.map(ctx, pos, who, from, caller, site, body, r);
-        } else if (ev.type === 'unmap') {
-          const body = ev.body;
-          const { iova, size } = body;
-          const classification = this.d.classify(ctx, iova, size, caller);
-          const r = replayUnmap(ctx.core, body);
-          const stored = body.predicted ?? body.unmapped;
-          const predicted = r.predicted ?? r.unmappedSize;
-          if (r.ok !== body.ok || predicted !== stored) mismatches++;
-          this.d.unmap(ctx, pos, who, from, caller, site, body, r, predicted, classification);
-        } else if (ev.type === 'fault') {
-          this.d.fault(ctx, pos, who, from, caller, site, ev.body);
-        } else {
-          if (ev.type === 'domain-destroyed') this.d.destroyState(ctx, pos);
-          this.d.decide(ctx, pos, who, from, caller, site, ev);
-        }
-        this.d.maybeCheckpoint(ctx, pos);
+        if (this.foldOne(pos, stream, version, type, data, false)) mismatches++;
         n++;
         if (n % 8192 === 0) this.flushProjections();
         else if (this.d.pending >= PROJECT_EVERY) this.applyProjections();
@@ -583,9 +662,56 @@ export class Ledger {
       this.prepareStatements();
       throw e;
     }
-    this.ctxs.clear();
-    this.otherWrote();
+    this.letGo();
     return { events: n, mismatches, chain: chain! };
+  }
+
+  /**
+   * One stored event folded into the decision state (rebuild, catch-up): the core replays it on
+   * its domain and the decider decides it again, its facts queued for the projections. A domain
+   * is made by its domain-created event (with the profile the event holds, covered by the hash
+   * chain, not the streams table's copy); a catch-up (`load`) takes a domain it has not met yet
+   * back from the tables, where they stand. True when the core now computes its outcome
+   * differently from the stored one.
+   */
+  private foldOne(pos: number, stream: string, version: number, type: EventType, data: DecodedData, load: boolean): boolean {
+    const who = data.who ?? {};
+    const from = data.from;
+    const caller = who.caller ?? UNKNOWN_CALLER;
+    const site = who.site ?? '';
+    let ctx = this.ctxs.get(stream);
+    const ev = decodeBody(type, data.body);
+    let mismatch = false;
+    if (ev.type === 'domain-created') {
+      const id = this.s.stream.get(stream)?.id;
+      if (id === undefined) throw unfitEvent(this.store.describe(pos), `its domain ${stream} is missing from the streams table`);
+      ctx = this.newCtx(Number(id), stream, profileFromDescriptor(ev.body.profile), 0, false);
+    } else if (!ctx && load) ctx = this.loadCtx(stream);
+    if (!ctx) throw unfitEvent(this.store.describe(pos), `its domain ${stream} has no domain-created event before it`);
+    ctx.version = version;
+    this.touched.add(ctx);
+    if (ev.type === 'map') {
+      const body = ev.body;
+      const r = replayMap(ctx.core, pos, body);
+      if (r.ok !== body.ok) mismatch = true;
+      this.d.map(ctx, pos, who, from, caller, site, body, r);
+    } else if (ev.type === 'unmap') {
+      const body = ev.body;
+      const { iova, size } = body;
+      const classification = this.d.classify(ctx, iova, size, caller);
+      const r = replayUnmap(ctx.core, body);
+      const stored = body.predicted ?? body.unmapped;
+      const predicted = r.predicted ?? r.unmappedSize;
+      if (r.ok !== body.ok || predicted !== stored) mismatch = true;
+      this.d.unmap(ctx, pos, who, from, caller, site, body, r, predicted, classification);
+    } else if (ev.type === 'fault') {
+      this.d.fault(ctx, pos, who, from, caller, site, ev.body);
+    } else {
+      if (ev.type === 'domain-destroyed') this.d.destroyState(ctx, pos);
+      this.d.decide(ctx, pos, who, from, caller, site, ev);
+    }
+    this.d.maybeCheckpoint(ctx, pos);
+    return mismatch;
   }
 
   /**
@@ -617,7 +743,8 @@ export class Ledger {
     const c = this.ctxs.get(name) ?? this.loadCtx(name);
     if (!c) throw new LedgerError(`domain: no domain ${JSON.stringify(name)} in this ledger`);
     if (c.destroyed) return [];
-    // Between appends every interval has its row (a batch writes its rows before it commits).
+    // Between appends every interval has its row (a batch writes its rows before it commits), or,
+    // while the projections are deferred, the id its row will have.
     const out: Array<{ caller: string; iova: bigint; size: bigint; mapPos: number; row: number }> = [];
     for (const caller of [...c.intent.keys()].sort()) {
       for (const iv of c.intent.get(caller)!) out.push({ caller, iova: iv.start, size: iv.end - iv.start, mapPos: iv.value, row: iv.tag });

@@ -19,6 +19,7 @@ import { pageSizeOf, runLogComplete, runsByRows, runsFromLog, shiftOf, type RunC
 import { CorruptProjectionError, projectionJson, unreadable } from './corrupt.js';
 import type { Tables } from './tables.js';
 import { getMeta } from './meta.js';
+import { Ledger } from './ledger.js';
 
 /** A `runs` row as `SELECT *` reads it: `pageOf` checks each column it needs before it is trusted. */
 type RunRow = Record<string, bigint | null>;
@@ -270,6 +271,49 @@ export async function loadQueryBuilder(): Promise<void> {
   builderModule ??= await import('kysely');
 }
 
+/**
+ * Where the projection tables stand when they are behind the log (a ledger deferred them and
+ * stopped before writing them: ledger.ts `deferProjections`), else undefined. A file without a
+ * checkpoint row, or without the table, is taken as projected to its head (as every ledger was
+ * before projections could be deferred).
+ */
+function projectionsBehind(db: Database.Database): { at: number; head: number } | undefined {
+  let r: { at: bigint | null; head: bigint | null } | undefined;
+  try {
+    r = db
+      .prepare<[], { at: bigint | null; head: bigint | null }>(
+        "SELECT (SELECT position FROM checkpoints WHERE projection = 'inline') AS at, (SELECT max(position) FROM events) AS head",
+      )
+      .get();
+  } catch {
+    return undefined; // a damaged file: the queries name what is missing
+  }
+  if (!r || r.at === null || r.head === null || r.at >= r.head) return undefined;
+  return { at: Number(r.at), head: Number(r.head) };
+}
+
+/**
+ * Queries wait for the projections to reach the head: the events after the checkpoint are folded
+ * and their projections written (`Ledger.projectNow`) before the first query. A file that cannot
+ * be written to is refused with the positions, rather than answered from tables behind the log.
+ */
+function catchUpProjections(path: string, behind: { at: number; head: number }): void {
+  let l: Ledger | undefined;
+  try {
+    l = new Ledger(path, { mustExist: true });
+    l.projectNow();
+  } catch (e) {
+    if (e instanceof LedgerFault && !isReadOnly(e)) throw e;
+    throw new QueryError(
+      `${path}: the projections are at event #${behind.at} and the log goes to #${behind.head} (a writer deferred them and stopped before writing them); bringing them up to date failed: ${(e as Error).message}. Run 'iommu-ledger rebuild' where the file can be written.`,
+    );
+  } finally {
+    l?.close();
+  }
+}
+
+const isReadOnly = (e: unknown): boolean => /readonly|read-only|EACCES|EROFS/i.test(`${(e as { code?: string }).code ?? ''} ${(e as Error).message}`);
+
 export class Queries {
   readonly db: Database.Database;
   private kysely?: Kysely<Tables>;
@@ -279,6 +323,13 @@ export class Queries {
   constructor(path: string, opts: { readonly?: boolean } = {}) {
     this.db = openDatabase(path, { mustExist: true, ...(opts.readonly ? { readonly: true } : {}) });
     this.db.defaultSafeIntegers(true);
+    const behind = projectionsBehind(this.db);
+    if (behind) {
+      this.db.close();
+      catchUpProjections(path, behind);
+      this.db = openDatabase(path, { mustExist: true, ...(opts.readonly ? { readonly: true } : {}) });
+      this.db.defaultSafeIntegers(true);
+    }
   }
 
   /**

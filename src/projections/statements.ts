@@ -102,6 +102,10 @@ export function prepareLedgerStatements(db: Database.Database, path: string) {
     checkpoint: p<[position: number]>(
       "INSERT INTO checkpoints (projection, position) VALUES ('inline', ?) ON CONFLICT (projection) DO UPDATE SET position = excluded.position",
     ),
+    /** The checkpoint written when there is none: before a first transaction that defers its projections. */
+    checkpointIfMissing: p<[position: number]>("INSERT INTO checkpoints (projection, position) VALUES ('inline', ?) ON CONFLICT (projection) DO NOTHING"),
+    /** The position the projection tables are at (undefined: no row, a ledger with no transaction yet). */
+    projectedTo: p<[], number>("SELECT position FROM checkpoints WHERE projection = 'inline'").pluck().safeIntegers(false),
   };
 }
 
