@@ -293,7 +293,7 @@ function projectionsBehind(db: Database.Database): { at: number; head: number } 
 }
 
 /**
- * Queries wait for the projections to reach the head: the events after the checkpoint are folded
+ * Queries wait for the projections to reach the head (those opened read-only refuse instead): the events after the checkpoint are folded
  * and their projections written (`Ledger.projectNow`) before the first query. A file that cannot
  * be written to is refused with the positions, rather than answered from tables behind the log.
  */
@@ -305,12 +305,15 @@ function catchUpProjections(path: string, behind: { at: number; head: number }):
   } catch (e) {
     if (e instanceof LedgerFault && !isReadOnly(e)) throw e;
     throw new QueryError(
-      `${path}: the projections are at event #${behind.at} and the log goes to #${behind.head} (a writer deferred them and stopped before writing them); bringing them up to date failed: ${(e as Error).message}. Run 'iommu-ledger rebuild' where the file can be written.`,
+      `${path}: ${behindText(behind)}; bringing them up to date failed: ${(e as Error).message}. Run 'iommu-ledger rebuild' where the file can be written.`,
     );
   } finally {
     l?.close();
   }
 }
+
+const behindText = (b: { at: number; head: number }): string =>
+  `the projections are at event #${b.at} and the log goes to #${b.head} (a writer deferred them and stopped before writing them)`;
 
 const isReadOnly = (e: unknown): boolean => /readonly|read-only|EACCES|EROFS/i.test(`${(e as { code?: string }).code ?? ''} ${(e as Error).message}`);
 
@@ -326,6 +329,11 @@ export class Queries {
     const behind = projectionsBehind(this.db);
     if (behind) {
       this.db.close();
+      if (opts.readonly) {
+        throw new QueryError(
+          `${path}: ${behindText(behind)}; this command reads the ledger without writing to it: bring them up to date first ('iommu-ledger rebuild', or any query command such as 'iommu-ledger audit')`,
+        );
+      }
       catchUpProjections(path, behind);
       this.db = openDatabase(path, { mustExist: true, ...(opts.readonly ? { readonly: true } : {}) });
       this.db.defaultSafeIntegers(true);

@@ -11,6 +11,25 @@ import { projectionSnapshot, tempDb } from '../ledger/helpers.js';
 import { Ledger } from '../../src/projections/ledger.js';
 
 describe('iommu-ledger command line', () => {
+  it('answers at the last event on a ledger whose library writer deferred its projections and stopped; read-only commands refuse it', async () => {
+    const db = tempDb();
+    const l = new Ledger(db, { deferProjections: 1000 });
+    l.appendRaw(
+      readFileSync(join(EX, 'scenario.jsonl'), 'utf8')
+        .trim()
+        .split('\n')
+        .map((x) => JSON.parse(x) as unknown),
+    );
+    l.store.close(); // the program stopped before writing them: 17 events, no projections
+    const report = await cli('--db', db, 'report', '--out', join(db, '..', 'r.html'));
+    expect(report.code).toBe(2);
+    expect(report.err).toMatch(/the projections are at event #0 and the log goes to #17 .*reads the ledger without writing to it/);
+    const audit = await cli('--db', db, '--json', 'audit', 'over-unmaps');
+    expect(audit.code).toBe(0);
+    expect((JSON.parse(audit.out) as unknown[]).length).toBe(2);
+    expect((await cli('--db', db, 'report', '--out', join(db, '..', 'r.html'))).code).toBe(0);
+  });
+
   it('applies the example scenario, once, and audits it (JSON shape, --fail-on exit code)', async () => {
     const db = tempDb();
     const a = await cli('--db', db, 'apply', join(EX, 'scenario.jsonl'));
