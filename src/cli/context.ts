@@ -55,7 +55,14 @@ export function createContext(program: Command, io: IO): Context {
     queries: async (opts = {}) => {
       const lib = await queriesLib();
       if (opts.builder) await lib.loadQueryBuilder();
-      return new lib.Queries(g().db);
+      try {
+        return new lib.Queries(g().db);
+      } catch (e) {
+        if (!(e instanceof lib.ProjectionsBehindError)) throw e;
+        // A library writer deferred its projections and stopped: the write path brings them up to date.
+        await ledgerLib();
+        return new lib.Queries(g().db);
+      }
     },
     ledgerLib,
   };

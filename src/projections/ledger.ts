@@ -28,6 +28,7 @@ import { prepareLedgerStatements, type LedgerStatements } from './statements.js'
 import { ProjectionSet, type CollateralFinding } from './registry.js';
 import { intern, loadDomainState, newDomainState, UNKNOWN_CALLER, type DomainState } from './domain-state.js';
 import { Decider } from './decider.js';
+import { registerCatchUp } from './catch-up.js';
 
 export { UNKNOWN_CALLER };
 
@@ -762,6 +763,16 @@ export class Ledger {
     }));
   }
 }
+
+// Queries that find the projections behind the log bring them to the head with this (catch-up.ts).
+registerCatchUp((path) => {
+  const l = new Ledger(path, { mustExist: true });
+  try {
+    l.projectNow();
+  } finally {
+    l.close();
+  }
+});
 
 function profileOf(cmd: Extract<Command, { op: 'domain' }>, index: number): Profile {
   try {

@@ -19,7 +19,7 @@ import { pageSizeOf, runLogComplete, runsByRows, runsFromLog, shiftOf, type RunC
 import { CorruptProjectionError, projectionJson, unreadable } from './corrupt.js';
 import type { Tables } from './tables.js';
 import { getMeta } from './meta.js';
-import { Ledger } from './ledger.js';
+import { registeredCatchUp } from './catch-up.js';
 
 /** A `runs` row as `SELECT *` reads it: `pageOf` checks each column it needs before it is trusted. */
 type RunRow = Record<string, bigint | null>;
@@ -293,22 +293,35 @@ function projectionsBehind(db: Database.Database): { at: number; head: number } 
 }
 
 /**
- * Queries wait for the projections to reach the head (those opened read-only refuse instead): the events after the checkpoint are folded
- * and their projections written (`Ledger.projectNow`) before the first query. A file that cannot
- * be written to is refused with the positions, rather than answered from tables behind the log.
+ * Queries wait for the projections to reach the head (those opened read-only refuse instead): the
+ * events after the checkpoint are folded and their projections written (`Ledger.projectNow`, the
+ * catch-up ledger.ts registers) before the first query. A file that cannot be written to is
+ * refused with the positions, rather than answered from tables behind the log.
  */
 function catchUpProjections(path: string, behind: { at: number; head: number }): void {
-  let l: Ledger | undefined;
+  const catchUp = registeredCatchUp();
+  if (catchUp === undefined) throw new ProjectionsBehindError(path, behind);
   try {
-    l = new Ledger(path, { mustExist: true });
-    l.projectNow();
+    catchUp(path);
   } catch (e) {
     if (e instanceof LedgerFault && !isReadOnly(e)) throw e;
     throw new QueryError(
       `${path}: ${behindText(behind)}; bringing them up to date failed: ${(e as Error).message}. Run 'iommu-ledger rebuild' where the file can be written.`,
     );
-  } finally {
-    l?.close();
+  }
+}
+
+/**
+ * The projections are behind the log and the write path, which brings them up to date, is not
+ * loaded (catch-up.ts): import `projections/ledger.js` and open the queries again.
+ */
+export class ProjectionsBehindError extends QueryError {
+  constructor(
+    readonly path: string,
+    readonly behind: { at: number; head: number },
+  ) {
+    super(`${path}: ${behindText(behind)}; load the write path (projections/ledger.js) to bring them up to date, then open the queries again`);
+    this.name = 'ProjectionsBehindError';
   }
 }
 

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import Database from 'better-sqlite3';
 import { join } from 'node:path';
 import { Ledger } from '../../src/projections/ledger.js';
 import { projectionSnapshot, tempDb } from './helpers.js';
@@ -18,6 +19,45 @@ function init(path: string): void {
 }
 
 describe('writers in other processes', () => {
+  it('a writer that defers its projections, killed, leaves its events to the next command, which answers at the last of them', async () => {
+    const path = tempDb();
+    init(path);
+    const p = child([path, 'deferred', '100000', 'A']);
+    let reported = 0;
+    let stderr = '';
+    p.stderr.on('data', (d) => (stderr += String(d)));
+    await new Promise<void>((resolve, reject) => {
+      p.stdout.on('data', (d: Buffer) => {
+        const m = /committed (\d+)\s*$/.exec(String(d).trim());
+        if (m) reported = Number(m[1]);
+        if (reported >= 40) {
+          p.kill('SIGKILL');
+          resolve();
+        }
+      });
+      p.on('exit', (code) => (reported >= 40 ? resolve() : reject(new Error(`child exited ${code}: ${stderr}`))));
+    });
+    await new Promise((r) => p.on('close', r));
+    const raw = new Database(path, { readonly: true });
+    const head = raw.prepare('SELECT max(position) FROM events').pluck().get() as number;
+    const at = raw.prepare("SELECT position FROM checkpoints WHERE projection = 'inline'").pluck().get() as number;
+    raw.close();
+    expect(head).toBeGreaterThanOrEqual(41);
+    expect(at).toBe(1); // the child's projections were never written
+    // The command as a user runs it, in its own process: it loads the write path only now.
+    const cli = spawnSync(
+      process.execPath,
+      ['--import', 'tsx', join(__dirname, '..', '..', 'src', 'cli', 'bin.ts'), '--db', path, '--json', 'state', '--domain', 'd0'],
+      {
+        encoding: 'utf8',
+      },
+    );
+    expect(cli.stderr).toBe('');
+    const state = JSON.parse(cli.stdout) as { at: number; pages: unknown[] };
+    expect(state.at).toBe(head);
+    expect(state.pages).toHaveLength(head - 1);
+  });
+
   it('SIGKILL in the middle of a large append loses nothing committed and leaves a consistent ledger', async () => {
     const path = tempDb();
     init(path);
