@@ -186,10 +186,16 @@ export class Ledger {
     this.projections = new ProjectionSet(this.db, this.store.path);
   }
 
-  /** Writes the deferred projections (if any), then closes the file. */
+  /**
+   * Writes the deferred projections (if any), then closes the file; closed even when writing them
+   * fails (the events are stored: the next ledger or query folds them again), and the error thrown.
+   */
   close(): void {
-    if (this.unprojected > 0 && this.store.db.open) this.projectNow();
-    this.store.close();
+    try {
+      if (this.unprojected > 0 && this.store.db.open) this.projectNow();
+    } finally {
+      this.store.close();
+    }
   }
 
   /**

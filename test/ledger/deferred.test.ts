@@ -1,3 +1,4 @@
+import Database from 'better-sqlite3';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { Ledger, type Outcome } from '../../src/projections/ledger.js';
@@ -141,6 +142,30 @@ describe('deferred projections, step by step', () => {
     expect(checkpoint(l)).toBe(4);
     expect(l.db.prepare('SELECT position, caller FROM unmap_findings').all()).toEqual([{ position: 3, caller: 'a' }]);
     l.close();
+  });
+
+  it('close() that cannot write the deferred projections (the file stays busy) still closes the file, and loses nothing', () => {
+    const path = tempDb();
+    const before = process.env.IOMMU_LEDGER_BUSY_TIMEOUT;
+    process.env.IOMMU_LEDGER_BUSY_TIMEOUT = '50';
+    try {
+      const l = new Ledger(path, { deferProjections: 100 });
+      l.appendRaw(cmds);
+      const other = new Database(path);
+      other.exec('BEGIN IMMEDIATE'); // another process holds the write lock
+      expect(() => l.close()).toThrow(/busy|locked/i);
+      expect(l.db.open).toBe(false);
+      other.exec('ROLLBACK');
+      other.close();
+    } finally {
+      if (before === undefined) delete process.env.IOMMU_LEDGER_BUSY_TIMEOUT;
+      else process.env.IOMMU_LEDGER_BUSY_TIMEOUT = before;
+    }
+    const m = new Ledger(path);
+    m.projectNow();
+    expect(checkpoint(m)).toBe(4);
+    expect(m.db.prepare('SELECT position FROM unmap_findings').pluck().all()).toEqual([3]);
+    m.close();
   });
 
   it('optimistic concurrency sees the versions of the deferred events', () => {
