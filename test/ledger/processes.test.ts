@@ -12,6 +12,26 @@ function child(args: string[]) {
   return spawn(VITE_NODE, [CHILD, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
 }
 
+/** Kills the child (SIGKILL) once it has reported `n` commits; resolves with the last count it reported. */
+async function killAfter(p: ReturnType<typeof child>, n: number): Promise<number> {
+  let reported = 0;
+  let stderr = '';
+  p.stderr.on('data', (d) => (stderr += String(d)));
+  await new Promise<void>((resolve, reject) => {
+    p.stdout.on('data', (d: Buffer) => {
+      const m = /committed (\d+)\s*$/.exec(String(d).trim());
+      if (m) reported = Number(m[1]);
+      if (reported >= n) {
+        p.kill('SIGKILL');
+        resolve();
+      }
+    });
+    p.on('exit', (code) => (reported >= n ? resolve() : reject(new Error(`child exited ${code}: ${stderr}`))));
+  });
+  await new Promise((r) => p.on('close', r));
+  return reported;
+}
+
 function init(path: string): void {
   const l = new Ledger(path);
   l.appendRaw([{ op: 'domain', domain: 'd0', profile: 'intel-vtd' }]);
@@ -23,21 +43,7 @@ describe('writers in other processes', () => {
     const path = tempDb();
     init(path);
     const p = child([path, 'deferred', '100000', 'A']);
-    let reported = 0;
-    let stderr = '';
-    p.stderr.on('data', (d) => (stderr += String(d)));
-    await new Promise<void>((resolve, reject) => {
-      p.stdout.on('data', (d: Buffer) => {
-        const m = /committed (\d+)\s*$/.exec(String(d).trim());
-        if (m) reported = Number(m[1]);
-        if (reported >= 40) {
-          p.kill('SIGKILL');
-          resolve();
-        }
-      });
-      p.on('exit', (code) => (reported >= 40 ? resolve() : reject(new Error(`child exited ${code}: ${stderr}`))));
-    });
-    await new Promise((r) => p.on('close', r));
+    await killAfter(p, 40);
     const raw = new Database(path, { readonly: true });
     const head = raw.prepare('SELECT max(position) FROM events').pluck().get() as number;
     const at = raw.prepare("SELECT position FROM checkpoints WHERE projection = 'inline'").pluck().get() as number;
@@ -63,21 +69,7 @@ describe('writers in other processes', () => {
     init(path);
     const BATCH = 2000;
     const p = child([path, 'batches', '400', String(BATCH), 'K']);
-    let reported = 0;
-    let stderr = '';
-    p.stderr.on('data', (d) => (stderr += String(d)));
-    await new Promise<void>((resolve, reject) => {
-      p.stdout.on('data', (d: Buffer) => {
-        const m = /committed (\d+)\s*$/.exec(String(d).trim());
-        if (m) reported = Number(m[1]);
-        if (reported >= 3) {
-          p.kill('SIGKILL');
-          resolve();
-        }
-      });
-      p.on('exit', (code) => (reported >= 3 ? resolve() : reject(new Error(`child exited ${code}: ${stderr}`))));
-    });
-    await new Promise((r) => p.on('close', r));
+    const reported = await killAfter(p, 3);
     const l = new Ledger(path);
     const n = l.lastPosition;
     // whole batches only, at least every batch that reported its commit
