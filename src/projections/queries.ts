@@ -304,7 +304,8 @@ function catchUpProjections(path: string, behind: { at: number; head: number }):
   try {
     catchUp(path);
   } catch (e) {
-    if (e instanceof LedgerFault && !isReadOnly(e)) throw e;
+    // Only a file that cannot be written is named here; any other failure (busy, full disk, damage) as it is.
+    if (!isReadOnly(e)) throw e;
     throw new QueryError(
       `${path}: ${behindText(behind)}; bringing them up to date failed: ${(e as Error).message}. Run 'iommu-ledger rebuild' where the file can be written.`,
     );
