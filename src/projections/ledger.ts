@@ -293,15 +293,17 @@ export class Ledger {
 
   /**
    * Another connection committed since this ledger last wrote (the store saw it at the start of a
-   * write transaction): it may have added rows, or written the projections this ledger deferred,
-   * so what this ledger holds in memory is let go: the next row ids are read again, the
-   * projections opened afresh (what their writers keep of the file, such as byte totals and counts
-   * of small run-log pieces, may be stale), the domains taken back from the tables and the events
-   * after their checkpoint folded again. While no other connection writes, all of it is kept from
-   * one transaction to the next.
+   * write transaction): it may have added rows, so the next row ids are read again when needed,
+   * and the projections are opened afresh (what their writers keep of the file, such as byte
+   * totals and counts of small run-log pieces, may be stale). If this ledger holds deferred
+   * decisions, the other may have written them: all it holds is let go, and the events after the
+   * tables' checkpoint are folded again. (If the other appended, `moved` lets go of the domains
+   * too.) While no other connection writes, all of it is kept from one transaction to the next.
    */
   private otherWrote(): void {
-    this.letGo();
+    if (this.unprojected > 0) return this.letGo();
+    this.d.forgetIds();
+    this.projections = new ProjectionSet(this.db, this.store.path);
   }
 
   /** What this ledger holds in memory goes: the next transaction starts from the tables (`catchUp`). */
