@@ -406,6 +406,8 @@ export async function importTrace(ledger: Ledger, file: string, opts: ImportOpti
       );
     }
     const p = pipeline!;
+    // An import returns when every query can answer: what a deferring ledger holds is written now.
+    ledger.projectNow();
     s.records = p.records;
     s.skipped = p.skipped;
     s.stored = tally.stored;

@@ -201,9 +201,12 @@ export class Ledger {
   /**
    * Writes every projection up to the head, in a write transaction of its own: the deferred
    * decisions of this ledger, or, when the tables are behind the log for another reason (another
-   * ledger deferred them and stopped), those of the events folded again first.
+   * ledger deferred them and stopped), those of the events folded again first. Nothing (no
+   * transaction) when this ledger knows the tables to be at the head it knows.
    */
   projectNow(): void {
+    this.catchUp(); // a read: the transaction is needed only if something is left to write
+    if (this.unprojected === 0 && this.projectedTo === this.store.lastPosition) return;
     this.session(() => {
       this.forceProjection = true;
     });

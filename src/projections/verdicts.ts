@@ -12,6 +12,8 @@ export interface VerdictCounts {
 }
 
 export function overUnmapVerdicts(ledger: Ledger, after: number): VerdictCounts {
+  // The findings as of the last event: a ledger that defers its projections writes them first.
+  ledger.projectNow();
   const rows = ledger.db
     .prepare<[after: number], { step: string; n: number }>(
       'SELECT step, count(*) AS n FROM unmap_findings WHERE position > ? AND step IS NOT NULL GROUP BY step',
