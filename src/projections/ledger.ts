@@ -246,14 +246,14 @@ export class Ledger {
    * if it throws, nothing of the session is stored.
    */
   session<T>(fn: (add: (inp: Input) => Outcome) => T, opts: AppendOptions = {}): T {
-    const { batch, add } = this.begin();
+    const add = this.begin();
     try {
       return this.store.write(
         () => {
           this.catchUp();
           this.checkExpected(opts);
           const out = fn(add);
-          this.finishBatch(batch);
+          this.finishBatch();
           return out;
         },
         () => this.moved(),
@@ -267,14 +267,14 @@ export class Ledger {
 
   /** session() for producers that await between commands (streaming a file). */
   async sessionAsync<T>(fn: (add: (inp: Input) => Outcome) => Promise<T>, opts: AppendOptions = {}): Promise<T> {
-    const { batch, add } = this.begin();
+    const add = this.begin();
     try {
       return await this.store.writeAsync(
         async () => {
           this.catchUp();
           this.checkExpected(opts);
           const out = await fn(add);
-          this.finishBatch(batch);
+          this.finishBatch();
           return out;
         },
         () => this.moved(),
@@ -349,10 +349,11 @@ export class Ledger {
     }
   }
 
-  private begin(): { batch: Batch; add: (inp: Input) => Outcome } {
+  /** How one transaction adds its commands: numbered from 0, with the batch's one timestamp. */
+  private begin(): (inp: Input) => Outcome {
     const batch: Batch = { recordedAt: new Date().toISOString() };
     let index = 0;
-    return { batch, add: (inp) => this.execute(inp, index++, batch) };
+    return (inp) => this.execute(inp, index++, batch);
   }
 
   /** Optimistic concurrency: every named stream must still be at the version the caller saw. */
@@ -381,7 +382,7 @@ export class Ledger {
    * The end of a write transaction: the projections written up to the head, with the streams rows
    * of the domains that moved and the checkpoint, unless they are deferred (`deferProjections`).
    */
-  private finishBatch(_batch: Batch): void {
+  private finishBatch(): void {
     if (!this.projecting) {
       // The tables' position, written once: a ledger that finds no checkpoint takes its tables to be at the head.
       if (!this.checkpointKnown) this.s.checkpointIfMissing.run(this.projectedTo);
