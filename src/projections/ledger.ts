@@ -291,7 +291,11 @@ export class Ledger {
    * projection tables at their checkpoint, and the events after it folded again (`catchUp`).
    */
   private moved(): void {
-    this.letGo();
+    // `otherWrote` ran first (an append is a commit): the ids, the projections' writers and any
+    // deferred decisions are already let go; only the domains remain.
+    this.ctxs.clear();
+    this.touched.clear();
+    this.caughtUp = false;
   }
 
   /**
