@@ -18,6 +18,12 @@ export type Errno = 'EINVAL' | 'ERANGE' | 'EEXIST' | 'ENOENT' | 'EOVERFLOW';
 /** IOMMU_READ / IOMMU_WRITE / ... (include/linux/iommu.h): see prot.ts. */
 export { PROT };
 
+/** Who asked for a map, as the domain's owner records it (the ledger: caller and call site). */
+export interface MapAsker {
+  readonly caller: string;
+  readonly site: string;
+}
+
 /** The map command a page came from: its reference (an event position) and its whole region. */
 export interface MapOrigin {
   readonly ref: number;
@@ -25,6 +31,8 @@ export interface MapOrigin {
   readonly paddr: bigint;
   readonly size: bigint;
   readonly prot: number;
+  /** Who asked, when the command said (MapCommand.by): kept with the pages, never read by the core. */
+  readonly by?: MapAsker | undefined;
 }
 
 /** Live pages: `count` pages of `pageSize` at iova/paddr, leaves at page-table `level`. */
@@ -33,6 +41,14 @@ export interface Run extends PageRun {
   /** Table entries one page occupies (16 for a 64K page in a 4K-entry table, else 1). */
   readonly repeat: number;
   readonly origin: MapOrigin;
+  /**
+   * Two slots for the domain's owner, which numbers the runs it stores (the ledger: the run's row
+   * in the `runs` table, and the event it was born at). The core sets both to 0 when it makes a
+   * run and never reads them; the owner sets them once, just after the operation that made it.
+   * They save the owner a map from run to number (two objects per live run).
+   */
+  row: number;
+  from: number;
 }
 
 /** A removed or collateral range, with the map command that had created it. */
@@ -57,6 +73,8 @@ export interface MapCommand {
   prot?: number;
   /** The caller's reference for this command (e.g. its event position). */
   ref: number;
+  /** Who asked: kept on the origin of every page this command creates (MapOrigin.by). */
+  by?: MapAsker | undefined;
 }
 
 /**
@@ -254,7 +272,7 @@ export class Domain {
 
   private makeRun(p: PageRun, origin: MapOrigin): Run {
     const { level, repeat } = this.leaf(p.pageSize);
-    return { iova: p.iova, paddr: p.paddr, pageSize: p.pageSize, count: p.count, level, repeat, origin };
+    return { iova: p.iova, paddr: p.paddr, pageSize: p.pageSize, count: p.count, level, repeat, origin, row: 0, from: 0 };
   }
 
   // ---- table accounting: tables of level L exist for each distinct span of 2^spanShift[L]
@@ -524,7 +542,7 @@ export class Domain {
         reason: `${hex(hit.iova)}..${hex(runEnd(hit))} is already mapped (by #${hit.origin.ref})`,
       };
     }
-    const origin: MapOrigin = { ref: cmd.ref, iova, paddr, size, prot };
+    const origin: MapOrigin = { ref: cmd.ref, iova, paddr, size, prot, by: cmd.by };
     const hw = emptyDelta(this.profile.format.levels.length);
     const runs = splitRegion(iova, paddr, size, this.profile.pgsizeBitmap).map((p) => this.makeRun(p, origin));
     this.clearLog();

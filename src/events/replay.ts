@@ -17,7 +17,7 @@
  *
  * Pure: no I/O. Where a replay needs other rules, they are options here (`ReplayRules`).
  */
-import { Domain, type MapResult, type UnmapResult } from '../core/domain.js';
+import { Domain, type MapAsker, type MapResult, type UnmapResult } from '../core/domain.js';
 import { profileFromDescriptor, type Profile } from '../core/profile.js';
 import type { DecodedBody, DomainCreatedFields, MapFields, UnmapFields } from './decode.js';
 import { followsObserved } from './schema.js';
@@ -39,9 +39,9 @@ export function followsInReplay(b: UnmapFields, rules?: ReplayRules): boolean {
   return rules?.followObserved === 'always' ? b.observed === true : followsObserved(b);
 }
 
-/** A stored map replayed: the same map again, `position` its ref. */
-export function replayMap(core: Domain, position: number, b: MapFields): MapResult {
-  return core.map({ iova: b.iova, paddr: b.paddr, size: b.size, prot: b.prot, ref: position });
+/** A stored map replayed: the same map again, `position` its ref (and `by` who asked, when the replay keeps it). */
+export function replayMap(core: Domain, position: number, b: MapFields, by?: MapAsker): MapResult {
+  return core.map({ iova: b.iova, paddr: b.paddr, size: b.size, prot: b.prot, ref: position, by });
 }
 
 /** A stored unmap replayed: the observation's pages or the profile's prediction (`followsInReplay`). */

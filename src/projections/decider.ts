@@ -25,7 +25,7 @@ import type { LedgerStatements } from './statements.js';
 import type { CollateralFinding, Decided, Decision, FaultCause, IntentChanges, RunChanges, UnmapClassification } from './registry.js';
 import { HW_CHECKPOINT_EVERY } from './hardware.js';
 import { saturated } from './symmetry.js';
-import { decodeEventRow, intentOf, StoredOrigin, UNKNOWN_CALLER, type DomainState, type OriginInfo, type StoredRead } from './domain-state.js';
+import { decodeEventRow, intentOf, StoredOrigin, UNKNOWN_CALLER, type DomainState, type StoredRead } from './domain-state.js';
 
 /** Callers that are nobody in particular: their pages are never "another owner's" (core/stepping.ts). */
 const ANONYMOUS_CALLERS: ReadonlySet<string> = new Set([BEFORE_TRACE_CALLER]);
@@ -144,14 +144,9 @@ export class Decider {
     return ev && decodeEventRow(ev);
   }
 
-  /** The caller and site of a map origin: recorded when mapped in this process, else read from its event. */
-  private infoOf(ctx: Ctx, o: MapOrigin): OriginInfo | undefined {
-    return ctx.info.get(o) ?? (o instanceof StoredOrigin ? o.info : undefined);
-  }
-
   /** The caller of a map origin, for the run log (without reading its event when the log said it). */
-  private callerOf(ctx: Ctx, o: MapOrigin): string | undefined {
-    return ctx.info.get(o)?.caller ?? (o instanceof StoredOrigin ? o.caller : undefined);
+  private callerOf(o: MapOrigin): string | undefined {
+    return o instanceof StoredOrigin ? o.caller : o.by?.caller;
   }
 
   /** Hardware snapshots at every HW_CHECKPOINT_EVERY-th event of a domain (the same in rebuild). */
@@ -175,9 +170,8 @@ export class Decider {
     // A destroyed domain's core keeps its last runs (they are ended in the runs table): none are live.
     if (!ctx.destroyed)
       for (const r of ctx.core.runs()) {
-        const at = ctx.rowOf.get(r);
-        if (at === undefined) throw new Error(`internal: run at ${hex(r.iova)} has no row`);
-        w.push(at.row, r.iova, r.paddr, shiftOf(r.pageSize), Number(r.count), r.level, r.origin.prot, r.origin.ref, at.from, NaN, this.callerOf(ctx, r.origin));
+        if (r.row === 0) throw new Error(`internal: run at ${hex(r.iova)} has no row`);
+        w.push(r.row, r.iova, r.paddr, shiftOf(r.pageSize), Number(r.count), r.level, r.origin.prot, r.origin.ref, r.from, NaN, this.callerOf(r.origin));
       }
     this.decided[this.decided.length - 1]!.runSnapshot = w;
   }
@@ -236,7 +230,6 @@ export class Decider {
   ): StepVerdict[] | undefined {
     if (!r.ok) return undefined;
     const settled = inferred ? undefined : this.settle(ctx, ctx.steps.map(caller, iova, iova + size, pos));
-    ctx.info.set(r.runs[0]!.origin, { caller, site });
     this.writeRuns(ctx, pos, { before: [], after: r.changes.after });
     // A mapping inferred from before the trace is nobody's known intent (its caller is unknown,
     // and the unmap that shows it removes it at once): no intent, no caller count.
@@ -254,7 +247,7 @@ export class Decider {
     const a = classifyUnmap(ctx.core, start, size);
     let foreign = false;
     const mapsBy = a.maps.map((o) => {
-      const info = this.infoOf(ctx, o);
+      const info = o.by;
       const by = { caller: info?.caller ?? UNKNOWN_CALLER, site: info?.site ?? '' };
       if (by.caller !== caller) foreign = true;
       return by;
@@ -313,17 +306,16 @@ export class Decider {
     if (!changes.before.length && !changes.after.length) return;
     const ch = (this.runChanges ??= { born: [], ended: [] });
     for (const r of changes.before) {
-      const at = ctx.rowOf.get(r);
-      if (at === undefined) throw new Error(`internal: run at ${hex(r.iova)} has no row`);
-      ctx.rowOf.delete(r);
-      ch.ended.push(at.row);
+      if (r.row === 0) throw new Error(`internal: run at ${hex(r.iova)} has no row`);
+      ch.ended.push(r.row);
       ctx.endedPending.add(r.iova, runEnd(r), pos);
       this.endedSinceFlush++;
     }
     let id = (this.nextRunId ??= (this.s.maxRunId.get() ?? 0) + 1);
     for (const r of changes.after) {
-      ctx.rowOf.set(r, { row: id, from: pos });
-      ch.born.push({ id: id++, run: r, caller: this.callerOf(ctx, r.origin) });
+      r.row = id;
+      r.from = pos;
+      ch.born.push({ id: id++, run: r, caller: this.callerOf(r.origin) });
       const span = runEnd(r) - r.iova;
       if (span > ctx.maxSpan) ctx.maxSpan = span;
     }
@@ -400,7 +392,7 @@ export class Decider {
         iova: c.start,
         size: c.end - c.start,
         mappedBy: c.origin.ref,
-        mappedByCaller: this.infoOf(ctx, c.origin)?.caller ?? UNKNOWN_CALLER,
+        mappedByCaller: c.origin.by?.caller ?? UNKNOWN_CALLER,
         owners,
       };
     });

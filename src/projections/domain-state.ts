@@ -7,7 +7,7 @@
  */
 import type Database from 'better-sqlite3';
 import { hex } from '../core/address.js';
-import { Domain, type MapOrigin, type Run } from '../core/domain.js';
+import { Domain, type MapAsker, type MapOrigin, type Run } from '../core/domain.js';
 import { IntervalSet } from '../core/intervals.js';
 import { SteppingTracker } from '../core/stepping.js';
 import { profileFromDescriptor, type Profile, type ProfileDescriptor } from '../core/profile.js';
@@ -32,15 +32,10 @@ export interface StateSource {
   lastPosition: number;
 }
 
-/** Who mapped: the caller and call site of a map event. */
-export interface OriginInfo {
-  caller: string;
-  site: string;
-}
-
 /**
- * What the ledger keeps of one domain to decide its next events: its core (live pages), its
- * callers' intent, the runs row of each live run, the over-unmaps not yet settled, and counters.
+ * What the ledger keeps of one domain to decide its next events: its core (live pages, each run
+ * with its runs row and birth in Run.row and Run.from, each map origin with its caller in
+ * MapOrigin.by), its callers' intent, the over-unmaps not yet settled, and counters.
  */
 export interface DomainState {
   id: number;
@@ -50,9 +45,6 @@ export interface DomainState {
   destroyed: boolean;
   core: Domain;
   intent: Map<string, IntervalSet>;
-  /** The runs table row of each live run (given at its birth: runs.ts writes it), and when it became valid. */
-  rowOf: Map<Run, { row: number; from: number }>;
-  info: WeakMap<MapOrigin, OriginInfo>;
   /** Longest run ever stored (bounds IOVA look-ups in the runs table). */
   maxSpan: bigint;
   invalidations: number;
@@ -76,8 +68,6 @@ export function newDomainState(id: number, name: string, profile: Profile, versi
     destroyed,
     core: new Domain(profile),
     intent: new Map(),
-    rowOf: new Map(),
-    info: new WeakMap(),
     maxSpan: 0n,
     invalidations: 0,
     invalidatedBytes: 0n,
@@ -141,8 +131,9 @@ export function loadDomainState(src: StateSource, name: string): DomainState | u
       level: lv,
       repeat: 2 ** (shift - profile.format.levels[lv]!.shift),
       origin,
+      row: cols.id[i]!,
+      from: cols.from[i]!,
     };
-    c.rowOf.set(run, { row: cols.id[i]!, from: cols.from[i]! });
     loaded.push(run);
   }
   try {
@@ -235,7 +226,7 @@ function originReader(s: LedgerStatements): (pos: number) => OriginFields {
       iova: ev.body.iova,
       paddr: ev.body.paddr,
       size: ev.body.size,
-      info: { caller: intern(ev.who.caller ?? UNKNOWN_CALLER), site: intern(ev.who.site ?? '') },
+      by: { caller: intern(ev.who.caller ?? UNKNOWN_CALLER), site: intern(ev.who.site ?? '') },
     };
   };
 }
@@ -254,7 +245,7 @@ export interface OriginFields {
   iova: bigint;
   paddr: bigint;
   size: bigint;
-  info: OriginInfo;
+  by: MapAsker;
 }
 
 /**
@@ -271,7 +262,7 @@ export class StoredOrigin implements MapOrigin {
     private readonly knownCaller?: string,
   ) {}
   get caller(): string {
-    return this.knownCaller ?? this.fields.info.caller;
+    return this.knownCaller ?? this.fields.by.caller;
   }
   private get fields(): OriginFields {
     return (this.f ??= this.read(this.ref));
@@ -285,8 +276,8 @@ export class StoredOrigin implements MapOrigin {
   get size(): bigint {
     return this.fields.size;
   }
-  get info(): OriginInfo {
-    return this.fields.info;
+  get by(): MapAsker {
+    return this.fields.by;
   }
 }
 

@@ -520,7 +520,7 @@ export class Ledger {
     switch (cmd.op) {
       case 'map': {
         const prot = cmd.prot ?? 3;
-        const r = ctx.core.map({ iova: cmd.iova, paddr: cmd.paddr, size: cmd.size, prot, ref: pos });
+        const r = ctx.core.map({ iova: cmd.iova, paddr: cmd.paddr, size: cmd.size, prot, ref: pos, by: { caller, site } });
         const fields: MapFields = { iova: cmd.iova, paddr: cmd.paddr, size: cmd.size, prot, ok: r.ok };
         if (!r.ok) {
           fields.errno = r.errno;
@@ -709,7 +709,7 @@ export class Ledger {
     this.touched.add(ctx);
     if (ev.type === 'map') {
       const body = ev.body;
-      const r = replayMap(ctx.core, pos, body);
+      const r = replayMap(ctx.core, pos, body, { caller, site });
       if (r.ok !== body.ok) mismatch = true;
       this.d.map(ctx, pos, who, from, caller, site, body, r);
     } else if (ev.type === 'unmap') {

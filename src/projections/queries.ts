@@ -1180,10 +1180,10 @@ function pagesIn(runs: readonly PageView[], start: bigint, end: bigint): PageVie
   return out;
 }
 
-/** A core domain holding the given live runs (for hardware statistics). */
 /** The columns of a runs row that a page is made of (valid_to may be NULL). */
 const RUN_COLUMNS = ['id', 'iova', 'paddr', 'page_size', 'count', 'prot', 'level', 'map_pos', 'valid_from'] as const;
 
+/** A core domain holding the given live runs (for hardware statistics). */
 function coreOfRuns(d: DomainInfo, c: RunColumns): Domain {
   const core = new Domain(d.profile);
   const origins = new Map<number, { ref: number; iova: bigint; paddr: bigint; size: bigint; prot: number }>();
@@ -1204,7 +1204,7 @@ function coreOfRuns(d: DomainInfo, c: RunColumns): Domain {
         `a run at 0x${c.iova[i]!.toString(16)} has level ${level} and page shift ${c.shift[i]}, which the ${d.profile.format.name} format has not`,
       );
     const repeat = 2 ** (c.shift[i]! - lv.shift);
-    runs.push({ iova: c.iova[i]!, paddr: c.paddr[i]!, pageSize, count, level, repeat, origin });
+    runs.push({ iova: c.iova[i]!, paddr: c.paddr[i]!, pageSize, count, level, repeat, origin, row: 0, from: 0 });
   }
   core.load(runs);
   return core;
@@ -1240,7 +1240,17 @@ function coreOf(d: DomainInfo, pages: PageView[]): Domain {
       origins.set(pg.mappedBy, origin);
     }
     const lv = d.profile.format.levels[pg.level]!;
-    return { iova: pg.iova, paddr: pg.paddr, pageSize: pg.pageSize, count: pg.count, level: pg.level, repeat: 2 ** (shiftOf(pg.pageSize) - lv.shift), origin };
+    return {
+      iova: pg.iova,
+      paddr: pg.paddr,
+      pageSize: pg.pageSize,
+      count: pg.count,
+      level: pg.level,
+      repeat: 2 ** (shiftOf(pg.pageSize) - lv.shift),
+      origin,
+      row: 0,
+      from: 0,
+    };
   });
   core.load(runs);
   return core;
