@@ -156,6 +156,12 @@ function coveredBy(runs: readonly Run[], start: bigint, end: bigint): boolean {
   return cursor >= end;
 }
 
+/** A new run of `count` of r's pages from its page `first` on (the owner's slots not set). */
+function piece(r: Run, first: bigint, count: bigint): Run {
+  const off = first * r.pageSize;
+  return { iova: r.iova + off, paddr: r.paddr + off, pageSize: r.pageSize, count, level: r.level, repeat: r.repeat, origin: r.origin, row: 0, from: 0 };
+}
+
 /** Does one of the (few) runs start at iova? */
 function hasKey(runs: readonly Run[], iova: bigint): boolean {
   if (runs.length > 8) return false; // then the caller deletes and sets again: the same tree
@@ -757,15 +763,13 @@ export class Domain {
    * after stay as runs of their own.
    */
   private cutPages(r: Run, j0: bigint, j1: bigint, hw: HwDelta, added: readonly Run[] = NO_RUNS): Run {
-    const s = r.pageSize;
     const kept: Run[] = [];
-    if (j0 > 0n) kept.push({ ...r, count: j0 });
-    if (j1 < r.count) kept.push({ ...r, iova: r.iova + j1 * s, paddr: r.paddr + j1 * s, count: r.count - j1 });
+    if (j0 > 0n) kept.push(piece(r, 0n, j0));
+    if (j1 < r.count) kept.push(piece(r, j1, r.count - j1));
     // kept is in IOVA order already.
     const news = added.length === 0 ? kept : [...kept, ...added].sort((a, b) => cmp(a.iova, b.iova));
     this.rewrite([r], news, hw, kept);
-    const off = j0 * s;
-    return { ...r, iova: r.iova + off, paddr: r.paddr + off, count: j1 - j0 };
+    return piece(r, j0, j1 - j0);
   }
 
   /**

@@ -226,7 +226,7 @@ function originReader(s: LedgerStatements): (pos: number) => OriginFields {
       iova: ev.body.iova,
       paddr: ev.body.paddr,
       size: ev.body.size,
-      by: { caller: intern(ev.who.caller ?? UNKNOWN_CALLER), site: intern(ev.who.site ?? '') },
+      by: askerOf(ev.who.caller ?? UNKNOWN_CALLER, ev.who.site ?? ''),
     };
   };
 }
@@ -295,6 +295,30 @@ export function intern(s: string): string {
     interned.set(v, v);
   }
   return v;
+}
+
+const askers = new Map<string, Map<string, MapAsker>>();
+let askerCount = 0;
+/**
+ * One shared MapAsker per caller and site, with interned names: the origin of every live map
+ * holds one (MapOrigin.by), and callers and sites are few.
+ */
+export function askerOf(caller: string, site: string): MapAsker {
+  let bySite = askers.get(caller);
+  if (bySite === undefined) {
+    if (askerCount > 100_000) {
+      askers.clear(); // as intern: bounds a pathological input only
+      askerCount = 0;
+    }
+    askers.set(intern(caller), (bySite = new Map()));
+  }
+  let a = bySite.get(site);
+  if (a === undefined) {
+    a = { caller: intern(caller), site: intern(site) };
+    bySite.set(a.site, a);
+    askerCount++;
+  }
+  return a;
 }
 
 /** A domain's profile from its stored descriptor; one that does not describe a profile is named. */

@@ -26,7 +26,7 @@ import { toDb } from './codec.js';
 import { deleteMeta } from './meta.js';
 import { prepareLedgerStatements, type LedgerStatements } from './statements.js';
 import { ProjectionSet, type CollateralFinding } from './registry.js';
-import { intern, loadDomainState, newDomainState, UNKNOWN_CALLER, type DomainState } from './domain-state.js';
+import { askerOf, intern, loadDomainState, newDomainState, UNKNOWN_CALLER, type DomainState } from './domain-state.js';
 import { Decider } from './decider.js';
 import { registerCatchUp } from './catch-up.js';
 
@@ -520,7 +520,7 @@ export class Ledger {
     switch (cmd.op) {
       case 'map': {
         const prot = cmd.prot ?? 3;
-        const r = ctx.core.map({ iova: cmd.iova, paddr: cmd.paddr, size: cmd.size, prot, ref: pos, by: { caller, site } });
+        const r = ctx.core.map({ iova: cmd.iova, paddr: cmd.paddr, size: cmd.size, prot, ref: pos, by: askerOf(caller, site) });
         const fields: MapFields = { iova: cmd.iova, paddr: cmd.paddr, size: cmd.size, prot, ok: r.ok };
         if (!r.ok) {
           fields.errno = r.errno;
@@ -709,7 +709,7 @@ export class Ledger {
     this.touched.add(ctx);
     if (ev.type === 'map') {
       const body = ev.body;
-      const r = replayMap(ctx.core, pos, body, { caller, site });
+      const r = replayMap(ctx.core, pos, body, askerOf(caller, site));
       if (r.ok !== body.ok) mismatch = true;
       this.d.map(ctx, pos, who, from, caller, site, body, r);
     } else if (ev.type === 'unmap') {

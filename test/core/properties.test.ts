@@ -854,6 +854,61 @@ describe('invariants', () => {
       );
     });
 
+    it(`${cfg.name}: each run keeps who asked for its map (MapOrigin.by) and the owner's slots (row, from), which the core leaves alone`, () => {
+      fc.assert(
+        fc.property(fc.array(cmdArb(cfg), { maxLength: 30, size: 'max' }), (cmds) => {
+          const s: Run1 = { d: new Domain(cfg.profile), m: new RefModel(cfg.profile), maps: [], ref: 0 };
+          const askers = new Map<number, { caller: string; site: string }>();
+          let row = 0;
+          /**
+           * As the ledger does (decider.ts writeRuns): numbers every run the operation put in, after
+           * checking that the core left the new ones unnumbered. A run it took out and put back
+           * (in both lists) is numbered again, as the ledger ends its row and starts a new one.
+           */
+          const own = (changes: RunChanges, at: number): Set<Run> => {
+            const out = new Set(changes.before);
+            for (const r of changes.after) {
+              if (!out.has(r)) {
+                assert.equal(r.row, 0);
+                assert.equal(r.from, 0);
+              }
+              r.row = ++row;
+              r.from = at;
+            }
+            return new Set(changes.after);
+          };
+          const numbered = new Map<Run, number>();
+          let put = new Set<Run>();
+          for (const [i, c] of cmds.entries()) {
+            if (c.k === 'map') {
+              const paddr = c.pmode === 0 ? c.iova : c.pmode === 1 ? c.iova + c.pother : c.pother;
+              if (!greedyPages(s.m.sizes, c.iova, paddr, c.size, PAGE_CAP)) continue;
+              const by = { caller: `caller${i % 3}`, site: `site${i}` };
+              const r = s.d.map({ iova: c.iova, paddr, size: c.size, ref: ++s.ref, by });
+              if (!r.ok) continue;
+              askers.set(s.ref, by);
+              s.maps.push({ iova: c.iova, size: c.size });
+              put = own(r.changes, i + 1);
+            } else {
+              const t = unmapTarget(s, c);
+              if (!t) continue;
+              put = own(s.d.unmap(t, SEMANTICS[c.sem]!).changes, i + 1);
+              prune(s);
+            }
+            for (const r of s.d.runs()) {
+              assert.ok(r.row > 0 && r.from > 0, `run at ${h(r.iova)} left unnumbered`);
+              // A run the operation did not put in keeps its number (the core never renumbers).
+              const before = numbered.get(r);
+              if (before !== undefined && !put.has(r)) assert.equal(r.row, before);
+              numbered.set(r, r.row);
+              assert.equal(r.origin.by, askers.get(r.origin.ref));
+            }
+          }
+        }),
+        { numRuns: RUNS },
+      );
+    });
+
     it(`${cfg.name}: under split nothing outside the request is removed or moved`, () => {
       fc.assert(
         fc.property(state, addr, sizeArb(cfg), (cmds, iova, size) => {
