@@ -154,7 +154,10 @@ export function leafLevelOf(format: PageTableFormat, pageShift: number): { level
     const lv = format.levels[i]!;
     const upper = format.levels[i - 1];
     if (pageShift >= lv.shift && (upper === undefined || pageShift < upper.shift)) {
-      return { level: i, repeat: 2 ** (pageShift - lv.shift) };
+      // A shift, not 2 ** d: V8 keeps the result of ** as a heap number, and a run made with one
+      // then holds a boxed number in its repeat field (an object per live run).
+      const d = pageShift - lv.shift;
+      return { level: i, repeat: d < 31 ? 1 << d : 2 ** d };
     }
   }
   throw new RangeError(`page of 2^${pageShift} bytes is smaller than the format's smallest entry`);
