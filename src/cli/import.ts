@@ -6,7 +6,7 @@ import { formatSize } from '../core/address.js';
 import { importTrace, type ImportOptions, type ImportSummary } from '../import/store.js';
 import type { Ledger } from '../projections/ledger.js';
 import { verdictCountsText } from './render/verdicts.js';
-import { collectGarbage } from './gc.js';
+import { capHeapGrowth, collectGarbage } from './gc.js';
 
 export type { ImportOptions, ImportSummary };
 
@@ -14,6 +14,7 @@ export type { ImportOptions, ImportSummary };
 export type ImportReport = ImportSummary & { report: string[] };
 
 export async function importFile(ledger: Ledger, file: string, opts: ImportOptions): Promise<ImportReport> {
+  capHeapGrowth();
   const s = await importTrace(ledger, file, { collectGarbage, ...opts });
   return { ...s, report: report(s, ledger.store.path) };
 }
