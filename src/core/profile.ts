@@ -148,16 +148,23 @@ export function genericFormat(pgsizeBitmap: bigint, iovaBits: number): PageTable
   };
 }
 
+/**
+ * How many entries of a level whose entries map 2^entryShift bytes one page of 2^pageShift bytes
+ * fills (Run.repeat). A shift, not 2 ** d: V8 keeps the result of ** as a heap number, and a run
+ * made with one then holds a boxed number in its repeat field (an object per live run).
+ */
+export function repeatOf(pageShift: number, entryShift: number): number {
+  const d = pageShift - entryShift;
+  return d < 31 ? 1 << d : 2 ** d;
+}
+
 /** The level at which a page of 2^pageShift bytes is a leaf, and how many entries it repeats. */
 export function leafLevelOf(format: PageTableFormat, pageShift: number): { level: number; repeat: number } {
   for (let i = format.levels.length - 1; i >= 0; i--) {
     const lv = format.levels[i]!;
     const upper = format.levels[i - 1];
     if (pageShift >= lv.shift && (upper === undefined || pageShift < upper.shift)) {
-      // A shift, not 2 ** d: V8 keeps the result of ** as a heap number, and a run made with one
-      // then holds a boxed number in its repeat field (an object per live run).
-      const d = pageShift - lv.shift;
-      return { level: i, repeat: d < 31 ? 1 << d : 2 ** d };
+      return { level: i, repeat: repeatOf(pageShift, lv.shift) };
     }
   }
   throw new RangeError(`page of 2^${pageShift} bytes is smaller than the format's smallest entry`);

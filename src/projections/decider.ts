@@ -25,7 +25,7 @@ import type { LedgerStatements } from './statements.js';
 import type { CollateralFinding, Decided, Decision, FaultCause, IntentChanges, RunChanges, UnmapClassification } from './registry.js';
 import { HW_CHECKPOINT_EVERY } from './hardware.js';
 import { saturated } from './symmetry.js';
-import { decodeEventRow, intentOf, StoredOrigin, UNKNOWN_CALLER, type DomainState, type StoredRead } from './domain-state.js';
+import { askerOf, decodeEventRow, intentOf, StoredOrigin, UNKNOWN_CALLER, type DomainState, type StoredRead } from './domain-state.js';
 
 /** Callers that are nobody in particular: their pages are never "another owner's" (core/stepping.ts). */
 const ANONYMOUS_CALLERS: ReadonlySet<string> = new Set([BEFORE_TRACE_CALLER]);
@@ -247,8 +247,7 @@ export class Decider {
     const a = classifyUnmap(ctx.core, start, size);
     let foreign = false;
     const mapsBy = a.maps.map((o) => {
-      const info = o.by;
-      const by = { caller: info?.caller ?? UNKNOWN_CALLER, site: info?.site ?? '' };
+      const by = o.by ?? askerOf(UNKNOWN_CALLER, '');
       if (by.caller !== caller) foreign = true;
       return by;
     });

@@ -10,7 +10,7 @@ import { hex } from '../core/address.js';
 import { Domain, type MapAsker, type MapOrigin, type Run } from '../core/domain.js';
 import { IntervalSet } from '../core/intervals.js';
 import { SteppingTracker } from '../core/stepping.js';
-import { profileFromDescriptor, type Profile, type ProfileDescriptor } from '../core/profile.js';
+import { profileFromDescriptor, repeatOf, type Profile, type ProfileDescriptor } from '../core/profile.js';
 import { decodeStoredEvent, type EventType, type Who } from '../events/schema.js';
 import { decodeBody, type DecodedBody } from '../events/decode.js';
 import { CorruptEventError, eventName, shown, unfitEvent } from '../events/stored.js';
@@ -129,7 +129,7 @@ export function loadDomainState(src: StateSource, name: string): DomainState | u
       pageSize: pageSizeOf(shift),
       count: BigInt(cols.count[i]!),
       level: lv,
-      repeat: 2 ** (shift - profile.format.levels[lv]!.shift),
+      repeat: repeatOf(shift, profile.format.levels[lv]!.shift),
       origin,
       row: cols.id[i]!,
       from: cols.from[i]!,

@@ -8,7 +8,7 @@ import { createRequire } from 'node:module';
 import type { Kysely } from 'kysely';
 import { Domain, type Run, type WalkStep, type HwStats } from '../core/domain.js';
 import { LedgerFault } from '../core/errors.js';
-import { profileFromDescriptor, type Profile, type ProfileDescriptor } from '../core/profile.js';
+import { profileFromDescriptor, repeatOf, type Profile, type ProfileDescriptor } from '../core/profile.js';
 import type { StepReason } from '../core/stepping.js';
 import { openDatabase } from '../events/db.js';
 import { eventName, profileProblem, unfitEvent } from '../events/stored.js';
@@ -1203,7 +1203,7 @@ function coreOfRuns(d: DomainInfo, c: RunColumns): Domain {
       throw new RangeError(
         `a run at 0x${c.iova[i]!.toString(16)} has level ${level} and page shift ${c.shift[i]}, which the ${d.profile.format.name} format has not`,
       );
-    const repeat = 2 ** (c.shift[i]! - lv.shift);
+    const repeat = repeatOf(c.shift[i]!, lv.shift);
     runs.push({ iova: c.iova[i]!, paddr: c.paddr[i]!, pageSize, count, level, repeat, origin, row: 0, from: 0 });
   }
   core.load(runs);
@@ -1246,7 +1246,7 @@ function coreOf(d: DomainInfo, pages: PageView[]): Domain {
       pageSize: pg.pageSize,
       count: pg.count,
       level: pg.level,
-      repeat: 2 ** (shiftOf(pg.pageSize) - lv.shift),
+      repeat: repeatOf(shiftOf(pg.pageSize), lv.shift),
       origin,
       row: 0,
       from: 0,

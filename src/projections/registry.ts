@@ -24,7 +24,7 @@
  * by any projection here, `checkpoints`, is written by `Ledger` (`LEDGER_TABLES`).
  */
 import type Database from 'better-sqlite3';
-import type { HwStats, MapResult, Run, UnmapResult } from '../core/domain.js';
+import type { HwStats, MapAsker, MapResult, Run, UnmapResult } from '../core/domain.js';
 import type { StepCase, StepVerdict } from '../core/stepping.js';
 import type { BehaviourEffect, UnmapAnalysis } from '../core/symmetry.js';
 import type { DeviceFields, DomainCreatedFields, FaultFields, MapFields, Origin, UnmapFields, Who } from '../events/decode.js';
@@ -136,7 +136,7 @@ export interface Behaviours {
 export interface UnmapClassification {
   analysis: UnmapAnalysis;
   /** Caller and site of each map of `analysis.maps` (the map event's `who`; `(unknown)` when not known). */
-  mapsBy: Array<{ caller: string; site: string }>;
+  mapsBy: readonly MapAsker[];
   /** Whether a map it reaches is another caller's. */
   foreign: boolean;
   /**
