@@ -104,14 +104,17 @@ export function projectionSchema(): SchemaObject[] {
 }
 
 /**
- * Drops every projection table and creates it again as the current schema has it, with its
- * indexes (inside the caller's transaction): a table or index that is missing, or whose shape was
- * changed, is back, empty.
+ * Drops the projection tables given (all of them unless told) and creates each again as the
+ * current schema has it, with its indexes (inside the caller's transaction): a table or index that
+ * is missing, or whose shape was changed, is back, empty.
  */
-export function recreateProjectionTables(db: Database.Database): void {
+export function recreateProjectionTables(db: Database.Database, tables: readonly string[] = PROJECTION_TABLES): void {
   const schema = projectionSchema();
-  for (const t of PROJECTION_TABLES) db.exec(`DROP TABLE IF EXISTS "${t}"`);
-  for (const o of schema) db.exec(o.sql);
+  for (const t of tables) {
+    if (!(PROJECTION_TABLES as readonly string[]).includes(t)) throw new Error(`internal: ${t} is not a projection table`);
+    db.exec(`DROP TABLE IF EXISTS "${t}"`);
+  }
+  for (const o of schema) if (tables.includes(o.table)) db.exec(o.sql);
 }
 
 /**

@@ -113,7 +113,7 @@ export class Decider {
   /** An IO page fault: the verdicts it settles and its cause, queued for the projections. Returns the cause. */
   fault(ctx: Ctx, pos: number, who: Who, from: Origin | undefined, caller: string, site: string, body: FaultFields): FaultCause {
     const settled = this.settle(ctx, ctx.steps.fault(body.iova, pos));
-    const cause = this.faultCause(ctx, body.iova);
+    const cause = this.faultCause(ctx, pos, body.iova);
     this.decide(ctx, pos, who, from, caller, site, settled ? { type: 'fault', body, cause, settled } : { type: 'fault', body, cause });
     return cause;
   }
@@ -127,6 +127,12 @@ export class Decider {
   forgetIds(): void {
     this.nextIntentId = undefined;
     this.nextRunId = undefined;
+  }
+
+  /** A fold from the first event (rebuild): row ids are given from 1, whatever the tables hold. */
+  restartIds(): void {
+    this.nextIntentId = 1;
+    this.nextRunId = 1;
   }
 
   /** A transaction rolled back: what was decided in it goes with it. */
@@ -243,7 +249,7 @@ export class Decider {
    * and unmaps across a hole also get what they would do under each unmap behaviour (the
    * caller-symmetry projection writes their asymmetric_unmaps rows: symmetry.ts).
    */
-  classify(ctx: Ctx, start: bigint, size: bigint, caller: string): UnmapClassification {
+  classify(ctx: Ctx, pos: number, start: bigint, size: bigint, caller: string): UnmapClassification {
     const a = classifyUnmap(ctx.core, start, size);
     let foreign = false;
     const mapsBy = a.maps.map((o) => {
@@ -266,14 +272,14 @@ export class Decider {
             ? { over: 0n, left: 0n, errno: ctx.profile.emptyUnmapErrno }
             : { over: 0n, left: 0n },
       };
-      c.missedAfter = a.class === 'misses' && size > 0n ? this.overUnmapOf(ctx, start) : null;
+      c.missedAfter = a.class === 'misses' && size > 0n ? this.overUnmapOf(ctx, pos, start) : null;
     }
     return c;
   }
 
   /** The unmap that removed the page at iova as collateral (outside its request), if one did: why an unmap missed. */
-  private overUnmapOf(ctx: Ctx, iova: bigint): number | null {
-    const at = this.lastRemovalOf(ctx, iova);
+  private overUnmapOf(ctx: Ctx, pos: number, iova: bigint): number | null {
+    const at = this.lastRemovalOf(ctx, pos, iova);
     if (at === undefined) return null;
     const ev = this.storedEvent(at);
     if (ev?.type !== 'unmap') return null;
@@ -281,14 +287,14 @@ export class Decider {
     return iova >= s && iova < s + ev.body.size ? null : at;
   }
 
-  /** The position of the event that last removed the page at iova (stored rows and this batch's). */
-  private lastRemovalOf(ctx: Ctx, iova: bigint): number | undefined {
+  /** The position of the event before `before` that last removed the page at iova (stored rows and this batch's). */
+  private lastRemovalOf(ctx: Ctx, before: number, iova: bigint): number | undefined {
     const x = toDb(iova);
     const near = toDb(iova >= LONG_RUN ? iova - LONG_RUN : 0n);
-    let at = this.s.lastRemoval.get({ d: ctx.id, x, near }) ?? undefined;
+    let at = this.s.lastRemoval.get({ d: ctx.id, x, near, before }) ?? undefined;
     if (ctx.maxSpan > LONG_RUN) {
       const far = toDb(iova >= ctx.maxSpan ? iova - ctx.maxSpan : 0n);
-      const long = this.s.lastRemovalLong.get({ d: ctx.id, x, far }) ?? null;
+      const long = this.s.lastRemovalLong.get({ d: ctx.id, x, far, before }) ?? null;
       if (long !== null && (at === undefined || long > at)) at = long;
     }
     // Pages removed since the projections last wrote their rows are not in the runs table yet.
@@ -446,11 +452,11 @@ export class Decider {
   }
 
   /** Why an IO page fault happened: what last removed the page at iova, if anything (the faults projection stores it: faults.ts). */
-  private faultCause(ctx: Ctx, iova: bigint): FaultCause {
+  private faultCause(ctx: Ctx, pos: number, iova: bigint): FaultCause {
     const live = ctx.core.find(iova);
     if (live)
       return { cause: 'mapped', position: null, detail: { mappedBy: live.origin.ref, note: 'the page is mapped: a permission or a device-side fault' } };
-    const removedAt = this.lastRemovalOf(ctx, iova);
+    const removedAt = this.lastRemovalOf(ctx, pos, iova);
     if (removedAt === undefined) return { cause: 'never-mapped', position: null, detail: {} };
     const ev = this.storedEvent(removedAt);
     if (!ev) throw unreadable(`the runs of domain ${ctx.name}`, `a run ends at event #${removedAt}, which is not stored`);

@@ -17,6 +17,7 @@ import { statementPreparer, type U64 } from './statements.js';
 export const faults: Projection = {
   name: 'faults',
   tables: ['faults'],
+  updates: ['unmap_findings'],
   open(db: Database.Database, path: string): ProjectionWriter {
     const p = statementPreparer(db, path);
     const insFault = p<

@@ -21,16 +21,20 @@ import { decodeBody, type MapFields, type UnmapFields } from '../events/decode.j
 import { DomainReplay, replayMap, replayUnmap, type ReplayedDomain } from '../events/replay.js';
 import { ChainWalk, ConcurrencyError, EventStore, type VerifyResult } from '../events/store.js';
 import { unfitEvent } from '../events/stored.js';
-import { BrokenChainError, recreateProjectionTables } from './corrupt.js';
+import { BrokenChainError, PROJECTION_TABLES, recreateProjectionTables } from './corrupt.js';
 import { toDb } from './codec.js';
 import { deleteMeta } from './meta.js';
 import { prepareLedgerStatements, type LedgerStatements } from './statements.js';
-import { ProjectionSet, type CollateralFinding } from './registry.js';
+import { PROJECTIONS, ProjectionSet, rebuildSet, type CollateralFinding, type Projection } from './registry.js';
+import { runs } from './runs.js';
 import { askerOf, intern, loadDomainState, newDomainState, UNKNOWN_CALLER, type DomainState } from './domain-state.js';
 import { Decider } from './decider.js';
 import { registerCatchUp } from './catch-up.js';
 
 export { UNKNOWN_CALLER };
+
+/** The names of the registered projections (what `rebuild`'s `projections` takes), in the registry's order. */
+export const PROJECTION_NAMES: readonly string[] = PROJECTIONS.map((p) => p.name);
 
 /**
  * The projections are flushed (their gathered rows written) once the runs ended since the last
@@ -536,7 +540,7 @@ export class Ledger {
       }
       case 'unmap': {
         const start = cmd.iova;
-        const classification = this.d.classify(ctx, start, cmd.size, caller);
+        const classification = this.d.classify(ctx, pos, start, cmd.size, caller);
         const observed = cmd.observedUnmapped;
         // What a trace saw the kernel do is the authority: the pages follow it (core/observed.ts),
         // unless a what-if asks for the prediction's pages.
@@ -622,21 +626,36 @@ export class Ledger {
   // ---- rebuild ----
 
   /**
-   * Drops every projection and recomputes it from the events alone (streaming). Returns how
-   * many stored outcomes the core now computes differently (0 unless the semantics changed), and
-   * what the hash chain said.
+   * Drops every projection, or those `projections` names (with the ones that share a table with
+   * them: `rebuildSet`), and recomputes it from the events alone (streaming). Returns how many
+   * stored outcomes the core now computes differently (0 unless the semantics changed), what the
+   * hash chain said, and the projections rebuilt.
    *
-   * All in one write transaction: every projection table is dropped and created again as the
-   * current schema has it (a table or index that was missing or reshaped is back); then the events
-   * are folded, each checked against the hash chain as `verify` checks it and decoded through the
-   * schema of stored events, in one read of the log. A broken chain refuses the rebuild
-   * (BrokenChainError, at the first break: everything rolls back) unless `acceptBrokenChain`; so
-   * does an event that does not fit.
+   * All in one write transaction: the projection tables rebuilt are dropped and created again as
+   * the current schema has them (a table or index that was missing or reshaped is back); then the
+   * events are folded from the first, each checked against the hash chain as `verify` checks it and
+   * decoded through the schema of stored events, in one read of the log. A broken chain refuses
+   * the rebuild (BrokenChainError, at the first break: everything rolls back) unless
+   * `acceptBrokenChain`; so does an event that does not fit.
+   *
+   * The projections not rebuilt keep their rows and take only the events after the tables'
+   * checkpoint (those whose projections were deferred and not written), so every projection ends at
+   * the head. A rebuild of some projections gives their rows exactly as a rebuild of all would
+   * (test/ledger/rebuild-some.test.ts): the fold is the same, row ids are given from 1 as in an
+   * empty table, and the one look-up the decisions make in a table (the runs that removed a page,
+   * `lastRemoval`) sees only rows ended before the event being folded.
    */
   rebuild(
     onProgress?: (done: number, total: number) => void,
-    opts: { acceptBrokenChain?: boolean } = {},
-  ): { events: number; mismatches: number; chain: VerifyResult } {
+    opts: { acceptBrokenChain?: boolean; projections?: readonly string[] } = {},
+  ): { events: number; mismatches: number; chain: VerifyResult; projections: string[] } {
+    let chosen: Projection[];
+    try {
+      chosen = opts.projections === undefined ? [...PROJECTIONS] : rebuildSet(opts.projections);
+    } catch (e) {
+      throw new LedgerError(`rebuild: ${(e as Error).message}`);
+    }
+    const all = chosen.length === PROJECTIONS.length;
     let total = this.store.lastPosition;
     let mismatches = 0;
     let n = 0;
@@ -654,10 +673,15 @@ export class Ledger {
               throw new BrokenChainError(r);
             },
       );
-      recreateProjectionTables(this.db);
+      // Where the tables kept stand: no checkpoint row is a ledger whose every transaction wrote them.
+      const stood = all ? 0 : this.s.projectedTo.get();
+      const kept = stood === undefined || stood > total ? total : stood;
+      recreateProjectionTables(this.db, all ? PROJECTION_TABLES : chosen.flatMap((p) => p.tables));
       this.prepareStatements();
       this.letGo();
-      deleteMeta(this.db, ['rebuild-needed', 'run-log-needed']);
+      if (!all) this.projections = new ProjectionSet(this.db, this.store.path, PROJECTIONS, (p) => (chosen.includes(p) ? 0 : kept));
+      this.d.restartIds();
+      deleteMeta(this.db, all ? ['rebuild-needed', 'run-log-needed'] : chosen.includes(runs) ? ['run-log-needed'] : []);
       for (const [pos, stream, version, type, data] of this.store.readForFold(walk)) {
         if (this.foldOne(pos, stream, version, type, data, false)) mismatches++;
         n++;
@@ -680,7 +704,7 @@ export class Ledger {
       throw e;
     }
     this.letGo();
-    return { events: n, mismatches, chain: chain! };
+    return { events: n, mismatches, chain: chain!, projections: chosen.map((p) => p.name) };
   }
 
   /**
@@ -715,7 +739,7 @@ export class Ledger {
     } else if (ev.type === 'unmap') {
       const body = ev.body;
       const { iova, size } = body;
-      const classification = this.d.classify(ctx, iova, size, caller);
+      const classification = this.d.classify(ctx, pos, iova, size, caller);
       const r = replayUnmap(ctx.core, body);
       const stored = body.predicted ?? body.unmapped;
       const predicted = r.predicted ?? r.unmappedSize;

@@ -220,6 +220,11 @@ export interface ProjectionWriter {
 export interface Projection {
   readonly name: string;
   readonly tables: readonly ProjectionTable[];
+  /**
+   * Tables of other projections whose rows it updates (where their docs allow it): rebuilding
+   * either rebuilds both (`rebuildSet`).
+   */
+  readonly updates?: readonly ProjectionTable[];
   /** Prepares its statements (statements.ts `statementPreparer`; again after `rebuild` recreated the tables). */
   open(db: Database.Database, path: string): ProjectionWriter;
 }
@@ -233,20 +238,55 @@ export const PROJECTIONS: readonly Projection[] = [runs, intent, callerSymmetry,
 /** The projection tables `Ledger` writes itself: the position the projections are at. */
 export const LEDGER_TABLES: readonly ProjectionTable[] = ['checkpoints'];
 
-/** Every registered projection opened on `db`: `apply` hands each batch to each of them in order. */
+/**
+ * The projections to rebuild for the names given (`Ledger.rebuild`'s `projections`), in the
+ * registry's order: each one named, and every projection that shares a table with one of them (it
+ * owns a table the other updates, or updates one the other owns), and so on. A name that is not a
+ * registered projection's throws, naming the projections there are.
+ */
+export function rebuildSet(names: readonly string[], projections: readonly Projection[] = PROJECTIONS): Projection[] {
+  const unknown = names.filter((n) => !projections.some((p) => p.name === n));
+  if (unknown.length) {
+    throw new RangeError(
+      `${unknown.map((n) => JSON.stringify(n)).join(', ')}: no such projection (the projections are ${projections.map((p) => p.name).join(', ')})`,
+    );
+  }
+  const chosen = new Set(projections.filter((p) => names.includes(p.name)));
+  const touches = (a: Projection, b: Projection) => (a.updates ?? []).some((t) => b.tables.includes(t));
+  for (let grew = true; grew;) {
+    grew = false;
+    for (const p of projections) {
+      if (chosen.has(p)) continue;
+      if ([...chosen].some((c) => touches(p, c) || touches(c, p))) {
+        chosen.add(p);
+        grew = true;
+      }
+    }
+  }
+  return projections.filter((p) => chosen.has(p));
+}
+
+/**
+ * Every registered projection opened on `db`: `apply` hands each batch to each of them in order.
+ * `after` (a rebuild of some projections) gives a projection the events after a position only:
+ * the others, whose tables stand there, catch up while the rebuilt ones take every event.
+ */
 export class ProjectionSet {
-  private readonly writers: ProjectionWriter[];
-  constructor(db: Database.Database, path: string, projections: readonly Projection[] = PROJECTIONS) {
-    this.writers = projections.map((p) => p.open(db, path));
+  private readonly writers: Array<{ w: ProjectionWriter; after: number }>;
+  constructor(db: Database.Database, path: string, projections: readonly Projection[] = PROJECTIONS, after?: (p: Projection) => number) {
+    this.writers = projections.map((p) => ({ w: p.open(db, path), after: after?.(p) ?? 0 }));
   }
 
   apply(batch: readonly Decided[]): void {
     if (batch.length === 0) return;
-    for (const w of this.writers) w.apply(batch);
+    for (const { w, after } of this.writers) {
+      if (after === 0) w.apply(batch);
+      else if (batch[batch.length - 1]!.position > after) w.apply(batch[0]!.position > after ? batch : batch.filter((e) => e.position > after));
+    }
   }
 
   /** Every projection's gathered totals written (before the transaction commits). */
   flush(): void {
-    for (const w of this.writers) w.flush?.();
+    for (const { w } of this.writers) w.flush?.();
   }
 }

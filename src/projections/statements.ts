@@ -86,14 +86,16 @@ export function prepareLedgerStatements(db: Database.Database, path: string) {
       "SELECT position, caller, step_state FROM unmap_findings INDEXED BY unmap_findings_pending WHERE domain = ? AND step = 'pending' ORDER BY position",
     ).safeIntegers(false),
     // Runs of up to 2 MiB start at most 2 MiB below the IOVA; longer ones come from their own index (schema 4).
-    lastRemoval: p<[{ d: number; x: U64; near: U64 }], number | null>(
-      `SELECT max(valid_to) FROM runs WHERE domain = @d AND iova <= @x AND iova >= @near AND iova_last >= @x AND valid_to IS NOT NULL`,
+    // Removed before event @before: the table goes no further while appending, but a rebuild of
+    // other projections (`rebuild`'s `projections`) folds the events again beside a complete table.
+    lastRemoval: p<[{ d: number; x: U64; near: U64; before: number }], number | null>(
+      `SELECT max(valid_to) FROM runs WHERE domain = @d AND iova <= @x AND iova >= @near AND iova_last >= @x AND valid_to < @before`,
     )
       .safeIntegers(false)
       .pluck(),
-    lastRemovalLong: p<[{ d: number; x: U64; far: U64 }], number | null>(
+    lastRemovalLong: p<[{ d: number; x: U64; far: U64; before: number }], number | null>(
       `SELECT max(valid_to) FROM runs INDEXED BY runs_long
-          WHERE domain = @d AND iova <= @x AND iova >= @far AND iova_last >= @x AND iova_last - iova >= 2097152 AND valid_to IS NOT NULL`,
+          WHERE domain = @d AND iova <= @x AND iova >= @far AND iova_last >= @x AND iova_last - iova >= 2097152 AND valid_to < @before`,
     )
       .safeIntegers(false)
       .pluck(),

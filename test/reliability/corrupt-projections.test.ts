@@ -12,7 +12,7 @@ import { copyFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
-import { Ledger } from '../../src/projections/ledger.js';
+import { Ledger, PROJECTION_NAMES } from '../../src/projections/ledger.js';
 import { cli } from '../cli/helpers.js';
 import { tempDb } from '../ledger/helpers.js';
 import { eventCount, scenarioCopy, withRaw } from './tamper-helpers.js';
@@ -257,6 +257,39 @@ describe('projection tables and indexes dropped outside iommu-ledger (issue 14 i
     const r = await cli('--db', db, 'rebuild');
     expect(r).toEqual({ code: 0, out: 'rebuilt the projections from 17 events; every stored outcome matches the core\n', err: '' });
     expect((await cli('--db', db, '--json', 'audit', 'faults')).out).toBe(before);
+  });
+
+  it('after DROP TABLE unmap_findings: rebuild --projection findings rebuilds it with faults (which updates its rows) and leaves the other tables as they were', async () => {
+    const db = await scenarioCopy();
+    const before = (await cli('--db', db, '--json', 'audit', 'over-unmaps', '--all')).out;
+    const kept = () => withRaw(db, (raw) => ['runs', 'intent', 'caller_symmetry', 'hw_state'].map((t) => raw.prepare(`SELECT * FROM ${t}`).all()));
+    const others = kept();
+    withRaw(db, (raw) => raw.exec('DROP TABLE unmap_findings'));
+    expect((await cli('--db', db, 'audit', 'over-unmaps')).code).toBe(1);
+    const r = await cli('--db', db, 'rebuild', '--projection', 'findings');
+    expect(r).toEqual({
+      code: 0,
+      out: 'rebuilt the projections findings, faults from 17 events (the others kept, brought to the head); every stored outcome matches the core\n',
+      err: '',
+    });
+    expect((await cli('--db', db, '--json', 'audit', 'over-unmaps', '--all')).out).toBe(before);
+    expect(kept()).toEqual(others);
+    const j = await cli('--db', db, '--json', 'rebuild', '--projection', 'hardware', 'runs');
+    expect(JSON.parse(j.out)).toMatchObject({ events: 17, projections: ['runs', 'hardware'], mismatches: 0 });
+  });
+
+  it('rebuild --projection with a name that is not a projection: exit 2 naming the projections, nothing changed', async () => {
+    const db = await scenarioCopy();
+    const before = withRaw(db, (raw) => raw.prepare('SELECT * FROM unmap_findings').all());
+    const r = await cli('--db', db, 'rebuild', '--projection', 'findings', 'run');
+    expect(r).toEqual({
+      code: 2,
+      out: '',
+      err: `iommu-ledger: --projection run: no such projection (the projections are ${PROJECTION_NAMES.join(', ')})\n`,
+    });
+    expect(withRaw(db, (raw) => raw.prepare('SELECT * FROM unmap_findings').all())).toEqual(before);
+    // The help names the registry's projections.
+    expect((await cli('rebuild', '--help')).out.replace(/\s+/g, ' ')).toContain(`(${PROJECTION_NAMES.join(', ')})`);
   });
 
   it('every projection table dropped at once: the questions name a missing table; rebuild recreates them all as the schema has them', async () => {

@@ -15,9 +15,10 @@ export function checkpointWrittenText(db: string, t: { checkpoint: Checkpoint; f
   return `checkpoint of ${db} at position ${t.checkpoint.position} (head ${t.checkpoint.head})${t.checkpoint.signature ? `, signed with key ${t.checkpoint.signature.key.slice(0, 16)}…` : ''}, written to ${t.file}`;
 }
 
-export function rebuildJson(r: Rebuild): unknown {
+export function rebuildJson(r: Rebuild, only: boolean): unknown {
   return {
     events: r.events,
+    ...(only ? { projections: r.projections } : {}),
     mismatches: r.mismatches,
     chain: { ok: r.chain.ok, ...(r.chain.ok ? {} : { firstBad: r.chain.firstBad, problem: r.chain.problem }), message: r.chain.message },
   };
@@ -28,9 +29,12 @@ export function brokenChainWarning(r: Rebuild): string {
   return `iommu-ledger: warning: rebuilt from a broken hash chain (--accept-broken-chain): ${r.chain.message}; the projections follow the events as they are now\n`;
 }
 
-export function rebuildText(r: Rebuild): string {
+/** `rebuild`: what was rebuilt (`only`: the projections `--projection` named, and their companions) and whether the outcomes still match. */
+export function rebuildText(r: Rebuild, only: boolean): string {
   return (
-    `rebuilt the projections from ${r.events} events` +
+    (only
+      ? `rebuilt the projection${r.projections.length > 1 ? 's' : ''} ${r.projections.join(', ')} from ${r.events} events (the others kept, brought to the head)`
+      : `rebuilt the projections from ${r.events} events`) +
     (r.mismatches ? `; ${r.mismatches} stored outcome(s) differ from what the core computes now` : '; every stored outcome matches the core')
   );
 }
