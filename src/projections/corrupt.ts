@@ -36,11 +36,44 @@ export class CorruptProjectionError extends LedgerFault {
   }
 }
 
+type Table = (typeof PROJECTION_TABLES)[number];
+
+/**
+ * The projection (registry.ts) that owns each projection table, as `rebuild --projection` names
+ * it; `checkpoints` is the ledger's own. Here, not taken from the registry, because the commands
+ * that meet damage read the tables without loading the write path; a test holds it to the registry.
+ */
+export const TABLE_OWNERS: Readonly<Record<Table, string | undefined>> = {
+  runs: 'runs',
+  run_log: 'runs',
+  run_snapshots: 'runs',
+  intent: 'intent',
+  intent_snapshots: 'intent',
+  caller_symmetry: 'caller-symmetry',
+  asymmetric_unmaps: 'caller-symmetry',
+  unmap_findings: 'findings',
+  faults: 'faults',
+  hw_state: 'hardware',
+  checkpoints: undefined,
+};
+
 const REPAIR = "the events are not affected: 'iommu-ledger rebuild' recomputes the projections from them";
 
-/** `what` (a projection, and which row) cannot be read, and why. */
+/** The repair, naming the one projection that owns `tables` when they have one owner (the cheaper rebuild). */
+function repair(tables: readonly string[]): string {
+  const owners = new Set(tables.map((t) => TABLE_OWNERS[t as Table]));
+  const [owner] = owners;
+  return owners.size === 1 && owner !== undefined ? `${REPAIR} (or 'iommu-ledger rebuild --projection ${owner}', this projection alone)` : REPAIR;
+}
+
+/** The projection tables a message names (whole words: `run_log`, `runs`, …). */
+const TABLE_WORDS = new RegExp(`\\b(${PROJECTION_TABLES.join('|')})\\b`, 'g');
+
+/** `what` (a projection, and which row, naming its tables) cannot be read, and why. */
 export function unreadable(what: string, reason: string): CorruptProjectionError {
-  return new CorruptProjectionError(`${what} cannot be read (${reason}): the projection was damaged or changed outside iommu-ledger; ${REPAIR}`);
+  return new CorruptProjectionError(
+    `${what} cannot be read (${reason}): the projection was damaged or changed outside iommu-ledger; ${repair(what.match(TABLE_WORDS) ?? [])}`,
+  );
 }
 
 /** JSON text stored in a projection, parsed; `what` names it when it is not JSON. */
@@ -74,7 +107,7 @@ interface SchemaObject {
 
 let canonical: SchemaObject[] | undefined;
 /** The columns of the projection tables, and of the other tables, as the current schema has them. */
-let columns: { projection: Set<string>; other: Set<string> } | undefined;
+let columns: { projection: Set<string>; other: Set<string>; byTable: Map<string, Set<string>> } | undefined;
 
 /**
  * The projection tables and their indexes exactly as the current schema creates them: every
@@ -90,10 +123,11 @@ export function projectionSchema(): SchemaObject[] {
       .all() as SchemaObject[];
     const ours = new Set<string>(PROJECTION_TABLES);
     canonical = rows.filter((r) => ours.has(r.table)).sort((a, b) => (a.type === b.type ? 0 : a.type === 'table' ? -1 : 1));
-    columns = { projection: new Set(), other: new Set() };
+    columns = { projection: new Set(), other: new Set(), byTable: new Map() };
     for (const t of rows.filter((r) => r.type === 'table')) {
-      for (const c of mem.prepare(`SELECT name FROM pragma_table_info(?)`).pluck().all(t.name) as string[])
-        (ours.has(t.name) ? columns.projection : columns.other).add(c);
+      const names = mem.prepare(`SELECT name FROM pragma_table_info(?)`).pluck().all(t.name) as string[];
+      columns.byTable.set(t.name, new Set(names));
+      for (const c of names) (ours.has(t.name) ? columns.projection : columns.other).add(c);
     }
   } finally {
     mem.close();
@@ -133,7 +167,15 @@ export function missingProjection(message: string): { kind: 'table' | 'index' | 
 
 /** The error for a missing projection table, index or column. */
 export function missingProjectionError(file: string, what: { kind: 'table' | 'index' | 'column'; name: string }): CorruptProjectionError {
+  const schema = projectionSchema();
+  // The tables it belongs to: the table itself, an index's table, or those with a column of that name.
+  const tables =
+    what.kind === 'table'
+      ? [what.name]
+      : what.kind === 'index'
+        ? schema.filter((o) => o.type === 'index' && o.name === what.name).map((o) => o.table)
+        : PROJECTION_TABLES.filter((t) => columns!.byTable.get(t)?.has(what.name));
   return new CorruptProjectionError(
-    `${file}: the ${what.kind === 'column' ? 'projection column' : what.kind} ${what.name} is missing (part of the projections, not of the events): ${REPAIR} and recreates it`,
+    `${file}: the ${what.kind === 'column' ? 'projection column' : what.kind} ${what.name} is missing (part of the projections, not of the events): ${REPAIR} and recreates it${repair(tables).slice(REPAIR.length)}`,
   );
 }

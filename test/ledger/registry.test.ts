@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { Ledger } from '../../src/projections/ledger.js';
-import { PROJECTION_TABLES } from '../../src/projections/corrupt.js';
+import { PROJECTION_TABLES, TABLE_OWNERS } from '../../src/projections/corrupt.js';
 import { LEDGER_TABLES, PROJECTIONS } from '../../src/projections/registry.js';
 import { runsByRows, runsFromLog } from '../../src/projections/runlog.js';
 import { projectionSnapshot, tempDb } from './helpers.js';
@@ -11,6 +11,11 @@ describe('the registry of projections', () => {
     expect(new Set(owners).size).toBe(owners.length);
     expect([...owners].sort()).toEqual([...PROJECTION_TABLES].sort());
     expect(new Set(PROJECTIONS.map((p) => p.name)).size).toBe(PROJECTIONS.length);
+  });
+
+  it("the owners that damage messages name (corrupt.ts TABLE_OWNERS) are the registry's", () => {
+    const owners = Object.fromEntries([...PROJECTIONS.flatMap((p) => p.tables.map((t) => [t, p.name])), ...LEDGER_TABLES.map((t) => [t, undefined])]);
+    expect(TABLE_OWNERS).toEqual(owners);
   });
 
   // A fault on collateral the caller had already asked for (covered), before the caller covers the

@@ -68,26 +68,39 @@ const DAMAGE: Array<{ name: string; fn: (b: Buffer) => Buffer; reason: (b: Buffe
 
 const ONE_MAP = '{"op":"map","domain":"gpu0","iova":"0x10000000","paddr":"0x90000000","size":"4K","caller":"t"}\n';
 
-/** Runs a command and checks it names `what`, says `rebuild` repairs it, in one line, exit 1. */
-async function expectUnreadable(db: string, argv: string[], what: string): Promise<string> {
+/** The cheaper repair a message names: the rebuild of the one projection that owns what is damaged. */
+const alone = (projection: string) => ` (or 'iommu-ledger rebuild --projection ${projection}', this projection alone)`;
+
+/** Runs a command and checks it names `what`, says `rebuild` repairs it, or `rebuild --projection` that projection alone, in one line, exit 1. */
+async function expectUnreadable(db: string, argv: string[], what: string, projection: string): Promise<string> {
   const r = await cli('--db', db, ...argv);
   expect({ argv, code: r.code, out: r.out }).toEqual({ argv, code: 1, out: '' });
   expect(r.err.startsWith(`iommu-ledger: ${what} cannot be read (`)).toBe(true);
-  expect(r.err.endsWith(`): ${REPAIR}\n`)).toBe(true);
+  expect(r.err.endsWith(`): ${REPAIR}${alone(projection)}\n`)).toBe(true);
   expect(r.err.split('\n')).toHaveLength(2);
   return r.err;
 }
 
+/** Runs the rebuild of one projection that an error message names (as a user would copy it), and checks it succeeds. */
+async function repairAsTold(db: string, err: string): Promise<void> {
+  const m = /'iommu-ledger rebuild --projection ([\w-]+)'/.exec(err);
+  expect(m).not.toBeNull();
+  const r = await cli('--db', db, 'rebuild', '--projection', m![1]!);
+  expect(r.code).toBe(0);
+  expect(r.out).toMatch(
+    /^rebuilt the projections? [\w, -]+ from \d+ events \(the others kept, brought to the head\); every stored outcome matches the core\n$/,
+  );
+}
+
 /** A valid one-line apply: refused because of the projection (not of the file), nothing stored; after `rebuild` it is stored. */
-async function applyRefusedThenRepaired(db: string, what: string): Promise<void> {
+async function applyRefusedThenRepaired(db: string, what: string, projection: string): Promise<void> {
   const file = join(db, '..', 'one.jsonl');
   writeFileSync(file, ONE_MAP);
   const n = eventCount(db);
-  const err = await expectUnreadable(db, ['apply', file], what);
+  const err = await expectUnreadable(db, ['apply', file], what, projection);
   expect(err).not.toMatch(/one\.jsonl/);
   expect(eventCount(db)).toBe(n);
-  const rb = await cli('--db', db, 'rebuild');
-  expect(rb.code).toBe(0);
+  await repairAsTold(db, err);
   const again = await cli('--db', db, 'apply', file);
   expect(again.code).toBe(0);
   expect(eventCount(db)).toBe(n + 1);
@@ -109,18 +122,18 @@ describe('corrupt run snapshots and run log pieces (issue 14 item 6)', () => {
         ['--json', 'state', '--domain', 'gpu0', '--hw'],
         ['diff', '3', '12', '--domain', 'gpu0'],
       ]) {
-        const err = await expectUnreadable(db, argv, what);
+        const err = await expectUnreadable(db, argv, what, 'runs');
         const reason = d.reason(original);
         if (reason) expect(err).toContain(`(${reason})`);
       }
-      await applyRefusedThenRepaired(db, what);
+      await applyRefusedThenRepaired(db, what, 'runs');
     });
   }
 
   it('every damage names the blob and its sizes: a cut blob and a huge count say how many bytes for how many entries', async () => {
     const db = await snapshotted();
     editBlobs(db, 'run_snapshots', 'data', ['domain', 'position'], 'domain = 1 AND position = 10', (b) => b.subarray(0, 40));
-    expect(await expectUnreadable(db, ['state', '--domain', 'gpu0'], 'the snapshot of domain gpu0 at event #10 (run_snapshots)')).toContain(
+    expect(await expectUnreadable(db, ['state', '--domain', 'gpu0'], 'the snapshot of domain gpu0 at event #10 (run_snapshots)', 'runs')).toContain(
       '(40 bytes for 1 entries and 8 bytes of names)',
     );
     const db2 = await snapshotted();
@@ -128,7 +141,7 @@ describe('corrupt run snapshots and run log pieces (issue 14 item 6)', () => {
       b.writeUInt32LE(0xffffffff, 4);
       return b;
     });
-    expect(await expectUnreadable(db2, ['state', '--domain', 'gpu0'], 'the snapshot of domain gpu0 at event #10 (run_snapshots)')).toContain(
+    expect(await expectUnreadable(db2, ['state', '--domain', 'gpu0'], 'the snapshot of domain gpu0 at event #10 (run_snapshots)', 'runs')).toContain(
       '(87 bytes for 4294967295 entries and 8 bytes of names)',
     );
   });
@@ -149,7 +162,7 @@ describe('corrupt run snapshots and run log pieces (issue 14 item 6)', () => {
         ['state', '--domain', 'gpu0'],
         ['state', '--domain', 'gpu0', '--hw'],
       ]) {
-        expect(await expectUnreadable(db, argv, 'the snapshot of domain gpu0 at event #10 (run_snapshots)')).toContain(`(${c.reason})`);
+        expect(await expectUnreadable(db, argv, 'the snapshot of domain gpu0 at event #10 (run_snapshots)', 'runs')).toContain(`(${c.reason})`);
       }
       expect((await cli('--db', db, 'rebuild')).code).toBe(0);
       expect((await cli('--db', db, 'state', '--domain', 'gpu0', '--hw')).code).toBe(0);
@@ -162,9 +175,8 @@ describe('corrupt run snapshots and run log pieces (issue 14 item 6)', () => {
         const db = await snapshotted();
         editBlobs(db, 'run_log', col, ['domain', 'first_pos'], 'domain = 1 AND first_pos = 5', d.fn);
         const what = `the run log of domain gpu0 (run_log row from event #5, ${col})`;
-        await expectUnreadable(db, ['state', '--domain', 'gpu0', '--at', '5'], what);
-        await expectUnreadable(db, ['diff', '4', '5', '--domain', 'gpu0'], what);
-        expect((await cli('--db', db, 'rebuild')).code).toBe(0);
+        await expectUnreadable(db, ['state', '--domain', 'gpu0', '--at', '5'], what, 'runs');
+        await repairAsTold(db, await expectUnreadable(db, ['diff', '4', '5', '--domain', 'gpu0'], what, 'runs'));
         expect((await cli('--db', db, 'diff', '4', '5', '--domain', 'gpu0')).code).toBe(0);
       });
     }
@@ -197,7 +209,7 @@ describe('corrupt intent snapshots (issue 14 item 6)', () => {
     it(`an intent snapshot ${d.name}: a valid one-line apply names it (not its input file), stores nothing; rebuild repairs it`, async () => {
       const db = await snapshotted();
       editBlobs(db, 'intent_snapshots', 'data', ['domain'], 'domain = 1', d.fn);
-      await applyRefusedThenRepaired(db, 'the intent snapshot of domain gpu0 at event #10 (intent_snapshots)');
+      await applyRefusedThenRepaired(db, 'the intent snapshot of domain gpu0 at event #10 (intent_snapshots)', 'intent');
     });
   }
 
@@ -211,7 +223,7 @@ describe('corrupt intent snapshots (issue 14 item 6)', () => {
       withRaw(db, (raw) => raw.prepare('UPDATE intent_snapshots SET callers = ? WHERE domain = 1').run(callers));
       const file = join(db, '..', 'one.jsonl');
       writeFileSync(file, ONE_MAP);
-      const err = await expectUnreadable(db, ['apply', file], 'the intent snapshot of domain gpu0 at event #10 (intent_snapshots)');
+      const err = await expectUnreadable(db, ['apply', file], 'the intent snapshot of domain gpu0 at event #10 (intent_snapshots)', 'intent');
       expect(err).toContain(`(${reason}`);
     }
   });
@@ -231,10 +243,11 @@ describe('bad hw_state JSON (issue 14 item 6)', () => {
         raw.prepare("INSERT INTO hw_state (domain, position, stats) VALUES ((SELECT id FROM streams WHERE name = 'gpu0'), 3, ?)").run(stats),
       );
       const what = 'the hardware checkpoint of domain gpu0 at event #3 (hw_state)';
-      expect(await expectUnreadable(db, ['state', '--domain', 'gpu0', '--hw'], what)).toContain(`(${reason}`);
-      expect(await expectUnreadable(db, ['--json', 'state', '--domain', 'gpu0', '--hw'], what)).toContain(`(${reason}`);
+      expect(await expectUnreadable(db, ['state', '--domain', 'gpu0', '--hw'], what, 'hardware')).toContain(`(${reason}`);
+      const err = await expectUnreadable(db, ['--json', 'state', '--domain', 'gpu0', '--hw'], what, 'hardware');
+      expect(err).toContain(`(${reason}`);
       expect((await cli('--db', db, 'state', '--domain', 'gpu0')).code).toBe(0);
-      expect((await cli('--db', db, 'rebuild')).code).toBe(0);
+      await repairAsTold(db, err);
       expect((await cli('--db', db, 'state', '--domain', 'gpu0', '--hw')).code).toBe(0);
     });
   }
@@ -252,7 +265,7 @@ describe('projection tables and indexes dropped outside iommu-ledger (issue 14 i
     expect(a).toEqual({
       code: 1,
       out: '',
-      err: `iommu-ledger: ${db}: the table faults is missing (part of the projections, not of the events): the events are not affected: 'iommu-ledger rebuild' recomputes the projections from them and recreates it\n`,
+      err: `iommu-ledger: ${db}: the table faults is missing (part of the projections, not of the events): the events are not affected: 'iommu-ledger rebuild' recomputes the projections from them and recreates it${alone('faults')}\n`,
     });
     const r = await cli('--db', db, 'rebuild');
     expect(r).toEqual({ code: 0, out: 'rebuilt the projections from 17 events; every stored outcome matches the core\n', err: '' });
@@ -311,7 +324,7 @@ describe('projection tables and indexes dropped outside iommu-ledger (issue 14 i
       const r = await cli('--db', db, ...argv);
       expect(r.code).toBe(1);
       expect(r.err).toMatch(
-        /^iommu-ledger: .*: the table \w+ is missing \(part of the projections, not of the events\): .*'iommu-ledger rebuild' .* recreates it\n$/,
+        /^iommu-ledger: .*: the table \w+ is missing \(part of the projections, not of the events\): .*'iommu-ledger rebuild' .* recreates it( \(or 'iommu-ledger rebuild --projection [\w-]+', this projection alone\))?\n$/,
       );
     }
     expect((await cli('--db', db, 'rebuild')).code).toBe(0);
@@ -325,7 +338,7 @@ describe('projection tables and indexes dropped outside iommu-ledger (issue 14 i
     const e = await cli('--db', db, 'explain', '0x201000', '--domain', 'gpu0');
     expect(e.code).toBe(1);
     expect(e.err).toBe(
-      `iommu-ledger: ${db}: the index unmap_findings_reach is missing (part of the projections, not of the events): the events are not affected: 'iommu-ledger rebuild' recomputes the projections from them and recreates it\n`,
+      `iommu-ledger: ${db}: the index unmap_findings_reach is missing (part of the projections, not of the events): the events are not affected: 'iommu-ledger rebuild' recomputes the projections from them and recreates it${alone('findings')}\n`,
     );
     expect((await cli('--db', db, 'rebuild')).code).toBe(0);
     expect((await cli('--db', db, 'explain', '0x201000', '--domain', 'gpu0')).code).toBe(0);
@@ -353,8 +366,8 @@ describe('a projection table reshaped outside iommu-ledger (issue 14 item 6)', (
     expect((await cli('--db', db, 'verify')).code).toBe(0);
     const h = await cli('--db', db, 'history', '0x200000', '2M', '--domain', 'gpu0');
     expect(h.code).toBe(1);
-    expect(h.err).toBe(`iommu-ledger: a row of the runs table (id 1) cannot be read (map_pos is missing): ${REPAIR}\n`);
-    expect((await cli('--db', db, 'rebuild')).code).toBe(0);
+    expect(h.err).toBe(`iommu-ledger: a row of the runs table (id 1) cannot be read (map_pos is missing): ${REPAIR}${alone('runs')}\n`);
+    await repairAsTold(db, h.err);
     expect((await cli('--db', db, '--json', 'history', '0x200000', '2M', '--domain', 'gpu0')).out).toBe(before);
   });
 });
