@@ -63,31 +63,29 @@ console.log(
 );
 console.log(`${'measure'.padEnd(44)} ${'iommu-ledger'.padStart(16)} ${'raw SQLite'.padStart(18)} ${'ratio'.padStart(8)}`);
 
-// ---- raw baselines: build, stringify and insert 10,000 rows per transaction; iterate and parse
+// ---- raw baselines: build, stringify and insert 10,000 rows per transaction, in turns with the
+// ledger's batches (below), so that both meet the same machine: its speed drifts by +-15% over a
+// minute here. Iterate and parse: before the ledger's appends and again after its rebuild.
 const rawPath = join(dir, 'raw.db');
 const raw = rawDb(rawPath);
 const ins = raw.prepare('INSERT INTO events (position, stream, type, data) VALUES (?, 1, ?, ?)');
 const gen0 = workload();
-const [, rawInsMs] = time(() => {
-  let pos = 1;
-  for (let b = 0; b < N; b += BATCH) {
-    raw.transaction(() => {
-      for (let i = b; i < Math.min(N, b + BATCH); i++) {
-        const c = gen0.next();
-        ins.run(pos++, c.op as string, JSON.stringify(c));
-      }
-    })();
-    sample();
-  }
-});
-const [, rawIterMs] = time(() => {
-  let n = 0;
-  for (const r of raw.prepare('SELECT data FROM events ORDER BY position').iterate() as IterableIterator<{ data: string }>) {
-    if ((JSON.parse(r.data) as { op: string }).op) n++;
-  }
-  return n;
-});
-raw.close();
+let rawBatchPos = 1;
+const rawBatch = (from: number) =>
+  raw.transaction(() => {
+    for (let i = from; i < Math.min(N, from + BATCH); i++) {
+      const c = gen0.next();
+      ins.run(rawBatchPos++, c.op as string, JSON.stringify(c));
+    }
+  })();
+const rawIterate = (): number =>
+  time(() => {
+    let n = 0;
+    for (const r of raw.prepare('SELECT data FROM events ORDER BY position').iterate() as IterableIterator<{ data: string }>) {
+      if ((JSON.parse(r.data) as { op: string }).op) n++;
+    }
+    return n;
+  })[1];
 
 // ---- the ledger
 phase();
@@ -97,14 +95,16 @@ const path = join(dir, 'ledger.db');
 const gcOpt = process.env.BENCH_GC === '0' ? {} : { collectGarbage };
 const ledger = new Ledger(path, { durable: true, ...gcOpt });
 const gen = workload();
-const [, appendMs] = time(() => {
-  for (let b = 0; b < N; b += BATCH) {
-    const cmds: unknown[] = [];
-    for (let i = b; i < Math.min(N, b + BATCH); i++) cmds.push(gen.next());
-    ledger.appendRaw(cmds);
-    sample();
-  }
-});
+let rawInsMs = 0;
+let appendMs = 0;
+for (let b = 0; b < N; b += BATCH) {
+  rawInsMs += time(() => rawBatch(b))[1];
+  const cmds: unknown[] = [];
+  for (let i = b; i < Math.min(N, b + BATCH); i++) cmds.push(gen.next());
+  appendMs += time(() => ledger.appendRaw(cmds))[1];
+  sample();
+}
+const rawIterBefore = rawIterate();
 report('append, batches of 10,000 (events/s)', fmt(rate(N, appendMs)), fmt(rate(N, rawInsMs)), (rawInsMs / appendMs).toFixed(2));
 const appendPeak = phase();
 
@@ -149,10 +149,16 @@ report(`  projections deferred (up to ${DEFER} events)`, fmt(rate(SINGLE, deferr
 phase();
 const [rb, rebuildMs] = time(() => ledger.rebuild(() => sample()));
 const rebuildPeak = phase();
+const rawIterAfter = rawIterate();
+raw.close();
+const rawIterMs = (rawIterBefore + rawIterAfter) / 2;
 report('rebuild all projections (events/s)', fmt(rate(rb.events, rebuildMs)), fmt(rate(N, rawIterMs)), (rawIterMs / rebuildMs).toFixed(2));
 // One projection on its own (rebuild --projection findings: findings and faults, which shares its table).
 const [rs, someMs] = time(() => ledger.rebuild(() => sample(), { projections: ['findings'] }));
 report(`  ${rs.projections.join(' + ')} only (events/s)`, fmt(rate(rs.events, someMs)), fmt(rate(N, rawIterMs)), (rawIterMs / someMs).toFixed(2));
+console.log(
+  `  (raw iterate + parse before the appends / after the rebuild: ${fmt(rate(N, rawIterBefore))} / ${fmt(rate(N, rawIterAfter))} rows/s; the mean is the baseline)`,
+);
 const [v, verifyMs] = time(() => ledger.store.verify(() => sample()));
 report('verify the hash chain (events/s)', fmt(rate(v.events, verifyMs)), fmt(rate(N, rawIterMs)), (rawIterMs / verifyMs).toFixed(2));
 ledger.close();
