@@ -59,11 +59,11 @@ export const TABLE_OWNERS: Readonly<Record<Table, string | undefined>> = {
 
 const REPAIR = "the events are not affected: 'iommu-ledger rebuild' recomputes the projections from them";
 
-/** The repair, naming the one projection that owns `tables` when they have one owner (the cheaper rebuild). */
-function repair(tables: readonly string[]): string {
+/** The cheaper repair when `tables` have one owner: the rebuild of that projection alone (else nothing). */
+function alone(tables: readonly string[]): string {
   const owners = new Set(tables.map((t) => TABLE_OWNERS[t as Table]));
   const [owner] = owners;
-  return owners.size === 1 && owner !== undefined ? `${REPAIR} (or 'iommu-ledger rebuild --projection ${owner}', this projection alone)` : REPAIR;
+  return owners.size === 1 && owner !== undefined ? ` (or 'iommu-ledger rebuild --projection ${owner}', this projection alone)` : '';
 }
 
 /** The projection tables a message names (whole words: `run_log`, `runs`, …). */
@@ -72,7 +72,7 @@ const TABLE_WORDS = new RegExp(`\\b(${PROJECTION_TABLES.join('|')})\\b`, 'g');
 /** `what` (a projection, and which row, naming its tables) cannot be read, and why. */
 export function unreadable(what: string, reason: string): CorruptProjectionError {
   return new CorruptProjectionError(
-    `${what} cannot be read (${reason}): the projection was damaged or changed outside iommu-ledger; ${repair(what.match(TABLE_WORDS) ?? [])}`,
+    `${what} cannot be read (${reason}): the projection was damaged or changed outside iommu-ledger; ${REPAIR}${alone(what.match(TABLE_WORDS) ?? [])}`,
   );
 }
 
@@ -176,6 +176,6 @@ export function missingProjectionError(file: string, what: { kind: 'table' | 'in
         ? schema.filter((o) => o.type === 'index' && o.name === what.name).map((o) => o.table)
         : PROJECTION_TABLES.filter((t) => columns!.byTable.get(t)?.has(what.name));
   return new CorruptProjectionError(
-    `${file}: the ${what.kind === 'column' ? 'projection column' : what.kind} ${what.name} is missing (part of the projections, not of the events): ${REPAIR} and recreates it${repair(tables).slice(REPAIR.length)}`,
+    `${file}: the ${what.kind === 'column' ? 'projection column' : what.kind} ${what.name} is missing (part of the projections, not of the events): ${REPAIR} and recreates it${alone(tables)}`,
   );
 }

@@ -10,7 +10,8 @@
  *
  * The contract a projection keeps:
  * - it writes only the tables it declares (no other projection writes them); it may update a row
- *   of an earlier projection's table only where its docs say so, and then order-independently;
+ *   of an earlier projection's table only where its docs say so, and then order-independently,
+ *   declaring that table in `updates` (the two are then rebuilt together: `rebuildSet`);
  * - `apply` gets items in position order, inside the caller's write transaction, in batches
  *   whose boundaries it must not depend on: one batch of 10 events leaves its tables exactly as
  *   ten batches of one (the property "rebuild equals incremental", test/ledger/projections.test.ts,
