@@ -10,7 +10,7 @@ import { brokenChainWarning, rebuildJson, rebuildText } from '../render/integrit
 export function register(program: Command, { io, g, out, ledgerLib }: Context): void {
   program
     .command('rebuild')
-    .description('recompute every projection from the events alone (checking the hash chain as it reads them)')
+    .description('recompute the projections (all, or those --projection names) from the events alone (checking the hash chain as it reads them)')
     .option('--accept-broken-chain', 'rebuild even when the hash chain is broken: the projections then follow the events as they are now')
     .option(
       '--projection <name...>',
