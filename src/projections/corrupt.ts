@@ -86,13 +86,23 @@ export function projectionJson<T>(what: () => string, text: unknown): T {
   }
 }
 
-/** The events as they are do not form the hash chain: `rebuild` refuses to compute projections from them. */
+/**
+ * The events as they are do not form the hash chain: `rebuild` refuses to compute projections from
+ * them. `some`: a rebuild of some projections that accepted a broken chain, refused all the same:
+ * the projections it kept would still follow the events as they were.
+ */
 export class BrokenChainError extends LedgerFault {
   readonly exitCode = 1;
-  constructor(readonly chain: VerifyResult) {
+  constructor(
+    readonly chain: VerifyResult,
+    some = false,
+  ) {
     super(
-      `rebuild refused: the hash chain is broken (${chain.message}); rebuilding would recompute every projection from events changed outside iommu-ledger, so nothing was changed. ` +
-        "Restore the ledger from a copy, or, to rebuild from the events as they are now, run 'iommu-ledger rebuild --accept-broken-chain'",
+      some
+        ? `rebuild refused: the hash chain is broken (${chain.message}); rebuilding some projections from the events as they are now would leave the others following them as they were, so nothing was changed. ` +
+            "Restore the ledger from a copy, or rebuild every projection from the events as they are now: 'iommu-ledger rebuild --accept-broken-chain' (without --projection)"
+        : `rebuild refused: the hash chain is broken (${chain.message}); rebuilding would recompute every projection from events changed outside iommu-ledger, so nothing was changed. ` +
+            "Restore the ledger from a copy, or, to rebuild from the events as they are now, run 'iommu-ledger rebuild --accept-broken-chain'",
     );
     this.name = 'BrokenChainError';
   }

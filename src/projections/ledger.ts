@@ -636,7 +636,7 @@ export class Ledger {
    * events are folded from the first, each checked against the hash chain as `verify` checks it and
    * decoded through the schema of stored events, in one read of the log. A broken chain refuses
    * the rebuild (BrokenChainError, at the first break: everything rolls back) unless
-   * `acceptBrokenChain`; so does an event that does not fit.
+   * `acceptBrokenChain` and every projection is rebuilt; so does an event that does not fit.
    *
    * The projections not rebuilt keep their rows and take only the events after the tables'
    * checkpoint (those whose projections were deferred and not written), so every projection ends at
@@ -665,12 +665,14 @@ export class Ledger {
       this.store.refreshHead();
       total = this.store.lastPosition;
       // The hash chain is checked as the events are read for the fold (one pass over the log): a
-      // break stops the fold and rolls everything back, unless the caller accepts it.
+      // break stops the fold and rolls everything back, unless the caller accepts it, for a rebuild
+      // of every projection (one of some would leave the others following the events as they were).
+      const accepted = opts.acceptBrokenChain === true;
       const walk = new ChainWalk(
-        opts.acceptBrokenChain
+        accepted && all
           ? undefined
           : (r) => {
-              throw new BrokenChainError(r);
+              throw new BrokenChainError(r, accepted);
             },
       );
       // Where the tables kept stand: no checkpoint row is a ledger whose every transaction wrote them.

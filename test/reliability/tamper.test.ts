@@ -72,6 +72,19 @@ describe('rebuild refuses a broken hash chain (issue 14 item 5)', () => {
       );
       // Nothing changed: every table, projections included, as it was.
       expect(fileSnapshot(db)).toEqual(file);
+      // Nor by a rebuild of some projections, even one that accepts the break: the others would
+      // still follow the events as they were.
+      const some = await cli('--db', db, 'rebuild', '--projection', 'findings');
+      expect(some).toEqual({ code: 1, out: '', err: r.err });
+      const someAccepted = await cli('--db', db, 'rebuild', '--projection', 'findings', '--accept-broken-chain');
+      expect(someAccepted).toEqual({
+        code: 1,
+        out: '',
+        err:
+          `iommu-ledger: rebuild refused: the hash chain is broken (${chainMessage}); rebuilding some projections from the events as they are now would leave the others following them as they were, so nothing was changed. ` +
+          "Restore the ledger from a copy, or rebuild every projection from the events as they are now: 'iommu-ledger rebuild --accept-broken-chain' (without --projection)\n",
+      });
+      expect(fileSnapshot(db)).toEqual(file);
 
       const a = await cli('--db', db, '--json', 'rebuild', '--accept-broken-chain');
       expect(a.code).toBe(0);
@@ -95,6 +108,12 @@ describe('rebuild refuses a broken hash chain (issue 14 item 5)', () => {
     expect(JSON.parse(r.out)).toMatchObject({ events: 17, mismatches: 0, chain: { ok: true } });
     const a = await cli('--db', db, 'rebuild', '--accept-broken-chain');
     expect(a).toMatchObject({ code: 0, err: '', out: 'rebuilt the projections from 17 events; every stored outcome matches the core\n' });
+    const some = await cli('--db', db, 'rebuild', '--projection', 'runs', '--accept-broken-chain');
+    expect(some).toMatchObject({
+      code: 0,
+      err: '',
+      out: 'rebuilt the projection runs from 17 events (the others kept, brought to the head); every stored outcome matches the core\n',
+    });
   });
 
   it('a chain broken with the hashes recomputed after it is not caught by rebuild (nor by verify): that needs a checkpoint', async () => {
