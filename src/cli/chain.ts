@@ -2,7 +2,8 @@
  * The hash chain walked for `verify` and `checkpoint`: with a progress bar on a terminal, and a
  * full garbage collection as it goes (a million events would otherwise pile up garbage).
  */
-import type { EventStore, VerifyResult } from '../events/store.js';
+import type { VerifyResult } from '../events/chain.js';
+import type { EventStore } from '../events/store.js';
 import { collectGarbage } from './gc.js';
 import { withProgress } from './progress.js';
 

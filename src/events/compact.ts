@@ -2,7 +2,7 @@
  * The compact events row (schema 9, migrations/009_compact_events.sql): which parts of an event's
  * canonical text a row may leave out because other columns say them, and how they are made again.
  *
- * The hash chain covers the canonical text, unchanged (store.ts `envelope`). A row leaves a part
+ * The hash chain covers the canonical text, unchanged (chain.ts `envelope`). A row leaves a part
  * out only when the text `stored_events` makes again from the columns is exactly the text hashed:
  * - an id the ledger made: `@DOMAIN:VERSION` (no id of its own) or `KEY:LINE` (an imported line,
  *   KEY the first 24 hex digits of the file's SHA-256), stored as '';

@@ -13,7 +13,8 @@
  *   table by table when the whole-file check itself stops on a damaged page.
  */
 import Database from 'better-sqlite3';
-import { chainHash, envelope, GENESIS, type EventStore } from './store.js';
+import { chainHash, envelope, GENESIS } from './chain.js';
+import type { EventStore } from './store.js';
 import { LedgerDamagedError, reasonOf } from './io-errors.js';
 
 /** A table or index found damaged, and the first problem SQLite reports in it. */

@@ -10,7 +10,7 @@
 import type Database from 'better-sqlite3';
 import { LedgerFault } from '../core/errors.js';
 import { openDatabase } from '../events/db.js';
-import type { VerifyResult } from '../events/store.js';
+import type { VerifyResult } from '../events/chain.js';
 
 /** The projection tables: everything `rebuild` recomputes from the events. */
 export const PROJECTION_TABLES = [

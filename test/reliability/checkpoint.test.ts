@@ -9,7 +9,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 
 import { dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
-import { chainHash, envelope, GENESIS } from '../../src/events/store.js';
+import { chainHash, envelope, GENESIS } from '../../src/events/chain.js';
 import { Ledger } from '../../src/projections/ledger.js';
 import { cli, EX } from '../cli/helpers.js';
 import { tempDb } from '../ledger/helpers.js';

@@ -6,7 +6,7 @@
 import { copyFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { chainHash, envelope, GENESIS } from '../../src/events/store.js';
+import { chainHash, envelope, GENESIS } from '../../src/events/chain.js';
 import { cli, EX } from '../cli/helpers.js';
 import { tempDb } from '../ledger/helpers.js';
 

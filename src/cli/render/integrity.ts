@@ -1,6 +1,6 @@
 /** `verify`, `checkpoint` and `rebuild`: what they report about the hash chain and the projections. */
 import type { Checkpoint, CheckpointCheck } from '../../events/checkpoint.js';
-import type { VerifyResult } from '../../events/store.js';
+import type { VerifyResult } from '../../events/chain.js';
 import type { Ledger } from '../../projections/ledger.js';
 
 type Rebuild = ReturnType<Ledger['rebuild']>;
