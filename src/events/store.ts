@@ -81,6 +81,11 @@ export class EventStore {
   readonly path: string;
   private headPos = 0;
   private headHash: string = GENESIS;
+  /**
+   * The position of the row `readForFold` is at (0 before the first): where a fold that failed
+   * stopped, whether its row did not fit or its folding failed.
+   */
+  foldAt = 0;
   /** Events this store committed since it was opened (its own, not another writer's). */
   private committed = 0;
   private txnStart = 0;
@@ -440,8 +445,10 @@ export class EventStore {
    * the first break the walk is told (`ChainWalk.broke`, which may throw to stop the fold) and
    * the rows after it are no longer checked. `from`: the first position read (a catch-up of the
    * projections reads the events after their checkpoint; a walk starts at the first event).
+   * `foldAt` says the position of the row being read or folded.
    */
   *readForFold(walk?: ChainWalk, from = 1): IterableIterator<[number, string, number, EventType, DecodedData]> {
+    this.foldAt = 0;
     const page = 1024;
     const stmt = this.db
       .prepare<
@@ -461,6 +468,7 @@ export class EventStore {
     for (;;) {
       const rows = stmt.all(after);
       for (const r of rows) {
+        this.foldAt = r[0];
         if (checking) {
           // The chain first, as verify would see it: a changed row is a broken chain before it is a bad event.
           const bad = checkLink(this.db, walk!, r[0], r[6] as string | null, r[7] as string | null, r[8] as string | null, r[9] as string);

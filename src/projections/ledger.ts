@@ -20,6 +20,7 @@ import { derivedId, importedId } from '../events/compact.js';
 import { decodeBody, type MapFields, type UnmapFields } from '../events/decode.js';
 import { DomainReplay, replayMap, replayUnmap, type ReplayedDomain } from '../events/replay.js';
 import { ChainWalk, type VerifyResult } from '../events/chain.js';
+import { ParallelChainCheck } from '../events/chain-check.js';
 import { ConcurrencyError, EventStore } from '../events/store.js';
 import { unfitEvent } from '../events/stored.js';
 import { BrokenChainError, PROJECTION_TABLES, recreateProjectionTables } from './corrupt.js';
@@ -52,6 +53,9 @@ export const SNAPSHOT_EVERY = 65536;
  */
 const PROJECT_EVERY = 64;
 
+/** From this many events on, a rebuild walks the hash chain on a worker thread (`LedgerOptions.chainThreadFrom`). */
+export const CHAIN_THREAD_FROM = 32768;
+
 /** A long session or a rebuild calls `LedgerOptions.collectGarbage` every this many events. */
 export const COLLECT_GARBAGE_EVERY = 65536;
 
@@ -77,6 +81,12 @@ export interface LedgerOptions extends OpenOptions {
    * its projections.
    */
   deferProjections?: number;
+  /**
+   * From how many events a rebuild walks the hash chain on a worker thread while it folds
+   * (events/chain-check.ts) instead of in its own read: default CHAIN_THREAD_FROM (starting the
+   * worker costs about what walking ~15,000 events inline costs); 0: always; Infinity: never.
+   */
+  chainThreadFrom?: number;
 }
 
 export interface Input {
@@ -163,9 +173,13 @@ export class Ledger {
   private touched = new Set<Ctx>();
   /** Events appended or folded since the last `collectGarbage`. */
   private sinceCollect = 0;
+  /** LedgerOptions.chainThreadFrom. */
+  private readonly chainThreadFrom: number;
 
   constructor(path: string, opts: LedgerOptions = {}) {
-    const { snapshotEvery, collectGarbage, collectGarbageEvery, deferProjections, ...open } = opts;
+    const { snapshotEvery, collectGarbage, collectGarbageEvery, deferProjections, chainThreadFrom, ...open } = opts;
+    this.chainThreadFrom = chainThreadFrom ?? CHAIN_THREAD_FROM;
+    if (!(this.chainThreadFrom >= 0)) throw new RangeError(`chainThreadFrom: ${chainThreadFrom} is not a number of events`);
     this.deferLimit = deferProjections ?? 0;
     if (!Number.isInteger(this.deferLimit) || this.deferLimit < 0) {
       throw new RangeError(`deferProjections: ${deferProjections} is not a whole number of events`);
@@ -634,10 +648,13 @@ export class Ledger {
    *
    * All in one write transaction: the projection tables rebuilt are dropped and created again as
    * the current schema has them (a table or index that was missing or reshaped is back); then the
-   * events are folded from the first, each checked against the hash chain as `verify` checks it and
-   * decoded through the schema of stored events, in one read of the log. A broken chain refuses
-   * the rebuild (BrokenChainError, at the first break: everything rolls back) unless
-   * `acceptBrokenChain` and every projection is rebuilt; so does an event that does not fit.
+   * events are folded from the first, each decoded through the schema of stored events. The hash
+   * chain is walked as `verify` walks it, on a worker thread while the fold reads the log
+   * (events/chain-check.ts, from `chainThreadFrom` events on), else in the fold's own read. A broken
+   * chain refuses the rebuild (BrokenChainError, with the first break: everything rolls back)
+   * unless `acceptBrokenChain` and every projection is rebuilt; so does an event that does not
+   * fit. When both happen, the one a walk in the read would meet first is told (a break at or
+   * before the event that does not fit).
    *
    * The projections not rebuilt keep their rows and take only the events after the tables'
    * checkpoint (those whose projections were deferred and not written), so every projection ends at
@@ -665,38 +682,55 @@ export class Ledger {
       // Under the write lock: another writer may have appended since this ledger last looked.
       this.store.refreshHead();
       total = this.store.lastPosition;
-      // The hash chain is checked as the events are read for the fold (one pass over the log): a
-      // break stops the fold and rolls everything back, unless the caller accepts it, for a rebuild
-      // of every projection (one of some would leave the others following the events as they were).
+      // A break of the hash chain stops the fold and rolls everything back, unless the caller
+      // accepts it, for a rebuild of every projection (one of some would leave the others
+      // following the events as they were).
       const accepted = opts.acceptBrokenChain === true;
-      const walk = new ChainWalk(
-        accepted && all
-          ? undefined
-          : (r) => {
-              throw new BrokenChainError(r, accepted);
-            },
-      );
-      // Where the tables kept stand: no checkpoint row is a ledger whose every transaction wrote them.
-      const stood = all ? 0 : this.s.projectedTo.get();
-      const kept = stood === undefined || stood > total ? total : stood;
-      recreateProjectionTables(this.db, all ? PROJECTION_TABLES : chosen.flatMap((p) => p.tables));
-      this.prepareStatements();
-      this.letGo();
-      if (!all) this.projections = new ProjectionSet(this.db, this.store.path, PROJECTIONS, (p) => (chosen.includes(p) ? 0 : kept));
-      this.d.restartIds();
-      deleteMeta(this.db, all ? ['rebuild-needed', 'run-log-needed'] : chosen.includes(runs) ? ['run-log-needed'] : []);
-      for (const [pos, stream, version, type, data] of this.store.readForFold(walk)) {
-        if (this.foldOne(pos, stream, version, type, data, false)) mismatches++;
-        n++;
-        if (n % 8192 === 0) this.flushProjections();
-        else if (this.d.pending >= PROJECT_EVERY) this.applyProjections();
-        if (onProgress && n % 65536 === 0) onProgress(n, total);
-        this.counted();
+      const refuse = (r: VerifyResult): void => {
+        if (!(accepted && all)) throw new BrokenChainError(r, accepted);
+      };
+      // The chain is walked on a worker thread while this one folds (events/chain-check.ts), or,
+      // for a small log or without a worker, checked as the events are read for the fold.
+      const check = total >= this.chainThreadFrom ? ParallelChainCheck.start(this.store.path) : undefined;
+      const walk = check ? undefined : new ChainWalk(accepted && all ? undefined : refuse);
+      try {
+        // Where the tables kept stand: no checkpoint row is a ledger whose every transaction wrote them.
+        const stood = all ? 0 : this.s.projectedTo.get();
+        const kept = stood === undefined || stood > total ? total : stood;
+        recreateProjectionTables(this.db, all ? PROJECTION_TABLES : chosen.flatMap((p) => p.tables));
+        this.prepareStatements();
+        this.letGo();
+        if (!all) this.projections = new ProjectionSet(this.db, this.store.path, PROJECTIONS, (p) => (chosen.includes(p) ? 0 : kept));
+        this.d.restartIds();
+        deleteMeta(this.db, all ? ['rebuild-needed', 'run-log-needed'] : chosen.includes(runs) ? ['run-log-needed'] : []);
+        for (const [pos, stream, version, type, data] of this.store.readForFold(walk)) {
+          if (this.foldOne(pos, stream, version, type, data, false)) mismatches++;
+          n++;
+          if (n % 8192 === 0) {
+            this.flushProjections();
+            // A break the worker has found already stops the fold here, not at its end.
+            const r = check?.poll();
+            if (r && !r.ok) refuse(r);
+          } else if (this.d.pending >= PROJECT_EVERY) this.applyProjections();
+          if (onProgress && n % 65536 === 0) onProgress(n, total);
+          this.counted();
+        }
+        chain = check ? (check.wait() ?? this.store.verify()) : walk!.result();
+        if (check && !chain.ok) refuse(chain);
+        this.flushProjections();
+        for (const c of this.ctxs.values()) this.saveStream(c);
+        this.s.checkpoint.run(total);
+      } catch (e) {
+        // What a walk in the read would have said first: a break at or before the event the fold
+        // stopped at (its row did not fit, or folding it failed).
+        if (check && !(e instanceof BrokenChainError)) {
+          const r = check.wait() ?? this.verifyOrNot();
+          if (r && !r.ok && r.firstBad !== undefined && r.firstBad <= this.store.foldAt) refuse(r);
+        }
+        throw e;
+      } finally {
+        check?.stop();
       }
-      this.flushProjections();
-      for (const c of this.ctxs.values()) this.saveStream(c);
-      this.s.checkpoint.run(total);
-      chain = walk.result();
     });
     try {
       fold.immediate();
@@ -708,6 +742,15 @@ export class Ledger {
     }
     this.letGo();
     return { events: n, mismatches, chain: chain!, projections: chosen.map((p) => p.name) };
+  }
+
+  /** The hash chain walked here, for a fold that failed (undefined when the walk fails too: the fold's error is told). */
+  private verifyOrNot(): VerifyResult | undefined {
+    try {
+      return this.store.verify();
+    } catch {
+      return undefined;
+    }
   }
 
   /**
