@@ -14,11 +14,16 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
-import type { VerifyResult } from './chain.js';
+import { ChainWalk, verifyChain, walkLinks, type VerifyResult } from './chain.js';
+import type { DB } from './db.js';
 
-/** What the worker is given: the file, a shared flag (1 started, 2 answered) and the port to answer on. */
+/**
+ * What the worker is given: the file, the position to walk from (undefined: the first event), a
+ * shared flag (1 started, 2 answered; then the events walked so far) and the port to answer on.
+ */
 export interface ChainWorkerData {
   path: string;
+  from?: number | undefined;
   flag: SharedArrayBuffer;
   port: MessagePort;
 }
@@ -28,9 +33,16 @@ export type ChainWorkerMessage = { result: VerifyResult } | { error: string };
 /** Starts the worker's module with this data (the port is transferred). */
 export type StartChainWorker = (data: ChainWorkerData) => Worker;
 
+/**
+ * The worker's young generation, capped: its garbage is short-lived (a page of rows at a time),
+ * and V8's default lets it grow to ~50 MB before collecting (a worker then cost a rebuild ~67 MB
+ * of RSS, ~40 MB with the cap, for the same time).
+ */
+export const CHAIN_WORKER_LIMITS = { maxYoungGenerationSizeMb: 4 };
+
 /** A worker from the module at `url`. */
 export function chainWorkerAt(url: URL): StartChainWorker {
-  return (data) => new Worker(url, { workerData: data, transferList: [data.port] });
+  return (data) => new Worker(url, { workerData: data, transferList: [data.port], resourceLimits: CHAIN_WORKER_LIMITS });
 }
 
 /** The worker's module beside this one, compiled (tsc's layout): undefined when it is not there. */
@@ -52,8 +64,13 @@ export function setChainWorker(start: StartChainWorker | undefined): StartChainW
   return was;
 }
 
-/** How long a worker may take to start before the caller gives up on it (it walks the chain itself). */
-const START_TIMEOUT_MS = 30_000;
+/**
+ * How long a worker may show no sign of life (not started, or no more events walked: it tells
+ * every 65,536, a fraction of a second's work) before the caller gives up on it and walks the
+ * chain itself. A worker that died (its failure is told as an event, which a thread blocked in
+ * `wait` never sees) cannot hold the caller longer than this.
+ */
+const STALL_MS = 30_000;
 
 export class ParallelChainCheck {
   private answer: ChainWorkerMessage | undefined;
@@ -64,14 +81,17 @@ export class ParallelChainCheck {
     private readonly flag: Int32Array,
   ) {}
 
-  /** A worker walking the chain of the file at `path`, or undefined when none can be started. */
-  static start(path: string): ParallelChainCheck | undefined {
+  /**
+   * A worker walking the chain of the file at `path` (from position `from`, the link before it
+   * taken as stored; default the first), or undefined when none can be started.
+   */
+  static start(path: string, from?: number): ParallelChainCheck | undefined {
     if (starter === undefined || path === '' || path === ':memory:' || !existsSync(path)) return undefined;
     const { port1, port2 } = new MessageChannel();
-    const flag = new SharedArrayBuffer(4);
+    const flag = new SharedArrayBuffer(8);
     let worker: Worker;
     try {
-      worker = starter({ path, flag, port: port2 });
+      worker = starter({ path, from, flag, port: port2 });
     } catch {
       port1.close();
       return undefined;
@@ -89,15 +109,25 @@ export class ParallelChainCheck {
     return this.take();
   }
 
-  /** Blocks until the worker answers: its result, or undefined when it failed or never started. */
+  /** Blocks until the worker answers: its result, or undefined when it failed, or stalled (STALL_MS). */
   wait(): VerifyResult | undefined {
-    const started = Date.now();
+    let seen = -1;
+    let since = Date.now();
     for (;;) {
       const s = Atomics.load(this.flag, 0);
       if (s === 2) return this.take();
-      if (s === 0 && Date.now() - started > START_TIMEOUT_MS) return undefined;
+      const life = s + 2 * Atomics.load(this.flag, 1);
+      if (life !== seen) {
+        seen = life;
+        since = Date.now();
+      } else if (Date.now() - since > STALL_MS) return undefined;
       Atomics.wait(this.flag, 0, s, 100);
     }
+  }
+
+  /** The events the worker has walked so far (told every 65,536). */
+  get walked(): number {
+    return Atomics.load(this.flag, 1);
   }
 
   /** Lets the worker go (it may still be walking: a fold that failed no longer needs it). */
@@ -109,5 +139,35 @@ export class ParallelChainCheck {
   private take(): VerifyResult | undefined {
     this.answer ??= receiveMessageOnPort(this.port)?.message as ChainWorkerMessage | undefined;
     return this.answer !== undefined && 'result' in this.answer ? this.answer.result : undefined;
+  }
+}
+
+/** From this many events on, `verify` walks the second half of the log on a worker thread. */
+export const SPLIT_VERIFY_FROM = 65536;
+
+/**
+ * `verify` on two threads: a worker walks the links after position `mid` while this thread walks
+ * the others up to it. Each link needs only the stored hash before it, so the halves can be walked
+ * apart; the first break is the first half's, else the second's, and the result is the one
+ * `verifyChain` gives. When the worker does not answer, or the first half does not end at `mid`
+ * (rows missing there), this thread walks on past it.
+ */
+export function verifyInTwo(db: DB, path: string, mid: number, onProgress?: (done: number) => void): VerifyResult {
+  const check = ParallelChainCheck.start(path, mid + 1);
+  if (check === undefined) return verifyChain(db, onProgress);
+  try {
+    const walk = new ChainWalk();
+    const bad = walkLinks(db, walk, { through: mid, onProgress: onProgress && ((n) => onProgress(n + check.walked)) });
+    if (bad) return bad;
+    const second = walk.expected === mid + 1 ? check.wait() : undefined;
+    if (second !== undefined && !second.ok) return { ...second, events: walk.events + second.events };
+    if (second !== undefined) {
+      walk.events += second.events;
+      walk.prev = second.head!;
+      return walk.intact();
+    }
+    return walkLinks(db, walk, { after: mid, onProgress }) ?? walk.intact();
+  } finally {
+    check.stop();
   }
 }

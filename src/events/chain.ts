@@ -110,25 +110,58 @@ export interface VerifyResult {
  * - rows come as arrays, a page of 1024 at a time (cheaper per row than an iterator).
  */
 export function verifyChain(db: DB, onProgress?: (done: number) => void): VerifyResult {
+  const walk = new ChainWalk();
+  return walkLinks(db, walk, { onProgress }) ?? walk.intact();
+}
+
+/**
+ * The chain walked from position `from` on, the link before it taken as it is stored (its hash
+ * is not checked here): what a second thread walks while the first walks up to `from`. Undefined
+ * when there is no event before `from` (nothing to start from).
+ */
+export function verifyChainFrom(db: DB, from: number, onProgress?: (done: number) => void): VerifyResult | undefined {
+  const prev = db
+    .prepare<[number], string>('SELECT lower(hex(hash)) FROM events WHERE position = ?')
+    .pluck()
+    .get(from - 1);
+  if (prev === undefined) return undefined;
+  const walk = new ChainWalk();
+  walk.prev = prev;
+  walk.expected = from;
+  return walkLinks(db, walk, { after: from - 1, onProgress }) ?? walk.intact();
+}
+
+/** The lowest position a page can start after: every stored row, whatever its position, comes after it. */
+const BELOW_ALL = -(1n << 63n);
+
+/**
+ * Walks the links of the rows stored after position `after` (default: every row) in position
+ * order, up to and including `through` (default: the last): the first break, else undefined (the
+ * walk has moved past every row read). `onProgress` is told the walk's count every 65,536 events.
+ */
+export function walkLinks(
+  db: DB,
+  walk: ChainWalk,
+  range: { after?: number; through?: number; onProgress?: ((done: number) => void) | undefined } = {},
+): VerifyResult | undefined {
   const page = 1024;
   const stmt = db
     .prepare(`SELECT e.position, ${CHAIN_COLUMNS} FROM stored_events e WHERE e.position > ? ORDER BY e.position LIMIT ${page}`)
     .raw(true)
     .safeIntegers(false);
-  const walk = new ChainWalk();
-  // The first page starts below any position, so an event stored before position 1 is seen.
-  let after: number | bigint = -(1n << 63n);
+  const { through = Infinity, onProgress } = range;
+  let after: number | bigint = range.after ?? BELOW_ALL;
   for (;;) {
     const rows = stmt.all(after) as Array<[number, string | null, string | null, string | null, string]>;
     for (const row of rows) {
+      if (row[0] > through) return undefined;
       const bad = checkLink(db, walk, row[0], row[1], row[2], row[3], row[4]);
       if (bad) return bad;
       if (onProgress && walk.events % 65536 === 0) onProgress(walk.events);
     }
-    if (rows.length < page) break;
+    if (rows.length < page) return undefined;
     after = rows[rows.length - 1]![0];
   }
-  return walk.intact();
 }
 
 /**

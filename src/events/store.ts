@@ -12,6 +12,7 @@ import { eventName, parseStored, shown, unfitEvent } from './stored.js';
 import { decodeChecked, type DecodedEvent } from './decode.js';
 import { compactRow, importedIdParts, type OriginParts } from './compact.js';
 import { chainHash, ChainWalk, CHAIN_COLUMNS, checkLink, envelope, GENESIS, verifyChain, type VerifyResult } from './chain.js';
+import { SPLIT_VERIFY_FROM, verifyInTwo } from './chain-check.js';
 
 export class ConcurrencyError extends LedgerFault {
   readonly exitCode = 2;
@@ -493,9 +494,14 @@ export class EventStore {
     }
   }
 
-  /** Walks the hash chain from the first event (chain.ts `verifyChain`): the first position that does not fit, else intact. */
+  /**
+   * Walks the hash chain from the first event (chain.ts `verifyChain`): the first position that
+   * does not fit, else intact. A long log is walked in two halves, one on a worker thread
+   * (chain-check.ts `verifyInTwo`).
+   */
   verify(onProgress?: (done: number) => void): VerifyResult {
-    return verifyChain(this.db, onProgress);
+    const last = this.headPos;
+    return last >= SPLIT_VERIFY_FROM ? verifyInTwo(this.db, this.path, Math.floor(last / 2), onProgress) : verifyChain(this.db, onProgress);
   }
 
   streams(): StreamRow[] {

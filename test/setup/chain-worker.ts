@@ -5,9 +5,9 @@
  * worker the compiled command starts (vitest `setupFiles`).
  */
 import { Worker } from 'node:worker_threads';
-import { setChainWorker } from '../../src/events/chain-check.js';
+import { CHAIN_WORKER_LIMITS, setChainWorker } from '../../src/events/chain-check.js';
 
 const source = new URL('../../src/events/chain-worker.ts', import.meta.url).href;
 const boot = `import('tsx/esm/api').then((tsx) => { tsx.register(); return import(${JSON.stringify(source)}); })`;
 
-setChainWorker((data) => new Worker(boot, { eval: true, workerData: data, transferList: [data.port] }));
+setChainWorker((data) => new Worker(boot, { eval: true, workerData: data, transferList: [data.port], resourceLimits: CHAIN_WORKER_LIMITS }));
