@@ -109,8 +109,8 @@ export class ParallelChainCheck {
     return this.take();
   }
 
-  /** Blocks until the worker answers: its result, or undefined when it failed, or stalled (STALL_MS). */
-  wait(): VerifyResult | undefined {
+  /** Blocks until the worker answers: its result, or undefined when it failed, or stalled for `stallMs`. */
+  wait(stallMs = STALL_MS): VerifyResult | undefined {
     let seen = -1;
     let since = Date.now();
     for (;;) {
@@ -120,7 +120,7 @@ export class ParallelChainCheck {
       if (life !== seen) {
         seen = life;
         since = Date.now();
-      } else if (Date.now() - since > STALL_MS) return undefined;
+      } else if (Date.now() - since > stallMs) return undefined;
       Atomics.wait(this.flag, 0, s, 100);
     }
   }

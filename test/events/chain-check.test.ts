@@ -1,4 +1,5 @@
 import { writeFileSync } from 'node:fs';
+import { Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -90,6 +91,18 @@ describe('the hash chain walked on a worker thread (ParallelChainCheck)', () => 
     expect(() => l.rebuild()).toThrow('position 7: its content does not match the hash chain');
     expect(l.rebuild(undefined, { acceptBrokenChain: true }).chain).toEqual(l.store.verify());
     l.close();
+  });
+
+  it('gives up on a worker that shows no sign of life (one that never starts its walk, or died)', () => {
+    const path = ledgerOf(3);
+    // A worker that takes its data and does nothing with it.
+    setChainWorker((data) => new Worker('setTimeout(() => {}, 60_000)', { eval: true, workerData: data, transferList: [data.port] }));
+    const check = ParallelChainCheck.start(path)!;
+    const t = Date.now();
+    expect(check.wait(300)).toBeUndefined();
+    expect(Date.now() - t).toBeGreaterThanOrEqual(300);
+    expect(check.poll()).toBeUndefined();
+    check.stop();
   });
 
   it(`a rebuild of ${CHAIN_THREAD_FROM} events or more uses it by default, as the command line runs it: intact, then refused at a break`, async () => {
