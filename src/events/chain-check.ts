@@ -97,7 +97,7 @@ export class ParallelChainCheck {
       return undefined;
     }
     // A failure to start is told as an event, which a thread blocked in wait() never sees: the
-    // flag's timeout covers it. The event is taken here, so it is not an uncaught error.
+    // stall limit covers it. The event is taken here, so it is not an uncaught error.
     worker.on('error', () => {});
     worker.unref();
     return new ParallelChainCheck(worker, port1, new Int32Array(flag));

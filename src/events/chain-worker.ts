@@ -1,8 +1,8 @@
 /**
  * The hash chain walked on a worker thread (chain-check.ts starts it): a read-only connection to
  * the file, `verifyChain` (or `verifyChainFrom` a position: the second half of a split `verify`),
- * the result posted back. The shared flag says when it started and when
- * it answered, so that the starting thread can wait without its event loop; the answer is posted
+ * the result posted back. The shared flag says when it started, how far it got and when it
+ * answered, so that the starting thread can wait without its event loop; the answer is posted
  * whatever happens, a failure included (the starting thread then walks the chain itself).
  */
 import { workerData } from 'node:worker_threads';
