@@ -8,7 +8,7 @@ import { ParallelChainCheck, setChainWorker, verifyInTwo } from '../../src/event
 import { CHAIN_THREAD_FROM, Ledger } from '../../src/projections/ledger.js';
 import { cli } from '../cli/helpers.js';
 import { historyArb, PROFILE_NAMES, tempDb } from '../ledger/helpers.js';
-import { eventData, rawSql, rewriteEvent } from '../reliability/tamper-helpers.js';
+import { breakChainAt, rawSql } from '../reliability/tamper-helpers.js';
 
 /** A ledger of `n` events in one domain: maps of 4K pages, each unmapped by the next event. */
 function ledgerOf(n: number): string {
@@ -24,12 +24,6 @@ function ledgerOf(n: number): string {
   for (let i = 0; i < cmds.length; i += 10_000) l.appendRaw(cmds.slice(i, i + 10_000));
   l.close();
   return path;
-}
-
-/** Changes event `at` so that it still fits: the chain breaks there. */
-function breakAt(path: string, at: number): void {
-  const data = JSON.parse(eventData(path, at).data) as object;
-  rewriteEvent(path, at, { data: JSON.stringify({ ...data, who: { caller: 'tampered' } }) }, { rechain: false });
 }
 
 function verified(path: string): unknown {
@@ -51,7 +45,7 @@ describe('the hash chain walked on a worker thread (ParallelChainCheck)', () => 
   it('answers what verify answers, intact or broken', () => {
     const path = ledgerOf(300);
     for (const at of [undefined, 120]) {
-      if (at !== undefined) breakAt(path, at);
+      if (at !== undefined) breakChainAt(path, at);
       const check = ParallelChainCheck.start(path)!;
       expect(check).toBeDefined();
       const r = check.wait();
@@ -85,7 +79,7 @@ describe('the hash chain walked on a worker thread (ParallelChainCheck)', () => 
     check.stop();
     // A worker whose module cannot open the file: the rebuild's own walk finds the break.
     const path = ledgerOf(40);
-    breakAt(path, 7);
+    breakChainAt(path, 7);
     setChainWorker((data) => restore!({ ...data, path: junk }));
     const l = new Ledger(path, { chainThreadFrom: 0 });
     expect(() => l.rebuild()).toThrow('position 7: its content does not match the hash chain');
@@ -116,7 +110,7 @@ describe('the hash chain walked on a worker thread (ParallelChainCheck)', () => 
     expect(started).toBe(1);
     expect(ok.code).toBe(0);
     expect(verified(path)).toMatchObject(JSON.parse(ok.out).chain as object);
-    breakAt(path, 20_000);
+    breakChainAt(path, 20_000);
     const chain = verified(path) as { message: string };
     const r = await cli('--db', path, 'rebuild');
     expect(r.code).toBe(1);
@@ -142,7 +136,7 @@ describe('the hash chain walked on a worker thread (ParallelChainCheck)', () => 
           const last = l.lastPosition;
           l.close();
           const pos = 1 + (at % last);
-          if (harm === 'change') breakAt(path, pos);
+          if (harm === 'change') breakChainAt(path, pos);
           if (harm === 'remove') rawSql(path, 'DELETE FROM events WHERE position = ?', pos);
           // Two events trade places: the per-stream versions tell a reorder from a change.
           if (harm === 'swap' && pos < last) {

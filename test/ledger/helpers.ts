@@ -1,4 +1,4 @@
-import { mkdtempSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
@@ -7,6 +7,14 @@ import type Database from 'better-sqlite3';
 
 export function tempDb(name = 'ledger.db'): string {
   return join(mkdtempSync(join(tmpdir(), 'iommu-ledger-test-')), name);
+}
+
+/** A copy of a closed ledger file (and its WAL, if one is left), in a new folder. */
+export function copyLedger(path: string): string {
+  const to = tempDb();
+  copyFileSync(path, to);
+  if (existsSync(`${path}-wal`)) copyFileSync(`${path}-wal`, `${to}-wal`);
+  return to;
 }
 
 /** Every row of the projection tables, in a stable order, as JSON-safe values. */

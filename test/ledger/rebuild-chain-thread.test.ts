@@ -1,17 +1,8 @@
-import { copyFileSync, existsSync } from 'node:fs';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { Ledger, PROJECTION_NAMES } from '../../src/projections/ledger.js';
-import { eventData, rawSql, rewriteEvent } from '../reliability/tamper-helpers.js';
-import { historyArb, PROFILE_NAMES, projectionSnapshot, tempDb } from './helpers.js';
-
-/** A copy of a closed ledger file (and its WAL, if one is left). */
-function copyLedger(path: string): string {
-  const to = tempDb();
-  copyFileSync(path, to);
-  if (existsSync(`${path}-wal`)) copyFileSync(`${path}-wal`, `${to}-wal`);
-  return to;
-}
+import { breakChainAt, rawSql, rewriteEvent } from '../reliability/tamper-helpers.js';
+import { copyLedger, historyArb, PROFILE_NAMES, projectionSnapshot, tempDb } from './helpers.js';
 
 /**
  * What was done to the file behind the ledger's back: an event changed so that it still fits (the
@@ -33,12 +24,7 @@ function harm(path: string, h: Harm, events: number): void {
   if (h.kind === 'remove') return rawSql(path, 'DELETE FROM events WHERE position = ?', pos(h.at));
   // Made unfit with the chain computed again from it: only a change breaks the chain.
   if (h.kind === 'unfit' || h.kind === 'unfit+change') rewriteEvent(path, pos(h.at), { data: '{"body":{}}' });
-  if (h.kind === 'change' || h.kind === 'unfit+change') {
-    // Another caller named: the event still fits (a fold goes on past it), its hash no longer does.
-    const at = pos('at2' in h ? h.at2 : h.at);
-    const data = JSON.parse(eventData(path, at).data) as { who?: object };
-    rewriteEvent(path, at, { data: JSON.stringify({ ...data, who: { caller: 'tampered' } }) }, { rechain: false });
-  }
+  if (h.kind === 'change' || h.kind === 'unfit+change') breakChainAt(path, pos('at2' in h ? h.at2 : h.at));
 }
 
 /** What a rebuild gave: its result and every projection row, or the error it stopped with. */

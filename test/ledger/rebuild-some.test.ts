@@ -1,10 +1,9 @@
-import { copyFileSync, existsSync } from 'node:fs';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { Ledger, LedgerError, PROJECTION_NAMES } from '../../src/projections/ledger.js';
 import { PROJECTIONS, rebuildSet } from '../../src/projections/registry.js';
 import { runsFromLog } from '../../src/projections/runlog.js';
-import { historyArb, PROFILE_NAMES, projectionSnapshot, tempDb } from './helpers.js';
+import { copyLedger, historyArb, PROFILE_NAMES, projectionSnapshot, tempDb } from './helpers.js';
 
 /**
  * Every projection row, the run snapshots' blobs, the runs the run log gives at every position
@@ -28,14 +27,6 @@ function everything(l: Ledger): unknown {
     run_snapshots: blobs('SELECT * FROM run_snapshots ORDER BY domain, position'),
     streams: blobs('SELECT name, version, max_span, invalidations, invalidated_bytes, destroyed_at FROM streams ORDER BY id'),
   };
-}
-
-/** A copy of a closed ledger file (and its WAL, if one is left). */
-function copyLedger(path: string): string {
-  const to = tempDb();
-  copyFileSync(path, to);
-  if (existsSync(`${path}-wal`)) copyFileSync(`${path}-wal`, `${to}-wal`);
-  return to;
 }
 
 const damage = ['none', 'drop', 'empty'] as const;

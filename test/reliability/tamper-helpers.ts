@@ -65,6 +65,15 @@ export function rewriteEvent(db: string, position: number, change: { data?: stri
   if (opts.rechain ?? true) rechain(db, position);
 }
 
+/**
+ * Breaks the hash chain at an event that still fits: another caller named in its data, the hash
+ * left as it was (a fold goes on past it; verify and rebuild stop there).
+ */
+export function breakChainAt(db: string, position: number): void {
+  const data = JSON.parse(eventData(db, position).data) as object;
+  rewriteEvent(db, position, { data: JSON.stringify({ ...data, who: { caller: 'tampered' } }) }, { rechain: false });
+}
+
 /** The stored data of an event. */
 export function eventData(db: string, position: number): { type: string; id: string; data: string } {
   return withRaw(
