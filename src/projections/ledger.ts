@@ -693,6 +693,8 @@ export class Ledger {
       // for a small log or without a worker, checked as the events are read for the fold.
       const check = total >= this.chainThreadFrom ? ParallelChainCheck.start(this.store.path) : undefined;
       const walk = check ? undefined : new ChainWalk(accepted && all ? undefined : refuse);
+      // No event read yet: a failure before the fold (recreating the tables) comes before any break.
+      this.store.foldAt = 0;
       try {
         // Where the tables kept stand: no checkpoint row is a ledger whose every transaction wrote them.
         const stood = all ? 0 : this.s.projectedTo.get();
