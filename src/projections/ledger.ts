@@ -19,7 +19,7 @@ import { encodeMapBody, encodeUnmapBody } from '../events/encode.js';
 import { derivedId, importedId } from '../events/compact.js';
 import { decodeBody, type MapFields, type UnmapFields } from '../events/decode.js';
 import { DomainReplay, replayMap, replayUnmap, type ReplayedDomain } from '../events/replay.js';
-import { ChainWalk, type VerifyResult } from '../events/chain.js';
+import { ChainWalk, verifyChain, type VerifyResult } from '../events/chain.js';
 import { ParallelChainCheck } from '../events/chain-check.js';
 import { ConcurrencyError, EventStore } from '../events/store.js';
 import { unfitEvent } from '../events/stored.js';
@@ -717,7 +717,8 @@ export class Ledger {
           if (onProgress && n % 65536 === 0) onProgress(n, total);
           this.counted();
         }
-        chain = check ? (check.wait() ?? this.store.verify()) : walk!.result();
+        // A worker that did not answer: the chain walked here (not by another worker, as `verify` would).
+        chain = check ? (check.wait() ?? verifyChain(this.db)) : walk!.result();
         if (check && !chain.ok) refuse(chain);
         this.flushProjections();
         for (const c of this.ctxs.values()) this.saveStream(c);
@@ -749,7 +750,7 @@ export class Ledger {
   /** The hash chain walked here, for a fold that failed (undefined when the walk fails too: the fold's error is told). */
   private verifyOrNot(): VerifyResult | undefined {
     try {
-      return this.store.verify();
+      return verifyChain(this.db);
     } catch {
       return undefined;
     }
